@@ -1,0 +1,67 @@
+"""convmatrix: convolution and transposed convolution as explicit sparse matrices.
+
+``C @ x`` is the convolution, ``C.T @ y`` the transposed convolution, with PyTorch's,
+scipy.signal's and MATLAB's exact semantics.  Heavy or optional parts (SymPy, Dask,
+matplotlib, torch) load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._validate import MatrixTooLargeError
+from .geometry import Geometry
+from .matrices import (
+    conv_matrix,
+    conv_nnz,
+    conv_output_shape,
+    conv_transpose_matrix,
+    conv_transpose_output_shape,
+    convolution_matrix,
+    correlation_matrix,
+)
+
+__version__ = "0.1.0"
+
+# public names provided by lazily imported modules: name -> module
+_LAZY = {
+    "ConvOperator": "operator",
+    "ConvTransposeOperator": "operator",
+    "apply": "operator",
+    "singular_values": "spectral",
+    "spectral_norm": "spectral",
+    "dot_test": "verify",
+    "check_conv": "verify",
+    "check_transpose": "verify",
+    "sweep": "verify",
+    "Report": "verify",
+    "symbolic": None,
+    "verify": None,
+    "plotting": None,
+}
+
+__all__ = [
+    "MatrixTooLargeError",
+    "Geometry",
+    "conv_matrix",
+    "conv_nnz",
+    "conv_output_shape",
+    "conv_transpose_matrix",
+    "conv_transpose_output_shape",
+    "convolution_matrix",
+    "correlation_matrix",
+    *[name for name, mod in _LAZY.items() if mod is not None],
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        mod = _LAZY[name]
+        module = importlib.import_module(f".{mod or name}", __name__)
+        return module if mod is None else getattr(module, name)
+    raise AttributeError(f"module 'convmatrix' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

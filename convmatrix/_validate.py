@@ -1,0 +1,200 @@
+"""Argument normalisation and every user-facing error message.
+
+Every public entry point funnels its arguments through the helpers here, so that
+the rules (and the wording of the errors) live in exactly one place.  Nothing in
+this module builds a matrix.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MatrixTooLargeError",
+    "PADDING_MODES",
+    "SPARSE_FORMATS",
+    "as_int",
+    "int_tuple",
+    "input_shape_tuple",
+    "padding_spec",
+    "padding_mode_name",
+    "kernel_array",
+    "result_dtype",
+    "sparse_format",
+    "default_max_bytes",
+    "check_max_bytes",
+]
+
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
+PADDING_STRINGS = ("valid", "same", "same_lower", "full")
+SPARSE_FORMATS = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
+
+
+class MatrixTooLargeError(MemoryError):
+    """Raised before allocation when a matrix is predicted to exceed ``max_bytes``."""
+
+
+def _describe(value: Any) -> str:
+    """A short, unambiguous rendering of what the user passed."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def as_int(value: Any, name: str, *, minimum: int | None = None, rule: str | None = None) -> int:
+    """Return ``value`` as a Python int, rejecting bools, floats, NaN and strings.
+
+    ``minimum`` is the smallest allowed value; ``rule`` the wording used in the error.
+    """
+    if rule is None:
+        rule = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+            if isinstance(value, float) and math.isnan(value):
+                raise ValueError(f"{name} must be {rule}; got nan")
+        raise TypeError(f"{name} must be {rule}; got {_describe(value)} of type {type(value).__name__}")
+    out = int(value)
+    if minimum is not None and out < minimum:
+        raise ValueError(f"{name} must be {rule}; got {out}")
+    return out
+
+
+def int_tuple(value: Any, ndim: int, name: str, *, minimum: int | None = 1) -> tuple[int, ...]:
+    """Normalise an int-or-sequence argument to one int per spatial axis."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a sequence of {ndim} ints; got {value!r}")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (numbers.Integral, np.integer)) or isinstance(value, (bool, float)):
+        v = as_int(value, name, minimum=minimum)
+        return (v,) * ndim
+    if not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be an int or a sequence of {ndim} ints; got {_describe(value)}")
+    items = list(value)
+    if len(items) != ndim:
+        raise ValueError(
+            f"{name} must be an int or have one entry per spatial axis ({ndim}); got {len(items)} entries: {_describe(value)}"
+        )
+    return tuple(as_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(items))
+
+
+def input_shape_tuple(input_shape: Any, name: str = "input_shape") -> tuple[int, ...]:
+    """Validate a spatial shape: a non-empty sequence of positive ints (an int means 1-D)."""
+    if isinstance(input_shape, (numbers.Integral, np.integer)) and not isinstance(input_shape, (bool, np.bool_)):
+        input_shape = (input_shape,)
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a sequence of positive ints; got {_describe(input_shape)}")
+    items = list(input_shape)
+    if not items:
+        raise ValueError(f"{name} must have at least one spatial axis; got {_describe(input_shape)}")
+    return tuple(as_int(v, f"{name}[{i}]", minimum=1) for i, v in enumerate(items))
+
+
+def padding_mode_name(padding_mode: Any, *, allowed: Sequence[str] = PADDING_MODES) -> str:
+    if not isinstance(padding_mode, str):
+        raise TypeError(f"padding_mode must be one of {', '.join(map(repr, allowed))}; got {_describe(padding_mode)}")
+    if padding_mode not in allowed:
+        raise ValueError(f"padding_mode must be one of {', '.join(map(repr, allowed))}; got {padding_mode!r}")
+    return padding_mode
+
+
+def padding_spec(padding: Any, ndim: int) -> str | tuple[tuple[int, int], ...]:
+    """Normalise ``padding`` to a string keyword or one ``(before, after)`` pair per axis."""
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(
+                f"padding must be an int, one int or (before, after) pair per axis, or one of "
+                f"{', '.join(map(repr, PADDING_STRINGS))}; got {padding!r}"
+            )
+        return padding
+    if isinstance(padding, np.ndarray) and padding.ndim == 0:
+        padding = padding.item()
+    if isinstance(padding, (numbers.Number, np.bool_)):
+        p = as_int(padding, "padding", minimum=0)
+        return ((p, p),) * ndim
+    if not isinstance(padding, (Sequence, np.ndarray)):
+        raise TypeError(f"padding must be an int, a sequence, or a string; got {_describe(padding)}")
+    items = list(padding)
+    if len(items) != ndim:
+        raise ValueError(
+            f"padding must be an int or have one entry (int or (before, after) pair) per spatial axis ({ndim}); "
+            f"got {len(items)} entries: {_describe(padding)}"
+        )
+    pairs = []
+    for i, item in enumerate(items):
+        if isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes)):
+            pair = list(item)
+            if len(pair) != 2:
+                raise ValueError(f"padding[{i}] must be an int or a (before, after) pair; got {_describe(item)}")
+            b = as_int(pair[0], f"padding[{i}][0]", minimum=0)
+            a = as_int(pair[1], f"padding[{i}][1]", minimum=0)
+            pairs.append((b, a))
+        else:
+            p = as_int(item, f"padding[{i}]", minimum=0)
+            pairs.append((p, p))
+    return tuple(pairs)
+
+
+def kernel_array(kernel: Any, name: str = "kernel") -> np.ndarray:
+    """Convert the kernel to an ndarray with a numeric dtype scipy.sparse supports."""
+    if isinstance(kernel, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array; got {kernel!r}")
+    try:
+        arr = np.asarray(kernel)
+    except Exception as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a numeric array; got {_describe(kernel)} ({exc})") from None
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iufc":
+        raise TypeError(f"{name} must have a numeric dtype (integer, float or complex); got dtype {arr.dtype}")
+    if arr.dtype == np.float16:
+        raise TypeError(f"{name} dtype float16 is not supported by scipy.sparse; convert it to float32")
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis; got a scalar")
+    if 0 in arr.shape:
+        raise ValueError(f"{name} must have at least one element along every axis; got shape {arr.shape}")
+    return arr
+
+
+def result_dtype(kernel: np.ndarray, dtype: Any) -> np.dtype:
+    """The matrix dtype: the kernel's unless ``dtype`` is given (a lossless-kind cast only)."""
+    if dtype is None:
+        return kernel.dtype
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a numpy dtype; got {_describe(dtype)}") from None
+    if out.kind not in "iufc" or out == np.float16:
+        raise TypeError(f"dtype must be an integer, float32/float64 or complex dtype; got {out}")
+    if not np.can_cast(kernel.dtype, out, casting="same_kind"):
+        raise TypeError(f"dtype {out} cannot hold the kernel's dtype {kernel.dtype} (e.g. complex -> real)")
+    return out
+
+
+def sparse_format(fmt: Any) -> str:
+    if not isinstance(fmt, str) or fmt not in SPARSE_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(map(repr, SPARSE_FORMATS))}; got {_describe(fmt)}")
+    return fmt
+
+
+def default_max_bytes() -> int:
+    """Half of the machine's physical memory (8 GiB if it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def check_max_bytes(max_bytes: Any) -> int | None:
+    if max_bytes is None:
+        return None
+    return as_int(max_bytes, "max_bytes", minimum=1)

@@ -1,0 +1,451 @@
+"""Public sparse builders: validate -> Geometry -> engine.  No index arithmetic lives here."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _validate as V
+from ._build import build_csr, check_budget
+from .geometry import Geometry, conv_geometry, conv_transpose_geometry
+
+__all__ = [
+    "conv_output_shape",
+    "conv_transpose_output_shape",
+    "conv_matrix",
+    "conv_transpose_matrix",
+    "convolution_matrix",
+    "correlation_matrix",
+    "conv_nnz",
+    "scipy_geometry",
+]
+
+_AUTO = "auto"
+_BOUNDARIES = {"fill": "zeros", "pad": "zeros", "wrap": "circular", "circular": "circular",
+               "symm": "symmetric", "symmetric": "symmetric"}
+_MODES = ("full", "same", "valid")
+_CONVENTIONS = ("scipy", "matlab")
+
+
+def _budget(max_bytes: Any) -> int | None:
+    return V.default_max_bytes() if isinstance(max_bytes, str) and max_bytes == _AUTO else V.check_max_bytes(max_bytes)
+
+
+def _shape_arg(shape: Any, name: str) -> tuple[int, ...]:
+    return V.input_shape_tuple(shape, name)
+
+
+def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: str, max_bytes: Any, what: str) -> sp.sparray:
+    fmt = V.sparse_format(fmt)
+    check_budget(geom, dtype, _budget(max_bytes), what)
+    out = build_csr(geom, weight, dtype)
+    return out if fmt == "csr" else out.asformat(fmt)
+
+
+# ----------------------------------------------------------------------------- shapes
+def conv_output_shape(
+    input_shape: Any, kernel_shape: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> tuple[int, ...]:
+    """Spatial output shape of ``torch.nn.functional.conv{d}d`` for this geometry.
+
+    Parameters
+    ----------
+    input_shape : int or sequence of int
+        Spatial input shape ``(n_0, ..., n_{d-1})``.
+    kernel_shape : sequence of int
+        Spatial kernel shape, or PyTorch's weight shape ``(C_out, C_in/groups, *k)``.
+    stride, dilation : int or sequence of int
+    padding : int, sequence, or ``"valid" | "same" | "same_lower" | "full"``
+
+    Notes
+    -----
+    Per axis ``o = floor((n + p_before + p_after - d*(k-1) - 1) / s) + 1``.
+
+    Examples
+    --------
+    >>> conv_output_shape((5, 5), (3, 3))
+    (3, 3)
+    >>> conv_output_shape((2, 2), (3, 3), padding="full")   # the seed's full convolution
+    (4, 4)
+    >>> conv_output_shape((7,), (3,), stride=2, padding="same")
+    (4,)
+    """
+    ks = _shape_arg(kernel_shape, "kernel_shape")
+    return conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation).output_shape
+
+
+def conv_transpose_output_shape(
+    input_shape: Any,
+    kernel_shape: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+) -> tuple[int, ...]:
+    """Spatial output shape of ``torch.nn.functional.conv_transpose{d}d``.
+
+    Notes
+    -----
+    Per axis ``o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1`` with output padding
+    ``0 <= a < max(s, d)`` (PyTorch's rule).
+
+    Examples
+    --------
+    >>> conv_transpose_output_shape((2, 2), (4, 4), stride=3)   # seed: (2-1)*3 + 4 = 7
+    (7, 7)
+    >>> conv_transpose_output_shape((3, 3), (3, 3), stride=2, padding=1)
+    (5, 5)
+    >>> conv_transpose_output_shape((3,), (3,), stride=2, padding=1, output_padding=1)
+    (6,)
+    """
+    ks = _shape_arg(kernel_shape, "kernel_shape")
+    return conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding,
+                                   output_padding=output_padding, dilation=dilation).output_shape
+
+
+def conv_nnz(
+    kernel_shape: Any,
+    input_shape: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    padding_mode: str = "zeros",
+    transpose: bool = False,
+    output_padding: Any = 0,
+    output_shape: Any = None,
+) -> int:
+    """Exact number of stored entries of ``conv_matrix`` (or ``conv_transpose_matrix``), without building.
+
+    Every kernel tap counts as a stored entry; taps that a boundary mode folds onto the same
+    input are one entry.
+
+    Examples
+    --------
+    >>> conv_nnz((3, 3), (5, 5))                 # 9 outputs x 9 taps
+    81
+    >>> conv_nnz((3, 3), (5, 5), padding=1)      # 25 rows, edges lose taps
+    169
+    >>> conv_nnz((3,), (4,), transpose=True, stride=2)
+    12
+    """
+    ks = _shape_arg(kernel_shape, "kernel_shape")
+    if transpose:
+        if padding_mode != "zeros":
+            V.padding_mode_name(padding_mode, allowed=("zeros",))
+        geom = conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, output_padding=output_padding,
+                                       dilation=dilation, groups=groups, output_shape=output_shape)
+    else:
+        geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode)
+    return geom.nnz
+
+
+# ----------------------------------------------------------------------------- PyTorch family
+def conv_matrix(
+    kernel: Any,
+    input_shape: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    padding_mode: str = "zeros",
+    flip: bool = False,
+    dtype: Any = None,
+    format: str = "csr",
+    max_bytes: Any = _AUTO,
+) -> sp.sparray:
+    """Sparse matrix ``C`` of ``torch.nn.functional.conv{d}d``: ``C @ x.ravel() == conv(x).ravel()``.
+
+    Parameters
+    ----------
+    kernel : array_like
+        Spatial kernel (one channel in, one out) or PyTorch weight ``(C_out, C_in/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial input shape; its length is the number of spatial dimensions (any).
+    stride, dilation : int or sequence of int, keyword-only
+    padding : int, sequence of int or ``(before, after)`` pairs, or str
+        ``"valid"``, ``"same"`` (TF/JAX SAME, odd element after), ``"same_lower"``, ``"full"``.
+    groups : int
+    padding_mode : {"zeros", "circular", "reflect", "replicate", "symmetric"}
+        As PyTorch (``F.pad`` in that mode, then a valid convolution); ``"symmetric"`` is numpy's.
+    flip : bool
+        ``True`` rotates the kernel 180 degrees: true convolution as in MATLAB and the seed.
+    dtype : dtype, optional
+        Defaults to the kernel's (integer kernels give exact integer matrices).
+    format : str
+        Any scipy sparse format (default ``"csr"``); the result is a sparse *array*.
+    max_bytes : int or None
+        Refuse (``MatrixTooLargeError``) a matrix predicted larger; default: half the RAM.
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        Shape ``(C_out * prod(output_shape), C_in * prod(input_shape))``.
+
+    Notes
+    -----
+    Entry formula (one channel, per axis ``a``)::
+
+        C[j, i] = sum over taps t with fold(j_a*s_a + t_a*d_a - p_before_a) == i_a of w[t]
+
+    where ``fold`` drops the tap for ``"zeros"`` and maps it into the input for the other modes.
+    Shapes:
+
+    ============  ===============================  =============================
+    vector        shape (C order)                  length
+    ============  ===============================  =============================
+    ``x``         ``(C_in, *input_shape)``         ``C.shape[1]``
+    ``C @ x``     ``(C_out, *output_shape)``       ``C.shape[0]``
+    ============  ===============================  =============================
+
+    A 1-D valid cross-correlation with ``w = [a, b, c]`` on 5 inputs is Toeplitz::
+
+        [a b c . .]
+        [. a b c .]
+        [. . a b c]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> C = conv_matrix([1, 2, 3], (5,))
+    >>> C.toarray()
+    array([[1, 2, 3, 0, 0],
+           [0, 1, 2, 3, 0],
+           [0, 0, 1, 2, 3]])
+    >>> x = np.arange(5)
+    >>> bool(np.array_equal(C @ x, np.correlate(x, [1, 2, 3], "valid")))
+    True
+    >>> bool(np.array_equal(conv_matrix([1, 2, 3], (5,), flip=True, padding="full") @ x,
+    ...                     np.convolve(x, [1, 2, 3])))
+    True
+    """
+    k = V.kernel_array(kernel)
+    out_dtype = V.result_dtype(k, dtype)
+    if not isinstance(flip, (bool, np.bool_)):
+        raise TypeError(f"flip must be a bool; got {flip!r}")
+    geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                         padding_mode=padding_mode)
+    weight = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
+    if flip:
+        weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
+    return _finish(geom, weight, out_dtype, format, max_bytes, "conv_matrix")
+
+
+def conv_transpose_matrix(
+    kernel: Any,
+    input_shape: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    output_shape: Any = None,
+    padding_mode: str = "zeros",
+    dtype: Any = None,
+    format: str = "csr",
+    max_bytes: Any = _AUTO,
+) -> sp.sparray:
+    """Sparse matrix of ``torch.nn.functional.conv_transpose{d}d`` (the transposed convolution).
+
+    ``conv_transpose_matrix(w, n, ...) == conv_matrix(w, N, ...).T`` where ``N`` is the transposed
+    output shape: the transposed convolution *is* the transpose of the convolution.
+
+    Parameters
+    ----------
+    kernel : array_like
+        Spatial kernel or PyTorch's transposed weight ``(C_in, C_out/groups, *k)``.
+    input_shape : sequence of int
+        Spatial shape of the transposed convolution's input.
+    output_padding : int or sequence
+        Extra size at the end of each axis, ``0 <= a < stride or < dilation`` (PyTorch).
+    output_shape : sequence of int, optional
+        Wanted spatial output shape; derives ``output_padding`` (PyTorch's ``output_size``).
+    padding_mode : {"zeros"}
+        Only zeros, as PyTorch.
+
+    Notes
+    -----
+    Per axis ``o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1``; entry
+    ``C[i, j] = w[t]`` when ``i == j*s + t*d - p_before`` (one copy of the kernel per input pixel,
+    placed at stride ``s``, overlaps added: the seed's "fusion").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> T = conv_transpose_matrix(np.ones((4, 4)), (2, 2), stride=3)   # the seed: 2x2 -> 7x7
+    >>> T.shape
+    (49, 4)
+    >>> (T @ np.ones(4)).reshape(7, 7)[3]     # column 4 of each row gets two kernel copies
+    array([2., 2., 2., 4., 2., 2., 2.])
+    >>> C = conv_matrix(np.ones((4, 4)), (7, 7), stride=3)
+    >>> bool((C.T != T).nnz == 0)
+    True
+    """
+    k = V.kernel_array(kernel)
+    out_dtype = V.result_dtype(k, dtype)
+    V.padding_mode_name(padding_mode, allowed=("zeros",))
+    geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
+                                   dilation=dilation, groups=groups, output_shape=output_shape)
+    g, nd = geom.groups, geom.ndim
+    # (C_in, C_out/g, *k) -> engine layout (C_out, C_in/g, *k), taps flipped to match the row maps
+    w = k.reshape((g, geom.in_per_group, geom.out_per_group) + geom.kernel_shape).swapaxes(1, 2)
+    w = w.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
+    w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+    return _finish(geom, w, out_dtype, format, max_bytes, "conv_transpose_matrix")
+
+
+# ----------------------------------------------------------------------------- scipy / MATLAB family
+def scipy_geometry(
+    kernel_shape: tuple[int, ...], input_shape: tuple[int, ...], mode: str, boundary: str, convention: str
+) -> Geometry:
+    """Geometry of ``scipy.signal.convolve`` (true convolution, kernel flipped by the caller)."""
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ValueError(f"mode must be one of 'full', 'same', 'valid'; got {mode!r}")
+    if not isinstance(boundary, str) or boundary not in _BOUNDARIES:
+        raise ValueError(f"boundary must be one of 'fill', 'wrap', 'symm'; got {boundary!r}")
+    if not isinstance(convention, str) or convention not in _CONVENTIONS:
+        raise ValueError(f"convention must be 'scipy' or 'matlab'; got {convention!r}")
+    if len(kernel_shape) != len(input_shape):
+        raise ValueError(
+            f"kernel must have as many dims as input_shape ({len(input_shape)}); got kernel shape {kernel_shape}"
+        )
+    pads = []
+    if mode == "valid":
+        bigger = [n >= k for n, k in zip(input_shape, kernel_shape)]
+        smaller = [k >= n for n, k in zip(input_shape, kernel_shape)]
+        if not (all(bigger) or all(smaller)):
+            raise ValueError(
+                f"mode='valid' needs the input to be at least as large as the kernel in every dimension, or the "
+                f"kernel at least as large as the input in every dimension; got input_shape {input_shape} and "
+                f"kernel shape {kernel_shape}"
+            )
+    for n, k in zip(input_shape, kernel_shape):
+        if mode == "full":
+            start, length = 0, n + k - 1
+        elif mode == "same":
+            start, length = ((k - 1) // 2 if convention == "scipy" else k // 2), n
+        else:  # scipy swaps the operands when the kernel is the larger one; no boundary is read
+            start, length = min(n, k) - 1, abs(n - k) + 1
+        pb = k - 1 - start
+        pads.append((pb, length + k - 1 - n - pb))
+    # 'valid' never reads the boundary (when swapped, the padding only surrounds the smaller operand)
+    bmode = "zeros" if mode == "valid" else _BOUNDARIES[boundary]
+    return conv_geometry(kernel_shape, input_shape, padding=tuple(pads), padding_mode=bmode, wide_padding=True)
+
+
+def _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillvalue, dtype, format, max_bytes,
+                  correlate: bool, what: str):
+    k = V.kernel_array(kernel)
+    out_dtype = V.result_dtype(k, dtype)
+    shape = V.input_shape_tuple(input_shape)
+    if order not in ("C", "F"):
+        raise ValueError(f"order must be 'C' (row-major ravel) or 'F' (MATLAB's column-major X(:)); got {order!r}")
+    if fillvalue != 0:
+        raise ValueError(f"fillvalue must be 0 (a nonzero fill makes the map affine, not linear); got {fillvalue!r}")
+    if k.ndim != len(shape):
+        raise ValueError(f"kernel must have as many dims as input_shape ({len(shape)}); got kernel shape {k.shape}")
+    if correlate:
+        # scipy conjugates the kernel; correlate2d (convention="matlab") does not when 'valid' swaps the
+        # operands (it conjugates the input instead, which for real input leaves the kernel as is)
+        swapped = mode == "valid" and all(kk >= n for kk, n in zip(k.shape, shape)) and k.shape != shape
+        if k.dtype.kind == "c" and not (convention == "matlab" and swapped):
+            k = np.conj(k)
+    else:
+        k = k[(slice(None, None, -1),) * k.ndim]  # true convolution = correlation with the rotated kernel
+    if order == "F":  # column-major ravel == row-major ravel of the axis-reversed arrays
+        shape, k = shape[::-1], k.transpose()
+    geom = scipy_geometry(k.shape, shape, mode, boundary, convention)
+    return _finish(geom, k.reshape((1, 1) + k.shape), out_dtype, format, max_bytes, what)
+
+
+def convolution_matrix(
+    kernel: Any,
+    input_shape: Any,
+    mode: str = "full",
+    *,
+    boundary: str = "fill",
+    convention: str = "scipy",
+    order: str = "C",
+    fillvalue: Any = 0,
+    dtype: Any = None,
+    format: str = "csr",
+    max_bytes: Any = _AUTO,
+) -> sp.sparray:
+    """Sparse matrix of ``scipy.signal.convolve`` / MATLAB ``conv2``/``convn``, any number of dims.
+
+    ``C @ x.ravel(order)`` equals ``scipy.signal.convolve(x, kernel, mode).ravel(order)``; in 2-D it
+    also equals ``scipy.signal.convolve2d(x, kernel, mode, boundary)``.
+
+    Parameters
+    ----------
+    kernel : array_like
+        N-D kernel, same number of dims as ``input_shape`` (may be larger than the input).
+    input_shape : sequence of int
+    mode : {"full", "same", "valid"}
+    boundary : {"fill", "wrap", "symm"}
+        Zero fill, periodic, or mirror-with-edge extension (scipy's ``convolve2d``), in any dims.
+    convention : {"scipy", "matlab"}
+        ``"matlab"``: ``"same"`` keeps the central part as ``conv2`` does (start ``k//2`` of the
+        full result instead of scipy's ``(k-1)//2``; they differ for even kernels).  ``"valid"``
+        with a kernel larger than the input follows scipy (operands swapped, ``|n-k|+1``) in both
+        conventions, where MATLAB would return an empty array.
+    order : {"C", "F"}
+        Ravel order of ``x`` and ``y``; ``"F"`` is MATLAB's ``X(:)``, so
+        ``convolution_matrix(H, (m, n), order="F")`` is ``convmtx2(H, m, n)``.
+
+    Notes
+    -----
+    ``y[i] = sum_j x[j] * h[i - j + start]`` with ``start`` = 0 (full), the centring offset (same)
+    or ``min(n,k)-1`` (valid), per axis; out-of-range ``x`` read through ``boundary``.
+    Output lengths: full ``n+k-1``, same ``n``, valid ``|n-k|+1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> u = np.array([-1, 2, 3, -2, 0, 1, 2]); v = np.array([2, 4, -1, 1])
+    >>> convolution_matrix(v, (7,), "same", convention="matlab") @ u    # MATLAB's doc example
+    array([15,  5, -9,  7,  6,  7, -1])
+    >>> bool(np.array_equal(convolution_matrix(v, (7,)) @ u, np.convolve(u, v)))
+    True
+    """
+    return _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillvalue, dtype, format, max_bytes,
+                         correlate=False, what="convolution_matrix")
+
+
+def correlation_matrix(
+    kernel: Any,
+    input_shape: Any,
+    mode: str = "full",
+    *,
+    boundary: str = "fill",
+    convention: str = "scipy",
+    order: str = "C",
+    fillvalue: Any = 0,
+    dtype: Any = None,
+    format: str = "csr",
+    max_bytes: Any = _AUTO,
+) -> sp.sparray:
+    """Sparse matrix of ``scipy.signal.correlate`` (``convention="matlab"``: ``correlate2d``/``filter2``).
+
+    Complex kernels are conjugated, as scipy does.  For even kernels scipy's ``correlate`` and
+    ``correlate2d`` centre ``"same"`` differently (scipy#1968): ``"scipy"`` follows ``correlate``,
+    ``"matlab"`` follows ``correlate2d`` (MATLAB's ``filter2``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> x = np.arange(6.0); h = np.array([1.0, -1.0])
+    >>> bool(np.allclose(correlation_matrix(h, (6,), "same") @ x, signal.correlate(x, h, "same")))
+    True
+    """
+    return _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillvalue, dtype, format, max_bytes,
+                         correlate=True, what="correlation_matrix")
