@@ -138,28 +138,33 @@ def _fill_box(geom, weight, inner, in_strides, sp_ptr, per_channel, data, indice
     corner = sum(l * st for l, st in zip(lo, o_strides))
     base = int(sp_ptr[corner])
     row_steps = [int(sp_ptr[corner + st] - base) if m > 1 else 0 for m, st in zip(sizes, o_strides)]
-    k_total = math.prod(kshape)
-    entry_steps = [k_total] + [math.prod(kshape[a + 1 :]) for a in range(nd)]
-    shape = (c_out, *sizes, cg, *kshape)
-    steps = (per_channel, *row_steps, *entry_steps)
+    # rows that are neighbours along the last axis are adjacent in memory (every box row holds
+    # row_len entries), so the last axis and the entries merge into one contiguous run per line
+    row_len = cg * math.prod(kshape)
+    run = sizes[-1] * row_len
+    shape = (c_out, *sizes[:-1], run)
+    steps = (per_channel, *row_steps[:-1], 1)
     dview = np.lib.stride_tricks.as_strided(data[base:], shape, [s * data.itemsize for s in steps], writeable=True)
     iview = np.lib.stride_tricks.as_strided(indices[base:], shape, [s * indices.itemsize for s in steps],
                                             writeable=True)
-    dview[...] = weight.reshape((c_out,) + (1,) * nd + weight.shape[1:])
-    # column = channel offset + sum_a cols_a[lo_a, t_a]*stride_a  (entry part, small)
-    #        + sum_a (j_a - lo_a)*delta_a*stride_a                  (row part, one value per row)
+    lead = (c_out,) + (1,) * (nd - 1)
+    tile = np.broadcast_to(weight.reshape(c_out, 1, row_len), (c_out, sizes[-1], row_len))
+    dview[...] = tile.reshape(lead + (run,))
+    # column = channel offset + sum_a cols_a[lo_a, t_a]*stride_a  (per entry of a row)
+    #        + sum_a (j_a - lo_a)*delta_a*stride_a                  (per row)
     n_in = math.prod(geom.input_shape)
     ent = (((np.arange(c_out) // og) * cg)[:, None] + np.arange(cg)[None, :]).astype(np.int64) * n_in
     ent = ent.reshape((c_out, cg) + (1,) * nd)
     rowpart = np.zeros((), dtype=np.int64)
     for a, ((_, _, first, delta), st) in enumerate(zip(inner, in_strides)):
         ent = ent + (first.astype(np.int64) * st).reshape((1, 1) + (1,) * a + (-1,) + (1,) * (nd - a - 1))
-        rowpart = np.add.outer(rowpart, np.arange(sizes[a], dtype=np.int64) * (delta * st))
-    np.add(
-        rowpart.astype(itype).reshape((1, *sizes) + (1,) * (nd + 1)),
-        ent.astype(itype).reshape((c_out,) + (1,) * nd + (cg, *kshape)),
-        out=iview,
-    )
+        if a < nd - 1:
+            rowpart = np.add.outer(rowpart, np.arange(sizes[a], dtype=np.int64) * (delta * st))
+    _, _, _, delta_last = inner[-1]
+    last = ent.reshape(c_out, 1, row_len) + (np.arange(sizes[-1], dtype=np.int64) * (delta_last * in_strides[-1]))[
+        None, :, None
+    ]
+    np.add(rowpart.astype(itype).reshape((1, *sizes[:-1], 1)), last.astype(itype).reshape(lead + (run,)), out=iview)
 
 
 def _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, row_list) -> None:

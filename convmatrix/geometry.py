@@ -98,13 +98,13 @@ class Axis:
     out: int  # length of the axis in the result vector
     transposed: bool = False
 
-    def index_map(self) -> np.ndarray:
+    def index_map(self, rows: np.ndarray | None = None) -> np.ndarray:
         """``(out, k)`` int64 array: input index of each (output position, tap), -1 if dropped.
 
         For a transposed axis the taps are listed flipped (tap ``t`` is kernel index ``k-1-t``),
-        which makes every row increasing.
+        which makes every row increasing.  ``rows`` restricts the map to those output positions.
         """
-        j = np.arange(self.out, dtype=np.int64)[:, None]
+        j = (np.arange(self.out, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64))[:, None]
         t = np.arange(self.k, dtype=np.int64)[None, :]
         if not self.transposed:
             return fold_index(j * self.s + t * self.d - self.pad[0], self.n, self.mode)
@@ -149,8 +149,21 @@ class Axis:
         return cols, assign, count
 
     def entries(self) -> int:
-        """Stored entries contributed along this axis: sum over rows of distinct valid inputs."""
-        return int(self.slots()[2].sum())
+        """Stored entries contributed along this axis: sum over rows of distinct valid inputs.
+
+        Computed without materialising the map of a long axis: rows whose taps all fall inside
+        the input contribute ``k`` each; only the boundary rows are mapped.
+        """
+        if self.transposed:  # same entries as the forward axis it transposes (input o, output n)
+            return Axis(self.out, self.k, self.s, self.d, self.pad, "zeros", self.n).entries()
+        lo = min(self.out, -(-self.pad[0] // self.s))
+        hi = (self.n - 1 + self.pad[0] - (self.k - 1) * self.d) // self.s + 1
+        hi = max(lo, min(self.out, hi))
+        edge = np.concatenate([np.arange(lo), np.arange(hi, self.out)])
+        idx = self.index_map(edge)
+        srt = np.sort(np.where(idx >= 0, idx, -1), axis=1)
+        distinct = (srt >= 0) & np.concatenate([np.ones((len(edge), 1), bool), srt[:, 1:] != srt[:, :-1]], axis=1)
+        return (hi - lo) * self.k + int(distinct.sum())
 
 
 # ----------------------------------------------------------------------------- N-D geometry
@@ -222,7 +235,9 @@ class Geometry:
     @property
     def nnz(self) -> int:
         """Exact number of stored entries (every kernel tap counted as structurally nonzero)."""
-        per_axis = math.prod(int(c.sum()) for _, _, c in self.axis_slots())
+        if "nnz_axes" not in self._cache:
+            self._cache["nnz_axes"] = [ax.entries() for ax in self.axes()]
+        per_axis = math.prod(self._cache["nnz_axes"])
         return self.out_channels * self.in_per_group * per_axis
 
     def index_dtype(self) -> np.dtype:
