@@ -11,7 +11,9 @@ duplicates, so the result is in canonical CSR form without a sort.
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,26 +46,63 @@ def _one_hot(assign: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
     return (assign[:, None, :] == np.arange(k)[None, :, None]).astype(dtype)
 
 
-def _interior(cols: np.ndarray, assign: np.ndarray | None, count: np.ndarray) -> tuple[int, int, np.ndarray, int]:
-    """Longest run ``[lo, hi)`` of output positions whose taps are all kept, unfolded and affine in ``j``.
+@dataclass(frozen=True)
+class _Run:
+    """Output positions ``start + step*m`` (``m < length``) of one axis that share one tap pattern.
 
-    Returns ``(lo, hi, cols[lo], delta)`` with ``cols[j] == cols[lo] + (j - lo) * delta`` on the run
-    (``hi == lo`` when there is none).
+    Every row of the run keeps the taps ``taps`` unfolded, and their input indices are
+    ``first + m*delta``; so row pointers and columns are affine in ``m``.
     """
-    k = cols.shape[1]
-    full = count == k
-    if assign is not None:
-        full &= np.all(assign == np.arange(k)[None, :], axis=1)
-    if not full.any():
-        return 0, 0, cols[0], 0
-    edges = np.diff(np.concatenate([[0], full.astype(np.int8), [0]]))
-    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    best = int(np.argmax(stops - starts))
-    lo, hi = int(starts[best]), int(stops[best])
-    delta = int(cols[lo + 1, 0] - cols[lo, 0]) if hi - lo > 1 else 0
-    if hi - lo > 1 and not np.array_equal(cols[lo:hi], cols[lo] + delta * np.arange(hi - lo)[:, None]):
-        return 0, 0, cols[0], 0
-    return lo, hi, cols[lo], delta
+
+    start: int
+    step: int
+    length: int
+    taps: np.ndarray
+    first: np.ndarray
+    delta: int
+
+
+def _runs(cols: np.ndarray, assign: np.ndarray | None, count: np.ndarray, step: int) -> list[_Run]:
+    """Regular runs of one axis: for each residue mod ``step``, the longest affine stretch.
+
+    ``step`` is 1 for a convolution axis and the stride for a transposed one (whose tap pattern
+    repeats with period ``s``).  Positions in no run go through the general path.
+    """
+    out_len, k = cols.shape
+    valid = cols >= 0
+    if assign is not None:  # only unfolded rows (each tap its own slot) can be regular
+        plain = np.all((assign == np.arange(k)[None, :]) | (assign < 0), axis=1)
+    else:
+        plain = np.ones(out_len, dtype=bool)
+    ptr = np.concatenate([[0], np.cumsum(count)])
+    runs = []
+    for r in range(min(step, out_len)):  # loop over residues (at most the stride)
+        pos = np.arange(r, out_len, step)
+        if pos.size < 2:
+            continue
+        mid = pos[(pos.size - 1) // 2]
+        pat = valid[mid]
+        if not pat.any():
+            continue
+        taps = np.flatnonzero(pat)
+        good = plain[pos] & np.all(valid[pos] == pat[None, :], axis=1)
+        c = cols[pos][:, taps]
+        m0 = (pos.size - 1) // 2
+        delta = int(c[m0 + 1, 0] - c[m0, 0])
+        period = int(ptr[pos[m0 + 1]] - ptr[pos[m0]])
+        pair = (
+            good[:-1] & good[1:]
+            & np.all(c[1:] - c[:-1] == delta, axis=1)
+            & (ptr[pos[1:]] - ptr[pos[:-1]] == period)
+        )
+        if not pair.any():
+            continue
+        edges = np.diff(np.concatenate([[0], pair.astype(np.int8), [0]]))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        best = int(np.argmax(stops - starts))
+        m_lo, m_hi = int(starts[best]), int(stops[best]) + 1  # rows m_lo..m_hi-1 of the progression
+        runs.append(_Run(int(pos[m_lo]), step, m_hi - m_lo, taps, c[m_lo].astype(np.int64), delta))
+    return runs
 
 
 def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
@@ -104,13 +143,16 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_arr
     data = np.empty(nnz, dtype=dtype)
     indices = np.empty(nnz, dtype=itype)
 
-    inner = [_interior(c, a, n) for c, a, n in slots]
-    if all(hi > lo for lo, hi, _, _ in inner):
-        _fill_box(geom, weight, inner, in_strides, sp_ptr, per_channel, data, indices)
+    steps = geom.stride if geom.kind == "conv_transpose" else (1,) * nd
+    runs = [_runs(c, a, n, st) for (c, a, n), st in zip(slots, steps)]
+    if all(runs):
+        for combo in itertools.product(*runs):  # at most prod(stride) boxes
+            _fill_box(geom, weight, combo, in_strides, sp_ptr, per_channel, data, indices)
         in_box = np.ones((), dtype=bool)
-        for (lo, hi, _, _), o in zip(inner, oshape):
+        for axis_runs, o in zip(runs, oshape):
             m = np.zeros(o, dtype=bool)
-            m[lo:hi] = True
+            for run in axis_runs:
+                m[run.start : run.start + run.step * run.length : run.step] = True
             in_box = np.logical_and.outer(in_box, m)
         shell = np.flatnonzero(~in_box.ravel())
         del in_box
@@ -126,45 +168,55 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_arr
     return out
 
 
-def _fill_box(geom, weight, inner, in_strides, sp_ptr, per_channel, data, indices) -> None:
-    """Write the interior box through strided views (rows with every tap kept are affine)."""
+def _fill_box(geom, weight, box, in_strides, sp_ptr, per_channel, data, indices) -> None:
+    """Write one box (a product of per-axis runs) through strided views of data and indices."""
     nd = geom.ndim
-    oshape, kshape = geom.output_shape, geom.kernel_shape
+    oshape = geom.output_shape
     cg, og, c_out = geom.in_per_group, geom.out_per_group, geom.out_channels
     itype = indices.dtype
-    lo = [b[0] for b in inner]
-    sizes = [b[1] - b[0] for b in inner]
+    sizes = [run.length for run in box]
     o_strides = [math.prod(oshape[a + 1 :]) for a in range(nd)]
-    corner = sum(l * st for l, st in zip(lo, o_strides))
+    corner = sum(run.start * st for run, st in zip(box, o_strides))
     base = int(sp_ptr[corner])
-    row_steps = [int(sp_ptr[corner + st] - base) if m > 1 else 0 for m, st in zip(sizes, o_strides)]
-    # rows that are neighbours along the last axis are adjacent in memory (every box row holds
-    # row_len entries), so the last axis and the entries merge into one contiguous run per line
-    row_len = cg * math.prod(kshape)
-    run = sizes[-1] * row_len
-    shape = (c_out, *sizes[:-1], run)
-    steps = (per_channel, *row_steps[:-1], 1)
+    row_steps = [
+        int(sp_ptr[corner + run.step * st] - base) if run.length > 1 else 0 for run, st in zip(box, o_strides)
+    ]
+    kept = [run.taps.size for run in box]
+    row_len = cg * math.prod(kept)
+    w = weight[np.ix_(np.arange(c_out), np.arange(cg), *[run.taps for run in box])]
+    if box[-1].step == 1:
+        # neighbours along the last axis are adjacent in memory (each holds row_len entries):
+        # the last axis and the entries merge into one contiguous run per line
+        run_len = sizes[-1] * row_len
+        shape = (c_out, *sizes[:-1], run_len)
+        steps = (per_channel, *row_steps[:-1], 1)
+        lead = (c_out,) + (1,) * (nd - 1)
+        tile = np.broadcast_to(w.reshape(c_out, 1, row_len), (c_out, sizes[-1], row_len)).reshape(lead + (run_len,))
+    else:
+        shape = (c_out, *sizes, row_len)
+        steps = (per_channel, *row_steps, 1)
+        lead = (c_out,) + (1,) * nd
+        tile = w.reshape(lead + (row_len,))
     dview = np.lib.stride_tricks.as_strided(data[base:], shape, [s * data.itemsize for s in steps], writeable=True)
     iview = np.lib.stride_tricks.as_strided(indices[base:], shape, [s * indices.itemsize for s in steps],
                                             writeable=True)
-    lead = (c_out,) + (1,) * (nd - 1)
-    tile = np.broadcast_to(weight.reshape(c_out, 1, row_len), (c_out, sizes[-1], row_len))
-    dview[...] = tile.reshape(lead + (run,))
-    # column = channel offset + sum_a cols_a[lo_a, t_a]*stride_a  (per entry of a row)
-    #        + sum_a (j_a - lo_a)*delta_a*stride_a                  (per row)
+    dview[...] = tile
+    # column = channel offset + sum_a first_a[t_a]*stride_a  (per entry of a row)
+    #        + sum_a m_a*delta_a*stride_a                     (per row)
     n_in = math.prod(geom.input_shape)
     ent = (((np.arange(c_out) // og) * cg)[:, None] + np.arange(cg)[None, :]).astype(np.int64) * n_in
     ent = ent.reshape((c_out, cg) + (1,) * nd)
+    moves = []  # per axis: column shift of each row of the run
+    for a, (run, st) in enumerate(zip(box, in_strides)):
+        ent = ent + (run.first * st).reshape((1, 1) + (1,) * a + (-1,) + (1,) * (nd - a - 1))
+        moves.append(np.arange(run.length, dtype=np.int64) * (run.delta * st))
+    ent = ent.reshape(c_out, row_len)
+    if box[-1].step == 1:  # the last axis' shift goes into the per-line entry table
+        ent = (ent[:, None, :] + moves.pop()[None, :, None]).reshape(c_out, -1)
     rowpart = np.zeros((), dtype=np.int64)
-    for a, ((_, _, first, delta), st) in enumerate(zip(inner, in_strides)):
-        ent = ent + (first.astype(np.int64) * st).reshape((1, 1) + (1,) * a + (-1,) + (1,) * (nd - a - 1))
-        if a < nd - 1:
-            rowpart = np.add.outer(rowpart, np.arange(sizes[a], dtype=np.int64) * (delta * st))
-    _, _, _, delta_last = inner[-1]
-    last = ent.reshape(c_out, 1, row_len) + (np.arange(sizes[-1], dtype=np.int64) * (delta_last * in_strides[-1]))[
-        None, :, None
-    ]
-    np.add(rowpart.astype(itype).reshape((1, *sizes[:-1], 1)), last.astype(itype).reshape(lead + (run,)), out=iview)
+    for mv in moves:
+        rowpart = np.add.outer(rowpart, mv)
+    np.add(rowpart.astype(itype).reshape((1, *rowpart.shape, 1)), ent.astype(itype).reshape(lead + (-1,)), out=iview)
 
 
 def _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, row_list) -> None:
