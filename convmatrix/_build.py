@@ -1,12 +1,18 @@
 """Engine of the sparse builders: CSR straight from the geometry's per-axis index maps.
 
-For every row (output channel, output position) the candidate entries are the
-Cartesian product, over spatial axes, of that axis' slots (distinct input indices
-of the output position), times the input channels of the row's group.  Column
-indices and values are produced chunk by chunk with broadcast arithmetic and
-written in place into the final ``data``/``indices`` arrays, whose sizes are known
-exactly in advance from :attr:`Geometry.nnz`; rows come out sorted and without
-duplicates, so the result is in canonical CSR form without a sort.
+For every row (output channel, output position) the entries are the Cartesian product,
+over spatial axes, of that axis' slots (distinct input indices of the output position),
+times the input channels of the row's group.  ``data``/``indices``/``indptr`` are
+allocated once at their exact final size (:attr:`Geometry.nnz`) and filled in place:
+
+* *regular boxes*: along each axis, output positions whose taps all read the input
+  unfolded form runs (step 1, or the stride for a transposed axis) on which row pointers
+  and columns are affine, so a product of runs is written through one strided view of
+  ``data`` and one of ``indices`` (this is nearly all of a large matrix);
+* *the shell*: the remaining boundary rows go through a general masked path, in chunks
+  of rows, which also sums taps that a boundary mode folds onto the same input.
+
+Rows come out sorted and without duplicates: canonical CSR without a sort.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ import scipy.sparse as sp
 from ._validate import MatrixTooLargeError
 from .geometry import Geometry
 
-__all__ = ["build_csr", "check_budget", "CHUNK_ENTRIES"]
+__all__ = ["build_csr", "check_budget"]
 
-#: candidate entries handled per chunk (bounds temporary memory to a few tens of MB)
-CHUNK_ENTRIES = 1 << 19
+#: candidate entries handled per chunk of the general path (bounds its temporaries to tens of MB)
+_CHUNK_ENTRIES = 1 << 19
 
 
 def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str) -> None:
@@ -111,9 +117,7 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_arr
     ``weight[c, i, t...]`` multiplies input channel ``group(c)*in_per_group + i`` at the input
     index the geometry's maps give for tap ``t``.
 
-    Rows inside the *interior box* (output positions whose every tap reads the input unfolded) have
-    affine row pointers and columns, so their entries are written through one strided view of
-    ``data``/``indices`` each; the remaining boundary rows go through the general masked path.
+    Regular boxes are written through strided views, the boundary shell by :func:`_fill_rows`.
     """
     nd = geom.ndim
     rows, ncols = geom.shape
@@ -231,7 +235,7 @@ def _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, ro
     valid_tabs = [c >= 0 for c, _, _ in slots]
     hot = [None if asg is None else _one_hot(asg, c.shape[1], dtype) for c, asg, _ in slots]
     cand = cg * math.prod(geom.kernel_shape)
-    step = max(1, CHUNK_ENTRIES // max(cand, 1))
+    step = max(1, _CHUNK_ENTRIES // max(cand, 1))
     ci = np.arange(cg, dtype=itype)
     total = rows if row_list is None else row_list.size
 
