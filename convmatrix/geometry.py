@@ -304,14 +304,19 @@ def conv_geometry(
     if c_out % g:
         raise ValueError(f"groups must divide out_channels; got groups={g} and out_channels (kernel.shape[0])={c_out}")
     pad = V.padding_spec(padding, nd)
-    if isinstance(pad, str):
-        if pad == "valid":
-            pad = ((0, 0),) * nd
-        elif pad == "full":
-            pad = tuple((di * (ki - 1),) * 2 for ki, di in zip(kshape, d))
-        else:
-            pad = tuple(same_padding(n, k, si, di, lower=(pad == "same_lower")) for n, k, si, di in zip(shape, kshape, s, d))
-    _check_boundary_width(pad, shape, mode, wide_padding)
+    keyword = pad if isinstance(pad, str) else None
+    if keyword == "valid":
+        pad = ((0, 0),) * nd
+    elif keyword == "full":
+        pad = tuple((di * (ki - 1),) * 2 for ki, di in zip(kshape, d))
+    elif keyword is not None:
+        pad = tuple(same_padding(n, k, si, di, lower=(keyword == "same_lower")) for n, k, si, di in zip(shape, kshape, s, d))
+    try:
+        _check_boundary_width(pad, shape, mode, wide_padding)
+    except ValueError as exc:
+        if keyword is None:
+            raise
+        raise ValueError(f"padding={keyword!r} cannot be honoured with padding_mode={mode!r}: {exc}") from None
     out = []
     for ax, (n, k, si, di, (b, a)) in enumerate(zip(shape, kshape, s, d, pad)):
         o = conv_output_size(n, k, si, b, a, di)
