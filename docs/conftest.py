@@ -1,0 +1,59 @@
+"""Doctest set-up for the Markdown pages in docs/ (run by ``pytest --doctest-glob='*.md'``).
+
+Every ``>>>`` example in the pages runs on every CI run.  Examples that need an optional
+dependency (PyTorch, matplotlib, dask) are *skipped one by one* when it is not installed, so a
+page stays checked as far as the installed packages allow instead of being skipped whole.  An
+example needs a dependency when its source mentions the module (``torch``, ``F.conv``,
+``matplotlib``, ``dask``) or reads a variable that a skipped example assigned.  CI installs
+all of them, so nothing is skipped there.
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import importlib.util
+import re
+
+import pytest
+
+_OPTIONAL = {
+    "torch": re.compile(r"\btorch\b|\bF\.(conv|pad|max_unpool)"),
+    "matplotlib": re.compile(r"\bmatplotlib\b|\bplt\.|\bplotting\b"),
+    "dask": re.compile(r"\bdask\b"),
+}
+
+
+def _missing() -> list[str]:
+    return [name for name in _OPTIONAL if importlib.util.find_spec(name) is None]
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names read, names assigned) by an example's source."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set(), set()
+    read, stored = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (stored if isinstance(node.ctx, ast.Store) else read).add(node.id)
+    return read, stored
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = _missing()
+    if not missing:
+        return
+    for item in items:
+        test = getattr(item, "dtest", None)
+        if test is None or not str(getattr(item, "path", "")).endswith(".md"):
+            continue
+        tainted: set[str] = set()  # names whose value came from a skipped example
+        for example in test.examples:
+            read, stored = _names(example.source)
+            if any(_OPTIONAL[name].search(example.source) for name in missing) or read & tainted:
+                example.options[doctest.SKIP] = True
+                tainted |= stored
+            else:
+                tainted -= stored
