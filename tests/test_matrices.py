@@ -1,0 +1,944 @@
+"""Independent tests of the sparse builders (convmatrix.matrices).
+
+Every matrix is compared with a reference that shares no code with convmatrix: the naive loops of
+``tests/reference.py`` (turned into dense matrices column by column), PyTorch (when installed),
+scipy.signal, and numbers printed in MATLAB's / the seed article's documentation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from scipy import signal
+
+import convmatrix as cm
+from reference import (
+    brute_output_size,
+    conv_transpose_fusion,
+    conv_transpose_zero_insertion,
+    correlate_nd,
+    dense_matrix,
+    full_convolve,
+    resolve_padding,
+    scipy_convolve,
+    scipy_correlate,
+)
+
+MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
+NONZERO_MODES = MODES[1:]
+PAD_STRINGS = ("valid", "same", "same_lower", "full")
+FORMATS = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
+
+
+# ============================================================================ helpers
+def _rtol(dtype) -> float:
+    return 1e-5 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-12
+
+
+def _flip(w, nd):
+    return w[(Ellipsis,) + (slice(None, None, -1),) * nd]
+
+
+def positive_kernel(shape, rng, dtype=np.int64):
+    """Integer weights 1..9: the dense reference's nonzero pattern is then the matrix structure."""
+    return rng.integers(1, 10, size=shape).astype(dtype)
+
+
+def random_kernel(shape, rng, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        return rng.integers(-5, 6, size=shape).astype(dtype)
+    w = rng.standard_normal(shape)
+    if dtype.kind == "c":
+        w = w + 1j * rng.standard_normal(shape)
+    return w.astype(dtype)
+
+
+def assert_canonical_csr(C) -> None:
+    """Sorted column indices in every row, no duplicates, consistent indptr (checked, not trusted)."""
+    indptr = C.indptr.astype(np.int64)
+    indices = C.indices.astype(np.int64)
+    assert indptr[0] == 0 and indptr[-1] == indices.size
+    assert np.all(np.diff(indptr) >= 0)
+    row = np.repeat(np.arange(C.shape[0]), np.diff(indptr))
+    same_row = row[1:] == row[:-1]
+    assert np.all(np.diff(indices)[same_row] > 0), "column indices not strictly increasing within a row"
+    assert indices.size == 0 or (indices.min() >= 0 and indices.max() < C.shape[1])
+
+
+def assert_matrix(C, M, *, exact: bool, structure: bool, dtype=None) -> None:
+    """C (sparse builder) against M (dense reference)."""
+    assert isinstance(C, sp.csr_array), type(C)
+    assert C.shape == M.shape, (C.shape, M.shape)
+    if dtype is not None:
+        assert C.dtype == np.dtype(dtype), (C.dtype, dtype)
+    assert_canonical_csr(C)
+    A = C.toarray()
+    if exact:
+        np.testing.assert_array_equal(A, M)
+    else:
+        rtol = _rtol(C.dtype)
+        scale = max(1.0, float(np.abs(M).max(initial=0.0)))
+        np.testing.assert_allclose(A, M, rtol=rtol, atol=rtol * scale)
+    if structure:  # positive kernel: structural entries == nonzeros of the reference
+        nz = M != 0
+        assert C.nnz == int(nz.sum())
+        r, c = C.nonzero()
+        assert np.all(nz[r, c])
+
+
+def _with_channels(kernel, input_shape):
+    """(kernel array, number of spatial dims, kernel in PyTorch weight layout with channel axes)."""
+    kernel = np.asarray(kernel)
+    nd = len(input_shape)
+    return kernel, nd, (kernel[None, None] if kernel.ndim == nd else kernel)
+
+
+def conv_rule_error(input_shape, kshape, stride, padding, dilation, mode):
+    """The message fragment the builder must raise for an impossible geometry, else None."""
+    pairs = resolve_padding(padding, input_shape, kshape, stride, dilation)
+    nd = len(input_shape)
+    s = stride if isinstance(stride, tuple) else (stride,) * nd
+    d = dilation if isinstance(dilation, tuple) else (dilation,) * nd
+    for n, (b, a) in zip(input_shape, pairs):
+        if mode == "circular" and max(b, a) > n:
+            return "circular padding must not be wider than the input"
+        if mode == "reflect" and max(b, a) >= n:
+            return "reflect padding must be smaller than the input size"
+    for ax, (n, k, (b, a)) in enumerate(zip(input_shape, kshape, pairs)):
+        if brute_output_size(n, k, s[ax], b, a, d[ax]) < 1:
+            return "kernel is larger than the padded input"
+    return None
+
+
+def check_conv(kernel, input_shape, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+               flip=False, dtype=None, exact=True, structure=True):
+    """conv_matrix vs correlate_nd (dense, column by column); also conv_nnz and conv_output_shape."""
+    kernel, nd, w = _with_channels(kernel, input_shape)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    err = conv_rule_error(input_shape, w.shape[2:], stride, padding, dilation, padding_mode)
+    if err is not None:
+        with pytest.raises(ValueError, match=err):
+            cm.conv_matrix(kernel, input_shape, flip=flip, **kw)
+        with pytest.raises(ValueError, match=err):
+            cm.conv_nnz(kernel.shape, input_shape, **kw)
+        return None
+    C = cm.conv_matrix(kernel, input_shape, flip=flip, dtype=dtype, **kw)
+    wr = _flip(w, nd) if flip else w
+    ref_dtype = np.int64 if kernel.dtype.kind in "iu" and exact else np.complex128
+    M = dense_matrix(lambda x: correlate_nd(x, wr, stride, padding, dilation, groups, padding_mode),
+                     (w.shape[1] * groups,) + tuple(input_shape), dtype=ref_dtype)
+    if ref_dtype == np.complex128 and kernel.dtype.kind != "c" and np.dtype(dtype or kernel.dtype).kind != "c":
+        M = M.real
+    assert_matrix(C, M, exact=exact, structure=structure, dtype=dtype or kernel.dtype)
+    assert cm.conv_nnz(kernel.shape, input_shape, **kw) == C.nnz
+    out = correlate_nd(np.zeros((w.shape[1] * groups,) + tuple(input_shape)), np.zeros(w.shape), stride, padding,
+                       dilation, groups, padding_mode).shape[1:]
+    if padding_mode == "zeros":
+        assert cm.conv_output_shape(input_shape, kernel.shape, stride=stride, padding=padding,
+                                    dilation=dilation) == out
+    return C
+
+
+def transpose_rule_error(input_shape, kshape, stride, padding, output_padding, dilation):
+    nd = len(input_shape)
+    s = stride if isinstance(stride, tuple) else (stride,) * nd
+    d = dilation if isinstance(dilation, tuple) else (dilation,) * nd
+    a = output_padding if isinstance(output_padding, tuple) else (output_padding,) * nd
+    pairs = resolve_padding(padding, input_shape, kshape, s, d)
+    for ax in range(nd):
+        if not (a[ax] < s[ax] or a[ax] < d[ax]):
+            return "output_padding must be smaller than either stride or dilation"
+        o = (input_shape[ax] - 1) * s[ax] - sum(pairs[ax]) + d[ax] * (kshape[ax] - 1) + a[ax] + 1
+        if o < 1:
+            return "padding is too large"
+    return None
+
+
+def assert_exact_transpose(T, C) -> None:
+    """T == C.T to the last bit: same shape, same stored indices, same values."""
+    Ct = sp.csr_array(C.T)
+    Ct.sort_indices()
+    assert T.shape == Ct.shape
+    assert np.array_equal(T.indptr, Ct.indptr)
+    assert np.array_equal(T.indices, Ct.indices)
+    assert np.array_equal(T.data, Ct.data)
+
+
+def check_conv_transpose(kernel, input_shape, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                         exact=True, structure=True):
+    """conv_transpose_matrix vs the fusion reference, conv_nnz, output shape, and the exact transpose."""
+    kernel, nd, w = _with_channels(kernel, input_shape)
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    err = transpose_rule_error(input_shape, w.shape[2:], stride, padding, output_padding, dilation)
+    if err is not None:
+        with pytest.raises(ValueError, match=err):
+            cm.conv_transpose_matrix(kernel, input_shape, **kw)
+        return None
+    T = cm.conv_transpose_matrix(kernel, input_shape, **kw)
+    ref_dtype = np.int64 if exact else np.float64
+    M = dense_matrix(lambda x: conv_transpose_fusion(x, w, stride, padding, output_padding, dilation, groups),
+                     (w.shape[0],) + tuple(input_shape), dtype=ref_dtype)
+    assert_matrix(T, M, exact=exact, structure=structure, dtype=kernel.dtype)
+    assert cm.conv_nnz(kernel.shape, input_shape, transpose=True, **kw) == T.nnz
+    out = conv_transpose_fusion(np.zeros((w.shape[0],) + tuple(input_shape)), np.zeros(w.shape), stride, padding,
+                                output_padding, dilation, groups).shape[1:]
+    assert cm.conv_transpose_output_shape(input_shape, kernel.shape, stride=stride, padding=padding,
+                                          output_padding=output_padding, dilation=dilation) == out
+    # the transposed convolution is the transpose of the convolution on the output shape; when
+    # output_padding >= stride (allowed if < dilation) that convolution has extra output rows
+    C = cm.conv_matrix(kernel, out, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    conv_out = cm.conv_output_shape(out, kernel.shape, stride=stride, padding=padding, dilation=dilation)
+    if conv_out != tuple(input_shape):
+        c_vec = (C.shape[0] // math.prod(conv_out),)
+        keep = np.zeros(c_vec + conv_out, dtype=bool)
+        keep[(slice(None),) + tuple(slice(0, n) for n in input_shape)] = True
+        C = C[np.flatnonzero(keep.ravel())]
+    assert_exact_transpose(T, C)
+    return T
+
+
+# ============================================================================ conv_matrix tables
+@pytest.mark.parametrize("padding", [0, 2, [(1, 0)], [(0, 3)], *PAD_STRINGS])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_conv_1d_geometry_table(n, k, stride, dilation, padding):
+    rng = np.random.default_rng(n * 1000 + k * 100 + stride * 10 + dilation)
+    check_conv(positive_kernel((k,), rng), (n,), stride=stride, padding=padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("padding_mode", NONZERO_MODES)
+@pytest.mark.parametrize("padding", [1, [(2, 0)], [(0, 3)], "same", "same_lower", "full"])
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_conv_1d_padding_mode_table(n, k, stride, dilation, padding, padding_mode):
+    rng = np.random.default_rng(n * 1000 + k * 100 + stride * 10 + dilation)
+    check_conv(positive_kernel((k,), rng), (n,), stride=stride, padding=padding, dilation=dilation,
+               padding_mode=padding_mode)
+
+
+@pytest.mark.parametrize("padding", [0, (1, 2), ((0, 1), (2, 0)), *PAD_STRINGS])
+@pytest.mark.parametrize("dilation", [1, (1, 2), (3, 1)])
+@pytest.mark.parametrize("stride", [1, (2, 1), 3])
+@pytest.mark.parametrize("kshape", [(1, 1), (2, 3), (3, 3)])
+@pytest.mark.parametrize("input_shape", [(1, 1), (2, 3), (5, 4), (6, 7)])
+def test_conv_2d_geometry_table(input_shape, kshape, stride, dilation, padding):
+    rng = np.random.default_rng(sum(input_shape) * 100 + sum(kshape))
+    check_conv(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("padding_mode", NONZERO_MODES)
+@pytest.mark.parametrize("padding", [1, (1, 2), ((0, 2), (1, 0)), "same", "full"])
+@pytest.mark.parametrize("dilation", [1, (1, 2)])
+@pytest.mark.parametrize("stride", [1, (2, 1)])
+@pytest.mark.parametrize("kshape", [(2, 3), (3, 3)])
+@pytest.mark.parametrize("input_shape", [(2, 3), (5, 4), (6, 7)])
+def test_conv_2d_padding_mode_table(input_shape, kshape, stride, dilation, padding, padding_mode):
+    rng = np.random.default_rng(sum(input_shape) * 100 + sum(kshape))
+    check_conv(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding, dilation=dilation,
+               padding_mode=padding_mode)
+
+
+@pytest.mark.parametrize("padding_mode", MODES)
+@pytest.mark.parametrize("padding", [0, (1, 0, 2), "same", "full"])
+@pytest.mark.parametrize("dilation", [1, (2, 1, 1)])
+@pytest.mark.parametrize("stride", [1, (1, 2, 3)])
+@pytest.mark.parametrize("kshape", [(1, 2, 2), (2, 2, 3)])
+@pytest.mark.parametrize("input_shape", [(1, 2, 3), (4, 3, 5)])
+def test_conv_3d_table(input_shape, kshape, stride, dilation, padding, padding_mode):
+    rng = np.random.default_rng(sum(input_shape) * 100 + sum(kshape))
+    check_conv(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding, dilation=dilation,
+               padding_mode=padding_mode)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "replicate"])
+def test_conv_4d(padding_mode):
+    rng = np.random.default_rng(4)
+    C = check_conv(positive_kernel((2, 1, 2, 1, 2, 2), rng), (3, 2, 3, 3), stride=(1, 2, 1, 2),
+                   padding=((1, 0), 0, (0, 1), 1), dilation=(1, 1, 2, 1), padding_mode=padding_mode)
+    assert C.shape == (2 * 3 * 1 * 2 * 2, 1 * 3 * 2 * 3 * 3)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular"])
+@pytest.mark.parametrize("padding", [0, "same"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("input_shape, kshape", [((7,), (3,)), ((4, 5), (2, 3))])
+@pytest.mark.parametrize("c_in, c_out, groups", [(1, 1, 1), (2, 3, 1), (4, 6, 2), (3, 3, 3), (6, 4, 2), (4, 8, 4)])
+def test_conv_channels_groups(c_in, c_out, groups, input_shape, kshape, stride, padding, padding_mode):
+    rng = np.random.default_rng(c_in * 10 + c_out)
+    w = positive_kernel((c_out, c_in // groups) + kshape, rng)
+    C = check_conv(w, input_shape, stride=stride, padding=padding, groups=groups, padding_mode=padding_mode)
+    assert C.shape[1] == c_in * math.prod(input_shape)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128, np.int16, np.int32, np.int64])
+@pytest.mark.parametrize("input_shape, kshape, padding_mode", [
+    ((9,), (4,), "reflect"), ((5, 6), (3, 2), "symmetric"), ((3, 4, 3), (2, 3, 2), "circular")])
+def test_conv_dtypes_and_flip(dtype, flip, input_shape, kshape, padding_mode):
+    rng = np.random.default_rng(7)
+    w = random_kernel(kshape, rng, dtype)
+    exact = np.dtype(dtype).kind in "iu"
+    check_conv(w, input_shape, padding="same", stride=2, padding_mode=padding_mode, flip=flip, exact=exact,
+               structure=False)
+
+
+@pytest.mark.parametrize("kernel_dtype, dtype", [
+    (np.int64, np.float64), (np.int32, np.float32), (np.float32, np.float64), (np.float64, np.complex128),
+    (np.float32, np.complex64), (np.int8, np.int64)])
+def test_conv_dtype_argument(kernel_dtype, dtype):
+    rng = np.random.default_rng(8)
+    w = random_kernel((3, 3), rng, kernel_dtype)
+    check_conv(w, (5, 4), padding=1, dtype=dtype, exact=np.dtype(dtype).kind in "iu", structure=False)
+
+
+def test_integer_kernel_gives_exact_integer_matrix():
+    w = np.array([[2**40, -3], [5, 2**41 + 1]], dtype=np.int64)  # not representable in float32
+    C = cm.conv_matrix(w, (3, 3), padding="same", padding_mode="replicate")
+    assert C.dtype == np.int64
+    M = dense_matrix(lambda x: correlate_nd(x, w[None, None], padding="same", padding_mode="replicate"), (1, 3, 3),
+                     dtype=np.int64)
+    np.testing.assert_array_equal(C.toarray(), M)
+
+
+def test_complex_kernel_not_conjugated():
+    w = np.array([1 + 2j, 3 - 1j, -1j])
+    C = cm.conv_matrix(w, (4,))
+    np.testing.assert_array_equal(C.toarray()[0, :3], w)
+
+
+def test_flip_is_true_convolution_matches_numpy():
+    rng = np.random.default_rng(3)
+    x, h = rng.standard_normal(7), rng.standard_normal(4)
+    C = cm.conv_matrix(h, (7,), flip=True, padding="full")
+    np.testing.assert_allclose(C @ x, np.convolve(x, h), rtol=1e-12, atol=1e-12)
+
+
+# ============================================================================ conv_transpose tables
+@pytest.mark.parametrize("output_padding", [0, 1, 3])
+@pytest.mark.parametrize("padding", [0, 1, [(2, 0)]])
+@pytest.mark.parametrize("dilation", [1, 3])
+@pytest.mark.parametrize("stride", [1, 2, 4])
+@pytest.mark.parametrize("k", [1, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_conv_transpose_1d_table(n, k, stride, dilation, padding, output_padding):
+    rng = np.random.default_rng(n * 100 + k * 10 + stride)
+    check_conv_transpose(positive_kernel((k,), rng), (n,), stride=stride, padding=padding,
+                         output_padding=output_padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("output_padding", [0, (1, 0), (0, 2)])
+@pytest.mark.parametrize("padding", [0, (1, 2), ((1, 0), (0, 2))])
+@pytest.mark.parametrize("dilation", [1, (2, 1)])
+@pytest.mark.parametrize("stride", [1, (2, 3), 3])
+@pytest.mark.parametrize("kshape", [(1, 1), (2, 3), (4, 4)])
+@pytest.mark.parametrize("input_shape", [(1, 1), (2, 3), (3, 2)])
+def test_conv_transpose_2d_table(input_shape, kshape, stride, dilation, padding, output_padding):
+    rng = np.random.default_rng(sum(input_shape) * 10 + sum(kshape))
+    check_conv_transpose(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding,
+                         output_padding=output_padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("stride, padding, output_padding, dilation", [
+    (1, 0, 0, 1), ((2, 1, 3), (1, 0, 1), (1, 0, 2), 1), (2, 1, 1, (1, 2, 1)), (3, ((0, 2), 1, (1, 0)), 0, 2)])
+@pytest.mark.parametrize("input_shape, kshape", [((2, 3, 2), (2, 2, 3)), ((1, 2, 2), (3, 1, 2))])
+def test_conv_transpose_3d(input_shape, kshape, stride, padding, output_padding, dilation):
+    rng = np.random.default_rng(33)
+    check_conv_transpose(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding,
+                         output_padding=output_padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("stride, output_padding", [(1, 0), (2, 1), (3, 2)])
+@pytest.mark.parametrize("input_shape, kshape", [((5,), (3,)), ((3, 4), (2, 3))])
+@pytest.mark.parametrize("c_in, c_out, groups", [(1, 1, 1), (2, 3, 1), (4, 6, 2), (3, 3, 3), (6, 4, 2), (4, 8, 4)])
+def test_conv_transpose_channels_groups(c_in, c_out, groups, input_shape, kshape, stride, output_padding):
+    rng = np.random.default_rng(c_in * 10 + c_out)
+    w = positive_kernel((c_in, c_out // groups) + kshape, rng)
+    T = check_conv_transpose(w, input_shape, stride=stride, padding=1, output_padding=output_padding,
+                             groups=groups)
+    assert T.shape[1] == c_in * math.prod(input_shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128, np.int32])
+def test_conv_transpose_dtypes(dtype):
+    rng = np.random.default_rng(9)
+    w = random_kernel((2, 3, 3, 2), rng, dtype)
+    exact = np.dtype(dtype).kind in "iu"
+    T = cm.conv_transpose_matrix(w, (3, 4), stride=2, padding=1, output_padding=1)
+    ref = np.int64 if exact else np.complex128
+    M = dense_matrix(lambda x: conv_transpose_fusion(x, w, 2, 1, 1), (2, 3, 4), dtype=ref)
+    if np.dtype(dtype).kind == "f":
+        M = M.real
+    assert_matrix(T, M, exact=exact, structure=False, dtype=dtype)
+
+
+@pytest.mark.parametrize("pad", ["same", "same_lower", "valid", "full"])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("input_shape, kshape", [((4,), (3,)), ((3, 2), (2, 3))])
+def test_conv_transpose_string_padding_is_transpose_of_forward(input_shape, kshape, stride, pad):
+    """String paddings mean the forward convolution's padding on the transposed output shape."""
+    rng = np.random.default_rng(5)
+    w = positive_kernel(kshape, rng)
+    if pad in ("same", "same_lower"):
+        out = tuple(n * stride for n in input_shape)
+    else:
+        pairs = resolve_padding(pad, input_shape, kshape)
+        out = tuple((n - 1) * stride - b - a + k for n, k, (b, a) in zip(input_shape, kshape, pairs))
+    if min(out) < 1:  # the forward convolution would need an empty input
+        with pytest.raises(ValueError, match="padding is too large"):
+            cm.conv_transpose_matrix(w, input_shape, stride=stride, padding=pad)
+        return
+    T = cm.conv_transpose_matrix(w, input_shape, stride=stride, padding=pad)
+    C = cm.conv_matrix(w, out, stride=stride, padding=pad)
+    assert cm.conv_output_shape(out, kshape, stride=stride, padding=pad) == tuple(input_shape)
+    assert_exact_transpose(T, C)
+
+
+def test_conv_transpose_output_padding_above_stride_below_dilation():
+    """PyTorch allows output_padding >= stride when it is < dilation."""
+    rng = np.random.default_rng(6)
+    T = check_conv_transpose(positive_kernel((3,), rng), (4,), stride=1, output_padding=2, dilation=3)
+    assert T.shape == ((4 - 1) + 3 * 2 + 2 + 1, 4)
+
+
+@pytest.mark.parametrize("stride, padding, output_padding, dilation", [
+    (2, 0, 1, 1), (3, 1, 2, 1), ((2, 3), (1, 0), (1, 2), (1, 2)), (1, 2, 0, 3)])
+def test_zero_insertion_route(stride, padding, output_padding, dilation):
+    """The seed's second route to the transposed convolution agrees with the matrix."""
+    rng = np.random.default_rng(11)
+    w = random_kernel((2, 2, 3, 3), rng, np.float64)
+    T = cm.conv_transpose_matrix(w, (3, 4), stride=stride, padding=padding, output_padding=output_padding,
+                                 dilation=dilation)
+    M = dense_matrix(lambda x: conv_transpose_zero_insertion(x, w, stride, padding, output_padding, dilation),
+                     (2, 3, 4))
+    assert_matrix(T, M, exact=False, structure=False)
+
+
+def test_output_shape_derives_output_padding():
+    rng = np.random.default_rng(12)
+    w = positive_kernel((3, 3), rng)
+    for want in [(9, 9), (10, 9), (9, 10), (10, 10)]:
+        T = cm.conv_transpose_matrix(w, (4, 4), stride=2, padding=0, output_shape=want)
+        a = tuple(o - 9 for o in want)
+        M = dense_matrix(lambda x: conv_transpose_fusion(x, w[None, None], 2, 0, a), (1, 4, 4), dtype=np.int64)
+        assert_matrix(T, M, exact=True, structure=True)
+        assert cm.conv_nnz((3, 3), (4, 4), transpose=True, stride=2, output_shape=want) == T.nnz
+
+
+# ============================================================================ Hypothesis
+def _draw_geometry(draw, nmax_3d, pad_strings):
+    """nd in 1..3, sizes 1..9 (1..nmax_3d in 3-D), stride 1..4, dilation 1..3, every padding form,
+    and an optional PyTorch weight layout ``(A * groups, B)`` with groups 1 or 2."""
+    nd = draw(st.integers(1, 3))
+    nmax = 9 if nd < 3 else nmax_3d
+    n = tuple(draw(st.integers(1, nmax)) for _ in range(nd))
+    k = tuple(draw(st.integers(1, 4 if nd == 1 else 3)) for _ in range(nd))
+    s = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    d = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    pad_int = st.integers(0, 3)
+    padding = draw(st.one_of(
+        st.sampled_from(pad_strings) if pad_strings else pad_int, pad_int,
+        st.tuples(*[pad_int] * nd), st.tuples(*[st.tuples(pad_int, pad_int)] * nd)))
+    channels = draw(st.booleans())
+    groups = draw(st.sampled_from([1, 2])) if channels else 1
+    lead = (draw(st.integers(1, 2)) * groups, draw(st.integers(1, 2))) if channels else ()
+    return n, lead + k, s, d, padding, groups
+
+
+@st.composite
+def conv_cases(draw):
+    n, kshape, s, d, padding, groups = _draw_geometry(draw, 6, PAD_STRINGS)
+    return n, kshape, s, d, padding, draw(st.sampled_from(MODES)), groups
+
+
+@given(case=conv_cases(), seed=st.integers(0, 2**16))
+def test_conv_hypothesis(case, seed):
+    n, kshape, s, d, padding, mode, groups = case
+    nd = len(n)
+    k = kshape[-nd:]
+    if conv_rule_error(n, k, s, padding, d, mode) is None:  # bound the naive reference's loop count
+        pairs = resolve_padding(padding, n, k, s, d)
+        out = [brute_output_size(n[a], k[a], s[a], *pairs[a], d[a]) for a in range(nd)]
+        assume(math.prod(out) * math.prod(k) * groups <= 20000)
+    rng = np.random.default_rng(seed)
+    check_conv(positive_kernel(kshape, rng), n, stride=s, padding=padding, dilation=d, groups=groups,
+               padding_mode=mode)
+
+
+@st.composite
+def transpose_cases(draw):
+    n, kshape, s, d, padding, groups = _draw_geometry(draw, 5, None)
+    a = tuple(draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d))
+    return n, kshape, s, d, padding, a, groups
+
+
+@given(case=transpose_cases(), seed=st.integers(0, 2**16))
+def test_conv_transpose_hypothesis(case, seed):
+    n, kshape, s, d, padding, a, groups = case
+    nd = len(n)
+    assume(math.prod(n) * math.prod(kshape[-nd:]) * groups <= 5000)
+    rng = np.random.default_rng(seed)
+    w = positive_kernel(kshape, rng)
+    T = check_conv_transpose(w, n, stride=s, padding=padding, output_padding=a, dilation=d, groups=groups)
+    if T is not None:  # the zero-insertion route agrees too
+        wc = w[None, None] if w.ndim == nd else w
+        M = dense_matrix(lambda x: conv_transpose_zero_insertion(x, wc, s, padding, a, d, groups),
+                         (wc.shape[0],) + n, dtype=np.int64)
+        np.testing.assert_array_equal(T.toarray(), M)
+
+
+# ============================================================================ the seed's worked examples
+@pytest.mark.parametrize("n1, n2", [(1, 1), (2, 3), (5, 3), (3, 5), (8, 4)])
+def test_seed_1d_full_length(n1, n2):
+    rng = np.random.default_rng(n1 + n2)
+    f, g = rng.standard_normal(n1), rng.standard_normal(n2)
+    for C in (cm.convolution_matrix(g, (n1,)), cm.conv_matrix(g, (n1,), padding="full", flip=True)):
+        assert C.shape == (n1 + n2 - 1, n1)
+        np.testing.assert_allclose(C @ f, np.convolve(f, g), rtol=1e-12, atol=1e-12)
+
+
+def test_seed_2x2_input_3x3_kernel_full_is_4x4():
+    rng = np.random.default_rng(1)
+    x, h = rng.standard_normal((2, 2)), rng.standard_normal((3, 3))
+    assert cm.conv_output_shape((2, 2), (3, 3), padding="full") == (4, 4)
+    for C in (cm.conv_matrix(h, (2, 2), padding="full", flip=True), cm.convolution_matrix(h, (2, 2), "full")):
+        assert C.shape == (16, 4)
+        np.testing.assert_allclose((C @ x.ravel()).reshape(4, 4), full_convolve(x, h), rtol=1e-12, atol=1e-12)
+
+
+def test_seed_5x5_input_3x3_kernel_valid_is_3x3():
+    rng = np.random.default_rng(2)
+    x, h = rng.standard_normal((5, 5)), rng.standard_normal((3, 3))
+    assert cm.conv_output_shape((5, 5), (3, 3)) == (3, 3)
+    C = cm.convolution_matrix(h, (5, 5), "valid")
+    assert C.shape == (9, 25)
+    np.testing.assert_allclose((C @ x.ravel()).reshape(3, 3), scipy_convolve(x, h, "valid"), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n, k", [(5, 3), (4, 3), (6, 4), (2, 5), (7, 1)])
+def test_seed_same_keeps_size(n, k):
+    assert cm.conv_output_shape((n, n), (k, k), padding="same") == (n, n)
+    for conv in ("scipy", "matlab"):
+        assert cm.convolution_matrix(np.ones((k, k)), (n, n), "same", convention=conv).shape == (n * n, n * n)
+
+
+def test_seed_transposed_2x2_input_4x4_kernel_stride_3_is_7x7():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 4))
+    assert cm.conv_transpose_output_shape((2, 2), (4, 4), stride=3) == ((2 - 1) * 3 + 4,) * 2 == (7, 7)
+    T = cm.conv_transpose_matrix(w, (2, 2), stride=3)
+    assert T.shape == (49, 4)
+    M = dense_matrix(lambda x: conv_transpose_fusion(x, w[None, None], stride=3), (1, 2, 2))
+    assert_matrix(T, M, exact=False, structure=False)
+    # the seed's overlap: output row 1, column 4 = red map (row 1, col 4) + green map (row 1, col 1)
+    red, green = 2.0, -5.0
+    y = (T @ np.array([red, green, 0.0, 0.0])).reshape(7, 7)
+    assert y[0, 3] == pytest.approx(red * w[0, 3] + green * w[0, 0], rel=1e-12)
+
+
+def test_seed_zero_insertion_3x3_to_5x5():
+    """3x3 -> insert zeros -> pad to 7x7 -> valid 3x3 convolution -> 5x5 (stride 2, padding 1)."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((3, 3))
+    up = (3 - 1) * 2 + 1 + 2 * (3 - 1 - 1)
+    assert up == 7
+    T = cm.conv_transpose_matrix(w, (3, 3), stride=2, padding=1)
+    assert T.shape == (25, 9)
+    M = dense_matrix(lambda x: conv_transpose_zero_insertion(x, w[None, None], stride=2, padding=1), (1, 3, 3))
+    assert_matrix(T, M, exact=False, structure=False)
+
+
+# ============================================================================ PyTorch
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _torch_pad_args(pairs):
+    """F.pad takes (before, after) pairs last axis first."""
+    return tuple(v for b, a in reversed(pairs) for v in (b, a))
+
+
+def _torch_conv_dense(x_shape, w, stride, pairs, dilation, groups, mode, transpose=False, output_padding=0,
+                      padding=0):
+    torch = _torch()
+    import torch.nn.functional as F
+
+    nd = w.ndim - 2
+    size = math.prod(x_shape)
+    eye = torch.eye(size, dtype=torch.float64).reshape((size,) + tuple(x_shape))
+    wt = torch.tensor(w)
+    if transpose:
+        fn = getattr(F, f"conv_transpose{nd}d")
+        y = fn(eye, wt, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+               groups=groups)
+    else:
+        fn = getattr(F, f"conv{nd}d")
+        x = F.pad(eye, _torch_pad_args(pairs), mode="constant" if mode == "zeros" else mode)
+        y = fn(x, wt, stride=stride, dilation=dilation, groups=groups)
+    return y.reshape(size, -1).T.numpy()
+
+
+def _random_torch_conv_geometry(rng, nd, mode):
+    while True:
+        n = tuple(int(v) for v in rng.integers(2, 8 if nd < 3 else 5, size=nd))
+        k = tuple(int(v) for v in rng.integers(1, 4, size=nd))
+        s = tuple(int(v) for v in rng.integers(1, 4, size=nd))
+        d = tuple(int(v) for v in rng.integers(1, 3, size=nd))
+        pairs = [tuple(int(v) for v in rng.integers(0, 3, size=2)) for _ in range(nd)]
+        groups = int(rng.choice([1, 2]))
+        cig, cog = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        if conv_rule_error(n, k, s, tuple(pairs), d, mode) is None:
+            return n, k, s, d, tuple(pairs), groups, cig, cog
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect", "replicate"])
+def test_torch_conv(padding_mode, nd, seed):
+    _torch()
+    rng = np.random.default_rng(seed * 31 + nd)
+    n, k, s, d, pairs, groups, cig, cog = _random_torch_conv_geometry(rng, nd, padding_mode)
+    w = rng.standard_normal((cog * groups, cig) + k)
+    C = cm.conv_matrix(w, n, stride=s, padding=pairs, dilation=d, groups=groups, padding_mode=padding_mode)
+    M = _torch_conv_dense((cig * groups,) + n, w, s, pairs, d, groups, padding_mode)
+    assert_matrix(C, M, exact=False, structure=False, dtype=np.float64)
+    assert cm.conv_nnz(w.shape, n, stride=s, padding=pairs, dilation=d, groups=groups,
+                       padding_mode=padding_mode) == C.nnz
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_torch_conv_transpose(nd, seed):
+    _torch()
+    rng = np.random.default_rng(seed * 17 + nd)
+    n = tuple(int(v) for v in rng.integers(1, 6 if nd < 3 else 4, size=nd))
+    k = tuple(int(v) for v in rng.integers(1, 4, size=nd))
+    s = tuple(int(v) for v in rng.integers(1, 4, size=nd))
+    d = tuple(int(v) for v in rng.integers(1, 3, size=nd))
+    a = tuple(int(rng.integers(0, max(si, di))) for si, di in zip(s, d))
+    p = tuple(int(rng.integers(0, (ni - 1) * si + di * (ki - 1) // 2 + 1)) for ni, si, di, ki in zip(n, s, d, k))
+    groups = int(rng.choice([1, 2, 3]))
+    cig, cog = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    w = rng.standard_normal((cig * groups, cog) + k)
+    if transpose_rule_error(n, k, s, p, a, d) is not None:
+        p = 0
+    T = cm.conv_transpose_matrix(w, n, stride=s, padding=p, output_padding=a, dilation=d, groups=groups)
+    M = _torch_conv_dense((cig * groups,) + n, w, s, None, d, groups, "zeros", transpose=True, output_padding=a,
+                          padding=p)
+    assert_matrix(T, M, exact=False, structure=False, dtype=np.float64)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular", "replicate"])
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("nd, kshape", [(1, (4,)), (2, (3, 2)), (3, (2, 3, 1))])
+def test_torch_same_padding_stride_1(nd, kshape, dilation, padding_mode):
+    """torch's padding='same' (module, with padding_mode) equals padding="same" at stride 1."""
+    torch = _torch()
+    n = (6, 5, 4)[:nd]
+    rng = np.random.default_rng(nd * 10 + dilation)
+    w = rng.standard_normal((2, 3) + kshape)
+    mod = getattr(torch.nn, f"Conv{nd}d")(3, 2, kshape, padding="same", dilation=dilation, bias=False,
+                                          padding_mode=padding_mode, dtype=torch.float64)
+    with torch.no_grad():
+        mod.weight.copy_(torch.tensor(w))
+        size = 3 * math.prod(n)
+        M = mod(torch.eye(size, dtype=torch.float64).reshape((size, 3) + n)).reshape(size, -1).T.numpy()
+    C = cm.conv_matrix(w, n, padding="same", dilation=dilation, padding_mode=padding_mode)
+    assert_matrix(C, M, exact=False, structure=False)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_torch_conv_transpose_module_output_size(nd):
+    torch = _torch()
+    n, k, s = (3, 2, 2)[:nd], (3, 2, 3)[:nd], (2, 3, 2)[:nd]
+    rng = np.random.default_rng(nd)
+    w = rng.standard_normal((2, 2) + k)
+    mod = getattr(torch.nn, f"ConvTranspose{nd}d")(2, 2, k, stride=s, padding=1, bias=False, dtype=torch.float64)
+    base = cm.conv_transpose_output_shape(n, k, stride=s, padding=1)
+    size = 2 * math.prod(n)
+    eye = torch.eye(size, dtype=torch.float64).reshape((size, 2) + n)
+    for extra in range(max(s)):
+        want = tuple(b + min(extra, si - 1) for b, si in zip(base, s))
+        with torch.no_grad():
+            mod.weight.copy_(torch.tensor(w))
+            M = mod(eye, output_size=want).reshape(size, -1).T.numpy()
+        T = cm.conv_transpose_matrix(w, n, stride=s, padding=1, output_shape=want)
+        assert_matrix(T, M, exact=False, structure=False)
+
+
+def test_torch_complex_not_conjugated():
+    torch = _torch()
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((2, 1, 3, 2)) + 1j * rng.standard_normal((2, 1, 3, 2))
+    x = rng.standard_normal((1, 1, 5, 4)) + 1j * rng.standard_normal((1, 1, 5, 4))
+    y = F.conv2d(torch.tensor(x), torch.tensor(w), stride=2, padding=1).numpy()
+    C = cm.conv_matrix(w, (5, 4), stride=2, padding=1)
+    np.testing.assert_allclose(C @ x.ravel(), y.ravel(), rtol=1e-12, atol=1e-12)
+    yt = F.conv_transpose2d(torch.tensor(y), torch.tensor(w), stride=2, padding=1).numpy()
+    T = cm.conv_transpose_matrix(w, y.shape[2:], stride=2, padding=1)
+    np.testing.assert_allclose(T @ y.ravel(), yt.ravel(), rtol=1e-12, atol=1e-12)
+
+
+def test_torch_float32():
+    torch = _torch()
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(22)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((3, 4, 6, 7)).astype(np.float32)
+    C = cm.conv_matrix(w, (6, 7), stride=2, padding=1, groups=2)
+    assert C.dtype == np.float32
+    y = F.conv2d(torch.tensor(x), torch.tensor(w), stride=2, padding=1, groups=2).numpy()
+    np.testing.assert_allclose((C @ x.reshape(3, -1).T).T, y.reshape(3, -1), rtol=1e-5, atol=1e-5)
+
+
+# ============================================================================ scipy.signal
+SHAPE_PAIRS = [
+    ((5,), (3,)), ((3,), (5,)), ((4,), (4,)), ((1,), (3,)), ((6,), (2,)), ((2,), (6,)),
+    ((5, 4), (3, 2)), ((3, 2), (5, 4)), ((4, 4), (4, 4)), ((2, 5), (3, 3)), ((1, 1), (2, 3)), ((6, 3), (2, 4)),
+    ((3, 4, 2), (2, 2, 3)), ((4, 3, 3), (2, 2, 2)), ((2, 2, 2), (3, 3, 3)),
+]
+
+
+def _valid_ok(n, k):
+    return all(a >= b for a, b in zip(n, k)) or all(b >= a for a, b in zip(n, k))
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("n, k", SHAPE_PAIRS)
+def test_scipy_convolve_correlate_nd(n, k, mode, complex_):
+    rng = np.random.default_rng(len(n) * 100 + sum(n) + sum(k))
+    h = rng.standard_normal(k) + (1j * rng.standard_normal(k) if complex_ else 0)
+    x = rng.standard_normal(n) + (1j * rng.standard_normal(n) if complex_ else 0)
+    if mode == "valid" and not _valid_ok(n, k):
+        with pytest.raises(ValueError, match="mode='valid' needs the input to be at least as large"):
+            cm.convolution_matrix(h, n, mode)
+        return
+    for fn, ref, build in ((signal.convolve, scipy_convolve, cm.convolution_matrix),
+                           (signal.correlate, scipy_correlate, cm.correlation_matrix)):
+        C = build(h, n, mode)
+        expect = fn(x, h, mode, method="direct")
+        np.testing.assert_allclose(C @ x.ravel(), expect.ravel(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(expect, ref(x, h, mode), rtol=1e-12, atol=1e-12)  # reference is right
+        if not complex_:
+            assert_matrix(C, dense_matrix(lambda b, r=ref: r(b, h, mode), n), exact=False, structure=False)
+
+
+SHAPE_PAIRS_2D = [p for p in SHAPE_PAIRS if len(p[0]) == 2] + [((3, 3), (3, 1)), ((2, 2), (5, 6)), ((4, 7), (1, 2))]
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("n, k", SHAPE_PAIRS_2D)
+def test_scipy_convolve2d_correlate2d(n, k, mode, boundary, complex_):
+    rng = np.random.default_rng(sum(n) * 10 + sum(k))
+    h = rng.standard_normal(k) + (1j * rng.standard_normal(k) if complex_ else 0)
+    x = rng.standard_normal(n)  # real: correlate2d conjugates the input when 'valid' swaps the operands
+    if mode == "valid" and not _valid_ok(n, k):
+        with pytest.raises(ValueError, match="valid"):
+            signal.convolve2d(x, h, mode, boundary=boundary)
+        with pytest.raises(ValueError, match="mode='valid' needs the input"):
+            cm.correlation_matrix(h, n, mode, boundary=boundary, convention="matlab")
+        return
+    C = cm.convolution_matrix(h, n, mode, boundary=boundary)
+    np.testing.assert_allclose(C @ x.ravel(), signal.convolve2d(x, h, mode, boundary=boundary).ravel(),
+                               rtol=1e-12, atol=1e-12)
+    R = cm.correlation_matrix(h, n, mode, boundary=boundary, convention="matlab")
+    np.testing.assert_allclose(R @ x.ravel(), signal.correlate2d(x, h, mode, boundary=boundary).ravel(),
+                               rtol=1e-12, atol=1e-12)
+    # the naive reference agrees with scipy, and the whole matrix with the reference
+    np.testing.assert_allclose(signal.convolve2d(x, h, mode, boundary=boundary),
+                               scipy_convolve(x, h, mode, boundary), rtol=1e-12, atol=1e-12)
+    if not complex_:
+        assert_matrix(C, dense_matrix(lambda b: scipy_convolve(b, h, mode, boundary), n), exact=False,
+                      structure=False)
+        F = cm.correlation_matrix(h, n, mode, boundary=boundary, convention="scipy", order="F")
+        Mf = dense_matrix(lambda b: scipy_correlate(b.transpose(0, 2, 1), h, mode, boundary).transpose(0, 2, 1),
+                          n[::-1])
+        assert_matrix(F, Mf, exact=False, structure=False)
+
+
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("convention", ["scipy", "matlab"])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("n, k", [((4,), (6,)), ((5,), (2,)), ((3, 4, 2), (2, 3, 2)), ((2, 3, 2), (3, 3, 3))])
+def test_scipy_family_boundary_nd(n, k, mode, convention, boundary):
+    """boundary= and convention= work in any number of dims (against the naive reference)."""
+    rng = np.random.default_rng(sum(n) + sum(k))
+    h = positive_kernel(k, rng)
+    for build, ref in ((cm.convolution_matrix, scipy_convolve), (cm.correlation_matrix, scipy_correlate)):
+        C = build(h, n, mode, boundary=boundary, convention=convention)
+        M = dense_matrix(lambda b: ref(b, h, mode, boundary, convention), n, dtype=np.int64)
+        assert_matrix(C, M, exact=True, structure=False, dtype=np.int64)
+
+
+def test_correlate_vs_correlate2d_same_centring_differs_for_even_kernels():
+    """scipy#1968: correlate and correlate2d centre 'same' differently for even kernels."""
+    rng = np.random.default_rng(31)
+    x, h = rng.standard_normal((5, 6)), rng.standard_normal((2, 4))
+    S = cm.correlation_matrix(h, (5, 6), "same", convention="scipy")
+    Mt = cm.correlation_matrix(h, (5, 6), "same", convention="matlab")
+    np.testing.assert_allclose(S @ x.ravel(), signal.correlate(x, h, "same").ravel(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Mt @ x.ravel(), signal.correlate2d(x, h, "same").ravel(), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(S @ x.ravel(), Mt @ x.ravel())
+
+
+def test_correlation_conjugates_complex_kernel():
+    h = np.array([1 + 1j, 2 - 3j])
+    R = cm.correlation_matrix(h, (3,), "valid")
+    np.testing.assert_array_equal(R.toarray(), [[1 - 1j, 2 + 3j, 0], [0, 1 - 1j, 2 + 3j]])
+    x = np.array([1.0, 2.0, -1.0])
+    np.testing.assert_allclose(R @ x, signal.correlate(x, h, "valid"), rtol=1e-12)
+
+
+# ============================================================================ MATLAB documented examples
+def test_matlab_conv_same_doc_example():
+    u = np.array([-1, 2, 3, -2, 0, 1, 2])
+    v = np.array([2, 4, -1, 1])
+    C = cm.convolution_matrix(v, (7,), "same", convention="matlab")
+    np.testing.assert_array_equal(C @ u, [15, 5, -9, 7, 6, 7, -1])
+    assert C.dtype == u.dtype
+
+
+def test_matlab_conv_polynomial_doc_example():
+    # MATLAB doc: u = [1 0 1]; v = [2 7]; w = conv(u,v) -> [2 7 2 7]
+    np.testing.assert_array_equal(cm.convolution_matrix([2, 7], (3,)) @ np.array([1, 0, 1]), [2, 7, 2, 7])
+
+
+MAGIC5 = np.array([[17, 24, 1, 8, 15], [23, 5, 7, 14, 16], [4, 6, 13, 20, 22], [10, 12, 19, 21, 3],
+                   [11, 18, 25, 2, 9]], dtype=float)
+
+# MATLAB convmtx2 doc: H = ones(3,3)/9; X = magic(5); T = convmtx2(H,5,5); reshape(T*X(:), 7, 7)
+CONVMTX2_DOC_Y1 = np.array([
+    [1.8889, 4.5556, 4.6667, 3.6667, 2.6667, 2.5556, 1.6667],
+    [4.4444, 7.6667, 8.5556, 6.5556, 6.7778, 5.8889, 3.4444],
+    [4.8889, 8.7778, 11.1111, 10.8889, 12.8889, 10.5556, 5.8889],
+    [4.1111, 6.6667, 11.0000, 13.0000, 15.0000, 10.6667, 4.5556],
+    [2.7778, 6.7778, 13.1111, 15.1111, 14.8889, 8.5556, 3.7778],
+    [2.3333, 5.6667, 10.5556, 10.7778, 8.7778, 3.8889, 1.3333],
+    [1.2222, 3.2222, 6.0000, 5.0000, 4.0000, 1.2222, 1.0000],
+])
+
+
+def test_matlab_convmtx2_doc_example():
+    T = cm.convolution_matrix(np.ones((3, 3)) / 9, (5, 5), "full", order="F")
+    assert T.shape == (49, 25)
+    Y1 = (T @ MAGIC5.ravel("F")).reshape((7, 7), order="F")
+    np.testing.assert_allclose(Y1, CONVMTX2_DOC_Y1, atol=5e-5)
+
+
+@pytest.mark.parametrize("m, n, hshape", [(5, 5, (3, 3)), (4, 6, (2, 3)), (3, 2, (4, 1))])
+def test_convmtx2_equivalence(m, n, hshape):
+    rng = np.random.default_rng(m * n)
+    H, X = rng.standard_normal(hshape), rng.standard_normal((m, n))
+    T = cm.convolution_matrix(H, (m, n), order="F")
+    np.testing.assert_allclose(T @ X.ravel("F"), signal.convolve2d(X, H).ravel("F"), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(T @ X.ravel("F"), full_convolve(X, H).ravel("F"), rtol=1e-12, atol=1e-12)
+
+
+def test_matlab_conv2_same_is_central_part_doc_example():
+    # conv2 doc: A = rand(3); B = rand(4); Csame = conv2(A,B,'same') equals Cfull(3:5,3:5)
+    rng = np.random.default_rng(41)
+    A, B = rng.random((3, 3)), rng.random((4, 4))
+    full = (cm.convolution_matrix(B, (3, 3)) @ A.ravel()).reshape(6, 6)
+    same = (cm.convolution_matrix(B, (3, 3), "same", convention="matlab") @ A.ravel()).reshape(3, 3)
+    np.testing.assert_allclose(same, full[2:5, 2:5], rtol=1e-12)
+
+
+def test_matlab_compatible_conv2_separable_doc_example():
+    # Altair OML (MATLAB-compatible) conv2 doc: conv2(col, row, m, 'same') -> [576 876 862; 2566 3219 3578];
+    # the 12x5 kernel is larger than the 2x3 input and even along axis 0 (MATLAB centring)
+    col = np.array([2, 5, 7, 8, 3, 3, 7, 32, 67, 8, 3, -763])
+    row = np.array([2, 9, 0, 8, 6])
+    m = np.array([[6, 8, 3], [9, 0, 5]])
+    C = cm.convolution_matrix(np.outer(col, row), (2, 3), "same", convention="matlab")
+    np.testing.assert_array_equal((C @ m.ravel()).reshape(2, 3), [[576, 876, 862], [2566, 3219, 3578]])
+
+
+def test_matlab_separable_sobel_pedestal():
+    # conv2 doc "Extract 2-D Pedestal Edges": conv2(u, v, A) == conv2(A, u*v), u = [1;0;-1], v = [1 2 1]
+    A = np.zeros((10, 10))
+    A[2:7, 2:7] = 1
+    u, v = np.array([1, 0, -1]), np.array([1, 2, 1])
+    C = cm.convolution_matrix(np.outer(u, v), (10, 10))
+    K = sp.kron(cm.convolution_matrix(u, (10,)), cm.convolution_matrix(v, (10,)))
+    np.testing.assert_array_equal(C.toarray(), K.toarray())
+    np.testing.assert_array_equal((C @ A.ravel()).reshape(12, 12), signal.convolve2d(A, np.outer(u, v)))
+
+
+# ============================================================================ formats, CSR, big, budget
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_sparse_format(fmt):
+    rng = np.random.default_rng(51)
+    w = rng.standard_normal((2, 1, 3, 3))
+    builders = [
+        (cm.conv_matrix, (w, (5, 4)), dict(padding=1, padding_mode="reflect")),
+        (cm.conv_transpose_matrix, (w, (3, 2)), dict(stride=2)),
+        (cm.convolution_matrix, (w[0, 0], (5, 4), "same"), dict(boundary="symm")),
+        (cm.correlation_matrix, (w[0, 0], (5, 4), "valid"), dict(order="F")),
+    ]
+    for build, args, kw in builders:
+        ref = build(*args, **kw)
+        M = build(*args, format=fmt, **kw)
+        assert isinstance(M, sp.sparray) and not isinstance(M, sp.spmatrix)
+        assert M.format == fmt and type(M).__name__ == f"{fmt}_array"
+        np.testing.assert_array_equal(M.toarray(), ref.toarray())
+
+
+def test_int64_index_path():
+    t0 = time.perf_counter()
+    n, s = 2**16, 2**15
+    C = cm.conv_matrix(np.array([[3.0]]), (n, n), stride=s)
+    elapsed = time.perf_counter() - t0
+    assert C.shape == (4, n * n) and C.shape[1] > 2**31
+    assert C.indices.dtype == np.int64 and C.indptr.dtype == np.int64
+    assert C.nnz == 4 == cm.conv_nnz((1, 1), (n, n), stride=s)
+    rows, cols = C.nonzero()
+    expect_cols = [(i * s) * n + j * s for i in range(2) for j in range(2)]
+    assert list(rows) == [0, 1, 2, 3] and [int(c) for c in cols] == expect_cols
+    np.testing.assert_array_equal(C.data, 3.0)
+    assert elapsed < 5.0
+
+
+def test_int64_index_path_transpose_and_channels():
+    n, s = 2**16, 2**15
+    w = np.array([[[[1.0]], [[2.0]]]])  # (C_out=1, C_in=2, 1, 1)
+    C = cm.conv_matrix(w, (n, n), stride=s)
+    assert C.shape == (4, 2 * n * n) and C.indices.dtype == np.int64
+    cols = C.nonzero()[1].astype(np.int64)
+    base = [(i * s) * n + j * s for i in range(2) for j in range(2)]
+    assert sorted(cols.tolist()) == sorted(base + [n * n + b for b in base])
+    T = cm.conv_transpose_matrix(np.ones((1, 1)), (2, 2), stride=1, output_padding=0)
+    assert T.shape == (4, 4)
+
+
+def test_max_bytes_refuses_quickly():
+    t0 = time.perf_counter()
+    with pytest.raises(cm.MatrixTooLargeError, match=r"(?s)nnz=.*GiB.*ConvOperator") as info:
+        cm.conv_matrix(np.ones((5, 5)), (20000, 20000), padding="same", max_bytes=10**6)
+    assert isinstance(info.value, MemoryError)
+    assert time.perf_counter() - t0 < 2.0
+    for build, args in ((cm.conv_transpose_matrix, (np.ones((4, 4)), (5000, 5000))),
+                        (cm.convolution_matrix, (np.ones((3, 3)), (5000, 5000)))):
+        with pytest.raises(MemoryError, match="GiB"):
+            build(*args, max_bytes=1000)
+
+
+def test_max_bytes_allows_what_fits():
+    C = cm.conv_matrix(np.ones(3), (10,), max_bytes=10**4)
+    assert C.nnz == 24
+    assert cm.conv_matrix(np.ones(3), (10,), max_bytes=None).nnz == 24
