@@ -32,6 +32,8 @@ __all__ = ["build_csr", "check_budget"]
 
 #: candidate entries handled per chunk of the general path (bounds its temporaries to tens of MB)
 _CHUNK_ENTRIES = 1 << 19
+#: at most this many strided boxes (each costs a few numpy calls); beyond, boundary rows go the general way
+_MAX_BOXES = 64
 
 
 def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str) -> None:
@@ -111,6 +113,23 @@ def _runs(cols: np.ndarray, assign: np.ndarray | None, count: np.ndarray, step: 
     return runs
 
 
+def _uncovered(cols: np.ndarray, assign: np.ndarray | None, runs: list[_Run]) -> np.ndarray:
+    """Unfolded positions of an axis that no regular run covers (its boundary positions)."""
+    out_len, k = cols.shape
+    covered = np.zeros(out_len, dtype=bool)
+    for run in runs:
+        covered[run.start : run.start + run.step * run.length : run.step] = True
+    if assign is not None:
+        covered |= ~np.all((assign == np.arange(k)[None, :]) | (assign < 0), axis=1)
+    return np.flatnonzero(~covered)
+
+
+def _singletons(cols: np.ndarray, positions: np.ndarray) -> list[_Run]:
+    """One-position runs (called only when few: the caller caps the number of boxes)."""
+    return [_Run(int(p), 1, 1, np.flatnonzero(cols[p] >= 0), cols[p][cols[p] >= 0].astype(np.int64), 0)
+            for p in positions]
+
+
 def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
     """Build the CSR matrix of ``geom`` with engine weight ``(out_channels, in_per_group, *taps)``.
 
@@ -150,7 +169,11 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_arr
     steps = geom.stride if geom.kind == "conv_transpose" else (1,) * nd
     runs = [_runs(c, a, n, st) for (c, a, n), st in zip(slots, steps)]
     if all(runs):
-        for combo in itertools.product(*runs):  # at most prod(stride) boxes
+        edges = [_uncovered(c, a, r) for (c, a, _), r in zip(slots, runs)]
+        if math.prod(len(r) + len(e) for r, e in zip(runs, edges)) <= _MAX_BOXES:
+            # few boundary positions: their rows become boxes of one row too
+            runs = [r + _singletons(c, e) for (c, _, _), r, e in zip(slots, runs, edges)]
+        for combo in itertools.product(*runs):  # at most max(prod(stride), _MAX_BOXES) boxes
             _fill_box(geom, weight, combo, in_strides, sp_ptr, per_channel, data, indices)
         in_box = np.ones((), dtype=bool)
         for axis_runs, o in zip(runs, oshape):
@@ -187,6 +210,8 @@ def _fill_box(geom, weight, box, in_strides, sp_ptr, per_channel, data, indices)
     ]
     kept = [run.taps.size for run in box]
     row_len = cg * math.prod(kept)
+    if row_len == 0:  # rows whose taps all fall on zero padding
+        return
     w = weight[np.ix_(np.arange(c_out), np.arange(cg), *[run.taps for run in box])]
     if box[-1].step == 1:
         # neighbours along the last axis are adjacent in memory (each holds row_len entries):
