@@ -1,0 +1,291 @@
+"""Independent tests of convmatrix.geometry: output sizes, SAME padding, index maps, nnz, bytes.
+
+References are brute force: counting window positions, listing scattered kernel copies,
+padding ``np.arange(n)`` with ``np.pad`` to see which input each padded position reads, and
+counting the nonzeros of dense reference matrices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import convmatrix as cm
+from convmatrix.geometry import (
+    Axis,
+    Geometry,
+    conv_geometry,
+    conv_output_size,
+    conv_transpose_geometry,
+    conv_transpose_output_size,
+    fold_index,
+    same_padding,
+)
+from reference import (
+    NUMPY_PAD_MODE,
+    brute_output_size,
+    conv_transpose_fusion,
+    correlate_nd,
+    dense_matrix,
+    resolve_padding,
+)
+
+MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
+
+
+def brute_transpose_size(n, k, s, pb, pa, d, a):
+    """Last position any kernel copy reaches (one copy per input pixel at stride s), + 1, cropped, + a."""
+    reach = max(i * s + t * d for i in range(n) for t in range(k)) + 1
+    return reach - pb - pa + a
+
+
+def padded_source(n, pb, pa, mode):
+    """Which input index each position of the padded axis holds (-1: zero padding), via np.pad."""
+    src = np.arange(n)
+    if mode == "zeros":
+        return np.pad(src, (pb, pa), mode="constant", constant_values=-1)
+    return np.pad(src, (pb, pa), mode=NUMPY_PAD_MODE[mode])
+
+
+# ============================================================================ output sizes
+def test_conv_output_size_vs_brute_force_count():
+    for n, k, s, d, pb, pa in itertools.product(range(1, 10), range(1, 5), range(1, 5), range(1, 4), range(4),
+                                                range(4)):
+        brute = brute_output_size(n, k, s, pb, pa, d)
+        if brute >= 1:
+            assert conv_output_size(n, k, s, pb, pa, d) == brute, (n, k, s, d, pb, pa)
+        else:
+            assert conv_output_size(n, k, s, pb, pa, d) < 1
+
+
+def test_conv_transpose_output_size_vs_scattered_copies():
+    for n, k, s, d, pb, pa, a in itertools.product(range(1, 7), range(1, 5), range(1, 5), range(1, 4), range(3),
+                                                   range(3), range(3)):
+        assert conv_transpose_output_size(n, k, s, pb, pa, d, a) == brute_transpose_size(n, k, s, pb, pa, d, a)
+
+
+@pytest.mark.parametrize("padding", [0, 1, ((2, 0), (0, 1)), "valid", "same", "same_lower", "full"])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), ((3, 1), (1, 2)), (4, 3)])
+def test_public_conv_output_shape(stride, dilation, padding):
+    n, k = (9, 6), (3, 2)
+    pairs = resolve_padding(padding, n, k, stride, dilation)
+    s = stride if isinstance(stride, tuple) else (stride,) * 2
+    d = dilation if isinstance(dilation, tuple) else (dilation,) * 2
+    expect = tuple(brute_output_size(n[a], k[a], s[a], *pairs[a], d[a]) for a in range(2))
+    assert cm.conv_output_shape(n, k, stride=stride, padding=padding, dilation=dilation) == expect
+    assert cm.conv_output_shape(n, (4, 5) + k, stride=stride, padding=padding, dilation=dilation) == expect
+
+
+@pytest.mark.parametrize("output_padding", [0, 1])
+@pytest.mark.parametrize("stride, dilation, padding", [(1, 1, 0), (2, 1, 1), (3, 2, (0, 2)), ((2, 3), (1, 2), 1)])
+def test_public_conv_transpose_output_shape(stride, dilation, padding, output_padding):
+    n, k = (3, 4), (3, 2)
+    s = stride if isinstance(stride, tuple) else (stride,) * 2
+    d = dilation if isinstance(dilation, tuple) else (dilation,) * 2
+    if not all(output_padding < si or output_padding < di for si, di in zip(s, d)):
+        with pytest.raises(ValueError, match="output_padding must be smaller than either stride or dilation"):
+            cm.conv_transpose_output_shape(n, k, stride=stride, padding=padding, output_padding=output_padding,
+                                           dilation=dilation)
+        return
+    p = padding if isinstance(padding, tuple) else (padding,) * 2
+    expect = tuple(brute_transpose_size(n[a], k[a], s[a], p[a], p[a], d[a], output_padding) for a in range(2))
+    assert cm.conv_transpose_output_shape(n, k, stride=stride, padding=padding, output_padding=output_padding,
+                                          dilation=dilation) == expect
+    y = conv_transpose_fusion(np.zeros((1, 1) + n), np.zeros((1, 1) + k), stride, padding, output_padding, dilation)
+    assert y.shape[2:] == expect
+
+
+def test_seed_transposed_size_formula():
+    # the seed: out = (in - 1) * s + k; (2 - 1) * 3 + 4 = 7
+    for n, k, s in itertools.product(range(1, 6), range(1, 6), range(1, 5)):
+        assert conv_transpose_output_size(n, k, s) == (n - 1) * s + k
+
+
+# ============================================================================ SAME padding
+def test_same_padding_gives_ceil_n_over_s_with_minimal_padding():
+    for n, k, s, d in itertools.product(range(1, 12), range(1, 6), range(1, 5), range(1, 4)):
+        want = -(-n // s)
+        # brute force: the smallest total padding reaching ceil(n/s) outputs
+        total = next(t for t in itertools.count() if brute_output_size(n, k, s, 0, t, d) >= want)
+        before, after = same_padding(n, k, s, d)
+        assert (before, after) == (total // 2, total - total // 2), (n, k, s, d)
+        assert same_padding(n, k, s, d, lower=True) == (after, before)
+        assert brute_output_size(n, k, s, before, after, d) == want
+        assert conv_output_size(n, k, s, before, after, d) == want
+
+
+@pytest.mark.parametrize("padding", ["same", "same_lower"])
+@pytest.mark.parametrize("stride", [1, 2, 3, (1, 4)])
+def test_same_output_shape_is_ceil(stride, padding):
+    n = (7, 10)
+    s = stride if isinstance(stride, tuple) else (stride,) * 2
+    assert cm.conv_output_shape(n, (4, 3), stride=stride, padding=padding) == tuple(-(-a // b) for a, b in zip(n, s))
+
+
+def test_same_padding_matches_pytorch_at_stride_1():
+    """PyTorch 'same': total d*(k-1), left total//2 (the odd element goes after)."""
+    for k, d in itertools.product(range(1, 7), range(1, 4)):
+        total = d * (k - 1)
+        assert same_padding(10, k, 1, d) == (total // 2, total - total // 2)
+
+
+# ============================================================================ index maps
+@pytest.mark.parametrize("mode", MODES)
+def test_conv_index_map_vs_np_pad(mode):
+    for n, k, s, d, pb, pa in itertools.product(range(1, 7), range(1, 4), range(1, 4), range(1, 3), range(4),
+                                                range(4)):
+        if (mode == "reflect" and max(pb, pa) >= n) or (mode == "circular" and max(pb, pa) > n):
+            continue
+        out = brute_output_size(n, k, s, pb, pa, d)
+        if out < 1:
+            continue
+        src = padded_source(n, pb, pa, mode)
+        expect = np.array([[src[j * s + t * d] for t in range(k)] for j in range(out)])
+        got = Axis(n, k, s, d, (pb, pa), mode, out).index_map()
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, expect, err_msg=str((n, k, s, d, pb, pa)))
+
+
+def test_transposed_index_map_vs_brute_force():
+    """Transposed axis: row j, tap t (kernel index k-1-t) reads input i with i*s + (k-1-t)*d - p_before == j."""
+    for n, k, s, d, pb, pa, a in itertools.product(range(1, 5), range(1, 4), range(1, 4), range(1, 3), range(3),
+                                                   range(3), range(2)):
+        out = brute_transpose_size(n, k, s, pb, pa, d, a)
+        if out < 1 or not (a < s or a < d):
+            continue
+        expect = np.full((out, k), -1)
+        for j in range(out):
+            for t in range(k):
+                hits = [i for i in range(n) if i * s + (k - 1 - t) * d - pb == j]
+                assert len(hits) <= 1
+                if hits:
+                    expect[j, t] = hits[0]
+        got = Axis(n, k, s, d, (pb, pa), "zeros", out, transposed=True).index_map()
+        np.testing.assert_array_equal(got, expect, err_msg=str((n, k, s, d, pb, pa, a)))
+
+
+def test_index_map_rows_argument():
+    ax = Axis(7, 3, 2, 1, (2, 1), "reflect", 4)
+    full = ax.index_map()
+    np.testing.assert_array_equal(ax.index_map(np.array([3, 0])), full[[3, 0]])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fold_index_vs_np_pad(mode):
+    for n in range(1, 7):
+        width = 3 * n + 2  # several wraps / reflections
+        src = padded_source(n, width, width, mode)
+        np.testing.assert_array_equal(fold_index(np.arange(-width, n + width), n, mode), src, err_msg=str(n))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_axis_entries_vs_distinct_inputs(mode):
+    for n, k, s, d, pb, pa in itertools.product(range(1, 7), range(1, 4), range(1, 4), range(1, 3), range(3),
+                                                range(3)):
+        if (mode == "reflect" and max(pb, pa) >= n) or (mode == "circular" and max(pb, pa) > n):
+            continue
+        out = brute_output_size(n, k, s, pb, pa, d)
+        if out < 1:
+            continue
+        src = padded_source(n, pb, pa, mode)
+        distinct = sum(len({src[j * s + t * d] for t in range(k)} - {-1}) for j in range(out))
+        assert Axis(n, k, s, d, (pb, pa), mode, out).entries() == distinct, (n, k, s, d, pb, pa)
+
+
+# ============================================================================ Geometry
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kshape, groups", [((3, 2), 1), ((2, 3, 2, 3), 1), ((4, 1, 3, 2), 2), ((6, 2, 1, 3), 3)])
+def test_geometry_nnz_vs_dense_reference(kshape, groups, mode):
+    n = (5, 6)
+    geom = conv_geometry(kshape, n, stride=(2, 1), padding=((1, 2), 1), dilation=(1, 2), groups=groups,
+                         padding_mode=mode)
+    w = np.ones(kshape if len(kshape) == 4 else (1, 1) + kshape, dtype=np.int64)
+    M = dense_matrix(lambda x: correlate_nd(x, w, (2, 1), ((1, 2), 1), (1, 2), groups, mode),
+                     (w.shape[1] * groups,) + n, dtype=np.int64)
+    assert geom.shape == M.shape
+    assert geom.nnz == np.count_nonzero(M)
+    assert cm.conv_nnz(kshape, n, stride=(2, 1), padding=((1, 2), 1), dilation=(1, 2), groups=groups,
+                       padding_mode=mode) == geom.nnz
+
+
+def test_geometry_fields_and_properties():
+    g = conv_geometry((6, 2, 3, 3), (7, 8), stride=2, padding="same", dilation=(1, 2), groups=3)
+    assert g.kind == "conv" and g.ndim == 2
+    assert g.input_shape == (7, 8) and g.kernel_shape == (3, 3)
+    assert g.stride == (2, 2) and g.dilation == (1, 2)
+    assert g.padding == tuple(resolve_padding("same", (7, 8), (3, 3), 2, (1, 2)))
+    assert g.output_shape == (4, 4)
+    assert (g.in_channels, g.out_channels, g.groups) == (6, 6, 3)
+    assert (g.in_per_group, g.out_per_group) == (2, 2)
+    assert g.channel_axis
+    assert g.input_vector_shape == (6, 7, 8) and g.output_vector_shape == (6, 4, 4)
+    assert g.shape == (6 * 16, 6 * 56)
+    assert g.padding_mode == "zeros" and g.output_padding == (0, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.stride = (1, 1)
+
+
+def test_geometry_spatial_kernel_has_no_channel_axis():
+    g = conv_geometry((3,), (5,))
+    assert not g.channel_axis
+    assert g.input_vector_shape == (5,) and g.output_vector_shape == (3,)
+    assert (g.in_channels, g.out_channels) == (1, 1)
+
+
+def test_transpose_geometry_fields():
+    g = conv_transpose_geometry((4, 3, 3, 2), (3, 4), stride=(2, 3), padding=1, output_padding=(1, 0), groups=2)
+    assert g.kind == "conv_transpose"
+    assert (g.in_channels, g.out_channels) == (4, 6)
+    expect = tuple(brute_transpose_size(n, k, s, 1, 1, 1, a) for n, k, s, a in zip((3, 4), (3, 2), (2, 3), (1, 0)))
+    assert g.output_shape == expect
+    assert g.output_padding == (1, 0)
+    assert g.shape == (6 * math.prod(expect), 4 * 12)
+
+
+def test_transpose_geometry_output_shape_derives_output_padding():
+    base = conv_transpose_geometry((3, 3), (4, 5), stride=(3, 2)).output_shape
+    for extra in itertools.product(range(3), range(2)):
+        want = tuple(b + e for b, e in zip(base, extra))
+        g = conv_transpose_geometry((3, 3), (4, 5), stride=(3, 2), output_shape=want)
+        assert g.output_shape == want and g.output_padding == extra
+    # PyTorch's output_size may carry batch and channel sizes: the spatial tail is used
+    g = conv_transpose_geometry((3, 3), (4, 5), stride=(3, 2), output_shape=(7, 1) + base)
+    assert g.output_shape == base
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_transpose_geometry_same_gives_n_times_s(stride):
+    assert conv_transpose_geometry((4, 3), (3, 5), stride=stride, padding="same").output_shape == (3 * stride,
+                                                                                                    5 * stride)
+
+
+def test_index_dtype_switches_to_int64():
+    assert conv_geometry((3, 3), (100, 100)).index_dtype() == np.int32
+    big = conv_geometry((1, 1), (2**16, 2**16), stride=2**15)
+    assert big.shape[1] == 2**32 and big.index_dtype() == np.int64
+    assert big.nnz == 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.int16])
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, padding="same", padding_mode="reflect"),
+                                    dict(dilation=2, padding="full", padding_mode="circular")])
+def test_predicted_bytes_equal_built_csr(dtype, kwargs):
+    g = conv_geometry((2, 3, 3, 3), (6, 7), **kwargs)
+    C = cm.conv_matrix(np.ones((2, 3, 3, 3), dtype=dtype), (6, 7), **kwargs)
+    assert g.predicted_bytes(dtype) == C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
+    assert g.nnz == C.nnz
+
+
+def test_geometry_is_shared_by_every_builder():
+    """conv_nnz, conv_output_shape and the built matrix agree on one geometry (string paddings too)."""
+    for padding, mode in itertools.product(["valid", "same", "same_lower", "full", 2], MODES):
+        try:
+            g = conv_geometry((3, 2), (6, 5), stride=2, padding=padding, dilation=(1, 2), padding_mode=mode)
+        except ValueError:
+            continue
+        C = cm.conv_matrix(np.ones((3, 2)), (6, 5), stride=2, padding=padding, dilation=(1, 2), padding_mode=mode)
+        assert C.shape == g.shape and C.nnz == g.nnz
