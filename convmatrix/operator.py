@@ -1,0 +1,919 @@
+"""Matrix-free convolution operators: ``conv_matrix`` without the matrix.
+
+:class:`ConvOperator` and :class:`ConvTransposeOperator` are
+:class:`scipy.sparse.linalg.LinearOperator` objects that apply exactly the linear map of
+:func:`convmatrix.conv_matrix` / :func:`convmatrix.conv_transpose_matrix` (same keywords, same
+geometry object, same vector layout) in memory ``O(input + output)``:
+
+* the input is padded once by the geometry's fold rule (:func:`convmatrix.geometry.fold_index`:
+  zeros, circular, reflect, replicate, symmetric);
+* ``method="direct"``: for each kernel tap a strided view of the padded input is copied into an
+  im2col block of bounded size and one batched BLAS ``matmul`` per block contracts taps and
+  input channels (groups are a batch axis); single-channel and depthwise kernels accumulate tap
+  by tap in cache-sized blocks instead;
+* ``method="fft"``: the stride-1 correlation of the padded input with the dilated kernel by
+  ``scipy.fft`` (``rfftn`` for real data) and a per-frequency channel contraction, then the
+  strided samples; ``method="auto"`` picks the cheaper by a flop/byte estimate;
+* the adjoint scatters the taps back (transposed strided views, a loop over taps, never over
+  pixels) and folds the padded gradient back onto the input: the transpose of the padding map.
+
+Dask arrays (optional extra ``dask``) are accepted by ``matvec``/``rmatvec``/``matmat``/
+``rmatmat`` and by :func:`apply`: a volume is convolved block by block with
+``dask.array.map_overlap`` and a batch of vectors one batch chunk per task.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from . import _validate as V
+from .geometry import Geometry, conv_geometry, conv_transpose_geometry, fold_index
+
+__all__ = ["ConvOperator", "ConvTransposeOperator", "apply"]
+
+METHODS = ("auto", "direct", "fft")
+#: bytes of one im2col block (taps x input channels x output positions)
+_COL_BYTES = 32 * 2**20
+#: bytes of one output block in the tap-accumulation path (kept cache-sized)
+_TAP_BYTES = 2 * 2**20
+#: largest kernel spectrum (bytes) ``method="auto"`` caches without comparing to the data size
+_SPEC_BYTES = 256 * 2**20
+
+_DASK_HINT = "pip install convmatrix[dask]"
+
+
+# ----------------------------------------------------------------------------- validation helpers
+def _method_name(method: Any) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one of 'auto', 'direct', 'fft'; got {method!r} of type {type(method).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of 'auto', 'direct', 'fft'; got {method!r}")
+    return method
+
+
+def _check_flip(flip: Any) -> None:
+    if not isinstance(flip, (bool, np.bool_)):
+        raise TypeError(f"flip must be a bool; got {flip!r}")
+
+
+def _operator_dtype(matrix_dtype: np.dtype) -> np.dtype:
+    """Floating dtype the operator computes in: the matrix dtype, integers promoted to float64."""
+    return matrix_dtype if matrix_dtype.kind in "fc" else np.dtype(np.float64)
+
+
+def _is_dask(x: Any) -> bool:
+    mod = type(x).__module__
+    return mod.startswith("dask.") and hasattr(x, "chunks") and hasattr(x, "dask")
+
+
+def _import_dask():
+    try:
+        import dask.array as da
+    except ImportError as exc:  # pragma: no cover - dask is installed in CI
+        raise ImportError(f"dask arrays need the optional dependency dask: {_DASK_HINT}") from exc
+    return da
+
+
+# ----------------------------------------------------------------------------- the numeric core
+class _Plan:
+    """The convolution core shared by every operator: ``y = correlate(pad(x))`` and its transpose.
+
+    ``weight`` is the engine weight ``(C_out, C_in/groups, *k)`` (already flipped if asked);
+    ``n``/``out`` the spatial input/output shapes of the *convolution* (for a transposed
+    convolution the roles are swapped by the caller).  Per axis the padded length is
+    ``L = (out-1)*s + d*(k-1) + 1`` (exactly what the output reads; a longer padded input is
+    never built), position ``m`` of the padded axis holding input ``fold(m - p_before)``.
+    """
+
+    def __init__(self, weight: np.ndarray, n, out, stride, dilation, pad_before, mode: str, groups: int,
+                 method: str) -> None:
+        self.weight = np.ascontiguousarray(weight)
+        self.n, self.out = tuple(n), tuple(out)
+        self.s, self.d, self.pb = tuple(stride), tuple(dilation), tuple(pad_before)
+        self.mode, self.g, self.method = mode, groups, method
+        self.k = tuple(weight.shape[2:])
+        self.nd = len(self.k)
+        self.cout, self.cg = weight.shape[0], weight.shape[1]
+        self.og, self.cin = self.cout // groups, self.cg * groups
+        self.E = tuple(d * (k - 1) + 1 for k, d in zip(self.k, self.d))
+        self.L = tuple((o - 1) * s + e for o, s, e in zip(self.out, self.s, self.E))
+        self._cache: dict = {}
+
+    def __getstate__(self) -> dict:  # spectra are rebuilt where needed (e.g. on a Dask worker)
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    # ---------------------------------------------------------------- weights in the layouts used
+    def _w(self, conj: bool, dtype: np.dtype) -> np.ndarray:
+        key = ("w", conj, np.dtype(dtype).str)
+        if key not in self._cache:
+            w = np.conj(self.weight) if conj and self.weight.dtype.kind == "c" else self.weight
+            self._cache[key] = w.astype(dtype, copy=False)
+        return self._cache[key]
+
+    def _mat(self, conj: bool, dtype: np.dtype, transposed: bool) -> np.ndarray:
+        """``(g, og, K*cg)`` (taps major) or its ``(g, K*cg, og)`` transpose, contiguous."""
+        key = ("mat", conj, np.dtype(dtype).str, transposed)
+        if key not in self._cache:
+            K = math.prod(self.k)
+            w = self._w(conj, dtype).reshape(self.g, self.og, self.cg, K).transpose(0, 1, 3, 2)
+            w = w.reshape(self.g, self.og, K * self.cg)
+            self._cache[key] = np.ascontiguousarray(w.transpose(0, 2, 1) if transposed else w)
+        return self._cache[key]
+
+    # ---------------------------------------------------------------- blocking
+    def _slices(self, t: tuple[int, ...], r0: int, r1: int, out: tuple[int, ...]) -> tuple[slice, ...]:
+        """Padded-input positions read by tap ``t`` for output rows ``r0:r1`` (all of the other axes)."""
+        sl = []
+        for a in range(self.nd):
+            lo, cnt = (r0, r1 - r0) if a == 0 else (0, out[a])
+            start = t[a] * self.d[a] + lo * self.s[a]
+            sl.append(slice(start, start + (cnt - 1) * self.s[a] + 1, self.s[a]))
+        return tuple(sl)
+
+    @staticmethod
+    def _blocks(batch: int, out: tuple[int, ...], row_bytes: int, budget: int):
+        """(b0, b1, r0, r1): batch and first-axis row ranges whose block stays within ``budget``."""
+        per_row = max(1, row_bytes * math.prod(out[1:]))
+        rows = min(out[0], max(1, budget // per_row))
+        bb = min(batch, max(1, budget // (per_row * out[0]))) if rows == out[0] else 1
+        for b0 in range(0, batch, bb):
+            for r0 in range(0, out[0], rows):
+                yield b0, min(batch, b0 + bb), r0, min(out[0], r0 + rows)
+
+    # ---------------------------------------------------------------- choice of method
+    def _fft_shape(self, out: tuple[int, ...]) -> tuple[int, ...]:
+        from scipy.fft import next_fast_len
+
+        return tuple(next_fast_len((o - 1) * s + e, True) for o, s, e in zip(out, self.s, self.E))
+
+    def use_fft(self, batch: int, out: tuple[int, ...], itemsize: int) -> bool:
+        if self.method != "auto":
+            return self.method == "fft"
+        # estimated nanoseconds, calibrated on the reference machine (benchmarks/bench_operator.py)
+        K, P = math.prod(self.k), math.prod(out)
+        if self.cg == 1 and self.og == 1:  # tap accumulation: memory-bound, ~1.2 ns per multiply-add
+            direct = 1.2 * batch * self.g * K * P + 3e3 * K
+        else:  # im2col copy ~0.5 ns per element + BLAS ~0.0175 ns per multiply-add
+            direct = 0.5 * batch * self.g * K * self.cg * P + 0.0175 * batch * self.cout * self.cg * K * P + 3e3 * K
+        M = self._fft_shape(out)
+        m = math.prod(M)
+        F = m // M[-1] * (M[-1] // 2 + 1)
+        # transforms ~0.3 ns per point and log2; the per-frequency contraction streams the kernel spectrum
+        fft = 0.3 * batch * (self.cin + self.cout) * m * max(1.0, math.log2(m))
+        fft += (1.0 + 0.25 * batch) * self.cout * self.cg * F + 1e5
+        spectrum = self.cout * self.cg * F * 2 * itemsize
+        data = batch * (self.cin * math.prod(self.L) + self.cout * P) * itemsize
+        if spectrum > max(_SPEC_BYTES, 4 * data):
+            return False
+        return fft < 0.7 * direct
+
+    # ---------------------------------------------------------------- padding and its transpose
+    def _axis_parts(self, a: int, length: int):
+        """Left-border positions, interior [lo, hi) of the padded axis, right-border positions."""
+        n, pb = self.n[a], self.pb[a]
+        lo = min(pb, length)
+        hi = max(lo, min(length, pb + n))
+        return np.arange(0, lo), (lo, hi), np.arange(hi, length)
+
+    def pad(self, x: np.ndarray, xp: Any = np) -> np.ndarray:
+        """``(B, C, *n) -> (B, C, *L)`` by the fold rule (``xp``: numpy or dask.array)."""
+        if self.pb == (0,) * self.nd and self.L == self.n:
+            return x
+        if self.mode == "zeros" and xp is np:
+            P = np.zeros(x.shape[:2] + self.L, x.dtype)
+            dst, src = [], []
+            for a in range(self.nd):
+                _, (lo, hi), _ = self._axis_parts(a, self.L[a])
+                dst.append(slice(lo, hi))
+                src.append(slice(lo - self.pb[a], hi - self.pb[a]))
+            if all(d.stop > d.start for d in dst):
+                P[(slice(None),) * 2 + tuple(dst)] = x[(slice(None),) * 2 + tuple(src)]
+            return P
+        for a in range(self.nd):
+            axis = 2 + a
+            left, (lo, hi), right = self._axis_parts(a, self.L[a])
+            if lo == 0 and hi == x.shape[axis] and right.size == 0 and hi - lo == self.n[a]:
+                continue
+            pieces = []
+            for pos in (left, None, right):
+                if pos is None:
+                    if hi > lo:
+                        sl = [slice(None)] * x.ndim
+                        sl[axis] = slice(lo - self.pb[a], hi - self.pb[a])
+                        pieces.append(x[tuple(sl)])
+                elif pos.size:
+                    if self.mode == "zeros":
+                        shape = list(x.shape)
+                        shape[axis] = pos.size
+                        if xp is np:
+                            pieces.append(np.zeros(shape, x.dtype))
+                        else:
+                            chunks = list(x.chunks)
+                            chunks[axis] = (pos.size,)
+                            pieces.append(xp.zeros(tuple(shape), dtype=x.dtype, chunks=tuple(chunks)))
+                    else:
+                        pieces.append(xp.take(x, fold_index(pos - self.pb[a], self.n[a], self.mode), axis=axis))
+            x = pieces[0] if len(pieces) == 1 else xp.concatenate(pieces, axis=axis)
+        return x
+
+    def unpad(self, G: np.ndarray) -> np.ndarray:
+        """Transpose of :meth:`pad` (numpy): ``(B, C, *L) -> (B, C, *n)``, folded taps added back."""
+        if self.pb == (0,) * self.nd and self.L == self.n:
+            return G
+        for a in reversed(range(self.nd)):
+            axis = 2 + a
+            n = self.n[a]
+            left, (lo, hi), right = self._axis_parts(a, G.shape[axis])
+            shape = list(G.shape)
+            shape[axis] = n
+            out = np.zeros(shape, G.dtype)
+            sl_out = [slice(None)] * G.ndim
+            sl_out[axis] = slice(lo - self.pb[a], hi - self.pb[a])
+            sl_in = [slice(None)] * G.ndim
+            sl_in[axis] = slice(lo, hi)
+            if hi > lo:
+                out[tuple(sl_out)] = G[tuple(sl_in)]
+            border = np.concatenate([left, right])
+            if self.mode != "zeros" and border.size:
+                target = fold_index(border - self.pb[a], n, self.mode)
+                uniq, inv = np.unique(target, return_inverse=True)
+                onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
+                contrib = np.moveaxis(np.tensordot(onehot, np.take(G, border, axis=axis), axes=([1], [axis])), 0, axis)
+                sl = [slice(None)] * G.ndim
+                sl[axis] = uniq
+                out[tuple(sl)] += contrib
+            G = out
+        return G
+
+    # ---------------------------------------------------------------- direct correlation and transpose
+    def correlate(self, P: np.ndarray, out: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
+        """Strided, dilated, grouped correlation of a padded ``(B, C_in, *Lp)`` block: ``(B, C_out, *out)``."""
+        dt = np.result_type(P.dtype, self.weight.dtype)
+        fft = self.use_fft(P.shape[0], out, dt.itemsize) if method is None else method == "fft"
+        return self._correlate_fft(P, out, conj, dt) if fft else self._correlate_direct(P, out, conj, dt)
+
+    def correlate_t(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
+        """Transpose of :meth:`correlate` (no conjugation unless ``conj``): ``(B, C_out, *o) -> (B, C_in, *length)``."""
+        dt = np.result_type(Y.dtype, self.weight.dtype)
+        out = Y.shape[2:]
+        fft = self.use_fft(Y.shape[0], out, dt.itemsize) if method is None else method == "fft"
+        return self._correlate_t_fft(Y, length, conj, dt) if fft else self._correlate_t_direct(Y, length, conj, dt)
+
+    def _correlate_direct(self, P, out, conj, dt):
+        B, g, og, cg, nd = P.shape[0], self.g, self.og, self.cg, self.nd
+        taps = list(np.ndindex(*self.k))
+        Pg = P.reshape((B, g, cg) + P.shape[2:])
+        Y = np.empty((B, g, og) + tuple(out), dt)
+        w = self._w(conj, dt)
+        if cg == 1 and og == 1:  # single channel / depthwise: accumulate tap by tap, cache-sized blocks
+            wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
+            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
+                acc = Y[b0:b1, :, 0, r0:r1]
+                tmp = np.empty_like(acc)
+                for i, t in enumerate(taps):
+                    view = Pg[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)]
+                    if i == 0:
+                        np.multiply(view, wt[i], out=acc)
+                    else:
+                        np.multiply(view, wt[i], out=tmp)
+                        acc += tmp
+            return Y.reshape((B, self.cout) + tuple(out))
+        K = len(taps)
+        W = self._mat(conj, dt, False)  # (g, og, K*cg)
+        for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
+            blk = (r1 - r0,) + tuple(out[1:])
+            cols = np.empty((b1 - b0, g, K, cg) + blk, dt)
+            for i, t in enumerate(taps):  # im2col, one strided copy per tap
+                cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)]
+            cols = cols.reshape(b1 - b0, g, K * cg, math.prod(blk))
+            if r0 == 0 and r1 == out[0]:
+                np.matmul(W, cols, out=Y[b0:b1].reshape(b1 - b0, g, og, math.prod(blk)))
+            else:
+                Y[b0:b1, :, :, r0:r1] = np.matmul(W, cols).reshape((b1 - b0, g, og) + blk)
+        return Y.reshape((B, self.cout) + tuple(out))
+
+    def _correlate_t_direct(self, Y, length, conj, dt):
+        B, g, og, cg, nd = Y.shape[0], self.g, self.og, self.cg, self.nd
+        out = Y.shape[2:]
+        taps = list(np.ndindex(*self.k))
+        Yg = Y.reshape((B, g, og) + tuple(out))
+        G = np.zeros((B, g, cg) + tuple(length), dt)
+        w = self._w(conj, dt)
+        if cg == 1 and og == 1:
+            wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
+            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
+                src = Yg[b0:b1, :, 0, r0:r1]
+                tmp = np.empty(src.shape, dt)
+                for i, t in enumerate(taps):
+                    np.multiply(src, wt[i], out=tmp)
+                    G[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)] += tmp
+            return G.reshape((B, self.cin) + tuple(length))
+        K = len(taps)
+        WT = self._mat(conj, dt, True)  # (g, K*cg, og)
+        for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
+            blk = (r1 - r0,) + tuple(out[1:])
+            src = Yg[b0:b1, :, :, r0:r1].reshape(b1 - b0, g, og, math.prod(blk))
+            cols = np.matmul(WT, src).reshape((b1 - b0, g, K, cg) + blk)
+            for i, t in enumerate(taps):  # col2im, one strided scatter per tap
+                G[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)] += cols[:, :, i]
+        return G.reshape((B, self.cin) + tuple(length))
+
+    # ---------------------------------------------------------------- FFT correlation and transpose
+    def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype) -> np.ndarray:
+        """Kernel spectrum ``(F, g, og, cg)`` on the grid ``M``: dilated kernel, reversed for the forward."""
+        import scipy.fft as fft
+
+        key = ("spec", M, conj, real, reverse, np.dtype(dt).str)
+        if key in self._cache:
+            return self._cache[key]
+        axes = tuple(range(2, 2 + self.nd))
+        w = self._w(conj, dt)
+        wd = np.zeros(w.shape[:2] + M, dt)
+        wd[(slice(None),) * 2 + tuple(slice(0, e, d) for e, d in zip(self.E, self.d))] = w
+        if real:
+            S = fft.rfftn(wd, s=M, axes=axes)
+            if reverse:  # sum_u w[u] e^{+i f u} is the conjugate for a real kernel
+                S = np.conj(S)
+        else:
+            if reverse:  # place tap u at (-u) mod M
+                wd = np.roll(np.flip(wd, axis=axes), 1, axis=axes)
+            S = fft.fftn(wd, s=M, axes=axes)
+        F = math.prod(S.shape[2:])
+        S = np.ascontiguousarray(S.reshape(self.g, self.og, self.cg, F).transpose(3, 0, 1, 2))
+        self._cache[key] = S
+        return S
+
+    def _contract(self, S: np.ndarray, X: np.ndarray, c_in: int, c_out: int) -> np.ndarray:
+        """Per-frequency channel contraction: ``S (F, g, c_out, c_in)``, ``X (B, g*c_in, *F)``."""
+        B = X.shape[0]
+        fshape = X.shape[2:]
+        F = math.prod(fshape)
+        if c_in == 1 and c_out == 1:
+            return (X.reshape(B, self.g, F) * S.reshape(F, self.g).T[None]).reshape((B, self.g) + fshape)
+        Xf = np.ascontiguousarray(X.reshape(B, self.g, c_in, F).transpose(3, 1, 2, 0))  # (F, g, c_in, B)
+        Yf = np.matmul(S, Xf)  # (F, g, c_out, B)
+        return np.ascontiguousarray(Yf.transpose(3, 1, 2, 0)).reshape((B, self.g * c_out) + fshape)
+
+    def _correlate_fft(self, P, out, conj, dt):
+        import scipy.fft as fft
+
+        axes = tuple(range(2, 2 + self.nd))
+        need = tuple((o - 1) * s + e for o, s, e in zip(out, self.s, self.E))
+        P = P[(slice(None),) * 2 + tuple(slice(0, m) for m in need)]
+        M = self._fft_shape(out)
+        real = dt.kind != "c"
+        Ph = fft.rfftn(P, s=M, axes=axes) if real else fft.fftn(P, s=M, axes=axes)
+        S = self._spectrum(M, conj, real, True, dt)
+        Yh = self._contract(S, Ph, self.cg, self.og)
+        y = fft.irfftn(Yh, s=M, axes=axes) if real else fft.ifftn(Yh, s=M, axes=axes)
+        y = y[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))]
+        return np.ascontiguousarray(y, dtype=dt)
+
+    def _correlate_t_fft(self, Y, length, conj, dt):
+        import scipy.fft as fft
+
+        axes = tuple(range(2, 2 + self.nd))
+        out = Y.shape[2:]
+        M = self._fft_shape(out)
+        real = dt.kind != "c"
+        up = np.zeros(Y.shape[:2] + M, dt)
+        up[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))] = Y
+        Uh = fft.rfftn(up, axes=axes) if real else fft.fftn(up, axes=axes)
+        S = self._spectrum(M, conj, real, False, dt)  # (F, g, og, cg)
+        Gh = self._contract(np.ascontiguousarray(S.transpose(0, 1, 3, 2)), Uh, self.og, self.cg)
+        G = fft.irfftn(Gh, s=M, axes=axes) if real else fft.ifftn(Gh, s=M, axes=axes)
+        res = np.zeros(G.shape[:2] + tuple(length), dt)
+        keep = tuple(slice(0, min(m, l)) for m, l in zip(M, length))
+        res[(slice(None),) * 2 + keep] = G[(slice(None),) * 2 + keep]
+        return res
+
+    # ---------------------------------------------------------------- whole maps (numpy)
+    def forward(self, x: np.ndarray, conj: bool) -> np.ndarray:
+        """``(B, C_in, *n) -> (B, C_out, *out)``."""
+        return self.correlate(self.pad(x), self.out, conj)
+
+    def transpose(self, y: np.ndarray, conj: bool) -> np.ndarray:
+        """``(B, C_out, *out) -> (B, C_in, *n)``: the transpose (``conj``: the adjoint)."""
+        return self.unpad(self.correlate_t(y, self.L, conj))
+
+
+# ----------------------------------------------------------------------------- Dask routes
+def _merge_small(bounds: list[int], total: int, minimum: int) -> tuple[int, ...]:
+    """Chunk sizes from interior boundaries, merging chunks shorter than ``minimum``."""
+    keep = [0]
+    for b in sorted(set(bounds)):
+        if b - keep[-1] >= minimum and total - b >= minimum and 0 < b < total:
+            keep.append(b)
+    keep.append(total)
+    return tuple(int(b - a) for a, b in zip(keep[:-1], keep[1:]))
+
+
+def _dask_forward(plan: _Plan, x, conj: bool):
+    """``(C_in, *n)`` dask volume -> ``(C_out, *out)``: pad lazily, output-aligned blocks, map_overlap."""
+    da = _import_dask()
+    nd = plan.nd
+    dt = np.result_type(x.dtype, plan.weight.dtype)
+    x = x.astype(dt).rechunk({0: -1})[None]
+    P = plan.pad(x, xp=da)[0]
+    out_chunks, p_chunks, depth = [], [], {0: (0, 0)}
+    for a in range(nd):
+        s, e, o = plan.s[a], plan.E[a], plan.out[a]
+        bounds = np.cumsum((0,) + x.chunks[2 + a])[1:-1] + plan.pb[a]
+        cnt = _merge_small([int(b) // s for b in bounds], o, max(1, -(-(e - s) // s)))
+        starts = np.cumsum((0,) + cnt)[:-1] * s
+        pc = tuple(int(v) for v in np.diff(np.append(starts, plan.L[a])))
+        out_chunks.append(cnt)
+        p_chunks.append(pc)
+        depth[1 + a] = (0, max(e - s, 0))
+    P = P.rechunk(((plan.cin,),) + tuple(p_chunks))
+
+    def block(b: np.ndarray, block_info=None) -> np.ndarray:
+        loc = block_info[0]["chunk-location"]
+        out = tuple(out_chunks[a][loc[1 + a]] for a in range(nd))
+        return plan.correlate(b[None], out, conj)[0]
+
+    return da.map_overlap(block, P, depth=depth, boundary="none", trim=False, dtype=dt,
+                          chunks=((plan.cout,),) + tuple(out_chunks), meta=np.empty((0,) * (nd + 1), dt))
+
+
+def _dask_transpose(plan: _Plan, y, conj: bool):
+    """``(C_out, *out)`` dask volume -> ``(C_in, *n)``: blocks of the padded gradient, then the fold back."""
+    da = _import_dask()
+    nd = plan.nd
+    dt = np.result_type(y.dtype, plan.weight.dtype)
+    y = y.astype(dt)
+    y_chunks, g_chunks, halo, depth = [], [], [], {0: (0, 0)}
+    for a in range(nd):
+        s, e, o = plan.s[a], plan.E[a], plan.out[a]
+        h = (e - 1) // s  # outputs before a block that still reach into it
+        bounds = np.cumsum((0,) + y.chunks[1 + a])[1:-1]
+        cnt = _merge_small([int(b) for b in bounds], o, max(1, h))
+        gc = tuple(c * s for c in cnt[:-1]) + ((cnt[-1] - 1) * s + e,)
+        y_chunks.append(cnt)
+        g_chunks.append(gc)
+        halo.append(h)
+        depth[1 + a] = (h, 0)
+    y = y.rechunk(((plan.cout,),) + tuple(y_chunks))
+
+    def block(b: np.ndarray, block_info=None) -> np.ndarray:
+        loc = block_info[0]["chunk-location"]
+        lead = [0 if loc[1 + a] == 0 else halo[a] for a in range(nd)]
+        want = [g_chunks[a][loc[1 + a]] for a in range(nd)]
+        local = tuple((b.shape[1 + a] - 1) * plan.s[a] + plan.E[a] for a in range(nd))
+        G = plan.correlate_t(b[None], local, conj)[0]
+        res = np.zeros((plan.cin,) + tuple(want), dt)
+        src = tuple(slice(l * s, min(l * s + w, m)) for l, s, w, m in zip(lead, plan.s, want, local))
+        res[(slice(None),) + tuple(slice(0, x.stop - x.start) for x in src)] = G[(slice(None),) + src]
+        return res
+
+    G = da.map_overlap(block, y, depth=depth, boundary="none", trim=False, dtype=dt,
+                       chunks=((plan.cin,),) + tuple(g_chunks), meta=np.empty((0,) * (nd + 1), dt))
+    return _dask_unpad(plan, G, da)
+
+
+def _dask_unpad(plan: _Plan, G, da):
+    """Transpose of the lazy padding: interior slice, zeros where never read, folded borders added."""
+    for a in reversed(range(plan.nd)):
+        axis = 1 + a
+        n = plan.n[a]
+        left, (lo, hi), right = plan._axis_parts(a, G.shape[axis])
+        sl = [slice(None)] * G.ndim
+        sl[axis] = slice(lo, hi)
+        inner = G[tuple(sl)]
+        parts = [inner] if hi > lo else []
+        if hi - lo < n:
+            shape = list(G.shape)
+            shape[axis] = n - (hi - lo)
+            chunks = list(G.chunks)
+            chunks[axis] = (shape[axis],)
+            parts.append(da.zeros(tuple(shape), dtype=G.dtype, chunks=tuple(chunks)))
+        X = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=axis)
+        border = np.concatenate([left, right])
+        if plan.mode != "zeros" and border.size:
+            target = fold_index(border - plan.pb[a], n, plan.mode)
+            uniq, inv = np.unique(target, return_inverse=True)
+            onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
+            contrib = da.moveaxis(da.tensordot(onehot, da.take(G, border, axis=axis), axes=([1], [axis])), 0, axis)
+            pieces, prev = [], 0
+            for i, u in enumerate(uniq.tolist()):  # loop over the few folded border targets
+                s0 = [slice(None)] * X.ndim
+                if u > prev:
+                    s0[axis] = slice(prev, u)
+                    pieces.append(X[tuple(s0)])
+                s0[axis] = slice(u, u + 1)
+                s1 = [slice(None)] * X.ndim
+                s1[axis] = slice(i, i + 1)
+                pieces.append(X[tuple(s0)] + contrib[tuple(s1)])
+                prev = u + 1
+            if prev < n:
+                s0 = [slice(None)] * X.ndim
+                s0[axis] = slice(prev, n)
+                pieces.append(X[tuple(s0)])
+            X = da.concatenate(pieces, axis=axis)
+        G = X
+    return G
+
+
+# ----------------------------------------------------------------------------- the operators
+class _ConvLinearOperator(LinearOperator):
+    """A convolution core used forwards (``role="forward"``) or transposed, conjugated or not.
+
+    The four linear maps around one convolution ``C`` are ``C`` (forward), ``conj(C)`` (forward,
+    conjugated weights), ``C.T`` (transpose) and ``C.H`` (transpose, conjugated weights); each
+    one's ``.T``/``.H`` is another of the four, computed directly (no extra conjugation passes).
+    """
+
+    def __init__(self, plan: _Plan, role: str, conj: bool, dtype: np.dtype, channel_axis: bool, sparse) -> None:
+        self._plan, self._role, self._conj = plan, role, conj
+        self._channel_axis = channel_axis
+        self._sparse = sparse
+        cin, cout = plan.cin * math.prod(plan.n), plan.cout * math.prod(plan.out)
+        shape = (cout, cin) if role == "forward" else (cin, cout)
+        super().__init__(dtype=dtype, shape=shape)
+
+    # shapes of the vectors this operator maps between
+    @property
+    def input_vector_shape(self) -> tuple[int, ...]:
+        """Shape of the vectors the operator multiplies (``(C, *spatial)``, or spatial only)."""
+        p = self._plan
+        c, sp = (p.cin, p.n) if self._role == "forward" else (p.cout, p.out)
+        return ((c,) if self._channel_axis else ()) + tuple(sp)
+
+    @property
+    def output_vector_shape(self) -> tuple[int, ...]:
+        """Shape of the result vectors (``(C, *spatial)``, or spatial only)."""
+        p = self._plan
+        c, sp = (p.cout, p.out) if self._role == "forward" else (p.cin, p.n)
+        return ((c,) if self._channel_axis else ()) + tuple(sp)
+
+    def _map(self, X: np.ndarray, role: str, conj: bool) -> np.ndarray:
+        """Apply to a batch ``(B, C, *spatial)`` of the role's input space."""
+        return self._plan.forward(X, conj) if role == "forward" else self._plan.transpose(X, conj)
+
+    def _batch(self, X: np.ndarray, role: str, conj: bool) -> np.ndarray:
+        """Columns of ``X`` are vectors: ``(N, K) -> (M, K)``."""
+        p = self._plan
+        c, sp = (p.cin, p.n) if role == "forward" else (p.cout, p.out)
+        X = np.asarray(X)
+        dt = np.result_type(X.dtype, self.dtype)
+        K = X.shape[1]
+        batch = np.ascontiguousarray(X.T, dtype=dt).reshape((K, c) + tuple(sp))
+        return self._map(batch, role, conj).reshape(K, -1).T
+
+    def _other(self) -> str:
+        return "transpose" if self._role == "forward" else "forward"
+
+    def _matvec(self, x):
+        return self._batch(np.reshape(x, (-1, 1)), self._role, self._conj)
+
+    def _matmat(self, X):
+        return self._batch(X, self._role, self._conj)
+
+    def _rmatvec(self, x):
+        return self._batch(np.reshape(x, (-1, 1)), self._other(), not self._conj)
+
+    def _rmatmat(self, X):
+        return self._batch(X, self._other(), not self._conj)
+
+    def _derived(self, role: str, conj: bool, sparse) -> _ConvLinearOperator:
+        return _ConvLinearOperator(self._plan, role, conj, self.dtype, self._channel_axis, sparse)
+
+    def _transpose(self) -> _ConvLinearOperator:
+        return self._derived(self._other(), self._conj, lambda **kw: self.to_sparse(**kw).T)
+
+    def _adjoint(self) -> _ConvLinearOperator:
+        return self._derived(self._other(), not self._conj, lambda **kw: self.to_sparse(**kw).conj().T)
+
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto"):
+        """The explicit sparse matrix of this operator (refused above ``max_bytes``, as the builders do)."""
+        return self._sparse(format=format, max_bytes=max_bytes)
+
+    # ---------------------------------------------------------------- dask entry points
+    def _dask_apply(self, x, role: str, conj: bool, name: str):
+        p = self._plan
+        n_in = self.shape[1] if role == self._role else self.shape[0]
+        c, sp = (p.cin, p.n) if role == "forward" else (p.cout, p.out)
+        vol = ((c,) if self._channel_axis else ()) + tuple(sp)
+        shaped = tuple(x.shape) == vol
+        if x.ndim == 2 and x.shape[0] == n_in and not shaped:  # a batch of columns: one batch chunk per task
+            rows = self.shape[0] if role == self._role else self.shape[1]
+            return _dask_columns(lambda b: self._batch(b, role, conj), x, rows, np.result_type(x.dtype, self.dtype))
+        flat = x.ndim == 1 and x.shape[0] == n_in and not shaped
+        if not flat and not shaped:
+            raise ValueError(
+                f"{name} of a dask array needs shape ({n_in},), ({n_in}, K) or the volume shape {vol}; got {x.shape}"
+            )
+        v = x.reshape(vol) if flat else x
+        if not self._channel_axis:
+            v = v[None]
+        res = _dask_forward(p, v, conj) if role == "forward" else _dask_transpose(p, v, conj)
+        if not self._channel_axis:
+            res = res[0]
+        return res.reshape(-1) if flat else res
+
+    def matvec(self, x):
+        """``A @ x``; a dask ``x`` (flat, or shaped like the input volume) gives a lazy dask result."""
+        if _is_dask(x):
+            return self._dask_apply(x, self._role, self._conj, "matvec")
+        return super().matvec(x)
+
+    def rmatvec(self, x):
+        """``A.H @ x``; accepts dask arrays like :meth:`matvec`."""
+        if _is_dask(x):
+            return self._dask_apply(x, self._other(), not self._conj, "rmatvec")
+        return super().rmatvec(x)
+
+    def matmat(self, X):
+        """``A @ X`` for a batch of column vectors; a dask ``X`` is processed one column chunk per task."""
+        if _is_dask(X):
+            if X.ndim != 2:
+                raise ValueError(f"matmat expects a 2-D array (vectors as columns); got shape {X.shape}")
+            return self._dask_apply(X, self._role, self._conj, "matmat")
+        return super().matmat(X)
+
+    def rmatmat(self, X):
+        """``A.H @ X``; accepts dask arrays like :meth:`matmat`."""
+        if _is_dask(X):
+            if X.ndim != 2:
+                raise ValueError(f"rmatmat expects a 2-D array (vectors as columns); got shape {X.shape}")
+            return self._dask_apply(X, self._other(), not self._conj, "rmatmat")
+        return super().rmatmat(X)
+
+    def dot(self, x):
+        if _is_dask(x):
+            return self.matvec(x) if x.ndim == 1 or tuple(x.shape) == self.input_vector_shape else self.matmat(x)
+        return super().dot(x)
+
+    def __repr__(self) -> str:
+        kind = {("forward", False): "C", ("forward", True): "conj(C)", ("transpose", False): "C.T",
+                ("transpose", True): "C.H"}[(self._role, self._conj)]
+        return f"<{self.shape[0]}x{self.shape[1]} {type(self).__name__} ({kind}) with dtype={self.dtype}>"
+
+
+class ConvOperator(_ConvLinearOperator):
+    """Matrix-free ``conv_matrix``: a :class:`~scipy.sparse.linalg.LinearOperator` for ``conv{d}d``.
+
+    Takes exactly the keywords of :func:`convmatrix.conv_matrix` and applies the same matrix,
+    to round-off, without building it: memory ``O(input + output)``.
+
+    Parameters
+    ----------
+    kernel : array_like
+        Spatial kernel (one channel in and out) or PyTorch weight ``(C_out, C_in/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial input shape (any number of dimensions).
+    stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :func:`convmatrix.conv_matrix` (padding modes ``"zeros"``, ``"circular"``,
+        ``"reflect"``, ``"replicate"``, ``"symmetric"``; ``flip=True`` is true convolution).
+        The operator computes in ``dtype`` (default the kernel's); integer kernels compute in
+        float64.
+    method : {"auto", "direct", "fft"}
+        ``"direct"``: strided views, im2col blocks of at most 32 MiB and batched BLAS;
+        ``"fft"``: ``scipy.fft`` (stride-1 correlation of the padded input, then the strided
+        samples); ``"auto"``: FFT when its estimated cost is lower (large kernels) and the
+        kernel spectrum is small enough to cache.
+
+    Attributes
+    ----------
+    geometry : Geometry
+        The validated geometry, the same object ``conv_matrix`` builds from.
+    shape : tuple of int
+        ``(C_out * prod(output_shape), C_in * prod(input_shape))``.
+    input_vector_shape, output_vector_shape : tuple of int
+        ``(C_in, *input_shape)`` and ``(C_out, *output_shape)`` (spatial only for a spatial kernel).
+
+    Notes
+    -----
+    ``matvec``, ``rmatvec`` (the adjoint ``C^H``: complex kernels conjugated), ``matmat`` and
+    ``rmatmat`` (columns are vectors), ``.T`` (transpose, no conjugation) and ``.H`` are all
+    available; ``to_sparse()`` builds ``conv_matrix`` with the same keywords.  The forward map is
+
+    ``y[o, j] = sum_{c, t} w[o, c, t] * x_pad[g(o)*C_in/groups + c, j*s + t*d]``,
+
+    ``x_pad[m] = x[fold(m - p_before)]``; the adjoint scatters ``conj(w)`` back along the same
+    positions and adds each padded position onto the input it was folded from.
+
+    A dask array (``pip install convmatrix[dask]``) may be passed to ``matvec``/``rmatvec``
+    (a flat vector or the volume ``input_vector_shape``, lazily, with ``map_overlap``) or to
+    ``matmat``/``rmatmat`` (``(N, K)``, one column chunk per task).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convmatrix as cm
+    >>> A = cm.ConvOperator([1.0, 2.0, 3.0], (5,))
+    >>> A.shape
+    (3, 5)
+    >>> A @ np.arange(5.0)
+    array([ 8., 14., 20.])
+    >>> A.T @ np.ones(3)
+    array([1., 3., 6., 5., 3.])
+    >>> w = np.random.default_rng(0).standard_normal((4, 2, 3, 3))
+    >>> B = cm.ConvOperator(w, (9, 8), stride=2, padding=1, padding_mode="reflect")
+    >>> x = np.random.default_rng(1).standard_normal(B.shape[1])
+    >>> bool(np.allclose(B @ x, B.to_sparse() @ x))
+    True
+    """
+
+    def __init__(
+        self,
+        kernel: Any,
+        input_shape: Any,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: Any = 1,
+        padding_mode: str = "zeros",
+        flip: bool = False,
+        dtype: Any = None,
+        method: str = "auto",
+    ) -> None:
+        k = V.kernel_array(kernel)
+        mdtype = V.result_dtype(k, dtype)
+        _check_flip(flip)
+        method = _method_name(method)
+        geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode)
+        odtype = _operator_dtype(mdtype)
+        weight = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape).astype(odtype)
+        if flip:
+            weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
+        plan = _Plan(weight, geom.input_shape, geom.output_shape, geom.stride, geom.dilation,
+                     tuple(p[0] for p in geom.padding), geom.padding_mode, geom.groups, method)
+        self.geometry: Geometry = geom
+        self.kernel = k
+        self.method = method
+        self._keywords = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_mode=padding_mode, flip=flip, dtype=dtype)
+        super().__init__(plan, "forward", False, odtype, geom.channel_axis, self._build)
+
+    def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
+        from .matrices import conv_matrix
+
+        return conv_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
+                           **self._keywords)
+
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto"):
+        """``conv_matrix`` with this operator's keywords (exactly; refused above ``max_bytes``).
+
+        Examples
+        --------
+        >>> import convmatrix as cm
+        >>> cm.ConvOperator([[1, 2], [3, 4]], (3, 3)).to_sparse().toarray()
+        array([[1, 2, 0, 3, 4, 0, 0, 0, 0],
+               [0, 1, 2, 0, 3, 4, 0, 0, 0],
+               [0, 0, 0, 1, 2, 0, 3, 4, 0],
+               [0, 0, 0, 0, 1, 2, 0, 3, 4]])
+        """
+        return self._build(format=format, max_bytes=max_bytes)
+
+
+class ConvTransposeOperator(_ConvLinearOperator):
+    """Matrix-free ``conv_transpose_matrix``: ``conv_transpose{d}d`` as a LinearOperator.
+
+    Takes exactly the keywords of :func:`convmatrix.conv_transpose_matrix`; it is the transpose
+    (not conjugated) of the :class:`ConvOperator` of the same weight on the transposed output shape.
+
+    Parameters
+    ----------
+    kernel : array_like
+        Spatial kernel or PyTorch's transposed weight ``(C_in, C_out/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial shape of the transposed convolution's input.
+    stride, padding, output_padding, dilation, groups, output_shape, padding_mode, dtype
+        As :func:`convmatrix.conv_transpose_matrix` (``padding_mode`` only ``"zeros"``).
+    method : {"auto", "direct", "fft"}
+        As :class:`ConvOperator`.
+
+    Notes
+    -----
+    Per axis ``o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1``; the forward map scatters
+    one kernel copy per input position ``i`` at ``i*s + t*d - p_before`` (the seed's fusion);
+    ``rmatvec`` is the (conjugated) strided convolution.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convmatrix as cm
+    >>> T = cm.ConvTransposeOperator(np.ones((4, 4)), (2, 2), stride=3)   # the seed: 2x2 -> 7x7
+    >>> T.shape
+    (49, 4)
+    >>> (T @ np.ones(4)).reshape(7, 7)[3]
+    array([2., 2., 2., 4., 2., 2., 2.])
+    """
+
+    def __init__(
+        self,
+        kernel: Any,
+        input_shape: Any,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        groups: Any = 1,
+        output_shape: Any = None,
+        padding_mode: str = "zeros",
+        dtype: Any = None,
+        method: str = "auto",
+    ) -> None:
+        k = V.kernel_array(kernel)
+        mdtype = V.result_dtype(k, dtype)
+        V.padding_mode_name(padding_mode, allowed=("zeros",))
+        method = _method_name(method)
+        geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding,
+                                       output_padding=output_padding, dilation=dilation, groups=groups,
+                                       output_shape=output_shape)
+        odtype = _operator_dtype(mdtype)
+        # the weight (C_in, C_out/g, *k) is the conv weight of the convolution N-space -> n-space
+        weight = k.reshape((geom.in_channels, geom.out_per_group) + geom.kernel_shape).astype(odtype)
+        plan = _Plan(weight, geom.output_shape, geom.input_shape, geom.stride, geom.dilation,
+                     tuple(p[0] for p in geom.padding), "zeros", geom.groups, method)
+        self.geometry: Geometry = geom
+        self.kernel = k
+        self.method = method
+        self._keywords = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+                              groups=groups, output_shape=output_shape, padding_mode=padding_mode, dtype=dtype)
+        super().__init__(plan, "transpose", False, odtype, geom.channel_axis, self._build)
+
+    def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
+        from .matrices import conv_transpose_matrix
+
+        return conv_transpose_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
+                                     **self._keywords)
+
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto"):
+        """``conv_transpose_matrix`` with this operator's keywords (exactly)."""
+        return self._build(format=format, max_bytes=max_bytes)
+
+
+# ----------------------------------------------------------------------------- apply (explicit or not, dask or not)
+def _dask_columns(fn, X, rows: int, dtype):
+    """``fn`` on every column chunk of a dask ``(N, K)`` array: one task per chunk."""
+    X = X.rechunk({0: -1})
+    return X.map_blocks(fn, dtype=dtype, chunks=((rows,), X.chunks[1]), meta=np.empty((0, 0), dtype))
+
+
+def apply(C: Any, X: Any) -> Any:
+    """``C @ X`` for an explicit matrix or an operator, with ``X`` a numpy or a dask array.
+
+    Parameters
+    ----------
+    C : scipy sparse matrix/array, numpy array, or LinearOperator (e.g. :class:`ConvOperator`)
+    X : array_like or dask.array.Array
+        A vector ``(N,)`` or a batch of column vectors ``(N, K)``.  A ConvOperator also takes the
+        input volume ``C.input_vector_shape`` as a dask array (convolved chunk by chunk).
+
+    Returns
+    -------
+    ndarray or dask.array.Array
+        ``C @ X``; lazy when ``X`` is a dask array.  For an explicit ``C`` and a dask ``(N, K)``
+        batch, each column chunk of ``X`` is one task ``C @ X_chunk`` and ``C`` enters the task
+        graph once (``dask.delayed``), so a distributed scheduler ships it to each worker once.
+
+    Notes
+    -----
+    Needs the optional extra for dask inputs: ``pip install convmatrix[dask]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convmatrix as cm
+    >>> C = cm.conv_matrix([1.0, -1.0], (4,))
+    >>> cm.apply(C, np.arange(4.0))
+    array([-1., -1., -1.])
+    """
+    if isinstance(C, _ConvLinearOperator):
+        if _is_dask(X):
+            return C.dot(X)
+        X = np.asarray(X)
+        return C.matvec(X) if X.ndim == 1 else C.matmat(X)
+    if not (hasattr(C, "shape") and len(getattr(C, "shape", ())) == 2):
+        raise TypeError(f"C must be a 2-D matrix (sparse or dense) or a LinearOperator; got {type(C).__name__}")
+    if not _is_dask(X):
+        return C @ X
+    da = _import_dask()
+    import dask
+
+    rows, cols = C.shape
+    if X.shape[0] != cols:
+        raise ValueError(f"X must have C.shape[1] = {cols} rows (vectors as columns); got shape {X.shape}")
+    dt = np.result_type(X.dtype, getattr(C, "dtype", np.float64))
+    if X.ndim == 1:
+        return apply(C, X[:, None])[:, 0]
+    if X.ndim != 2:
+        raise ValueError(f"X must be a vector (N,) or a batch of column vectors (N, K); got shape {X.shape}")
+    X = X.rechunk({0: -1})
+    Cd = dask.delayed(C, pure=True)
+    return da.map_blocks(_matmul_block, Cd, X, dtype=dt, chunks=((rows,), X.chunks[1]), meta=np.empty((0, 0), dt))
+
+
+def _matmul_block(C, block):
+    return np.asarray(C @ block)
