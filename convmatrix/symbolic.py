@@ -192,7 +192,6 @@ def _collect(e: sp.Expr) -> sp.Expr:
     return sp.collect(sp.expand(e), [_d, _s])
 
 
-@functools.lru_cache(maxsize=None)
 def output_size_formula(transposed: bool = False, *, symmetric_padding: bool = False) -> SizeFormula:
     """Derive the output-size formula of a convolution (or transposed convolution) in SymPy.
 
@@ -249,11 +248,17 @@ def output_size_formula(transposed: bool = False, *, symmetric_padding: bool = F
         raise TypeError(f"transposed must be a bool; got {transposed!r}")
     if not isinstance(symmetric_padding, (bool, np.bool_)):
         raise TypeError(f"symmetric_padding must be a bool; got {symmetric_padding!r}")
+    return _derive(bool(transposed), bool(symmetric_padding))
+
+
+@functools.lru_cache(maxsize=None)
+def _derive(transposed: bool, symmetric_padding: bool) -> SizeFormula:
+    """The derivation behind :func:`output_size_formula` (cached: SymPy work is done once)."""
     pb, pa = (_p, _p) if symmetric_padding else (_pb, _pa)
     names = {"n": _n, "k": _k, "s": _s, "d": _d}
     names.update({"p": _p} if symmetric_padding else {"p_before": _pb, "p_after": _pa})
     if transposed:
-        return _derive_transposed(bool(symmetric_padding), names, pb, pa)
+        return _derive_transposed(symmetric_padding, names, pb, pa)
     steps = []
     ineq = sp.Le(_j * _s + _d * (_k - 1), _n + pb + pa - 1)
     steps.append(Step("output position j reads the padded input at j*s + t*d, t = 0..k-1; its last tap "
@@ -1422,7 +1427,8 @@ def _describe(kinds: list[str], levels: list[tuple[int, int]]) -> str:
 
 
 def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                     groups: Any = 1, padding_mode: str = "zeros") -> Structure:
+                     groups: Any = 1, padding_mode: str = "zeros", transpose: bool = False,
+                     output_padding: Any = 0) -> Structure:
     """Name the structure of ``conv_matrix`` for this geometry (for a generic kernel).
 
     Parameters
@@ -1432,6 +1438,10 @@ def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, pa
     input_shape : int or sequence of int
     stride, padding, dilation, groups, padding_mode
         As :func:`convmatrix.conv_matrix`.
+    transpose : bool
+        Name ``conv_transpose_matrix`` instead (``kernel_shape`` in its layout
+        ``(C_in, C_out/groups, *k)``, ``output_padding`` allowed, zero padding only).
+    output_padding : int or sequence of int
 
     Returns
     -------
@@ -1468,10 +1478,21 @@ def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, pa
     4x4 grid of channel blocks (block diagonal, groups=2), each block Toeplitz with Toeplitz blocks (3x5 grid of 3x5 blocks)
     >>> s.block_shape
     (9, 25)
+    >>> matrix_structure((4,), (2,), stride=3, transpose=True)      # the seed's 2 -> 7, per axis
+    'not Toeplitz (7x2); stride 3 > 1 along axis 0'
     """
     ks = V.input_shape_tuple(kernel_shape, "kernel_shape")
-    geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                         padding_mode=padding_mode)
+    if not isinstance(transpose, (bool, np.bool_)):
+        raise TypeError(f"transpose must be a bool; got {transpose!r}")
+    if transpose:
+        V.padding_mode_name(padding_mode, allowed=("zeros",))
+        geom = conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation,
+                                       groups=groups, output_padding=output_padding)
+    else:
+        if output_padding != 0:
+            raise ValueError(f"output_padding applies to transpose=True only; got output_padding={output_padding!r}")
+        geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode)
     return _structure_of(geom)
 
 
@@ -1586,8 +1607,8 @@ def check_structure(matrix: Any, claim: str) -> bool:
     if (rows, cols) != (math.prod(oshape), math.prod(ishape)):
         raise ValueError(f"claim describes a {math.prod(oshape)}x{math.prod(ishape)} matrix; got matrix shape "
                          f"{(rows, cols)}")
-    if not items:
-        return False  # a zero matrix was not claimed
+    if not items:  # a zero matrix is Toeplitz and circulant (if square) at every level
+        return all(kd == "Toeplitz" or (kd == "circulant" and o == n) for kd, (o, n) in zip(kinds, levels))
     r = np.array([rc[0] for rc, _ in items], dtype=np.int64)
     c = np.array([rc[1] for rc, _ in items], dtype=np.int64)
     vals = [v for _, v in items]
