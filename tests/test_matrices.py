@@ -19,10 +19,12 @@ from scipy import signal
 
 import convmatrix as cm
 from reference import (
+    NUMPY_PAD_MODE,
     brute_output_size,
     conv_transpose_fusion,
     conv_transpose_zero_insertion,
     correlate_nd,
+    correlate_windows,
     dense_matrix,
     full_convolve,
     resolve_padding,
@@ -495,6 +497,97 @@ def test_conv_transpose_hypothesis(case, seed):
         M = dense_matrix(lambda x: conv_transpose_zero_insertion(x, wc, s, padding, a, d, groups),
                          (wc.shape[0],) + n, dtype=np.int64)
         np.testing.assert_array_equal(T.toarray(), M)
+
+
+# ============================================================================ medium sizes
+def axis_entries_brute(n, k, s, d, pair, mode):
+    """Sum over output positions of the distinct inputs the taps read (np.pad of arange(n))."""
+    src = np.arange(n)
+    src = (np.pad(src, pair, mode="constant", constant_values=-1) if mode == "zeros"
+           else np.pad(src, pair, mode=NUMPY_PAD_MODE[mode]))
+    out = brute_output_size(n, k, s, *pair, d)
+    idx = np.sort(src[np.arange(out)[:, None] * s + np.arange(k)[None, :] * d], axis=1)
+    first = np.concatenate([np.ones((out, 1), bool), idx[:, 1:] != idx[:, :-1]], axis=1)
+    return int((first & (idx >= 0)).sum())
+
+
+@pytest.mark.parametrize("w_shape, input_shape, kw", [
+    # one short, all-boundary axis: boundary rows spread over several row chunks
+    ((1, 4, 3, 5), (600, 9), dict(padding=((5, 5), (8, 8)), dilation=(1, 2), padding_mode="reflect")),
+    ((1, 4, 3, 5), (600, 9), dict(padding=((5, 5), (8, 8)), dilation=(1, 2), padding_mode="circular")),
+    ((1, 4, 3, 5), (600, 9), dict(padding=((5, 5), (8, 8)), dilation=(1, 2), padding_mode="symmetric")),
+    ((2, 2, 5, 5), (256, 300), dict(stride=(2, 3), dilation=(2, 1), padding="same")),
+    ((2, 2, 5, 5), (256, 300), dict(stride=(2, 3), dilation=(2, 1), padding="same", padding_mode="replicate")),
+    ((7,), (100000,), dict(stride=3, dilation=2, padding=((6, 5),), padding_mode="replicate")),
+    ((4, 2, 3, 3, 3), (20, 18, 16), dict(stride=(1, 2, 1), padding=1, groups=2, padding_mode="reflect")),
+    ((3, 3, 2, 4, 3), (9, 40, 33), dict(stride=(3, 1, 2), padding=((4, 0), 2, (0, 3)), dilation=(2, 1, 3),
+                                        groups=3, padding_mode="circular")),
+])
+def test_conv_medium_sizes(w_shape, input_shape, kw):
+    """Larger geometries (long interior runs, many boundary rows, several chunks) vs the vectorized reference."""
+    rng = np.random.default_rng(sum(input_shape))
+    w = rng.uniform(0.5, 1.5, size=w_shape)
+    C = cm.conv_matrix(w, input_shape, **kw)
+    assert_canonical_csr(C)
+    wc = w[None, None] if w.ndim == len(input_shape) else w
+    groups = kw.get("groups", 1)
+    c_in = wc.shape[1] * groups
+    X = rng.standard_normal((2, c_in) + input_shape)
+    ref = correlate_windows(X, wc, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1), groups,
+                            kw.get("padding_mode", "zeros")).reshape(2, -1)
+    np.testing.assert_allclose((C @ X.reshape(2, -1).T).T, ref, rtol=1e-12, atol=1e-11)
+    nd = len(input_shape)
+    s = kw.get("stride", 1)
+    d = kw.get("dilation", 1)
+    s, d = (s if isinstance(s, tuple) else (s,) * nd), (d if isinstance(d, tuple) else (d,) * nd)
+    pairs = resolve_padding(kw.get("padding", 0), input_shape, wc.shape[2:], s, d)
+    per_axis = math.prod(axis_entries_brute(n, k, si, di, p, kw.get("padding_mode", "zeros"))
+                         for n, k, si, di, p in zip(input_shape, wc.shape[2:], s, d, pairs))
+    assert C.nnz == wc.shape[0] * wc.shape[1] * per_axis == cm.conv_nnz(w.shape, input_shape, **kw)
+    assert np.all(C.data > 0)  # positive kernel: no explicit zeros, no cancellations
+
+
+@pytest.mark.parametrize("w_shape, input_shape, kw", [
+    ((4, 1, 4, 3), (60, 70), dict(stride=(3, 2), padding=(1, 2), output_padding=(2, 1), dilation=(1, 2), groups=2)),
+    ((5,), (30000,), dict(stride=4, padding=3, output_padding=3)),
+    ((2, 3, 3, 2, 2), (10, 12, 9), dict(stride=2, padding=(0, 1, 2), output_padding=(1, 0, 1), dilation=(1, 1, 2))),
+])
+def test_conv_transpose_medium_sizes(w_shape, input_shape, kw):
+    rng = np.random.default_rng(sum(input_shape))
+    w = rng.standard_normal(w_shape)
+    T = cm.conv_transpose_matrix(w, input_shape, **kw)
+    assert_canonical_csr(T)
+    wc = w[None, None] if w.ndim == len(input_shape) else w
+    X = rng.standard_normal((2, wc.shape[0]) + input_shape)
+    ref = conv_transpose_zero_insertion(X, wc, kw.get("stride", 1), kw.get("padding", 0),
+                                        kw.get("output_padding", 0), kw.get("dilation", 1), kw.get("groups", 1),
+                                        correlate=correlate_windows).reshape(2, -1)
+    np.testing.assert_allclose((T @ X.reshape(2, -1).T).T, ref, rtol=1e-12, atol=1e-11)
+    out = cm.conv_transpose_output_shape(input_shape, w.shape, stride=kw["stride"], padding=kw["padding"],
+                                         output_padding=kw["output_padding"], dilation=kw.get("dilation", 1))
+    C = cm.conv_matrix(w, out, stride=kw["stride"], padding=kw["padding"], dilation=kw.get("dilation", 1),
+                       groups=kw.get("groups", 1))
+    assert_exact_transpose(T, C)  # output_padding < stride here: exactly the transpose
+
+
+@pytest.mark.parametrize("padding_mode", MODES)
+@pytest.mark.parametrize("seed", range(3))
+def test_vectorized_reference_matches_naive(seed, padding_mode):
+    """The medium-size tests' reference is itself checked against the loop reference."""
+    rng = np.random.default_rng(seed)
+    nd = seed + 1
+    n = tuple(int(v) for v in rng.integers(4, 8, size=nd))
+    k = tuple(int(v) for v in rng.integers(1, 4, size=nd))
+    w = rng.standard_normal((4, 1) + k)
+    kw = dict(stride=tuple(int(v) for v in rng.integers(1, 3, size=nd)), padding=((2, 1),) * nd,
+              dilation=tuple(int(v) for v in rng.integers(1, 3, size=nd)), groups=2, padding_mode=padding_mode)
+    x = rng.standard_normal((3, 2) + n)
+    np.testing.assert_allclose(correlate_windows(x, w, **kw), correlate_nd(x, w, **kw), rtol=1e-12, atol=1e-12)
+    wt = rng.standard_normal((2, 2) + k)
+    y = rng.standard_normal((3, 2) + n)
+    np.testing.assert_allclose(
+        conv_transpose_zero_insertion(y, wt, 2, 1, 1, 1, 1, correlate=correlate_windows),
+        conv_transpose_fusion(y, wt, 2, 1, 1, 1, 1), rtol=1e-12, atol=1e-12)
 
 
 # ============================================================================ the seed's worked examples
