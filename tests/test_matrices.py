@@ -463,8 +463,8 @@ def conv_cases(draw):
     return n, kshape, s, d, padding, draw(st.sampled_from(MODES)), groups
 
 
-@given(case=conv_cases(), seed=st.integers(0, 2**16))
-def test_conv_hypothesis(case, seed):
+@given(case=conv_cases(), seed=st.integers(0, 2**16), flip=st.booleans())
+def test_conv_hypothesis(case, seed, flip):
     n, kshape, s, d, padding, mode, groups = case
     nd = len(n)
     k = kshape[-nd:]
@@ -474,7 +474,7 @@ def test_conv_hypothesis(case, seed):
         assume(math.prod(out) * math.prod(k) * groups <= 20000)
     rng = np.random.default_rng(seed)
     check_conv(positive_kernel(kshape, rng), n, stride=s, padding=padding, dilation=d, groups=groups,
-               padding_mode=mode)
+               padding_mode=mode, flip=flip)
 
 
 @st.composite
@@ -830,7 +830,8 @@ def test_scipy_convolve_correlate_nd(n, k, mode, complex_):
             assert_matrix(C, dense_matrix(lambda b, r=ref: r(b, h, mode), n), exact=False, structure=False)
 
 
-SHAPE_PAIRS_2D = [p for p in SHAPE_PAIRS if len(p[0]) == 2] + [((3, 3), (3, 1)), ((2, 2), (5, 6)), ((4, 7), (1, 2))]
+SHAPE_PAIRS_2D = [p for p in SHAPE_PAIRS if len(p[0]) == 2] + [
+    ((3, 3), (3, 1)), ((2, 2), (5, 6)), ((4, 7), (1, 2)), ((3, 3), (3, 5)), ((3, 4), (3, 4)), ((1, 6), (1, 3))]
 
 
 @pytest.mark.parametrize("complex_", [False, True])
@@ -877,6 +878,44 @@ def test_scipy_family_boundary_nd(n, k, mode, convention, boundary):
         C = build(h, n, mode, boundary=boundary, convention=convention)
         M = dense_matrix(lambda b: ref(b, h, mode, boundary, convention), n, dtype=np.int64)
         assert_matrix(C, M, exact=True, structure=False, dtype=np.int64)
+
+
+@st.composite
+def scipy_cases(draw):
+    nd = draw(st.integers(1, 3))
+    n = tuple(draw(st.integers(1, 7 if nd < 3 else 4)) for _ in range(nd))
+    k = tuple(draw(st.integers(1, 7 if nd < 3 else 4)) for _ in range(nd))
+    mode = draw(st.sampled_from(["full", "same", "valid"]))
+    boundary = draw(st.sampled_from(["fill", "wrap", "symm"]))
+    convention = draw(st.sampled_from(["scipy", "matlab"]))
+    return n, k, mode, boundary, convention, draw(st.sampled_from(["C", "F"])), draw(st.booleans())
+
+
+@given(case=scipy_cases(), seed=st.integers(0, 2**16))
+def test_scipy_family_hypothesis(case, seed):
+    """Any dims, shapes (kernel larger too), mode, boundary, convention and ravel order vs the naive reference."""
+    n, k, mode, boundary, convention, order, correlate = case
+    build, ref = (cm.correlation_matrix, scipy_correlate) if correlate else (cm.convolution_matrix, scipy_convolve)
+    rng = np.random.default_rng(seed)
+    h = positive_kernel(k, rng)
+    if mode == "valid" and not _valid_ok(n, k):
+        with pytest.raises(ValueError, match="mode='valid' needs the input"):
+            build(h, n, mode, boundary=boundary, convention=convention, order=order)
+        return
+    C = build(h, n, mode, boundary=boundary, convention=convention, order=order)
+    nd = len(n)
+    if order == "C":
+        M = dense_matrix(lambda b: ref(b, h, mode, boundary, convention), n, dtype=np.int64)
+    else:  # column-major ravel: the reference on axis-reversed arrays
+        rev = tuple(range(nd, 0, -1))
+        M = dense_matrix(lambda b: ref(b.transpose((0,) + rev), h, mode, boundary, convention).transpose((0,) + rev),
+                         n[::-1], dtype=np.int64)
+    assert_matrix(C, M, exact=True, structure=False, dtype=np.int64)
+    if convention == "scipy" and boundary == "fill":  # and scipy.signal itself
+        x = rng.standard_normal(n)
+        fn = signal.correlate if correlate else signal.convolve
+        np.testing.assert_allclose(C @ x.ravel(order), fn(x, h, mode, method="direct").ravel(order),
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_correlate_vs_correlate2d_same_centring_differs_for_even_kernels():

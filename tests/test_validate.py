@@ -287,3 +287,9 @@ def test_bool_kernel_is_accepted_as_integers():
     C = cm.conv_matrix(np.array([True, False, True]), (4,))
     assert C.dtype.kind == "i"
     np.testing.assert_array_equal(C.toarray(), [[1, 0, 1, 0], [0, 1, 0, 1]])
+
+
+def test_int_input_shape_means_1d():
+    ref = cm.conv_matrix([1, 2], (5,))
+    for shape in (5, np.int64(5), [5], np.array([5])):
+        assert (cm.conv_matrix([1, 2], shape) != ref).nnz == 0
