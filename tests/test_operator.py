@@ -1,0 +1,468 @@
+"""Tests of the matrix-free operators (convmatrix.operator).
+
+Two independent references: the naive loops of ``tests/reference.py`` (PyTorch's definitions,
+written without convmatrix) and PyTorch itself when installed; and the acceptance contract that
+the operator *is* ``conv_matrix`` (forward, adjoint and transpose, to 1e-12 in float64, and
+``to_sparse()`` identical).  Adjoints are also checked by the dot test written here.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import signal
+from scipy.sparse.linalg import LinearOperator, lsqr
+
+import convmatrix as cm
+import convmatrix.operator as op_mod
+from reference import conv_transpose_fusion, correlate_nd
+
+MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
+METHODS = ("direct", "fft")
+
+
+# ============================================================================ helpers
+def _rtol(dtype) -> float:
+    return 1e-5 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-12
+
+
+def _vec(rng, size, dtype=np.float64):
+    dtype = np.dtype(dtype)
+    v = rng.standard_normal(size)
+    if dtype.kind == "c":
+        v = v + 1j * rng.standard_normal(size)
+    return v.astype(dtype)
+
+
+def assert_close(got, want, dtype=np.float64, scale=None):
+    """Max-abs error relative to the size of the result (round-off of sums of products)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    ref = scale if scale is not None else max(1.0, float(np.abs(want).max(initial=0.0)))
+    err = float(np.abs(got - want).max(initial=0.0))
+    assert err <= _rtol(dtype) * ref, f"max error {err:.3g} > {_rtol(dtype):.0e} * {ref:.3g}"
+
+
+def dot_test(A, rng, dtype=np.complex128):
+    """<A x, y> == <x, A^H y> and A.T y == conj(A^H conj(y)), for random complex vectors."""
+    x = _vec(rng, A.shape[1], dtype)
+    y = _vec(rng, A.shape[0], dtype)
+    lhs = np.vdot(y, A.matvec(x))
+    rhs = np.vdot(A.rmatvec(y), x)
+    scale = np.linalg.norm(A.matvec(x)) * np.linalg.norm(y) + 1e-300
+    assert abs(lhs - rhs) <= 1e-12 * scale * 10, (lhs, rhs)
+    assert_close(A.T @ y, np.conj(A.H @ np.conj(y)), dtype)
+
+
+def check_against_matrix(A, C, rng, dtype=np.float64, batch=3):
+    """Forward, adjoint, transpose, matmat and rmatmat of operator ``A`` against dense ``C``."""
+    x = _vec(rng, A.shape[1], dtype)
+    y = _vec(rng, A.shape[0], dtype)
+    assert_close(A @ x, C @ x, dtype)
+    assert_close(A.H @ y, C.conj().T @ y, dtype)
+    assert_close(A.T @ y, C.T @ y, dtype)
+    assert_close(A.rmatvec(y), C.conj().T @ y, dtype)
+    X = np.stack([_vec(rng, A.shape[1], dtype) for _ in range(batch)], axis=1)
+    Y = np.stack([_vec(rng, A.shape[0], dtype) for _ in range(batch)], axis=1)
+    assert_close(A.matmat(X), C @ X, dtype)
+    assert_close(A.rmatmat(Y), C.conj().T @ Y, dtype)
+    assert_close(A.H.H @ x, C @ x, dtype)
+    assert_close(A.T.T @ x, C @ x, dtype)
+    assert_close(A.T.H @ x, C.conj() @ x, dtype)
+
+
+# ============================================================================ forward / adjoint vs references
+CHANNELS = [((1, 1), 1), ((3, 2), 1), ((4, 2), 2), ((4, 4), 4)]  # ((C_out, C_in), groups)
+SPATIAL = [((7,), (3,)), ((6, 5), (3, 2)), ((5, 6, 5), (2, 3, 2))]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("padding_mode", MODES)
+@pytest.mark.parametrize("spatial", SPATIAL, ids=["1d", "2d", "3d"])
+def test_conv_operator_every_mode(spatial, padding_mode, stride, dilation, channels, method):
+    rng = np.random.default_rng(zlib.crc32(repr((spatial, padding_mode, stride, dilation, method)).encode()))
+    n, k = spatial
+    nd = len(n)
+    (c_out, c_in), groups = channels
+    w = rng.standard_normal((c_out, c_in // groups) + k)
+    padding = [(1, 2), (2, 0), (0, 1)][:nd]
+    A = cm.ConvOperator(w, n, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        padding_mode=padding_mode, method=method)
+    C = cm.conv_matrix(w, n, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                       padding_mode=padding_mode).toarray()
+    assert A.shape == C.shape
+    # independent reference: naive loops from the definition
+    x = rng.standard_normal((2, c_in) + n)
+    want = correlate_nd(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        padding_mode=padding_mode).reshape(2, -1).T
+    assert_close(A.matmat(x.reshape(2, -1).T), want)
+    check_against_matrix(A, C, rng)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("padding", [0, 1, "same", "same_lower", "full", "valid"])
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_conv_operator_small_sizes_and_padding_strings(n, padding, method):
+    rng = np.random.default_rng(n)
+    w = rng.standard_normal((2, 3, 3))
+    try:
+        C = cm.conv_matrix(w, (n,), padding=padding).toarray()
+    except ValueError as exc:  # geometry refuses: the operator must refuse with the same message
+        with pytest.raises(ValueError, match=str(exc)[:40].replace("(", r"\(").replace(")", r"\)")):
+            cm.ConvOperator(w, (n,), padding=padding, method=method)
+        return
+    A = cm.ConvOperator(w, (n,), padding=padding, method=method)
+    check_against_matrix(A, C, rng)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("padding_mode", MODES)
+def test_dtypes(padding_mode, dtype, method):
+    rng = np.random.default_rng(7)
+    w = _vec(rng, (3, 2, 3, 3), dtype)
+    A = cm.ConvOperator(w, (6, 7), padding=1, stride=(1, 2), padding_mode=padding_mode, method=method)
+    assert A.dtype == np.dtype(dtype)
+    C = cm.conv_matrix(w, (6, 7), padding=1, stride=(1, 2), padding_mode=padding_mode)
+    assert C.dtype == np.dtype(dtype)
+    x = _vec(rng, A.shape[1], dtype)
+    y = A @ x
+    assert y.dtype == np.dtype(dtype)
+    assert_close(y, C.toarray().astype(np.complex128) @ x.astype(np.complex128), dtype)
+    check_against_matrix(A, C.toarray(), rng, dtype)
+
+
+def test_complex_kernel_not_conjugated_forward_conjugated_adjoint():
+    w = np.array([1j, 2.0])
+    A = cm.ConvOperator(w, (3,))
+    np.testing.assert_allclose(A @ np.array([1.0, 0, 0]), [1j, 0])         # w[0] * x[0], not conj
+    np.testing.assert_allclose(A.H @ np.array([1.0, 0]), [-1j, 2.0, 0])     # conj(w) scattered back
+    np.testing.assert_allclose(A.T @ np.array([1.0, 0]), [1j, 2.0, 0])      # transpose: no conjugation
+
+
+def test_integer_kernel_and_dtype_keyword():
+    w = np.array([[1, 2], [3, 4]])
+    A = cm.ConvOperator(w, (3, 3))
+    assert A.dtype == np.float64  # integers compute in float64
+    C = A.to_sparse()
+    assert C.dtype == w.dtype  # ...while to_sparse is exactly conv_matrix: an integer matrix
+    np.testing.assert_array_equal(A @ np.arange(9), C @ np.arange(9))
+    A32 = cm.ConvOperator(w, (3, 3), dtype=np.float32)
+    assert A32.dtype == np.float32 and A32.to_sparse().dtype == np.float32
+    # a float64 vector through a float32 operator computes in float64
+    assert (A32 @ np.ones(9)).dtype == np.float64
+    assert (A32 @ np.ones(9, np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("padding_mode", MODES)
+def test_flip_is_true_convolution(padding_mode, method):
+    rng = np.random.default_rng(3)
+    h = rng.standard_normal((3, 4))
+    A = cm.ConvOperator(h, (7, 6), flip=True, padding="full" if padding_mode == "zeros" else 2,
+                        padding_mode=padding_mode, method=method)
+    C = cm.conv_matrix(h, (7, 6), flip=True, padding="full" if padding_mode == "zeros" else 2,
+                       padding_mode=padding_mode).toarray()
+    check_against_matrix(A, C, rng)
+    if padding_mode == "zeros":
+        x = rng.standard_normal((7, 6))
+        assert_close(A @ x.ravel(), signal.convolve(x, h, "full").ravel())
+
+
+# ============================================================================ transposed convolution
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize(
+    "stride, padding, output_padding, dilation",
+    [(1, 0, 0, 1), (2, 1, 1, 1), (3, 2, 0, 2), (2, [(1, 2)], 1, 1), (1, 0, 1, 2), (3, [(0, 4)], 2, 1), (2, 0, 0, 3)],
+)
+@pytest.mark.parametrize("n, k", [((4,), (3,)), ((3, 4), (3, 2)), ((3, 2, 3), (2, 3, 2))], ids=["1d", "2d", "3d"])
+def test_conv_transpose_operator(n, k, stride, padding, output_padding, dilation, groups, method):
+    rng = np.random.default_rng(11)
+    nd = len(n)
+    if isinstance(padding, list):
+        padding = padding * nd
+    w = rng.standard_normal((2 * groups, 3) + k)  # (C_in, C_out/groups, *k)
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    T = cm.ConvTransposeOperator(w, n, method=method, **kw)
+    M = cm.conv_transpose_matrix(w, n, **kw).toarray()
+    x = rng.standard_normal((2, 2 * groups) + n)
+    pad_ref = padding if isinstance(padding, int) else [tuple(p) for p in padding]
+    want = conv_transpose_fusion(x, w, stride=stride, padding=pad_ref, output_padding=output_padding,
+                                 dilation=dilation, groups=groups)
+    assert T.output_vector_shape == want.shape[1:]
+    assert_close(T.matmat(x.reshape(2, -1).T), want.reshape(2, -1).T)
+    check_against_matrix(T, M, rng)
+    # the transposed convolution is the transpose of the convolution on the transposed output shape
+    if output_padding == 0:
+        A = cm.ConvOperator(w, T.geometry.output_shape, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups)
+        y = rng.standard_normal(T.shape[1])
+        assert_close(T @ y, A.T @ y)
+
+
+def test_conv_transpose_output_shape_keyword():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 1, 3, 3))
+    T = cm.ConvTransposeOperator(w, (4, 4), stride=2, padding=1, output_shape=(8, 8))
+    assert T.output_vector_shape == (1, 8, 8)
+    assert (T.to_sparse() != cm.conv_transpose_matrix(w, (4, 4), stride=2, padding=1, output_shape=(8, 8))).nnz == 0
+    check_against_matrix(T, T.to_sparse().toarray(), rng)
+
+
+# ============================================================================ to_sparse, adjoints, LinearOperator API
+@pytest.mark.parametrize("padding_mode", MODES)
+def test_to_sparse_is_conv_matrix_exactly(padding_mode):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 1, 3, 2))
+    kw = dict(stride=(2, 1), padding=((1, 2), 1), dilation=(1, 2), groups=2, padding_mode=padding_mode, flip=True)
+    A = cm.ConvOperator(w, (6, 7), **kw)
+    S, C = A.to_sparse(), cm.conv_matrix(w, (6, 7), **kw)
+    assert type(S) is type(C) and S.dtype == C.dtype and S.shape == C.shape
+    np.testing.assert_array_equal(S.indptr, C.indptr)
+    np.testing.assert_array_equal(S.indices, C.indices)
+    np.testing.assert_array_equal(S.data, C.data)
+    assert A.to_sparse(format="coo").format == "coo"
+    assert (A.T.to_sparse() != C.T).nnz == 0
+    assert (A.H.to_sparse() != C.conj().T).nnz == 0
+    with pytest.raises(cm.MatrixTooLargeError, match="ConvOperator"):
+        A.to_sparse(max_bytes=16)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("padding_mode", MODES)
+def test_dot_test(padding_mode, method):
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((4, 3, 2, 3, 2)) + 1j * rng.standard_normal((4, 3, 2, 3, 2))
+    A = cm.ConvOperator(w, (5, 6, 5), stride=(1, 2, 3), padding=2, dilation=(2, 1, 1), padding_mode=padding_mode,
+                        method=method)
+    for B in (A, A.T, A.H, A.H.T):
+        dot_test(B, rng)
+    T = cm.ConvTransposeOperator(w, (3, 4, 3), stride=2, padding=1, output_padding=1, method=method)
+    dot_test(T, rng)
+    dot_test(T.H, rng)
+
+
+def test_linear_operator_interface():
+    w = np.ones((2, 3, 3, 3))
+    A = cm.ConvOperator(w, (5, 4), padding=1)
+    assert isinstance(A, LinearOperator)
+    assert A.shape == (2 * 20, 3 * 20)
+    assert A.input_vector_shape == (3, 5, 4) and A.output_vector_shape == (2, 5, 4)
+    assert A.T.input_vector_shape == (2, 5, 4) and A.H.output_vector_shape == (3, 5, 4)
+    assert A.geometry == cm.conv_matrix.__globals__["conv_geometry"](w.shape, (5, 4), padding=1)
+    assert A.method == "auto"
+    assert "40x60" in repr(A) and "C.H" in repr(A.H)
+    x = np.ones(60)
+    np.testing.assert_allclose(A.dot(x), A.matvec(x))
+    np.testing.assert_allclose((A * 2) @ x, 2 * (A @ x))
+    np.testing.assert_allclose((A.H @ A) @ x, A.rmatvec(A.matvec(x)))
+    np.testing.assert_allclose(A.matvec(x.reshape(-1, 1)), (A @ x).reshape(-1, 1))
+    Tspatial = cm.ConvTransposeOperator(np.ones((2, 2)), (3, 3))
+    assert Tspatial.input_vector_shape == (3, 3) and Tspatial.output_vector_shape == (4, 4)
+
+
+def test_apply_numpy():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 2, 3))
+    A = cm.ConvOperator(w, (9,), padding=1)
+    C = A.to_sparse()
+    X = rng.standard_normal((A.shape[1], 4))
+    assert_close(cm.apply(C, X), C @ X)
+    assert_close(cm.apply(A, X), C @ X)
+    assert_close(cm.apply(A, X[:, 0]), C @ X[:, 0])
+    assert_close(cm.apply(C.toarray(), X), C @ X)
+    with pytest.raises(TypeError, match="C must be a 2-D matrix"):
+        cm.apply("not a matrix", X)
+
+
+def test_lsqr_runs_on_the_operator():
+    rng = np.random.default_rng(1)
+    w = np.array([[0.1, 0.2, 0.1], [0.2, 1.0, 0.2], [0.1, 0.2, 0.1]])
+    A = cm.ConvOperator(w, (16, 16), padding=1, padding_mode="reflect")
+    x = rng.standard_normal(256)
+    sol = lsqr(A, A @ x, atol=1e-12, btol=1e-12, iter_lim=500)[0]
+    assert np.abs(sol - x).max() < 1e-4  # a well-conditioned blur is inverted
+
+
+# ============================================================================ blocking, FFT choice, memory
+@pytest.mark.parametrize("channels", [((1, 1), 1), ((3, 3), 3), ((4, 6), 2)])
+def test_blocked_paths_match(monkeypatch, channels):
+    """Tiny block budgets force row and batch blocking in both the im2col and tap paths."""
+    rng = np.random.default_rng(2)
+    (c_out, c_in), g = channels
+    w = rng.standard_normal((c_out, c_in // g, 3, 2))
+    A = cm.ConvOperator(w, (9, 8), padding=1, stride=(2, 1), groups=g, method="direct")
+    C = A.to_sparse().toarray()
+    monkeypatch.setattr(op_mod, "_COL_BYTES", 64)
+    monkeypatch.setattr(op_mod, "_TAP_BYTES", 16)
+    check_against_matrix(A, C, rng, batch=5)
+    monkeypatch.setattr(op_mod, "_COL_BYTES", 8 * 9 * 8 * c_in * 6 * 2)  # whole rows, batch blocks of 2
+    check_against_matrix(A, C, rng, batch=5)
+
+
+def test_auto_uses_fft_for_large_kernels_and_direct_for_small():
+    rng = np.random.default_rng(4)
+    big = cm.ConvOperator(rng.standard_normal((15, 15)), (64, 64), padding="same")
+    small = cm.ConvOperator(rng.standard_normal((4, 4, 3, 3)), (32, 32), padding=1)
+    assert big._plan.use_fft(1, big._plan.out, 8)
+    assert not small._plan.use_fft(1, small._plan.out, 8)
+    direct = cm.ConvOperator(big.kernel, (64, 64), padding="same", method="direct")
+    x = rng.standard_normal(big.shape[1])
+    assert_close(big @ x, direct @ x)
+    assert_close(big.H @ x, direct.H @ x)
+
+
+def test_construction_never_builds_the_matrix():
+    """A 512^3 operator (the explicit matrix would be ~3.6e9 nnz) costs kilobytes to construct."""
+    tracemalloc.start()
+    A = cm.ConvOperator(np.ones((3, 3, 3), np.float32), (512, 512, 512), padding=1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert A.shape == (512**3, 512**3)
+    assert cm.conv_nnz((3, 3, 3), (512, 512, 512), padding=1) > 3.5e9
+    assert peak < 2**20, peak
+
+
+@pytest.mark.parametrize("kernel_shape", [(3, 3, 3), (2, 2, 3, 3, 3)])
+def test_matvec_memory_is_linear_in_input_plus_output(kernel_shape):
+    n = (40, 40, 40)
+    w = np.ones(kernel_shape)
+    A = cm.ConvOperator(w, n, padding=1, padding_mode="replicate", method="direct")
+    x = np.ones(A.shape[1])
+    data = (A.shape[0] + A.shape[1]) * 8
+    for apply in (A.matvec, A.rmatvec):
+        v = x if apply is A.matvec else np.ones(A.shape[0])
+        tracemalloc.start()
+        apply(v)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 4 * data + op_mod._COL_BYTES + 2**20, (peak, data)
+    assert A.to_sparse().data.nbytes > 10 * data / 2  # while the matrix is an order of magnitude bigger
+
+
+# ============================================================================ torch parity
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect", "replicate"])
+def test_matches_torch(padding_mode):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(12)
+    w = rng.standard_normal((6, 2, 3, 3))
+    x = rng.standard_normal((2, 4, 9, 8))
+    conv = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=(1, 2), groups=2, bias=False,
+                           padding_mode=padding_mode).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w))
+        want = conv(torch.from_numpy(x)).numpy()
+    A = cm.ConvOperator(w, (9, 8), stride=2, padding=1, dilation=(1, 2), groups=2, padding_mode=padding_mode)
+    assert_close(A.matmat(x.reshape(2, -1).T).T, want.reshape(2, -1))
+    wt = rng.standard_normal((4, 3, 3, 2))
+    y = rng.standard_normal((2, 4, 5, 4))
+    want = F.conv_transpose2d(torch.from_numpy(y), torch.from_numpy(wt), stride=2, padding=1, output_padding=1,
+                              groups=2, dilation=(2, 1)).numpy()
+    T = cm.ConvTransposeOperator(wt, (5, 4), stride=2, padding=1, output_padding=1, groups=2, dilation=(2, 1))
+    assert_close(T.matmat(y.reshape(2, -1).T).T, want.reshape(2, -1))
+
+
+# ============================================================================ Hypothesis: random geometries
+@st.composite
+def geometries(draw):
+    nd = draw(st.integers(1, 3))
+    n = tuple(draw(st.integers(1, 7)) for _ in range(nd))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    mode = draw(st.sampled_from(MODES))
+    pad = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(nd))
+    groups = draw(st.sampled_from([1, 2]))
+    c_in = groups * draw(st.integers(1, 2))
+    c_out = groups * draw(st.integers(1, 2))
+    spatial_only = draw(st.booleans()) and groups == 1 and c_in == 1 and c_out == 1
+    method = draw(st.sampled_from(["auto", "direct", "fft"]))
+    complex_ = draw(st.booleans())
+    return n, k, s, d, mode, pad, groups, c_in, c_out, spatial_only, method, complex_
+
+
+@given(geometries(), st.integers(0, 2**32 - 1))
+def test_random_geometries_equal_conv_matrix(geom, seed):
+    n, k, s, d, mode, pad, groups, c_in, c_out, spatial_only, method, complex_ = geom
+    rng = np.random.default_rng(seed)
+    shape = k if spatial_only else (c_out, c_in // groups) + k
+    w = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if complex_ else 0)
+    kw = dict(stride=s, padding=pad, dilation=d, groups=groups, padding_mode=mode)
+    try:
+        C = cm.conv_matrix(w, n, **kw).toarray()
+    except ValueError as exc:
+        with pytest.raises(ValueError) as info:
+            cm.ConvOperator(w, n, method=method, **kw)
+        assert str(info.value) == str(exc)  # the same geometry refuses with the same message
+        return
+    A = cm.ConvOperator(w, n, method=method, **kw)
+    check_against_matrix(A, C, rng, np.complex128 if complex_ else np.float64, batch=2)
+
+
+@st.composite
+def transpose_geometries(draw):
+    nd = draw(st.integers(1, 2))
+    n = tuple(draw(st.integers(1, 5)) for _ in range(nd))
+    k = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    pad = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(nd))
+    a = tuple(draw(st.integers(0, 2)) for _ in range(nd))
+    groups = draw(st.sampled_from([1, 2]))
+    method = draw(st.sampled_from(["direct", "fft"]))
+    return n, k, s, d, pad, a, groups, method
+
+
+@given(transpose_geometries(), st.integers(0, 2**32 - 1))
+def test_random_transpose_geometries(geom, seed):
+    n, k, s, d, pad, a, groups, method = geom
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((groups, 2) + k)
+    kw = dict(stride=s, padding=pad, output_padding=a, dilation=d, groups=groups)
+    try:
+        M = cm.conv_transpose_matrix(w, n, **kw).toarray()
+    except ValueError:
+        with pytest.raises(ValueError):
+            cm.ConvTransposeOperator(w, n, method=method, **kw)
+        return
+    T = cm.ConvTransposeOperator(w, n, method=method, **kw)
+    check_against_matrix(T, M, rng, batch=2)
+
+
+# ============================================================================ errors
+def test_errors_are_pinned():
+    w = np.ones((3, 3))
+    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'direct', 'fft'; got 'fast'"):
+        cm.ConvOperator(w, (5, 5), method="fast")
+    with pytest.raises(TypeError, match=r"method must be one of .*; got 3 of type int"):
+        cm.ConvOperator(w, (5, 5), method=3)
+    with pytest.raises(TypeError, match=r"flip must be a bool; got 1"):
+        cm.ConvOperator(w, (5, 5), flip=1)
+    with pytest.raises(ValueError, match=r"stride must be a positive integer; got 0"):
+        cm.ConvOperator(w, (5, 5), stride=0)
+    with pytest.raises(ValueError, match=r"kernel is larger than the padded input along axis 0"):
+        cm.ConvOperator(w, (2, 5))
+    with pytest.raises(ValueError, match=r"padding_mode must be one of 'zeros'; got 'reflect'"):
+        cm.ConvTransposeOperator(w, (5, 5), padding_mode="reflect")
+    with pytest.raises(ValueError, match=r"method must be one of"):
+        cm.ConvTransposeOperator(w, (5, 5), method="slow")
+    with pytest.raises(TypeError, match=r"dtype float32 cannot hold the kernel's dtype complex128"):
+        cm.ConvOperator(w * 1j, (5, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"groups must divide out_channels"):
+        cm.ConvOperator(np.ones((3, 1, 2)), (5,), groups=2)
+    A = cm.ConvOperator(w, (5, 5))
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        A @ np.ones(24)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        A.rmatvec(np.ones(25))
