@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from scipy import signal
 
 import convmatrix as cm
+from convmatrix.geometry import conv_geometry
 from reference import (
     NUMPY_PAD_MODE,
     brute_output_size,
@@ -1044,6 +1045,8 @@ def test_int64_index_path():
     assert list(rows) == [0, 1, 2, 3] and [int(c) for c in cols] == expect_cols
     np.testing.assert_array_equal(C.data, 3.0)
     assert elapsed < 5.0
+    predicted = conv_geometry((1, 1), (n, n), stride=s).predicted_bytes(np.float64)
+    assert predicted == C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
 
 
 def test_int64_index_path_transpose_and_channels():
@@ -1074,3 +1077,22 @@ def test_max_bytes_allows_what_fits():
     C = cm.conv_matrix(np.ones(3), (10,), max_bytes=10**4)
     assert C.nnz == 24
     assert cm.conv_matrix(np.ones(3), (10,), max_bytes=None).nnz == 24
+
+
+def test_max_bytes_covers_the_requested_format_dia():
+    """format="dia" of a strided convolution stores one dense row of length C.shape[1] per diagonal
+    (here ~n/2 diagonals: 64 MB for a CSR of 80 KB).  It must be refused, not built."""
+    n = 4000
+    csr = cm.conv_matrix(np.ones(3), (n,), stride=2)
+    budget = 10 * (csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes)
+    with pytest.raises(cm.MatrixTooLargeError, match="GiB"):
+        cm.conv_matrix(np.ones(3), (n,), stride=2, format="dia", max_bytes=budget)
+
+
+def test_max_bytes_covers_the_requested_format_csc():
+    """format="csc" needs an index pointer per column (2**24 + 1 of them here, 64 MB) although nnz is 4."""
+    kw = dict(stride=2**11, max_bytes=10_000)
+    assert cm.conv_matrix(np.array([[3.0]]), (2**12, 2**12), **kw).nnz == 4  # the CSR fits
+    with pytest.raises(cm.MatrixTooLargeError, match="GiB"):
+        cm.conv_matrix(np.array([[3.0]]), (2**12, 2**12), format="csc", **kw)
+
