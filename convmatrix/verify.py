@@ -1,0 +1,1417 @@
+"""Verification: is ``C`` really the convolution, and ``Cᵀ`` really the transposed convolution?
+
+Every check compares the matrix against a route that shares no code with the builders
+(no :mod:`convmatrix.matrices`, no index maps of :mod:`convmatrix.geometry`):
+
+==================================  ==========================================================
+check                               independent route
+==================================  ==========================================================
+``shape vs symbolic formula``       :func:`convmatrix.symbolic.output_shape_from_formula`
+                                    (the SymPy-derived size) and the references' own sizes
+``adjoint (dot test)``              ``vdot(A u, v) == vdot(u, Aᴴ v)`` with ``Aᴴ`` computed by a
+                                    reference (not by transposing the matrix)
+``C x vs numpy sliding windows``    ``np.pad`` in the boundary mode, then strided, dilated
+                                    windows (``sliding_window_view``) contracted with the kernel
+``C x vs scipy.signal``             ``scipy.signal.correlate`` (``convolve`` when flipped) per
+                                    channel pair, then subsampled by the stride
+``C^T y vs zero insertion``         insert ``s-1`` zeros between the inputs, pad by
+                                    ``d(k-1)-p``, correlate with the 180°-rotated kernel
+``C^T y vs fusion (seed)``          the seed article's construction: one kernel copy per input
+                                    pixel, placed at stride ``s``, overlaps added (scatter-add)
+``C x vs torch convNd``             ``torch.nn.functional.conv{1,2,3}d`` (``F.pad`` for modes)
+``C^T y vs torch conv_transposeNd`` ``torch.nn.functional.conv_transpose{1,2,3}d``
+``C^T y vs torch autograd VJP``     the vector-Jacobian product of ``torch convNd`` (the
+                                    gradient with respect to its input)
+==================================  ==========================================================
+
+The torch checks are reported as *skipped* when torch is not installed (or for more than
+three spatial dimensions).  For boundary modes other than zeros, ``Cᵀ`` also folds the padding
+back onto the input; the transposed routes then apply the adjoint of ``np.pad``.
+
+Tolerances come from the dtype: ``max|error| <= atol + rtol * scale`` where ``scale`` is the
+largest sum of absolute terms ``(|C| |x|)_i`` (computed by the reference with ``|w|`` and
+``|x|``), ``rtol`` is 1e-12 for float64/complex128 and 1e-5 for float32/complex64 (raised to
+``2 K eps`` for ``K`` terms per output), and integer matrices are compared exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import numbers
+import string
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Check",
+    "DotTestResult",
+    "Report",
+    "dot_test",
+    "check_conv",
+    "check_transpose",
+    "sweep",
+    "run_case",
+    "random_kernel",
+    "case_kernel",
+    "case_command",
+    "seed_cases",
+    "seed_report",
+]
+
+_TORCH_EXTRA = "pip install convmatrix[torch]"
+_STATUSES = ("pass", "fail", "skip")
+_NUMPY_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
+                "symmetric": "symmetric"}
+_TORCH_MODES = {"circular": "circular", "reflect": "reflect", "replicate": "replicate"}
+
+# names of the checks, in the order a report lists them
+SHAPE = "shape vs symbolic formula"
+DOT = "adjoint (dot test)"
+FWD_NUMPY = "C x vs numpy sliding windows"
+FWD_SCIPY = "C x vs scipy.signal"
+TR_ZERO = "C^T y vs zero insertion"
+TR_FUSION = "C^T y vs fusion (seed)"
+
+
+def _fwd_torch(nd: int) -> str:
+    return f"C x vs torch conv{nd}d"
+
+
+def _tr_torch(nd: int) -> str:
+    return f"C^T y vs torch conv_transpose{nd}d"
+
+
+_TR_VJP = "C^T y vs torch autograd VJP"
+
+
+# ============================================================================ tolerances
+def _base_rtol(dtype: np.dtype) -> float:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":
+        return 0.0
+    return 1e-5 if dtype.itemsize <= (8 if dtype.kind == "c" else 4) else 1e-12
+
+
+def _eps(dtype: np.dtype) -> float:
+    dtype = np.dtype(dtype)
+    return 0.0 if dtype.kind in "iub" else float(np.finfo(dtype).eps)
+
+
+def _rtol_for(dtype: np.dtype, terms: int) -> float:
+    return max(_base_rtol(dtype), 2.0 * terms * _eps(dtype))
+
+
+# ============================================================================ dot test
+@dataclass(frozen=True)
+class DotTestResult:
+    """Outcome of :func:`dot_test`; true when the test passed.
+
+    ``lhs = vdot(A u, v)``, ``rhs = vdot(u, Aᴴ v)``, ``error = |lhs - rhs|``.
+    """
+
+    lhs: complex | float
+    rhs: complex | float
+    error: float
+    tolerance: float
+    passed: bool
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def message(self) -> str:
+        verdict = "passed" if self.passed else "failed"
+        rel = "<=" if self.passed else ">"
+        return (f"dot test {verdict}: vdot(A u, v) = {_num(self.lhs)} and vdot(u, A^H v) = {_num(self.rhs)}; "
+                f"|difference| = {self.error:.3e} {rel} tolerance {self.tolerance:.3e}")
+
+
+def _num(z: complex | float) -> str:
+    if isinstance(z, complex) or np.iscomplexobj(z):
+        z = complex(z)
+        return f"{z.real:.17g}{z.imag:+.17g}j"
+    return f"{float(z):.17g}"
+
+
+def _short(z: complex | float) -> str:
+    if isinstance(z, complex):
+        return f"{z.real:.10g}{z.imag:+.10g}j"
+    return f"{z:.10g}"
+
+
+def _as_apply(A: Any, name: str) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int] | None, Any]:
+    """(apply, shape or None, dtype or None) for a matrix, LinearOperator or callable."""
+    import scipy.sparse as sp
+
+    if sp.issparse(A) or isinstance(A, np.ndarray):
+        if A.ndim != 2:
+            raise ValueError(f"{name} must be 2-D; got an array of shape {A.shape}")
+        return (lambda v: A @ v), tuple(A.shape), A.dtype
+    if hasattr(A, "matvec") and hasattr(A, "shape"):
+        return A.matvec, tuple(A.shape), getattr(A, "dtype", None)
+    if callable(A):
+        return A, None, None
+    raise TypeError(
+        f"{name} must be a scipy sparse matrix/array, a 2-D ndarray, a LinearOperator or a callable; "
+        f"got {type(A).__name__}"
+    )
+
+
+def _adjoint_of(A: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import scipy.sparse as sp
+
+    if sp.issparse(A) or isinstance(A, np.ndarray):
+        AH = A.conj().T
+        return lambda v: AH @ v
+    if hasattr(A, "rmatvec"):
+        return A.rmatvec
+    raise TypeError("AT is required when A is a plain callable (it has no adjoint of its own); "
+                    f"got A of type {type(A).__name__} and AT=None")
+
+
+def dot_test(
+    A: Any,
+    AT: Any = None,
+    *,
+    rng: Any = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    complex: bool = False,
+    shape: tuple[int, int] | None = None,
+    raise_error: bool = True,
+) -> DotTestResult:
+    """Adjoint ("dot") test: ``vdot(A u, v) == vdot(u, Aᴴ v)`` for random ``u``, ``v``.
+
+    Parameters
+    ----------
+    A : sparse matrix/array, ndarray, LinearOperator or callable
+        The operator.  A callable needs ``shape`` (or an ``A`` with ``.shape``).
+    AT : same kinds, optional
+        Its adjoint ``Aᴴ`` (the conjugate transpose; the transpose for real ``A``).  Defaults to
+        ``A.conj().T`` for matrices and ``A.rmatvec`` for LinearOperators.
+    rng : numpy Generator or int seed, optional
+    rtol, atol : float, optional
+        Pass when ``|lhs - rhs| <= atol + rtol * (‖A u‖‖v‖ + ‖u‖‖Aᴴ v‖)``.  ``rtol`` defaults to
+        1e-12 for 64-bit floats (and integers), 1e-5 for float32/complex64; ``atol`` to 0.
+    complex : bool
+        Use complex ``u`` and ``v`` (needed to test the conjugation of a complex operator).
+    shape : (int, int), optional
+        ``A``'s shape when it cannot be read from ``A``.
+    raise_error : bool
+        Raise ``AssertionError`` (showing both numbers) when the test fails.
+
+    Returns
+    -------
+    DotTestResult
+        ``lhs``, ``rhs``, ``error``, ``tolerance``, ``passed``; truthy when passed.
+
+    Notes
+    -----
+    The inner products are accumulated in float64/complex128 whatever the operator's dtype, so
+    the tolerance only has to cover the rounding of ``A u`` and ``Aᴴ v``.  Cauchy-Schwarz bounds
+    ``|vdot(A u, v)|`` by ``‖A u‖‖v‖``, which makes the scale immune to cancellation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    >>> bool(dot_test(A, rng=0))
+    True
+    >>> dot_test(A, A, rng=0)              # a 3x2 matrix cannot be the adjoint of a 3x2 matrix
+    Traceback (most recent call last):
+    ...
+    ValueError: AT must have shape (2, 3) (A's columns x A's rows); got (3, 2)
+    >>> wrong = np.array([[1.0, 3.0, 5.0], [2.0, 4.0, 6.5]])
+    >>> dot_test(A, wrong, rng=0)          # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AssertionError: dot test failed: vdot(A u, v) = ... and vdot(u, A^H v) = ...; |difference| = ... > tolerance ...
+    """
+    apply, a_shape, a_dtype = _as_apply(A, "A")
+    if shape is not None:
+        if (not isinstance(shape, (tuple, list)) or len(shape) != 2
+                or not all(isinstance(s, numbers.Integral) and s >= 1 for s in shape)):
+            raise ValueError(f"shape must be a pair of positive ints (rows, columns); got {shape!r}")
+        shape = (int(shape[0]), int(shape[1]))
+        if a_shape is not None and a_shape != shape:
+            raise ValueError(f"shape {shape} does not match A.shape {a_shape}")
+    shape = shape or a_shape
+    if shape is None:
+        raise TypeError("shape=(rows, columns) is required when A is a plain callable")
+    if AT is None:
+        adjoint = _adjoint_of(A)
+    else:
+        adjoint, at_shape, _ = _as_apply(AT, "AT")
+        if at_shape is not None and at_shape != (shape[1], shape[0]):
+            raise ValueError(f"AT must have shape {(shape[1], shape[0])} (A's columns x A's rows); got {at_shape}")
+    if not isinstance(complex, (bool, np.bool_)):
+        raise TypeError(f"complex must be a bool; got {complex!r}")
+    gen = np.random.default_rng(rng)
+    m, n = shape
+    if complex:
+        u = gen.standard_normal(n) + 1j * gen.standard_normal(n)
+        v = gen.standard_normal(m) + 1j * gen.standard_normal(m)
+    else:
+        u = gen.standard_normal(n)
+        v = gen.standard_normal(m)
+    Au = np.asarray(apply(u)).reshape(-1)
+    AHv = np.asarray(adjoint(v)).reshape(-1)
+    if Au.size != m:
+        raise ValueError(f"A maps {n} values to {m}; got an output of {Au.size} values")
+    if AHv.size != n:
+        raise ValueError(
+            f"AT maps {m} values to {n}, but A^H must map {m} values (A's rows) to {n} values (A's columns); "
+            f"got an output of {AHv.size} values"
+        )
+    dtype = np.result_type(*(d for d in (a_dtype, Au.dtype, AHv.dtype) if d is not None))
+    acc = np.complex128 if (np.iscomplexobj(Au) or np.iscomplexobj(AHv) or complex) else np.float64
+    Au, AHv = Au.astype(acc), AHv.astype(acc)
+    lhs = np.vdot(v, Au)   # vdot conjugates its first argument: v^H (A u)
+    rhs = np.vdot(AHv, u)  # (A^H v)^H u
+    if acc is np.float64:
+        lhs, rhs = float(lhs), float(rhs)
+    else:
+        lhs, rhs = builtins_complex(lhs), builtins_complex(rhs)
+    if rtol is None:
+        rtol = _base_rtol(dtype) or 1e-12  # integer operators still produce rounded float products
+    scale = float(np.linalg.norm(Au) * np.linalg.norm(v) + np.linalg.norm(u) * np.linalg.norm(AHv))
+    tol = float(atol or 0.0) + float(rtol) * scale
+    err = float(abs(lhs - rhs))
+    result = DotTestResult(lhs, rhs, err, tol, bool(err <= tol))
+    if raise_error and not result.passed:
+        raise AssertionError(result.message())
+    return result
+
+
+builtins_complex = complex  # ``complex`` is shadowed by dot_test's keyword
+
+
+# ============================================================================ reports
+@dataclass
+class Check:
+    """One named check: ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``.
+
+    ``error`` is the maximum absolute error and ``tolerance`` the bound it must not exceed
+    (``None`` when the check did not run or has no number).
+    """
+
+    name: str
+    status: str
+    error: float | None = None
+    tolerance: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "error": self.error, "tolerance": self.tolerance,
+                "detail": self.detail}
+
+
+@dataclass
+class Report:
+    """Result of :func:`check_conv`, :func:`check_transpose` or :func:`sweep`.
+
+    ``str(report)`` is a plain-text table, :meth:`to_json` the same as JSON, :attr:`ok` /
+    :attr:`exit_code` the verdict (0 when every check passed or was skipped, 1 otherwise).
+    For a sweep, :attr:`checks` aggregates each check over all geometries and :attr:`cases`
+    holds one report per geometry; :attr:`case` is the keyword dict that re-runs a report with
+    :func:`run_case` (``None`` when the kernel was given as an array).
+    """
+
+    title: str
+    checks: list[Check]
+    case: dict[str, Any] | None = None
+    cases: list["Report"] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def failures(self) -> list[Check]:
+        """The failed checks."""
+        return [c for c in self.checks if c.status == "fail"]
+
+    @property
+    def failing_cases(self) -> list["Report"]:
+        """For a sweep: the geometries with at least one failed check."""
+        return [r for r in self.cases if not r.ok]
+
+    @property
+    def command(self) -> str | None:
+        """The ``convmatrix verify`` command line that re-runs this report, if it has one."""
+        return None if self.case is None else case_command(self.case)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c.status == s for c in self.checks) for s in _STATUSES}
+
+    def verdict(self) -> str:
+        n = self.counts()
+        if not self.ok:
+            names = ", ".join(repr(c.name) for c in self.failures)
+            return f"FAILED: {n['fail']} of {len(self.checks)} checks ({names})"
+        skipped = f" ({n['skip']} skipped)" if n["skip"] else ""
+        return f"passed: {n['pass']} of {len(self.checks)} checks{skipped}"
+
+    def __str__(self) -> str:
+        rows = [(c.name, _fmt(c.error), _fmt(c.tolerance), c.status.upper() if c.status == "fail" else c.status,
+                 c.detail) for c in self.checks]
+        head = ("check", "max abs error", "tolerance", "result", "detail")
+        w = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+        lines = [self.title, ""]
+        fmt = f"{{:<{w[0]}}}  {{:>{w[1]}}}  {{:>{w[2]}}}  {{:<{w[3]}}}  {{}}"
+        lines.append(fmt.format(*head).rstrip())
+        lines.append("  ".join("-" * x for x in w) + "  " + "-" * 6)
+        lines += [fmt.format(*r).rstrip() for r in rows]
+        lines.append("")
+        lines += self.notes
+        if self.case is not None and not self.ok:
+            lines.append(f"re-run: {self.command}")
+        lines.append(self.verdict())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "title": self.title,
+            "ok": self.ok,
+            "counts": self.counts(),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+        if self.case is not None:
+            out["case"] = self.case
+            out["command"] = self.command
+        if self.cases:
+            out["failing_cases"] = [{"case": r.case, "command": r.command,
+                                     "failed": [c.name for c in r.failures]} for r in self.failing_cases]
+            out["cases"] = [r.to_dict() for r in self.cases]
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The report as JSON (``NaN`` errors become ``null``)."""
+        return json.dumps(_json_safe(self.to_dict()), indent=indent)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x == 0:
+        return "0"
+    return f"{x:.2e}"
+
+
+# ============================================================================ the problem
+@dataclass
+class _Conv:
+    """A forward convolution in PyTorch's orientation, as the independent references see it.
+
+    ``C`` maps ``x`` of shape ``(c_in, *in_shape)`` to ``(c_out, *out_shape)``:
+    ``np.pad`` by ``pads`` in ``mode``, then a valid cross-correlation with ``weight``
+    ``(c_out, c_in/groups, *k)`` at ``stride`` and ``dilation``, keeping the first ``out_shape``
+    positions.  ``scipy_kernel`` is the kernel scipy.signal.convolve should use when the user
+    asked for a flipped kernel (true convolution), else ``None`` (use correlate).
+    """
+
+    weight: np.ndarray
+    groups: int
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    mode: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    scipy_kernel: np.ndarray | None = None
+
+    @property
+    def nd(self) -> int:
+        return len(self.in_shape)
+
+    @property
+    def c_out(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def c_in(self) -> int:
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def k(self) -> tuple[int, ...]:
+        return self.weight.shape[2:]
+
+    @property
+    def padded(self) -> tuple[int, ...]:
+        return tuple(n + b + a for n, (b, a) in zip(self.in_shape, self.pads))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.c_out * math.prod(self.out_shape), self.c_in * math.prod(self.in_shape))
+
+    def natural_out(self) -> tuple[int, ...]:
+        """Sizes of the un-cropped valid correlation of the padded input."""
+        return tuple((P - d * (k - 1) - 1) // s + 1 for P, k, s, d in zip(self.padded, self.k, self.stride, self.dilation))
+
+    def absolute(self) -> "_Conv":
+        return _Conv(np.abs(self.weight), self.groups, self.stride, self.dilation, self.pads, self.mode,
+                     self.in_shape, self.out_shape, None if self.scipy_kernel is None else np.abs(self.scipy_kernel))
+
+    def terms(self) -> int:
+        """Upper bound on the number of products summed into one entry of ``C x`` or ``Cᵀ y``."""
+        fold = 1 if self.mode == "zeros" else 3 ** self.nd
+        per = self.weight.shape[1] * math.prod(self.k)
+        back = self.weight.shape[0] // self.groups * math.prod(
+            -(-(d * (k - 1) + 1) // s) for k, s, d in zip(self.k, self.stride, self.dilation))
+        return max(per, back) * fold
+
+
+_LETTERS = string.ascii_uppercase  # spatial/tap subscripts; lowercase g, i, o are channels
+
+
+def _einsum_correlate(windows: np.ndarray, w: np.ndarray, groups: int, nd: int) -> np.ndarray:
+    """``windows`` (c_in, *out, *k), ``w`` (c_out, c_in/g, *k) -> (c_out, *out)."""
+    c_in = windows.shape[0]
+    cpi = c_in // groups
+    cpo = w.shape[0] // groups
+    win = windows.reshape((groups, cpi) + windows.shape[1:])
+    wt = w.reshape((groups, cpo, cpi) + w.shape[2:])
+    pos, taps = _LETTERS[:nd], _LETTERS[13:13 + nd]
+    out = np.einsum(f"gi{pos}{taps},goi{taps}->go{pos}", win, wt)
+    return out.reshape((groups * cpo,) + out.shape[2:])
+
+
+def _correlate(xp: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int], groups: int,
+               out_shape: Sequence[int]) -> np.ndarray:
+    """Valid, strided, dilated, grouped cross-correlation of the padded ``xp`` (c_in, *P)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    nd = xp.ndim - 1
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(w.shape[2:], dilation))
+    win = sliding_window_view(xp, extent, axis=tuple(range(1, nd + 1)))
+    sl = ((slice(None),) + tuple(slice(0, o * s, s) for o, s in zip(out_shape, stride))
+          + tuple(slice(None, None, d) for d in dilation))
+    return _einsum_correlate(win[sl], w, groups, nd)
+
+
+def _pad_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
+    """Source index of each padded position (``np.pad`` of ``arange(n)`` in ``mode``); -1 = zero."""
+    if mode == "zeros":
+        return np.pad(np.arange(n), (before, after), mode="constant", constant_values=-1)
+    return np.pad(np.arange(n), (before, after), mode=_NUMPY_MODES[mode])
+
+
+def _ref_forward(p: _Conv, x: np.ndarray) -> np.ndarray:
+    """``C x``: ``np.pad`` in the boundary mode, then sliding windows."""
+    widths = ((0, 0),) + tuple(p.pads)
+    xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
+    return _correlate(xp, p.weight, p.stride, p.dilation, p.groups, p.out_shape)
+
+
+def _ref_scipy(p: _Conv, x: np.ndarray) -> np.ndarray:
+    """``C x`` with ``scipy.signal.correlate`` (or ``convolve`` for a flipped kernel), one channel pair at a time."""
+    from scipy import signal
+
+    widths = ((0, 0),) + tuple(p.pads)
+    xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
+    kernels = p.weight if p.scipy_kernel is None else p.scipy_kernel
+    dil = np.zeros(kernels.shape[:2] + tuple(d * (k - 1) + 1 for k, d in zip(p.k, p.dilation)), dtype=kernels.dtype)
+    dil[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in p.dilation)] = kernels
+    sub = tuple(slice(0, o * s, s) for o, s in zip(p.out_shape, p.stride))
+    dtype = np.result_type(xp, dil)
+    out = np.zeros((p.c_out,) + tuple(p.out_shape), dtype=dtype)
+    cpi, cpo = p.weight.shape[1], p.c_out // p.groups
+    for co in range(p.c_out):  # loop over kernel slices (channel pairs), not pixels
+        for i in range(cpi):
+            ci = (co // cpo) * cpi + i
+            if p.scipy_kernel is None:  # correlate conjugates its second argument
+                r = signal.correlate(xp[ci], np.conj(dil[co, i]), mode="valid", method="direct")
+            else:
+                r = signal.convolve(xp[ci], dil[co, i], mode="valid", method="direct")
+            out[co] += r[sub]
+    return out
+
+
+def _fold(p: _Conv, z: np.ndarray) -> np.ndarray:
+    """Adjoint of the padding: (c, *padded) -> (c, *in_shape), adding what the mode copied."""
+    for n, (b, a) in zip(p.in_shape, p.pads):  # each step consumes axis 1 and appends the folded axis
+        idx = _pad_index(n, b, a, p.mode)
+        F = np.zeros((idx.size, n))
+        hit = idx >= 0
+        F[np.nonzero(hit)[0], idx[hit]] = 1.0
+        z = np.tensordot(z, F, axes=([1], [0]))
+    return z
+
+
+def _ref_fusion(p: _Conv, y: np.ndarray) -> np.ndarray:
+    """``Cᵀ y`` as the seed builds it: one kernel copy per pixel of ``y``, placed at stride ``s``, summed."""
+    nd, g = p.nd, p.groups
+    cpo, cpi = p.c_out // g, p.weight.shape[1]
+    pos, taps = _LETTERS[:nd], _LETTERS[13:13 + nd]
+    yg = y.reshape((g, cpo) + tuple(p.out_shape))
+    wg = p.weight.reshape((g, cpo, cpi) + p.k)
+    # copies[g, i, pixel, tap]: the pixel's "full convolution" with the kernel (pixel value x kernel)
+    copies = np.einsum(f"go{pos},goi{taps}->gi{pos}{taps}", yg, wg)
+    copies = copies.reshape((g * cpi,) + copies.shape[2:])
+    padded = p.padded
+    target = np.arange(p.c_in).reshape((-1,) + (1,) * (2 * nd)) * math.prod(padded)
+    stride_in = [math.prod(padded[a + 1:]) for a in range(nd)]
+    for a in range(nd):  # position of (pixel, tap) along axis a: pixel*s + tap*d
+        j = np.arange(p.out_shape[a]) * p.stride[a]
+        t = np.arange(p.k[a]) * p.dilation[a]
+        shape_j = [1] * (1 + 2 * nd)
+        shape_j[1 + a] = -1
+        shape_t = [1] * (1 + 2 * nd)
+        shape_t[1 + nd + a] = -1
+        target = target + (j.reshape(shape_j) + t.reshape(shape_t)) * stride_in[a]
+    out = np.zeros(p.c_in * math.prod(padded), dtype=copies.dtype)
+    np.add.at(out, np.broadcast_to(target, copies.shape).ravel(), copies.ravel())
+    return _fold(p, out.reshape((p.c_in,) + padded))
+
+
+def _ref_zero_insertion(p: _Conv, y: np.ndarray) -> np.ndarray:
+    """``Cᵀ y``: insert ``s-1`` zeros, pad by ``d(k-1)-p`` (negative: crop), correlate with the rotated kernel."""
+    nd, g = p.nd, p.groups
+    cpo, cpi = p.c_out // g, p.weight.shape[1]
+    # for a boundary mode, work on the padded grid and fold afterwards
+    before = [b if p.mode == "zeros" else 0 for b, _ in p.pads]
+    target = list(p.in_shape) if p.mode == "zeros" else list(p.padded)
+    up = np.zeros((p.c_out,) + tuple((o - 1) * s + 1 for o, s in zip(p.out_shape, p.stride)), dtype=y.dtype)
+    up[(slice(None),) + tuple(slice(None, None, s) for s in p.stride)] = y
+    for a in range(nd):
+        span = p.dilation[a] * (p.k[a] - 1)
+        lo = span - before[a]
+        hi = target[a] + span - up.shape[1 + a] - lo
+        widths = [(0, 0)] * (nd + 1)
+        widths[1 + a] = (max(lo, 0), max(hi, 0))
+        up = np.pad(up, widths)
+        crop = [slice(None)] * (nd + 1)
+        crop[1 + a] = slice(max(-lo, 0), up.shape[1 + a] - max(-hi, 0))
+        up = up[tuple(crop)]
+    # rotated kernel with its channel roles swapped: (c_in, c_out/g, *k)
+    w = p.weight.reshape((g, cpo, cpi) + p.k).swapaxes(1, 2).reshape((g * cpi, cpo) + p.k)
+    w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+    out = _correlate(up, w, (1,) * nd, p.dilation, g, target)
+    return out if p.mode == "zeros" else _fold(p, out)
+
+
+# ---------------------------------------------------------------------------- torch routes
+def _import_torch(torch_opt: Any) -> Any:
+    if torch_opt is False:
+        return None
+    try:
+        import torch
+    except ImportError:
+        if torch_opt is True:
+            raise ImportError(f"torch=True needs PyTorch: {_TORCH_EXTRA}") from None
+        return None
+    return torch
+
+
+def _torch_pad(torch: Any, p: _Conv, x: Any) -> Any:
+    """Differentiable padding of ``x`` (1, c, *n): ``F.pad`` for PyTorch's modes, index_select for symmetric."""
+    F = torch.nn.functional
+    if all(b == 0 and a == 0 for b, a in p.pads):
+        return x
+    if p.mode in ("zeros", "symmetric") or x.is_complex():
+        if p.mode == "zeros":
+            flat = [v for b, a in reversed(p.pads) for v in (b, a)]
+            return F.pad(x, flat)
+        if p.mode != "symmetric":  # complex: pad real and imaginary parts (F.pad is linear)
+            return torch.complex(_torch_pad(torch, p, x.real), _torch_pad(torch, p, x.imag))
+        for a, (n, (b, e)) in enumerate(zip(p.in_shape, p.pads)):
+            x = x.index_select(2 + a, torch.from_numpy(_pad_index(n, b, e, p.mode)))
+        return x
+    flat = [v for b, a in reversed(p.pads) for v in (b, a)]
+    return F.pad(x, flat, mode=_TORCH_MODES[p.mode])
+
+
+def _torch_conv(torch: Any, p: _Conv, x: Any) -> Any:
+    F = torch.nn.functional
+    conv = getattr(F, f"conv{p.nd}d")
+    w = torch.from_numpy(p.weight)
+    if p.mode == "zeros" and all(b == a for b, a in p.pads):  # PyTorch's own padding argument
+        out = conv(x, w, stride=p.stride, padding=tuple(b for b, _ in p.pads), dilation=p.dilation, groups=p.groups)
+    else:
+        out = conv(_torch_pad(torch, p, x), w, stride=p.stride, dilation=p.dilation, groups=p.groups)
+    return out[(slice(None), slice(None)) + tuple(slice(0, o) for o in p.out_shape)]
+
+
+def _torch_forward(torch: Any, p: _Conv, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return _torch_conv(torch, p, torch.from_numpy(x[None])).resolve_conj().numpy()[0]
+
+
+def _torch_vjp(torch: Any, p: _Conv, y: np.ndarray) -> np.ndarray:
+    """``Cᵀ y`` as the gradient of ``torch convNd`` with respect to its input (``Cᴴ`` for complex, conjugated back)."""
+    cplx = np.iscomplexobj(y) or np.iscomplexobj(p.weight)
+    dt = torch.complex128 if cplx else torch.float64
+    x = torch.zeros((1, p.c_in) + tuple(p.in_shape), dtype=dt, requires_grad=True)
+    out = _torch_conv(torch, p, x)
+    g = torch.from_numpy(np.conj(y)[None].astype(np.complex128 if cplx else np.float64))
+    (grad,) = torch.autograd.grad(out, x, grad_outputs=g)
+    return np.conj(grad.resolve_conj().numpy()[0])
+
+
+def _torch_transpose(torch: Any, p: _Conv, y: np.ndarray) -> tuple[np.ndarray, str]:
+    """``Cᵀ y`` with ``torch conv_transposeNd`` (its own padding when it can express it)."""
+    F = torch.nn.functional
+    convt = getattr(F, f"conv_transpose{p.nd}d")
+    w = torch.from_numpy(p.weight)
+    yt = torch.from_numpy(y[None])
+    base = [(o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k)]
+    note = ""
+    with torch.no_grad():
+        if p.mode == "zeros" and all(b == a for b, a in p.pads):
+            pad = [b for b, _ in p.pads]
+            op = [n - (L - 2 * q) for n, L, q in zip(p.in_shape, base, pad)]
+            if all(0 <= a < max(s, d) for a, s, d in zip(op, p.stride, p.dilation)):
+                out = convt(yt, w, stride=p.stride, padding=pad, output_padding=op, groups=p.groups,
+                            dilation=p.dilation)
+                return out.resolve_conj().numpy()[0], note
+        # asymmetric padding or a boundary mode: un-padded transposed convolution, then crop / fold
+        full = convt(yt, w, stride=p.stride, groups=p.groups, dilation=p.dilation).resolve_conj().numpy()[0]
+    z = np.zeros((p.c_in,) + p.padded, dtype=full.dtype)
+    z[(slice(None),) + tuple(slice(0, min(L, P)) for L, P in zip(base, p.padded))] = \
+        full[(slice(None),) + tuple(slice(0, min(L, P)) for L, P in zip(base, p.padded))]
+    if p.mode == "zeros":
+        note = "torch has symmetric padding only: run unpadded, then cropped"
+        return z[(slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(p.in_shape, p.pads))], note
+    note = f"unpadded torch result folded by the adjoint of {p.mode!r} padding"
+    return _fold(p, z), note
+
+
+# ============================================================================ running the checks
+def _kernel_and_dtype(kernel: Any, dtype: Any) -> tuple[np.ndarray, np.dtype]:
+    from . import _validate as V
+
+    k = V.kernel_array(kernel)
+    return k, V.result_dtype(k, dtype)
+
+
+def _work_dtype(*dtypes: Any) -> type:
+    return np.complex128 if any(np.dtype(d).kind == "c" for d in dtypes if d is not None) else np.float64
+
+
+def _random_vector(gen: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, cplx: bool) -> np.ndarray:
+    if np.dtype(dtype).kind in "iub" and not cplx:
+        return gen.integers(-4, 5, size=shape).astype(np.float64)
+    v = gen.standard_normal(shape)
+    if cplx:
+        v = v + 1j * gen.standard_normal(shape)
+    return v
+
+
+def _matrix_ops(M: Any) -> tuple[Callable, Callable, tuple[int, int], Any]:
+    """(M @ v, M.T @ v, shape, dtype) for a sparse matrix, ndarray or LinearOperator."""
+    import scipy.sparse as sp
+
+    if isinstance(M, np.matrix):
+        M = np.asarray(M)
+    if sp.issparse(M) or isinstance(M, np.ndarray):
+        if M.ndim != 2:
+            raise ValueError(f"matrix must be 2-D; got an array of shape {M.shape}")
+        MT = M.T
+        return (lambda v: M @ v), (lambda v: MT @ v), tuple(M.shape), M.dtype
+    if hasattr(M, "matvec") and hasattr(M, "rmatvec") and hasattr(M, "shape"):
+        # transpose from the adjoint: M^T v = conj(M^H conj(v))
+        return M.matvec, (lambda v: np.conj(M.rmatvec(np.conj(v)))), tuple(M.shape), getattr(M, "dtype", None)
+    raise TypeError(f"matrix must be a scipy sparse matrix/array, a 2-D ndarray or a LinearOperator; "
+                    f"got {type(M).__name__}")
+
+
+def _compare(name: str, got: np.ndarray, want: np.ndarray, scale: float, rtol: float, atol: float,
+             detail: str = "") -> Check:
+    got = np.asarray(got).reshape(-1)
+    want = np.asarray(want).reshape(-1)
+    if got.shape != want.shape:
+        return Check(name, "fail", None, None, f"sizes differ: {got.size} vs {want.size}")
+    err = float(np.max(np.abs(got - want))) if got.size else 0.0
+    tol = atol + rtol * scale
+    ok = bool(err <= tol)  # False for NaN
+    return Check(name, "pass" if ok else "fail", err, tol, detail)
+
+
+def _formula_output(geom: Any) -> tuple[int, ...]:
+    """The spatial output shape from the SymPy-derived formula (:mod:`convmatrix.symbolic`)."""
+    from .symbolic import output_shape_from_formula
+
+    return tuple(int(v) for v in output_shape_from_formula(geom))
+
+
+def _shape_check(p: _Conv, geom: Any, shape: tuple[int, int], transposed: bool) -> tuple[Check, bool]:
+    """Matrix shape vs the SymPy-derived output size and the references' own sizes."""
+    ref_shape = (p.shape[1], p.shape[0]) if transposed else p.shape
+    ref_spatial = p.in_shape if transposed else p.out_shape  # the result's spatial shape
+    formula = _formula_output(geom)
+    err = max(abs(a - b) for a, b in zip(shape, ref_shape))
+    detail = f"matrix {shape[0]} x {shape[1]}"
+    if tuple(shape) != tuple(ref_shape):
+        detail += f", references need {ref_shape[0]} x {ref_shape[1]}"
+    want = (geom.out_channels * math.prod(formula), geom.in_channels * math.prod(geom.input_shape))
+    err = max(err, max(abs(a - b) for a, b in zip(formula, ref_spatial)), max(abs(a - b) for a, b in zip(shape, want)))
+    detail += f"; formula output {'x'.join(map(str, formula))}"
+    if formula != tuple(ref_spatial):
+        detail += f", references {'x'.join(map(str, ref_spatial))}"
+    return Check(SHAPE, "pass" if err == 0 else "fail", float(err), 0.0, detail), tuple(shape) == tuple(ref_shape)
+
+
+def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, rng: Any, rtol: float | None, atol: float | None,
+         torch_opt: Any) -> list[Check]:
+    """All checks for the pair (C, Cᵀ) where ``M`` is C (``transposed=False``) or Cᵀ."""
+    mv, mtv, shape, mdtype = _matrix_ops(M)
+    wdt = _work_dtype(p.weight.dtype, mdtype)
+    cplx = wdt is np.complex128
+    mdtype = np.dtype(mdtype) if mdtype is not None else np.dtype(wdt)
+    rt = _rtol_for(mdtype, p.terms()) if rtol is None else float(rtol)
+    at = 0.0 if atol is None else float(atol)
+    if transposed:  # M = Cᵀ: C x = Mᵀ x, Cᵀ y = M y
+        c_apply, ct_apply = mtv, mv
+    else:
+        c_apply, ct_apply = mv, mtv
+    gen = np.random.default_rng(rng)
+    x = _random_vector(gen, (p.c_in,) + tuple(p.in_shape), mdtype, cplx)
+    y = _random_vector(gen, (p.c_out,) + tuple(p.out_shape), mdtype, cplx)
+    nd = p.nd
+    torch = _import_torch(torch_opt)
+    fwd_names = [FWD_NUMPY, FWD_SCIPY, _fwd_torch(nd)]
+    tr_names = [TR_ZERO, TR_FUSION, _tr_torch(nd), _TR_VJP]
+    names = [SHAPE, DOT] + (tr_names + fwd_names if transposed else fwd_names + tr_names)
+
+    checks: dict[str, Check] = {}
+    checks[SHAPE], shape_ok = _shape_check(p, geom, shape, transposed)
+    if not shape_ok:
+        for name in names[1:]:
+            checks[name] = Check(name, "fail", None, None, "not run: matrix shape does not match the references")
+        return [checks[n] for n in names]
+
+    absp = p.absolute()
+    fwd_scale = float(np.max(_ref_forward(absp, np.abs(x)), initial=0.0))
+    tr_scale = float(np.max(_ref_fusion(absp, np.abs(y)), initial=0.0))
+    Cx = np.asarray(c_apply(x.reshape(-1)))
+    CTy = np.asarray(ct_apply(y.reshape(-1)))
+
+    # adjoint test of the matrix against a reference adjoint (not the matrix's own transpose)
+    if transposed:
+        ref_adj = lambda v: np.conj(_ref_forward(p, np.conj(v).reshape((p.c_in,) + tuple(p.in_shape)))).reshape(-1)
+    else:
+        ref_adj = lambda v: np.conj(_ref_fusion(p, np.conj(v).reshape((p.c_out,) + tuple(p.out_shape)))).reshape(-1)
+    res = dot_test(M, ref_adj, rng=gen, rtol=rt or 1e-12, atol=at, complex=cplx, raise_error=False)
+    checks[DOT] = Check(DOT, "pass" if res.passed else "fail", res.error, res.tolerance,
+                        f"vdot(A u, v) = {_short(res.lhs)}, vdot(u, A^H v) = {_short(res.rhs)}")
+
+    checks[FWD_NUMPY] = _compare(FWD_NUMPY, Cx, _ref_forward(p, x), fwd_scale, rt, at)
+    checks[FWD_SCIPY] = _compare(FWD_SCIPY, Cx, _ref_scipy(p, x), fwd_scale, rt, at,
+                                 "convolve (flipped kernel)" if p.scipy_kernel is not None else "correlate")
+    fold_note = "" if p.mode == "zeros" else f"+ adjoint of {p.mode!r} padding"
+    checks[TR_ZERO] = _compare(TR_ZERO, CTy, _ref_zero_insertion(p, y), tr_scale, rt, at, fold_note)
+    checks[TR_FUSION] = _compare(TR_FUSION, CTy, _ref_fusion(p, y), tr_scale, rt, at, fold_note)
+
+    torch_names = [_fwd_torch(nd), _tr_torch(nd), _TR_VJP]
+    if torch is None:
+        why = "torch not installed (" + _TORCH_EXTRA + ")" if torch_opt is not False else "torch checks disabled"
+        for name in torch_names:
+            checks[name] = Check(name, "skip", detail=why)
+    elif nd > 3:
+        for name in torch_names:
+            checks[name] = Check(name, "skip", detail=f"torch has no {nd}-D convolution")
+    else:
+        sym = "symmetric padding done by index_select (torch has no 'symmetric' mode)" if p.mode == "symmetric" else ""
+        # one thread: these tensors are tiny, and an idle-spinning pool costs ~1000x on a busy machine
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            fwd = _torch_forward(torch, p, x)
+            got, note = _torch_transpose(torch, p, y)
+            vjp = _torch_vjp(torch, p, y)
+        finally:
+            torch.set_num_threads(threads)
+        checks[_fwd_torch(nd)] = _compare(_fwd_torch(nd), Cx, fwd, fwd_scale, rt, at, sym)
+        checks[_tr_torch(nd)] = _compare(_tr_torch(nd), CTy, got, tr_scale, rt, at, note)
+        checks[_TR_VJP] = _compare(_TR_VJP, CTy, vjp, tr_scale, rt, at, sym)
+    return [checks[n] for n in names]
+
+
+def _title(direction: str, geom: Any, shape: tuple[int, int], dtype: Any, flip: bool, given: bool) -> str:
+    def dims(t: Sequence[int]) -> str:
+        return "x".join(map(str, t))
+
+    ch = (f", channels {geom.in_channels}->{geom.out_channels}" if geom.channel_axis else "")
+    grp = f", groups {geom.groups}" if geom.groups > 1 else ""
+    pads = ",".join(f"({b},{a})" for b, a in geom.padding)
+    extra = ""
+    if direction == "conv_transpose" and any(geom.output_padding):
+        extra += f", output_padding {dims(geom.output_padding)}"
+    if direction == "conv" and geom.padding_mode != "zeros":
+        extra += f", padding_mode {geom.padding_mode}"
+    if flip:
+        extra += ", flipped kernel"
+    what = "C^T" if direction == "conv_transpose" else "C"
+    src = "given matrix" if given else f"{what} = {'conv_transpose_matrix' if what == 'C^T' else 'conv_matrix'}(...)"
+    return (f"{direction} {geom.ndim}-D: input {dims(geom.input_shape)}, kernel {dims(geom.kernel_shape)}{ch}, "
+            f"stride {dims(geom.stride)}, padding {pads}, dilation {dims(geom.dilation)}{grp}{extra} -> output "
+            f"{dims(geom.output_shape)}\n{src}: {shape[0]} x {shape[1]}, {np.dtype(dtype).name}")
+
+
+def check_conv(
+    kernel: Any,
+    input_shape: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    padding_mode: str = "zeros",
+    flip: bool = False,
+    dtype: Any = None,
+    matrix: Any = None,
+    rng: Any = 0,
+    rtol: float | None = None,
+    atol: float | None = None,
+    torch: Any = "auto",
+) -> Report:
+    """Verify the convolution matrix ``C`` of :func:`convmatrix.conv_matrix` (or a given ``matrix``).
+
+    Parameters
+    ----------
+    kernel, input_shape, stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :func:`convmatrix.conv_matrix`.
+    matrix : sparse matrix/array, ndarray or LinearOperator, optional
+        Verify this matrix instead of building one (e.g. your own implementation).
+    rng : int or numpy Generator
+        Seed of the random test vectors.
+    rtol, atol : float, optional
+        Override the dtype-derived tolerances.
+    torch : {"auto", True, False}
+        Use PyTorch when installed (``True``: require it; ``False``: skip its checks).
+
+    Returns
+    -------
+    Report
+        One row per check (see the module docstring); ``report.ok`` is the verdict.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = check_conv(np.arange(9.0).reshape(3, 3), (5, 5), stride=2, padding=1, torch=False)
+    >>> r.ok, r.counts()
+    (True, {'pass': 6, 'fail': 0, 'skip': 3})
+    >>> import convmatrix as cm
+    >>> C = cm.conv_matrix(np.arange(9.0).reshape(3, 3), (5, 5)).tolil()
+    >>> C[4, 7] += 1e-3                        # one wrong entry
+    >>> bad = check_conv(np.arange(9.0).reshape(3, 3), (5, 5), matrix=C, torch=False)
+    >>> bad.exit_code, [c.name for c in bad.failures]      # doctest: +NORMALIZE_WHITESPACE
+    (1, ['adjoint (dot test)', 'C x vs numpy sliding windows', 'C x vs scipy.signal',
+         'C^T y vs zero insertion', 'C^T y vs fusion (seed)'])
+    """
+    from .geometry import conv_geometry
+
+    k, out_dtype = _kernel_and_dtype(kernel, dtype)
+    if not isinstance(flip, (bool, np.bool_)):
+        raise TypeError(f"flip must be a bool; got {flip!r}")
+    geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                         padding_mode=padding_mode)
+    given = matrix is not None
+    if matrix is None:
+        from .matrices import conv_matrix
+
+        matrix = conv_matrix(k, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode, flip=bool(flip), dtype=dtype)
+    wdt = _work_dtype(out_dtype, k.dtype)
+    w = k.astype(out_dtype).astype(wdt).reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
+    scipy_kernel = None
+    if flip:
+        scipy_kernel = w
+        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim].copy()  # copy: torch rejects negative strides
+    p = _Conv(w, geom.groups, geom.stride, geom.dilation, geom.padding, geom.padding_mode, geom.input_shape,
+              (), scipy_kernel)
+    p.out_shape = p.natural_out()  # the references' own output size
+    checks = _run(p, geom, matrix, False, rng=rng, rtol=rtol, atol=atol, torch_opt=torch)
+    mshape = _matrix_ops(matrix)[2]
+    return Report(_title("conv", geom, mshape, getattr(matrix, "dtype", out_dtype) or out_dtype, bool(flip), given),
+                  checks)
+
+
+def check_transpose(
+    kernel: Any,
+    input_shape: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    output_shape: Any = None,
+    dtype: Any = None,
+    matrix: Any = None,
+    rng: Any = 0,
+    rtol: float | None = None,
+    atol: float | None = None,
+    torch: Any = "auto",
+) -> Report:
+    """Verify the transposed-convolution matrix ``Cᵀ`` of :func:`convmatrix.conv_transpose_matrix`.
+
+    ``Cᵀ y`` is compared with zero insertion + padding + rotated kernel, with the seed's fusion
+    (scatter-add of kernel copies), with ``torch conv_transposeNd`` and with the autograd
+    vector-Jacobian product of ``torch convNd``; ``C x`` (the matrix's transpose applied) with a
+    reference convolution; the shape with the SymPy-derived formula.
+
+    Parameters
+    ----------
+    kernel, input_shape, stride, padding, output_padding, dilation, groups, output_shape, dtype
+        As :func:`convmatrix.conv_transpose_matrix` (``input_shape`` is the transposed
+        convolution's input; the kernel is PyTorch's ``(C_in, C_out/groups, *k)`` or spatial).
+    matrix : sparse matrix/array, ndarray or LinearOperator, optional
+        Verify this matrix (of the transposed convolution) instead of building one.
+    rng, rtol, atol, torch
+        As :func:`check_conv`.
+
+    Returns
+    -------
+    Report
+
+    Examples
+    --------
+    The seed article's deconvolution: 2x2 input, 4x4 kernel, stride 3, output 7x7.
+
+    >>> import numpy as np
+    >>> r = check_transpose(np.arange(16).reshape(4, 4), (2, 2), stride=3, torch=False)
+    >>> r.ok
+    True
+    >>> print(r)                                      # doctest: +NORMALIZE_WHITESPACE
+    conv_transpose 2-D: input 2x2, kernel 4x4, stride 3x3, padding (0,0),(0,0), dilation 1x1 -> output 7x7
+    C^T = conv_transpose_matrix(...): 49 x 4, int64
+    <BLANKLINE>
+    check                            max abs error  tolerance  result  detail
+    -------------------------------  -------------  ---------  ------  ------
+    shape vs symbolic formula                    0          0  pass    matrix 49 x 4; formula output 7x7
+    adjoint (dot test)                    ...  pass    vdot(A u, v) = ..., vdot(u, A^H v) = ...
+    C^T y vs zero insertion                      0          0  pass
+    C^T y vs fusion (seed)                       0          0  pass
+    C^T y vs torch conv_transpose2d              -          -  skip    torch checks disabled
+    C^T y vs torch autograd VJP                  -          -  skip    torch checks disabled
+    C x vs numpy sliding windows                 0          0  pass
+    C x vs scipy.signal                          0          0  pass    correlate
+    C x vs torch conv2d                          -          -  skip    torch checks disabled
+    <BLANKLINE>
+    passed: 6 of 9 checks (3 skipped)
+
+    A kernel that was rotated by mistake is caught:
+
+    >>> import convmatrix as cm
+    >>> wrong = cm.conv_transpose_matrix(np.arange(16).reshape(4, 4)[::-1, ::-1], (2, 2), stride=3)
+    >>> check_transpose(np.arange(16).reshape(4, 4), (2, 2), stride=3, matrix=wrong, torch=False).ok
+    False
+    """
+    from .geometry import conv_transpose_geometry
+
+    k, out_dtype = _kernel_and_dtype(kernel, dtype)
+    geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
+                                   dilation=dilation, groups=groups, output_shape=output_shape)
+    given = matrix is not None
+    if matrix is None:
+        from .matrices import conv_transpose_matrix
+
+        matrix = conv_transpose_matrix(k, input_shape, stride=stride, padding=padding, output_padding=output_padding,
+                                       dilation=dilation, groups=groups, output_shape=output_shape, dtype=dtype)
+    wdt = _work_dtype(out_dtype, k.dtype)
+    # PyTorch's transposed weight (C_in, C_out/g, *k) is the weight of the forward convolution it transposes
+    w = k.astype(out_dtype).astype(wdt).reshape((geom.in_channels, geom.out_per_group) + geom.kernel_shape)
+    # the transposed output size, by the references' own formula
+    o = tuple((n - 1) * s - b - e + d * (kk - 1) + a + 1 for n, s, (b, e), d, kk, a in
+              zip(geom.input_shape, geom.stride, geom.padding, geom.dilation, geom.kernel_shape, geom.output_padding))
+    p = _Conv(w, geom.groups, geom.stride, geom.dilation, geom.padding, "zeros", o, geom.input_shape)
+    checks = _run(p, geom, matrix, True, rng=rng, rtol=rtol, atol=atol, torch_opt=torch)
+    mshape = _matrix_ops(matrix)[2]
+    return Report(_title("conv_transpose", geom, mshape, getattr(matrix, "dtype", out_dtype) or out_dtype, False,
+                         given), checks)
+
+
+# ============================================================================ cases and sweeps
+def random_kernel(shape: Sequence[int], dtype: Any = "float64", seed: int = 0) -> np.ndarray:
+    """The random kernel ``convmatrix verify --seed S`` and :func:`sweep` use.
+
+    Standard normal values (real and imaginary parts for complex dtypes; integers in
+    ``[-4, 4]`` for integer dtypes) from ``np.random.default_rng([seed, 17])``.
+
+    Examples
+    --------
+    >>> random_kernel((2, 2), "int64", seed=0)
+    array([[-4, -1],
+           [ 0,  3]])
+    """
+    dt = np.dtype(dtype)
+    gen = np.random.default_rng([int(seed), 17])
+    shape = tuple(int(s) for s in shape)
+    if dt.kind in "iu":
+        return gen.integers(-4, 5, size=shape).astype(dt)
+    if dt.kind == "c":
+        return (gen.standard_normal(shape) + 1j * gen.standard_normal(shape)).astype(dt)
+    return gen.standard_normal(shape).astype(dt)
+
+
+_CASE_KEYS_CONV = ("stride", "padding", "dilation", "groups", "padding_mode", "flip")
+_CASE_KEYS_TR = ("stride", "padding", "output_padding", "dilation", "groups", "output_shape")
+
+
+def case_kernel(case: dict[str, Any]) -> np.ndarray:
+    """The kernel of a case dict: ``random_kernel(kernel_shape, dtype, seed)``, or ``1..K`` without a seed.
+
+    ``1..K`` (``np.arange(1, K+1)`` in the kernel's shape) is also what ``convmatrix`` uses
+    when given neither ``--weights`` nor ``--seed``.
+
+    Examples
+    --------
+    >>> case_kernel({"kernel_shape": [2, 3], "input_shape": [4, 4]})
+    array([[1, 2, 3],
+           [4, 5, 6]])
+    """
+    shape = tuple(int(v) for v in case["kernel_shape"])
+    if case.get("seed") is None:
+        k = np.arange(1, math.prod(shape) + 1).reshape(shape)
+        return k.astype(case["dtype"]) if case.get("dtype") else k
+    return random_kernel(shape, case.get("dtype") or "float64", case["seed"])
+
+
+def run_case(case: dict[str, Any], *, torch: Any = "auto") -> Report:
+    """Re-run one case of a :func:`sweep` (or a ``Report.case``) from its keyword dict.
+
+    ``case`` holds ``transpose`` (bool), ``kernel_shape``, ``input_shape``, optionally
+    ``dtype`` and ``seed``, and the geometry keywords; the kernel is :func:`case_kernel`.
+
+    Examples
+    --------
+    >>> case = {"transpose": True, "kernel_shape": [4, 4], "input_shape": [2, 2], "stride": 3,
+    ...         "dtype": "float64", "seed": 0}
+    >>> run_case(case, torch=False).ok
+    True
+    >>> case_command(case)
+    'convmatrix verify --transpose --input 2x2 --kernel 4x4 --stride 3 --dtype float64 --seed 0'
+    """
+    if not isinstance(case, dict):
+        raise TypeError(f"case must be a dict (from a sweep report); got {type(case).__name__}")
+    missing = [k for k in ("kernel_shape", "input_shape") if k not in case]
+    if missing:
+        raise ValueError(f"case is missing {', '.join(missing)}; got keys {sorted(case)}")
+    transpose = bool(case.get("transpose", False))
+    keys = _CASE_KEYS_TR if transpose else _CASE_KEYS_CONV
+    unknown = sorted(set(case) - set(keys) - {"transpose", "kernel_shape", "input_shape", "dtype", "seed"})
+    if unknown:
+        raise ValueError(f"case has keys that do not apply to a {'transposed ' if transpose else ''}convolution: "
+                         f"{', '.join(unknown)}")
+    kernel = case_kernel(case)
+    kw = {k: _untuple(case[k]) for k in keys if k in case}
+    fn = check_transpose if transpose else check_conv
+    seed = case.get("seed")
+    report = fn(kernel, tuple(case["input_shape"]), dtype=case.get("dtype"), rng=0 if seed is None else seed,
+                torch=torch, **kw)
+    report.case = dict(case)
+    return report
+
+
+def _untuple(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_untuple(x) for x in v)
+    return v
+
+
+def _dims(v: Any) -> str:
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return "x".join(str(int(x)) for x in v)
+
+
+def _padding_arg(p: Any) -> str:
+    if isinstance(p, str):
+        return p
+    if isinstance(p, (int, np.integer)):
+        return str(int(p))
+    parts = []
+    for item in p:
+        if isinstance(item, (list, tuple)):
+            parts.append(f"{int(item[0])},{int(item[1])}")
+        else:
+            parts.append(str(int(item)))
+    return ":".join(parts)
+
+
+def case_command(case: dict[str, Any]) -> str:
+    """The ``convmatrix verify`` command line of a case dict (see :func:`run_case`)."""
+    transpose = bool(case.get("transpose", False))
+    ks = list(case["kernel_shape"])
+    nd = len(case["input_shape"])
+    parts = ["convmatrix verify"]
+    if transpose:
+        parts.append("--transpose")
+    parts += ["--input", _dims(case["input_shape"]), "--kernel", _dims(ks[-nd:])]
+    if len(ks) == nd + 2:
+        g = int(case.get("groups", 1))
+        if transpose:
+            c_in, c_out = ks[0], ks[1] * g
+        else:
+            c_in, c_out = ks[1] * g, ks[0]
+        parts += ["--channels", f"{c_in}:{c_out}"]
+    for key, flag in (("stride", "--stride"), ("padding", "--padding"), ("dilation", "--dilation"),
+                      ("output_padding", "--output-padding"), ("output_shape", "--output-shape"),
+                      ("groups", "--groups"), ("padding_mode", "--padding-mode")):
+        if key in case and case[key] is not None:
+            v = case[key]
+            if key == "padding":
+                text = _padding_arg(v)
+            elif key == "padding_mode":
+                text = str(v)
+            else:
+                text = _dims(v)
+            if key in ("stride", "dilation", "groups") and text == "1":
+                continue
+            if key == "padding" and text == "0" or key == "padding_mode" and text == "zeros":
+                continue
+            if key == "output_padding" and set(text.split("x")) == {"0"}:
+                continue
+            parts += [flag, text]
+    if case.get("flip"):
+        parts.append("--flip")
+    if case.get("dtype") is not None:
+        parts += ["--dtype", str(case["dtype"])]
+    if case.get("seed") is not None:
+        parts += ["--seed", str(int(case["seed"]))]
+    return " ".join(parts)
+
+
+def seed_cases() -> list[tuple[str, dict[str, Any]]]:
+    """The seed article's geometries as ``(description, case)`` pairs (kernels ``1..K``, integer, exact).
+
+    Examples
+    --------
+    >>> [name for name, _ in seed_cases()][:2]
+    ['figure 1: 1-D full convolution, n1+n2-1 = 5+3-1 = 7', 'figure 2: 2-D same convolution, 5x5 stays 5x5']
+    """
+    return [
+        ("figure 1: 1-D full convolution, n1+n2-1 = 5+3-1 = 7",
+         {"kernel_shape": [3], "input_shape": [5], "padding": "full", "flip": True}),
+        ("figure 2: 2-D same convolution, 5x5 stays 5x5",
+         {"kernel_shape": [3, 3], "input_shape": [5, 5], "padding": "same", "flip": True}),
+        ("figure 5: 2-D valid convolution, 5x5 -> 3x3",
+         {"kernel_shape": [3, 3], "input_shape": [5, 5], "padding": "valid", "flip": True}),
+        ("figure 6: 2-D full convolution, 2x2 with 3x3 -> 4x4",
+         {"kernel_shape": [3, 3], "input_shape": [2, 2], "padding": "full", "flip": True}),
+        ("valid with stride S: (N1-N2)/S+1 = (7-3)/2+1 = 3",
+         {"kernel_shape": [3, 3], "input_shape": [7, 7], "stride": 2, "flip": True}),
+        ("figure 7: transposed, 3x3 -> zero insertion 5x5, padding -> 7x7, valid 3x3 -> 5x5",
+         {"transpose": True, "kernel_shape": [3, 3], "input_shape": [3, 3], "stride": 2, "padding": 1}),
+        ("deconvolution: 2x2 input, 4x4 kernel, stride 3 -> (2-1)*3+4 = 7x7",
+         {"transpose": True, "kernel_shape": [4, 4], "input_shape": [2, 2], "stride": 3}),
+    ]
+
+
+def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequence[str], modes: Sequence[str],
+                 transpose: bool | None) -> dict[str, Any]:
+    """One random, valid geometry (retries until the core accepts it)."""
+    from .geometry import conv_geometry, conv_transpose_geometry
+
+    for _ in range(200):
+        nd = int(gen.choice(list(ndims)))
+        tr = bool(gen.integers(2)) if transpose is None else transpose
+        nmax = {1: 12, 2: 7, 3: 5}.get(nd, 4)
+        n = [int(v) for v in gen.integers(1, nmax + 1, size=nd)]
+        k = [int(v) for v in gen.integers(1, (4 if nd < 3 else 3) + 1, size=nd)]
+        s = [int(v) for v in gen.choice([1, 1, 2, 3], size=nd)]
+        d = [int(v) for v in gen.choice([1, 1, 1, 2, 3], size=nd)]
+        g = int(gen.choice([1, 1, 1, 2, 3]))
+        ci, co = int(gen.integers(1, 3)) * g, int(gen.integers(1, 3)) * g
+        spatial_only = g == 1 and ci == 1 and co == 1 and bool(gen.integers(2))
+        form = int(gen.integers(6))
+        if form == 0:
+            pad: Any = int(gen.integers(0, 3))
+        elif form == 1:
+            pad = [int(v) for v in gen.integers(0, 3, size=nd)]
+        elif form == 2:
+            pad = [[int(v) for v in gen.integers(0, 3, size=2)] for _ in range(nd)]
+        else:
+            pad = str(gen.choice(["valid", "same", "same_lower", "full"]))
+        case: dict[str, Any] = {"transpose": tr, "input_shape": n}
+        if tr:
+            kshape = k if spatial_only else [ci, co // g] + k
+            case.update(kernel_shape=kshape, stride=s, padding=pad, dilation=d, groups=g)
+            if not isinstance(pad, str):
+                case["output_padding"] = [int(gen.integers(0, max(si, di))) for si, di in zip(s, d)]
+        else:
+            kshape = k if spatial_only else [co, ci // g] + k
+            mode = str(gen.choice(list(modes)))
+            case.update(kernel_shape=kshape, stride=s, padding=pad, dilation=d, groups=g, padding_mode=mode,
+                        flip=bool(gen.integers(4) == 0))
+        case["dtype"] = str(gen.choice(list(dtypes)))
+        case["seed"] = int(gen.integers(2**31 - 1))
+        try:
+            if tr:
+                conv_transpose_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
+                                        output_padding=case.get("output_padding", 0))
+            else:
+                conv_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
+                              padding_mode=case["padding_mode"])
+        except ValueError:
+            continue
+        return case
+    raise RuntimeError("could not draw a valid geometry in 200 attempts")  # pragma: no cover
+
+
+def sweep(
+    n: int,
+    *,
+    seed: int,
+    ndim: Iterable[int] = (1, 2, 3),
+    transpose: bool | None = None,
+    dtypes: Sequence[str] = ("float64", "float32", "complex128", "int64"),
+    padding_modes: Sequence[str] = ("zeros", "zeros", "zeros", "circular", "reflect", "replicate", "symmetric"),
+    torch: Any = "auto",
+    progress: bool = False,
+) -> Report:
+    """Run every check on ``n`` random geometries.
+
+    Geometries vary the spatial sizes (1-D/2-D/3-D), kernel sizes, stride, padding (int, per
+    axis, ``(before, after)`` pairs, ``"valid"``/``"same"``/``"same_lower"``/``"full"``),
+    dilation, channels and groups, output padding, flipping, boundary modes and dtypes;
+    half are transposed convolutions (``transpose=None``).
+
+    Parameters
+    ----------
+    n : int
+        Number of geometries.
+    seed : int
+        Seed of the sweep: the same seed draws the same geometries.
+    ndim : iterable of int
+        Spatial dimensions to draw from.
+    transpose : bool or None
+        Only transposed (``True``) or only forward (``False``) convolutions; ``None`` mixes them.
+    dtypes, padding_modes : sequences of str
+        Drawn uniformly (repeat an entry to weight it).
+    torch : {"auto", True, False}
+    progress : bool
+        Show a tqdm progress bar (``pip install convmatrix[progress]``; silently none without it).
+
+    Returns
+    -------
+    Report
+        ``checks`` aggregates each check over the geometries (worst error, counts in the detail);
+        ``cases`` holds the per-geometry reports; ``failing_cases`` the geometries to re-run,
+        each with ``.case`` (a dict for :func:`run_case`) and ``.command`` (a CLI line).
+
+    Examples
+    --------
+    >>> r = sweep(5, seed=1, torch=False)
+    >>> r.ok, len(r.cases)
+    (True, 5)
+    """
+    from . import _validate as V
+
+    count = V.as_int(n, "n", minimum=0)
+    seed = V.as_int(seed, "seed", minimum=0)
+    ndims = tuple(V.as_int(v, "ndim", minimum=1) for v in (ndim if isinstance(ndim, Iterable) else [ndim]))
+    if not ndims:
+        raise ValueError("ndim must list at least one number of spatial dimensions; got an empty sequence")
+    for dt in dtypes:
+        if np.dtype(dt).kind not in "iufc":
+            raise ValueError(f"dtypes must be numeric dtypes; got {dt!r}")
+    for m in padding_modes:
+        V.padding_mode_name(m)
+    torch_mod = _import_torch(torch)
+    gen = np.random.default_rng(seed)
+    cases = [_random_case(gen, ndims, list(dtypes), list(padding_modes), transpose) for _ in range(count)]
+    it: Iterable = cases
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            it = tqdm(cases, desc="verify", unit="geometry")
+        except ImportError:
+            pass
+    reports = [run_case(c, torch=torch if torch_mod is not None or torch is False else False) for c in it]
+    return _summarise(reports, f"sweep: {count} random geometries (seed {seed}; "
+                               f"{', '.join(f'{d}-D' for d in ndims)}; dtypes {', '.join(dtypes)})")
+
+
+def _summarise(reports: list[Report], title: str) -> Report:
+    """Aggregate per-geometry reports into one: a row per check name with worst error and counts."""
+    order: list[str] = []
+    rows: dict[str, list[tuple[Check, Report]]] = {}
+    for r in reports:
+        for c in r.checks:
+            generic = re.sub(r"(conv|conv_transpose)\dd$", r"\1Nd", c.name)
+            if generic not in rows:
+                rows[generic] = []
+                order.append(generic)
+            rows[generic].append((c, r))
+    checks = []
+    worst_ratio, worst = -1.0, None
+    for name in order:
+        items = rows[name]
+        cnt = {s: sum(c.status == s for c, _ in items) for s in _STATUSES}
+        ran = [(c, r) for c, r in items if c.error is not None]
+        err = max((c.error for c, _ in ran), default=None)
+        tol = None
+        if ran:
+            c_best = max(ran, key=lambda cr: cr[0].error)[0]
+            tol = c_best.tolerance
+            for c, r in ran:
+                ratio = (c.error / c.tolerance) if c.tolerance else (0.0 if c.error == 0 else math.inf)
+                if ratio > worst_ratio:
+                    worst_ratio, worst = ratio, (c, r)
+        status = "fail" if cnt["fail"] else ("pass" if cnt["pass"] else "skip")
+        detail = f"{cnt['pass']} pass, {cnt['fail']} fail, {cnt['skip']} skip"
+        ratios = [c.error / c.tolerance for c, _ in ran if c.tolerance]
+        if ratios:
+            detail += f"; worst error/tolerance {max(ratios):.1e}"
+        checks.append(Check(name, status, err, tol, detail))
+    notes = []
+    failing = [r for r in reports if not r.ok]
+    if worst is not None:
+        c, r = worst
+        share = f"{c.error / c.tolerance:.1e} of" if c.tolerance else "within"
+        notes.append(f"worst case: error {c.error:.2e} = {share} its tolerance {c.tolerance:.2e}, in {c.name!r}"
+                     + (f" for: {r.command}" if r.command else ""))
+    if failing:
+        notes.append(f"{len(failing)} failing geometries (re-run each with the command or run_case(case)):")
+        for r in failing:
+            notes.append(f"  {r.command}")
+            notes.append(f"    failed: {', '.join(c.name for c in r.failures)}")
+            notes.append(f"    case: {json.dumps(r.case)}")
+    else:
+        notes.append(f"all {len(reports)} geometries passed")
+    if len(reports) <= 20:
+        notes.append("geometries:")
+        for r in reports:
+            verdict = "pass" if r.ok else "FAIL"
+            notes.append(f"  {verdict}  {r.title.splitlines()[0]}")
+    return Report(title, checks, cases=reports, notes=notes)
+
+
+def seed_report(*, torch: Any = "auto") -> Report:
+    """Every check on the seed article's geometries (:func:`seed_cases`; kernels ``1..K``, exact).
+
+    Examples
+    --------
+    >>> seed_report(torch=False).ok
+    True
+    """
+    reports = []
+    for name, case in seed_cases():
+        r = run_case(case, torch=torch)
+        r.title = f"{name}\n{r.title}"
+        reports.append(r)
+    return _summarise(reports, f"the seed article's {len(reports)} geometries (integer kernels 1..K: exact)")
