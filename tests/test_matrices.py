@@ -314,6 +314,22 @@ def test_integer_kernel_gives_exact_integer_matrix():
     np.testing.assert_array_equal(C.toarray(), M)
 
 
+@pytest.mark.parametrize("dtype, value", [(np.uint8, 200), (np.int8, 100), (np.int16, 20000)])
+def test_folded_taps_do_not_overflow_small_integer_dtypes(dtype, value):
+    """reflect folds two taps onto one input: 2*value does not fit the kernel's dtype.  The matrix
+    must be exact (promoted) or refused with an error naming the dtype -- never silently wrapped."""
+    w = np.full(3, value, dtype=dtype)
+    M = dense_matrix(lambda x: correlate_nd(x, w.astype(np.int64)[None, None], padding=1, padding_mode="reflect"),
+                     (1, 2), dtype=np.int64)
+    assert M.max() == 2 * value > np.iinfo(dtype).max
+    try:
+        C = cm.conv_matrix(w, (2,), padding=1, padding_mode="reflect")
+    except (ValueError, TypeError, OverflowError) as exc:
+        assert "dtype" in str(exc)
+        return
+    np.testing.assert_array_equal(C.toarray(), M)
+
+
 def test_complex_kernel_not_conjugated():
     w = np.array([1 + 2j, 3 - 1j, -1j])
     C = cm.conv_matrix(w, (4,))
