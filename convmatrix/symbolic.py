@@ -294,13 +294,13 @@ def _derive_transposed(symmetric: bool, names: dict, pb: sp.Symbol, pa: sp.Symbo
     bounds = dict(_bound(rel, _o) for rel in sol.args)
     lo, hi = bounds[">="], bounds["<"]
     steps.append(Step("solved for o", sol))
-    width = sp.simplify(hi - lo)
+    width = sp.expand(hi - lo)
     assert width == _s
     steps.append(Step("the number of sizes o that qualify (the floor maps them all to n)", width))
     expr = _collect(lo) + _a
     steps.append(Step("name the offset inside that range the output padding a, 0 <= a <= s - 1",
                       sp.Eq(sp.Symbol("o"), expr)))
-    back = sp.simplify(fwd_o.xreplace({_o: expr}))
+    back = fwd_o.xreplace({_o: expr}).replace(sp.floor, lambda x: sp.floor(sp.expand(x)))
     steps.append(Step("check: the forward formula at o gives n + floor(a/s), which is n for 0 <= a < s", back))
     condition = sp.And(sp.Lt(_a, _s), sp.Ge(expr, 1))
     names = dict(names, a=_a)
@@ -392,6 +392,8 @@ def _prove(lhs: sp.Expr, rhs: sp.Expr, subs: Any) -> tuple[bool, str]:
     """Simplify ``lhs - rhs`` to 0 after substituting the hypotheses ``subs`` (in the given order)."""
     subs = list(subs.items()) if isinstance(subs, dict) else list(subs)
     diff = sp.sympify(lhs - rhs).subs(subs)
+    if sp.expand(diff) == 0:
+        return True, "expand"
     if sp.simplify(diff) == 0:
         return True, "simplify"
     if sp.simplify(diff.rewrite(sp.floor)) == 0:
@@ -534,8 +536,9 @@ def relationships() -> list[Relationship]:
     -----
     Each statement is proved from the *derived* formula (:func:`output_size_formula`): the
     hypotheses are substituted (``k = 2m+1``, ``i = k + s*m`` for "``s`` divides ``i - k``", ...)
-    and the difference of the two sides is simplified to 0 under the symbols' integer and sign
-    assumptions, with ``.rewrite(floor)`` where ``Mod`` resists.  The transposed relationships
+    and the difference of the two sides is reduced to 0 under the symbols' integer and sign
+    assumptions -- by ``expand``, else ``simplify``, else ``.rewrite(floor)`` and ``simplify``
+    where ``Mod`` resists (relationship 14's round trip); ``method`` records which.  The transposed relationships
     carry three obligations: the derived transposed size, the size of the equivalent direct
     convolution (zero insertion, padding ``p' = k - p - 1``), and the round trip ``o' = i``
     when ``i' = o(i)``.
@@ -546,7 +549,7 @@ def relationships() -> list[Relationship]:
     >>> len(rels), all(r.proved for r in rels)
     (19, True)
     >>> print(rels[5])
-    Relationship 6 (zero padding, non-unit strides): o = floor((i - k + 2*p)/s) + 1  [if d = 1; proved: derived formula with the hypotheses substituted; simplify]
+    Relationship 6 (zero padding, non-unit strides): o = floor((i - k + 2*p)/s) + 1  [if d = 1; proved: derived formula with the hypotheses substituted; expand]
     >>> print(rels[13].statement, '|', rels[13].obligations[2].method)
     Eq(o', a + k - 2*p + s*(i' - 1)) | rewrite(floor) + simplify
     """
@@ -920,7 +923,7 @@ def _check_entries(geom: Geometry, max_entries: Any, what: str) -> None:
         )
 
 
-def _assemble(geom: Geometry, weight: np.ndarray) -> sp.ImmutableSparseMatrix:
+def _assemble(geom: Geometry, weight: np.ndarray) -> sp.SparseMatrix:
     """SymPy sparse matrix of ``geom`` from its per-axis index maps; ``weight`` in engine layout.
 
     ``weight[c, i, t...]`` (``(out_channels, in_per_group, *taps)``, object array) multiplies
@@ -963,7 +966,7 @@ def _assemble(geom: Geometry, weight: np.ndarray) -> sp.ImmutableSparseMatrix:
         val = wflat[taps[st]] if en - st == 1 else sp.Add(*wflat[taps[st:en]])
         if val != 0:
             entries[divmod(int(key[st]), ncols)] = val
-    return sp.ImmutableSparseMatrix(geom.shape[0], ncols, entries)
+    return sp.SparseMatrix(geom.shape[0], ncols, entries)
 
 
 def symbolic_conv_matrix(
@@ -978,7 +981,7 @@ def symbolic_conv_matrix(
     flip: bool = False,
     symbol: str = "w",
     max_entries: int = MAX_SYMBOLIC_ENTRIES,
-) -> sp.ImmutableSparseMatrix:
+) -> sp.SparseMatrix:
     """SymPy sparse matrix of :func:`convmatrix.conv_matrix` with kernel symbols as entries.
 
     Parameters
@@ -999,9 +1002,10 @@ def symbolic_conv_matrix(
 
     Returns
     -------
-    sympy.ImmutableSparseMatrix
+    sympy.SparseMatrix
         Shape ``(C_out*prod(output_shape), C_in*prod(input_shape))``; rows and columns are C-order
-        ravels of ``(C, *spatial)``, exactly as the numeric matrix.
+        ravels of ``(C, *spatial)``, exactly as the numeric matrix.  Mutable (``.as_immutable()``
+        gives a hashable copy, at the cost of SymPy sorting the entries).
 
     Notes
     -----
@@ -1061,7 +1065,7 @@ def symbolic_conv_transpose_matrix(
     output_shape: Any = None,
     symbol: str = "w",
     max_entries: int = MAX_SYMBOLIC_ENTRIES,
-) -> sp.ImmutableSparseMatrix:
+) -> sp.SparseMatrix:
     """SymPy sparse matrix of :func:`convmatrix.conv_transpose_matrix` (PyTorch ``conv_transpose``).
 
     Parameters as :func:`convmatrix.conv_transpose_matrix`; ``kernel`` a shape (spatial, or the
@@ -1184,9 +1188,9 @@ class TransposeProof:
     ``(route, row, col, C.T entry, construction entry)``.
     """
 
-    C: sp.ImmutableSparseMatrix
-    zero_insertion: sp.ImmutableSparseMatrix
-    fusion: sp.ImmutableSparseMatrix
+    C: sp.SparseMatrix
+    zero_insertion: sp.SparseMatrix
+    fusion: sp.SparseMatrix
     output_padding: tuple[int, ...]
     zero_insertion_equal: bool
     fusion_equal: bool
@@ -1316,7 +1320,7 @@ def prove_transpose(
                 for r, c, e in zip(r_sp.tolist(), c_sp.tolist(), E[r_sp, c_sp].tolist()):
                     key = (ci * n_in + r, co * n_out + c)
                     zi[key] = zi.get(key, 0) + e * coef
-    zero_insertion = sp.ImmutableSparseMatrix(C.shape[1], C.shape[0], {k_: v for k_, v in zi.items() if v != 0})
+    zero_insertion = sp.SparseMatrix(C.shape[1], C.shape[0], {k_: v for k_, v in zi.items() if v != 0})
 
     # (b) fusion: one (dilated) kernel copy per pixel of y at stride s, overlaps added, padding cropped
     canvas_shape = tuple(max((oshape[ax] - 1) * geom.stride[ax] + geom.dilation[ax] * (kshape[ax] - 1) + 1,
@@ -1336,7 +1340,7 @@ def prove_transpose(
                 piece = canvas[crop].reshape(-1)
                 for r in np.flatnonzero(piece != 0).tolist():
                     fu[(ci * n_in + r, col)] = piece[r]
-    fusion = sp.ImmutableSparseMatrix(C.shape[1], C.shape[0], fu)
+    fusion = sp.SparseMatrix(C.shape[1], C.shape[0], fu)
 
     CT = C.T
     mismatches = []

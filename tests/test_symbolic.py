@@ -470,7 +470,7 @@ def test_dumoulin_visin_matrix():
         [z, z, z, z, z, w[0, 0], w[0, 1], w[0, 2], z, w[1, 0], w[1, 1], w[1, 2], z, w[2, 0], w[2, 1], w[2, 2]],
     ])
     C = S.symbolic_conv_matrix((4, 4), (3, 3))
-    assert isinstance(C, sp.ImmutableSparseMatrix)
+    assert isinstance(C, sp.SparseMatrix)
     assert C == paper
 
 
