@@ -29,6 +29,8 @@ __all__ = ["singular_values", "spectral_norm", "SpectralNorm"]
 SPECTRAL_METHODS = ("auto", "exact", "dense", "lanczos", "power")
 #: largest matrix (rows x columns) that ``method="auto"`` turns dense for an exact SVD
 _DENSE_ENTRIES = 1 << 20
+#: block size of the power (subspace) iteration: separates a few nearly equal top singular values
+_POWER_BLOCK = 8
 
 
 class SpectralNorm(float):
@@ -254,8 +256,9 @@ def spectral_norm(
         ``"exact"``: per-frequency SVDs, only for a circulant geometry (circular padding,
         stride 1, output shape = input shape).  ``"dense"``: SVD of the explicit matrix (small
         cases).  ``"lanczos"``: ``scipy.sparse.linalg.svds`` (ARPACK) on :class:`ConvOperator`,
-        ARPACK tolerance ``tol`` on ``sigma**2``.  ``"power"``: power iteration on ``C^H C``
-        until the eigen-residual ``||C^H C v - mu v|| <= tol * mu``.  ``"auto"``: exact if
+        ARPACK tolerance ``tol`` on ``sigma**2``.  ``"power"``: block power (subspace) iteration on
+        ``C^H C`` (8 vectors, Rayleigh-Ritz) until the top Ritz pair's residual
+        ``||C^H C v - mu v|| <= tol * mu``.  ``"auto"``: exact if
         circulant, dense if the matrix has at most 2**20 entries, else lanczos.
     maxiter : int, optional
         Iteration cap for ``lanczos`` (ARPACK's default) and ``power`` (default 10000).
@@ -339,27 +342,29 @@ def spectral_norm(
         value = float(s[0])
         return SpectralNorm(value, method="lanczos", tol=tol, lower_bound=min(lower, value), upper_bound=upper,
                             converged=True, matvecs=counter.count)
-    # power iteration on C^H C with an eigen-residual stopping rule
+    # block power (subspace) iteration on C^H C with Rayleigh-Ritz and an eigen-residual stopping rule
     maxiter = 10000 if maxiter is None else V.as_int(maxiter, "maxiter", minimum=1)
-    v = v0 / np.linalg.norm(v0)
-    mu, converged, it = 0.0, False, 0
-    u = A @ v
+    p = min(_POWER_BLOCK, min(A.shape))
+    Q = np.linalg.qr(rng.standard_normal((A.shape[1], p)).astype(ctype))[0]
+    theta, converged, it = 0.0, False, 0
     for it in range(1, maxiter + 1):
-        z = A.rmatvec(u)  # C^H C v
-        mu = float(np.vdot(v, z).real)
-        if mu <= 0:
+        Z = A.rmatmat(A.matmat(Q))  # C^H C Q
+        vals, U = np.linalg.eigh(Q.conj().T @ Z)
+        theta = float(vals[-1])
+        if theta <= 0:
             break
-        if np.linalg.norm(z - mu * v) <= tol * mu:
+        Z = Z @ U[:, ::-1]
+        resid = np.linalg.norm(Z[:, 0] - theta * (Q @ U[:, -1]))
+        if resid <= tol * theta:
             converged = True
             break
-        v = z / np.linalg.norm(z)
-        u = A @ v
-    value = math.sqrt(max(mu, 0.0))
+        Q = np.linalg.qr(Z)[0]
+    value = math.sqrt(max(theta, 0.0))
     if not converged:
         warnings.warn(f"power iteration did not reach tol={tol} in {it} iterations; the result is a lower bound",
                       RuntimeWarning, stacklevel=2)
     return SpectralNorm(value, method="power", tol=tol, lower_bound=value, upper_bound=upper, converged=converged,
-                        matvecs=2 * it)
+                        matvecs=2 * p * it)
 
 
 class _Counting:
