@@ -377,6 +377,14 @@ def test_conv_transpose_3d(input_shape, kshape, stride, padding, output_padding,
                          output_padding=output_padding, dilation=dilation)
 
 
+def test_conv_transpose_4d():
+    rng = np.random.default_rng(44)
+    T = check_conv_transpose(positive_kernel((2, 2, 2, 1, 3, 2), rng), (2, 3, 2, 2), stride=(2, 1, 1, 3),
+                             padding=((1, 0), 0, 1, (0, 2)), output_padding=(1, 0, 0, 2), dilation=(1, 2, 1, 1),
+                             groups=2)
+    assert T.shape[1] == 2 * 2 * 3 * 2 * 2
+
+
 @pytest.mark.parametrize("stride, output_padding", [(1, 0), (2, 1), (3, 2)])
 @pytest.mark.parametrize("input_shape, kshape", [((5,), (3,)), ((3, 4), (2, 3))])
 @pytest.mark.parametrize("c_in, c_out, groups", [(1, 1, 1), (2, 3, 1), (4, 6, 2), (3, 3, 3), (6, 4, 2), (4, 8, 4)])
