@@ -152,7 +152,7 @@ def _evaluate(expr: Any, symbols: Mapping[str, sp.Symbol], values: dict, what: s
     subs = {}
     for name, sym in symbols.items():
         if name in values:
-            v = V.as_int(values[name], name)
+            v = V.as_int(values[name], name, minimum=1 if sym.is_positive else 0)
         elif name in _DEFAULTS:
             v = _DEFAULTS[name]
         else:
@@ -186,6 +186,12 @@ def _bound(rel: Any, x: sp.Symbol) -> tuple[str, sp.Expr]:
     if rel.rhs == x:
         return flip[rel.rel_op], rel.lhs
     raise AssertionError(f"cannot read a bound on {x} from {rel}")  # pragma: no cover
+
+
+def _expect(ok: bool, what: str) -> None:
+    """An invariant of a derivation (guards against a SymPy version answering in another form)."""
+    if not ok:
+        raise RuntimeError(f"derivation failed: {what}")  # pragma: no cover
 
 
 def _collect(e: sp.Expr) -> sp.Expr:
@@ -265,14 +271,14 @@ def _derive(transposed: bool, symmetric_padding: bool) -> SizeFormula:
                       "must lie inside the padded input (positions 0 .. n + p_before + p_after - 1)", ineq))
     sol = sp.reduce_inequalities([ineq], [_j])
     op, bound = _bound(sol, _j)
-    assert op == "<="
+    _expect(op == "<=", f"expected an upper bound on j; SymPy gave {sol}")
     steps.append(Step("solved for j (s > 0)", sol))
     count = sp.Sum(1, (_j, 0, sp.floor(bound))).doit()
     steps.append(Step("the output size is the number of integers j with 0 <= j <= floor(bound)",
                       sp.Eq(sp.Symbol("o"), count)))
     arg = _floor_arg(count)
     expr = count.xreplace({sp.floor(arg): sp.floor(_collect(arg * _s) / _s)})
-    assert sp.expand(_floor_arg(expr) - arg) == 0
+    _expect(sp.expand(_floor_arg(expr) - arg) == 0, "collecting the numerator changed it")
     valid = sp.reduce_inequalities([bound >= 0], [_n])
     op, nmin = _bound(valid, _n)
     condition = sp.Ge(_n, sp.collect(nmin, _d))
@@ -295,7 +301,7 @@ def _derive_transposed(symmetric: bool, names: dict, pb: sp.Symbol, pa: sp.Symbo
     lo, hi = bounds[">="], bounds["<"]
     steps.append(Step("solved for o", sol))
     width = sp.expand(hi - lo)
-    assert width == _s
+    _expect(width == _s, f"expected s sizes to qualify; SymPy gave {width}")
     steps.append(Step("the number of sizes o that qualify (the floor maps them all to n)", width))
     expr = _collect(lo) + _a
     steps.append(Step("name the offset inside that range the output padding a, 0 <= a <= s - 1",
@@ -1359,9 +1365,6 @@ def prove_transpose(
 
 
 # ----------------------------------------------------------------------------- structure names
-_KINDS = ("circulant", "Toeplitz", "non-Toeplitz")
-
-
 class Structure(str):
     """The name of a matrix's structure (a ``str``) with its parts as attributes.
 
@@ -1599,9 +1602,12 @@ def check_structure(matrix: Any, claim: str) -> bool:
     >>> check_structure(cm.conv_matrix(w, (6, 6), stride=2), matrix_structure(w.shape, (6, 6), stride=2))
     True
     """
-    kinds, levels, channels = _parse_claim(claim)
-    if isinstance(claim, Structure):  # trust the attributes over the text (keeps 1x1 levels)
+    if isinstance(claim, Structure):  # the attributes (they keep the 1x1 levels the text leaves out)
         kinds, levels, channels = list(claim.kinds), list(claim.levels), claim.channels
+    elif isinstance(claim, str):
+        kinds, levels, channels = _parse_claim(claim)
+    else:
+        raise TypeError(f"claim must be a str (a structure name); got {type(claim).__name__}")
     rows, cols, items = _matrix_items(matrix)
     if kinds == ["zero"]:
         return not items

@@ -210,8 +210,10 @@ def test_size_formula_evaluate_and_holds():
         f.evaluate(n=5, k=3, q=1)
     with pytest.raises(TypeError, match="needs a value for 'k'"):
         f.evaluate(n=5)
-    with pytest.raises(TypeError, match="n must be an integer; got 2.5"):
+    with pytest.raises(TypeError, match="n must be a positive integer; got 2.5"):
         f.evaluate(n=2.5, k=1)
+    with pytest.raises(ValueError, match="p_before must be a non-negative integer; got -1"):
+        f.evaluate(n=5, k=1, p_before=-1)
     assert "derivation:" in str(t) and "output padding a" in str(t)
 
 
@@ -765,6 +767,8 @@ def test_check_structure_float32_and_errors():
         S.check_structure(np.ones((4, 6)), "Toeplitz (3x5)")
     with pytest.raises(ValueError, match="claim must be a structure name as matrix_structure writes it; got 'banded'"):
         S.check_structure(np.ones((4, 6)), "banded")
+    with pytest.raises(TypeError, match="claim must be a str \\(a structure name\\); got int"):
+        S.check_structure(np.ones((4, 6)), 3)
     assert S.check_structure(np.zeros((2, 1)), "zero matrix (2x1: every tap reads padding)")
     assert S.check_structure(np.zeros((3, 5)), "Toeplitz (3x5)")  # a zero matrix is Toeplitz
     assert not S.check_structure(np.zeros((3, 5)), "not Toeplitz (3x5)")
