@@ -36,17 +36,59 @@ _CHUNK_ENTRIES = 1 << 19
 _MAX_BOXES = 64
 
 
-def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str) -> None:
-    """Refuse, before allocating anything, a matrix predicted larger than ``max_bytes``."""
+#: rough bytes per stored entry of the Python-object formats (list/dict entries, boxed scalars)
+_OBJECT_ENTRY_BYTES = {"lil": 100, "dok": 150}
+
+
+def format_bytes(geom: Geometry, dtype: Any, fmt: str) -> int:
+    """Predicted bytes of the matrix in format ``fmt`` (``dia`` is predicted from the CSR later)."""
+    csr = geom.predicted_bytes(dtype)
+    it = geom.index_dtype().itemsize
+    item = np.dtype(dtype).itemsize
+    if fmt == "csc":
+        return geom.nnz * (item + it) + (geom.shape[1] + 1) * it
+    if fmt == "coo":
+        return geom.nnz * (item + 2 * it)
+    if fmt == "bsr":  # scipy may choose dense blocks that are >= 70% full
+        return int(csr / 0.7)
+    if fmt in _OBJECT_ENTRY_BYTES:
+        return geom.nnz * _OBJECT_ENTRY_BYTES[fmt] + geom.shape[0] * 64
+    return csr
+
+
+def _refuse(what: str, geom: Geometry, need: int, max_bytes: int, fmt: str) -> None:
+    raise MatrixTooLargeError(
+        f"{what} would have shape {geom.shape} with nnz={geom.nnz:,} and need about {need / 2**30:.2f} GiB "
+        f"as {fmt!r} (max_bytes={max_bytes:,} = {max_bytes / 2**30:.2f} GiB); use convmatrix.ConvOperator "
+        f"(matrix-free, same keywords) to apply it, or pass a larger max_bytes"
+    )
+
+
+def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str, fmt: str = "csr") -> None:
+    """Refuse, before allocating anything, a matrix predicted larger than ``max_bytes``.
+
+    The CSR that is built first and the requested format (alive together during the
+    conversion) both count.
+    """
     if max_bytes is None:
         return
-    need = geom.predicted_bytes(dtype)
+    csr = geom.predicted_bytes(dtype)
+    need = csr if fmt == "csr" else csr + format_bytes(geom, dtype, fmt)
     if need > max_bytes:
-        raise MatrixTooLargeError(
-            f"{what} would have shape {geom.shape} with nnz={geom.nnz:,} and need about {need / 2**30:.2f} GiB "
-            f"(max_bytes={max_bytes:,} = {max_bytes / 2**30:.2f} GiB); use convmatrix.ConvOperator (matrix-free, "
-            f"same keywords) to apply it, or pass a larger max_bytes"
-        )
+        _refuse(what, geom, need, max_bytes, fmt)
+
+
+def convert(out: sp.csr_array, geom: Geometry, fmt: str, max_bytes: int | None, what: str) -> sp.sparray:
+    """``out.asformat(fmt)``, refusing a DIA whose dense diagonals would exceed the budget."""
+    if fmt == "csr":
+        return out
+    if fmt == "dia" and max_bytes is not None:
+        rows = np.repeat(np.arange(out.shape[0], dtype=np.int64), np.diff(out.indptr))
+        n_diag = np.unique(out.indices.astype(np.int64) - rows).size
+        need = n_diag * out.shape[1] * out.dtype.itemsize + out.data.nbytes + out.indices.nbytes
+        if need > max_bytes:
+            _refuse(what, geom, need, max_bytes, fmt)
+    return out.asformat(fmt)
 
 
 def _one_hot(assign: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
@@ -258,7 +300,9 @@ def _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, ro
     itype = indices.dtype
     col_tabs = [(c.astype(itype) * itype.type(st)) for (c, _, _), st in zip(slots, in_strides)]
     valid_tabs = [c >= 0 for c, _, _ in slots]
-    hot = [None if asg is None else _one_hot(asg, c.shape[1], dtype) for c, asg, _ in slots]
+    # folded taps are summed in a wide type: a small integer kernel must not wrap around silently
+    wide = np.dtype(np.int64 if dtype.kind == "i" else np.uint64) if dtype.kind in "iu" else dtype
+    hot = [None if asg is None else _one_hot(asg, c.shape[1], wide) for c, asg, _ in slots]
     cand = cg * math.prod(geom.kernel_shape)
     step = max(1, _CHUNK_ENTRIES // max(cand, 1))
     ci = np.arange(cg, dtype=itype)
@@ -288,6 +332,16 @@ def _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, ro
                 flat = moved.reshape(moved.shape[0], -1, moved.shape[-1])
                 summed = np.matmul(flat, np.swapaxes(hot[a][js[a]], 1, 2)).reshape(moved.shape)
                 vals = np.moveaxis(summed, -1, 2 + a)
+        if vals.dtype != dtype:
+            info = np.iinfo(dtype)
+            if vals.size and (vals.min() < info.min or vals.max() > info.max):
+                bad = vals.max() if vals.max() > info.max else vals.min()
+                raise ValueError(
+                    f"dtype {dtype} cannot hold an entry of this matrix: padding_mode={geom.padding_mode!r} "
+                    f"folds several taps onto one input and they sum to {bad}; pass a wider dtype "
+                    f"(e.g. dtype=np.int64)"
+                )
+            vals = vals.astype(dtype)
         if mask is None:
             col, vals = col.reshape(-1), vals.reshape(-1)
         else:

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _validate as V
-from ._build import build_csr, check_budget
+from ._build import build_csr, check_budget, convert
 from .geometry import Geometry, conv_geometry, conv_transpose_geometry
 
 __all__ = [
@@ -40,9 +40,9 @@ def _shape_arg(shape: Any, name: str) -> tuple[int, ...]:
 
 def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: str, max_bytes: Any, what: str) -> sp.sparray:
     fmt = V.sparse_format(fmt)
-    check_budget(geom, dtype, _budget(max_bytes), what)
-    out = build_csr(geom, weight, dtype)
-    return out if fmt == "csr" else out.asformat(fmt)
+    budget = _budget(max_bytes)
+    check_budget(geom, dtype, budget, what, fmt)
+    return convert(build_csr(geom, weight, dtype), geom, fmt, budget, what)
 
 
 # ----------------------------------------------------------------------------- shapes
