@@ -223,8 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_usage(sys.stderr)
-        sys.stderr.write(f"{_PROG}: error: choose a command: build, size, verify, show, explain\n")
+        sys.stderr.write(f"{_PROG}: error: choose a command: build, size, verify, show, explain (see '{_PROG} --help')\n")
         return 2
     try:
         return int(args.func(args) or 0)
@@ -259,7 +258,7 @@ def _padding_value(raw: Any, nd: int) -> Any:
         if len(entries) == 1:  # "1,2": one (before, after) pair for every axis
             return tuple(entries[0] for _ in range(nd))
         if len(entries) != nd:
-            raise UserError(f"--padding has {len(entries)} per-axis entries but --input has {nd} axes")
+            raise UserError(f"--padding has {len(entries)} per-axis entries but --input has {_axes(nd)}")
         return tuple(entries)
     return raw
 
@@ -335,23 +334,29 @@ def _load_weights(spec: str) -> np.ndarray:
     return _parse_numbers(spec, "--weights")
 
 
+def _channel_layout(args: argparse.Namespace) -> tuple[int, int] | None:
+    """The two leading kernel dims from --channels and --groups (None without --channels)."""
+    nd = _nd(args)
+    if args.kernel is not None and len(args.kernel) != nd:
+        raise UserError(f"--kernel {_dims(args.kernel)} has {_axes(len(args.kernel))} but --input has {_axes(nd)}")
+    if not isinstance(args.groups, int):
+        raise UserError(f"--groups must be one integer; got {_dims(args.groups)}")
+    if args.channels is None:
+        return None
+    c_in, c_out = args.channels
+    g = args.groups
+    if g < 1:
+        raise UserError(f"--groups must be a positive integer; got {g}")
+    for name, c in (("in", c_in), ("out", c_out)):
+        if c % g:
+            raise UserError(f"--groups must divide both channel counts; got --groups {g} and {name}_channels {c}")
+    return (c_in, c_out // g) if args.transpose else (c_out, c_in // g)
+
+
 def _kernel(args: argparse.Namespace) -> np.ndarray:
     """The kernel array from --kernel/--channels/--groups and --weights/--seed/--dtype."""
     nd = _nd(args)
-    groups = args.groups if isinstance(args.groups, int) else None
-    if groups is None:
-        raise UserError(f"--groups must be one integer; got {args.groups}")
-    if args.kernel is not None and len(args.kernel) != nd:
-        raise UserError(f"--kernel {'x'.join(map(str, args.kernel))} has {len(args.kernel)} axes but --input has {nd}")
-    layout = None
-    if args.channels is not None:
-        c_in, c_out = args.channels
-        if groups < 1:
-            raise UserError(f"--groups must be a positive integer; got {groups}")
-        for name, c in (("in", c_in), ("out", c_out)):
-            if c % groups:
-                raise UserError(f"--groups must divide both channel counts; got --groups {groups} and {name}_channels {c}")
-        layout = (c_in, c_out // groups) if args.transpose else (c_out, c_in // groups)
+    layout = _channel_layout(args)
     weights = getattr(args, "weights", None)
     if weights is not None:
         k = _load_weights(weights)
@@ -403,22 +408,13 @@ def _geometry(args: argparse.Namespace, kernel_shape: tuple[int, ...]) -> Any:
 
 
 def _kernel_shape_only(args: argparse.Namespace) -> tuple[int, ...]:
-    nd = _nd(args)
     if args.kernel is None:
         raise UserError("--kernel is required")
-    if len(args.kernel) != nd:
-        raise UserError(f"--kernel {'x'.join(map(str, args.kernel))} has {len(args.kernel)} axes but --input has {nd}")
-    if args.channels is None:
-        return tuple(args.kernel)
-    c_in, c_out = args.channels
-    g = args.groups if isinstance(args.groups, int) else 0
-    if g < 1:
-        raise UserError(f"--groups must be a positive integer; got {args.groups}")
-    for name, c in (("in", c_in), ("out", c_out)):
-        if c % g:
-            raise UserError(f"--groups must divide both channel counts; got --groups {g} and {name}_channels {c}")
-    layout = (c_in, c_out // g) if args.transpose else (c_out, c_in // g)
-    return layout + tuple(args.kernel)
+    return (_channel_layout(args) or ()) + tuple(args.kernel)
+
+
+def _axes(n: int) -> str:
+    return f"{n} axis" if n == 1 else f"{n} axes"
 
 
 def _dims(t: Sequence[int]) -> str:
@@ -586,7 +582,7 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
     if args.target is None:
         raise UserError(f"--solve {args.solve} needs --target (the wanted output shape, e.g. --target {_dims(args.input)})")
     if len(args.target) != nd:
-        raise UserError(f"--target has {len(args.target)} axes but --input has {nd}")
+        raise UserError(f"--target has {_axes(len(args.target))} but --input has {_axes(nd)}")
     spatial = ks[-nd:]
     if args.solve == "padding":
         if args.transpose:
@@ -619,7 +615,7 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
 def _per_axis(v: Any, nd: int) -> list[int]:
     if isinstance(v, tuple):
         if len(v) != nd:
-            raise UserError(f"per-axis value {_dims(v)} has {len(v)} entries but --input has {nd} axes")
+            raise UserError(f"per-axis value {_dims(v)} has {len(v)} entries but --input has {_axes(nd)}")
         return list(v)
     return [v] * nd
 
@@ -741,6 +737,10 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def _size(t: Sequence[int]) -> str:
+    return f"length-{t[0]}" if len(t) == 1 else _dims(t)
+
+
 def _idx(t: Sequence[int]) -> str:
     return "[" + ",".join(str(int(v)) for v in t) + "]"
 
@@ -779,7 +779,7 @@ def _explain_transpose(geom: Any, w: np.ndarray, y: np.ndarray, M: Any) -> str:
     extent = tuple(di * (ki - 1) + 1 for ki, di in zip(kk, d))
     full = tuple((ni - 1) * si + ei for ni, si, ei in zip(n, s, extent))
     dt = np.result_type(w, y)
-    L = [f"Transposed convolution (\"deconvolution\") of a {_dims(n)} input with a {_dims(kk)} kernel, stride "
+    L = [f"Transposed convolution (\"deconvolution\") of a {_size(n)} input with a {_size(kk)} kernel, stride "
          f"{_dims(s)}" + (f", padding {_pads(pads)}" if any(p != (0, 0) for p in pads) else "")
          + (f", dilation {_dims(d)}" if any(v > 1 for v in d) else "")
          + (f", output padding {_dims(a)}" if any(a) else "")
@@ -790,8 +790,8 @@ def _explain_transpose(geom: Any, w: np.ndarray, y: np.ndarray, M: Any) -> str:
         L.append(f"  axis {ax}: ({n[ax]}-1)*{s[ax]} - {pads[ax][0]} - {pads[ax][1]} + {d[ax]}*({kk[ax]}-1) + {a[ax]} "
                  f"+ 1 = {o[ax]}")
     if all(p == (0, 0) for p in pads) and not any(a) and all(v == 1 for v in d):
-        L.append(f"  (the seed's out = (in - 1) * s + k: "
-                 + ", ".join(f"({n[ax]} - 1) * {s[ax]} + {kk[ax]} = {o[ax]}" for ax in range(nd)) + ")")
+        seed = sorted({f"({n[ax]} - 1) * {s[ax]} + {kk[ax]} = {o[ax]}" for ax in range(nd)})
+        L.append(f"  (the seed's out = (in - 1) * s + k: {'; '.join(seed)})")
     L.append("")
     # step 1: one full convolution per input pixel
     wd = np.zeros(extent, dtype=w.dtype)
@@ -814,14 +814,14 @@ def _explain_transpose(geom: Any, w: np.ndarray, y: np.ndarray, M: Any) -> str:
             pos = tuple(ji * si + ti * di for ji, si, ti, di in zip(j, s, t, d))
             owners.setdefault(pos, []).append((lab, tuple(ti * di for ti, di in zip(t, d))))
     L.append(f"Step 2 - fusion at stride {_dims(s)}: map of pixel j starts at j*s; where maps overlap, their values "
-             f"are added. Who lands where ({_dims(full)} grid; '.' = no kernel tap):")
+             f"are added. Who lands where ({_size(full)} result; '.' = no kernel tap):")
     width = max(len(v) for v in owners.values())
     grid = np.full(full, "." * 1, dtype=object)
     for pos, lst in owners.items():
         grid[pos] = "".join(lab for lab, _ in lst)
     rows = grid.reshape((1,) + full if nd == 1 else full)
     for r in rows:
-        L.append("    " + " ".join(f"{c:<{width}}" for c in r))
+        L.append(("    " + " ".join(f"{c:<{width}}" for c in r)).rstrip())
     fused = np.zeros(full, dtype=dt)
     for lab, j in zip(_LABELS, pixels):
         start = tuple(ji * si for ji, si in zip(j, s))
@@ -832,14 +832,17 @@ def _explain_transpose(geom: Any, w: np.ndarray, y: np.ndarray, M: Any) -> str:
         terms = " + ".join(f"{lab}{_idx(t)}" for lab, t in parts)
         vals = " + ".join(_num(y[pixels[_LABELS.index(lab)]] * wd[t]) for lab, t in parts)
         L.append(f"  e.g. result{_idx(overlap)} = {terms} = {vals} = {_num(fused[overlap])}")
+        one = ", ".join(str(v + 1) for v in overlap)
+        where = " + ".join(f"map {lab} at ({', '.join(str(v + 1) for v in t)})" for lab, t in parts)
+        L.append(f"  (1-based, as the seed counts: output ({one}) = {where})")
     L.append("")
     L.append(f"Step 3 - the fused result, {_dims(full)} = (n-1)*s + d*(k-1) + 1:")
     L.append(_arr(fused))
     result = fused
     if any(p != (0, 0) for p in pads) or any(a):
         L.append("")
-        L.append("Step 4 - padding p crops p_before values at the start and p_after at the end of each axis; output "
-                 "padding a appends a values (nothing lands there but zeros):")
+        L.append("Step 4 - padding p removes p_before values at the start and p_after at the end of each axis; "
+                 "output padding a gives a values back at the end (zeros beyond the fused result):")
         padded = np.zeros(tuple(f + ai for f, ai in zip(full, a)), dtype=dt)
         padded[tuple(slice(0, f) for f in full)] = fused
         result = padded[tuple(slice(pb, pb + oi) for (pb, _), oi in zip(pads, o))]
@@ -874,7 +877,7 @@ def _explain_conv(geom: Any, k: np.ndarray, x: np.ndarray, M: Any, flip: bool) -
     w = k[(slice(None, None, -1),) * nd] if flip else k
     kind = "true convolution: the kernel is rotated 180 degrees first, as the seed says" if flip else \
         "cross-correlation, as PyTorch's conv; --flip gives the true convolution"
-    L = [f"Convolution of a {_dims(n)} input with a {_dims(kk)} kernel, stride {_dims(s)}, padding {_pads(pads)}"
+    L = [f"Convolution of a {_size(n)} input with a {_size(kk)} kernel, stride {_dims(s)}, padding {_pads(pads)}"
          + (f", dilation {_dims(d)}" if any(v > 1 for v in d) else "")
          + (f", {geom.padding_mode} padding" if geom.padding_mode != "zeros" else "") + f" ({kind}).", ""]
     L += ["input x:", _arr(x), "kernel:", _arr(k)]

@@ -138,8 +138,7 @@ def plot_matrix(
         else:
             norm = None
             cmap = "Blues"
-        cm = plt.get_cmap(cmap).copy()
-        cm.set_bad("white")
+        cm = plt.get_cmap(cmap).with_extremes(bad="white")
         img = np.ma.masked_invalid(dense)
         im = ax.imshow(img, cmap=cm, norm=norm, vmin=None if norm else 0, vmax=None if norm else vmax,
                        interpolation="nearest", aspect=aspect)

@@ -1178,7 +1178,7 @@ def case_command(case: dict[str, Any]) -> str:
                 text = str(v)
             else:
                 text = _dims(v)
-            if key in ("stride", "dilation", "groups") and text == "1":
+            if key in ("stride", "dilation", "groups") and set(text.split("x")) == {"1"}:
                 continue
             if key == "padding" and text == "0" or key == "padding_mode" and text == "zeros":
                 continue
@@ -1250,7 +1250,15 @@ def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequenc
             kshape = k if spatial_only else [ci, co // g] + k
             case.update(kernel_shape=kshape, stride=s, padding=pad, dilation=d, groups=g)
             if not isinstance(pad, str):
-                case["output_padding"] = [int(gen.integers(0, max(si, di))) for si, di in zip(s, d)]
+                a = [int(gen.integers(0, max(si, di))) for si, di in zip(s, d)]
+                if gen.integers(4) == 0 and all(ai < si for ai, si in zip(a, s)):  # ask for the size instead
+                    pairs = _untuple(pad) if isinstance(pad, list) else pad
+                    pairs = [(pairs, pairs)] * nd if isinstance(pairs, int) else [
+                        (q, q) if isinstance(q, int) else q for q in pairs]
+                    case["output_shape"] = [(ni - 1) * si - pb - pa + di * (ki - 1) + ai + 1 for ni, si, (pb, pa), di, ki, ai
+                                            in zip(n, s, pairs, d, k, a)]
+                else:
+                    case["output_padding"] = a
         else:
             kshape = k if spatial_only else [co, ci // g] + k
             mode = str(gen.choice(list(modes)))
@@ -1261,7 +1269,8 @@ def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequenc
         try:
             if tr:
                 conv_transpose_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
-                                        output_padding=case.get("output_padding", 0))
+                                        output_padding=case.get("output_padding", 0),
+                                        output_shape=case.get("output_shape"))
             else:
                 conv_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
                               padding_mode=case["padding_mode"])

@@ -1,0 +1,336 @@
+"""Tests of the ``convmatrix`` command through its real entry points (console script and ``python -m``).
+
+Numbers printed by the command are compared with independent computations (the naive loops of
+tests/reference.py, scipy.signal, hand-worked seed examples), never with the library itself.
+Bad input: one line ``convmatrix: error: ...`` on stderr, exit status 2, no traceback.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from convmatrix.cli import main
+from reference import conv_transpose_fusion, correlate_nd, dense_matrix
+
+SCRIPT = shutil.which("convmatrix")
+
+
+def run(*args, entry="module", env=None, cwd=None):
+    """Run the command in a subprocess; ``entry`` is "module" (python -m convmatrix) or "script"."""
+    if entry == "script":
+        if SCRIPT is None:
+            pytest.skip("console script not installed (pip install -e .)")
+        cmd = [SCRIPT, *args]
+    else:
+        cmd = [sys.executable, "-m", "convmatrix", *args]
+    full_env = dict(os.environ)
+    full_env.pop("CONVMATRIX_DEBUG", None)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [*(env or {}).pop("PREPEND", []), os.path.dirname(os.path.dirname(__file__)),
+                    full_env.get("PYTHONPATH", "")] if p)
+    full_env.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+def assert_user_error(proc, *fragments):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("convmatrix: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+def parse_matrix(text):
+    """The rows of a printed numpy integer matrix."""
+    rows = [line.replace("[", " ").replace("]", " ").split() for line in text.strip().splitlines()]
+    return np.array([[int(v) for v in r] for r in rows])
+
+
+def seed_kernel(shape):
+    return np.arange(1, int(np.prod(shape)) + 1).reshape(shape)
+
+
+# ============================================================================ build
+@pytest.mark.parametrize("entry", ["script", "module"])
+def test_build_summary(entry):
+    p = run("build", "--input", "4x4", "--kernel", "3x3", entry=entry)
+    assert p.returncode == 0, p.stderr
+    out = dict(line.split(None, 1) for line in p.stdout.strip().splitlines())
+    assert out["output"].startswith("2x2")
+    assert out["matrix"].startswith("C: 4 x 16, int64")
+    assert out["nnz"].startswith("36 ")  # 4 outputs x 9 taps, no padding
+    assert "block Toeplitz with Toeplitz blocks" in out["structure"]
+
+
+def test_build_dense_equals_naive_loops():
+    p = run("build", "--input", "4x5", "--kernel", "2x3", "--stride", "2x1", "--padding", "1,0:0,1",
+            "--dilation", "1x2", "--print", "dense")
+    assert p.returncode == 0, p.stderr
+    w = seed_kernel((1, 1, 2, 3))
+    want = dense_matrix(lambda x: correlate_nd(x, w, stride=(2, 1), padding=[(1, 0), (0, 1)], dilation=(1, 2)),
+                        (1, 4, 5))
+    np.testing.assert_array_equal(parse_matrix(p.stdout), want)
+
+
+def test_build_out_files_and_weights(tmp_path):
+    w = np.array([[[[1.0, -2.0], [0.5, 3.0]]], [[[2.0, 0.0], [1.0, -1.0]]]])  # (C_out=2, C_in=1, 2, 2)
+    np.save(tmp_path / "k.npy", w)
+    ref = dense_matrix(lambda x: correlate_nd(x, w, padding=1, padding_mode="circular"), (1, 3, 3))
+    for name in ("C.npz", "C.mtx"):
+        p = run("build", "--input", "3x3", "--weights", str(tmp_path / "k.npy"), "--padding", "1",
+                "--padding-mode", "circular", "--out", str(tmp_path / name))
+        assert p.returncode == 0, p.stderr
+        M = sp.load_npz(tmp_path / name) if name.endswith("npz") else scipy.io.mmread(tmp_path / name)
+        np.testing.assert_allclose(M.toarray(), ref, rtol=0, atol=1e-15)
+
+
+def test_build_latex_transpose_and_literal_weights():
+    p = run("build", "--input", "2", "--kernel", "2", "--weights", "5,7", "--stride", "2", "--transpose",
+            "--print", "latex")
+    assert p.returncode == 0, p.stderr
+    # conv_transpose1d of 2 inputs with [5, 7] at stride 2: each input's copy in its own two rows
+    assert "5 & 0 \\\\\n7 & 0 \\\\\n0 & 5 \\\\\n0 & 7" in p.stdout
+
+
+def test_build_seed_weights_are_reproducible():
+    a = run("build", "--input", "3", "--kernel", "2", "--seed", "4", "--print", "dense")
+    b = run("build", "--input", "3", "--kernel", "2", "--seed", "4", "--print", "dense")
+    assert a.returncode == 0 and a.stdout == b.stdout
+
+
+def test_build_bad_input_subprocess():
+    assert_user_error(run("build", "--input", "5x5", "--kernel", "3x3", "--stride", "0"),
+                      "stride must be a positive integer; got 0")
+    assert_user_error(run("build", "--input", "5x", "--kernel", "3", entry="script"), "argument --input")
+
+
+# in-process: same code path as the console script, cheaper than a subprocess per case
+@pytest.mark.parametrize("argv, fragment", [
+    (["build", "--input", "5x5"], "--kernel is required (or give --weights)"),
+    (["build", "--input", "5x5", "--kernel", "7x7"], "kernel is larger than the padded input along axis 0"),
+    (["build", "--input", "5x5", "--kernel", "3"], "--kernel 3 has 1 axis but --input has 2 axes"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--transpose", "--padding-mode", "reflect"],
+     "--padding-mode applies to convolutions"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--output-padding", "1"], "--output-padding and --output-shape need --transpose"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--weights", "missing.npy"], "--weights: no such file: missing.npy"),
+    (["build", "--input", "5x5", "--kernel", "2x2", "--weights", "1,2;3"], "--weights: rows have different lengths"),
+    (["build", "--input", "5x5", "--kernel", "2x2", "--weights", "1,x;3,4"], "--weights: 'x' is not a number"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--weights", "1,2;3,4"], "--weights has spatial shape (2, 2) but --kernel says (3, 3)"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--channels", "3:4", "--groups", "2"], "--groups must divide both channel counts"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--out", "C.txt"], "--out must end in .npz"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--padding", "1,2,3"], "argument --padding"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--padding", "1:2:3"], "--padding has 3 per-axis entries but --input has 2 axes"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--padding", "5", "--padding-mode", "reflect"], "reflect padding must be smaller"),
+    (["build", "--input", "300x300", "--kernel", "3x3", "--print", "dense"], "too large for --print dense"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--channels", "2-4"], "argument --channels"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--weights", "1", "--seed", "1"], "not allowed with argument"),
+    (["size", "--input", "5x5", "--kernel", "3x3", "--solve", "padding"], "--solve padding needs --target"),
+    (["size", "--input", "5x5", "--kernel", "3x3", "--solve", "output-padding", "--target", "5x5"], "--solve output-padding needs --transpose"),
+    (["size", "--input", "3", "--kernel", "3", "--transpose", "--stride", "2", "--solve", "output-padding",
+      "--target", "9"], "must be one of the sizes this transposed convolution can produce, 7 to 8"),
+    (["size", "--input", "5x5", "--kernel", "3x3", "--target", "5x5"], "--target needs --solve"),
+    (["verify", "--random", "3", "--input", "5"], "--random draws its own geometries"),
+    (["verify", "--input", "5", "--kernel", "3", "--matrix", "nope.npz"], "--matrix: no such file: nope.npz"),
+    (["verify", "--matrix", "C.npz"], "--matrix needs the geometry"),
+    (["verify", "--random", "2", "--ndim", "4"], "argument --ndim"),
+    (["explain", "--input", "3x3x3", "--kernel", "2x2x2"], "explain walks through 1-D and 2-D examples"),
+    (["explain", "--input", "8x8", "--kernel", "3x3"], "the input may have at most 52 values"),
+    (["explain", "--input", "2x2", "--kernel", "2x2", "--values", "1,2,3"], "--values has shape (3,) but --input is 2x2"),
+    (["show", "--input", "5x5", "--kernel", "3x3", "--out", "/no/such/dir/f.png"], "--out: directory does not exist"),
+    (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", "9,9"], "position must be an output pixel"),
+    ([], "choose a command"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_user_errors(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse-level errors exit from the parser
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convmatrix: error: "), err
+    assert fragment in lines[0], lines[0]
+
+
+# ============================================================================ size
+def test_size_numbers_and_symbolic():
+    p = run("size", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--symbolic")
+    assert p.returncode == 0, p.stderr
+    assert "axis 0: (2-1)*3 - 0 - 0 + 1*(4-1) + 0 + 1 = 7" in p.stdout  # the seed: (2-1)*3 + 4
+    assert "output 7x7 (input 2x2)" in p.stdout
+    assert "matrix C^T: 49 x 4, nnz 64" in p.stdout  # 4 input pixels x 16 taps, no overlap in one column
+    assert "derived formula (SymPy): o = a + d*(k - 1) - p_after - p_before + s*(n - 1) + 1" in p.stdout
+    assert "12 (no zero padding, non-unit strides, transposed)" in p.stdout
+
+
+def test_size_solve():
+    p = run("size", "--input", "8x8", "--kernel", "4x4", "--solve", "padding", "--target", "8x8")
+    assert p.returncode == 0, p.stderr
+    # same padding for an even kernel: total k-1 = 3, the odd one after (TF SAME)
+    assert "padding (1,2),(1,2) gives output 8x8" in p.stdout and "--padding 1,2:1,2" in p.stdout
+    p = run("size", "--input", "3", "--kernel", "3", "--stride", "2", "--padding", "1", "--transpose",
+            "--solve", "output-padding", "--target", "6")
+    assert p.returncode == 0, p.stderr
+    # (3-1)*2 - 2 + 2 + 1 = 5, so 6 needs a = 1; a conv with k=3, s=2, p=1 maps 5 and 6 to 3
+    assert "output padding 1 gives output 6" in p.stdout and "[5, 6]" in p.stdout
+
+
+def test_size_bad_input_subprocess():
+    assert_user_error(run("size", "--input", "5x5", "--kernel", "3x3", "--dilation", "0"),
+                      "dilation must be a positive integer; got 0")
+
+
+# ============================================================================ verify
+def test_verify_seed_geometries():
+    p = run("verify", entry="script")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "the seed article's 7 geometries" in p.stdout
+    assert "deconvolution: 2x2 input, 4x4 kernel, stride 3 -> (2-1)*3+4 = 7x7" in p.stdout
+    assert p.stdout.strip().endswith("checks") and "passed:" in p.stdout.splitlines()[-1]
+
+
+def test_verify_one_geometry_json():
+    p = run("verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--json")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["ok"] is True
+    names = [c["name"] for c in data["checks"]]
+    assert names[:4] == ["shape vs symbolic formula", "adjoint (dot test)", "C^T y vs zero insertion",
+                         "C^T y vs fusion (seed)"]
+    assert data["command"] == "convmatrix verify --transpose --input 2x2 --kernel 4x4 --stride 3"
+
+
+def _bad_matrices(tmp_path):
+    """A matrix with one perturbed entry, and one built with the kernel not flipped."""
+    w = seed_kernel((1, 1, 3, 3))
+    C = dense_matrix(lambda x: correlate_nd(x, w[..., ::-1, ::-1], padding=1), (1, 4, 4))  # true convolution
+    perturbed = C.copy()
+    perturbed[5, 6] += 0.5
+    np.save(tmp_path / "perturbed.npy", perturbed)
+    unflipped = dense_matrix(lambda x: correlate_nd(x, w, padding=1), (1, 4, 4))
+    sp.save_npz(tmp_path / "unflipped.npz", sp.csr_matrix(unflipped))
+    # the right matrix passes (in-process: the same code path)
+    np.save(tmp_path / "right.npy", C)
+    assert main(["verify", "--input", "4x4", "--kernel", "3x3", "--padding", "1", "--flip", "--torch", "no",
+                 "--matrix", str(tmp_path / "right.npy")]) == 0
+
+
+def test_verify_fails_on_wrong_matrices(tmp_path):
+    _bad_matrices(tmp_path)
+    common = ["verify", "--input", "4x4", "--kernel", "3x3", "--padding", "1", "--flip", "--torch", "no"]
+    for name in ("perturbed.npy", "unflipped.npz"):
+        p = run(*common, "--matrix", str(tmp_path / name))
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "FAILED" in p.stdout and "'C x vs numpy sliding windows'" in p.stdout
+        assert "C x vs numpy sliding windows" in p.stdout and " FAIL " in p.stdout
+
+
+def test_verify_transposed_wrong_matrix_with_torch(tmp_path):
+    pytest.importorskip("torch")
+    w = seed_kernel((1, 1, 4, 4))
+    y_shape = (1, 2, 2)
+    T = dense_matrix(lambda y: conv_transpose_fusion(y, w, stride=3), y_shape)
+    T[10, 1] += 1
+    sp.save_npz(tmp_path / "T.npz", sp.csr_matrix(T))
+    p = run("verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--torch", "yes",
+            "--matrix", str(tmp_path / "T.npz"))
+    assert p.returncode == 1
+    for name in ("C^T y vs fusion (seed)", "C^T y vs torch conv_transpose2d", "C^T y vs torch autograd VJP"):
+        assert f"'{name}'" in p.stdout.splitlines()[-1]
+
+
+def test_verify_random_sweep_quiet_when_not_a_tty():
+    p = run("verify", "--random", "40", "--seed", "7")
+    assert p.returncode == 0, p.stdout
+    assert p.stderr == ""  # no progress bar when stderr is not a terminal
+    assert "sweep: 40 random geometries (seed 7" in p.stdout and "all 40 geometries passed" in p.stdout
+
+
+def test_missing_optional_dependencies_name_the_extra(tmp_path):
+    """Fake packages that fail to import stand in for an uninstalled torch / matplotlib."""
+    for pkg in ("torch", "matplotlib"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text(f'raise ImportError("No module named {pkg}")\n')
+    env = {"PREPEND": [str(tmp_path)]}
+    p = run("verify", "--input", "3", "--kernel", "2", "--torch", "yes", env=dict(env))
+    assert_user_error(p, "pip install convmatrix[torch]")
+    p = run("verify", "--input", "3", "--kernel", "2", env=dict(env))
+    assert p.returncode == 0 and "torch not installed (pip install convmatrix[torch])" in p.stdout
+    p = run("show", "--input", "3x3", "--kernel", "2x2", "--out", str(tmp_path / "f.png"), env=dict(env))
+    assert_user_error(p, "pip install convmatrix[plot]")
+
+
+# ============================================================================ show
+def test_show_writes_png_and_frames(tmp_path):
+    import matplotlib.image as mpimg
+
+    out = tmp_path / "fig.png"
+    p = run("show", "--input", "2x2", "--kernel", "2x2", "--stride", "2", "--padding", "1", "--transpose",
+            "--out", str(out), "--frames", str(tmp_path / "frames"), "--dpi", "50")
+    assert p.returncode == 0, p.stderr
+    img = mpimg.imread(out)
+    assert img.shape[:2] == (int(6.5 * 50), 14 * 50)  # default 14 x 6.5 inches at --dpi 50
+    frames = sorted(os.listdir(tmp_path / "frames"))
+    # one frame per output pixel: (2-1)*2 - 2 + 1*(2-1) + 1 = 2 -> 2x2
+    assert frames == [f"frame_{i:04d}.png" for i in range(4)]
+    assert mpimg.imread(tmp_path / "frames" / frames[-1]).shape == img.shape
+
+
+def test_show_bad_input_subprocess(tmp_path):
+    assert_user_error(run("show", "--input", "5x5", "--kernel", "3x3"), "--out")
+
+
+# ============================================================================ explain
+def test_explain_seed_deconvolution():
+    p = run("explain", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", entry="script")
+    assert p.returncode == 0, p.stderr
+    text = p.stdout
+    assert "(2-1)*3 - 0 - 0 + 1*(4-1) + 0 + 1 = 7" in text
+    # the seed: output row 1, column 4 = red map (1,4) + green map (1,1); with w = 1..16 and y = 1..4
+    # that is 1*4 + 2*1 = 6
+    assert "result[0,3] = A[0,3] + B[0,0] = 4 + 2 = 6" in text
+    assert "output (1, 4) = map A at (1, 4) + map B at (1, 1)" in text
+    # the printed 7x7 is the fusion of kernel copies (naive loops)
+    want = conv_transpose_fusion(np.arange(1, 5).reshape(1, 2, 2), seed_kernel((1, 1, 4, 4)), stride=3)[0]
+    block = text.split("Step 3")[1].split("\n\n")[0].split("\n", 1)[1]
+    np.testing.assert_array_equal(parse_matrix(block), want)
+    assert "gives the same 7x7: True" in text and "the same result: True" in text
+
+
+def test_explain_convolution():
+    p = run("explain", "--input", "3x3", "--kernel", "2x2", "--padding", "1", "--flip")
+    assert p.returncode == 0, p.stderr
+    from scipy import signal
+
+    x, w = np.arange(1, 10).reshape(3, 3), np.arange(1, 5).reshape(2, 2)
+    want = signal.convolve2d(x, w, mode="full")[:4, :4]  # padding 1 on both sides: the full convolution
+    block = p.stdout.split("result y:\n")[1].split("\n\n")[0]
+    np.testing.assert_array_equal(parse_matrix(block), want)
+
+
+def test_explain_bad_input_subprocess():
+    assert_user_error(run("explain", "--input", "2x2", "--kernel", "3x3", "--channels", "2:2"),
+                      "explain uses one channel")
+
+
+def test_progress_bar_only_on_a_terminal(capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["verify", "--random", "3", "--seed", "1", "--torch", "no"]) == 0
+    err = capsys.readouterr().err
+    assert "verify" in err and "3/3" in err and "geometry" in err  # tqdm's bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert main(["verify", "--random", "3", "--seed", "1", "--torch", "no"]) == 0
+    assert capsys.readouterr().err == ""
