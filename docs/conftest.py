@@ -4,7 +4,7 @@ Every ``>>>`` example in the pages runs on every CI run.  Examples that need an 
 dependency (PyTorch, matplotlib, dask) are *skipped one by one* when it is not installed, so a
 page stays checked as far as the installed packages allow instead of being skipped whole.  An
 example needs a dependency when its source mentions the module (``torch``, ``F.conv``,
-``matplotlib``, ``dask``) or reads a variable that a skipped example assigned.  CI installs
+``matplotlib``, the plotting functions, ``dask``) or reads a variable that a skipped example assigned.  CI installs
 all of them, so nothing is skipped there.
 """
 
@@ -17,9 +17,13 @@ import re
 
 import pytest
 
+# not doctest modules: the scripts are run by hand (and loaded by tests/test_docs.py), and collecting
+# this file as a module would clash with tests/conftest.py (both import as ``conftest``)
+collect_ignore = ["conftest.py", "make_api.py", "make_images.py"]
+
 _OPTIONAL = {
     "torch": re.compile(r"\btorch\b|\bF\.(conv|pad|max_unpool)"),
-    "matplotlib": re.compile(r"\bmatplotlib\b|\bplt\.|\bplotting\b"),
+    "matplotlib": re.compile(r"\bmatplotlib\b|\bplt\.|\bplot_\w+|\bsave_figure\b|\bplotting\.figure\b"),
     "dask": re.compile(r"\bdask\b"),
 }
 
@@ -35,6 +39,8 @@ def _names(source: str) -> tuple[set[str], set[str]]:
     except SyntaxError:
         return set(), set()
     read, stored = set(), set()
+    local = {n.id for c in ast.walk(tree) if isinstance(c, ast.comprehension)  # comprehension variables
+             for n in ast.walk(c.target) if isinstance(n, ast.Name)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             (stored if isinstance(node.ctx, ast.Store) else read).add(node.id)
@@ -42,7 +48,7 @@ def _names(source: str) -> tuple[set[str], set[str]]:
             stored.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             stored.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-    return read, stored
+    return read - local, stored - local
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,133 @@
+"""Checks for docs/ content that is not a doctest: rendered math copied from code output, CLI
+blocks, images and links.  (The ``>>>`` examples in docs/*.md run as doctests.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _math_after(page: str, marker: str) -> str:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    start = text.index(marker)
+    block = re.search(r"\$\$\n(.*?)\n\$\$", text[start:], re.S)
+    assert block is not None, f"no $$ block after {marker!r} in {page}"
+    return block.group(1)
+
+
+def test_theory_rendered_latex_is_to_latex_output():
+    symbolic = pytest.importorskip("convmatrix.symbolic")
+    expected = symbolic.to_latex(symbolic.symbolic_conv_matrix((4, 4), (3, 3)), block_shape=(2, 4), zero=r"\cdot")
+    assert _math_after("theory.md", "<!-- to_latex: symbolic_conv_matrix((4, 4), (3, 3))") == expected
+
+
+def test_relative_links_resolve():
+    """Every relative link in docs/*.md (and README.md) points to an existing file (and heading)."""
+    pages = sorted(DOCS.glob("*.md")) + [DOCS.parent / "README.md"]
+    problems = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path) if path else page
+            if not file.exists():
+                problems.append(f"{page.name}: {target} (no such file)")
+                continue
+            if anchor and file.suffix == ".md":
+                anchors = {_slug(h) for h in re.findall(r"^#+\s+(.*)$", file.read_text(encoding="utf-8"), re.M)}
+                if anchor not in anchors:
+                    problems.append(f"{page.name}: {target} (no heading #{anchor})")
+    assert not problems, "\n".join(problems)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_docs_{name}", DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_api_md_is_current():
+    """docs/api.md is generated from the docstrings; a changed docstring must be regenerated."""
+    make_api = _load_script("make_api")
+    current = (DOCS / "api.md").read_text(encoding="utf-8")
+    assert current == make_api.render(), "docs/api.md is out of date: run `python docs/make_api.py`"
+
+
+# ----------------------------------------------------------------------------- shell examples
+_CONSOLE = re.compile(r"```console\n(.*?)```", re.S)
+
+
+def _console_examples() -> list[tuple[str, str, str]]:
+    """(page, command, expected output) for every ``$ convmatrix ...`` line in a console block."""
+    found = []
+    for page in sorted(DOCS.glob("*.md")):
+        for block in _CONSOLE.findall(page.read_text(encoding="utf-8")):
+            command, expected = None, []
+            for line in block.splitlines() + ["$ "]:
+                if line.startswith("$ "):
+                    if command:
+                        found.append((page.name, command, "\n".join(expected) + "\n"))
+                    command, expected = line[2:].strip(), []
+                else:
+                    expected.append(line)
+    return found
+
+
+@pytest.mark.parametrize("page, command, expected", _console_examples(),
+                         ids=[f"{p}: {c[:60]}" for p, c, _ in _console_examples()])
+def test_console_blocks_print_what_they_show(page, command, expected, tmp_path):
+    """Each ``$ convmatrix ...`` shown in docs/ runs through the real entry point and prints what is shown
+    (``...`` matches anything, whitespace is normalised, as in the doctests)."""
+    import doctest
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    argv = shlex.split(command)
+    assert argv[0] == "convmatrix", f"{page}: only convmatrix commands are run here; got {command!r}"
+    if argv[1] == "show":
+        pytest.importorskip("matplotlib")
+    if argv[1] == "verify" and "--no-torch" not in argv:
+        pytest.importorskip("torch")
+    env = dict(os.environ, PYTHONPATH=str(DOCS.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "convmatrix", *argv[1:]], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+    checker = doctest.OutputChecker()
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    assert checker.check_output(expected, done.stdout, flags), (
+        f"{page}: `{command}` printed\n{done.stdout}{done.stderr}\ninstead of\n{expected}")
+
+
+def test_setup_commands_match_readme():
+    """index.md shows the same two fresh-machine commands as README.md."""
+    readme = re.findall(r"```bash\n(.*?)\n```", (DOCS.parent / "README.md").read_text(encoding="utf-8"), re.S)
+    index = re.findall(r"```bash\n(.*?)\n```", (DOCS / "index.md").read_text(encoding="utf-8"), re.S)
+    assert readme[:2] == index[:2]
+
+
+def test_images_are_current_pngs_and_used():
+    """Every picture make_images.py draws exists as a PNG and is shown by some page."""
+    make_images = _load_script("make_images")
+    pages = "".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.md"))
+    names = list(make_images.FIGURES) + ["fusion-steps.png"]
+    for name in names:
+        data = (DOCS / "images" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"images/{name}" in pages, f"{name} is not shown on any page"
