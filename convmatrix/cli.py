@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry(v, required_input=False)
     v.add_argument("--matrix", metavar="C.npz|C.mtx|C.npy",
                    help="verify this matrix (of the convolution, or of C^T with --transpose) instead of building one")
-    v.add_argument("--random", type=_nonneg, metavar="N", help="sweep N random geometries (seeded by --seed, default 0)")
+    v.add_argument("--random", type=_positive, metavar="N", help="sweep N random geometries (seeded by --seed, default 0)")
     v.add_argument("--ndim", type=_ndims, default=(1, 2, 3), metavar="1,2,3", help="spatial dims for --random")
     v.add_argument("--torch", choices=("auto", "yes", "no"), default="auto",
                    help="PyTorch checks: when installed (auto), required (yes) or skipped (no)")

@@ -414,7 +414,8 @@ def _geometry_title(geom: Any, pos: tuple[int, ...], note: str) -> str:
                  f"{_dims(geom.stride)}" + (f", dilation {_dims(geom.dilation)}" if max(geom.dilation) > 1 else ""))
     else:
         lo = [d * (kk - 1) - b for kk, d, (b, _) in zip(k, geom.dilation, geom.padding)]
-        first = (f"transposed: input {_dims(n)} (blue), {_dims(tuple(s - 1 for s in geom.stride))} zeros inserted, "
+        first = (f"transposed: input {_dims(n)} (blue), s-1 = {_dims(tuple(s - 1 for s in geom.stride))} zeros "
+                 f"between pixels (grey), "
                  f"padding d(k-1)-p = {','.join(map(str, lo))}, kernel {_dims(k)} rotated, stride 1")
     return f"{first}{ch}\n-> output {_dims(o)} (green); pixel {list(pos)} highlighted{note}"
 

@@ -1,28 +1,30 @@
 """Verification: is ``C`` really the convolution, and ``Cᵀ`` really the transposed convolution?
 
-Every check compares the matrix against a route that shares no code with the builders
-(no :mod:`convmatrix.matrices`, no index maps of :mod:`convmatrix.geometry`):
+Every check compares the matrix against a route that shares no code with the builders: the
+routes read only the validated numbers of the geometry (sizes, stride, dilation, padding pairs,
+output padding, channels), never :mod:`convmatrix.matrices` or the index maps of
+:mod:`convmatrix.geometry`.  ``matrix=`` verifies a matrix (or LinearOperator) of your own.
 
-==================================  ==========================================================
-check                               independent route
-==================================  ==========================================================
-``shape vs symbolic formula``       :func:`convmatrix.symbolic.output_shape_from_formula`
-                                    (the SymPy-derived size) and the references' own sizes
-``adjoint (dot test)``              ``vdot(A u, v) == vdot(u, Aᴴ v)`` with ``Aᴴ`` computed by a
-                                    reference (not by transposing the matrix)
-``C x vs numpy sliding windows``    ``np.pad`` in the boundary mode, then strided, dilated
-                                    windows (``sliding_window_view``) contracted with the kernel
-``C x vs scipy.signal``             ``scipy.signal.correlate`` (``convolve`` when flipped) per
-                                    channel pair, then subsampled by the stride
-``C^T y vs zero insertion``         insert ``s-1`` zeros between the inputs, pad by
-                                    ``d(k-1)-p``, correlate with the 180°-rotated kernel
-``C^T y vs fusion (seed)``          the seed article's construction: one kernel copy per input
-                                    pixel, placed at stride ``s``, overlaps added (scatter-add)
-``C x vs torch convNd``             ``torch.nn.functional.conv{1,2,3}d`` (``F.pad`` for modes)
-``C^T y vs torch conv_transposeNd`` ``torch.nn.functional.conv_transpose{1,2,3}d``
-``C^T y vs torch autograd VJP``     the vector-Jacobian product of ``torch convNd`` (the
-                                    gradient with respect to its input)
-==================================  ==========================================================
+=====================================  ========================================================
+check                                  independent route
+=====================================  ========================================================
+``shape vs symbolic formula``          :func:`convmatrix.symbolic.output_shape_from_formula`
+                                       (the SymPy-derived size) and the references' own sizes
+``adjoint (dot test)``                 ``vdot(A u, v) == vdot(u, Aᴴ v)`` with ``Aᴴ`` computed by
+                                       a reference (not by transposing the matrix)
+``C x vs numpy sliding windows``       ``np.pad`` in the boundary mode, then strided, dilated
+                                       windows (``sliding_window_view``) contracted with the kernel
+``C x vs scipy.signal``                ``scipy.signal.correlate`` (``convolve`` when flipped) per
+                                       channel pair, then subsampled by the stride
+``C^T y vs zero insertion``            insert ``s-1`` zeros between the inputs, pad by
+                                       ``d(k-1)-p``, correlate with the 180°-rotated kernel
+``C^T y vs fusion (seed)``             the seed article's construction: one kernel copy per input
+                                       pixel, placed at stride ``s``, overlaps added (scatter-add)
+``C x vs torch convNd``                ``torch.nn.functional.conv{1,2,3}d`` (``F.pad`` for modes)
+``C^T y vs torch conv_transposeNd``    ``torch.nn.functional.conv_transpose{1,2,3}d``
+``C^T y vs torch autograd VJP``        the vector-Jacobian product of ``torch convNd`` (the
+                                       gradient with respect to its input)
+=====================================  ========================================================
 
 The torch checks are reported as *skipped* when torch is not installed (or for more than
 three spatial dimensions).  For boundary modes other than zeros, ``Cᵀ`` also folds the padding
@@ -64,6 +66,7 @@ __all__ = [
 ]
 
 _TORCH_EXTRA = "pip install convmatrix[torch]"
+_complex = complex  # dot_test's keyword ``complex`` shadows the builtin inside it
 _STATUSES = ("pass", "fail", "skip")
 _NUMPY_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
                 "symmetric": "symmetric"}
@@ -275,7 +278,7 @@ def dot_test(
     if acc is np.float64:
         lhs, rhs = float(lhs), float(rhs)
     else:
-        lhs, rhs = builtins_complex(lhs), builtins_complex(rhs)
+        lhs, rhs = _complex(lhs), _complex(rhs)
     if rtol is None:
         rtol = _base_rtol(dtype) or 1e-12  # integer operators still produce rounded float products
     scale = float(np.linalg.norm(Au) * np.linalg.norm(v) + np.linalg.norm(u) * np.linalg.norm(AHv))
@@ -285,9 +288,6 @@ def dot_test(
     if raise_error and not result.passed:
         raise AssertionError(result.message())
     return result
-
-
-builtins_complex = complex  # ``complex`` is shadowed by dot_test's keyword
 
 
 # ============================================================================ reports
@@ -1339,7 +1339,7 @@ def sweep(
             raise ValueError(f"dtypes must be numeric dtypes; got {dt!r}")
     for m in padding_modes:
         V.padding_mode_name(m)
-    torch_mod = _import_torch(torch)
+    _import_torch(torch)  # torch=True without torch: fail before the sweep, naming the extra
     gen = np.random.default_rng(seed)
     cases = [_random_case(gen, ndims, list(dtypes), list(padding_modes), transpose) for _ in range(count)]
     it: Iterable = cases
@@ -1350,7 +1350,7 @@ def sweep(
             it = tqdm(cases, desc="verify", unit="geometry")
         except ImportError:
             pass
-    reports = [run_case(c, torch=torch if torch_mod is not None or torch is False else False) for c in it]
+    reports = [run_case(c, torch=torch) for c in it]
     return _summarise(reports, f"sweep: {count} random geometries (seed {seed}; "
                                f"{', '.join(f'{d}-D' for d in ndims)}; dtypes {', '.join(dtypes)})")
 

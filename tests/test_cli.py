@@ -142,6 +142,7 @@ def test_build_bad_input_subprocess():
     (["verify", "--input", "5", "--kernel", "3", "--matrix", "nope.npz"], "--matrix: no such file: nope.npz"),
     (["verify", "--matrix", "C.npz"], "--matrix needs the geometry"),
     (["verify", "--random", "2", "--ndim", "4"], "argument --ndim"),
+    (["verify", "--random", "0"], "argument --random: expected a positive integer"),
     (["explain", "--input", "3x3x3", "--kernel", "2x2x2"], "explain walks through 1-D and 2-D examples"),
     (["explain", "--input", "8x8", "--kernel", "3x3"], "the input may have at most 52 values"),
     (["explain", "--input", "2x2", "--kernel", "2x2", "--values", "1,2,3"], "--values has shape (3,) but --input is 2x2"),
@@ -251,11 +252,13 @@ def test_verify_transposed_wrong_matrix_with_torch(tmp_path):
         assert f"'{name}'" in p.stdout.splitlines()[-1]
 
 
-def test_verify_random_sweep_quiet_when_not_a_tty():
-    p = run("verify", "--random", "40", "--seed", "7")
+def test_verify_random_500_passes_quietly_when_not_a_tty():
+    """The acceptance run: 500 random 1-D/2-D/3-D geometries (with torch when installed)."""
+    p = run("verify", "--random", "500", "--seed", "0")
     assert p.returncode == 0, p.stdout
     assert p.stderr == ""  # no progress bar when stderr is not a terminal
-    assert "sweep: 40 random geometries (seed 7" in p.stdout and "all 40 geometries passed" in p.stdout
+    assert "sweep: 500 random geometries (seed 0; 1-D, 2-D, 3-D" in p.stdout
+    assert "all 500 geometries passed" in p.stdout
 
 
 def test_missing_optional_dependencies_name_the_extra(tmp_path):
