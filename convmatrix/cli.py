@@ -151,7 +151,8 @@ def _add_geometry(p: argparse.ArgumentParser, *, required_input: bool = True, we
         w = p.add_argument_group("kernel values (default: 1, 2, ..., K)")
         x = w.add_mutually_exclusive_group()
         x.add_argument("--weights", metavar="k.npy|'1,2;3,4'",
-                       help="a .npy file, or numbers: ',' between values, ';' between rows, '|' between planes")
+                       help="a .npy file, or numbers: ',' between values, ';' between rows, '|' between planes "
+                            "(write --weights=-1,2 when they start with '-')")
         x.add_argument("--seed", type=_nonneg, metavar="S", help="random normal weights from this seed")
         w.add_argument("--dtype", choices=_DTYPES, help="matrix dtype (default: the weights')")
 
@@ -212,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Step by step, as the seed article does: per-pixel full convolutions, fusion at "
                                    "the stride, the result (with --transpose); windows and sums otherwise.")
     _add_geometry(e)
-    e.add_argument("--values", metavar="'1,2;3,4'", help="the input values (default 1, 2, ..., N)")
+    e.add_argument("--values", metavar="'1,2;3,4'",
+                   help="the input values (default 1, 2, ..., N); --values=-1,2 when they start with '-'")
     e.set_defaults(func=_cmd_explain)
     return parser
 
@@ -647,8 +649,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if args.input is not None or args.matrix is not None:
             raise UserError("--random draws its own geometries: drop --input/--matrix")
         seed = 0 if args.seed is None else args.seed
-        report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch,
-                              progress=sys.stderr.isatty() and not args.json)
+        progress = sys.stderr.isatty() and not args.json
+        if progress:
+            try:
+                import tqdm  # noqa: F401
+            except ImportError:
+                sys.stderr.write(f"{_PROG}: note: no progress bar without tqdm (pip install convmatrix[progress])\n")
+                progress = False
+        report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch, progress=progress)
     elif args.input is None:
         if args.matrix is not None:
             raise UserError("--matrix needs the geometry it should have: give --input and --kernel")

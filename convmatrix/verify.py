@@ -1312,7 +1312,7 @@ def sweep(
         Drawn uniformly (repeat an entry to weight it).
     torch : {"auto", True, False}
     progress : bool
-        Show a tqdm progress bar (``pip install convmatrix[progress]``; silently none without it).
+        Show a tqdm progress bar (``pip install convmatrix[progress]``; a warning and no bar without it).
 
     Returns
     -------
@@ -1349,7 +1349,10 @@ def sweep(
 
             it = tqdm(cases, desc="verify", unit="geometry")
         except ImportError:
-            pass
+            import warnings
+
+            warnings.warn("progress=True needs tqdm (pip install convmatrix[progress]); running without a progress bar",
+                          stacklevel=2)
     reports = [run_case(c, torch=torch) for c in it]
     return _summarise(reports, f"sweep: {count} random geometries (seed {seed}; "
                                f"{', '.join(f'{d}-D' for d in ndims)}; dtypes {', '.join(dtypes)})")

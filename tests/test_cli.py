@@ -337,3 +337,20 @@ def test_progress_bar_only_on_a_terminal(capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert main(["verify", "--random", "3", "--seed", "1", "--torch", "no"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_no_tqdm_on_a_terminal_names_the_extra(capsys, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name == "tqdm" or name.startswith("tqdm."):
+            raise ImportError("No module named 'tqdm'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["verify", "--random", "2", "--torch", "no"]) == 0
+    err = capsys.readouterr().err
+    assert err == "convmatrix: note: no progress bar without tqdm (pip install convmatrix[progress])\n"

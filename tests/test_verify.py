@@ -435,3 +435,18 @@ def test_random_kernel(dtype):
     if np.dtype(dtype).kind in "iu":
         assert a.min() >= -4 and a.max() <= 4
     assert math.prod(a.shape) == 6
+
+
+def test_sweep_progress_without_tqdm_warns(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name == "tqdm" or name.startswith("tqdm."):
+            raise ImportError("No module named 'tqdm'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    with pytest.warns(UserWarning, match=r"progress=True needs tqdm \(pip install convmatrix\[progress\]\)"):
+        assert V.sweep(1, seed=0, torch=False, progress=True).ok
