@@ -219,17 +219,22 @@ def test_torch_checks_run_and_pass(kshape, n, kw):
         assert all(c.status == "skip" and "torch has no 4-D convolution" in c.detail for c in torch_rows)
 
 
-def test_torch_missing_is_reported_as_skipped(monkeypatch):
+def hide_package(monkeypatch, package):
+    """Make ``import package`` fail, as if it were not installed."""
     import builtins
 
     real = builtins.__import__
 
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
+    def fake(name, *args, **kwargs):
+        if name == package or name.startswith(package + "."):
+            raise ImportError(f"No module named {package!r}")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setattr(builtins, "__import__", fake)
+
+
+def test_torch_missing_is_reported_as_skipped(monkeypatch):
+    hide_package(monkeypatch, "torch")
     r = V.check_conv(np.ones((3, 3)), (4, 4))
     skipped = [c for c in r.checks if c.status == "skip"]
     assert r.ok and len(skipped) == 3
@@ -438,15 +443,6 @@ def test_random_kernel(dtype):
 
 
 def test_sweep_progress_without_tqdm_warns(monkeypatch):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_tqdm(name, *args, **kwargs):
-        if name == "tqdm" or name.startswith("tqdm."):
-            raise ImportError("No module named 'tqdm'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    hide_package(monkeypatch, "tqdm")
     with pytest.warns(UserWarning, match=r"progress=True needs tqdm \(pip install convmatrix\[progress\]\)"):
         assert V.sweep(1, seed=0, torch=False, progress=True).ok
