@@ -24,6 +24,7 @@ Dask arrays (optional extra ``dask``) are accepted by ``matvec``/``rmatvec``/``m
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -173,83 +174,89 @@ class _Plan:
             return False
         return fft < 0.7 * direct
 
-    # ---------------------------------------------------------------- padding and its transpose
-    def _axis_parts(self, a: int, length: int):
-        """Left-border positions, interior [lo, hi) of the padded axis, right-border positions."""
-        n, pb = self.n[a], self.pb[a]
-        lo = min(pb, length)
-        hi = max(lo, min(length, pb + n))
-        return np.arange(0, lo), (lo, hi), np.arange(hi, length)
+    # ---------------------------------------------------------------- padding (a gather) and its transpose (a fold-add)
+    def sources(self, a: int, q: np.ndarray, present: tuple[int, int] = (0, None)) -> np.ndarray:
+        """Index, relative to ``present[0]``, of the data read at (unpadded) positions ``q`` of axis ``a``.
 
-    def pad(self, x: np.ndarray, xp: Any = np) -> np.ndarray:
-        """``(B, C, *n) -> (B, C, *L)`` by the fold rule (``xp``: numpy or dask.array)."""
-        if self.pb == (0,) * self.nd and self.L == self.n:
-            return x
-        if self.mode == "zeros" and xp is np:
-            P = np.zeros(x.shape[:2] + self.L, x.dtype)
-            dst, src = [], []
-            for a in range(self.nd):
-                _, (lo, hi), _ = self._axis_parts(a, self.L[a])
-                dst.append(slice(lo, hi))
-                src.append(slice(lo - self.pb[a], hi - self.pb[a]))
-            if all(d.stop > d.start for d in dst):
-                P[(slice(None),) * 2 + tuple(dst)] = x[(slice(None),) * 2 + tuple(src)]
-            return P
-        for a in range(self.nd):
-            axis = 2 + a
-            left, (lo, hi), right = self._axis_parts(a, self.L[a])
-            if lo == 0 and hi == x.shape[axis] and right.size == 0 and hi - lo == self.n[a]:
-                continue
-            pieces = []
-            for pos in (left, None, right):
-                if pos is None:
-                    if hi > lo:
-                        sl = [slice(None)] * x.ndim
-                        sl[axis] = slice(lo - self.pb[a], hi - self.pb[a])
-                        pieces.append(x[tuple(sl)])
-                elif pos.size:
-                    if self.mode == "zeros":
-                        shape = list(x.shape)
-                        shape[axis] = pos.size
-                        if xp is np:
-                            pieces.append(np.zeros(shape, x.dtype))
-                        else:
-                            chunks = list(x.chunks)
-                            chunks[axis] = (pos.size,)
-                            pieces.append(xp.zeros(tuple(shape), dtype=x.dtype, chunks=tuple(chunks)))
-                    else:
-                        pieces.append(xp.take(x, fold_index(pos - self.pb[a], self.n[a], self.mode), axis=axis))
-            x = pieces[0] if len(pieces) == 1 else xp.concatenate(pieces, axis=axis)
+        Positions in ``present`` (default the input ``[0, n)``; a block with halos, possibly
+        periodic ones outside ``[0, n)``) are read where they are, the others by the fold rule;
+        -1 reads a zero.
+        """
+        lo, hi = present[0], self.n[a] if present[1] is None else present[1]
+        folded = fold_index(q, self.n[a], self.mode)
+        return np.where((q >= lo) & (q < hi), q - lo, np.where(folded >= 0, folded - lo, -1))
+
+    @staticmethod
+    def gather(x: np.ndarray, lead: int, index: list[np.ndarray]) -> np.ndarray:
+        """``x`` indexed along each spatial axis (after ``lead`` axes) by ``index``; -1 gives zeros.
+
+        One copy when every axis reads a contiguous run (zeros padding, interior blocks: a
+        view when nothing is padded), else one ``take`` per axis that is not such a run.
+        """
+        runs = []
+        for idx in index:
+            ok = idx >= 0
+            v = idx[ok]
+            contiguous = v.size > 0 and v[-1] - v[0] == v.size - 1 and np.all(ok[np.argmax(ok):][: v.size])
+            runs.append((int(np.argmax(ok)), v.size, int(v[0])) if contiguous else None)
+        if all(r is not None for r in runs):
+            src = tuple(slice(v0, v0 + cnt) for _, cnt, v0 in runs)
+            block = x[(slice(None),) * lead + src]
+            if all(cnt == idx.size for (_, cnt, _), idx in zip(runs, index)):
+                return block
+            out = np.zeros(x.shape[:lead] + tuple(idx.size for idx in index), x.dtype)
+            out[(slice(None),) * lead + tuple(slice(s0, s0 + cnt) for s0, cnt, _ in runs)] = block
+            return out
+        for a, idx in enumerate(index):
+            axis = lead + a
+            ok = idx >= 0
+            x = np.take(x, np.where(ok, idx, 0), axis=axis)
+            if not ok.all():
+                sl = [slice(None)] * x.ndim
+                sl[axis] = np.nonzero(~ok)[0]
+                x[tuple(sl)] = 0
         return x
 
-    def unpad(self, G: np.ndarray) -> np.ndarray:
-        """Transpose of :meth:`pad` (numpy): ``(B, C, *L) -> (B, C, *n)``, folded taps added back."""
-        if self.pb == (0,) * self.nd and self.L == self.n:
-            return G
-        for a in reversed(range(self.nd)):
-            axis = 2 + a
-            n = self.n[a]
-            left, (lo, hi), right = self._axis_parts(a, G.shape[axis])
+    def fold_add(self, G: np.ndarray, lead: int, m0: tuple[int, ...], lo: tuple[int, ...],
+                 hi: tuple[int, ...]) -> np.ndarray:
+        """Transpose of the gather: padded positions ``m0 + arange`` of ``G`` added onto the inputs they
+        were read from, keeping inputs in ``[lo, hi)`` per axis (result axis length ``hi - lo``)."""
+        for a in range(self.nd):
+            axis = lead + a
+            q = m0[a] + np.arange(G.shape[axis]) - self.pb[a]
+            i = fold_index(q, self.n[a], self.mode)
+            keep = (i >= lo[a]) & (i < hi[a])
+            direct = keep & (i == q)  # read without folding: a contiguous run
             shape = list(G.shape)
-            shape[axis] = n
+            shape[axis] = hi[a] - lo[a]
+            if direct.all() and G.shape[axis] == shape[axis]:
+                continue
             out = np.zeros(shape, G.dtype)
-            sl_out = [slice(None)] * G.ndim
-            sl_out[axis] = slice(lo - self.pb[a], hi - self.pb[a])
-            sl_in = [slice(None)] * G.ndim
-            sl_in[axis] = slice(lo, hi)
-            if hi > lo:
-                out[tuple(sl_out)] = G[tuple(sl_in)]
-            border = np.concatenate([left, right])
-            if self.mode != "zeros" and border.size:
-                target = fold_index(border - self.pb[a], n, self.mode)
-                uniq, inv = np.unique(target, return_inverse=True)
+            if direct.any():
+                d = np.nonzero(direct)[0]
+                dst = [slice(None)] * G.ndim
+                dst[axis] = slice(q[d[0]] - lo[a], q[d[-1]] - lo[a] + 1)
+                src = [slice(None)] * G.ndim
+                src[axis] = slice(d[0], d[-1] + 1)
+                out[tuple(dst)] = G[tuple(src)]
+            folded = np.nonzero(keep & ~direct)[0]
+            if folded.size:  # the few positions a boundary mode folds back: a small 0/1 matrix
+                uniq, inv = np.unique(i[folded] - lo[a], return_inverse=True)
                 onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
-                contrib = np.moveaxis(np.tensordot(onehot, np.take(G, border, axis=axis), axes=([1], [axis])), 0, axis)
+                contrib = np.tensordot(onehot, np.take(G, folded, axis=axis), axes=([1], [axis]))
                 sl = [slice(None)] * G.ndim
                 sl[axis] = uniq
-                out[tuple(sl)] += contrib
+                out[tuple(sl)] += np.moveaxis(contrib, 0, axis)
             G = out
         return G
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """``(B, C, *n) -> (B, C, *L)``: position ``m`` holds input ``fold(m - p_before)``."""
+        return self.gather(x, 2, [self.sources(a, np.arange(self.L[a]) - self.pb[a]) for a in range(self.nd)])
+
+    def unpad(self, G: np.ndarray) -> np.ndarray:
+        """Transpose of :meth:`pad`: ``(B, C, *L) -> (B, C, *n)``, folded positions added back."""
+        return self.fold_add(G, 2, (0,) * self.nd, (0,) * self.nd, self.n)
 
     # ---------------------------------------------------------------- direct correlation and transpose
     def correlate(self, P: np.ndarray, out: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
@@ -404,120 +411,166 @@ class _Plan:
 
 
 # ----------------------------------------------------------------------------- Dask routes
-def _merge_small(bounds: list[int], total: int, minimum: int) -> tuple[int, ...]:
-    """Chunk sizes from interior boundaries, merging chunks shorter than ``minimum``."""
-    keep = [0]
-    for b in sorted(set(bounds)):
-        if b - keep[-1] >= minimum and total - b >= minimum and 0 < b < total:
-            keep.append(b)
-    keep.append(total)
-    return tuple(int(b - a) for a, b in zip(keep[:-1], keep[1:]))
+# Each output block owns the windows that *start* in one input chunk (window j starts at input
+# position j*s - p_before), so chunk outputs line up for every stride.  One map_overlap does the
+# work: the halo (right side, d*(k-1)) is what those windows read past their chunk; boundary
+# folding happens inside the edge blocks, whose chunks are made large enough to hold the folded
+# sources.  Circular padding reads the other end of the axis: a wrap-around slab is concatenated
+# and merged into each edge chunk first (dask's own 'periodic' boundary would multiply the tasks).
+def _window_range(plan: _Plan, a: int, x0: int, x1: int) -> tuple[int, int]:
+    """Windows owned by the input chunk ``[x0, x1)`` along axis ``a`` (the first and last take the edges)."""
+    s, pb, n, out = plan.s[a], plan.pb[a], plan.n[a], plan.out[a]
+    j0 = 0 if x0 == 0 else min(out, -(-(x0 + pb) // s))
+    j1 = out if x1 == n else min(out, -(-(x1 + pb) // s))
+    return j0, j1
+
+
+def _axis_limits(plan: _Plan, a: int) -> tuple[int, int, int]:
+    """(smallest chunk, smallest first chunk, smallest last chunk) when an axis has several chunks."""
+    n, pb, e = plan.n[a], plan.pb[a], plan.E[a]
+    pa = max(plan.L[a] - pb - n, 0)  # padding actually read after the input
+    if plan.mode == "zeros":
+        return max(e - 1, 1), 1, 1
+    if plan.mode == "circular":  # wrapped windows land within pa of the start and pb of the end
+        return max(e - 1, 1), max(pa, 1), max(pb, 1)
+    return max(e - 1, 1), pb + 1, pa + 1  # folded sources stay inside the edge chunks
+
+
+def _plan_chunks(plan: _Plan, a: int, candidates, extra=None) -> list[int]:
+    """Input chunk boundaries along axis ``a`` (from ``candidates``), merged until every chunk is valid."""
+    n = plan.n[a]
+    size, first, last = _axis_limits(plan, a)
+
+    def ok(x0: int, x1: int) -> bool:
+        if x1 - x0 < size or (x0 == 0 and x1 - x0 < first) or (x1 == n and x1 - x0 < last):
+            return False
+        j0, j1 = _window_range(plan, a, x0, x1)
+        return j1 > j0 and (extra is None or extra(j1 - j0))
+
+    kept = [0]
+    for b in sorted(set(int(c) for c in candidates)):
+        if 0 < b < n and ok(kept[-1], b) and n - b >= max(size, last):
+            kept.append(b)
+    while len(kept) > 1 and not ok(kept[-1], n):
+        kept.pop()
+    return kept + [n]
+
+
+def _sizes(bounds: list[int]) -> tuple[int, ...]:
+    return tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def _wrap(da, arr, axis: int, left: int, right: int):
+    """Concatenate the last ``left`` and first ``right`` entries around ``axis``, merged into the edge chunks."""
+    if left == 0 and right == 0:
+        return arr
+    n = arr.shape[axis]
+    sl = [slice(None)] * arr.ndim
+    pieces = []
+    if left:
+        sl[axis] = slice(n - left, n)
+        pieces.append(arr[tuple(sl)])
+    pieces.append(arr)
+    if right:
+        sl[axis] = slice(0, right)
+        pieces.append(arr[tuple(sl)])
+    chunks = list(arr.chunks[axis])
+    chunks[0] += left
+    chunks[-1] += right
+    return da.concatenate(pieces, axis=axis).rechunk({axis: tuple(chunks)})
 
 
 def _dask_forward(plan: _Plan, x, conj: bool):
-    """``(C_in, *n)`` dask volume -> ``(C_out, *out)``: pad lazily, output-aligned blocks, map_overlap."""
+    """``(C_in, *n)`` dask volume -> ``(C_out, *out)`` with one ``map_overlap``."""
     da = _import_dask()
     nd = plan.nd
     dt = np.result_type(x.dtype, plan.weight.dtype)
-    x = x.astype(dt).rechunk({0: -1})[None]
-    P = plan.pad(x, xp=da)[0]
-    out_chunks, p_chunks, depth = [], [], {0: (0, 0)}
+    bounds = [_plan_chunks(plan, a, np.cumsum(x.chunks[1 + a])[:-1]) for a in range(nd)]
+    x = x.astype(dt).rechunk(((plan.cin,),) + tuple(_sizes(b) for b in bounds))
+    windows = [[_window_range(plan, a, x0, x1) for x0, x1 in zip(b[:-1], b[1:])] for a, b in enumerate(bounds)]
+    counts = [tuple(j1 - j0 for j0, j1 in w) for w in windows]
+    ext, depth = [], {0: 0}
     for a in range(nd):
-        s, e, o = plan.s[a], plan.E[a], plan.out[a]
-        bounds = np.cumsum((0,) + x.chunks[2 + a])[1:-1] + plan.pb[a]
-        cnt = _merge_small([int(b) // s for b in bounds], o, max(1, -(-(e - s) // s)))
-        starts = np.cumsum((0,) + cnt)[:-1] * s
-        pc = tuple(int(v) for v in np.diff(np.append(starts, plan.L[a])))
-        out_chunks.append(cnt)
-        p_chunks.append(pc)
-        depth[1 + a] = (0, max(e - s, 0))
-    P = P.rechunk(((plan.cin,),) + tuple(p_chunks))
+        multi = len(counts[a]) > 1
+        e = (plan.pb[a], max(plan.L[a] - plan.pb[a] - plan.n[a], 0)) if multi and plan.mode == "circular" else (0, 0)
+        ext.append(e)
+        x = _wrap(da, x, 1 + a, *e)
+        depth[1 + a] = (0, plan.E[a] - 1) if multi else 0
 
     def block(b: np.ndarray, block_info=None) -> np.ndarray:
         loc = block_info[0]["chunk-location"]
-        out = tuple(out_chunks[a][loc[1 + a]] for a in range(nd))
-        return plan.correlate(b[None], out, conj)[0]
+        index, out = [], []
+        for a in range(nd):
+            i = loc[1 + a]
+            start = bounds[a][i] - (ext[a][0] if i == 0 else 0)  # original coordinate of b's first element
+            j0, j1 = windows[a][i]
+            q = np.arange(j0 * plan.s[a] - plan.pb[a], (j1 - 1) * plan.s[a] - plan.pb[a] + plan.E[a])
+            index.append(plan.sources(a, q, (start, start + b.shape[1 + a])))
+            out.append(j1 - j0)
+        return plan.correlate(plan.gather(b, 1, index)[None], tuple(out), conj)[0]
 
-    return da.map_overlap(block, P, depth=depth, boundary="none", trim=False, dtype=dt,
-                          chunks=((plan.cout,),) + tuple(out_chunks), meta=np.empty((0,) * (nd + 1), dt))
+    return da.map_overlap(block, x, depth=depth, boundary="none", trim=False, dtype=dt, allow_rechunk=False,
+                          chunks=((plan.cout,),) + tuple(counts), meta=np.empty((0,) * (nd + 1), dt))
 
 
 def _dask_transpose(plan: _Plan, y, conj: bool):
-    """``(C_out, *out)`` dask volume -> ``(C_in, *n)``: blocks of the padded gradient, then the fold back."""
+    """``(C_out, *out)`` dask volume -> ``(C_in, *n)``: each input chunk sums the windows that read it."""
     da = _import_dask()
     nd = plan.nd
     dt = np.result_type(y.dtype, plan.weight.dtype)
-    y = y.astype(dt)
-    y_chunks, g_chunks, halo, depth = [], [], [], {0: (0, 0)}
+    bounds, windows, counts, back = [], [], [], []
     for a in range(nd):
-        s, e, o = plan.s[a], plan.E[a], plan.out[a]
-        h = (e - 1) // s  # outputs before a block that still reach into it
-        bounds = np.cumsum((0,) + y.chunks[1 + a])[1:-1]
-        cnt = _merge_small([int(b) for b in bounds], o, max(1, h))
-        gc = tuple(c * s for c in cnt[:-1]) + ((cnt[-1] - 1) * s + e,)
-        y_chunks.append(cnt)
-        g_chunks.append(gc)
-        halo.append(h)
-        depth[1 + a] = (h, 0)
-    y = y.rechunk(((plan.cout,),) + tuple(y_chunks))
+        s, pb = plan.s[a], plan.pb[a]
+        h = (plan.E[a] - 1) // s  # earlier windows that still reach into a chunk
+        cand = [j * s - pb for j in np.cumsum(y.chunks[1 + a])[:-1]]
+        b = _plan_chunks(plan, a, cand, extra=lambda c, h=h: c >= h)
+        bounds.append(b)
+        windows.append([_window_range(plan, a, x0, x1) for x0, x1 in zip(b[:-1], b[1:])])
+        counts.append(tuple(j1 - j0 for j0, j1 in windows[-1]))
+        back.append(h)
+    y = y.astype(dt).rechunk(((plan.cout,),) + tuple(counts))
+    ext, depth = [], {0: 0}
+    for a in range(nd):
+        multi = len(counts[a]) > 1
+        e = (0, 0)
+        if multi and plan.mode == "circular":  # windows wrapping past the end / starting before 0
+            out, s = plan.out[a], plan.s[a]
+            e = (out - min(out, -(-(plan.n[a] + plan.pb[a] - plan.E[a] + 1) // s)), min(out, -(-plan.pb[a] // s)))
+        ext.append(e)
+        y = _wrap(da, y, 1 + a, *e)
+        depth[1 + a] = (back[a], 0) if multi else 0
 
     def block(b: np.ndarray, block_info=None) -> np.ndarray:
         loc = block_info[0]["chunk-location"]
-        lead = [0 if loc[1 + a] == 0 else halo[a] for a in range(nd)]
-        want = [g_chunks[a][loc[1 + a]] for a in range(nd)]
-        local = tuple((b.shape[1 + a] - 1) * plan.s[a] + plan.E[a] for a in range(nd))
-        G = plan.correlate_t(b[None], local, conj)[0]
-        res = np.zeros((plan.cin,) + tuple(want), dt)
-        src = tuple(slice(l * s, min(l * s + w, m)) for l, s, w, m in zip(lead, plan.s, want, local))
-        res[(slice(None),) + tuple(slice(0, x.stop - x.start) for x in src)] = G[(slice(None),) + src]
-        return res
+        runs, lo, hi = [], [], []
+        for a in range(nd):
+            i = loc[1 + a]
+            j0, j1 = windows[a][i]
+            first_j = j0 - (ext[a][0] if i == 0 else back[a])  # window index of b's first element
+            true = np.mod(np.arange(first_j, first_j + b.shape[1 + a]), plan.out[a])
+            runs.append(_runs(true))
+            lo.append(bounds[a][i])
+            hi.append(bounds[a][i + 1])
+        acc = np.zeros((plan.cin,) + tuple(h - l for l, h in zip(lo, hi)), dt)
+        for combo in itertools.product(*runs):  # one run per axis, more only where windows wrap around
+            slab = b[(slice(None),) + tuple(slice(u0, u1) for u0, u1, _ in combo)]
+            length = tuple((u1 - u0 - 1) * s + e for (u0, u1, _), s, e in zip(combo, plan.s, plan.E))
+            G = plan.correlate_t(slab[None], length, conj)[0]
+            acc += plan.fold_add(G, 1, tuple(j * s for (_, _, j), s in zip(combo, plan.s)), tuple(lo), tuple(hi))
+        return acc
 
-    G = da.map_overlap(block, y, depth=depth, boundary="none", trim=False, dtype=dt,
-                       chunks=((plan.cin,),) + tuple(g_chunks), meta=np.empty((0,) * (nd + 1), dt))
-    return _dask_unpad(plan, G, da)
+    return da.map_overlap(block, y, depth=depth, boundary="none", trim=False, dtype=dt, allow_rechunk=False,
+                          chunks=((plan.cin,),) + tuple(_sizes(b) for b in bounds),
+                          meta=np.empty((0,) * (nd + 1), dt))
 
 
-def _dask_unpad(plan: _Plan, G, da):
-    """Transpose of the lazy padding: interior slice, zeros where never read, folded borders added."""
-    for a in reversed(range(plan.nd)):
-        axis = 1 + a
-        n = plan.n[a]
-        left, (lo, hi), right = plan._axis_parts(a, G.shape[axis])
-        sl = [slice(None)] * G.ndim
-        sl[axis] = slice(lo, hi)
-        inner = G[tuple(sl)]
-        parts = [inner] if hi > lo else []
-        if hi - lo < n:
-            shape = list(G.shape)
-            shape[axis] = n - (hi - lo)
-            chunks = list(G.chunks)
-            chunks[axis] = (shape[axis],)
-            parts.append(da.zeros(tuple(shape), dtype=G.dtype, chunks=tuple(chunks)))
-        X = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=axis)
-        border = np.concatenate([left, right])
-        if plan.mode != "zeros" and border.size:
-            target = fold_index(border - plan.pb[a], n, plan.mode)
-            uniq, inv = np.unique(target, return_inverse=True)
-            onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
-            contrib = da.moveaxis(da.tensordot(onehot, da.take(G, border, axis=axis), axes=([1], [axis])), 0, axis)
-            pieces, prev = [], 0
-            for i, u in enumerate(uniq.tolist()):  # loop over the few folded border targets
-                s0 = [slice(None)] * X.ndim
-                if u > prev:
-                    s0[axis] = slice(prev, u)
-                    pieces.append(X[tuple(s0)])
-                s0[axis] = slice(u, u + 1)
-                s1 = [slice(None)] * X.ndim
-                s1[axis] = slice(i, i + 1)
-                pieces.append(X[tuple(s0)] + contrib[tuple(s1)])
-                prev = u + 1
-            if prev < n:
-                s0 = [slice(None)] * X.ndim
-                s0[axis] = slice(prev, n)
-                pieces.append(X[tuple(s0)])
-            X = da.concatenate(pieces, axis=axis)
-        G = X
-    return G
+def _runs(true: np.ndarray) -> list[tuple[int, int, int]]:
+    """Maximal runs ``(u0, u1, first window)`` of consecutive window indices, each window kept once."""
+    keep = np.zeros(true.size, bool)
+    keep[np.unique(true, return_index=True)[1]] = True
+    idx = np.nonzero(keep)[0]
+    cut = np.nonzero((np.diff(idx) != 1) | (np.diff(true[idx]) != 1))[0] + 1
+    return [(int(g[0]), int(g[-1]) + 1, int(true[g[0]])) for g in np.split(idx, cut)]
 
 
 # ----------------------------------------------------------------------------- the operators
