@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry(v, required_input=False)
     v.add_argument("--matrix", metavar="C.npz|C.mtx|C.npy",
                    help="verify this matrix (of the convolution, or of C^T with --transpose) instead of building one")
-    v.add_argument("--random", type=_positive, metavar="N", help="sweep N random geometries (seeded by --seed, default 0)")
+    v.add_argument("--random", type=_positive, metavar="N",
+                   help="sweep N random geometries (seeded by --seed, default 0; only transposed ones with "
+                        "--transpose, one dtype with --dtype)")
     v.add_argument("--ndim", type=_ndims, default=(1, 2, 3), metavar="1,2,3", help="spatial dims for --random")
     v.add_argument("--torch", choices=("auto", "yes", "no"), default="auto",
                    help="PyTorch checks: when installed (auto), required (yes) or skipped (no)")
@@ -646,8 +648,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     torch = {"auto": "auto", "yes": True, "no": False}[args.torch]
     if args.random is not None:
-        if args.input is not None or args.matrix is not None:
-            raise UserError("--random draws its own geometries: drop --input/--matrix")
+        given = [flag for flag, v, default in (
+            ("--input", args.input, None), ("--matrix", args.matrix, None), ("--kernel", args.kernel, None),
+            ("--channels", args.channels, None), ("--stride", args.stride, 1), ("--padding", args.padding, 0),
+            ("--dilation", args.dilation, 1), ("--groups", args.groups, 1), ("--padding-mode", args.padding_mode, "zeros"),
+            ("--output-padding", args.output_padding, 0), ("--output-shape", args.output_shape, None),
+            ("--flip", args.flip, False), ("--weights", args.weights, None)) if v != default]
+        if given:
+            raise UserError(f"--random draws its own geometries: drop {', '.join(given)} (--transpose, --dtype, "
+                            f"--ndim and --seed select what is drawn)")
         seed = 0 if args.seed is None else args.seed
         progress = sys.stderr.isatty() and not args.json
         if progress:
@@ -656,7 +665,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             except ImportError:
                 sys.stderr.write(f"{_PROG}: note: no progress bar without tqdm (pip install convmatrix[progress])\n")
                 progress = False
-        report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch, progress=progress)
+        extra = {"dtypes": (args.dtype,)} if args.dtype else {}
+        report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch, progress=progress,
+                              transpose=True if args.transpose else None, **extra)
     elif args.input is None:
         if args.matrix is not None:
             raise UserError("--matrix needs the geometry it should have: give --input and --kernel")

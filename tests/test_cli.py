@@ -138,7 +138,7 @@ def test_build_bad_input_subprocess():
     (["size", "--input", "3", "--kernel", "3", "--transpose", "--stride", "2", "--solve", "output-padding",
       "--target", "9"], "must be one of the sizes this transposed convolution can produce, 7 to 8"),
     (["size", "--input", "5x5", "--kernel", "3x3", "--target", "5x5"], "--target needs --solve"),
-    (["verify", "--random", "3", "--input", "5"], "--random draws its own geometries"),
+    (["verify", "--random", "3", "--input", "5", "--stride", "2"], "--random draws its own geometries: drop --input, --stride"),
     (["verify", "--input", "5", "--kernel", "3", "--matrix", "nope.npz"], "--matrix: no such file: nope.npz"),
     (["verify", "--matrix", "C.npz"], "--matrix needs the geometry"),
     (["verify", "--random", "2", "--ndim", "4"], "argument --ndim"),
@@ -326,6 +326,13 @@ def test_explain_convolution():
 def test_explain_bad_input_subprocess():
     assert_user_error(run("explain", "--input", "2x2", "--kernel", "3x3", "--channels", "2:2"),
                       "explain uses one channel")
+
+
+def test_verify_random_selects_transposed_and_dtype(capsys):
+    assert main(["verify", "--random", "6", "--transpose", "--dtype", "complex64", "--torch", "no", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cases = [c["case"] for c in data["cases"]]
+    assert len(cases) == 6 and all(c["transpose"] and c["dtype"] == "complex64" for c in cases)
 
 
 def test_progress_bar_only_on_a_terminal(capsys, monkeypatch):
