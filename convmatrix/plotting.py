@@ -121,7 +121,7 @@ def plot_matrix(
     # square cells unless the matrix is very tall or very wide (then fill the panel)
     aspect = "equal" if 1 / 3 <= rows / cols <= 3 else "auto"
     if annotate is None:
-        annotate = rows <= _MAX_ANNOTATE and cols <= _MAX_ANNOTATE and aspect == "equal"
+        annotate = rows <= _MAX_ANNOTATE and cols <= _MAX_ANNOTATE
     vals = S.data
     if np.iscomplexobj(vals):
         vals = np.abs(vals)
