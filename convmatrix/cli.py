@@ -246,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, OSError) and getattr(exc, "filename", None) and exc.strerror:
             msg = f"{exc.strerror}: {exc.filename}"
+        if "kernel is larger than the padded input" in msg and hasattr(args, "transpose") and not args.transpose:
+            msg += " (for the transposed convolution of this input, add --transpose)"
         sys.stderr.write(f"{_PROG}: error: {msg}\n")
         return 2
 

@@ -148,6 +148,7 @@ def test_build_bad_input_subprocess():
     (["explain", "--input", "2x2", "--kernel", "2x2", "--values", "1,2,3"], "--values has shape (3,) but --input is 2x2"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "/no/such/dir/f.png"], "--out: directory does not exist"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", "9,9"], "position must be an output pixel"),
+    (["verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3"], "add --transpose"),
     ([], "choose a command"),
     (["frobnicate"], "invalid choice"),
 ])
