@@ -1,0 +1,217 @@
+"""Benchmark of the matrix-free operator and the spectra (issue 6).
+
+Run:  python benchmarks/bench_operator.py [--quick] [--skip-3d] [--markdown]
+
+1. ``ConvOperator.matvec`` on float32, 64->64 channels, 56x56, 3x3, padding 1, batch 1, against
+   ``torch.nn.functional.conv2d`` on the same threads (``torch.set_num_threads`` = the BLAS threads numpy
+   uses, one per core); also ``rmatvec`` against ``conv_transpose2d`` and a batch of 16.  Calls are
+   alternated, the minimum of each is kept (the machine is shared) and the median ratio is shown too.
+2. All 65,536 singular values of a 64->64-channel 32x32 circular conv (``singular_values``), against the
+   same number of singular values from one batched ``numpy.linalg.svd`` of random 64x64 complex blocks.
+3. ``ConvOperator`` on a 512^3 float32 volume with a 3^3 kernel (padding 1): forward and adjoint in a
+   child process, its peak RSS against the bytes of the input and output vectors; the explicit matrix's
+   ``conv_nnz`` and predicted CSR bytes; time against copying the input once (memory bandwidth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import convmatrix as cm
+
+THREADS = int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1))
+
+
+def _alternate(fns: dict, rounds: int, run: int = 10) -> dict:
+    """Call the functions in turn, ``run`` calls each time, ``rounds`` calls in all; minimum and median
+    seconds of each.  Runs (not single calls) alternate so that one library's spinning worker threads
+    (OpenMP, OpenBLAS) do not sit on the cores during every call of the other."""
+    times = {k: [] for k in fns}
+    for f in fns.values():  # warm-up (caches, thread pools, allocations)
+        f()
+    for _ in range(max(1, rounds // run)):
+        for k, f in fns.items():
+            for _ in range(run):
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
+    return {k: (min(v), float(np.median(v))) for k, v in times.items()}
+
+
+def bench_matvec(rounds: int) -> dict:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    A = cm.ConvOperator(w, (56, 56), padding=1)
+    x = rng.standard_normal(A.shape[1]).astype(np.float32)
+    y = rng.standard_normal(A.shape[0]).astype(np.float32)
+    X16 = rng.standard_normal((A.shape[1], 16)).astype(np.float32)
+    tw, tx, ty = torch.from_numpy(w), torch.from_numpy(x.reshape(1, 64, 56, 56)), torch.from_numpy(y.reshape(1, 64, 56, 56))
+    tX16 = torch.from_numpy(np.ascontiguousarray(X16.T).reshape(16, 64, 56, 56))
+    np.testing.assert_allclose(A @ x, F.conv2d(tx, tw, padding=1).numpy().ravel(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(A.rmatvec(y), F.conv_transpose2d(ty, tw, padding=1).numpy().ravel(), rtol=1e-4,
+                               atol=1e-3)
+    with torch.no_grad():
+        r = _alternate({
+            "matvec": lambda: A.matvec(x),
+            "torch conv2d": lambda: F.conv2d(tx, tw, padding=1),
+            "rmatvec": lambda: A.rmatvec(y),
+            "torch conv_transpose2d": lambda: F.conv_transpose2d(ty, tw, padding=1),
+            "matmat (16)": lambda: A.matmat(X16),
+            "torch conv2d (16)": lambda: F.conv2d(tX16, tw, padding=1),
+        }, rounds)
+    return {
+        "threads": THREADS,
+        "times_ms": {k: (round(a * 1e3, 3), round(m * 1e3, 3)) for k, (a, m) in r.items()},
+        "ratio matvec / conv2d": (round(r["matvec"][0] / r["torch conv2d"][0], 2),
+                                  round(r["matvec"][1] / r["torch conv2d"][1], 2)),
+        "ratio rmatvec / conv_transpose2d": (round(r["rmatvec"][0] / r["torch conv_transpose2d"][0], 2),
+                                             round(r["rmatvec"][1] / r["torch conv_transpose2d"][1], 2)),
+        "ratio matmat(16) / conv2d(16)": (round(r["matmat (16)"][0] / r["torch conv2d (16)"][0], 2),
+                                          round(r["matmat (16)"][1] / r["torch conv2d (16)"][1], 2)),
+    }
+
+
+def bench_singular_values(repeats: int) -> dict:
+    rng = np.random.default_rng(1)
+    out = {}
+    for dtype in (np.float32, np.float64):
+        w = rng.standard_normal((64, 64, 3, 3)).astype(dtype)
+        blocks = (rng.standard_normal((544, 64, 64)) + 1j * rng.standard_normal((544, 64, 64))).astype(
+            np.complex64 if dtype == np.float32 else np.complex128)
+        r = _alternate({"singular_values": lambda: cm.singular_values(w, (32, 32)),
+                        "batched svd of 544 blocks": lambda: np.linalg.svd(blocks, compute_uv=False)}, repeats, 1)
+        s = cm.singular_values(w, (32, 32))
+        out[np.dtype(dtype).name] = {
+            "count": int(s.size),
+            "seconds (min, median)": (round(r["singular_values"][0], 3), round(r["singular_values"][1], 3)),
+            "ratio to one batched svd of the 544 half-spectrum blocks": round(
+                r["singular_values"][0] / r["batched svd of 544 blocks"][0], 2),
+        }
+    return out
+
+
+def _peak_rss() -> int:
+    """High-water mark of this process's resident memory (VmHWM: per address space, reset by exec,
+    unlike ru_maxrss which keeps the forking parent's peak)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource  # pragma: no cover - not Linux
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _child_3d(n: int) -> None:
+    """Runs in a fresh process: forward and adjoint of the n^3 operator, prints JSON."""
+    base = _peak_rss()  # interpreter + numpy + scipy
+    w = np.random.default_rng(2).standard_normal((3, 3, 3)).astype(np.float32)
+    x = np.empty(n**3, np.float32)
+    np.random.default_rng(3).random(dtype=np.float32, out=x)
+    A = cm.ConvOperator(w, (n, n, n), padding=1)
+    t = time.perf_counter()
+    copy = x.copy()
+    t_copy = time.perf_counter() - t
+    del copy
+    t = time.perf_counter()
+    y = A @ x
+    t_fwd = time.perf_counter() - t
+    peak_fwd = _peak_rss()
+    t = time.perf_counter()
+    z = A.rmatvec(y)
+    t_adj = time.perf_counter() - t
+    peak = _peak_rss()
+    # spot check against a direct sum at a few voxels (interior and faces)
+    xv, yv = x.reshape(n, n, n), y.reshape(n, n, n)
+    pad = np.pad(xv[:5, :5, -5:], ((1, 0), (1, 0), (0, 1)))
+    want = float((pad[0:3, 0:3, -3:] * w).sum())
+    print(json.dumps({
+        "n": n, "fwd_s": t_fwd, "adj_s": t_adj, "copy_s": t_copy, "rss_before": base, "peak_fwd": peak_fwd,
+        "peak": peak, "vector_bytes": x.nbytes, "check": abs(float(yv[0, 0, -1]) - want) < 1e-4,
+        "finite": bool(np.isfinite(z[:: 9973]).all()),
+    }))
+
+
+def bench_3d(n: int) -> dict:
+    res = json.loads(subprocess.run([sys.executable, __file__, "--child-3d", str(n)], check=True, capture_output=True,
+                                    text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout)
+    geom = cm.ConvOperator(np.ones((3, 3, 3), np.float32), (n, n, n), padding=1).geometry
+    nnz = cm.conv_nnz((3, 3, 3), (n, n, n), padding=1)
+    predicted = geom.predicted_bytes(np.float32)
+    return {
+        "volume": f"{n}^3 float32, 3^3 kernel, padding 1",
+        "conv_nnz": nnz,
+        "explicit CSR predicted GiB": round(predicted / 2**30, 1),
+        "forward s": round(res["fwd_s"], 2),
+        "adjoint s": round(res["adj_s"], 2),
+        "forward / one copy of the input": round(res["fwd_s"] / res["copy_s"], 1),
+        "peak RSS GiB": round(res["peak"] / 2**30, 2),
+        "peak RSS above the bare interpreter GiB": round((res["peak"] - res["rss_before"]) / 2**30, 2),
+        "input + output vectors GiB": round(2 * res["vector_bytes"] / 2**30, 2),
+        "peak RSS / explicit matrix": round(res["peak"] / predicted, 3),
+        "spot check": res["check"] and res["finite"],
+    }
+
+
+def _markdown(results: dict) -> str:
+    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}."]
+    if "matvec" in results:
+        m = results["matvec"]
+        lines += ["", f"Operator vs PyTorch ({m['threads']} threads each), milliseconds (min, median):", "",
+                  "| call | convmatrix | torch | ratio (min) | ratio (median) |", "|---|---|---|---|---|"]
+        t = m["times_ms"]
+        for ours, theirs, key in [("matvec", "torch conv2d", "ratio matvec / conv2d"),
+                                  ("rmatvec", "torch conv_transpose2d", "ratio rmatvec / conv_transpose2d"),
+                                  ("matmat (16)", "torch conv2d (16)", "ratio matmat(16) / conv2d(16)")]:
+            lines.append(f"| {ours} | {t[ours][0]} | {t[theirs][0]} | {m[key][0]} | {m[key][1]} |")
+    if "singular_values" in results:
+        lines += ["", "| singular_values, 64->64, 32x32 | count | seconds (min, median) | ratio to one batched svd |",
+                  "|---|---|---|---|"]
+        for dt, r in results["singular_values"].items():
+            lines.append(f"| {dt} | {r['count']:,} | {r['seconds (min, median)']} | "
+                         f"{r['ratio to one batched svd of the 544 half-spectrum blocks']} |")
+    if "3d" in results:
+        lines += ["", "| 3-D operator | value |", "|---|---|"]
+        lines += [f"| {k} | {v:,} |" if isinstance(v, int) and not isinstance(v, bool) else f"| {k} | {v} |"
+                  for k, v in results["3d"].items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child-3d":
+        _child_3d(int(sys.argv[2]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, 256^3 instead of 512^3")
+    ap.add_argument("--skip-3d", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown summary")
+    args = ap.parse_args()
+    results = {}
+    try:
+        results["matvec"] = bench_matvec(60 if args.quick else 300)
+    except ImportError:
+        print("torch not installed: skipping the PyTorch comparison")
+    print(json.dumps(results.get("matvec"), indent=1))
+    results["singular_values"] = bench_singular_values(2 if args.quick else 5)
+    print(json.dumps(results["singular_values"], indent=1))
+    if not args.skip_3d:
+        results["3d"] = bench_3d(256 if args.quick else 512)
+        print(json.dumps(results["3d"], indent=1))
+    if args.markdown:
+        print(_markdown(results))
+
+
+if __name__ == "__main__":
+    main()
