@@ -38,7 +38,7 @@ __all__ = ["ConvOperator", "ConvTransposeOperator", "apply"]
 
 METHODS = ("auto", "direct", "fft")
 #: bytes of one im2col block (taps x input channels x output positions)
-_COL_BYTES = 32 * 2**20
+_COL_BYTES = 8 * 2**20
 #: bytes of one output block in the tap-accumulation path (kept cache-sized)
 _TAP_BYTES = 2 * 2**20
 #: largest kernel spectrum (bytes) ``method="auto"`` caches without comparing to the data size
@@ -165,8 +165,10 @@ class _Plan:
         M = self._fft_shape(out)
         m = math.prod(M)
         F = m // M[-1] * (M[-1] // 2 + 1)
-        # transforms ~0.3 ns per point and log2; the per-frequency contraction streams the kernel spectrum
-        fft = 0.3 * batch * (self.cin + self.cout) * m * max(1.0, math.log2(m))
+        # transforms ~0.3 ns per point and log2 in cache, ~0.8 ns beyond (memory-bound); the per-frequency
+        # contraction streams the kernel spectrum
+        per_point = 0.3 if m * itemsize <= 4 * 2**20 else 0.8
+        fft = per_point * batch * (self.cin + self.cout) * m * max(1.0, math.log2(m))
         fft += (1.0 + 0.25 * batch) * self.cout * self.cg * F + 1e5
         spectrum = self.cout * self.cg * F * 2 * itemsize
         data = batch * (self.cin * math.prod(self.L) + self.cout * P) * itemsize
@@ -221,25 +223,36 @@ class _Plan:
                  hi: tuple[int, ...]) -> np.ndarray:
         """Transpose of the gather: padded positions ``m0 + arange`` of ``G`` added onto the inputs they
         were read from, keeping inputs in ``[lo, hi)`` per axis (result axis length ``hi - lo``)."""
+        maps = []
         for a in range(self.nd):
-            axis = lead + a
-            q = m0[a] + np.arange(G.shape[axis]) - self.pb[a]
+            q = m0[a] + np.arange(G.shape[lead + a]) - self.pb[a]
             i = fold_index(q, self.n[a], self.mode)
             keep = (i >= lo[a]) & (i < hi[a])
             direct = keep & (i == q)  # read without folding: a contiguous run
+            d = np.nonzero(direct)[0]
+            run = (slice(q[d[0]] - lo[a], q[d[-1]] - lo[a] + 1), slice(d[0], d[-1] + 1)) if d.size else None
+            maps.append((i, keep & ~direct, run))
+        if not any(f.any() for _, f, _ in maps):  # nothing folded (zeros padding): one copy of the interior
+            out = np.zeros(G.shape[:lead] + tuple(h - l for l, h in zip(lo, hi)), G.dtype)
+            if all(run is not None for _, _, run in maps):
+                out[(slice(None),) * lead + tuple(r[0] for _, _, r in maps)] = \
+                    G[(slice(None),) * lead + tuple(r[1] for _, _, r in maps)]
+            return out
+        for a, (i, fold_mask, run) in enumerate(maps):
+            axis = lead + a
             shape = list(G.shape)
             shape[axis] = hi[a] - lo[a]
-            if direct.all() and G.shape[axis] == shape[axis]:
+            if not fold_mask.any() and run is not None and run[1] == slice(0, G.shape[axis]) \
+                    and shape[axis] == G.shape[axis]:
                 continue
             out = np.zeros(shape, G.dtype)
-            if direct.any():
-                d = np.nonzero(direct)[0]
+            if run is not None:
                 dst = [slice(None)] * G.ndim
-                dst[axis] = slice(q[d[0]] - lo[a], q[d[-1]] - lo[a] + 1)
+                dst[axis] = run[0]
                 src = [slice(None)] * G.ndim
-                src[axis] = slice(d[0], d[-1] + 1)
+                src[axis] = run[1]
                 out[tuple(dst)] = G[tuple(src)]
-            folded = np.nonzero(keep & ~direct)[0]
+            folded = np.nonzero(fold_mask)[0]
             if folded.size:  # the few positions a boundary mode folds back: a small 0/1 matrix
                 uniq, inv = np.unique(i[folded] - lo[a], return_inverse=True)
                 onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
@@ -299,10 +312,13 @@ class _Plan:
             for i, t in enumerate(taps):  # im2col, one strided copy per tap
                 cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)]
             cols = cols.reshape(b1 - b0, g, K * cg, math.prod(blk))
-            if r0 == 0 and r1 == out[0]:
-                np.matmul(W, cols, out=Y[b0:b1].reshape(b1 - b0, g, og, math.prod(blk)))
-            else:
-                Y[b0:b1, :, :, r0:r1] = np.matmul(W, cols).reshape((b1 - b0, g, og) + blk)
+            whole = r0 == 0 and r1 == out[0]
+            dst = Y[b0:b1].reshape(b1 - b0, g, og, math.prod(blk)) if whole else None
+            for b, gi in np.ndindex(b1 - b0, g):  # one plain GEMM per vector and group (stacked matmul
+                if whole:                         # with a broadcast weight can miss BLAS)
+                    np.matmul(W[gi], cols[b, gi], out=dst[b, gi])
+                else:
+                    Y[b0 + b, gi, :, r0:r1] = np.matmul(W[gi], cols[b, gi]).reshape((og,) + blk)
         return Y.reshape((B, self.cout) + tuple(out))
 
     def _correlate_t_direct(self, Y, length, conj, dt):
@@ -326,7 +342,10 @@ class _Plan:
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
             blk = (r1 - r0,) + tuple(out[1:])
             src = Yg[b0:b1, :, :, r0:r1].reshape(b1 - b0, g, og, math.prod(blk))
-            cols = np.matmul(WT, src).reshape((b1 - b0, g, K, cg) + blk)
+            cols = np.empty((b1 - b0, g, K * cg, math.prod(blk)), dt)
+            for b, gi in np.ndindex(b1 - b0, g):
+                np.matmul(WT[gi], src[b, gi], out=cols[b, gi])
+            cols = cols.reshape((b1 - b0, g, K, cg) + blk)
             for i, t in enumerate(taps):  # col2im, one strided scatter per tap
                 G[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)] += cols[:, :, i]
         return G.reshape((B, self.cin) + tuple(length))
@@ -727,7 +746,7 @@ class ConvOperator(_ConvLinearOperator):
         The operator computes in ``dtype`` (default the kernel's); integer kernels compute in
         float64.
     method : {"auto", "direct", "fft"}
-        ``"direct"``: strided views, im2col blocks of at most 32 MiB and batched BLAS;
+        ``"direct"``: strided views, im2col blocks of at most 8 MiB and BLAS GEMMs;
         ``"fft"``: ``scipy.fft`` (stride-1 correlation of the padded input, then the strided
         samples); ``"auto"``: FFT when its estimated cost is lower (large kernels) and the
         kernel spectrum is small enough to cache.
