@@ -43,6 +43,10 @@ _COL_BYTES = 8 * 2**20
 _TAP_BYTES = 2 * 2**20
 #: largest kernel spectrum (bytes) ``method="auto"`` caches without comparing to the data size
 _SPEC_BYTES = 256 * 2**20
+#: bytes of the vectors (input or output, the larger) of one group of columns in matmat
+_BATCH_BYTES = 4 * 2**20
+#: kernel spectra (one per FFT grid and conjugation) kept per operator
+_SPEC_CACHE = 6
 
 _DASK_HINT = "pip install convmatrix[dask]"
 
@@ -80,6 +84,20 @@ def _import_dask():
 
 
 # ----------------------------------------------------------------------------- the numeric core
+class _Workspace:
+    """One scratch buffer reused by the blocks of a call (block sizes only shrink at the end)."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype, self.buf = dtype, None
+
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        if self.buf is None or self.buf.size < size:
+            self.buf = None  # free the old buffer before allocating the new one
+            self.buf = np.empty(size, self.dtype)
+        return self.buf[:size].reshape(shape)
+
+
 class _Plan:
     """The convolution core shared by every operator: ``y = correlate(pad(x))`` and its transpose.
 
@@ -287,6 +305,7 @@ class _Plan:
 
     def _correlate_direct(self, P, out, conj, dt):
         B, g, og, cg, nd = P.shape[0], self.g, self.og, self.cg, self.nd
+        ws = _Workspace(dt)
         taps = list(np.ndindex(*self.k))
         Pg = P.reshape((B, g, cg) + P.shape[2:])
         Y = np.empty((B, g, og) + tuple(out), dt)
@@ -295,7 +314,7 @@ class _Plan:
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
             for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
                 acc = Y[b0:b1, :, 0, r0:r1]
-                tmp = np.empty_like(acc)
+                tmp = ws.get(acc.shape)
                 for i, t in enumerate(taps):
                     view = Pg[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)]
                     if i == 0:
@@ -308,7 +327,7 @@ class _Plan:
         W = self._mat(conj, dt, False)  # (g, og, K*cg)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
             blk = (r1 - r0,) + tuple(out[1:])
-            cols = np.empty((b1 - b0, g, K, cg) + blk, dt)
+            cols = ws.get((b1 - b0, g, K, cg) + blk)
             for i, t in enumerate(taps):  # im2col, one strided copy per tap
                 cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)]
             cols = cols.reshape(b1 - b0, g, K * cg, math.prod(blk))
@@ -323,6 +342,7 @@ class _Plan:
 
     def _correlate_t_direct(self, Y, length, conj, dt):
         B, g, og, cg, nd = Y.shape[0], self.g, self.og, self.cg, self.nd
+        ws = _Workspace(dt)
         out = Y.shape[2:]
         taps = list(np.ndindex(*self.k))
         Yg = Y.reshape((B, g, og) + tuple(out))
@@ -332,7 +352,7 @@ class _Plan:
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
             for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
                 src = Yg[b0:b1, :, 0, r0:r1]
-                tmp = np.empty(src.shape, dt)
+                tmp = ws.get(src.shape)
                 for i, t in enumerate(taps):
                     np.multiply(src, wt[i], out=tmp)
                     G[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)] += tmp
@@ -342,7 +362,7 @@ class _Plan:
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
             blk = (r1 - r0,) + tuple(out[1:])
             src = Yg[b0:b1, :, :, r0:r1].reshape(b1 - b0, g, og, math.prod(blk))
-            cols = np.empty((b1 - b0, g, K * cg, math.prod(blk)), dt)
+            cols = ws.get((b1 - b0, g, K * cg, math.prod(blk)))
             for b, gi in np.ndindex(b1 - b0, g):
                 np.matmul(WT[gi], src[b, gi], out=cols[b, gi])
             cols = cols.reshape((b1 - b0, g, K, cg) + blk)
@@ -372,6 +392,9 @@ class _Plan:
             S = fft.fftn(wd, s=M, axes=axes)
         F = math.prod(S.shape[2:])
         S = np.ascontiguousarray(S.reshape(self.g, self.og, self.cg, F).transpose(3, 0, 1, 2))
+        spectra = [k for k in self._cache if k[0] == "spec"]
+        if len(spectra) >= _SPEC_CACHE:  # Dask blocks of many shapes: keep the most recent grids only
+            del self._cache[spectra[0]]
         self._cache[key] = S
         return S
 
@@ -635,8 +658,18 @@ class _ConvLinearOperator(LinearOperator):
         X = np.asarray(X)
         dt = np.result_type(X.dtype, self.dtype)
         K = X.shape[1]
-        batch = np.ascontiguousarray(X.T, dtype=dt).reshape((K, c) + tuple(sp))
-        return self._map(batch, role, conj).reshape(K, -1).T
+        if K == 1:
+            batch = np.ascontiguousarray(X.T, dtype=dt).reshape((1, c) + tuple(sp))
+            return self._map(batch, role, conj).reshape(1, -1).T
+        # a few columns at a time: temporaries stay small and reused instead of batch-sized fresh pages
+        m = self.shape[0] if role == self._role else self.shape[1]
+        step = max(1, _BATCH_BYTES // (max(X.shape[0], m) * dt.itemsize))
+        out = np.empty((K, m), np.result_type(dt, self._plan.weight.dtype))
+        for k0 in range(0, K, step):
+            k1 = min(K, k0 + step)
+            batch = np.ascontiguousarray(X[:, k0:k1].T, dtype=dt).reshape((k1 - k0, c) + tuple(sp))
+            out[k0:k1] = self._map(batch, role, conj).reshape(k1 - k0, m)
+        return out.T
 
     def _other(self) -> str:
         return "transpose" if self._role == "forward" else "forward"
