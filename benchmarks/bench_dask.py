@@ -5,12 +5,13 @@ Run:  python benchmarks/bench_dask.py [--n 768] [--chunk 192] [--memory-limit 1G
 A float32 ``(n, n, n)`` volume (default 768^3 = 1.7 GiB) is generated chunk by chunk on the
 workers (``dask.array.random``) and convolved with a 3^3 kernel (padding 1, zeros) by
 ``ConvOperator.matvec``, then transposed back by ``rmatvec``; each result is reduced to a sum on
-the workers (times include generating the volume, which is also timed alone), so no full volume ever exists in one process.  A ``LocalCluster`` with 1 and then 2
-worker processes (1 thread each, ``memory_limit`` each) runs it; reported: voxels per second,
-the speed-up from the second worker, each worker's peak resident memory (VmHWM) against its limit
-and against the volume, and, as the in-process baseline, the in-memory operator's voxels per
-second on one chunk-sized volume (ratio = the cost of distribution).  A corner of the result is
-checked against the in-memory operator.
+the workers, so no full volume ever exists in one process (times include generating the volume,
+which is also timed alone).  A ``LocalCluster`` with 1 and then 2 worker processes (1 thread
+each, ``memory_limit`` each) runs it; reported: voxels per second, the speed-up from the second
+worker, each worker's peak resident memory (VmHWM) against its limit and against the volume, and,
+as the in-process baseline, the in-memory operator's voxels per second on one chunk-sized volume
+(ratio = the cost of distribution).  A corner of the result is checked against the in-memory
+operator.
 """
 
 from __future__ import annotations
@@ -118,20 +119,22 @@ def main() -> None:
         "runs": [run(k, args.n, args.chunk, args.memory_limit, w) for k in (1, 2)],
     }
     one, two = results["runs"]
-    results["speed-up 2 workers / 1 (forward)"] = round(one["generate+forward+sum s"] / two["generate+forward+sum s"], 2)
+    results["speed-up 2 workers / 1 (forward)"] = round(
+        one["generate+forward+sum s"] / two["generate+forward+sum s"], 2)
     results["2 workers / in-memory rate (forward)"] = round(
         two["forward Mvoxel/s"] / results["in-memory Mvoxel/s (one chunk, this process)"], 2)
     print(json.dumps(results, indent=1))
     if args.markdown:
-        print(f"\nVolume {results['volume']}: {results['volume GiB']} GiB = {results['volume / worker memory_limit']} x "
-              f"one worker's memory_limit ({results['worker memory_limit GiB']} GiB).\n")
+        print(f"\nVolume {results['volume']}: {results['volume GiB']} GiB = "
+              f"{results['volume / worker memory_limit']} x one worker's memory_limit "
+              f"({results['worker memory_limit GiB']} GiB).\n")
         print("| workers | generate + sum (s) | generate + forward + sum (s) | Mvoxel/s | + adjoint (s) | Mvoxel/s "
               "| peak RSS per worker (MiB) | check |")
         print("|---|---|---|---|---|---|---|---|")
         for r in results["runs"]:
-            print(f"| {r['workers']} | {r['generate+sum s']} | {r['generate+forward+sum s']} | {r['forward Mvoxel/s']} | "
-                  f"{r['generate+forward+adjoint+sum s']} | {r['forward+adjoint Mvoxel/s']} | {r['worker peak RSS MiB']} "
-                  f"| {r['corner check']} |")
+            print(f"| {r['workers']} | {r['generate+sum s']} | {r['generate+forward+sum s']} | "
+                  f"{r['forward Mvoxel/s']} | {r['generate+forward+adjoint+sum s']} | "
+                  f"{r['forward+adjoint Mvoxel/s']} | {r['worker peak RSS MiB']} | {r['corner check']} |")
         print(f"\nIn-memory operator in this process: {results['in-memory Mvoxel/s (one chunk, this process)']} "
               f"Mvoxel/s; 2 workers reach {results['2 workers / in-memory rate (forward)']} of it; speed-up from the "
               f"second worker {results['speed-up 2 workers / 1 (forward)']}.")

@@ -58,7 +58,8 @@ def bench_matvec(rounds: int) -> dict:
     y = rng.standard_normal(A.shape[0]).astype(np.float32)
     images = rng.standard_normal((16, 64, 56, 56)).astype(np.float32)
     X16 = images.reshape(16, -1).T  # a batch as LinearOperator columns: a view, no copy
-    tw, tx, ty = torch.from_numpy(w), torch.from_numpy(x.reshape(1, 64, 56, 56)), torch.from_numpy(y.reshape(1, 64, 56, 56))
+    tw = torch.from_numpy(w)
+    tx, ty = torch.from_numpy(x.reshape(1, 64, 56, 56)), torch.from_numpy(y.reshape(1, 64, 56, 56))
     tX16 = torch.from_numpy(images)
     np.testing.assert_allclose(A @ x, F.conv2d(tx, tw, padding=1).numpy().ravel(), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(A.rmatvec(y), F.conv_transpose2d(ty, tw, padding=1).numpy().ravel(), rtol=1e-4,

@@ -54,7 +54,9 @@ _DASK_HINT = "pip install convmatrix[dask]"
 # ----------------------------------------------------------------------------- validation helpers
 def _method_name(method: Any) -> str:
     if not isinstance(method, str):
-        raise TypeError(f"method must be one of 'auto', 'direct', 'fft'; got {method!r} of type {type(method).__name__}")
+        raise TypeError(
+            f"method must be one of 'auto', 'direct', 'fft'; got {method!r} of type {type(method).__name__}"
+        )
     if method not in METHODS:
         raise ValueError(f"method must be one of 'auto', 'direct', 'fft'; got {method!r}")
     return method
@@ -695,7 +697,7 @@ class _ConvLinearOperator(LinearOperator):
     def _adjoint(self) -> _ConvLinearOperator:
         return self._derived(self._other(), not self._conj, lambda **kw: self.to_sparse(**kw).conj().T)
 
-    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto"):
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
         """The explicit sparse matrix of this operator (refused above ``max_bytes``, as the builders do)."""
         return self._sparse(format=format, max_bytes=max_bytes)
 
@@ -722,19 +724,19 @@ class _ConvLinearOperator(LinearOperator):
             res = res[0]
         return res.reshape(-1) if flat else res
 
-    def matvec(self, x):
+    def matvec(self, x: Any) -> Any:
         """``A @ x``; a dask ``x`` (flat, or shaped like the input volume) gives a lazy dask result."""
         if _is_dask(x):
             return self._dask_apply(x, self._role, self._conj, "matvec")
         return super().matvec(x)
 
-    def rmatvec(self, x):
+    def rmatvec(self, x: Any) -> Any:
         """``A.H @ x``; accepts dask arrays like :meth:`matvec`."""
         if _is_dask(x):
             return self._dask_apply(x, self._other(), not self._conj, "rmatvec")
         return super().rmatvec(x)
 
-    def matmat(self, X):
+    def matmat(self, X: Any) -> Any:
         """``A @ X`` for a batch of column vectors; a dask ``X`` is processed one column chunk per task."""
         if _is_dask(X):
             if X.ndim != 2:
@@ -742,7 +744,7 @@ class _ConvLinearOperator(LinearOperator):
             return self._dask_apply(X, self._role, self._conj, "matmat")
         return super().matmat(X)
 
-    def rmatmat(self, X):
+    def rmatmat(self, X: Any) -> Any:
         """``A.H @ X``; accepts dask arrays like :meth:`matmat`."""
         if _is_dask(X):
             if X.ndim != 2:
@@ -750,7 +752,7 @@ class _ConvLinearOperator(LinearOperator):
             return self._dask_apply(X, self._other(), not self._conj, "rmatmat")
         return super().rmatmat(X)
 
-    def dot(self, x):
+    def dot(self, x: Any) -> Any:
         if _is_dask(x):
             return self.matvec(x) if x.ndim == 1 or tuple(x.shape) == self.input_vector_shape else self.matmat(x)
         return super().dot(x)
@@ -865,7 +867,7 @@ class ConvOperator(_ConvLinearOperator):
         return conv_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
                            **self._keywords)
 
-    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto"):
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
         """``conv_matrix`` with this operator's keywords (exactly; refused above ``max_bytes``).
 
         Examples
@@ -954,7 +956,7 @@ class ConvTransposeOperator(_ConvLinearOperator):
         return conv_transpose_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
                                      **self._keywords)
 
-    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto"):
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
         """``conv_transpose_matrix`` with this operator's keywords (exactly)."""
         return self._build(format=format, max_bytes=max_bytes)
 

@@ -57,7 +57,8 @@ def svd(M):
 # ============================================================================ singular_values
 @pytest.mark.parametrize("dilation", [1, 2])
 @pytest.mark.parametrize("channels", [((1, 1), 1), ((2, 3), 1), ((3, 2), 1), ((4, 4), 2), ((2, 2), 2)])
-@pytest.mark.parametrize("n, k", [((7,), (3,)), ((8,), (2,)), ((5, 6), (3, 2)), ((4, 4), (3, 3)), ((3, 4, 5), (2, 3, 2))],
+@pytest.mark.parametrize("n, k", [((7,), (3,)), ((8,), (2,)), ((5, 6), (3, 2)), ((4, 4), (3, 3)),
+                                  ((3, 4, 5), (2, 3, 2))],
                          ids=["1d-odd", "1d-even", "2d", "2d-square", "3d"])
 def test_singular_values_equal_dense_svd(n, k, channels, dilation):
     rng = np.random.default_rng(sum(n) + 10 * dilation)
@@ -228,7 +229,8 @@ def test_spectral_norm_errors():
     w = np.ones((3, 3))
     with pytest.raises(ValueError, match=r"method='exact' needs a circulant geometry .* got padding_mode='zeros'"):
         cm.spectral_norm(w, (5, 5), padding=1, method="exact")
-    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'exact', 'dense', 'lanczos', 'power'; got 'svd'"):
+    with pytest.raises(ValueError,
+                       match=r"method must be one of 'auto', 'exact', 'dense', 'lanczos', 'power'; got 'svd'"):
         cm.spectral_norm(w, (5, 5), method="svd")
     with pytest.raises(ValueError, match=r"tol must be a non-negative finite number; got -1.0"):
         cm.spectral_norm(w, (5, 5), tol=-1)
