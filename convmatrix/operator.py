@@ -8,9 +8,9 @@ geometry object, same vector layout) in memory ``O(input + output)``:
 * the input is padded once by the geometry's fold rule (:func:`convmatrix.geometry.fold_index`:
   zeros, circular, reflect, replicate, symmetric);
 * ``method="direct"``: for each kernel tap a strided view of the padded input is copied into an
-  im2col block of bounded size and one batched BLAS ``matmul`` per block contracts taps and
-  input channels (groups are a batch axis); single-channel and depthwise kernels accumulate tap
-  by tap in cache-sized blocks instead;
+  im2col block of at most 8 MiB and one BLAS GEMM per vector and group contracts taps and input
+  channels; single-channel and depthwise kernels accumulate tap by tap in cache-sized blocks
+  instead;
 * ``method="fft"``: the stride-1 correlation of the padded input with the dilated kernel by
   ``scipy.fft`` (``rfftn`` for real data) and a per-frequency channel contraction, then the
   strided samples; ``method="auto"`` picks the cheaper by a flop/byte estimate;
@@ -215,12 +215,13 @@ class _Plan:
         One copy when every axis reads a contiguous run (zeros padding, interior blocks: a
         view when nothing is padded), else one ``take`` per axis that is not such a run.
         """
-        runs = []
+        runs = []  # per axis (first position, length, first source) when the reads are one increasing run
         for idx in index:
             ok = idx >= 0
             v = idx[ok]
-            contiguous = v.size > 0 and v[-1] - v[0] == v.size - 1 and np.all(ok[np.argmax(ok):][: v.size])
-            runs.append((int(np.argmax(ok)), v.size, int(v[0])) if contiguous else None)
+            first = int(np.argmax(ok))
+            contiguous = v.size > 0 and bool(np.all(np.diff(v) == 1)) and bool(ok[first:first + v.size].all())
+            runs.append((first, v.size, int(v[0])) if contiguous else None)
         if all(r is not None for r in runs):
             src = tuple(slice(v0, v0 + cnt) for _, cnt, v0 in runs)
             block = x[(slice(None),) * lead + src]
@@ -231,6 +232,11 @@ class _Plan:
             return out
         for a, idx in enumerate(index):
             axis = lead + a
+            if runs[a] is not None and runs[a][1] == idx.size:  # a plain run along this axis: a view
+                sl = [slice(None)] * x.ndim
+                sl[axis] = slice(runs[a][2], runs[a][2] + idx.size)
+                x = x[tuple(sl)]
+                continue
             ok = idx >= 0
             x = np.take(x, np.where(ok, idx, 0), axis=axis)
             if not ok.all():
@@ -692,10 +698,12 @@ class _ConvLinearOperator(LinearOperator):
         return _ConvLinearOperator(self._plan, role, conj, self.dtype, self._channel_axis, sparse)
 
     def _transpose(self) -> _ConvLinearOperator:
-        return self._derived(self._other(), self._conj, lambda **kw: self.to_sparse(**kw).T)
+        return self._derived(self._other(), self._conj,
+                             lambda format, max_bytes: self.to_sparse(max_bytes=max_bytes).T.asformat(format))
 
     def _adjoint(self) -> _ConvLinearOperator:
-        return self._derived(self._other(), not self._conj, lambda **kw: self.to_sparse(**kw).conj().T)
+        return self._derived(self._other(), not self._conj,
+                             lambda format, max_bytes: self.to_sparse(max_bytes=max_bytes).conj().T.asformat(format))
 
     def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
         """The explicit sparse matrix of this operator (refused above ``max_bytes``, as the builders do)."""

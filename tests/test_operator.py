@@ -231,8 +231,9 @@ def test_to_sparse_is_conv_matrix_exactly(padding_mode):
     np.testing.assert_array_equal(S.indices, C.indices)
     np.testing.assert_array_equal(S.data, C.data)
     assert A.to_sparse(format="coo").format == "coo"
-    assert (A.T.to_sparse() != C.T).nnz == 0
-    assert (A.H.to_sparse() != C.conj().T).nnz == 0
+    assert (A.T.to_sparse() != C.T).nnz == 0 and A.T.to_sparse().format == "csr"
+    assert (A.H.to_sparse() != C.conj().T).nnz == 0 and A.H.to_sparse(format="coo").format == "coo"
+    assert (A.H.H.to_sparse() != C).nnz == 0
     with pytest.raises(cm.MatrixTooLargeError, match="ConvOperator"):
         A.to_sparse(max_bytes=16)
 
