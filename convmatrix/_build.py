@@ -34,6 +34,9 @@ __all__ = ["build_csr", "check_budget"]
 _CHUNK_ENTRIES = 1 << 19
 #: at most this many strided boxes (each costs a few numpy calls); beyond, boundary rows go the general way
 _MAX_BOXES = 64
+#: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
+_COST_BOX = 40e-6
+_COST_CANDIDATE = 15e-9
 
 
 #: rough bytes per stored entry of the Python-object formats (list/dict entries, boxed scalars)
@@ -210,11 +213,20 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_arr
 
     steps = geom.stride if geom.kind == "conv_transpose" else (1,) * nd
     runs = [_runs(c, a, n, st) for (c, a, n), st in zip(slots, steps)]
+    cand_row = cg * math.prod(kshape)  # candidates per row on the general path
     if all(runs):
         edges = [_uncovered(c, a, r) for (c, a, _), r in zip(slots, runs)]
-        if math.prod(len(r) + len(e) for r, e in zip(runs, edges)) <= _MAX_BOXES:
-            # few boundary positions: their rows become boxes of one row too
+        box_rows = c_out * math.prod(sum(r.length for r in ax) for ax in runs)
+        shell_cost = (rows - box_rows) * cand_row * _COST_CANDIDATE
+        boxes = math.prod(len(r) for r in runs)
+        all_boxes = math.prod(len(r) + len(e) for r, e in zip(runs, edges))
+        if all_boxes <= _MAX_BOXES and (all_boxes - boxes) * _COST_BOX < shell_cost:
+            # few boundary positions with many entries: their rows become boxes of one row too
             runs = [r + _singletons(c, e) for (c, _, _), r, e in zip(slots, runs, edges)]
+            boxes = all_boxes
+        if boxes * _COST_BOX + shell_cost > rows * cand_row * _COST_CANDIDATE:
+            runs = []  # small matrix: one pass of the general path is cheaper than the boxes
+    if runs and all(runs):
         for combo in itertools.product(*runs):  # at most max(prod(stride), _MAX_BOXES) boxes
             _fill_box(geom, weight, combo, in_strides, sp_ptr, per_channel, data, indices)
         in_box = np.ones((), dtype=bool)
