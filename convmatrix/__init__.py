@@ -31,6 +31,7 @@ _LAZY = {
     "apply": "operator",
     "singular_values": "spectral",
     "spectral_norm": "spectral",
+    "SpectralNorm": "spectral",
     "dot_test": "verify",
     "check_conv": "verify",
     "check_transpose": "verify",
@@ -39,6 +40,8 @@ _LAZY = {
     "symbolic": None,
     "verify": None,
     "plotting": None,
+    "operator": None,
+    "spectral": None,
 }
 
 __all__ = [
