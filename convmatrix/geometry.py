@@ -240,6 +240,19 @@ class Geometry:
         per_axis = math.prod(self._cache["nnz_axes"])
         return self.out_channels * self.in_per_group * per_axis
 
+    def engine_weight(self, kernel: np.ndarray) -> np.ndarray:
+        """The kernel in the builders' layout ``(out_channels, in_per_group, *taps)``.
+
+        A conv kernel is only reshaped; a transposed one, PyTorch's ``(C_in, C_out/groups, *k)``,
+        has its channel axes exchanged per group and its taps flipped to match the transposed
+        index maps (works for any array type with numpy indexing, e.g. SymPy object arrays).
+        """
+        if self.kind == "conv":
+            return kernel.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+        w = kernel.reshape((self.groups, self.in_per_group, self.out_per_group) + self.kernel_shape).swapaxes(1, 2)
+        w = w.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+        return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim]
+
     def index_dtype(self) -> np.dtype:
         big = max(max(self.shape), self.nnz)
         return np.dtype(np.int32) if big <= np.iinfo(np.int32).max else np.dtype(np.int64)

@@ -232,7 +232,7 @@ def conv_matrix(
         raise TypeError(f"flip must be a bool; got {flip!r}")
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
-    weight = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
+    weight = geom.engine_weight(k)
     if flip:
         weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
     return _finish(geom, weight, out_dtype, format, max_bytes, "conv_matrix")
@@ -294,12 +294,7 @@ def conv_transpose_matrix(
     V.padding_mode_name(padding_mode, allowed=("zeros",))
     geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
                                    dilation=dilation, groups=groups, output_shape=output_shape)
-    g, nd = geom.groups, geom.ndim
-    # (C_in, C_out/g, *k) -> engine layout (C_out, C_in/g, *k), taps flipped to match the row maps
-    w = k.reshape((g, geom.in_per_group, geom.out_per_group) + geom.kernel_shape).swapaxes(1, 2)
-    w = w.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
-    w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
-    return _finish(geom, w, out_dtype, format, max_bytes, "conv_transpose_matrix")
+    return _finish(geom, geom.engine_weight(k), out_dtype, format, max_bytes, "conv_transpose_matrix")
 
 
 # ----------------------------------------------------------------------------- scipy / MATLAB family

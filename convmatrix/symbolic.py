@@ -1100,12 +1100,7 @@ def symbolic_conv_transpose_matrix(
                                    output_padding=output_padding, dilation=dilation, groups=groups,
                                    output_shape=output_shape)
     _check_entries(geom, max_entries, "symbolic_conv_transpose_matrix")
-    g, nd = geom.groups, geom.ndim
-    # (C_in, C_out/g, *k) -> (C_out, C_in/g, *k), taps flipped to match the transposed row maps
-    wt = w.reshape((g, geom.in_per_group, geom.out_per_group) + geom.kernel_shape).swapaxes(1, 2)
-    wt = wt.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
-    wt = wt[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
-    return _assemble(geom, wt)
+    return _assemble(geom, geom.engine_weight(w))
 
 
 def to_latex(M: Any, block_shape: tuple[int, int] | None = None, *, zero: str = "0") -> str:
