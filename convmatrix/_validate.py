@@ -29,7 +29,18 @@ __all__ = [
     "sparse_format",
     "default_max_bytes",
     "check_max_bytes",
+    "MAX_INT",
+    "as_bool",
+    "tolerance",
+    "budget",
+    "nbytes_text",
+    "refuse",
+    "check_bytes",
 ]
+
+#: largest integer any size, stride, dilation or padding may have: index arithmetic is int64, and
+#: sums of a few such values must not overflow (geometry.py checks those sums per axis)
+MAX_INT = 2**62
 
 PADDING_MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
 PADDING_STRINGS = ("valid", "same", "same_lower", "full")
@@ -48,11 +59,16 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def as_int(value: Any, name: str, *, minimum: int | None = None, rule: str | None = None) -> int:
-    """Return ``value`` as a Python int, rejecting bools, floats, NaN and strings.
+def as_int(
+    value: Any, name: str, *, minimum: int | None = None, maximum: int | None = MAX_INT, rule: str | None = None
+) -> int:
+    """Return ``value`` as a Python int, rejecting bools, floats, NaN, strings and huge values.
 
-    ``minimum`` is the smallest allowed value; ``rule`` the wording used in the error.
+    ``minimum``/``maximum`` bound the value (``maximum=None``: unbounded); ``rule`` is the
+    wording used in the error.
     """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
     if rule is None:
         rule = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
             minimum, f"an integer >= {minimum}"
@@ -65,6 +81,9 @@ def as_int(value: Any, name: str, *, minimum: int | None = None, rule: str | Non
     out = int(value)
     if minimum is not None and out < minimum:
         raise ValueError(f"{name} must be {rule}; got {out}")
+    if maximum is not None and out > maximum:
+        bound = "2**62" if maximum == MAX_INT else f"{maximum:,}"
+        raise ValueError(f"{name} must be {rule} at most {bound}; got {_describe(out)}")
     return out
 
 
@@ -89,6 +108,8 @@ def int_tuple(value: Any, ndim: int, name: str, *, minimum: int | None = 1) -> t
 
 def input_shape_tuple(input_shape: Any, name: str = "input_shape") -> tuple[int, ...]:
     """Validate a spatial shape: a non-empty sequence of positive ints (an int means 1-D)."""
+    if isinstance(input_shape, np.ndarray) and input_shape.ndim == 0:
+        input_shape = input_shape[()]
     if isinstance(input_shape, (numbers.Integral, np.integer)) and not isinstance(input_shape, (bool, np.bool_)):
         input_shape = (input_shape,)
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (Sequence, np.ndarray)):
@@ -148,6 +169,12 @@ def kernel_array(kernel: Any, name: str = "kernel") -> np.ndarray:
     """Convert the kernel to an ndarray with a numeric dtype scipy.sparse supports."""
     if isinstance(kernel, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array; got {kernel!r}")
+    if isinstance(kernel, np.ma.MaskedArray) and np.ma.getmask(kernel) is not np.ma.nomask:
+        masked = int(np.count_nonzero(np.ma.getmaskarray(kernel)))
+        if masked:
+            raise ValueError(f"{name} is a masked array with {masked} masked entries, and a matrix has no mask: "
+                             f"pass {name}.filled(0) (or the fill you mean) instead")
+        kernel = np.ma.getdata(kernel)
     try:
         arr = np.asarray(kernel)
     except Exception as exc:  # ragged nested lists and the like
@@ -197,4 +224,59 @@ def default_max_bytes() -> int:
 def check_max_bytes(max_bytes: Any) -> int | None:
     if max_bytes is None:
         return None
-    return as_int(max_bytes, "max_bytes", minimum=1)
+    return as_int(max_bytes, "max_bytes", minimum=1, maximum=None,
+                  rule="a positive integer (bytes), None (no limit) or 'auto' (half the RAM)")
+
+
+def budget(max_bytes: Any) -> int | None:
+    """The byte budget of a call: ``"auto"`` is half the RAM, ``None`` no limit, else a positive int."""
+    if isinstance(max_bytes, str):
+        if max_bytes == "auto":
+            return default_max_bytes()
+        raise ValueError(f"max_bytes must be a positive integer (bytes), None (no limit) or 'auto' (half the RAM); "
+                         f"got {max_bytes!r}")
+    return check_max_bytes(max_bytes)
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (Python or numpy); a ``TypeError`` naming ``name`` otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False); got {_describe(value)} of type {type(value).__name__}")
+    return bool(value)
+
+
+def tolerance(value: Any, name: str) -> float | None:
+    """A tolerance: ``None`` (use the default) or a finite non-negative real number, returned as float."""
+    if value is None:
+        return None
+    rule = "a finite non-negative number (or None for the default)"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {rule}; got {_describe(value)} of type {type(value).__name__}")
+    out = float(value)
+    if not (math.isfinite(out) and out >= 0):
+        raise ValueError(f"{name} must be {rule}; got {out!r}")
+    return out
+
+
+def nbytes_text(n: int) -> str:
+    """``1.86 GiB``, ``512 KiB``, ``40 B``: a byte count for messages."""
+    v = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(v) < 1024 or unit == "PiB":
+            return f"{int(v)} B" if unit == "B" else f"{v:.3g} {unit}"
+        v /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def refuse(what: str, need: int, max_bytes: int, hint: str) -> None:
+    """Raise :class:`MatrixTooLargeError`: ``what`` would need ``need`` bytes at its peak."""
+    raise MatrixTooLargeError(
+        f"{what} would need about {nbytes_text(need)} ({need:,} bytes) at its peak, more than "
+        f"max_bytes={max_bytes:,} ({nbytes_text(max_bytes)}); {hint}"
+    )
+
+
+def check_bytes(what: str, need: int, max_bytes: int | None, hint: str) -> None:
+    """Refuse (before allocating) a call predicted to need more than ``max_bytes`` at its peak."""
+    if max_bytes is not None and need > max_bytes:
+        refuse(what, need, max_bytes, hint)

@@ -30,17 +30,13 @@ _MODES = ("full", "same", "valid")
 _CONVENTIONS = ("scipy", "matlab")
 
 
-def _budget(max_bytes: Any) -> int | None:
-    return V.default_max_bytes() if isinstance(max_bytes, str) and max_bytes == _AUTO else V.check_max_bytes(max_bytes)
-
-
 def _shape_arg(shape: Any, name: str) -> tuple[int, ...]:
     return V.input_shape_tuple(shape, name)
 
 
 def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: str, max_bytes: Any, what: str) -> sp.sparray:
     fmt = V.sparse_format(fmt)
-    budget = _budget(max_bytes)
+    budget = V.budget(max_bytes)
     check_budget(geom, dtype, budget, what, fmt)
     return convert(build_csr(geom, weight, dtype), geom, fmt, budget, what)
 

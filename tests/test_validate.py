@@ -75,9 +75,9 @@ def _cases():
         ("groups-bool", lambda: convt(W4, (5, 5), groups=True), TypeError,
          r"groups must be a positive integer; got True of type bool"),
         ("max-bytes-zero", lambda: conv(W, (5, 5), max_bytes=0), ValueError,
-         r"max_bytes must be a positive integer; got 0"),
+         r"max_bytes must be a positive integer \(bytes\), None \(no limit\) or .auto. \(half the RAM\); got 0"),
         ("max-bytes-float", lambda: conv(W, (5, 5), max_bytes=1e6), TypeError,
-         r"max_bytes must be a positive integer; got 1000000\.0 of type float"),
+         r"max_bytes must be a positive integer \(bytes\), None \(no limit\) or .auto. \(half the RAM\); got 1000000\.0 of type float"),
         # ---------------------------------------------------------------- padding forms
         ("padding-negative", lambda: conv(W, (5, 5), padding=-1), ValueError,
          r"padding must be a non-negative integer; got -1"),
