@@ -1,4 +1,4 @@
-"""Engine of the sparse builders: CSR straight from the geometry's per-axis index maps.
+"""Engine of the sparse builders: CSR straight from the geometry's per-axis structure.
 
 For every row (output channel, output position) the entries are the Cartesian product,
 over spatial axes, of that axis' slots (distinct input indices of the output position),
@@ -6,11 +6,17 @@ times the input channels of the row's group.  ``data``/``indices``/``indptr`` ar
 allocated once at their exact final size (:attr:`Geometry.nnz`) and filled in place:
 
 * *regular boxes*: along each axis, output positions whose taps all read the input
-  unfolded form runs (step 1, or the stride for a transposed axis) on which row pointers
-  and columns are affine, so a product of runs is written through one strided view of
-  ``data`` and one of ``indices`` (this is nearly all of a large matrix);
-* *the shell*: the remaining boundary rows go through a general masked path, in chunks
-  of rows, which also sums taps that a boundary mode folds onto the same input.
+  unfolded form runs (closed form, :meth:`Axis.runs`: step 1, or the stride for a
+  transposed axis) on which row pointers and columns are affine, so a product of runs is
+  written through one strided view of ``data`` and one of ``indices`` (this is nearly all
+  of a large matrix); long runs are cut so that the temporaries of one write stay small;
+* *the shell*: the remaining rows go through a general masked path, in chunks of rows,
+  which also sums taps that a boundary mode folds onto the same input -- exactly, for
+  integer kernels (in int64, or in Python integers when int64 could overflow).
+
+Nothing proportional to the matrix is allocated besides the result and one small array
+per spatial axis (a count per output position), so the peak memory of a build is
+predicted in closed form by :func:`peak_bytes` before anything is allocated.
 
 Rows come out sorted and without duplicates: canonical CSR without a sort.
 """
@@ -19,353 +25,466 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from ._validate import MatrixTooLargeError
-from .geometry import Geometry
+from . import _validate as V
+from .geometry import ROW_CHUNK, Geometry, Run
 
-__all__ = ["build_csr", "check_budget"]
+__all__ = ["build_csr", "check_budget", "convert", "peak_bytes"]
 
-#: candidate entries handled per chunk of the general path (bounds its temporaries to tens of MB)
-_CHUNK_ENTRIES = 1 << 19
+#: allocator of the result's arrays (the tests poison it to catch an entry that is never written)
+_empty = np.empty
+#: candidate entries handled per chunk of the general path
+_CAND_CHUNK = 1 << 16
+#: bytes of temporaries per candidate of the general path (measured ~70 with exact int64 sums)
+_CAND_BYTES = 112
+#: extra bytes per candidate when folded integer sums need Python integers (boxed ints)
+_CAND_OBJECT_BYTES = 96
+#: output positions per chunk of the row-pointer pass
+_FLAT_CHUNK = 1 << 15
+#: rows of one strided box write (longer boxes are cut)
+_BOX_ROWS = 1 << 15
 #: at most this many strided boxes (each costs a few numpy calls); beyond, boundary rows go the general way
 _MAX_BOXES = 64
 #: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
 _COST_BOX = 40e-6
 _COST_CANDIDATE = 15e-9
+#: bytes per stored entry of the Python-object formats (measured with tracemalloc, rounded up)
+_OBJECT_ENTRY_BYTES = {"lil": 120, "dok": 260}
+# ============================================================================ memory model
+def _fold_dtype(geom: Geometry, kernel_dtype: np.dtype, dtype: np.dtype, kmax: int | None = None) -> np.dtype | None:
+    """dtype in which folded taps are summed: the target for float kernels, exact for integers.
+
+    ``None`` when no tap can be folded.  Integer sums use int64 when ``max|w|`` times the most
+    taps that can meet in one entry fits, else Python integers (``object``).
+    """
+    if geom.kind != "conv" or geom.padding_mode == "zeros":
+        return None
+    if kernel_dtype.kind not in "iub":
+        return dtype
+    if kmax is None:  # prediction: assume the worst value of the dtype
+        kmax = max(abs(int(np.iinfo(kernel_dtype).min)), int(np.iinfo(kernel_dtype).max)) if kernel_dtype.kind != "b" \
+            else 1
+    return np.dtype(np.int64) if kmax * math.prod(geom.kernel_shape) <= np.iinfo(np.int64).max else np.dtype(object)
 
 
-#: rough bytes per stored entry of the Python-object formats (list/dict entries, boxed scalars)
-_OBJECT_ENTRY_BYTES = {"lil": 100, "dok": 150}
+def _csr_bytes(geom: Geometry, dtype: np.dtype) -> int:
+    return geom.predicted_bytes(dtype)
 
 
-def format_bytes(geom: Geometry, dtype: Any, fmt: str) -> int:
-    """Predicted bytes of the matrix in format ``fmt`` (``dia`` is predicted from the CSR later)."""
-    csr = geom.predicted_bytes(dtype)
-    it = geom.index_dtype().itemsize
-    item = np.dtype(dtype).itemsize
+def _format_extra(geom: Geometry, dtype: np.dtype, fmt: str) -> int:
+    """Bytes alive on top of the CSR while it is converted to ``fmt`` (``dia``: see :func:`convert`)."""
+    nnz, (rows, cols) = geom.nnz, geom.shape
+    it, item = geom.index_dtype().itemsize, dtype.itemsize
     if fmt == "csc":
-        return geom.nnz * (item + it) + (geom.shape[1] + 1) * it
+        return nnz * (item + it) + (cols + 1) * it
     if fmt == "coo":
-        return geom.nnz * (item + 2 * it)
-    if fmt == "bsr":  # scipy may choose dense blocks that are >= 70% full
-        return int(csr / 0.7)
-    if fmt in _OBJECT_ENTRY_BYTES:
-        return geom.nnz * _OBJECT_ENTRY_BYTES[fmt] + geom.shape[0] * 64
-    return csr
+        return nnz * it
+    if fmt == "bsr":  # scipy keeps blocks that are >= 70% full (or 1x1 blocks)
+        return nnz * (math.ceil(item / 0.7) + it) + (rows + 1) * it
+    if fmt in _OBJECT_ENTRY_BYTES:  # lists (or a dict) of Python scalars, plus scipy's COO on the way for dok
+        per = _OBJECT_ENTRY_BYTES[fmt] + (16 if dtype.kind == "c" else 0)
+        return nnz * per + rows * 120 + (nnz * (2 * it) if fmt == "dok" else 0)
+    if fmt == "dia":  # the diagonals are counted first, with one byte per possible diagonal
+        return rows + cols + min(_CAND_CHUNK, nnz) * 24
+    return 0
 
 
-def _refuse(what: str, geom: Geometry, need: int, max_bytes: int, fmt: str) -> None:
-    raise MatrixTooLargeError(
-        f"{what} would have shape {geom.shape} with nnz={geom.nnz:,} and need about {need / 2**30:.2f} GiB "
-        f"as {fmt!r} (max_bytes={max_bytes:,} = {max_bytes / 2**30:.2f} GiB); use convmatrix.ConvOperator "
-        f"(matrix-free, same keywords) to apply it, or pass a larger max_bytes"
-    )
+def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
+    """Temporaries of :func:`build_csr` beyond the result (closed form, an upper bound)."""
+    axes = geom.axes()
+    nd = geom.ndim
+    n_out = math.prod(geom.output_shape)
+    per_axis = sum(ax.out * (ax.count_dtype().itemsize + 1) for ax in axes)
+    kernel = geom.out_channels * geom.in_per_group * math.prod(geom.kernel_shape)
+    acc = _fold_dtype(geom, kernel_dtype, dtype)
+    weights = kernel * (dtype.itemsize + (8 if acc is not None else 0))
+    rows = min(_FLAT_CHUNK, n_out)
+    flat = rows * (8 * nd + 8 * 4 + 2 + 8 * 2)
+    cand = geom.in_per_group * math.prod(geom.kernel_shape)
+    runs = [ax.runs(max_runs=_MAX_BOXES) for ax in axes]
+    active = geom.out_channels * math.prod(ax.active() for ax in axes)  # rows with entries
+    shell = active - (geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs) if all(runs) else 0)
+    chunk = max(cand, min(_CAND_CHUNK, shell * cand)) if shell > 0 else 0
+    general = chunk * (_CAND_BYTES + (_CAND_OBJECT_BYTES if acc == np.dtype(object) else 0))
+    # the per-row tables of one chunk of positions (a short axis keeps its table for the whole build; a long one
+    # maps a chunk of rows to count reflect/symmetric/transposed edges, and the general path's rows)
+    general_rows = min(ROW_CHUNK, max(1, chunk // max(cand, 1)))
+    tables = sum((ax.out if ax.out <= ROW_CHUNK else
+                  ROW_CHUNK if ax.transposed or ax.mode in ("reflect", "symmetric") else general_rows)
+                 * ax.k * 8 * (6 if ax.transposed or ax.mode == "zeros" else 14) for ax in axes)
+    boxes = min(_BOX_ROWS, n_out) * 8 * 3 + kernel * 8 * 3
+    return per_axis + weights + max(flat + general + tables, boxes)
 
 
-def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str, fmt: str = "csr") -> None:
-    """Refuse, before allocating anything, a matrix predicted larger than ``max_bytes``.
+def peak_bytes(geom: Geometry, dtype: Any, fmt: str = "csr", kernel_dtype: Any = None) -> int:
+    """Predicted peak bytes of building ``geom``'s matrix in format ``fmt`` (closed form, no allocation)."""
+    dtype = np.dtype(dtype)
+    kernel_dtype = dtype if kernel_dtype is None else np.dtype(kernel_dtype)
+    csr = _csr_bytes(geom, dtype)
+    return csr + max(_workspace(geom, dtype, kernel_dtype), _format_extra(geom, dtype, fmt))
 
-    The CSR that is built first and the requested format (alive together during the
-    conversion) both count.
+
+def _hint(what: str) -> str:
+    return (f"use convmatrix.ConvOperator (matrix-free, same keywords) to apply it, or pass a larger max_bytes "
+            f"(max_bytes=None: no limit)" if "conv" in what else "pass a larger max_bytes (None: no limit)")
+
+
+def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str, fmt: str = "csr",
+                 kernel_dtype: Any = None) -> None:
+    """Refuse, before allocating anything, a build whose predicted peak exceeds ``max_bytes``.
+
+    The peak counts the CSR that is built first, the engine's temporaries, and the requested
+    format (alive together with the CSR during the conversion).
     """
     if max_bytes is None:
         return
-    csr = geom.predicted_bytes(dtype)
-    need = csr if fmt == "csr" else csr + format_bytes(geom, dtype, fmt)
+    low, high = geom.nnz_bounds()
+    if low != high:  # long reflect/symmetric edges: refuse on the lower bound before counting them exactly
+        least = low * (np.dtype(dtype).itemsize + 4) + (geom.shape[0] + 1) * 4
+        if least > max_bytes:
+            detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, nnz at least {low:,}, format {fmt!r})"
+            V.refuse(what + detail, least, max_bytes, _hint(what), at_least=True)
+    need = peak_bytes(geom, dtype, fmt, kernel_dtype)
     if need > max_bytes:
-        _refuse(what, geom, need, max_bytes, fmt)
+        detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, nnz {geom.nnz:,}, format {fmt!r})"
+        V.refuse(what + detail, need, max_bytes, _hint(what))
 
 
-def convert(out: sp.csr_array, geom: Geometry, fmt: str, max_bytes: int | None, what: str) -> sp.sparray:
-    """``out.asformat(fmt)``, refusing a DIA whose dense diagonals would exceed the budget."""
-    if fmt == "csr":
-        return out
-    if fmt == "dia" and max_bytes is not None:
-        rows = np.repeat(np.arange(out.shape[0], dtype=np.int64), np.diff(out.indptr))
-        n_diag = np.unique(out.indices.astype(np.int64) - rows).size
-        need = n_diag * out.shape[1] * out.dtype.itemsize + out.data.nbytes + out.indices.nbytes
-        if need > max_bytes:
-            _refuse(what, geom, need, max_bytes, fmt)
-    return out.asformat(fmt)
+# ============================================================================ the build
+def _axis_counts(ax) -> np.ndarray:
+    """Compact per-position counts of one axis (chunked: no temporaries proportional to the axis)."""
+    dt = ax.count_dtype()
+    out = np.empty(ax.out, dt)
+    for a in range(0, ax.out, _FLAT_CHUNK):
+        b = min(ax.out, a + _FLAT_CHUNK)
+        out[a:b] = ax.counts(a, b)
+    return out
 
 
-def _one_hot(assign: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
-    """``(out, k_slot, k_tap)`` 0/1 matrices: entry (m, t) is 1 when tap t lands in slot m."""
-    return (assign[:, None, :] == np.arange(k)[None, :, None]).astype(dtype)
-
-
-@dataclass(frozen=True)
-class _Run:
-    """Output positions ``start + step*m`` (``m < length``) of one axis that share one tap pattern.
-
-    Every row of the run keeps the taps ``taps`` unfolded, and their input indices are
-    ``first + m*delta``; so row pointers and columns are affine in ``m``.
-    """
-
-    start: int
-    step: int
-    length: int
-    taps: np.ndarray
-    first: np.ndarray
-    delta: int
-
-
-def _runs(cols: np.ndarray, assign: np.ndarray | None, count: np.ndarray, step: int) -> list[_Run]:
-    """Regular runs of one axis: for each residue mod ``step``, the longest affine stretch.
-
-    ``step`` is 1 for a convolution axis and the stride for a transposed one (whose tap pattern
-    repeats with period ``s``).  Positions in no run go through the general path.
-    """
-    out_len, k = cols.shape
-    valid = cols >= 0
-    if assign is not None:  # only unfolded rows (each tap its own slot) can be regular
-        plain = np.all((assign == np.arange(k)[None, :]) | (assign < 0), axis=1)
-    else:
-        plain = np.ones(out_len, dtype=bool)
-    ptr = np.concatenate([[0], np.cumsum(count)])
+def _singletons(ax, positions: np.ndarray) -> list[Run]:
+    """One-row runs of the unfolded positions among ``positions`` (the caller keeps them few)."""
+    cols, assign, count = ax.slots(positions)
     runs = []
-    for r in range(min(step, out_len)):  # loop over residues (at most the stride)
-        pos = np.arange(r, out_len, step)
-        if pos.size < 2:
-            continue
-        mid = pos[(pos.size - 1) // 2]
-        pat = valid[mid]
-        if not pat.any():
-            continue
-        taps = np.flatnonzero(pat)
-        good = plain[pos] & np.all(valid[pos] == pat[None, :], axis=1)
-        c = cols[pos][:, taps]
-        m0 = (pos.size - 1) // 2
-        delta = int(c[m0 + 1, 0] - c[m0, 0])
-        period = int(ptr[pos[m0 + 1]] - ptr[pos[m0]])
-        pair = (
-            good[:-1] & good[1:]
-            & np.all(c[1:] - c[:-1] == delta, axis=1)
-            & (ptr[pos[1:]] - ptr[pos[:-1]] == period)
-        )
-        if not pair.any():
-            continue
-        edges = np.diff(np.concatenate([[0], pair.astype(np.int8), [0]]))
-        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        best = int(np.argmax(stops - starts))
-        m_lo, m_hi = int(starts[best]), int(stops[best]) + 1  # rows m_lo..m_hi-1 of the progression
-        runs.append(_Run(int(pos[m_lo]), step, m_hi - m_lo, taps, c[m_lo].astype(np.int64), delta))
+    for i, p in enumerate(positions.tolist()):
+        if assign is not None and not np.all((assign[i] == np.arange(ax.k)) | (assign[i] < 0)):
+            continue  # folded taps: stays on the general path
+        valid = cols[i] >= 0
+        runs.append(Run(int(p), 1, 1, np.flatnonzero(valid), cols[i][valid].astype(np.int64), 0))
     return runs
 
 
-def _uncovered(cols: np.ndarray, assign: np.ndarray | None, runs: list[_Run]) -> np.ndarray:
-    """Unfolded positions of an axis that no regular run covers (its boundary positions)."""
-    out_len, k = cols.shape
-    covered = np.zeros(out_len, dtype=bool)
-    for run in runs:
-        covered[run.start : run.start + run.step * run.length : run.step] = True
-    if assign is not None:
-        covered |= ~np.all((assign == np.arange(k)[None, :]) | (assign < 0), axis=1)
-    return np.flatnonzero(~covered)
+def _plan_boxes(geom: Geometry, counts: list[np.ndarray], cand: int) -> tuple[list[list[Run]], list[np.ndarray]]:
+    """The runs per axis that become boxes ([] if none) and the per-axis position codes.
 
+    Codes: 0 = the row reads nothing along this axis, 1 = general path, 2 = covered by a run.
+    """
+    axes = geom.axes()
+    rows = geom.shape[0]
+    codes = [(c > 0).astype(np.uint8) for c in counts]
+    runs = [ax.runs(max_runs=_MAX_BOXES) for ax in axes]
+    if not all(runs):
+        return [], codes
 
-def _singletons(cols: np.ndarray, positions: np.ndarray) -> list[_Run]:
-    """One-position runs (called only when few: the caller caps the number of boxes)."""
-    return [_Run(int(p), 1, 1, np.flatnonzero(cols[p] >= 0), cols[p][cols[p] >= 0].astype(np.int64), 0)
-            for p in positions]
+    def mark(code: np.ndarray, axis_runs: list[Run]) -> None:
+        for run in axis_runs:
+            code[run.start : run.start + run.step * run.length : run.step] = 2
+
+    for code, axis_runs in zip(codes, runs):
+        mark(code, axis_runs)
+    box_rows = geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs)
+    shell_cost = (rows - box_rows) * cand * _COST_CANDIDATE
+    boxes = math.prod(len(r) for r in runs)
+    edges = [int(np.count_nonzero(code == 1)) for code in codes]
+    all_boxes = math.prod(len(r) + e for r, e in zip(runs, edges))
+    if all_boxes <= _MAX_BOXES and (all_boxes - boxes) * _COST_BOX < shell_cost:
+        # few boundary positions with many entries: their (unfolded) rows become boxes of one row too
+        for ax, code, axis_runs in zip(axes, codes, runs):
+            extra = _singletons(ax, np.flatnonzero(code == 1))
+            mark(code, extra)
+            axis_runs += extra
+        boxes = math.prod(len(r) for r in runs)
+        box_rows = geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs)
+        shell_cost = (rows - box_rows) * cand * _COST_CANDIDATE
+    if boxes * _COST_BOX + shell_cost > rows * cand * _COST_CANDIDATE:
+        return [], [(c > 0).astype(np.uint8) for c in counts]  # small matrix: one general pass is cheaper
+    return runs, codes
 
 
 def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
     """Build the CSR matrix of ``geom`` with engine weight ``(out_channels, in_per_group, *taps)``.
 
     ``weight[c, i, t...]`` multiplies input channel ``group(c)*in_per_group + i`` at the input
-    index the geometry's maps give for tap ``t``.
-
-    Regular boxes are written through strided views, the boundary shell by :func:`_fill_rows`.
+    index the geometry's maps give for tap ``t``.  ``weight`` keeps its own dtype: values are
+    written as ``dtype`` (the caller checked that they fit), folded sums are computed exactly
+    first and refused (``ValueError``) when ``dtype`` cannot hold them.
     """
+    dtype = np.dtype(dtype)
     nd = geom.ndim
     rows, ncols = geom.shape
-    oshape, ishape, kshape = geom.output_shape, geom.input_shape, geom.kernel_shape
-    n_out, n_in = math.prod(oshape), math.prod(ishape)
-    cg, og, c_out = geom.in_per_group, geom.out_per_group, geom.out_channels
+    oshape = geom.output_shape
+    n_out = math.prod(oshape)
+    cg, c_out = geom.in_per_group, geom.out_channels
     itype = geom.index_dtype()
-    weight = np.ascontiguousarray(weight, dtype=dtype)
+    cand = cg * math.prod(geom.kernel_shape)
+    wt = np.ascontiguousarray(weight, dtype=dtype)
+    kmax = None
+    if weight.dtype.kind in "iub" and weight.size:
+        kmax = max(abs(int(weight.min())), abs(int(weight.max())))
+    acc = _fold_dtype(geom, weight.dtype, dtype, kmax)
+    wacc = None if acc is None or acc == dtype else np.ascontiguousarray(weight).astype(acc)
 
-    slots = geom.axis_slots()
-    in_strides = [math.prod(ishape[a + 1 :]) for a in range(nd)]
-
-    # row pointer: rows are (channel, output position) in C order
-    sp_count = np.ones((), dtype=np.int64)
-    for _, _, cnt in slots:
-        sp_count = np.multiply.outer(sp_count, cnt.astype(np.int64))
-    sp_ptr = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(sp_count.ravel(), out=sp_ptr[1:])
-    sp_ptr *= cg
-    per_channel = int(sp_ptr[-1])
-    del sp_count
-    indptr = np.empty(rows + 1, dtype=itype)
-    indptr[-1] = per_channel * c_out
-    for c in range(c_out):  # loop over output channels: one vectorized copy each
-        np.add(sp_ptr[:-1], c * per_channel, out=indptr[c * n_out : (c + 1) * n_out], casting="unsafe")
+    axes = geom.axes()
+    counts = [_axis_counts(ax) for ax in axes]
+    per_channel = geom.nnz // c_out if c_out else 0
     nnz = per_channel * c_out
-    data = np.empty(nnz, dtype=dtype)
-    indices = np.empty(nnz, dtype=itype)
+    runs, codes = _plan_boxes(geom, counts, cand)
 
-    steps = geom.stride if geom.kind == "conv_transpose" else (1,) * nd
-    runs = [_runs(c, a, n, st) for (c, a, n), st in zip(slots, steps)]
-    cand_row = cg * math.prod(kshape)  # candidates per row on the general path
-    if all(runs):
-        edges = [_uncovered(c, a, r) for (c, a, _), r in zip(slots, runs)]
-        box_rows = c_out * math.prod(sum(r.length for r in ax) for ax in runs)
-        shell_cost = (rows - box_rows) * cand_row * _COST_CANDIDATE
-        boxes = math.prod(len(r) for r in runs)
-        all_boxes = math.prod(len(r) + len(e) for r, e in zip(runs, edges))
-        if all_boxes <= _MAX_BOXES and (all_boxes - boxes) * _COST_BOX < shell_cost:
-            # few boundary positions with many entries: their rows become boxes of one row too
-            runs = [r + _singletons(c, e) for (c, _, _), r, e in zip(slots, runs, edges)]
-            boxes = all_boxes
-        if boxes * _COST_BOX + shell_cost > rows * cand_row * _COST_CANDIDATE:
-            runs = []  # small matrix: one pass of the general path is cheaper than the boxes
-    if runs and all(runs):
-        for combo in itertools.product(*runs):  # at most max(prod(stride), _MAX_BOXES) boxes
-            _fill_box(geom, weight, combo, in_strides, sp_ptr, per_channel, data, indices)
-        in_box = np.ones((), dtype=bool)
-        for axis_runs, o in zip(runs, oshape):
-            m = np.zeros(o, dtype=bool)
-            for run in axis_runs:
-                m[run.start : run.start + run.step * run.length : run.step] = True
-            in_box = np.logical_and.outer(in_box, m)
-        shell = np.flatnonzero(~in_box.ravel())
-        del in_box
+    indptr = _empty(rows + 1, dtype=itype)
+    data = _empty(nnz, dtype=dtype)
+    indices = _empty(nnz, dtype=itype)
+    indptr[0] = 0
+    fill = _RowFiller(geom, wt, wacc, dtype, indices, data, per_channel)
+    running = 0
+    for r0 in range(0, n_out, _FLAT_CHUNK):  # loop over chunks of output positions
+        r1 = min(n_out, r0 + _FLAT_CHUNK)
+        flat = np.arange(r0, r1, dtype=np.int64)
+        pos = (flat,) if nd == 1 else np.unravel_index(flat, oshape)
+        cnt = counts[0][pos[0]].astype(np.int64)
+        for a in range(1, nd):
+            cnt *= counts[a][pos[a]]
+        cnt *= cg
+        np.cumsum(cnt, out=cnt)
+        cnt += running
+        indptr[r0 + 1 : r1 + 1] = cnt
+        running = int(cnt[-1])
+        active = codes[0][pos[0]]
+        if runs:
+            box = active == 2
+            active = active > 0
+            for a in range(1, nd):
+                code = codes[a][pos[a]]
+                active &= code > 0
+                box &= code == 2
+            shell = np.flatnonzero(active & ~box)
+        else:
+            active = active > 0
+            for a in range(1, nd):
+                active &= codes[a][pos[a]] > 0
+            shell = np.flatnonzero(active)
+        del cnt
         if shell.size:
-            shell_rows = (np.arange(c_out, dtype=np.int64)[:, None] * n_out + shell[None, :]).ravel()
-            _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, shell_rows)
-    else:
-        _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, None)
-
+            starts = indptr[r0 + shell].astype(np.int64)
+            fill.rows(flat[shell], tuple(p[shell] for p in pos), starts)
+    if running != per_channel:  # pragma: no cover - the closed-form counts and the rows disagree
+        raise AssertionError(f"internal error: rows hold {running} entries per channel, nnz predicts {per_channel}")
+    for c in range(1, c_out):  # loop over output channels: one vectorized copy each
+        np.add(indptr[1 : n_out + 1], c * per_channel, out=indptr[c * n_out + 1 : (c + 1) * n_out + 1],
+               casting="unsafe")
+    if runs:
+        in_strides = [math.prod(geom.input_shape[a + 1 :]) for a in range(nd)]
+        for combo in itertools.product(*runs):  # at most max(prod(stride), _MAX_BOXES) boxes
+            for piece in _cut(list(combo)):
+                _fill_box(geom, wt, piece, in_strides, indptr, per_channel, data, indices)
     out = sp.csr_array((data, indices, indptr), shape=(rows, ncols), copy=False)
     out.has_sorted_indices = True
     out.has_canonical_format = True
     return out
 
 
-def _fill_box(geom, weight, box, in_strides, sp_ptr, per_channel, data, indices) -> None:
+def _cut(box: list[Run]) -> list[list[Run]]:
+    """``box`` cut along its longest axes into boxes of at most :data:`_BOX_ROWS` rows."""
+    size = math.prod(r.length for r in box)
+    if size <= _BOX_ROWS:
+        return [box]
+    a = max(range(len(box)), key=lambda i: box[i].length)
+    pieces = min(box[a].length, -(-size // _BOX_ROWS))
+    out = []
+    for part in box[a].split(pieces):
+        out += _cut(box[:a] + [part] + box[a + 1 :])
+    return out
+
+
+def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: list[int], indptr: np.ndarray,
+              per_channel: int, data: np.ndarray, indices: np.ndarray) -> None:
     """Write one box (a product of per-axis runs) through strided views of data and indices."""
     nd = geom.ndim
     oshape = geom.output_shape
     cg, og, c_out = geom.in_per_group, geom.out_per_group, geom.out_channels
-    itype = indices.dtype
     sizes = [run.length for run in box]
     o_strides = [math.prod(oshape[a + 1 :]) for a in range(nd)]
     corner = sum(run.start * st for run, st in zip(box, o_strides))
-    base = int(sp_ptr[corner])
-    row_steps = [
-        int(sp_ptr[corner + run.step * st] - base) if run.length > 1 else 0 for run, st in zip(box, o_strides)
-    ]
-    kept = [run.taps.size for run in box]
-    row_len = cg * math.prod(kept)
+    base = int(indptr[corner])
+    row_steps = [int(indptr[corner + run.step * st]) - base if run.length > 1 else 0
+                 for run, st in zip(box, o_strides)]
+    row_len = cg * math.prod(run.taps.size for run in box)
     if row_len == 0:  # rows whose taps all fall on zero padding
         return
-    w = weight[np.ix_(np.arange(c_out), np.arange(cg), *[run.taps for run in box])]
+    w = weight[np.ix_(np.arange(c_out), np.arange(cg), *[run.taps for run in box])].reshape(c_out, row_len)
+    # rows along the last axis of a step-1 run are adjacent (each holds row_len entries)
     if box[-1].step == 1:
-        # neighbours along the last axis are adjacent in memory (each holds row_len entries):
-        # the last axis and the entries merge into one contiguous run per line
-        run_len = sizes[-1] * row_len
-        shape = (c_out, *sizes[:-1], run_len)
-        steps = (per_channel, *row_steps[:-1], 1)
-        lead = (c_out,) + (1,) * (nd - 1)
-        tile = np.broadcast_to(w.reshape(c_out, 1, row_len), (c_out, sizes[-1], row_len)).reshape(lead + (run_len,))
-    else:
-        shape = (c_out, *sizes, row_len)
-        steps = (per_channel, *row_steps, 1)
-        lead = (c_out,) + (1,) * nd
-        tile = w.reshape(lead + (row_len,))
+        row_steps[-1] = row_len
+    shape = (c_out, *sizes, row_len)
+    steps = (per_channel, *row_steps, 1)
     dview = np.lib.stride_tricks.as_strided(data[base:], shape, [s * data.itemsize for s in steps], writeable=True)
     iview = np.lib.stride_tricks.as_strided(indices[base:], shape, [s * indices.itemsize for s in steps],
                                             writeable=True)
-    dview[...] = tile
+    lead = (c_out,) + (1,) * nd
+    dview[...] = w.reshape(lead + (row_len,))
     # column = channel offset + sum_a first_a[t_a]*stride_a  (per entry of a row)
     #        + sum_a m_a*delta_a*stride_a                     (per row)
     n_in = math.prod(geom.input_shape)
     ent = (((np.arange(c_out) // og) * cg)[:, None] + np.arange(cg)[None, :]).astype(np.int64) * n_in
     ent = ent.reshape((c_out, cg) + (1,) * nd)
-    moves = []  # per axis: column shift of each row of the run
     for a, (run, st) in enumerate(zip(box, in_strides)):
         ent = ent + (run.first * st).reshape((1, 1) + (1,) * a + (-1,) + (1,) * (nd - a - 1))
-        moves.append(np.arange(run.length, dtype=np.int64) * (run.delta * st))
-    ent = ent.reshape(c_out, row_len)
-    if box[-1].step == 1:  # the last axis' shift goes into the per-line entry table
-        ent = (ent[:, None, :] + moves.pop()[None, :, None]).reshape(c_out, -1)
-    rowpart = np.zeros((), dtype=np.int64)
-    for mv in moves:
-        rowpart = np.add.outer(rowpart, mv)
-    np.add(rowpart.astype(itype).reshape((1, *rowpart.shape, 1)), ent.astype(itype).reshape(lead + (-1,)), out=iview)
+    rowpart = np.zeros((), dtype=np.int64)  # per row: sum_a m_a*delta_a*stride_a (at most _BOX_ROWS values)
+    for run, st in zip(box, in_strides):
+        rowpart = np.add.outer(rowpart, np.arange(run.length, dtype=np.int64) * (run.delta * st))
+    # one ufunc call writing into the strided view (an in-place update of the view would be copied whole)
+    np.add(rowpart.reshape((1, *sizes, 1)), ent.reshape(lead + (row_len,)), out=iview, casting="unsafe")
 
 
-def _fill_rows(geom, weight, dtype, slots, in_strides, indptr, data, indices, row_list) -> None:
-    """General path: masked candidates, folded taps summed; ``row_list`` None means every row."""
-    nd = geom.ndim
-    rows = geom.shape[0]
-    oshape = geom.output_shape
-    n_out, n_in = math.prod(oshape), math.prod(geom.input_shape)
-    cg, og = geom.in_per_group, geom.out_per_group
-    itype = indices.dtype
-    col_tabs = [(c.astype(itype) * itype.type(st)) for (c, _, _), st in zip(slots, in_strides)]
-    valid_tabs = [c >= 0 for c, _, _ in slots]
-    # folded taps are summed in a wide type: a small integer kernel must not wrap around silently
-    wide = np.dtype(np.int64 if dtype.kind == "i" else np.uint64) if dtype.kind in "iu" else dtype
-    hot = [None if asg is None else _one_hot(asg, c.shape[1], wide) for c, asg, _ in slots]
-    cand = cg * math.prod(geom.kernel_shape)
-    step = max(1, _CHUNK_ENTRIES // max(cand, 1))
-    ci = np.arange(cg, dtype=itype)
-    total = rows if row_list is None else row_list.size
+class _RowFiller:
+    """The general path: rows given by position, candidates masked, folded taps summed exactly."""
 
-    def axis_view(tab: np.ndarray, a: int) -> np.ndarray:  # (rows, cg, k_0, ..., k_{nd-1}) broadcasting
-        return tab.reshape(tab.shape[0], *([1] * (1 + a)), tab.shape[1], *([1] * (nd - a - 1)))
+    def __init__(self, geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None, dtype: np.dtype,
+                 indices: np.ndarray, data: np.ndarray, per_channel: int) -> None:
+        self.geom, self.wt, self.wacc, self.dtype = geom, wt, wacc, dtype
+        self.indices, self.data, self.per_channel = indices, data, per_channel
+        self.axes = geom.axes()
+        self.nd = geom.ndim
+        self.cand = geom.in_per_group * math.prod(geom.kernel_shape)
+        self.n_out = math.prod(geom.output_shape)
+        self.n_in = math.prod(geom.input_shape)
+        self.in_strides = [math.prod(geom.input_shape[a + 1 :]) for a in range(self.nd)]
+        self.per_call = max(1, _CAND_CHUNK // max(self.cand, 1))
 
-    for c0 in range(0, total, step):  # loop over row chunks, not rows
-        c1 = min(total, c0 + step)
-        r = np.arange(c0, c1, dtype=np.int64) if row_list is None else row_list[c0:c1]
-        ch = r // n_out
-        js = np.unravel_index(r - ch * n_out, oshape)
-        col = (((ch // og) * cg).astype(itype)[:, None] + ci[None, :]) * itype.type(n_in)
+    def rows(self, flat: np.ndarray, pos: tuple[np.ndarray, ...], starts: np.ndarray) -> None:
+        """Fill the rows of output positions ``flat`` (spatial, C order) for every output channel."""
+        c_out, m = self.geom.out_channels, flat.size
+        if m >= self.per_call:
+            for c in range(c_out):  # loop over output channels, positions in chunks
+                for a in range(0, m, self.per_call):
+                    b = min(m, a + self.per_call)
+                    self._chunk(np.full(b - a, c, np.int64), tuple(p[a:b] for p in pos), starts[a:b])
+            return
+        group = max(1, self.per_call // m)  # several channels at once
+        for c0 in range(0, c_out, group):
+            ch = np.repeat(np.arange(c0, min(c_out, c0 + group), dtype=np.int64), m)
+            reps = ch.size // m
+            self._chunk(ch, tuple(np.tile(p, reps) for p in pos), np.tile(starts, reps))
+
+    def _chunk(self, ch: np.ndarray, js: tuple[np.ndarray, ...], starts: np.ndarray) -> None:
+        geom, nd = self.geom, self.nd
+        cg, og = geom.in_per_group, geom.out_per_group
+        itype = self.indices.dtype
+        R = ch.size
+
+        def axis_view(tab: np.ndarray, a: int) -> np.ndarray:  # (R, cg, k_0, ..., k_{nd-1}) broadcasting
+            return tab.reshape(R, *([1] * (1 + a)), tab.shape[1], *([1] * (nd - a - 1)))
+
+        col = (((ch // og) * cg)[:, None] + np.arange(cg, dtype=np.int64)[None, :]) * self.n_in
         col = col.reshape(col.shape + (1,) * nd)
         mask = None
-        for a in range(nd):
-            col = col + axis_view(col_tabs[a][js[a]], a)
-            v = valid_tabs[a][js[a]]
+        folds = []
+        for a, ax in enumerate(self.axes):
+            cols, assign, _ = ax.slots_of(js[a])
+            col = col + axis_view(cols * self.in_strides[a], a)
+            v = cols >= 0
             if not v.all():
                 v = axis_view(v, a)
                 mask = v if mask is None else (mask & v)
-        vals = weight[ch]  # (rows, cg, *taps)
-        for a in range(nd):
-            if hot[a] is not None:  # several taps share a slot: sum them (boundary folding)
-                moved = np.moveaxis(vals, 2 + a, -1)
-                flat = moved.reshape(moved.shape[0], -1, moved.shape[-1])
-                summed = np.matmul(flat, np.swapaxes(hot[a][js[a]], 1, 2)).reshape(moved.shape)
-                vals = np.moveaxis(summed, -1, 2 + a)
-        if vals.dtype != dtype:
-            info = np.iinfo(dtype)
-            if vals.size and (vals.min() < info.min or vals.max() > info.max):
-                bad = vals.max() if vals.max() > info.max else vals.min()
-                raise ValueError(
-                    f"dtype {dtype} cannot hold an entry of this matrix: padding_mode={geom.padding_mode!r} "
-                    f"folds several taps onto one input and they sum to {bad}; pass a wider dtype "
-                    f"(e.g. dtype=np.int64)"
-                )
-            vals = vals.astype(dtype)
+            if assign is not None:
+                folds.append((a, assign))
+        if folds:
+            vals = (self.wt if self.wacc is None else self.wacc)[ch]
+            for a, assign in folds:  # several taps share a slot: add them up (boundary folding)
+                vals = _fold(vals, assign, a)
+            if vals.dtype != self.dtype:
+                V.check_values_fit(vals, self.dtype, f"an entry of this matrix (padding_mode={geom.padding_mode!r} "
+                                                     f"adds several taps onto one input), namely",
+                                   "no numpy integer dtype holds it: use smaller kernel values"
+                                   if self.dtype.kind in "iu" and self.dtype.itemsize == 8 else
+                                   "pass a dtype that holds the sums of folded taps (e.g. dtype=np.int64)")
+                vals = vals.astype(self.dtype)
+        else:
+            vals = self.wt[ch]
         if mask is None:
+            lengths = np.full(R, col[0].size if R else 0, np.int64)
             col, vals = col.reshape(-1), vals.reshape(-1)
         else:
             full = np.broadcast_to(mask, col.shape)
+            lengths = full.reshape(R, -1).sum(axis=1)
             col, vals = col[full], vals[full]
-        starts = indptr[r].astype(np.int64)
-        if row_list is None or r[-1] - r[0] == r.size - 1:  # contiguous rows: contiguous output
-            lo = int(starts[0])
-            indices[lo : lo + col.size] = col
-            data[lo : lo + col.size] = vals
+        begin = starts + ch * self.per_channel
+        if R == 1 or np.all(begin[1:] == begin[:-1] + lengths[:-1]):  # consecutive rows: one slice
+            lo = int(begin[0])
+            self.indices[lo : lo + col.size] = col
+            self.data[lo : lo + col.size] = vals
         else:
-            counts = indptr[r + 1].astype(np.int64) - starts
-            pos = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(col.size)
-            indices[pos] = col
-            data[pos] = vals
+            pos = np.repeat(begin - (np.cumsum(lengths) - lengths), lengths) + np.arange(col.size)
+            self.indices[pos] = col.astype(itype, copy=False)
+            self.data[pos] = vals
+
+
+def _fold(vals: np.ndarray, assign: np.ndarray, a: int) -> np.ndarray:
+    """Sum the taps of axis ``a`` (``vals``: ``(R, cg, k_0, ...)``) into the slots ``assign`` gives per row."""
+    moved = np.moveaxis(vals, 2 + a, -1)
+    R, k = moved.shape[0], moved.shape[-1]
+    X = moved[0].size // k if R else 0
+    src = moved.reshape(R, X, k)
+    out = np.zeros((R, X, k), dtype=vals.dtype)
+    keep = assign >= 0  # (R, k)
+    r, t = np.nonzero(keep)
+    slot = assign[r, t]
+    target = (r[:, None] * X + np.arange(X)[None, :]) * k + slot[:, None]
+    np.add.at(out.reshape(-1), target.ravel(), src[r, :, t].ravel())
+    return np.moveaxis(out.reshape(moved.shape), -1, 2 + a)
+
+
+# ============================================================================ formats
+def convert(out: sp.csr_array, geom: Geometry, fmt: str, max_bytes: int | None, what: str) -> sp.sparray:
+    """``out.asformat(fmt)``; a DIA is counted first and refused when its diagonals exceed the budget."""
+    if fmt == "csr":
+        return out
+    if fmt == "dia":
+        return _to_dia(out, geom, max_bytes, what)
+    return out.asformat(fmt)
+
+
+def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str) -> sp.dia_array:
+    """scipy's ``todia`` (same offsets, same data layout) in bounded temporaries, budget checked first."""
+    rows, cols = out.shape
+    if out.nnz == 0:
+        return sp.dia_array(out.shape, dtype=out.dtype)
+    step = max(1, _CAND_CHUNK // max(1, geom.in_per_group * math.prod(geom.kernel_shape)))  # rows per chunk
+
+    def chunks():  # (columns, their offset + rows, slice of data) per chunk of rows
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            lo, hi = int(out.indptr[r0]), int(out.indptr[r1])
+            if lo < hi:
+                c = out.indices[lo:hi].astype(np.int64)
+                c -= np.repeat(np.arange(r0 - rows, r1 - rows, dtype=np.int64), np.diff(out.indptr[r0 : r1 + 1]))
+                yield out.indices[lo:hi], c, slice(lo, hi)
+
+    seen = np.zeros(rows + cols, dtype=bool)  # offset col - row, shifted by rows
+    for _, diag, _ in chunks():
+        seen[diag] = True
+    width = int(out.indices.max()) + 1
+    offsets = np.flatnonzero(seen) - rows
+    slot = np.cumsum(seen, dtype=np.int64) - 1
+    del seen
+    need = out.data.nbytes + out.indices.nbytes + out.indptr.nbytes + offsets.size * width * out.dtype.itemsize \
+        + slot.nbytes + offsets.nbytes + step * geom.in_per_group * math.prod(geom.kernel_shape) * 24
+    if max_bytes is not None and need > max_bytes:
+        detail = f" as 'dia' ({offsets.size:,} diagonals of {width:,} values)"
+        V.refuse(what + detail, need, max_bytes, _hint(what))
+    dia = np.zeros((offsets.size, width), dtype=out.dtype)
+    for col, diag, part in chunks():
+        dia[slot[diag], col] = out.data[part]
+    return sp.dia_array((dia, offsets.astype(out.indices.dtype)), shape=out.shape)

@@ -26,6 +26,7 @@ __all__ = [
     "padding_mode_name",
     "kernel_array",
     "result_dtype",
+    "check_values_fit",
     "sparse_format",
     "default_max_bytes",
     "check_max_bytes",
@@ -193,18 +194,58 @@ def kernel_array(kernel: Any, name: str = "kernel") -> np.ndarray:
 
 
 def result_dtype(kernel: np.ndarray, dtype: Any) -> np.dtype:
-    """The matrix dtype: the kernel's unless ``dtype`` is given (a lossless-kind cast only)."""
+    """The matrix dtype: the kernel's unless ``dtype`` is given.
+
+    An explicit ``dtype`` must be of a kind that can hold the kernel's (no complex -> real, no
+    float -> integer) and must hold every kernel *value*: integers in range (and exactly, for a
+    float dtype), floats without overflowing to infinity.  Anything else is refused, never cast.
+    """
     if dtype is None:
         return kernel.dtype
     try:
         out = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"dtype must be a numpy dtype; got {_describe(dtype)}") from None
     if out.kind not in "iufc" or out == np.float16:
         raise TypeError(f"dtype must be an integer, float32/float64 or complex dtype; got {out}")
-    if not np.can_cast(kernel.dtype, out, casting="same_kind"):
+    integers = kernel.dtype.kind in "iub" and out.kind in "iu"  # any integer dtype, if the values fit
+    if not integers and not np.can_cast(kernel.dtype, out, casting="same_kind"):
         raise TypeError(f"dtype {out} cannot hold the kernel's dtype {kernel.dtype} (e.g. complex -> real)")
+    check_values_fit(kernel, out, "the kernel value")
     return out
+
+
+def check_values_fit(values: np.ndarray, dtype: np.dtype, what: str,
+                     hint: str = "pass a wider dtype or none (the kernel's own)") -> None:
+    """Refuse ``values`` that ``dtype`` cannot hold: out-of-range or inexact integers, overflowing floats."""
+    if values.size == 0 or values.dtype == dtype:
+        return
+    exact = values.dtype.kind in "iubO"  # integer values (object: Python ints from exact sums)
+    if exact and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = int(values.min()), int(values.max())
+        if lo < info.min or hi > info.max:
+            bad = hi if hi > info.max else lo
+            raise ValueError(f"dtype {dtype} cannot hold {what} {bad} (it holds {int(info.min)}..{int(info.max)}); "
+                             f"{hint}")
+    elif exact:  # integers into a float or complex dtype: exact, or refused
+        real = np.finfo(dtype).dtype
+        limit = 2 ** (int(np.finfo(dtype).nmant) + 1)  # every integer up to this magnitude is exact
+        big = values[(values > limit) | (values < -limit)] if values.dtype.kind != "b" else values[:0]
+        for v in big.ravel().tolist():
+            if int(real.type(v)) != int(v):
+                raise ValueError(f"dtype {dtype} cannot hold {what} {int(v)} exactly (it would be rounded to "
+                                 f"{int(real.type(v))}); {hint}")
+    elif values.dtype.itemsize > dtype.itemsize or (values.dtype.kind == "c") != (dtype.kind == "c"):
+        real = np.finfo(dtype).dtype
+        with np.errstate(over="ignore", invalid="ignore"):
+            parts = (values.real, values.imag) if values.dtype.kind == "c" else (values,)
+            for part in parts:
+                cast = part.astype(real)
+                bad = np.isfinite(part) & ~np.isfinite(cast)
+                if bad.any():
+                    raise ValueError(f"dtype {dtype} cannot hold {what} {float(part[bad].ravel()[0])!r} (it would "
+                                     f"overflow to infinity); {hint}")
 
 
 def sparse_format(fmt: Any) -> str:
@@ -268,10 +309,11 @@ def nbytes_text(n: int) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def refuse(what: str, need: int, max_bytes: int, hint: str) -> None:
+def refuse(what: str, need: int, max_bytes: int, hint: str, *, at_least: bool = False) -> None:
     """Raise :class:`MatrixTooLargeError`: ``what`` would need ``need`` bytes at its peak."""
     raise MatrixTooLargeError(
-        f"{what} would need about {nbytes_text(need)} ({need:,} bytes) at its peak, more than "
+        f"{what} would need {'at least' if at_least else 'about'} {nbytes_text(need)} ({need:,} bytes) at its "
+        f"peak, more than "
         f"max_bytes={max_bytes:,} ({nbytes_text(max_bytes)}); {hint}"
     )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ __all__ = [
     "conv_geometry",
     "conv_transpose_geometry",
     "fold_index",
+    "Run",
+    "ROW_CHUNK",
 ]
 
 
@@ -85,9 +88,50 @@ def fold_index(i: np.ndarray, n: int, mode: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- one axis
+#: output positions handled at once by the per-row maps of an axis (bounds their temporaries)
+ROW_CHUNK = 1 << 15
+
+
+_BIG = np.iinfo(np.int64).max
+
+
+def _ceil_div(a: np.ndarray | int, b: int) -> np.ndarray | int:
+    return -((-a) // b)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Output positions ``start + step*m`` (``m < length``) of one axis that share one tap pattern.
+
+    Every row of the run reads the taps ``taps`` unfolded (each its own input), at input indices
+    ``first + m*delta``: row pointers and columns are affine in ``m``.
+    """
+
+    start: int
+    step: int
+    length: int
+    taps: np.ndarray
+    first: np.ndarray
+    delta: int
+
+    def positions(self) -> np.ndarray:
+        return self.start + self.step * np.arange(self.length, dtype=np.int64)
+
+    def split(self, pieces: int) -> list[Run]:
+        """The run cut into ``pieces`` consecutive runs of (almost) equal length."""
+        bounds = [self.length * i // pieces for i in range(pieces + 1)]
+        return [Run(self.start + self.step * a, self.step, b - a, self.taps, self.first + a * self.delta, self.delta)
+                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 @dataclass(frozen=True)
 class Axis:
-    """One spatial axis of a convolution (``transposed``: rows are the transposed output)."""
+    """One spatial axis of a convolution (``transposed``: rows are the transposed output).
+
+    Everything here works on output positions in chunks of at most :data:`ROW_CHUNK` (or in
+    closed form), so no method allocates in proportion to the length of the axis unless it
+    returns such an array.
+    """
 
     n: int  # length of the axis in the vector the matrix multiplies
     k: int
@@ -98,6 +142,7 @@ class Axis:
     out: int  # length of the axis in the result vector
     transposed: bool = False
 
+    # ------------------------------------------------------------------ maps of given rows
     def index_map(self, rows: np.ndarray | None = None) -> np.ndarray:
         """``(out, k)`` int64 array: input index of each (output position, tap), -1 if dropped.
 
@@ -112,58 +157,265 @@ class Axis:
         hit = (q >= 0) & (q % self.s == 0) & (q // self.s < self.n)
         return np.where(hit, q // self.s, -1)
 
-    def slots(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Unique input indices per output position.
+    def slots(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Unique input indices per output position (all positions, or those in ``rows``).
 
-        Returns ``(cols, assign, count)``: ``cols`` is ``(out, k)``, the distinct input indices of
+        Returns ``(cols, assign, count)``: ``cols`` is ``(R, k)``, the distinct input indices of
         each row in increasing order (-1 marks an unused slot); ``assign`` is ``None`` when every
-        tap has its own slot (``cols`` is then the index map itself), else the ``(out, k)`` slot of
+        tap has its own slot (``cols`` is then the index map itself), else the ``(R, k)`` slot of
         each tap (-1 if dropped), for boundary modes that send two taps to one input; ``count`` is
         the number of used slots per row.
         """
-        idx = self.index_map()
+        idx = self.index_map(rows)
         valid = idx >= 0
         count = valid.sum(axis=1)
-        # identity layout works when the valid indices of each row are strictly increasing
+        if self.transposed or self.mode in ("zeros", "replicate") and self._no_clamp(idx):
+            return idx, None, count  # transposed and unclamped maps are increasing without repeats
         masked = np.where(valid, idx, -1)
         running = np.maximum.accumulate(masked, axis=1)
         prev = np.concatenate([np.full((idx.shape[0], 1), -1, np.int64), running[:, :-1]], axis=1)
         if np.all(~valid | (idx > prev)):
             return idx, None, count
-        big = np.where(valid, idx, np.iinfo(np.int64).max)
-        srt = np.sort(big, axis=1)
+        big = np.where(valid, idx, _BIG)
+        order = np.argsort(big, axis=1, kind="stable")
+        srt = np.take_along_axis(big, order, axis=1)
         first = np.ones_like(srt, dtype=bool)
         first[:, 1:] = srt[:, 1:] != srt[:, :-1]
-        first &= srt != np.iinfo(np.int64).max
+        first &= srt != _BIG
         count = first.sum(axis=1)
         rank = np.cumsum(first, axis=1) - 1  # slot number of each sorted position
         cols = np.full_like(idx, -1)
-        rows = np.nonzero(first)
-        cols[rows[0], rank[rows]] = srt[rows]
-        # slot of each tap: position of its index among the unique ones
+        r, c = np.nonzero(first)
+        cols[r, rank[r, c]] = srt[r, c]
         assign = np.full_like(idx, -1)
-        for t in range(self.k):  # loop over taps only
-            hit = valid[:, t]
-            r = np.nonzero(hit)[0]
-            assign[r, t] = np.argmax(cols[r] == idx[r, t][:, None], axis=1)
+        np.put_along_axis(assign, order, np.where(srt != _BIG, rank, -1), axis=1)
         return cols, assign, count
+
+    @cached_property
+    def _table(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """:meth:`slots` of every row, kept for short axes (at most :data:`ROW_CHUNK` positions)."""
+        return self.slots()
+
+    def slots_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """:meth:`slots` of the positions ``rows`` (any order, repeats allowed)."""
+        if self.out <= ROW_CHUNK:
+            cols, assign, count = self._table
+            return cols[rows], (None if assign is None else assign[rows]), count[rows]
+        uniq, inv = np.unique(rows, return_inverse=True)
+        cols, assign, count = self.slots(uniq)
+        return cols[inv], (None if assign is None else assign[inv]), count[inv]
+
+    def _no_clamp(self, idx: np.ndarray) -> bool:
+        if self.mode == "zeros":
+            return True
+        # replicate repeats an index only where a tap is clamped onto another
+        return bool(np.all(np.diff(idx, axis=1) > 0)) if self.k > 1 else True
+
+    # ------------------------------------------------------------------ closed-form structure
+    def interior(self) -> tuple[int, int]:
+        """Output positions ``[lo, hi)`` of a convolution axis whose taps all read the input unfolded."""
+        lo = min(self.out, _ceil_div(self.pad[0], self.s))
+        hi = (self.n - 1 + self.pad[0] - (self.k - 1) * self.d) // self.s + 1
+        return lo, max(lo, min(self.out, hi))
+
+    def _tap_offsets(self) -> np.ndarray:
+        """Transposed axis: row ``j`` reads input ``(j - u_t) / s`` through tap ``t`` when that is an integer in range."""
+        t = np.arange(self.k, dtype=np.int64)
+        return (self.k - 1 - t) * self.d - self.pad[0]
+
+    def runs(self, max_runs: int | None = None) -> list[Run]:
+        """The regular runs of the axis, in closed form (``[]`` if more than ``max_runs``).
+
+        A convolution axis has one: its interior (step 1, columns advancing by ``s``).  A
+        transposed axis has one per residue class of rows modulo ``s`` that some tap hits
+        (step ``s``, columns advancing by 1), over the rows where the taps of every class are in
+        range (so that the row pointer is affine along each run).
+        """
+        t = np.arange(self.k, dtype=np.int64)
+        if not self.transposed:
+            lo, hi = self.interior()
+            return [Run(lo, 1, hi - lo, t, lo * self.s - self.pad[0] + t * self.d, self.s)] if hi > lo else []
+        # rows where every tap of every residue class is in range: there each class reads all of its taps,
+        # and the row pointer advances by the same amount over every stride window (an affine run)
+        lo, hi = self._periodic_region()
+        u = self._tap_offsets()
+        res = np.mod(u, self.s)
+        classes = np.unique(res)
+        if hi <= lo or (max_runs is not None and classes.size > max_runs):
+            return []
+        runs = []
+        for c in classes.tolist():  # at most min(k, s) residue classes
+            taps = t[res == c]
+            j0 = lo + (c - lo) % self.s
+            if j0 < hi:
+                runs.append(Run(j0, self.s, (hi - 1 - j0) // self.s + 1, taps, (j0 - u[taps]) // self.s, 1))
+        return runs
+
+    def active(self) -> int:
+        """Number of output positions that read at least one input (closed form, O(k log k))."""
+        if not self.transposed and self.mode != "zeros":
+            return self.out  # every tap is folded onto some input
+        t = np.arange(self.k, dtype=np.int64)
+        if not self.transposed:  # tap t reads the input for rows lo_t..hi_t
+            cls = np.zeros(self.k, np.int64)
+            lo = np.maximum(0, _ceil_div(self.pad[0] - t * self.d, self.s))
+            hi = np.minimum(self.out - 1, (self.n - 1 + self.pad[0] - t * self.d) // self.s)
+        else:  # tap t hits rows u_t + i*s (0 <= i < n): an interval of the lattice of its residue class
+            u = self._tap_offsets()
+            cls = np.mod(u, self.s)
+            lo = np.maximum(0, _ceil_div(-u, self.s))  # index i of the first row >= 0
+            hi = np.minimum(self.n - 1, (self.out - 1 - u) // self.s)
+            lo, hi = (u + lo * self.s - cls) // self.s, (u + hi * self.s - cls) // self.s  # lattice positions
+        keep = hi >= lo
+        cls, lo, hi = cls[keep], lo[keep], hi[keep]
+        if not cls.size:
+            return 0
+        order = np.lexsort((lo, cls))
+        cls, lo, hi = cls[order], lo[order], hi[order]
+        reach = np.maximum.accumulate(hi)  # within a class: merge overlapping or touching intervals
+        new = np.ones(cls.size, bool)
+        new[1:] = (cls[1:] != cls[:-1]) | (lo[1:] > reach[:-1] + 1)
+        starts = lo[new]
+        ends = np.maximum.reduceat(hi, np.flatnonzero(new))
+        return int((ends - starts + 1).sum())
+
+    def count_dtype(self) -> np.dtype:
+        """Smallest unsigned dtype that holds a row's count (at most ``k``)."""
+        for dt in (np.uint8, np.uint16, np.uint32):
+            if self.k <= np.iinfo(dt).max:
+                return np.dtype(dt)
+        return np.dtype(np.uint64)
+
+    def _map_counts(self, j0: int, j1: int) -> np.ndarray:
+        """Distinct inputs of rows ``j0..j1-1`` from their maps, in chunks."""
+        if self.out <= ROW_CHUNK:
+            return self._table[2][j0:j1]
+        out = np.empty(j1 - j0, np.int64)
+        for a in range(j0, j1, ROW_CHUNK):
+            b = min(j1, a + ROW_CHUNK)
+            out[a - j0 : b - j0] = self.slots(np.arange(a, b, dtype=np.int64))[2]
+        return out
+
+    def _period(self) -> int:
+        """Period in ``j`` of a row's count outside the closed-form cases (0: none)."""
+        if self.transposed:
+            return self.s
+        if self.mode == "symmetric":
+            return 2 * self.n // math.gcd(self.s, 2 * self.n)
+        if self.mode == "reflect" and self.n > 1:
+            return 2 * (self.n - 1) // math.gcd(self.s, 2 * (self.n - 1))
+        return 0
+
+    def _periodic_region(self) -> tuple[int, int]:
+        """Rows ``[lo, hi)`` in which the count is periodic with :meth:`_period`."""
+        if not self.transposed:
+            return 0, self.out
+        u = self._tap_offsets()
+        lo = max(0, int(u.max()))
+        return min(lo, self.out), max(min(lo, self.out), min(self.out, int(u.min()) + (self.n - 1) * self.s + 1))
+
+    def counts(self, j0: int = 0, j1: int | None = None) -> np.ndarray:
+        """Stored entries of rows ``j0..j1-1`` along this axis (distinct inputs read), int64.
+
+        Closed form for convolution axes with zeros, replicate or circular padding; interior
+        rows count ``k``; the rest from the per-row maps, with periodicity (reflect and
+        symmetric padding, transposed axes) so that the cost does not grow with the padding.
+        """
+        j1 = self.out if j1 is None else j1
+        j = np.arange(j0, j1, dtype=np.int64)
+        n, k, s, d, pb = self.n, self.k, self.s, self.d, self.pad[0]
+        if not self.transposed:
+            base = j * s - pb  # input index of tap 0
+            if self.mode == "zeros":
+                return np.clip(np.minimum(k - 1, (n - 1 - base) // d) - np.maximum(0, _ceil_div(-base, d)) + 1, 0, None)
+            if self.mode == "replicate":
+                if n == 1:
+                    return np.ones(j.size, np.int64)
+                hi = np.minimum(k - 1, (n - 2 - base) // d + 1)
+                return 1 + np.clip(hi - np.maximum(1, _ceil_div(1 - base, d)) + 1, 0, None)
+            if self.mode == "circular":
+                return np.full(j.size, min(k, n // math.gcd(d, n)), np.int64)
+            if self.mode == "reflect" and n == 1:
+                return np.ones(j.size, np.int64)
+        if self.out <= ROW_CHUNK:
+            return self._table[2][j0:j1].astype(np.int64)
+        out = np.empty(j.size, np.int64)
+        plo, phi = self._periodic_region()
+        if not self.transposed:
+            lo, hi = self.interior()  # k each: no folding
+            a, b = max(lo, j0), min(hi, j1)
+            if a < b:
+                out[a - j0 : b - j0] = k
+                self._fill_periodic(out, j0, j0, a, 0, self.out)
+                self._fill_periodic(out, j0, b, j1, 0, self.out)
+                return out
+        for a, b in ((j0, min(j1, plo)), (max(j0, plo), min(j1, phi)), (max(j0, phi), j1)):
+            if a < b:
+                self._fill_periodic(out, j0, a, b, plo, phi)
+        return out
+
+    def _fill_periodic(self, out: np.ndarray, j0: int, a: int, b: int, plo: int, phi: int) -> None:
+        """``out[a-j0 : b-j0]`` = counts of rows ``a..b-1``, tiling one period inside ``[plo, phi)``."""
+        if a >= b:
+            return
+        period = self._period()
+        inside = plo <= a and b <= phi
+        if inside and 0 < period < b - a:
+            one = self._map_counts(a, a + period)
+            out[a - j0 : b - j0] = np.resize(one, b - a)
+        else:
+            out[a - j0 : b - j0] = self._map_counts(a, b)
 
     def entries(self) -> int:
         """Stored entries contributed along this axis: sum over rows of distinct valid inputs.
 
-        Computed without materialising the map of a long axis: rows whose taps all fall inside
-        the input contribute ``k`` each; only the boundary rows are mapped.
+        Closed form (O(k)) for zeros, replicate and circular padding and for transposed axes;
+        reflect and symmetric padding add their boundary rows one period at a time.  Nothing is
+        allocated in proportion to the length of the axis.
         """
         if self.transposed:  # same entries as the forward axis it transposes (input o, output n)
             return Axis(self.out, self.k, self.s, self.d, self.pad, "zeros", self.n).entries()
-        lo = min(self.out, -(-self.pad[0] // self.s))
-        hi = (self.n - 1 + self.pad[0] - (self.k - 1) * self.d) // self.s + 1
-        hi = max(lo, min(self.out, hi))
-        edge = np.concatenate([np.arange(lo), np.arange(hi, self.out)])
-        idx = self.index_map(edge)
-        srt = np.sort(np.where(idx >= 0, idx, -1), axis=1)
-        distinct = (srt >= 0) & np.concatenate([np.ones((len(edge), 1), bool), srt[:, 1:] != srt[:, :-1]], axis=1)
-        return (hi - lo) * self.k + int(distinct.sum())
+        n, k, s, d, pb, out = self.n, self.k, self.s, self.d, self.pad[0], self.out
+        t = np.arange(k, dtype=np.int64)
+        if self.mode == "zeros":  # per tap: rows j with 0 <= j*s + t*d - pb <= n-1
+            lo = np.maximum(0, _ceil_div(pb - t * d, s))
+            hi = np.minimum(out - 1, (n - 1 + pb - t * d) // s)
+            return int(np.clip(hi - lo + 1, 0, None).sum())
+        if self.mode == "replicate":  # 1 per row, +1 per tap step that leaves both clamped ends
+            if n == 1:
+                return out
+            tt = t[1:]
+            lo = np.maximum(0, _ceil_div(1 + pb - tt * d, s))
+            hi = np.minimum(out - 1, (n - 2 + pb - (tt - 1) * d) // s)
+            return out + int(np.clip(hi - lo + 1, 0, None).sum())
+        if self.mode == "circular":
+            return out * min(k, n // math.gcd(d, n))
+        if self.mode == "reflect" and n == 1:
+            return out
+        if out <= ROW_CHUNK:
+            return int(self._table[2].sum())
+        lo, hi = self.interior()
+        total = (hi - lo) * k
+        period = self._period()
+        for a, b in ((0, lo), (hi, out)):
+            if b - a > 2 * period:
+                whole = (b - a) // period
+                total += whole * self._sum_counts(a, a + period) + self._sum_counts(a + whole * period, b)
+            else:
+                total += self._sum_counts(a, b)
+        return total
+
+    def entries_bounds(self) -> tuple[int, int]:
+        """``(lower, upper)`` bounds of :meth:`entries` in O(k): exact except for reflect and symmetric padding."""
+        if self.transposed or self.mode not in ("reflect", "symmetric") or self.out <= ROW_CHUNK:
+            e = self.entries()
+            return e, e
+        lo, hi = self.interior()
+        edge = self.out - (hi - lo)
+        return (hi - lo) * self.k + edge, (hi - lo) * self.k + edge * min(self.k, self.n)
+
+    def _sum_counts(self, a: int, b: int) -> int:
+        return sum(int(self._map_counts(c, min(b, c + ROW_CHUNK)).sum()) for c in range(a, b, ROW_CHUNK))
 
 
 # ----------------------------------------------------------------------------- N-D geometry
@@ -219,6 +471,12 @@ class Geometry:
         return ((self.out_channels,) if self.channel_axis else ()) + self.output_shape
 
     def axes(self) -> list[Axis]:
+        """The per-axis descriptions (the same objects on every call: they cache their tables)."""
+        if "axes" not in self._cache:
+            self._cache["axes"] = self._make_axes()
+        return self._cache["axes"]
+
+    def _make_axes(self) -> list[Axis]:
         transposed = self.kind == "conv_transpose"
         return [
             Axis(n, k, s, d, p, self.padding_mode, o, transposed)
@@ -227,11 +485,6 @@ class Geometry:
             )
         ]
 
-    def axis_slots(self) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
-        if "slots" not in self._cache:
-            self._cache["slots"] = [ax.slots() for ax in self.axes()]
-        return self._cache["slots"]
-
     @property
     def nnz(self) -> int:
         """Exact number of stored entries (every kernel tap counted as structurally nonzero)."""
@@ -239,6 +492,14 @@ class Geometry:
             self._cache["nnz_axes"] = [ax.entries() for ax in self.axes()]
         per_axis = math.prod(self._cache["nnz_axes"])
         return self.out_channels * self.in_per_group * per_axis
+
+    def nnz_bounds(self) -> tuple[int, int]:
+        """Cheap ``(lower, upper)`` bounds of :attr:`nnz` (equal unless reflect/symmetric edges are long)."""
+        if "nnz_axes" in self._cache:
+            return self.nnz, self.nnz
+        lows, highs = zip(*(ax.entries_bounds() for ax in self.axes()))
+        c = self.out_channels * self.in_per_group
+        return c * math.prod(lows), c * math.prod(highs)
 
     def engine_weight(self, kernel: np.ndarray) -> np.ndarray:
         """The kernel in the builders' layout ``(out_channels, in_per_group, *taps)``.
@@ -274,6 +535,15 @@ def _split_kernel(kernel_shape: tuple[int, ...], ndim: int, layout: str) -> tupl
         f"kernel must have {ndim} dims (spatial, one channel) or {ndim + 2} dims ({layout}) for a "
         f"{ndim}-D input_shape; got {len(kernel_shape)} dims with shape {tuple(kernel_shape)}"
     )
+
+
+def _check_extent(ax: int, total: int, what: str) -> None:
+    """Refuse an axis whose index arithmetic could leave int64 (every single value is <= 2**62 already)."""
+    if total > V.MAX_INT:
+        raise ValueError(
+            f"input_shape, kernel size, stride, padding and dilation along axis {ax} are too large together: "
+            f"{what} = {total:,} exceeds 2**62 (matrix indices are int64)"
+        )
 
 
 def _check_boundary_width(pads, input_shape, mode: str, wide_ok: bool) -> None:
@@ -332,6 +602,7 @@ def conv_geometry(
         raise ValueError(f"padding={keyword!r} cannot be honoured with padding_mode={mode!r}: {exc}") from None
     out = []
     for ax, (n, k, si, di, (b, a)) in enumerate(zip(shape, kshape, s, d, pad)):
+        _check_extent(ax, n + b + a + di * (k - 1) + si, "n + p_before + p_after + d*(k-1) + s")
         o = conv_output_size(n, k, si, b, a, di)
         if o < 1:
             raise ValueError(
@@ -399,6 +670,8 @@ def conv_transpose_geometry(
     out = []
     a_final = []
     for ax, (n, k, si, di, (pb, pa), ai) in enumerate(zip(shape, kshape, s, d, pad, a)):
+        _check_extent(ax, (n - 1) * si + pb + pa + di * (k - 1) + max(ai, 0 if want is None else want[ax]) + si,
+                      "(n-1)*s + p_before + p_after + d*(k-1) + output_padding + s")
         base = conv_transpose_output_size(n, k, si, pb, pa, di, 0)
         if want is not None:
             ai = want[ax] - base

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,24 @@ def _shape_arg(shape: Any, name: str) -> tuple[int, ...]:
 
 
 def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: str, max_bytes: Any, what: str) -> sp.sparray:
+    """Check the format and the budget (peak memory, before allocating), then build and convert."""
     fmt = V.sparse_format(fmt)
     budget = V.budget(max_bytes)
-    check_budget(geom, dtype, budget, what, fmt)
-    return convert(build_csr(geom, weight, dtype), geom, fmt, budget, what)
+    rows, cols = geom.shape
+    if max(rows, cols) > np.iinfo(np.int64).max:
+        raise ValueError(f"{what} would have shape {rows:,} x {cols:,}; scipy.sparse indices are int64, so each "
+                         f"dimension must stay below 2**63")
+    check_budget(geom, dtype, budget, what, fmt, kernel_dtype=weight.dtype)
+    try:
+        return convert(build_csr(geom, weight, dtype), geom, fmt, budget, what)
+    except MemoryError as exc:  # only without a budget (max_bytes=None) or if the machine has less than predicted
+        if isinstance(exc, V.MatrixTooLargeError):
+            raise
+        raise V.MatrixTooLargeError(
+            f"{what} could not be allocated: shape {rows:,} x {cols:,}, nnz {geom.nnz:,}, about "
+            f"{V.nbytes_text(geom.predicted_bytes(dtype))} as CSR ({exc}); use convmatrix.ConvOperator (matrix-free, "
+            f"same keywords) to apply it"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -131,15 +146,25 @@ def conv_nnz(
     12
     """
     ks = _shape_arg(kernel_shape, "kernel_shape")
-    if transpose:
+    if V.as_bool(transpose, "transpose"):
         if padding_mode != "zeros":
             V.padding_mode_name(padding_mode, allowed=("zeros",))
         geom = conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, output_padding=output_padding,
                                        dilation=dilation, groups=groups, output_shape=output_shape)
     else:
+        _only_transposed(output_padding=(output_padding, 0), output_shape=(output_shape, None))
         geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                              padding_mode=padding_mode)
     return geom.nnz
+
+
+def _only_transposed(**given: tuple[Any, Any]) -> None:
+    """Refuse options of the transposed convolution passed to a convolution (they would be ignored)."""
+    for name, (value, default) in given.items():
+        if not (value is default or (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                                     and value == default)):
+            raise ValueError(f"{name} applies to the transposed convolution only (transpose=True); got "
+                             f"{name}={V._describe(value)}")
 
 
 # ----------------------------------------------------------------------------- PyTorch family
@@ -224,8 +249,7 @@ def conv_matrix(
     """
     k = V.kernel_array(kernel)
     out_dtype = V.result_dtype(k, dtype)
-    if not isinstance(flip, (bool, np.bool_)):
-        raise TypeError(f"flip must be a bool; got {flip!r}")
+    flip = V.as_bool(flip, "flip")
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
     weight = geom.engine_weight(k)
@@ -252,7 +276,11 @@ def conv_transpose_matrix(
     """Sparse matrix of ``torch.nn.functional.conv_transpose{d}d`` (the transposed convolution).
 
     ``conv_transpose_matrix(w, n, ...) == conv_matrix(w, N, ...).T`` where ``N`` is the transposed
-    output shape: the transposed convolution *is* the transpose of the convolution.
+    output shape: the transposed convolution *is* the transpose of the convolution.  This holds
+    whenever ``output_padding < stride`` on every axis (then the convolution of ``N`` has exactly
+    ``n`` outputs).  PyTorch also allows ``stride <= output_padding < dilation``; the convolution
+    of ``N`` then has ``floor(output_padding / stride)`` more outputs along that axis, and this
+    matrix is the transpose of its columns for the first ``n`` outputs per axis.
 
     Parameters
     ----------
@@ -337,8 +365,11 @@ def _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillva
     k = V.kernel_array(kernel)
     out_dtype = V.result_dtype(k, dtype)
     shape = V.input_shape_tuple(input_shape)
-    if order not in ("C", "F"):
-        raise ValueError(f"order must be 'C' (row-major ravel) or 'F' (MATLAB's column-major X(:)); got {order!r}")
+    if not isinstance(order, str) or order not in ("C", "F"):
+        raise ValueError(f"order must be 'C' (row-major ravel) or 'F' (MATLAB's column-major X(:)); got "
+                         f"{V._describe(order)}")
+    if isinstance(fillvalue, (bool, np.bool_)) or not isinstance(fillvalue, numbers.Number):
+        raise TypeError(f"fillvalue must be the number 0; got {V._describe(fillvalue)}")
     if fillvalue != 0:
         raise ValueError(f"fillvalue must be 0 (a nonzero fill makes the map affine, not linear); got {fillvalue!r}")
     if k.ndim != len(shape):
