@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +71,7 @@ def as_int(
     """
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
+    custom = rule is not None
     if rule is None:
         rule = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
             minimum, f"an integer >= {minimum}"
@@ -83,8 +85,8 @@ def as_int(
     if minimum is not None and out < minimum:
         raise ValueError(f"{name} must be {rule}; got {out}")
     if maximum is not None and out > maximum:
-        bound = "2**62" if maximum == MAX_INT else f"{maximum:,}"
-        raise ValueError(f"{name} must be {rule} at most {bound}; got {_describe(out)}")
+        bound = "" if custom else " at most " + ("2**62" if maximum == MAX_INT else f"{maximum:,}")
+        raise ValueError(f"{name} must be {rule}{bound}; got {_describe(out)}")
     return out
 
 
@@ -203,7 +205,9 @@ def result_dtype(kernel: np.ndarray, dtype: Any) -> np.dtype:
     if dtype is None:
         return kernel.dtype
     try:
-        out = np.dtype(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # e.g. the deprecated alias "a"
+            out = np.dtype(dtype)
     except (TypeError, ValueError):
         raise TypeError(f"dtype must be a numpy dtype; got {_describe(dtype)}") from None
     if out.kind not in "iufc" or out == np.float16:

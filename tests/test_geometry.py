@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from convmatrix.geometry import (
     fold_index,
     same_padding,
 )
+from memory import traced_peak
 from reference import (
     NUMPY_PAD_MODE,
     brute_output_size,
@@ -280,3 +282,85 @@ def test_geometry_is_shared_by_every_builder():
             continue
         C = cm.conv_matrix(np.ones((3, 2)), (6, 5), stride=2, padding=padding, dilation=(1, 2), padding_mode=mode)
         assert C.shape == g.shape and C.nnz == g.nnz
+
+
+# ============================================================================ closed forms and long axes
+def _axes_small():
+    """Every small 1-D axis (forward in each mode, transposed), as in the brute-force tests above."""
+    for n, k, s, d, pb, pa in itertools.product(range(1, 7), range(1, 4), range(1, 4), range(1, 3), range(5),
+                                                range(4)):
+        for mode in MODES:
+            if (mode == "reflect" and max(pb, pa) >= n) or (mode == "circular" and max(pb, pa) > n):
+                continue
+            out = brute_output_size(n, k, s, pb, pa, d)
+            if out >= 1:
+                yield Axis(n, k, s, d, (pb, pa), mode, out)
+        for a in range(2):
+            out = brute_transpose_size(n, k, s, pb, pa, d, a)
+            if out >= 1 and (a < s or a < d):
+                yield Axis(n, k, s, d, (pb, pa), "zeros", out, transposed=True)
+
+
+def _brute_counts(ax):
+    return np.array([len(set(row.tolist()) - {-1}) for row in ax.index_map()], dtype=np.int64)
+
+
+@pytest.mark.parametrize("row_chunk", [4, 32768])
+def test_counts_entries_active_runs_vs_index_maps(row_chunk, monkeypatch):
+    """Closed forms (and, with a tiny ROW_CHUNK, the long-axis code: interior, periods, tiling) vs the maps."""
+    from convmatrix import geometry
+
+    monkeypatch.setattr(geometry, "ROW_CHUNK", row_chunk)
+    axes = list(_axes_small())
+    for i in np.random.default_rng(row_chunk).choice(len(axes), 700, replace=False):  # a fixed sample
+        ax = axes[i]
+        brute = _brute_counts(ax)
+        np.testing.assert_array_equal(ax.counts(), brute, err_msg=str(ax))
+        for j0, j1 in ((0, ax.out), (1, ax.out), (0, max(1, ax.out - 2)), (ax.out // 2, ax.out)):
+            if j0 < j1:
+                np.testing.assert_array_equal(ax.counts(j0, j1), brute[j0:j1], err_msg=str((ax, j0, j1)))
+        assert ax.entries() == int(brute.sum()), ax
+        low, high = ax.entries_bounds()
+        assert low <= ax.entries() <= high, ax
+        assert ax.active() == int((brute > 0).sum()), ax
+        idx = ax.index_map()
+        for run in ax.runs():  # every row of a run reads its taps, unfolded, at affine columns
+            for m, j in enumerate(run.positions().tolist()):
+                expect = np.full(ax.k, -1)
+                expect[run.taps] = run.first + m * run.delta
+                np.testing.assert_array_equal(idx[j], expect, err_msg=str((ax, run)))
+                assert brute[j] == run.taps.size
+
+
+def test_long_axes_count_without_allocating():
+    """Counting a long axis allocates nothing in proportion to it (periods tile, closed forms sum)."""
+    cases = [Axis(5, 3, 1, 1, (10**8, 10**8), mode, 2 * 10**8 + 3) for mode in ("zeros", "replicate", "symmetric")]
+    cases.append(Axis(10**7, 3, 1, 1, (1, 1), "reflect", 10**7))
+    cases.append(Axis(5, 4, 3, 10**6, (0, 0), "zeros", 4 * 3 + 3 * 10**6 + 1, transposed=True))
+    for ax in cases:
+        _, peak = traced_peak(ax.entries)
+        assert peak < 2**20, ax
+
+
+def test_symmetric_counts_are_periodic_beyond_the_data():
+    """With padding 100 on 5 inputs, the count pattern of the padding repeats with period 2n / gcd(s, 2n)."""
+    from convmatrix import geometry
+
+    ax = Axis(5, 3, 2, 1, (100, 100), "symmetric", conv_output_size(5, 3, 2, 100, 100, 1))
+    brute = _brute_counts(ax)
+    with mock.patch.object(geometry, "ROW_CHUNK", 8):
+        fresh = dataclasses.replace(ax)
+        np.testing.assert_array_equal(fresh.counts(), brute)
+        assert fresh.entries() == int(brute.sum())
+
+
+def test_geometry_refuses_index_arithmetic_beyond_int64():
+    with pytest.raises(ValueError, match=r"along axis 0 are too large together: n \+ p_before \+ p_after \+ "
+                                         r"d\*\(k-1\) \+ s = .* exceeds 2\*\*62"):
+        conv_geometry((3,), (2**61,), padding=2**61)
+    with pytest.raises(ValueError, match=r"too large together: \(n-1\)\*s"):
+        conv_transpose_geometry((3,), (2**31,), stride=2**31, dilation=2**31)
+    with pytest.raises(ValueError, match=r"dilation must be a positive integer at most 2\*\*62; got "
+                                         r"99999999999999999999"):
+        conv_geometry((3,), (5,), dilation=99999999999999999999)
+    assert conv_geometry((3,), (2**40,), stride=2**20).output_shape == ((2**40 - 3) // 2**20 + 1,)
