@@ -15,7 +15,8 @@ check                                  independent route
 ``C x vs numpy sliding windows``       ``np.pad`` in the boundary mode, then strided, dilated
                                        windows (``sliding_window_view``) contracted with the kernel
 ``C x vs scipy.signal``                ``scipy.signal.correlate`` (``convolve`` when flipped) per
-                                       channel pair, then subsampled by the stride
+                                       channel pair, then subsampled by the stride (a dilated
+                                       axis is split into its ``d`` phases by a reshape)
 ``C^T y vs zero insertion``            insert ``s-1`` zeros between the inputs, pad by
                                        ``d(k-1)-p``, correlate with the 180°-rotated kernel
 ``C^T y vs fusion (seed)``             the seed article's construction: one kernel copy per input
@@ -696,27 +697,53 @@ def _ref_forward(p: _Conv, x: np.ndarray) -> np.ndarray:
     return _correlate(xp, p.weight, p.stride, p.dilation, p.groups, p.out_shape)
 
 
+def _phase_split(p: _Conv) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Shapes that turn a dilated correlation into a plain one, axis by axis.
+
+    An axis of dilation ``d > 1`` is zero-extended to ``L d`` (``L = ceil(P / d)``) and split into
+    ``(L, d)``: position ``q d + r`` is row ``q`` of phase column ``r``, the kernel becomes
+    ``(k, 1)``, and the valid correlation ``(L - k + 1, d)`` read row-major is the dilated one at
+    positions ``0 .. (L - k + 1) d - 1``.  Returns (extended shape, split shape, kernel shape,
+    merged valid shape); an axis with ``d = 1`` stays as it is.
+    """
+    ext, split, kshape, valid = [], [], [], []
+    for P, k, d in zip(p.padded, p.k, p.dilation):
+        if d == 1:
+            ext.append(P), split.append(P), kshape.append(k), valid.append(P - k + 1)
+        else:
+            L = -(-P // d)
+            ext.append(L * d), split.extend((L, d)), kshape.extend((k, 1)), valid.append((L - k + 1) * d)
+    return tuple(ext), tuple(split), tuple(kshape), tuple(valid)
+
+
 def _ref_scipy(p: _Conv, x: np.ndarray) -> np.ndarray:
-    """``C x`` with ``scipy.signal.correlate`` (or ``convolve`` for a flipped kernel), one channel pair at a time."""
+    """``C x`` with ``scipy.signal.correlate`` (or ``convolve`` for a flipped kernel), one channel pair at a time.
+
+    The dilation is a reshape (:func:`_phase_split`), so the direct method costs ``O(P K)`` per
+    channel pair, not ``O(P d^ndim K)`` as with a zero-stuffed kernel.
+    """
     from scipy import signal
 
     widths = ((0, 0),) + tuple(p.pads)
     xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
     kernels = p.weight if p.scipy_kernel is None else p.scipy_kernel
-    dil = np.zeros(kernels.shape[:2] + tuple(d * (k - 1) + 1 for k, d in zip(p.k, p.dilation)), dtype=kernels.dtype)
-    dil[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in p.dilation)] = kernels
+    ext, split, kshape, valid = _phase_split(p)
     sub = tuple(slice(0, o * s, s) for o, s in zip(p.out_shape, p.stride))
-    dtype = np.result_type(xp, dil)
+    dtype = np.result_type(xp, kernels)
     out = np.zeros((p.c_out,) + tuple(p.out_shape), dtype=dtype)
+    xe = np.zeros(ext, dtype=xp.dtype)
+    inside = tuple(slice(0, P) for P in p.padded)
     cpi, cpo = p.weight.shape[1], p.c_out // p.groups
     for co in range(p.c_out):  # loop over kernel slices (channel pairs), not pixels
         for i in range(cpi):
             ci = (co // cpo) * cpi + i
+            xe[inside] = xp[ci]
+            kern = kernels[co, i].reshape(kshape)
             if p.scipy_kernel is None:  # correlate conjugates its second argument
-                r = signal.correlate(xp[ci], np.conj(dil[co, i]), mode="valid", method="direct")
+                r = signal.correlate(xe.reshape(split), np.conj(kern), mode="valid", method="direct")
             else:
-                r = signal.convolve(xp[ci], dil[co, i], mode="valid", method="direct")
-            out[co] += r[sub]
+                r = signal.convolve(xe.reshape(split), kern, mode="valid", method="direct")
+            out[co] += r.reshape(valid)[sub]
     return out
 
 
@@ -979,7 +1006,7 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
     plus the largest single step: a scale, a product with the matrix (``cast``: the copy of its
     values cast to the vectors' dtype), the dot test, or one reference with its comparison.  The
     steps count their padded copies (``np.pad``), the fusion's kernel copies and their int64
-    targets, scipy's un-strided correlation and dilated kernel, the zero-insertion grid, the fold
+    targets, scipy's un-strided correlation of the phase-split input, the zero-insertion grid, the fold
     (adjoint of the padding), and -- with torch -- PyTorch's padded input and im2col buffers.
     """
     b = 16 if cplx else 8
@@ -988,9 +1015,6 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
     cpi = p.weight.shape[1]
     N, O, P = math.prod(p.in_shape), math.prod(p.out_shape), math.prod(p.padded)
     K = math.prod(p.k)
-    ext = [d * (k - 1) + 1 for k, d in zip(p.k, p.dilation)]
-    E = math.prod(ext)
-    R = math.prod(max(Pa - Ea + 1, 1) for Pa, Ea in zip(p.padded, ext))
     NO = math.prod(p.natural_out())
     X, Y, W = c_in * N, c_out * O, c_out * cpi * K
     boundary = p.mode != "zeros"
@@ -1013,7 +1037,8 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
     fusion = c_in * O * K * (b + 8) + c_in * P * b               # kernel copies + int64 targets + padded sum
     if boundary:
         fusion = max(fusion, 3 * c_in * P * b)                   # the fold: input, output, one axis at a time
-    scipy_ = c_in * P * b + c_out * cpi * E * b + E * b + Y * b + 2 * R * b
+    ext = _phase_split(p)[0]
+    scipy_ = c_in * P * b + 2 * math.prod(ext) * b + Y * b + 2 * W * b  # pad, phase-split copy, result
     compare = max(X, Y) * (b + 8)                                # got - want, and its abs
     dot = _dot_bytes(X, Y, b) + cast + (X + Y) * b + max(fusion, fwd)
     steps = [X * 8 + fwd, Y * 8 + fusion, cast + max(X, Y) * b, dot, fwd + compare, scipy_ + compare,

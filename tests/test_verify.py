@@ -760,3 +760,17 @@ def test_sweep_streams_and_caps_n(monkeypatch):
 def real_sweep_cases(n, seed):
     """The same sweep without the monkeypatch: streaming draws the same geometries."""
     return V.sweep(n, seed=seed, torch=False).cases
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_scipy_route_with_large_dilation_matches_naive_loops(flip):
+    """The scipy route splits a dilated axis into its phases: still the dilated correlation (or convolution)."""
+    w = rng(11).standard_normal((2, 1, 3, 2)) + 1j * rng(12).standard_normal((2, 1, 3, 2))
+    n, s, d, pads = (23, 9), (2, 1), (5, 4), ((1, 3), (0, 2))
+    p = _conv_problem(w.real, n, s, pads, d, 1, "zeros")  # the sizes; the complex weight below
+    p.weight = w
+    if flip:  # the user's kernel goes to scipy.signal.convolve, its 180-degree rotation to the other routes
+        p.scipy_kernel, p.weight = p.weight, p.weight[:, :, ::-1, ::-1].copy()
+    x = rng(13).standard_normal((1,) + n) + 1j * rng(14).standard_normal((1,) + n)
+    naive = correlate_nd(x, p.weight, stride=s, padding=list(pads), dilation=d, groups=1)
+    np.testing.assert_allclose(V._ref_scipy(p, x), naive, rtol=1e-12, atol=1e-12)
