@@ -15,7 +15,8 @@ check                                  independent route
 ``C x vs numpy sliding windows``       ``np.pad`` in the boundary mode, then strided, dilated
                                        windows (``sliding_window_view``) contracted with the kernel
 ``C x vs scipy.signal``                ``scipy.signal.correlate`` (``convolve`` when flipped) per
-                                       channel pair, then subsampled by the stride
+                                       channel pair, then subsampled by the stride (a dilated
+                                       axis is split into its ``d`` phases by a reshape)
 ``C^T y vs zero insertion``            insert ``s-1`` zeros between the inputs, pad by
                                        ``d(k-1)-p``, correlate with the 180°-rotated kernel
 ``C^T y vs fusion (seed)``             the seed article's construction: one kernel copy per input
@@ -33,7 +34,18 @@ back onto the input; the transposed routes then apply the adjoint of ``np.pad``.
 Tolerances come from the dtype: ``max|error| <= atol + rtol * scale`` where ``scale`` is the
 largest sum of absolute terms ``(|C| |x|)_i`` (computed by the reference with ``|w|`` and
 ``|x|``), ``rtol`` is 1e-12 for float64/complex128 and 1e-5 for float32/complex64 (raised to
-``2 K eps`` for ``K`` terms per output), and integer matrices are compared exactly.
+``2 K eps`` for ``K`` terms per output), ``atol`` is 0, and integer matrices are compared exactly
+(their test vectors are small nonzero integers, so every sum is exact in float64; ``rtol`` becomes
+``2 K eps`` only for kernels so large that it would not be).  ``rtol=``/``atol=`` replace the
+defaults in every check but the shape (which is always exact), ``0`` included; each
+:class:`Check` records the ``rtol``, ``atol`` and the resulting ``tolerance`` it used, and that is
+what the table and the JSON print.
+
+Memory: :func:`check_conv` and :func:`check_transpose` take ``max_bytes`` (default ``"auto"``,
+half the RAM).  The peak of the matrix plus the reference routes (padded copies, the fusion's
+kernel copies, scipy's un-strided correlation, PyTorch's column buffers, ...) is predicted in
+closed form from the geometry and a request over budget raises
+:class:`~convmatrix.MatrixTooLargeError` before anything is allocated.
 """
 
 from __future__ import annotations
@@ -41,13 +53,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import numbers
 import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from . import _validate as V
 
 __all__ = [
     "Check",
@@ -63,6 +76,7 @@ __all__ = [
     "case_command",
     "seed_cases",
     "seed_report",
+    "MAX_SWEEP",
 ]
 
 _TORCH_EXTRA = "pip install convmatrix[torch]"
@@ -71,6 +85,16 @@ _STATUSES = ("pass", "fail", "skip")
 _NUMPY_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
                 "symmetric": "symmetric"}
 _TORCH_MODES = {"circular": "circular", "reflect": "reflect", "replicate": "replicate"}
+
+#: most geometries :func:`sweep` runs in one call: a sweep keeps one small report per geometry
+#: (about 4 KiB) and spends ~10 ms on each, so 100,000 is ~400 MiB and hours of work
+MAX_SWEEP = 100_000
+#: most spatial axes the references handle (einsum has 13 letters each for positions and taps)
+_MAX_AXES = 13
+#: integer sums up to this size are exact in float64
+_EXACT = 2**53
+#: test vectors of integer operators: nonzero integers in [-_INT_SPAN, _INT_SPAN]
+_INT_SPAN = 8
 
 # names of the checks, in the order a report lists them
 SHAPE = "shape vs symbolic formula"
@@ -90,6 +114,43 @@ def _tr_torch(nd: int) -> str:
 
 
 _TR_VJP = "C^T y vs torch autograd VJP"
+
+
+# ============================================================================ option checks
+def _torch_option(value: Any) -> bool | str:
+    """``"auto"``, ``True`` or ``False``; anything else is refused naming ``torch``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        if value == "auto":
+            return "auto"
+        raise ValueError(f"torch must be 'auto', True or False; got {value!r}")
+    raise TypeError(f"torch must be 'auto', True or False; got {V._describe(value)} of type {type(value).__name__}")
+
+
+def _generator(rng: Any, name: str = "rng") -> np.random.Generator:
+    """A numpy Generator from ``None``, a non-negative int seed, a Generator, BitGenerator or SeedSequence."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (np.random.BitGenerator, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    seed = V.as_int(rng, name, minimum=0, maximum=None,
+                    rule="None, a non-negative integer seed or a numpy Generator")
+    return np.random.default_rng(seed)
+
+
+def _tolerances(rtol: Any, atol: Any) -> tuple[float | None, float | None]:
+    return V.tolerance(rtol, "rtol"), V.tolerance(atol, "atol")
+
+
+def _int_vector(gen: np.random.Generator, shape: Any) -> np.ndarray:
+    """Nonzero integers in ``[-8, 8]`` as float64: exact products, and no entry that hides an error."""
+    k = gen.integers(0, 2 * _INT_SPAN, size=shape)
+    return np.where(k < _INT_SPAN, k - _INT_SPAN, k - _INT_SPAN + 1).astype(np.float64)
+
+
+def _is_int_dtype(dtype: Any) -> bool:
+    return dtype is not None and np.dtype(dtype).kind in "iub"
 
 
 # ============================================================================ tolerances
@@ -146,16 +207,45 @@ def _short(z: complex | float) -> str:
     return f"{z:.10g}"
 
 
+def _numeric_dtype(dtype: Any, name: str) -> None:
+    if dtype is not None and np.dtype(dtype).kind not in "biufc":
+        raise TypeError(f"{name} must have a numeric dtype (bool, integer, float or complex); got dtype {np.dtype(dtype)}")
+
+
+def _plain_matrix(A: Any, name: str) -> Any:
+    """``A`` as a 2-D numeric ndarray or sparse matrix (``np.matrix`` -> ndarray, masks refused); else ``A``."""
+    import scipy.sparse as sp
+
+    if isinstance(A, np.ma.MaskedArray):
+        if np.ma.getmask(A) is not np.ma.nomask and np.any(np.ma.getmaskarray(A)):
+            raise ValueError(f"{name} is a masked array with masked entries, and a matrix has no mask: "
+                             f"pass {name}.filled(0) (or the fill you mean) instead")
+        A = np.ma.getdata(A)
+    if isinstance(A, np.matrix):
+        A = np.asarray(A)
+    if sp.issparse(A) or isinstance(A, np.ndarray):
+        if A.ndim != 2:
+            raise ValueError(f"{name} must be 2-D; got an array of shape {A.shape}")
+        _numeric_dtype(A.dtype, name)
+    return A
+
+
 def _as_apply(A: Any, name: str) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int] | None, Any]:
     """(apply, shape or None, dtype or None) for a matrix, LinearOperator or callable."""
     import scipy.sparse as sp
 
+    A = _plain_matrix(A, name)
     if sp.issparse(A) or isinstance(A, np.ndarray):
-        if A.ndim != 2:
-            raise ValueError(f"{name} must be 2-D; got an array of shape {A.shape}")
         return (lambda v: A @ v), tuple(A.shape), A.dtype
     if hasattr(A, "matvec") and hasattr(A, "shape"):
-        return A.matvec, tuple(A.shape), getattr(A, "dtype", None)
+        shape = _operator_shape(A, name)
+        dtype = getattr(A, "dtype", None)
+        try:
+            dtype = None if dtype is None else np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        _numeric_dtype(dtype, name)
+        return A.matvec, shape, dtype
     if callable(A):
         return A, None, None
     raise TypeError(
@@ -164,9 +254,17 @@ def _as_apply(A: Any, name: str) -> tuple[Callable[[np.ndarray], np.ndarray], tu
     )
 
 
+def _operator_shape(A: Any, name: str) -> tuple[int, int]:
+    shape = A.shape
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(f"{name}.shape must be a pair (rows, columns); got {V._describe(shape)}")
+    return (V.as_int(shape[0], f"{name}.shape[0]", minimum=0), V.as_int(shape[1], f"{name}.shape[1]", minimum=0))
+
+
 def _adjoint_of(A: Any) -> Callable[[np.ndarray], np.ndarray]:
     import scipy.sparse as sp
 
+    A = _plain_matrix(A, "A")
     if sp.issparse(A) or isinstance(A, np.ndarray):
         AH = A.conj().T
         return lambda v: AH @ v
@@ -174,6 +272,35 @@ def _adjoint_of(A: Any) -> Callable[[np.ndarray], np.ndarray]:
         return A.rmatvec
     raise TypeError("AT is required when A is a plain callable (it has no adjoint of its own); "
                     f"got A of type {type(A).__name__} and AT=None")
+
+
+def _applied(fn: Callable[[np.ndarray], np.ndarray], v: np.ndarray, name: str) -> np.ndarray:
+    """``fn(v)`` as a flat numeric array; an operator without an adjoint is a ``TypeError`` naming ``name``."""
+    try:
+        out = fn(v)
+    except NotImplementedError as exc:  # a LinearOperator made from a matvec alone
+        raise TypeError(f"{name} cannot be applied ({exc}); pass AT, the adjoint, explicitly") from None
+    out = np.asarray(out)
+    if out.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must return numbers; got an array of dtype {out.dtype}")
+    return out.reshape(-1)
+
+
+def _operator_bytes(A: Any, acc_itemsize: int) -> int:
+    """Bytes ``A @ v`` may allocate besides its result: ``A``'s values (and ``v``) cast to a common dtype."""
+    import scipy.sparse as sp
+
+    if not (sp.issparse(A) or isinstance(A, np.ndarray)):
+        return 0
+    if A.dtype.itemsize == acc_itemsize and A.dtype.kind == ("c" if acc_itemsize == 16 else "f"):
+        return 0
+    values = A.size if isinstance(A, np.ndarray) else A.nnz
+    return (int(values) + int(A.shape[1])) * acc_itemsize
+
+
+def _dot_bytes(m: int, n: int, acc_itemsize: int) -> int:
+    """Peak of dot_test's own vectors: u, v, A u, Aᴴ v, their float64/complex128 copies (and norms)."""
+    return (m + n) * (32 if acc_itemsize <= 8 else 64)
 
 
 def dot_test(
@@ -186,31 +313,57 @@ def dot_test(
     complex: bool = False,
     shape: tuple[int, int] | None = None,
     raise_error: bool = True,
+    max_bytes: Any = "auto",
 ) -> DotTestResult:
     """Adjoint ("dot") test: ``vdot(A u, v) == vdot(u, Aᴴ v)`` for random ``u``, ``v``.
 
     Parameters
     ----------
     A : sparse matrix/array, ndarray, LinearOperator or callable
-        The operator.  A callable needs ``shape`` (or an ``A`` with ``.shape``).
+        The operator (a 2-D numeric array; ``np.matrix`` is accepted, a masked array only without
+        masked entries).  A callable needs ``shape``.
     AT : same kinds, optional
         Its adjoint ``Aᴴ`` (the conjugate transpose; the transpose for real ``A``).  Defaults to
         ``A.conj().T`` for matrices and ``A.rmatvec`` for LinearOperators.
-    rng : numpy Generator or int seed, optional
+    rng : None, int seed, numpy Generator, BitGenerator or SeedSequence, optional
+        Source of ``u`` and ``v``: standard normal, or, when ``A`` has an integer or bool dtype,
+        nonzero integers in ``[-8, 8]`` (so that every product and sum is exact in float64 while it
+        stays below ``2**53``: the test is then exact and ``rtol=0`` holds for a right adjoint).
     rtol, atol : float, optional
-        Pass when ``|lhs - rhs| <= atol + rtol * (‖A u‖‖v‖ + ‖u‖‖Aᴴ v‖)``.  ``rtol`` defaults to
-        1e-12 for 64-bit floats (and integers), 1e-5 for float32/complex64; ``atol`` to 0.
+        Pass when ``|lhs - rhs| <= atol + rtol * (‖A u‖‖v‖ + ‖u‖‖Aᴴ v‖)``.  ``None`` means the
+        default: ``rtol`` 1e-5 when the common dtype of ``A`` and of its outputs is
+        float32/complex64, else 1e-12 (integers included); ``atol`` 0.  Given values, ``0``
+        included, are used as they are.  Each must be a finite non-negative number.
     complex : bool
         Use complex ``u`` and ``v`` (needed to test the conjugation of a complex operator).
     shape : (int, int), optional
-        ``A``'s shape when it cannot be read from ``A``.
+        ``A``'s shape when it cannot be read from ``A`` (a plain callable); must agree with it
+        otherwise.
     raise_error : bool
         Raise ``AssertionError`` (showing both numbers) when the test fails.
+    max_bytes : int, None or "auto"
+        Budget for the test's own vectors (``u``, ``v``, ``A u``, ``Aᴴ v`` and their float64 or
+        complex128 copies) and for the cast copy of a matrix's values that ``A @ u`` may make;
+        what a LinearOperator or callable allocates inside is not counted.  ``"auto"``: half the
+        RAM; ``None``: no limit.
 
     Returns
     -------
     DotTestResult
-        ``lhs``, ``rhs``, ``error``, ``tolerance``, ``passed``; truthy when passed.
+        ``lhs``, ``rhs``, ``error``, ``tolerance`` (the bound used), ``passed``; truthy when passed.
+
+    Raises
+    ------
+    TypeError
+        ``A``/``AT`` of an unsupported kind or non-numeric, a callable without ``shape`` or
+        ``AT``, a LinearOperator without an adjoint, a bool option or tolerance of the wrong type.
+    ValueError
+        Shapes that do not agree, an operator that returns the wrong number of values, a negative
+        or non-finite tolerance, a masked matrix with masked entries.
+    MatrixTooLargeError
+        The vectors would exceed ``max_bytes``.
+    AssertionError
+        The test failed and ``raise_error`` is true.
 
     Notes
     -----
@@ -233,13 +386,22 @@ def dot_test(
     Traceback (most recent call last):
     ...
     AssertionError: dot test failed: vdot(A u, v) = ... and vdot(u, A^H v) = ...; |difference| = ... > tolerance ...
+    >>> dot_test(np.array([[1, 2], [3, 4]]), rng=0, rtol=0).error      # integers: exact
+    0.0
     """
+    rtol, atol = _tolerances(rtol, atol)
+    complex = V.as_bool(complex, "complex")
+    raise_error = V.as_bool(raise_error, "raise_error")
+    budget = V.budget(max_bytes)
+    A = _plain_matrix(A, "A")
     apply, a_shape, a_dtype = _as_apply(A, "A")
     if shape is not None:
-        if (not isinstance(shape, (tuple, list)) or len(shape) != 2
-                or not all(isinstance(s, numbers.Integral) and s >= 1 for s in shape)):
-            raise ValueError(f"shape must be a pair of positive ints (rows, columns); got {shape!r}")
-        shape = (int(shape[0]), int(shape[1]))
+        if isinstance(shape, np.ndarray):
+            shape = shape.tolist()
+        if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+            raise ValueError(f"shape must be a pair of positive ints (rows, columns); got {V._describe(shape)}")
+        shape = tuple(V.as_int(s, f"shape[{i}]", minimum=1, rule="a positive integer (shape is (rows, columns))")
+                      for i, s in enumerate(shape))
         if a_shape is not None and a_shape != shape:
             raise ValueError(f"shape {shape} does not match A.shape {a_shape}")
     shape = shape or a_shape
@@ -248,21 +410,29 @@ def dot_test(
     if AT is None:
         adjoint = _adjoint_of(A)
     else:
+        AT = _plain_matrix(AT, "AT")
         adjoint, at_shape, _ = _as_apply(AT, "AT")
         if at_shape is not None and at_shape != (shape[1], shape[0]):
             raise ValueError(f"AT must have shape {(shape[1], shape[0])} (A's columns x A's rows); got {at_shape}")
-    if not isinstance(complex, (bool, np.bool_)):
-        raise TypeError(f"complex must be a bool; got {complex!r}")
-    gen = np.random.default_rng(rng)
     m, n = shape
-    if complex:
-        u = gen.standard_normal(n) + 1j * gen.standard_normal(n)
-        v = gen.standard_normal(m) + 1j * gen.standard_normal(m)
+    cplx_a = a_dtype is not None and np.dtype(a_dtype).kind == "c"
+    acc_size = 16 if (complex or cplx_a) else 8
+    need = _dot_bytes(m, n, acc_size) + _operator_bytes(A, acc_size) + (0 if AT is None else _operator_bytes(AT, acc_size))
+    V.check_bytes(f"dot_test of a {m:,} x {n:,} operator", need, budget,
+                  "test a smaller operator, or pass a larger max_bytes (or None for no limit)")
+    gen = _generator(rng)
+    if _is_int_dtype(a_dtype):
+        draw = lambda size: _int_vector(gen, size)
     else:
-        u = gen.standard_normal(n)
-        v = gen.standard_normal(m)
-    Au = np.asarray(apply(u)).reshape(-1)
-    AHv = np.asarray(adjoint(v)).reshape(-1)
+        draw = gen.standard_normal
+    if complex:
+        u = draw(n) + 1j * draw(n)
+        v = draw(m) + 1j * draw(m)
+    else:
+        u = draw(n)
+        v = draw(m)
+    Au = _applied(apply, u, "A")
+    AHv = _applied(adjoint, v, "A's adjoint" if AT is None else "AT")
     if Au.size != m:
         raise ValueError(f"A maps {n} values to {m}; got an output of {Au.size} values")
     if AHv.size != n:
@@ -280,9 +450,9 @@ def dot_test(
     else:
         lhs, rhs = _complex(lhs), _complex(rhs)
     if rtol is None:
-        rtol = _base_rtol(dtype) or 1e-12  # integer operators still produce rounded float products
+        rtol = _base_rtol(dtype) or 1e-12  # the default for integers: products are rounded beyond 2**53
     scale = float(np.linalg.norm(Au) * np.linalg.norm(v) + np.linalg.norm(u) * np.linalg.norm(AHv))
-    tol = float(atol or 0.0) + float(rtol) * scale
+    tol = (0.0 if atol is None else atol) + rtol * scale
     err = float(abs(lhs - rhs))
     result = DotTestResult(lhs, rhs, err, tol, bool(err <= tol))
     if raise_error and not result.passed:
@@ -295,8 +465,9 @@ def dot_test(
 class Check:
     """One named check: ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``.
 
-    ``error`` is the maximum absolute error and ``tolerance`` the bound it must not exceed
-    (``None`` when the check did not run or has no number).
+    ``error`` is the maximum absolute error and ``tolerance`` the bound it must not exceed,
+    ``atol + rtol * scale`` with the ``rtol`` and ``atol`` recorded here (``None`` when the check
+    did not run or has no number; the shape check is exact: tolerance 0, ``rtol``/``atol`` None).
     """
 
     name: str
@@ -304,10 +475,12 @@ class Check:
     error: float | None = None
     tolerance: float | None = None
     detail: str = ""
+    rtol: float | None = None
+    atol: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "error": self.error, "tolerance": self.tolerance,
-                "detail": self.detail}
+                "rtol": self.rtol, "atol": self.atol, "detail": self.detail}
 
 
 @dataclass
@@ -524,38 +697,71 @@ def _ref_forward(p: _Conv, x: np.ndarray) -> np.ndarray:
     return _correlate(xp, p.weight, p.stride, p.dilation, p.groups, p.out_shape)
 
 
+def _phase_split(p: _Conv) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Shapes that turn a dilated correlation into a plain one, axis by axis.
+
+    An axis of dilation ``d > 1`` is zero-extended to ``L d`` (``L = ceil(P / d)``) and split into
+    ``(L, d)``: position ``q d + r`` is row ``q`` of phase column ``r``, the kernel becomes
+    ``(k, 1)``, and the valid correlation ``(L - k + 1, d)`` read row-major is the dilated one at
+    positions ``0 .. (L - k + 1) d - 1``.  Returns (extended shape, split shape, kernel shape,
+    merged valid shape); an axis with ``d = 1`` stays as it is.
+    """
+    ext, split, kshape, valid = [], [], [], []
+    for P, k, d in zip(p.padded, p.k, p.dilation):
+        if d == 1:
+            ext.append(P), split.append(P), kshape.append(k), valid.append(P - k + 1)
+        else:
+            L = -(-P // d)
+            ext.append(L * d), split.extend((L, d)), kshape.extend((k, 1)), valid.append((L - k + 1) * d)
+    return tuple(ext), tuple(split), tuple(kshape), tuple(valid)
+
+
 def _ref_scipy(p: _Conv, x: np.ndarray) -> np.ndarray:
-    """``C x`` with ``scipy.signal.correlate`` (or ``convolve`` for a flipped kernel), one channel pair at a time."""
+    """``C x`` with ``scipy.signal.correlate`` (or ``convolve`` for a flipped kernel), one channel pair at a time.
+
+    The dilation is a reshape (:func:`_phase_split`), so the direct method costs ``O(P K)`` per
+    channel pair, not ``O(P d^ndim K)`` as with a zero-stuffed kernel.
+    """
     from scipy import signal
 
     widths = ((0, 0),) + tuple(p.pads)
     xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
     kernels = p.weight if p.scipy_kernel is None else p.scipy_kernel
-    dil = np.zeros(kernels.shape[:2] + tuple(d * (k - 1) + 1 for k, d in zip(p.k, p.dilation)), dtype=kernels.dtype)
-    dil[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in p.dilation)] = kernels
+    ext, split, kshape, valid = _phase_split(p)
     sub = tuple(slice(0, o * s, s) for o, s in zip(p.out_shape, p.stride))
-    dtype = np.result_type(xp, dil)
+    dtype = np.result_type(xp, kernels)
     out = np.zeros((p.c_out,) + tuple(p.out_shape), dtype=dtype)
+    xe = np.zeros(ext, dtype=xp.dtype)
+    inside = tuple(slice(0, P) for P in p.padded)
     cpi, cpo = p.weight.shape[1], p.c_out // p.groups
     for co in range(p.c_out):  # loop over kernel slices (channel pairs), not pixels
         for i in range(cpi):
             ci = (co // cpo) * cpi + i
+            xe[inside] = xp[ci]
+            kern = kernels[co, i].reshape(kshape)
             if p.scipy_kernel is None:  # correlate conjugates its second argument
-                r = signal.correlate(xp[ci], np.conj(dil[co, i]), mode="valid", method="direct")
+                r = signal.correlate(xe.reshape(split), np.conj(kern), mode="valid", method="direct")
             else:
-                r = signal.convolve(xp[ci], dil[co, i], mode="valid", method="direct")
-            out[co] += r[sub]
+                r = signal.convolve(xe.reshape(split), kern, mode="valid", method="direct")
+            out[co] += r.reshape(valid)[sub]
     return out
 
 
 def _fold(p: _Conv, z: np.ndarray) -> np.ndarray:
-    """Adjoint of the padding: (c, *padded) -> (c, *in_shape), adding what the mode copied."""
-    for n, (b, a) in zip(p.in_shape, p.pads):  # each step consumes axis 1 and appends the folded axis
-        idx = _pad_index(n, b, a, p.mode)
-        F = np.zeros((idx.size, n))
-        hit = idx >= 0
-        F[np.nonzero(hit)[0], idx[hit]] = 1.0
-        z = np.tensordot(z, F, axes=([1], [0]))
+    """Adjoint of the padding: (c, *padded) -> (c, *in_shape), adding what the mode copied.
+
+    Zero padding folds to a crop; the other modes scatter-add each padded position onto its
+    source (``np.add.at`` along one axis at a time: memory linear in the array, whatever the
+    padding).
+    """
+    if p.mode == "zeros":
+        return z[(slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(p.in_shape, p.pads))]
+    for a, (n, (b, e)) in enumerate(zip(p.in_shape, p.pads)):
+        idx = _pad_index(n, b, e, p.mode)
+        zt = np.moveaxis(z, 1 + a, 0)
+        out = np.zeros((n,) + zt.shape[1:], dtype=z.dtype)
+        np.add.at(out, idx, zt)
+        z = np.moveaxis(out, 0, 1 + a)
     return z
 
 
@@ -570,7 +776,9 @@ def _ref_fusion(p: _Conv, y: np.ndarray) -> np.ndarray:
     copies = np.einsum(f"go{pos},goi{taps}->gi{pos}{taps}", yg, wg)
     copies = copies.reshape((g * cpi,) + copies.shape[2:])
     padded = p.padded
-    target = np.arange(p.c_in).reshape((-1,) + (1,) * (2 * nd)) * math.prod(padded)
+    # target[c, pixel, tap]: flat index in the padded input, built in place (one int64 per copy)
+    target = np.empty(copies.shape, dtype=np.int64)
+    target[...] = np.arange(p.c_in).reshape((-1,) + (1,) * (2 * nd)) * math.prod(padded)
     stride_in = [math.prod(padded[a + 1:]) for a in range(nd)]
     for a in range(nd):  # position of (pixel, tap) along axis a: pixel*s + tap*d
         j = np.arange(p.out_shape[a]) * p.stride[a]
@@ -579,9 +787,11 @@ def _ref_fusion(p: _Conv, y: np.ndarray) -> np.ndarray:
         shape_j[1 + a] = -1
         shape_t = [1] * (1 + 2 * nd)
         shape_t[1 + nd + a] = -1
-        target = target + (j.reshape(shape_j) + t.reshape(shape_t)) * stride_in[a]
+        target += j.reshape(shape_j) * stride_in[a]
+        target += t.reshape(shape_t) * stride_in[a]
     out = np.zeros(p.c_in * math.prod(padded), dtype=copies.dtype)
-    np.add.at(out, np.broadcast_to(target, copies.shape).ravel(), copies.ravel())
+    np.add.at(out, target.reshape(-1), copies.reshape(-1))
+    del copies, target
     return _fold(p, out.reshape((p.c_in,) + padded))
 
 
@@ -622,6 +832,18 @@ def _import_torch(torch_opt: Any) -> Any:
             raise ImportError(f"torch=True needs PyTorch: {_TORCH_EXTRA}") from None
         return None
     return torch
+
+
+def _torch_installed(torch_opt: Any) -> bool:
+    """Whether the torch checks would run, without importing torch (``torch=True`` without it: ImportError)."""
+    import importlib.util
+
+    if torch_opt is False:
+        return False
+    found = importlib.util.find_spec("torch") is not None
+    if not found and torch_opt is True:
+        raise ImportError(f"torch=True needs PyTorch: {_TORCH_EXTRA}")
+    return found
 
 
 def _torch_pad(torch: Any, p: _Conv, x: Any) -> Any:
@@ -699,10 +921,20 @@ def _torch_transpose(torch: Any, p: _Conv, y: np.ndarray) -> tuple[np.ndarray, s
 
 # ============================================================================ running the checks
 def _kernel_and_dtype(kernel: Any, dtype: Any) -> tuple[np.ndarray, np.dtype]:
-    from . import _validate as V
-
+    """The validated kernel and matrix dtype; non-finite kernels and narrowing integer casts are refused."""
     k = V.kernel_array(kernel)
-    return k, V.result_dtype(k, dtype)
+    out = V.result_dtype(k, dtype)
+    bad = int(k.size - np.count_nonzero(np.isfinite(k)))
+    if bad:
+        raise ValueError(f"kernel must be finite to be verified (NaN or inf makes every comparison fail); "
+                         f"got {bad} non-finite entries")
+    if out.kind in "iu" and k.dtype.kind in "iu" and out != k.dtype:
+        info = np.iinfo(out)
+        lo, hi = int(k.min()), int(k.max())
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"dtype {out} cannot hold the kernel's values (from {lo} to {hi}); "
+                             f"got dtype={V._describe(dtype)}")
+    return k, out
 
 
 def _work_dtype(*dtypes: Any) -> type:
@@ -710,8 +942,9 @@ def _work_dtype(*dtypes: Any) -> type:
 
 
 def _random_vector(gen: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, cplx: bool) -> np.ndarray:
+    """Test vector: nonzero integers in [-8, 8] for integer matrices (exact sums), else standard normal."""
     if np.dtype(dtype).kind in "iub" and not cplx:
-        return gen.integers(-4, 5, size=shape).astype(np.float64)
+        return _int_vector(gen, shape)
     v = gen.standard_normal(shape)
     if cplx:
         v = v + 1j * gen.standard_normal(shape)
@@ -722,30 +955,117 @@ def _matrix_ops(M: Any) -> tuple[Callable, Callable, tuple[int, int], Any]:
     """(M @ v, M.T @ v, shape, dtype) for a sparse matrix, ndarray or LinearOperator."""
     import scipy.sparse as sp
 
-    if isinstance(M, np.matrix):
-        M = np.asarray(M)
+    M = _plain_matrix(M, "matrix")
     if sp.issparse(M) or isinstance(M, np.ndarray):
-        if M.ndim != 2:
-            raise ValueError(f"matrix must be 2-D; got an array of shape {M.shape}")
         MT = M.T
         return (lambda v: M @ v), (lambda v: MT @ v), tuple(M.shape), M.dtype
     if hasattr(M, "matvec") and hasattr(M, "rmatvec") and hasattr(M, "shape"):
+        shape = _operator_shape(M, "matrix")
+        dtype = getattr(M, "dtype", None)
+        try:
+            dtype = None if dtype is None else np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        _numeric_dtype(dtype, "matrix")
         # transpose from the adjoint: M^T v = conj(M^H conj(v))
-        return M.matvec, (lambda v: np.conj(M.rmatvec(np.conj(v)))), tuple(M.shape), getattr(M, "dtype", None)
+        return (lambda v: _applied(M.matvec, v, "matrix")), \
+            (lambda v: np.conj(_applied(M.rmatvec, np.conj(v), "matrix's rmatvec"))), shape, dtype
     raise TypeError(f"matrix must be a scipy sparse matrix/array, a 2-D ndarray or a LinearOperator; "
                     f"got {type(M).__name__}")
 
 
-def _compare(name: str, got: np.ndarray, want: np.ndarray, scale: float, rtol: float, atol: float,
+def _apply_or_error(apply: Callable[[np.ndarray], np.ndarray], v: np.ndarray) -> np.ndarray | Exception:
+    """``apply(v)``, or the exception a user's operator raised (the checks that need it then fail)."""
+    try:
+        return np.asarray(apply(v.reshape(-1)))
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported in the failed checks' detail
+        return exc
+
+
+def _compare(name: str, got: np.ndarray | Exception, want: np.ndarray, scale: float, rtol: float, atol: float,
              detail: str = "") -> Check:
+    if isinstance(got, Exception):
+        return Check(name, "fail", None, None, f"not run: the matrix raised {type(got).__name__}: {got}", rtol, atol)
     got = np.asarray(got).reshape(-1)
     want = np.asarray(want).reshape(-1)
     if got.shape != want.shape:
-        return Check(name, "fail", None, None, f"sizes differ: {got.size} vs {want.size}")
+        return Check(name, "fail", None, None, f"sizes differ: {got.size} vs {want.size}", rtol, atol)
     err = float(np.max(np.abs(got - want))) if got.size else 0.0
     tol = atol + rtol * scale
     ok = bool(err <= tol)  # False for NaN
-    return Check(name, "pass" if ok else "fail", err, tol, detail)
+    return Check(name, "pass" if ok else "fail", err, tol, detail, rtol, atol)
+
+
+# ---------------------------------------------------------------------------- memory
+def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int:
+    """Closed-form peak of everything :func:`_run` allocates besides the matrix (O(ndim) work).
+
+    ``persistent`` (kept through the run: the test vectors, the matrix's products, kernel copies)
+    plus the largest single step: a scale, a product with the matrix (``cast``: the copy of its
+    values cast to the vectors' dtype), the dot test, or one reference with its comparison.  The
+    steps count their padded copies (``np.pad``), the fusion's kernel copies and their int64
+    targets, scipy's un-strided correlation of the phase-split input, the zero-insertion grid, the fold
+    (adjoint of the padding), and -- with torch -- PyTorch's padded input and im2col buffers.
+    """
+    b = 16 if cplx else 8
+    nd = p.nd
+    c_in, c_out = p.c_in, p.c_out
+    cpi = p.weight.shape[1]
+    N, O, P = math.prod(p.in_shape), math.prod(p.out_shape), math.prod(p.padded)
+    K = math.prod(p.k)
+    NO = math.prod(p.natural_out())
+    X, Y, W = c_in * N, c_out * O, c_out * cpi * K
+    boundary = p.mode != "zeros"
+
+    # zero insertion: the upsampled grid, padded axis by axis (old and new alive), then cropped
+    target = p.padded if boundary else p.in_shape
+    before = [0 if boundary else bb for bb, _ in p.pads]
+    grid = fin = 1
+    for a in range(nd):
+        span = p.dilation[a] * (p.k[a] - 1)
+        up0 = (p.out_shape[a] - 1) * p.stride[a] + 1
+        lo = span - before[a]
+        hi = target[a] + span - up0 - lo
+        grid *= up0 + max(lo, 0) + max(hi, 0)
+        fin *= target[a] + span
+    T = math.prod(target)
+    zero_ins = max(2 * c_out * grid * b, c_out * fin * b + c_in * T * b * (3 if boundary else 1))
+
+    fwd = c_in * P * b + Y * b                                   # np.pad + the einsum's output
+    fusion = c_in * O * K * (b + 8) + c_in * P * b               # kernel copies + int64 targets + padded sum
+    if boundary:
+        fusion = max(fusion, 3 * c_in * P * b)                   # the fold: input, output, one axis at a time
+    ext = _phase_split(p)[0]
+    scipy_ = c_in * P * b + 2 * math.prod(ext) * b + Y * b + 2 * W * b  # pad, phase-split copy, result
+    compare = max(X, Y) * (b + 8)                                # got - want, and its abs
+    dot = _dot_bytes(X, Y, b) + cast + (X + Y) * b + max(fusion, fwd)
+    steps = [X * 8 + fwd, Y * 8 + fusion, cast + max(X, Y) * b, dot, fwd + compare, scipy_ + compare,
+             zero_ins + compare, fusion + compare]
+    if torch_on:
+        f = 2 if cplx else 1                                     # complex convolutions run as real ones
+        conv = f * (2 * c_in * P * b + c_in * K * NO * b + c_out * NO * b)
+        vjp = f * (3 * c_in * P * b + 2 * c_in * K * NO * b + 2 * c_out * NO * b) + 2 * X * 16 + 2 * Y * 16
+        base = math.prod((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k))
+        convt = f * (c_in * K * O * b + c_in * base * b) + 3 * c_in * P * b
+        steps += [conv + compare, vjp + compare, convt + compare]
+    persistent = 6 * W * 16 + 2 * (X + Y) * b
+    return (persistent + max(steps)) * 11 // 10  # 10% margin: measured peaks are 0.5 to 0.97 of the sum
+
+
+def _guard(p: _Conv, what: str, shape: tuple[int, int], budget: int | None, matrix_bytes: int, cast: int,
+           cplx: bool, torch_on: bool) -> None:
+    """Refuse, before allocating, a check whose predicted peak exceeds ``budget``."""
+    if budget is None:
+        return
+    need = matrix_bytes + _reference_bytes(p, cplx, torch_on, cast)
+    hint = ("verify a smaller geometry (every check is local: a few kernel extents per axis exercise every "
+            "boundary and stride)")
+    if torch_on and matrix_bytes + _reference_bytes(p, cplx, False, cast) <= budget:
+        hint += ", pass torch=False to skip PyTorch's buffers"
+    V.check_bytes(f"{what} of a {shape[0]:,} x {shape[1]:,} matrix with its reference routes", need, budget,
+                  hint + ", or pass a larger max_bytes (or None for no limit)")
 
 
 def _formula_output(geom: Any) -> tuple[int, ...]:
@@ -772,24 +1092,47 @@ def _shape_check(p: _Conv, geom: Any, shape: tuple[int, int], transposed: bool) 
     return Check(SHAPE, "pass" if err == 0 else "fail", float(err), 0.0, detail), tuple(shape) == tuple(ref_shape)
 
 
-def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, rng: Any, rtol: float | None, atol: float | None,
-         torch_opt: Any) -> list[Check]:
-    """All checks for the pair (C, Cᵀ) where ``M`` is C (``transposed=False``) or Cᵀ."""
+def _tolerance_rules(M: Any, mdtype: np.dtype, cplx: bool, p: _Conv, shape: tuple[int, int],
+                     rtol: float | None) -> tuple[float, float]:
+    """(rtol of the element-wise checks, rtol of the dot test): the given ``rtol``, else the defaults.
+
+    Defaults: the dtype's rule (:func:`_rtol_for`; a LinearOperator with an integer dtype gets
+    float64's, since its arithmetic is unknown).  An integer matrix is compared exactly (0) when
+    every sum of products of its entries with the test vectors stays below ``2**53``; otherwise
+    float64 rounding enters, and the rtol is ``2 K eps`` (dot test: 1e-12).
+    """
+    import scipy.sparse as sp
+
+    if rtol is not None:
+        return rtol, rtol
+    terms = p.terms()
+    if (sp.issparse(M) or isinstance(M, np.ndarray)) and _is_int_dtype(mdtype) and not cplx:
+        wmax = float(np.max(np.abs(p.weight))) if p.weight.size else 0.0
+        rt = 0.0 if wmax * _INT_SPAN * terms <= _EXACT else 2.0 * terms * _eps(np.float64)
+        dot_rt = 0.0 if wmax * _INT_SPAN ** 2 * terms * max(shape) <= _EXACT else 1e-12
+        return rt, dot_rt
+    rule = mdtype if mdtype.kind in "fc" else np.dtype(np.float64)
+    rt = _rtol_for(rule, terms)
+    return rt, rt
+
+
+def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, gen: np.random.Generator, rtol: float | None,
+         atol: float | None, torch: Any, torch_opt: Any) -> list[Check]:
+    """All checks for the pair (C, Cᵀ) where ``M`` is C (``transposed=False``) or Cᵀ.
+
+    ``rtol``/``atol`` are validated tolerances (``None``: the defaults); ``torch`` is the torch
+    module or ``None`` (its checks are then skipped).
+    """
     mv, mtv, shape, mdtype = _matrix_ops(M)
     wdt = _work_dtype(p.weight.dtype, mdtype)
     cplx = wdt is np.complex128
     mdtype = np.dtype(mdtype) if mdtype is not None else np.dtype(wdt)
-    rt = _rtol_for(mdtype, p.terms()) if rtol is None else float(rtol)
-    at = 0.0 if atol is None else float(atol)
+    at = 0.0 if atol is None else atol
     if transposed:  # M = Cᵀ: C x = Mᵀ x, Cᵀ y = M y
         c_apply, ct_apply = mtv, mv
     else:
         c_apply, ct_apply = mv, mtv
-    gen = np.random.default_rng(rng)
-    x = _random_vector(gen, (p.c_in,) + tuple(p.in_shape), mdtype, cplx)
-    y = _random_vector(gen, (p.c_out,) + tuple(p.out_shape), mdtype, cplx)
     nd = p.nd
-    torch = _import_torch(torch_opt)
     fwd_names = [FWD_NUMPY, FWD_SCIPY, _fwd_torch(nd)]
     tr_names = [TR_ZERO, TR_FUSION, _tr_torch(nd), _TR_VJP]
     names = [SHAPE, DOT] + (tr_names + fwd_names if transposed else fwd_names + tr_names)
@@ -801,20 +1144,33 @@ def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, rng: Any, rtol: float
             checks[name] = Check(name, "fail", None, None, "not run: matrix shape does not match the references")
         return [checks[n] for n in names]
 
+    rt, dot_rt = _tolerance_rules(M, mdtype, cplx, p, shape, rtol)
+    x = _random_vector(gen, (p.c_in,) + tuple(p.in_shape), mdtype, cplx)
+    y = _random_vector(gen, (p.c_out,) + tuple(p.out_shape), mdtype, cplx)
     absp = p.absolute()
-    fwd_scale = float(np.max(_ref_forward(absp, np.abs(x)), initial=0.0))
-    tr_scale = float(np.max(_ref_fusion(absp, np.abs(y)), initial=0.0))
-    Cx = np.asarray(c_apply(x.reshape(-1)))
-    CTy = np.asarray(ct_apply(y.reshape(-1)))
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        fwd_scale = float(np.max(_ref_forward(absp, np.abs(x)), initial=0.0))
+        tr_scale = float(np.max(_ref_fusion(absp, np.abs(y)), initial=0.0))
+    del absp
+    if not (math.isfinite(fwd_scale) and math.isfinite(tr_scale)):
+        raise ValueError("kernel values are too large to verify: sums of |kernel| x |test vector| overflow "
+                         f"float64 (largest |kernel| entry {float(np.max(np.abs(p.weight))):.3e})")
+    Cx, CTy = _apply_or_error(c_apply, x), _apply_or_error(ct_apply, y)
 
     # adjoint test of the matrix against a reference adjoint (not the matrix's own transpose)
     if transposed:
         ref_adj = lambda v: np.conj(_ref_forward(p, np.conj(v).reshape((p.c_in,) + tuple(p.in_shape)))).reshape(-1)
     else:
         ref_adj = lambda v: np.conj(_ref_fusion(p, np.conj(v).reshape((p.c_out,) + tuple(p.out_shape)))).reshape(-1)
-    res = dot_test(M, ref_adj, rng=gen, rtol=rt or 1e-12, atol=at, complex=cplx, raise_error=False)
-    checks[DOT] = Check(DOT, "pass" if res.passed else "fail", res.error, res.tolerance,
-                        f"vdot(A u, v) = {_short(res.lhs)}, vdot(u, A^H v) = {_short(res.rhs)}")
+    try:
+        res = dot_test(M, ref_adj, rng=gen, rtol=dot_rt, atol=at, complex=cplx, raise_error=False, max_bytes=None)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the operator failed or returned the wrong number of values
+        checks[DOT] = Check(DOT, "fail", None, None, f"not run: {type(exc).__name__}: {exc}", dot_rt, at)
+    else:
+        checks[DOT] = Check(DOT, "pass" if res.passed else "fail", res.error, res.tolerance,
+                            f"vdot(A u, v) = {_short(res.lhs)}, vdot(u, A^H v) = {_short(res.rhs)}", dot_rt, at)
 
     checks[FWD_NUMPY] = _compare(FWD_NUMPY, Cx, _ref_forward(p, x), fwd_scale, rt, at)
     checks[FWD_SCIPY] = _compare(FWD_SCIPY, Cx, _ref_scipy(p, x), fwd_scale, rt, at,
@@ -838,13 +1194,15 @@ def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, rng: Any, rtol: float
         torch.set_num_threads(1)
         try:
             fwd = _torch_forward(torch, p, x)
+            checks[_fwd_torch(nd)] = _compare(_fwd_torch(nd), Cx, fwd, fwd_scale, rt, at, sym)
+            del fwd
             got, note = _torch_transpose(torch, p, y)
+            checks[_tr_torch(nd)] = _compare(_tr_torch(nd), CTy, got, tr_scale, rt, at, note)
+            del got
             vjp = _torch_vjp(torch, p, y)
+            checks[_TR_VJP] = _compare(_TR_VJP, CTy, vjp, tr_scale, rt, at, sym)
         finally:
             torch.set_num_threads(threads)
-        checks[_fwd_torch(nd)] = _compare(_fwd_torch(nd), Cx, fwd, fwd_scale, rt, at, sym)
-        checks[_tr_torch(nd)] = _compare(_tr_torch(nd), CTy, got, tr_scale, rt, at, note)
-        checks[_TR_VJP] = _compare(_TR_VJP, CTy, vjp, tr_scale, rt, at, sym)
     return [checks[n] for n in names]
 
 
@@ -885,26 +1243,49 @@ def check_conv(
     rtol: float | None = None,
     atol: float | None = None,
     torch: Any = "auto",
+    max_bytes: Any = "auto",
 ) -> Report:
     """Verify the convolution matrix ``C`` of :func:`convmatrix.conv_matrix` (or a given ``matrix``).
 
     Parameters
     ----------
     kernel, input_shape, stride, padding, dilation, groups, padding_mode, flip, dtype
-        As :func:`convmatrix.conv_matrix`.
+        As :func:`convmatrix.conv_matrix` (``flip`` must be a bool).
     matrix : sparse matrix/array, ndarray or LinearOperator, optional
-        Verify this matrix instead of building one (e.g. your own implementation).
-    rng : int or numpy Generator
-        Seed of the random test vectors.
+        Verify this matrix instead of building one (e.g. your own implementation): a 2-D numeric
+        array (``np.matrix`` accepted, a masked array only without masked entries) or an object
+        with ``shape``, ``matvec`` and ``rmatvec``.  A matrix of the wrong shape is not an error:
+        the report's shape check fails and the other checks are reported as failed, not run; an
+        exception raised by a LinearOperator's ``matvec``/``rmatvec`` (other than MemoryError)
+        fails the checks that needed it, with the exception in their detail.
+    rng : None, int seed, numpy Generator, BitGenerator or SeedSequence
+        Source of the random test vectors (nonzero integers in ``[-8, 8]`` for integer matrices).
     rtol, atol : float, optional
-        Override the dtype-derived tolerances.
+        Replace the dtype-derived tolerances (see the module docstring) in every check but the
+        shape check; ``0`` is honoured.  Finite and non-negative.
     torch : {"auto", True, False}
         Use PyTorch when installed (``True``: require it; ``False``: skip its checks).
+    max_bytes : int, None or "auto"
+        Budget for the call's peak memory: the matrix (the builder is given the same budget)
+        plus the reference routes, predicted in closed form (see the module docstring);
+        ``"auto"`` is half the RAM, ``None`` no limit.  A given ``matrix`` is not counted (it
+        exists already), the cast copy ``matrix @ x`` may make of its values is.
 
     Returns
     -------
     Report
         One row per check (see the module docstring); ``report.ok`` is the verdict.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid argument (the message names it), as :func:`convmatrix.conv_matrix` would, or
+        an invalid ``flip``, ``matrix``, ``rng``, ``rtol``, ``atol``, ``torch`` or ``max_bytes``;
+        more than 13 spatial axes.
+    MatrixTooLargeError
+        The predicted peak exceeds ``max_bytes``; raised before anything is allocated.
+    ImportError
+        ``torch=True`` without PyTorch installed.
 
     Examples
     --------
@@ -922,30 +1303,85 @@ def check_conv(
     """
     from .geometry import conv_geometry
 
+    common = _common_options(rng, rtol, atol, torch, max_bytes)
+    flip = V.as_bool(flip, "flip")
     k, out_dtype = _kernel_and_dtype(kernel, dtype)
-    if not isinstance(flip, (bool, np.bool_)):
-        raise TypeError(f"flip must be a bool; got {flip!r}")
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
-    given = matrix is not None
-    if matrix is None:
+    _check_axes(geom)
+    wshape = (geom.out_channels, geom.in_per_group) + geom.kernel_shape
+    p = _Conv(_placeholder(wshape), geom.groups, geom.stride, geom.dilation, geom.padding, geom.padding_mode,
+              geom.input_shape, ())
+    p.out_shape = p.natural_out()  # the references' own output size
+
+    def build(budget: int | None) -> Any:
         from .matrices import conv_matrix
 
-        matrix = conv_matrix(k, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                             padding_mode=padding_mode, flip=bool(flip), dtype=dtype)
+        return conv_matrix(k, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                           padding_mode=padding_mode, flip=flip, dtype=dtype, max_bytes=budget)
+
+    def weights(wdt: type) -> tuple[np.ndarray, np.ndarray | None]:
+        w = k.astype(out_dtype).astype(wdt).reshape(wshape)
+        if not flip:
+            return w, None
+        # copy: torch rejects negative strides
+        return w[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim].copy(), w
+
+    return _check("conv", "check_conv", geom, p, k, out_dtype, matrix, build, weights, flip, common)
+
+
+def _common_options(rng: Any, rtol: Any, atol: Any, torch: Any, max_bytes: Any) -> dict[str, Any]:
+    """Validate the options check_conv and check_transpose share (before anything is built)."""
+    rtol, atol = _tolerances(rtol, atol)
+    return {"gen": _generator(rng), "rtol": rtol, "atol": atol, "torch_opt": _torch_option(torch),
+            "budget": V.budget(max_bytes)}
+
+
+def _check_axes(geom: Any) -> None:
+    if geom.ndim > _MAX_AXES:
+        raise ValueError(f"input_shape must have at most {_MAX_AXES} spatial axes for the verifier's references; "
+                         f"got {geom.ndim}")
+
+
+def _placeholder(shape: tuple[int, ...]) -> np.ndarray:
+    """A weight of the right shape that allocates nothing (for the memory prediction)."""
+    return np.broadcast_to(np.zeros((), dtype=np.float64), shape)
+
+
+def _check(direction: str, what: str, geom: Any, p: _Conv, k: np.ndarray, out_dtype: np.dtype, matrix: Any,
+           build: Callable[[int | None], Any], weights: Callable[[type], tuple[np.ndarray, np.ndarray | None]],
+           flip: bool, common: dict[str, Any]) -> Report:
+    """Guard the memory, build (or take) the matrix, and run every check."""
+    budget = common["budget"]
+    given = matrix is not None
+    if given:
+        matrix = _plain_matrix(matrix, "matrix")
+        mshape, mdtype = _matrix_ops(matrix)[2:]
+    else:
+        mshape, mdtype = geom.shape, out_dtype
+    cplx = _work_dtype(out_dtype, k.dtype, mdtype) is np.complex128
+    torch_on = _torch_installed(common["torch_opt"]) and geom.ndim <= 3  # imported after the guard
+    b = 16 if cplx else 8
+    if given:
+        matrix_bytes, cast = 0, _operator_bytes(matrix, b)
+    else:
+        matrix_bytes = geom.predicted_bytes(out_dtype)
+        same = np.dtype(out_dtype) == np.dtype(np.complex128 if cplx else np.float64)
+        cast = 0 if same else (geom.nnz + mshape[1]) * b
+    _guard(p, what, mshape, budget, matrix_bytes, cast, cplx, torch_on)
+    torch_mod = _import_torch(common["torch_opt"])
+    if not given:
+        matrix = build(budget)
     wdt = _work_dtype(out_dtype, k.dtype)
-    w = k.astype(out_dtype).astype(wdt).reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
-    scipy_kernel = None
-    if flip:
-        scipy_kernel = w
-        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim].copy()  # copy: torch rejects negative strides
-    p = _Conv(w, geom.groups, geom.stride, geom.dilation, geom.padding, geom.padding_mode, geom.input_shape,
-              (), scipy_kernel)
-    p.out_shape = p.natural_out()  # the references' own output size
-    checks = _run(p, geom, matrix, False, rng=rng, rtol=rtol, atol=atol, torch_opt=torch)
-    mshape = _matrix_ops(matrix)[2]
-    return Report(_title("conv", geom, mshape, getattr(matrix, "dtype", out_dtype) or out_dtype, bool(flip), given),
-                  checks)
+    p.weight, p.scipy_kernel = weights(wdt)
+    checks = _run(p, geom, matrix, direction == "conv_transpose", gen=common["gen"], rtol=common["rtol"],
+                  atol=common["atol"], torch=torch_mod, torch_opt=common["torch_opt"])
+    shown = getattr(matrix, "dtype", None)
+    try:
+        shown = np.dtype(shown) if shown is not None else out_dtype
+    except TypeError:
+        shown = out_dtype
+    return Report(_title(direction, geom, mshape, shown, flip, given), checks)
 
 
 def check_transpose(
@@ -964,6 +1400,7 @@ def check_transpose(
     rtol: float | None = None,
     atol: float | None = None,
     torch: Any = "auto",
+    max_bytes: Any = "auto",
 ) -> Report:
     """Verify the transposed-convolution matrix ``Cᵀ`` of :func:`convmatrix.conv_transpose_matrix`.
 
@@ -978,13 +1415,19 @@ def check_transpose(
         As :func:`convmatrix.conv_transpose_matrix` (``input_shape`` is the transposed
         convolution's input; the kernel is PyTorch's ``(C_in, C_out/groups, *k)`` or spatial).
     matrix : sparse matrix/array, ndarray or LinearOperator, optional
-        Verify this matrix (of the transposed convolution) instead of building one.
-    rng, rtol, atol, torch
-        As :func:`check_conv`.
+        Verify this matrix (of the transposed convolution) instead of building one; as in
+        :func:`check_conv`.
+    rng, rtol, atol, torch, max_bytes
+        As :func:`check_conv` (the builder is :func:`convmatrix.conv_transpose_matrix`).
 
     Returns
     -------
     Report
+
+    Raises
+    ------
+    TypeError, ValueError, MatrixTooLargeError, ImportError
+        As :func:`check_conv`.
 
     Examples
     --------
@@ -1021,34 +1464,89 @@ def check_transpose(
     """
     from .geometry import conv_transpose_geometry
 
+    common = _common_options(rng, rtol, atol, torch, max_bytes)
     k, out_dtype = _kernel_and_dtype(kernel, dtype)
     geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
                                    dilation=dilation, groups=groups, output_shape=output_shape)
-    given = matrix is not None
-    if matrix is None:
-        from .matrices import conv_transpose_matrix
-
-        matrix = conv_transpose_matrix(k, input_shape, stride=stride, padding=padding, output_padding=output_padding,
-                                       dilation=dilation, groups=groups, output_shape=output_shape, dtype=dtype)
-    wdt = _work_dtype(out_dtype, k.dtype)
+    _check_axes(geom)
     # PyTorch's transposed weight (C_in, C_out/g, *k) is the weight of the forward convolution it transposes
-    w = k.astype(out_dtype).astype(wdt).reshape((geom.in_channels, geom.out_per_group) + geom.kernel_shape)
+    wshape = (geom.in_channels, geom.out_per_group) + geom.kernel_shape
     # the transposed output size, by the references' own formula
     o = tuple((n - 1) * s - b - e + d * (kk - 1) + a + 1 for n, s, (b, e), d, kk, a in
               zip(geom.input_shape, geom.stride, geom.padding, geom.dilation, geom.kernel_shape, geom.output_padding))
-    p = _Conv(w, geom.groups, geom.stride, geom.dilation, geom.padding, "zeros", o, geom.input_shape)
-    checks = _run(p, geom, matrix, True, rng=rng, rtol=rtol, atol=atol, torch_opt=torch)
-    mshape = _matrix_ops(matrix)[2]
-    return Report(_title("conv_transpose", geom, mshape, getattr(matrix, "dtype", out_dtype) or out_dtype, False,
-                         given), checks)
+    p = _Conv(_placeholder(wshape), geom.groups, geom.stride, geom.dilation, geom.padding, "zeros", o, geom.input_shape)
+
+    def build(budget: int | None) -> Any:
+        from .matrices import conv_transpose_matrix
+
+        return conv_transpose_matrix(k, input_shape, stride=stride, padding=padding, output_padding=output_padding,
+                                     dilation=dilation, groups=groups, output_shape=output_shape, dtype=dtype,
+                                     max_bytes=budget)
+
+    def weights(wdt: type) -> tuple[np.ndarray, None]:
+        return k.astype(out_dtype).astype(wdt).reshape(wshape), None
+
+    return _check("conv_transpose", "check_transpose", geom, p, k, out_dtype, matrix, build, weights, False, common)
 
 
 # ============================================================================ cases and sweeps
-def random_kernel(shape: Sequence[int], dtype: Any = "float64", seed: int = 0) -> np.ndarray:
+def _dtype_name(value: Any, name: str) -> str:
+    """The name of a numeric dtype a kernel may have (integer, float32/64, complex); else an error naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        raise TypeError(f"{name} must be a numeric dtype such as 'float64'; got {V._describe(value)}")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # deprecated aliases ('a') are refused below anyway
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dt = np.dtype(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric dtype such as 'float64'; got {V._describe(value)}") from None
+    if dt.kind not in "iufc" or dt == np.float16:
+        raise ValueError(f"{name} must be an integer, float32/float64 or complex dtype; got {dt}")
+    return dt.name
+
+
+def _shape_tuple(value: Any, name: str) -> tuple[int, ...]:
+    """A non-empty sequence of positive ints (a kernel's shape)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a sequence of positive ints; got {V._describe(value)}")
+    if not value:
+        raise ValueError(f"{name} must have at least one axis; got {V._describe(value)}")
+    return tuple(V.as_int(v, f"{name}[{i}]", minimum=1) for i, v in enumerate(value))
+
+
+def _kernel_bytes(size: int, dtype: np.dtype) -> int:
+    """Peak of drawing ``size`` random values of ``dtype`` (float64 draws, complex parts, the cast)."""
+    if dtype.kind == "c":
+        return size * (2 * 8 + 3 * 16)
+    return size * (8 + dtype.itemsize)
+
+
+def random_kernel(shape: Sequence[int], dtype: Any = "float64", seed: int = 0, *,
+                  max_bytes: Any = "auto") -> np.ndarray:
     """The random kernel ``convmatrix verify --seed S`` and :func:`sweep` use.
 
-    Standard normal values (real and imaginary parts for complex dtypes; integers in
-    ``[-4, 4]`` for integer dtypes) from ``np.random.default_rng([seed, 17])``.
+    Standard normal values (real and imaginary parts for complex dtypes; integers in ``[-4, 4]``
+    for signed integer dtypes, ``[0, 4]`` for unsigned ones) from
+    ``np.random.default_rng([seed, 17])``.
+
+    Parameters
+    ----------
+    shape : sequence of positive ints
+    dtype : integer, float32/float64 or complex dtype
+    seed : non-negative int
+    max_bytes : int, None or "auto"
+        Budget for the draw's peak memory (``"auto"``: half the RAM; ``None``: no limit).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid ``shape``, ``dtype`` or ``seed`` (the message names it).
+    MatrixTooLargeError
+        The kernel would exceed ``max_bytes``; raised before drawing.
 
     Examples
     --------
@@ -1056,10 +1554,16 @@ def random_kernel(shape: Sequence[int], dtype: Any = "float64", seed: int = 0) -
     array([[-4, -1],
            [ 0,  3]])
     """
-    dt = np.dtype(dtype)
-    gen = np.random.default_rng([int(seed), 17])
-    shape = tuple(int(s) for s in shape)
-    if dt.kind in "iu":
+    shape = _shape_tuple(shape, "shape")
+    dt = np.dtype(_dtype_name(dtype, "dtype"))
+    seed = V.as_int(seed, "seed", minimum=0)
+    size = math.prod(shape)
+    V.check_bytes(f"random_kernel of shape {shape} and dtype {dt}", _kernel_bytes(size, dt), V.budget(max_bytes),
+                  "draw a smaller kernel, or pass a larger max_bytes (or None for no limit)")
+    gen = np.random.default_rng([seed, 17])
+    if dt.kind == "u":
+        return gen.integers(0, 5, size=shape).astype(dt)
+    if dt.kind == "i":
         return gen.integers(-4, 5, size=shape).astype(dt)
     if dt.kind == "c":
         return (gen.standard_normal(shape) + 1j * gen.standard_normal(shape)).astype(dt)
@@ -1070,11 +1574,57 @@ _CASE_KEYS_CONV = ("stride", "padding", "dilation", "groups", "padding_mode", "f
 _CASE_KEYS_TR = ("stride", "padding", "output_padding", "dilation", "groups", "output_shape")
 
 
-def case_kernel(case: dict[str, Any]) -> np.ndarray:
+def _case_fields(case: Any) -> dict[str, Any]:
+    """Validate a case dict: its kind, keys and the values verify itself reads (not the geometry's).
+
+    Returns ``transpose`` (bool), ``kernel_shape``, ``input_shape`` (tuples), ``dtype`` (name or
+    None), ``seed`` (int or None), ``flip`` (bool) and ``kw`` (the geometry keywords, lists as
+    tuples).
+    """
+    if not isinstance(case, dict):
+        raise TypeError(f"case must be a dict (from a sweep report); got {type(case).__name__}")
+    missing = [k for k in ("kernel_shape", "input_shape") if k not in case]
+    if missing:
+        raise ValueError(f"case is missing {', '.join(missing)}; got keys {sorted(map(str, case))}")
+    transpose = V.as_bool(case.get("transpose", False), "case['transpose']")
+    keys = _CASE_KEYS_TR if transpose else _CASE_KEYS_CONV
+    unknown = sorted(map(str, set(case) - set(keys) - {"transpose", "kernel_shape", "input_shape", "dtype", "seed"}))
+    if unknown:
+        raise ValueError(f"case has keys that do not apply to a {'transposed ' if transpose else ''}convolution: "
+                         f"{', '.join(unknown)}")
+    out: dict[str, Any] = {
+        "transpose": transpose,
+        "kernel_shape": _shape_tuple(case["kernel_shape"], "case['kernel_shape']"),
+        "input_shape": V.input_shape_tuple(case["input_shape"], "case['input_shape']"),
+        "dtype": None if case.get("dtype") is None else _dtype_name(case["dtype"], "case['dtype']"),
+        "seed": None if case.get("seed") is None else V.as_int(case["seed"], "case['seed']", minimum=0),
+        "flip": V.as_bool(case.get("flip", False), "case['flip']"),
+    }
+    out["kw"] = {k: _untuple(case[k]) for k in keys if k in case and k != "flip"}
+    return out
+
+
+def _exact_limit(dtype: np.dtype) -> int:
+    """Largest integer ``n`` such that every integer in ``[1, n]`` is exact in ``dtype``."""
+    if dtype.kind in "iu":
+        return int(np.iinfo(dtype).max)
+    return 2 ** (np.finfo(dtype).nmant + 1)
+
+
+def case_kernel(case: dict[str, Any], *, max_bytes: Any = "auto") -> np.ndarray:
     """The kernel of a case dict: ``random_kernel(kernel_shape, dtype, seed)``, or ``1..K`` without a seed.
 
-    ``1..K`` (``np.arange(1, K+1)`` in the kernel's shape) is also what ``convmatrix`` uses
-    when given neither ``--weights`` nor ``--seed``.
+    ``1..K`` (``np.arange(1, K+1)`` in the kernel's shape, cast to the case's dtype) is also what
+    ``convmatrix`` uses when given neither ``--weights`` nor ``--seed``.  Only ``kernel_shape``,
+    ``dtype`` and ``seed`` are read (and validated); other keys are ignored.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid case (see :func:`run_case`), or a dtype that cannot hold ``K`` exactly
+        (``1..200`` in int8 would wrap).
+    MatrixTooLargeError
+        The kernel would exceed ``max_bytes`` (``"auto"``: half the RAM; ``None``: no limit).
 
     Examples
     --------
@@ -1082,18 +1632,55 @@ def case_kernel(case: dict[str, Any]) -> np.ndarray:
     array([[1, 2, 3],
            [4, 5, 6]])
     """
-    shape = tuple(int(v) for v in case["kernel_shape"])
-    if case.get("seed") is None:
-        k = np.arange(1, math.prod(shape) + 1).reshape(shape)
-        return k.astype(case["dtype"]) if case.get("dtype") else k
-    return random_kernel(shape, case.get("dtype") or "float64", case["seed"])
+    if not isinstance(case, dict):
+        raise TypeError(f"case must be a dict (from a sweep report); got {type(case).__name__}")
+    if "kernel_shape" not in case:
+        raise ValueError(f"case is missing kernel_shape; got keys {sorted(map(str, case))}")
+    f = {"kernel_shape": _shape_tuple(case["kernel_shape"], "case['kernel_shape']"),
+         "dtype": None if case.get("dtype") is None else _dtype_name(case["dtype"], "case['dtype']"),
+         "seed": None if case.get("seed") is None else V.as_int(case["seed"], "case['seed']", minimum=0)}
+    shape = f["kernel_shape"]
+    if f["seed"] is not None:
+        return random_kernel(shape, f["dtype"] or "float64", f["seed"], max_bytes=max_bytes)
+    size = math.prod(shape)
+    dt = np.dtype(f["dtype"] or "int64")
+    if size > _exact_limit(dt):
+        raise ValueError(f"case['dtype'] {dt} cannot hold the kernel 1..K exactly: K = {size:,} exceeds "
+                         f"{_exact_limit(dt):,}")
+    V.check_bytes(f"the 1..K kernel of shape {shape}", size * (8 + dt.itemsize), V.budget(max_bytes),
+                  "use a smaller kernel_shape, or pass a larger max_bytes (or None for no limit)")
+    k = np.arange(1, size + 1).reshape(shape)
+    return k.astype(f["dtype"]) if f["dtype"] else k
 
 
-def run_case(case: dict[str, Any], *, torch: Any = "auto") -> Report:
+def run_case(case: dict[str, Any], *, torch: Any = "auto", rtol: float | None = None, atol: float | None = None,
+             max_bytes: Any = "auto") -> Report:
     """Re-run one case of a :func:`sweep` (or a ``Report.case``) from its keyword dict.
 
     ``case`` holds ``transpose`` (bool), ``kernel_shape``, ``input_shape``, optionally
-    ``dtype`` and ``seed``, and the geometry keywords; the kernel is :func:`case_kernel`.
+    ``dtype`` and ``seed``, and the geometry keywords of :func:`check_conv` (``flip`` and
+    ``padding_mode`` included) or of :func:`check_transpose`; the kernel is :func:`case_kernel`.
+
+    Parameters
+    ----------
+    case : dict
+    torch, rtol, atol, max_bytes
+        As :func:`check_conv` (``max_bytes`` also bounds the kernel).
+
+    Returns
+    -------
+    Report
+        The report of :func:`check_conv` or :func:`check_transpose`, with ``report.case`` a copy
+        of ``case``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``case`` is not a dict, lacks ``kernel_shape``/``input_shape``, has keys that do not
+        apply to its kind of convolution, or invalid values (the message names the key); an
+        invalid option.
+    MatrixTooLargeError
+        The kernel or the check would exceed ``max_bytes``.
 
     Examples
     --------
@@ -1104,29 +1691,26 @@ def run_case(case: dict[str, Any], *, torch: Any = "auto") -> Report:
     >>> case_command(case)
     'convmatrix verify --transpose --input 2x2 --kernel 4x4 --stride 3 --dtype float64 --seed 0'
     """
-    if not isinstance(case, dict):
-        raise TypeError(f"case must be a dict (from a sweep report); got {type(case).__name__}")
-    missing = [k for k in ("kernel_shape", "input_shape") if k not in case]
-    if missing:
-        raise ValueError(f"case is missing {', '.join(missing)}; got keys {sorted(case)}")
-    transpose = bool(case.get("transpose", False))
-    keys = _CASE_KEYS_TR if transpose else _CASE_KEYS_CONV
-    unknown = sorted(set(case) - set(keys) - {"transpose", "kernel_shape", "input_shape", "dtype", "seed"})
-    if unknown:
-        raise ValueError(f"case has keys that do not apply to a {'transposed ' if transpose else ''}convolution: "
-                         f"{', '.join(unknown)}")
-    kernel = case_kernel(case)
-    kw = {k: _untuple(case[k]) for k in keys if k in case}
-    fn = check_transpose if transpose else check_conv
-    seed = case.get("seed")
-    report = fn(kernel, tuple(case["input_shape"]), dtype=case.get("dtype"), rng=0 if seed is None else seed,
-                torch=torch, **kw)
+    f = _case_fields(case)
+    _torch_option(torch)
+    _tolerances(rtol, atol)
+    V.budget(max_bytes)
+    kernel = case_kernel(case, max_bytes=max_bytes)
+    opts = dict(dtype=f["dtype"], rng=0 if f["seed"] is None else f["seed"], torch=torch, rtol=rtol, atol=atol,
+                max_bytes=max_bytes)
+    if f["transpose"]:
+        report = check_transpose(kernel, f["input_shape"], **f["kw"], **opts)
+    else:
+        report = check_conv(kernel, f["input_shape"], flip=f["flip"], **f["kw"], **opts)
     report.case = dict(case)
     return report
 
 
 def _untuple(v: Any) -> Any:
-    if isinstance(v, list):
+    """JSON-ish value -> keyword value: lists (and arrays) become tuples, 0-d arrays scalars."""
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
         return tuple(_untuple(x) for x in v)
     return v
 
@@ -1152,16 +1736,33 @@ def _padding_arg(p: Any) -> str:
 
 
 def case_command(case: dict[str, Any]) -> str:
-    """The ``convmatrix verify`` command line of a case dict (see :func:`run_case`)."""
-    transpose = bool(case.get("transpose", False))
-    ks = list(case["kernel_shape"])
-    nd = len(case["input_shape"])
+    """The ``convmatrix verify`` command line of a case dict (see :func:`run_case`).
+
+    The case is validated first (as :func:`run_case` does, the geometry included), so that the
+    line it prints is one the command line accepts.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid case; the message names the key.
+    """
+    from .geometry import conv_geometry, conv_transpose_geometry
+
+    f = _case_fields(case)
+    transpose = f["transpose"]
+    ks = list(f["kernel_shape"])
+    nd = len(f["input_shape"])
+    if transpose:
+        conv_transpose_geometry(tuple(ks), f["input_shape"], **f["kw"])
+    else:
+        conv_geometry(tuple(ks), f["input_shape"], **f["kw"])
     parts = ["convmatrix verify"]
     if transpose:
         parts.append("--transpose")
-    parts += ["--input", _dims(case["input_shape"]), "--kernel", _dims(ks[-nd:])]
+    parts += ["--input", _dims(f["input_shape"]), "--kernel", _dims(ks[-nd:])]
+    kw = f["kw"]
     if len(ks) == nd + 2:
-        g = int(case.get("groups", 1))
+        g = int(kw.get("groups", 1))
         if transpose:
             c_in, c_out = ks[0], ks[1] * g
         else:
@@ -1170,8 +1771,8 @@ def case_command(case: dict[str, Any]) -> str:
     for key, flag in (("stride", "--stride"), ("padding", "--padding"), ("dilation", "--dilation"),
                       ("output_padding", "--output-padding"), ("output_shape", "--output-shape"),
                       ("groups", "--groups"), ("padding_mode", "--padding-mode")):
-        if key in case and case[key] is not None:
-            v = case[key]
+        if key in kw and kw[key] is not None:
+            v = kw[key]
             if key == "padding":
                 text = _padding_arg(v)
             elif key == "padding_mode":
@@ -1185,12 +1786,12 @@ def case_command(case: dict[str, Any]) -> str:
             if key == "output_padding" and set(text.split("x")) == {"0"}:
                 continue
             parts += [flag, text]
-    if case.get("flip"):
+    if f["flip"]:
         parts.append("--flip")
-    if case.get("dtype") is not None:
-        parts += ["--dtype", str(case["dtype"])]
-    if case.get("seed") is not None:
-        parts += ["--seed", str(int(case["seed"]))]
+    if f["dtype"] is not None:
+        parts += ["--dtype", f["dtype"]]
+    if f["seed"] is not None:
+        parts += ["--seed", str(f["seed"])]
     return " ".join(parts)
 
 
@@ -1280,46 +1881,92 @@ def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequenc
     raise RuntimeError("could not draw a valid geometry in 200 attempts")  # pragma: no cover
 
 
+_DEFAULT_DTYPES = ("float64", "float32", "complex128", "int64")
+_DEFAULT_MODES = ("zeros", "zeros", "zeros", "circular", "reflect", "replicate", "symmetric")
+#: most spatial dimensions a sweep draws (random sizes grow as 4**ndim)
+_SWEEP_MAX_NDIM = 4
+
+
+def _name_list(value: Any, name: str, check: Callable[[Any, str], str]) -> tuple[str, ...]:
+    """A non-empty sequence (not a string) whose entries ``check`` normalises."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a non-empty sequence such as ({V._describe(value)},); got {V._describe(value)}")
+    items = list(value)
+    if not items:
+        raise ValueError(f"{name} must list at least one entry; got an empty sequence")
+    return tuple(check(v, f"{name}[{i}]") for i, v in enumerate(items))
+
+
+def _mode_name(value: Any, name: str) -> str:
+    try:
+        return V.padding_mode_name(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+
+
 def sweep(
     n: int,
     *,
     seed: int,
     ndim: Iterable[int] = (1, 2, 3),
     transpose: bool | None = None,
-    dtypes: Sequence[str] = ("float64", "float32", "complex128", "int64"),
-    padding_modes: Sequence[str] = ("zeros", "zeros", "zeros", "circular", "reflect", "replicate", "symmetric"),
+    dtypes: Sequence[str] = _DEFAULT_DTYPES,
+    padding_modes: Sequence[str] | None = None,
     torch: Any = "auto",
     progress: bool = False,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> Report:
     """Run every check on ``n`` random geometries.
 
     Geometries vary the spatial sizes (1-D/2-D/3-D), kernel sizes, stride, padding (int, per
     axis, ``(before, after)`` pairs, ``"valid"``/``"same"``/``"same_lower"``/``"full"``),
     dilation, channels and groups, output padding, flipping, boundary modes and dtypes;
-    half are transposed convolutions (``transpose=None``).
+    half are transposed convolutions (``transpose=None``).  They are drawn one at a time and run
+    as they are drawn (nothing is built up front).
 
     Parameters
     ----------
     n : int
-        Number of geometries.
+        Number of geometries, from 0 to :data:`MAX_SWEEP` (100,000: a sweep keeps one small
+        report per geometry, about 4 KiB, and spends ~10 ms on each; run several seeds for more).
     seed : int
-        Seed of the sweep: the same seed draws the same geometries.
-    ndim : iterable of int
-        Spatial dimensions to draw from.
+        Seed of the sweep (non-negative): the same seed draws the same geometries.
+    ndim : int or iterable of int
+        Spatial dimensions to draw from, each from 1 to 4.
     transpose : bool or None
         Only transposed (``True``) or only forward (``False``) convolutions; ``None`` mixes them.
-    dtypes, padding_modes : sequences of str
-        Drawn uniformly (repeat an entry to weight it).
+    dtypes : sequence of dtype names
+        Drawn uniformly (repeat an entry to weight it): integer, float32/float64 or complex.
+    padding_modes : sequence of str, optional
+        Boundary modes of the forward convolutions, drawn uniformly; default: zeros three times
+        out of seven, each other mode once.  An error with ``transpose=True`` (no forward
+        convolution is drawn, so it would have no effect).
     torch : {"auto", True, False}
     progress : bool
         Show a tqdm progress bar (``pip install convmatrix[progress]``; a warning and no bar without it).
+    rtol, atol : float, optional
+        Replace every geometry's default tolerances (see :func:`check_conv`); ``0`` is honoured.
 
     Returns
     -------
     Report
-        ``checks`` aggregates each check over the geometries (worst error, counts in the detail);
-        ``cases`` holds the per-geometry reports; ``failing_cases`` the geometries to re-run,
-        each with ``.case`` (a dict for :func:`run_case`) and ``.command`` (a CLI line).
+        ``checks`` aggregates each check over the geometries: its row shows the error and
+        tolerance of the geometry where ``error / tolerance`` is largest (the one closest to
+        failing, or failing worst), with counts in the detail; ``notes`` name that worst case and
+        the tolerances used; ``cases`` holds the per-geometry reports; ``failing_cases`` the
+        geometries to re-run, each with ``.case`` (a dict for :func:`run_case`) and ``.command``
+        (a CLI line).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid argument (the message names it), ``n`` above :data:`MAX_SWEEP`, or
+        ``padding_modes`` with ``transpose=True``.
+    ImportError
+        ``torch=True`` without PyTorch installed.
 
     Examples
     --------
@@ -1327,39 +1974,77 @@ def sweep(
     >>> r.ok, len(r.cases)
     (True, 5)
     """
-    from . import _validate as V
-
-    count = V.as_int(n, "n", minimum=0)
+    count = V.as_int(n, "n", minimum=0, maximum=None)
+    if count > MAX_SWEEP:
+        raise ValueError(f"n must be at most {MAX_SWEEP:,} (a sweep keeps one report per geometry, about 4 KiB, and "
+                         f"takes ~10 ms per geometry): run several sweeps with different seeds; got {count:,}")
     seed = V.as_int(seed, "seed", minimum=0)
-    ndims = tuple(V.as_int(v, "ndim", minimum=1) for v in (ndim if isinstance(ndim, Iterable) else [ndim]))
+    if isinstance(ndim, np.ndarray):
+        ndim = ndim.tolist()
+    if isinstance(ndim, (str, bytes)):
+        raise TypeError(f"ndim must be an int or a sequence of ints from 1 to {_SWEEP_MAX_NDIM}; got {ndim!r}")
+    rule = f"an integer from 1 to {_SWEEP_MAX_NDIM}"
+    ndims = tuple(V.as_int(v, "ndim", minimum=1, maximum=None, rule=rule)
+                  for v in (ndim if isinstance(ndim, Iterable) else [ndim]))
+    if any(d > _SWEEP_MAX_NDIM for d in ndims):
+        raise ValueError(f"ndim must be {rule}; got {max(ndims)}")
     if not ndims:
         raise ValueError("ndim must list at least one number of spatial dimensions; got an empty sequence")
-    for dt in dtypes:
-        if np.dtype(dt).kind not in "iufc":
-            raise ValueError(f"dtypes must be numeric dtypes; got {dt!r}")
-    for m in padding_modes:
-        V.padding_mode_name(m)
+    if transpose is not None:
+        transpose = V.as_bool(transpose, "transpose")
+    progress = V.as_bool(progress, "progress")
+    dtypes = _name_list(dtypes, "dtypes", _dtype_name)
+    if padding_modes is not None and transpose is True:
+        raise ValueError("padding_modes applies to forward convolutions only, and transpose=True draws none: "
+                         "drop padding_modes (or use transpose=None)")
+    modes = _DEFAULT_MODES if padding_modes is None else _name_list(padding_modes, "padding_modes", _mode_name)
+    torch = _torch_option(torch)
+    rtol, atol = _tolerances(rtol, atol)
     _import_torch(torch)  # torch=True without torch: fail before the sweep, naming the extra
     gen = np.random.default_rng(seed)
-    cases = [_random_case(gen, ndims, list(dtypes), list(padding_modes), transpose) for _ in range(count)]
-    it: Iterable = cases
+
+    def drawn() -> Iterable[dict[str, Any]]:  # one geometry at a time, in the order of the seed
+        for _ in range(count):
+            yield _random_case(gen, ndims, dtypes, modes, transpose)
+
+    it: Iterable = drawn()
     if progress:
         try:
             from tqdm import tqdm
 
-            it = tqdm(cases, desc="verify", unit="geometry")
+            it = tqdm(it, total=count, desc="verify", unit="geometry")
         except ImportError:
             import warnings
 
             warnings.warn("progress=True needs tqdm (pip install convmatrix[progress]); running without a progress bar",
                           stacklevel=2)
-    reports = [run_case(c, torch=torch) for c in it]
+    reports = [run_case(c, torch=torch, rtol=rtol, atol=atol) for c in it]
     return _summarise(reports, f"sweep: {count} random geometries (seed {seed}; "
-                               f"{', '.join(f'{d}-D' for d in ndims)}; dtypes {', '.join(dtypes)})")
+                               f"{', '.join(f'{d}-D' for d in ndims)}; dtypes {', '.join(dtypes)})", rtol, atol)
 
 
-def _summarise(reports: list[Report], title: str) -> Report:
-    """Aggregate per-geometry reports into one: a row per check name with worst error and counts."""
+def _ratio(c: Check) -> float:
+    """``error / tolerance`` (inf for a positive or NaN error over a zero tolerance, or a NaN error)."""
+    if c.error is None:
+        return -math.inf
+    if math.isnan(c.error):
+        return math.inf
+    if c.tolerance:
+        return c.error / c.tolerance
+    return 0.0 if c.error == 0 else math.inf
+
+
+def _tolerance_note(rtol: float | None, atol: float | None) -> str:
+    if rtol is None and atol is None:
+        return ("tolerances: each geometry's defaults (rtol from its dtype, atol 0, integer matrices exact); "
+                "each row shows the tolerance its error was held to")
+    text = lambda v: "the dtype's default" if v is None else repr(v)
+    return (f"tolerances: rtol={text(rtol)}, atol={text(atol)} (given) in every check but the shape; "
+            "each row shows the tolerance its error was held to")
+
+
+def _summarise(reports: list[Report], title: str, rtol: float | None = None, atol: float | None = None) -> Report:
+    """Aggregate per-geometry reports into one: a row per check name, from the case with the largest error/tolerance."""
     order: list[str] = []
     rows: dict[str, list[tuple[Check, Report]]] = {}
     for r in reports:
@@ -1370,33 +2055,29 @@ def _summarise(reports: list[Report], title: str) -> Report:
                 order.append(generic)
             rows[generic].append((c, r))
     checks = []
-    worst_ratio, worst = -1.0, None
+    worst_ratio, worst = -math.inf, None
     for name in order:
         items = rows[name]
         cnt = {s: sum(c.status == s for c, _ in items) for s in _STATUSES}
         ran = [(c, r) for c, r in items if c.error is not None]
-        err = max((c.error for c, _ in ran), default=None)
-        tol = None
+        row = Check(name, "fail" if cnt["fail"] else ("pass" if cnt["pass"] else "skip"))
+        row.detail = f"{cnt['pass']} pass, {cnt['fail']} fail, {cnt['skip']} skip"
         if ran:
-            c_best = max(ran, key=lambda cr: cr[0].error)[0]
-            tol = c_best.tolerance
-            for c, r in ran:
-                ratio = (c.error / c.tolerance) if c.tolerance else (0.0 if c.error == 0 else math.inf)
-                if ratio > worst_ratio:
-                    worst_ratio, worst = ratio, (c, r)
-        status = "fail" if cnt["fail"] else ("pass" if cnt["pass"] else "skip")
-        detail = f"{cnt['pass']} pass, {cnt['fail']} fail, {cnt['skip']} skip"
-        ratios = [c.error / c.tolerance for c, _ in ran if c.tolerance]
-        if ratios:
-            detail += f"; worst error/tolerance {max(ratios):.1e}"
-        checks.append(Check(name, status, err, tol, detail))
+            c_row, r_row = max(ran, key=lambda cr: _ratio(cr[0]))  # the first of the worst
+            row.error, row.tolerance, row.rtol, row.atol = c_row.error, c_row.tolerance, c_row.rtol, c_row.atol
+            if _ratio(c_row) > worst_ratio:
+                worst_ratio, worst = _ratio(c_row), (c_row, r_row)
+            if c_row.tolerance or c_row.error != 0:
+                row.detail += f"; worst error/tolerance {_ratio(c_row):.1e}"
+        checks.append(row)
     notes = []
     failing = [r for r in reports if not r.ok]
     if worst is not None:
         c, r = worst
-        share = f"{c.error / c.tolerance:.1e} of" if c.tolerance else "within"
+        share = f"{_ratio(c):.1e} of" if c.tolerance else ("0 of" if c.error == 0 else "above")
         notes.append(f"worst case: error {c.error:.2e} = {share} its tolerance {c.tolerance:.2e}, in {c.name!r}"
                      + (f" for: {r.command}" if r.command else ""))
+    notes.append(_tolerance_note(rtol, atol))
     if failing:
         notes.append(f"{len(failing)} failing geometries (re-run each with the command or run_case(case)):")
         for r in failing:
@@ -1413,17 +2094,24 @@ def _summarise(reports: list[Report], title: str) -> Report:
     return Report(title, checks, cases=reports, notes=notes)
 
 
-def seed_report(*, torch: Any = "auto") -> Report:
+def seed_report(*, torch: Any = "auto", rtol: float | None = None, atol: float | None = None) -> Report:
     """Every check on the seed article's geometries (:func:`seed_cases`; kernels ``1..K``, exact).
+
+    ``torch``, ``rtol`` and ``atol`` are passed to :func:`run_case` for every geometry (see
+    :func:`check_conv`; ``None`` keeps the defaults, under which these integer kernels are
+    compared exactly).
 
     Examples
     --------
     >>> seed_report(torch=False).ok
     True
     """
+    torch = _torch_option(torch)
+    rtol, atol = _tolerances(rtol, atol)
     reports = []
     for name, case in seed_cases():
-        r = run_case(case, torch=torch)
+        r = run_case(case, torch=torch, rtol=rtol, atol=atol)
         r.title = f"{name}\n{r.title}"
         reports.append(r)
-    return _summarise(reports, f"the seed article's {len(reports)} geometries (integer kernels 1..K: exact)")
+    return _summarise(reports, f"the seed article's {len(reports)} geometries (integer kernels 1..K: exact)",
+                      rtol, atol)

@@ -6,6 +6,7 @@ checked here against the naive loops of tests/reference.py, which share no code 
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import convmatrix as cm
 from convmatrix import verify as V
+from memory import SLACK, traced_peak
 from reference import conv_transpose_fusion, correlate_nd, dense_matrix, resolve_padding
 
 VALUE_CHECKS_CONV = {V.DOT, V.FWD_NUMPY, V.FWD_SCIPY, V.TR_ZERO, V.TR_FUSION}
@@ -89,11 +91,13 @@ class TestDotTest:
             V.dot_test(A, A)
         with pytest.raises(TypeError, match="A must be a scipy sparse matrix/array, a 2-D ndarray, a LinearOperator or a callable; got str"):
             V.dot_test("A")
-        with pytest.raises(ValueError, match=r"shape must be a pair of positive ints \(rows, columns\); got \(3, 0\)"):
+        with pytest.raises(ValueError, match=r"shape\[1\] must be a positive integer \(shape is \(rows, columns\)\); got 0"):
             V.dot_test(lambda u: u, lambda v: v, shape=(3, 0))
+        with pytest.raises(ValueError, match=r"shape must be a pair of positive ints \(rows, columns\); got \(3,\)"):
+            V.dot_test(lambda u: u, lambda v: v, shape=(3,))
         with pytest.raises(ValueError, match=r"A maps 2 values to 3; got an output of 2 values"):
             V.dot_test(lambda u: u, lambda v: v[:2], shape=(3, 2))
-        with pytest.raises(TypeError, match="complex must be a bool; got 'yes'"):
+        with pytest.raises(TypeError, match=r"complex must be a bool \(True or False\); got 'yes' of type str"):
             V.dot_test(A, complex="yes")
 
 
@@ -343,7 +347,7 @@ def test_matrix_argument_type_errors():
         V.check_conv(np.ones(3), (5,), matrix=[[1, 2]])
     with pytest.raises(ValueError, match="stride must be a positive integer; got 0"):
         V.check_transpose(np.ones(3), (5,), stride=0)
-    with pytest.raises(TypeError, match="flip must be a bool; got 1"):
+    with pytest.raises(TypeError, match=r"flip must be a bool \(True or False\); got 1 of type int"):
         V.check_conv(np.ones(3), (5,), flip=1)
 
 
@@ -446,3 +450,327 @@ def test_sweep_progress_without_tqdm_warns(monkeypatch):
     hide_package(monkeypatch, "tqdm")
     with pytest.warns(UserWarning, match=r"progress=True needs tqdm \(pip install convmatrix\[progress\]\)"):
         assert V.sweep(1, seed=0, torch=False, progress=True).ok
+
+
+# ============================================================================ issue 10: tolerances
+def test_integer_kernels_pass_with_zero_tolerances():
+    """rtol=0, atol=0 on integer kernels: every comparison, the dot test included, is exact."""
+    for fn, k, n, kw in [(V.check_conv, np.arange(1, 19).reshape(2, 1, 3, 3), (6, 5),
+                          dict(padding=1, padding_mode="reflect", stride=(2, 1))),
+                         (V.check_transpose, np.arange(16).reshape(4, 4), (2, 2), dict(stride=3)),
+                         (V.check_transpose, np.arange(-6, 6).reshape(2, 2, 3), (5,), dict(stride=2, dilation=2))]:
+        r = fn(k, n, rtol=0, atol=0, torch=False, **kw)
+        assert r.ok, str(r)
+        ran = [c for c in r.checks if c.status == "pass"]
+        assert len(ran) == 6 and all(c.error == 0 and c.tolerance == 0 for c in ran)
+        assert all(c.rtol == 0 and c.atol == 0 for c in ran if c.name != V.SHAPE)
+
+
+def test_a_perturbed_matrix_passes_loose_and_fails_tight_tolerances():
+    k = V.random_kernel((3, 3), "float64", seed=1)
+    bad = _perturbed(cm.conv_matrix(k, (5, 5), padding=1), 12, 7, by=1e-6)
+    loose = V.check_conv(k, (5, 5), padding=1, matrix=bad, atol=1e-3, torch=False)
+    assert loose.ok, str(loose)
+    tight = V.check_conv(k, (5, 5), padding=1, matrix=bad, rtol=0, atol=1e-9, torch=False)
+    assert {c.name for c in tight.failures} == VALUE_CHECKS_CONV
+    assert all(c.tolerance == 1e-9 for c in tight.failures)
+    assert not V.check_conv(k, (5, 5), padding=1, matrix=bad, torch=False).ok  # the defaults catch it too
+    T = cm.conv_transpose_matrix(k, (3, 3), stride=2)
+    badT = _perturbed(T, 3, 4, by=1e-6)
+    assert V.check_transpose(k, (3, 3), stride=2, matrix=badT, atol=1e-3, torch=False).ok
+    assert not V.check_transpose(k, (3, 3), stride=2, matrix=badT, rtol=0, atol=1e-9, torch=False).ok
+
+
+def test_printed_tolerance_is_the_one_used():
+    r = V.check_conv(V.random_kernel((2, 3), "float32", seed=0), (4, 5), padding=1, rtol=0, atol=0.25,
+                     torch=False)
+    rows = [line for line in str(r).splitlines() if line.startswith(("adjoint", "C x", "C^T"))]
+    numbered = [c for c in r.checks if c.status != "skip"]
+    assert all(c.tolerance == 0.25 and c.rtol == 0.0 and c.atol == 0.25 for c in numbered if c.name != V.SHAPE)
+    assert sum("2.50e-01" in line for line in rows) == len(numbered) - 1 == 5
+    data = json.loads(r.to_json())["checks"]
+    assert [(c["rtol"], c["atol"], c["tolerance"]) for c in data if c["name"] == V.FWD_NUMPY] == [(0.0, 0.25, 0.25)]
+    # the sweep: every geometry used the given tolerances, and the summary prints them
+    s = V.sweep(4, seed=3, torch=False, rtol=0, atol=0.25)
+    assert all(c.rtol == 0 and c.atol == 0.25 and c.tolerance == 0.25
+               for case in s.cases for c in case.checks if c.error is not None and c.name != V.SHAPE)
+    text = str(s)
+    assert "tolerances: rtol=0.0, atol=0.25 (given) in every check but the shape" in text
+    table = [line for line in text.splitlines() if line.startswith(("adjoint", "C x v", "C^T y v"))]
+    assert table and all("2.50e-01" in line for line in table if " skip " not in line)
+    assert "its tolerance 2.50e-01" in text  # the worst-case note
+
+
+def test_sweep_rows_show_the_worst_case_error_and_its_own_tolerance():
+    s = V.sweep(6, seed=4, torch=False)
+    for row in s.checks:
+        if row.error is None:
+            continue
+        ran = [c for case in s.cases for c in case.checks if re.sub(r"\dd$", "Nd", c.name) == row.name
+               and c.error is not None]
+        worst = max(ran, key=V._ratio)
+        assert (row.error, row.tolerance, row.rtol, row.atol) == (worst.error, worst.tolerance, worst.rtol, worst.atol)
+    assert "tolerances: each geometry's defaults" in str(s)
+
+
+def test_dot_test_honours_zero_tolerances():
+    A = rng(8).standard_normal((30, 20))
+    res = V.dot_test(A, rng=0, rtol=0, raise_error=False)
+    assert res.tolerance == 0.0  # not 1e-12 * scale
+    assert V.dot_test(A, rng=0, rtol=0, atol=0.5).tolerance == 0.5
+    assert V.dot_test(A, rng=0, atol=0).tolerance == V.dot_test(A, rng=0).tolerance > 0
+    ints = rng(9).integers(-9, 10, size=(30, 20))
+    exact = V.dot_test(ints, rng=0, rtol=0, atol=0)  # integer test vectors: exact, passes
+    assert exact.error == 0 and exact.passed
+    wrong = ints.T.copy()
+    wrong[3, 4] += 1
+    assert not V.dot_test(ints, wrong, rng=0, raise_error=False)  # nonzero test values: no entry hides
+
+
+BAD_TOLERANCES = [(-1e-9, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                  ("1e-3", TypeError), (True, TypeError), (1j, TypeError)]
+
+
+@pytest.mark.parametrize("value, exc", BAD_TOLERANCES)
+@pytest.mark.parametrize("which", ["rtol", "atol"])
+def test_invalid_tolerances_are_refused_everywhere(which, value, exc):
+    calls = [lambda **kw: V.dot_test(np.eye(2), **kw),
+             lambda **kw: V.check_conv(np.ones(3), (5,), torch=False, **kw),
+             lambda **kw: V.check_transpose(np.ones(3), (5,), torch=False, **kw),
+             lambda **kw: V.sweep(1, seed=0, torch=False, **kw),
+             lambda **kw: V.run_case({"kernel_shape": [3], "input_shape": [5]}, torch=False, **kw),
+             lambda **kw: V.seed_report(torch=False, **kw)]
+    for call in calls:
+        with pytest.raises(exc, match=rf"^{which} must be a finite non-negative number"):
+            call(**{which: value})
+
+
+# ============================================================================ issue 10: options
+def test_bool_and_torch_options_are_checked():
+    k = np.ones(3)
+    with pytest.raises(TypeError, match=r"flip must be a bool \(True or False\); got 'yes' of type str"):
+        V.check_conv(k, (5,), flip="yes")
+    with pytest.raises(TypeError, match=r"raise_error must be a bool"):
+        V.dot_test(np.eye(2), raise_error="no")
+    with pytest.raises(TypeError, match=r"transpose must be a bool"):
+        V.sweep(1, seed=0, transpose="yes")
+    with pytest.raises(TypeError, match=r"progress must be a bool"):
+        V.sweep(1, seed=0, progress=1)
+    with pytest.raises(TypeError, match=r"case\['transpose'\] must be a bool"):
+        V.run_case({"transpose": "no", "kernel_shape": [3], "input_shape": [5]})
+    for fn in (lambda t: V.check_conv(k, (5,), torch=t), lambda t: V.check_transpose(k, (5,), torch=t),
+               lambda t: V.sweep(1, seed=0, torch=t), lambda t: V.seed_report(torch=t),
+               lambda t: V.run_case({"kernel_shape": [3], "input_shape": [5]}, torch=t)):
+        with pytest.raises(ValueError, match=r"torch must be 'auto', True or False; got 'yes'"):
+            fn("yes")
+        with pytest.raises(TypeError, match=r"torch must be 'auto', True or False; got None of type NoneType"):
+            fn(None)
+    assert V.check_conv(k, (5,), torch=np.bool_(False)).ok  # numpy bools are bools
+
+
+def test_options_that_do_not_apply_are_errors():
+    with pytest.raises(ValueError, match=r"padding_modes applies to forward convolutions only"):
+        V.sweep(1, seed=0, transpose=True, padding_modes=("reflect",))
+    with pytest.raises(ValueError, match=r"case has keys that do not apply to a transposed convolution: flip"):
+        V.run_case({"transpose": True, "kernel_shape": [3], "input_shape": [5], "flip": True})
+    with pytest.raises(TypeError, match=r"dtypes must be a non-empty sequence"):
+        V.sweep(1, seed=0, dtypes="float64")  # would iterate the letters
+    with pytest.raises(ValueError, match=r"ndim must be an integer from 1 to 4; got 5"):
+        V.sweep(1, seed=0, ndim=(1, 5))
+
+
+# ============================================================================ issue 10: garbage in
+GARBAGE = st.sampled_from([
+    "abc", b"x", None, True, 1.5, float("nan"), float("inf"), -1, 0, 2**63, 10**30, [], [1, "a"], {"a": 1},
+    object(), np.array(5), np.array([[1, 2], [3]], dtype=object), np.ma.masked_array([1.0, 2.0], mask=[0, 1]),
+    1j, np.float64("nan"), (3, 0), np.zeros((2, 0)), np.array(["a", "b"]),
+])
+
+_K, _N = np.arange(1.0, 4.0), (5,)
+#: (function, its valid arguments, {parameter: word the error must contain})
+PUBLIC = [
+    (V.check_conv, dict(kernel=_K, input_shape=_N, torch=False),
+     {p: p for p in ("kernel", "input_shape", "stride", "padding", "dilation", "groups", "padding_mode", "flip",
+                     "dtype", "matrix", "rng", "rtol", "atol", "torch", "max_bytes")}),
+    (V.check_transpose, dict(kernel=_K, input_shape=_N, torch=False),
+     {p: p for p in ("kernel", "input_shape", "stride", "padding", "output_padding", "dilation", "groups",
+                     "output_shape", "dtype", "matrix", "rng", "rtol", "atol", "torch", "max_bytes")}),
+    (V.dot_test, dict(A=np.eye(3)), {p: p for p in ("A", "AT", "rng", "rtol", "atol", "complex", "shape",
+                                                     "raise_error", "max_bytes")}),
+    (V.sweep, dict(n=1, seed=0, torch=False), {p: p for p in ("n", "seed", "ndim", "transpose", "dtypes",
+                                                              "padding_modes", "torch", "progress", "rtol", "atol")}),
+    (V.random_kernel, dict(shape=(2, 2)), {"shape": "shape", "dtype": "dtype", "seed": "seed", "max_bytes": "max_bytes"}),
+    (V.run_case, dict(case={"kernel_shape": [3], "input_shape": [5]}, torch=False),
+     {"case": "case", "torch": "torch", "rtol": "rtol", "atol": "atol", "max_bytes": "max_bytes"}),
+    (V.case_kernel, dict(case={"kernel_shape": [3]}), {"case": "case", "max_bytes": "max_bytes"}),
+    (V.case_command, dict(case={"kernel_shape": [3], "input_shape": [5]}), {"case": "case"}),
+]
+_CASE_KEYS = ("kernel_shape", "input_shape", "dtype", "seed", "transpose", "stride", "padding", "flip")
+
+
+@given(st.integers(0, len(PUBLIC) - 1), st.data(), GARBAGE)
+@settings(max_examples=150)
+def test_garbage_gives_a_clear_error_naming_the_parameter(which, data, junk):
+    fn, kwargs, names = PUBLIC[which]
+    kwargs = dict(kwargs)
+    param = data.draw(st.sampled_from(sorted(names)))
+    if param == "case" and data.draw(st.booleans()):  # garbage inside the dict
+        key = data.draw(st.sampled_from(_CASE_KEYS))
+        kwargs["case"] = dict(kwargs["case"], **{key: junk})
+        word = f"case['{key}']" if key not in ("stride", "padding") else key
+    else:
+        kwargs[param] = junk
+        word = names[param]
+    words = (word, "dilated kernel extent") if word == "dilation" else (word,)  # a valid but too large value
+    try:
+        out = fn(**kwargs)
+    except (TypeError, ValueError, V.V.MatrixTooLargeError) as exc:
+        assert any(w in str(exc) for w in words), (param, junk, exc)
+    else:  # the value was valid after all: the result is sane
+        if isinstance(out, V.Report):
+            assert all(c.status in ("pass", "fail", "skip") for c in out.checks) and out.verdict()
+        else:
+            assert isinstance(out, (V.DotTestResult, np.ndarray, str))
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_matrix_of_the_wrong_kind_or_shape():
+    k = np.ones((3, 3))
+    with pytest.raises(TypeError, match=r"matrix must have a numeric dtype .*; got dtype <U1"):
+        V.check_conv(k, (4, 4), matrix=np.full((4, 16), "a"))
+    with pytest.raises(ValueError, match=r"matrix must be 2-D; got an array of shape \(4,\)"):
+        V.check_conv(k, (4, 4), matrix=np.ones(4))
+    with pytest.raises(ValueError, match=r"matrix is a masked array with masked entries"):
+        V.check_conv(k, (4, 4), matrix=np.ma.masked_array(np.ones((4, 16)), mask=np.eye(4, 16)))
+    C = cm.conv_matrix(k, (4, 4))
+    assert V.check_conv(k, (4, 4), matrix=np.asmatrix(C.toarray()), torch=False).ok
+    # wrong shape: a failed check, not an exception (documented)
+    r = V.check_conv(k, (4, 4), matrix=np.ones((3, 3)), torch=False)
+    assert not r.ok and statuses(r)[V.SHAPE] == "fail"
+    # a LinearOperator that returns the wrong number of values: failed checks
+    op = LinearOperator(C.shape, matvec=lambda v: np.ones(3), rmatvec=lambda v: C.T @ v, dtype=float)
+    r = V.check_conv(k, (4, 4), matrix=op, torch=False)
+    assert not r.ok and {c.name: c.detail for c in r.checks}[V.FWD_NUMPY].startswith(
+        "not run: the matrix raised ValueError")
+    assert {c.name: c.detail for c in r.checks}[V.DOT].startswith("not run: ValueError")
+    raising = LinearOperator(C.shape, matvec=lambda v: 1 / 0, rmatvec=lambda v: C.T @ v, dtype=float)
+    r = V.check_conv(k, (4, 4), matrix=raising, torch=False)
+    assert {c.name: c.detail for c in r.checks}[V.FWD_SCIPY] == "not run: the matrix raised ZeroDivisionError: division by zero"
+    assert not r.ok and {c.name: c.status for c in r.checks}[V.TR_ZERO] == "pass"  # rmatvec is fine
+    # a LinearOperator without an adjoint, in dot_test
+    with pytest.raises(TypeError, match=r"A's adjoint cannot be applied .*pass AT"):
+        V.dot_test(LinearOperator((3, 3), matvec=lambda v: v, dtype=float))
+
+
+def test_kernels_that_cannot_be_verified_are_refused():
+    with pytest.raises(ValueError, match=r"kernel must be finite to be verified .*got 1 non-finite entries"):
+        V.check_conv(np.array([1.0, np.nan, 2.0]), (5,))
+    with pytest.raises(ValueError, match=r"kernel values are too large to verify"):
+        V.check_conv(np.full(3, 1.5e308), (20,), torch=False)
+    with pytest.raises(ValueError, match=r"dtype int8 cannot hold the kernel's values \(from 1 to 300\)"):
+        V.check_conv(np.array([300, 1]), (3,), dtype="int8", matrix=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"case\['dtype'\] int8 cannot hold the kernel 1..K exactly: K = 200"):
+        V.case_kernel({"kernel_shape": [200], "dtype": "int8"})
+    assert V.random_kernel((50,), "uint8", seed=0).max() <= 4  # no wrapped negatives
+
+
+def test_huge_integer_kernels_are_compared_with_rounding_tolerance():
+    """Entries beyond 2**53 are not exact in float64: the default tolerance says so instead of failing."""
+    k = np.array([2**60 + 1, 3, -(2**58)], dtype=np.int64)
+    r = V.check_conv(k, (6,), padding=1, torch=False)
+    assert r.ok, str(r)
+    assert all(c.tolerance > 0 for c in r.checks if c.status == "pass" and c.name != V.SHAPE)
+
+
+# ============================================================================ issue 10: memory
+
+
+def _refusal(fn, *args, **kwargs):
+    """(the MatrixTooLargeError, traced peak) of a call that must be refused."""
+    def call():
+        with pytest.raises(V.V.MatrixTooLargeError) as info:
+            fn(*args, **kwargs)
+        return info.value
+    return traced_peak(call)
+
+
+def _predicted(fn, *args, **kwargs):
+    exc, _ = _refusal(fn, *args, max_bytes=1, **kwargs)
+    return int(re.search(r"\(([\d,]+) bytes\) at its peak", str(exc)).group(1).replace(",", ""))
+
+
+def test_over_budget_checks_are_refused_before_allocating():
+    _refusal(V.check_conv, np.ones(3), (10**9,), max_bytes=10**9)  # first-call imports, outside the measure
+    for fn, n in ((V.check_conv, (10**9,)), (V.check_transpose, (10**9,)), (V.check_conv, (10**5, 10**5))):
+        exc, peak = _refusal(fn, np.ones(3 if len(n) == 1 else (3, 3)), n, max_bytes=10**9)
+        assert peak < 2**20, peak
+        msg = str(exc)
+        assert fn.__name__ in msg and "max_bytes=1,000,000,000" in msg and "verify a smaller geometry" in msg
+        assert re.search(r"would need about [\d.]+ [GTP]iB \([\d,]+ bytes\) at its peak", msg)
+    exc, peak = _refusal(V.dot_test, lambda u: u, lambda v: v, shape=(10**12, 10**12))
+    assert peak < 2**20 and "dot_test of a 1,000,000,000,000 x 1,000,000,000,000 operator" in str(exc)
+    exc, peak = _refusal(V.random_kernel, (10**6, 10**6))
+    assert peak < 2**20 and "random_kernel of shape (1000000, 1000000)" in str(exc)
+
+
+def test_the_budget_reaches_the_builder(monkeypatch):
+    import convmatrix.matrices as M
+
+    seen = []
+    real = M.conv_matrix
+    monkeypatch.setattr(M, "conv_matrix", lambda *a, **kw: seen.append(kw["max_bytes"]) or real(*a, **kw))
+    V.check_conv(np.ones(3), (50,), torch=False, max_bytes=12345678)
+    assert seen == [12345678]
+
+
+@pytest.mark.parametrize("fn, build, kernel, n, kw", [
+    (V.check_conv, cm.conv_matrix, np.arange(1.0, 6.0), (100_000,), {"padding": "same"}),
+    (V.check_conv, cm.conv_matrix, V.random_kernel((2, 2, 3, 3), "complex128", 0), (100, 100),
+     {"padding": 5, "padding_mode": "reflect"}),
+    (V.check_transpose, cm.conv_transpose_matrix, V.random_kernel((2, 2, 4, 4), "float64", 0), (75, 75),
+     {"stride": 2, "padding": 1}),
+])
+def test_peak_memory_stays_within_the_prediction(fn, build, kernel, n, kw):
+    """The prediction holds (peak <= predicted + SLACK) and is not absurd (predicted < 3 x peak)."""
+    fn(kernel, (9,) * len(n), torch=False, **kw)  # imports (sympy, scipy.signal) outside the measure
+    M = build(kernel, n, **kw)
+    need = _predicted(fn, kernel, n, matrix=M, torch=False, **kw)
+    report, peak = traced_peak(fn, kernel, n, matrix=M, torch=False, max_bytes=need, **kw)
+    assert report.ok
+    assert peak <= need + SLACK, (peak, need)  # the promise
+    assert peak <= need, (peak, need)  # and the prediction itself, imports aside
+    assert need < 3 * peak, (peak, need)
+    _refusal(fn, kernel, n, matrix=M, torch=False, max_bytes=need * 10 // 12, **kw)  # 1.2x over: refused
+
+
+def test_sweep_streams_and_caps_n(monkeypatch):
+    with pytest.raises(ValueError, match=r"n must be at most 100,000 .*got 1,000,000"):
+        V.sweep(10**6, seed=0)
+    with pytest.raises(ValueError, match=r"n must be at most 100,000 .*got 1,000,000,000,000,000,000,000,000,000,000"):
+        V.sweep(10**30, seed=0)
+    drawn, at_run = [], []
+    real_draw, real_run = V._random_case, V.run_case
+    monkeypatch.setattr(V, "_random_case", lambda *a: drawn.append(1) or real_draw(*a))
+    monkeypatch.setattr(V, "run_case", lambda c, **kw: at_run.append(len(drawn)) or real_run(c, **kw))
+    r = V.sweep(4, seed=2, torch=False)
+    assert at_run == [1, 2, 3, 4]  # each geometry is run as soon as it is drawn
+    assert [c.case for c in r.cases] == [c.case for c in real_sweep_cases(4, 2)]
+
+
+def real_sweep_cases(n, seed):
+    """The same sweep without the monkeypatch: streaming draws the same geometries."""
+    return V.sweep(n, seed=seed, torch=False).cases
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_scipy_route_with_large_dilation_matches_naive_loops(flip):
+    """The scipy route splits a dilated axis into its phases: still the dilated correlation (or convolution)."""
+    w = rng(11).standard_normal((2, 1, 3, 2)) + 1j * rng(12).standard_normal((2, 1, 3, 2))
+    n, s, d, pads = (23, 9), (2, 1), (5, 4), ((1, 3), (0, 2))
+    p = _conv_problem(w.real, n, s, pads, d, 1, "zeros")  # the sizes; the complex weight below
+    p.weight = w
+    if flip:  # the user's kernel goes to scipy.signal.convolve, its 180-degree rotation to the other routes
+        p.scipy_kernel, p.weight = p.weight, p.weight[:, :, ::-1, ::-1].copy()
+    x = rng(13).standard_normal((1,) + n) + 1j * rng(14).standard_normal((1,) + n)
+    naive = correlate_nd(x, p.weight, stride=s, padding=list(pads), dilation=d, groups=1)
+    np.testing.assert_allclose(V._ref_scipy(p, x), naive, rtol=1e-12, atol=1e-12)
