@@ -9,7 +9,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
 import convmatrix as cm  # noqa: E402
@@ -29,7 +29,7 @@ def faces(collection):
 
 
 def collections(ax):
-    return [c for c in ax.collections if isinstance(c, PatchCollection)]
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
 
 
 # ============================================================================ block levels
@@ -152,7 +152,7 @@ def test_save_figure_frames(tmp_path):
     shapes = {mpimg.imread(p).shape for p in written}
     assert shapes == {(60, 160, 4)}
     with pytest.raises(ValueError, match=r"frames: one frame per output pixel would be 1600 frames \(output 40x40\); "
-                                         r"at most 1024"):
+                                         r"at most MAX_FRAMES = 1024"):
         P.save_figure(np.ones((1, 1)), (40, 40), str(tmp_path / "g.png"), frames=str(tmp_path / "g"))
 
 
