@@ -5,17 +5,24 @@ tests/reference.py, scipy.signal, hand-worked seed examples), never with the lib
 Bad input: one line ``convmatrix: error: ...`` on stderr, exit status 2, no traceback.
 """
 
+import contextlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from convmatrix import cli, plotting
 from convmatrix.cli import main
 from reference import conv_transpose_fusion, correlate_nd, dense_matrix
 
@@ -120,7 +127,7 @@ def test_build_bad_input_subprocess():
     (["build", "--input", "5x5", "--kernel", "3"], "--kernel 3 has 1 axis but --input has 2 axes"),
     (["build", "--input", "5x5", "--kernel", "3x3", "--transpose", "--padding-mode", "reflect"],
      "--padding-mode applies to convolutions"),
-    (["build", "--input", "5x5", "--kernel", "3x3", "--output-padding", "1"], "--output-padding and --output-shape need --transpose"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--output-padding", "1"], "--output-padding needs --transpose"),
     (["build", "--input", "5x5", "--kernel", "3x3", "--weights", "missing.npy"], "--weights: no such file: missing.npy"),
     (["build", "--input", "5x5", "--kernel", "2x2", "--weights", "1,2;3"], "--weights: rows have different lengths"),
     (["build", "--input", "5x5", "--kernel", "2x2", "--weights", "1,x;3,4"], "--weights: 'x' is not a number"),
@@ -144,7 +151,7 @@ def test_build_bad_input_subprocess():
     (["verify", "--random", "2", "--ndim", "4"], "argument --ndim"),
     (["verify", "--random", "0"], "argument --random: expected a positive integer"),
     (["explain", "--input", "3x3x3", "--kernel", "2x2x2"], "explain walks through 1-D and 2-D examples"),
-    (["explain", "--input", "8x8", "--kernel", "3x3"], "the input may have at most 52 values"),
+    (["explain", "--input", "8x8", "--kernel", "3x3"], "--input may have at most 52 values"),
     (["explain", "--input", "2x2", "--kernel", "2x2", "--values", "1,2,3"], "--values has shape (3,) but --input is 2x2"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "/no/such/dir/f.png"], "--out: directory does not exist"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", "9,9"], "position must be an output pixel"),
@@ -363,3 +370,116 @@ def test_no_tqdm_on_a_terminal_names_the_extra(capsys, monkeypatch):
     assert main(["verify", "--random", "2", "--torch", "no"]) == 0
     err = capsys.readouterr().err
     assert err == "convmatrix: note: no progress bar without tqdm (pip install convmatrix[progress])\n"
+
+
+# ============================================================================ issue 10: trust at the edges
+def call(argv, cwd=None):
+    """``main(argv)`` in-process: (exit status, stdout, stderr); the status whether returned or raised."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            contextlib.chdir(cwd or os.getcwd()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # pragma: no cover - main returns instead
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+FLAG_RE = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def assert_one_line(code, out, err, *flags):
+    """Exit status 2, one stderr line ``convmatrix: error: ...`` naming each of ``flags`` (or some flag)."""
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convmatrix: error: "), err
+    assert "Traceback" not in err
+    named = set(FLAG_RE.findall(lines[0]))
+    for flag in flags:
+        assert flag in named, lines[0]
+    if not flags:
+        assert named, lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- garbage in: one line or success
+HUGE = ["99999999999999999999", str(2**62), str(2**62 + 1), str(2**63), "9" * 5000]
+NEGATIVE = ["-1", "0", "-99999999999999999999"]
+JUNK = ["", " ", "x", "nan", "inf", "-inf", "1e400", "5x", "x5", "1,,2", "0x10", "2x2x2x2", "1:2:3", ";", "|", "é",
+        "1\n2"]
+PATHS = ["nodir/C.npz", "nodir/C.mtx", "/proc/no-such-dir/f.png", "/proc", ".", "C.txt", "f.xyz", "C.npz", "C.mtx",
+         "f.png", "frames", "missing.npy"]
+
+
+def good_values(flag, d):
+    """Valid-looking values of ``flag`` for ``d`` spatial axes."""
+    dims = lambda *v: "x".join(map(str, v[:d]))  # noqa: E731
+    return {
+        "--input": [dims(5, 5), dims(3, 4), dims(2, 2), dims(6, 6), "4x4x3"], "--kernel": [dims(3, 3), dims(2, 2), dims(1, 1)],
+        "--channels": ["2:4", "1:1", "3:3"], "--stride": ["1", "2", dims(2, 1), "3"],
+        "--padding": ["1", "same", "full", "1,2" if d == 1 else "1,2:0,1"], "--dilation": ["1", "2"],
+        "--groups": ["1", "2"], "--padding-mode": ["zeros", "circular", "reflect"], "--output-padding": ["0", "1"],
+        "--output-shape": [dims(7, 7), dims(5, 5)], "--weights": ["1,2,3" if d == 1 else "1,2;3,4", "1|2", "-1,0.5"],
+        "--seed": ["0", "3"], "--dtype": ["float32", "int64", "complex128"], "--out": ["C.npz", "C.mtx", "f.png", "f.svg"],
+        "--print": ["summary", "dense", "latex"], "--max-bytes": ["auto", "none", "1M", "1"],
+        "--solve": ["padding", "output-padding"], "--target": [dims(5, 5), dims(7, 7)], "--matrix": ["C.npz"],
+        "--random": ["1", "2"], "--ndim": ["1", "1,2"], "--torch": ["no", "auto"], "--rtol": ["1e-6", "0"],
+        "--atol": ["0", "1e-9"], "--frames": ["frames"], "--position": [dims(0, 0), dims(1, 1), "9,9"],
+        "--dpi": ["10", "20"], "--values": [dims(1, 2), "1,2;3,4", "1,2,3"],
+    }[flag]
+
+
+SWITCHES = ("--transpose", "--flip", "--symbolic", "--json", "--verbose")
+GEOMETRY = ("--input", "--kernel", "--channels", "--stride", "--padding", "--dilation", "--groups", "--padding-mode",
+            "--transpose", "--output-padding", "--output-shape")
+KERNEL_VALUES = ("--flip", "--weights", "--seed", "--dtype")
+COMMANDS = {
+    "build": GEOMETRY + KERNEL_VALUES + ("--out", "--print", "--max-bytes"),
+    "size": GEOMETRY + ("--symbolic", "--solve", "--target"),
+    "verify": GEOMETRY + KERNEL_VALUES + ("--matrix", "--random", "--ndim", "--torch", "--rtol", "--atol", "--json",
+                                          "--verbose"),
+    "show": GEOMETRY + KERNEL_VALUES + ("--out", "--frames", "--position", "--dpi"),
+    "explain": GEOMETRY + KERNEL_VALUES + ("--values",),
+}
+
+
+@st.composite
+def command_lines(draw, command):
+    d = draw(st.sampled_from([1, 2]))
+    flags = draw(st.lists(st.sampled_from(COMMANDS[command]), unique=True, max_size=6))
+    if command in ("build", "show", "explain", "size") or draw(st.booleans()):
+        flags = ["--input", *[f for f in flags if f != "--input"]]
+    if command == "show" and "--out" not in flags:
+        flags.append("--out")
+    argv = [command]
+    for flag in flags:
+        if flag in SWITCHES:
+            argv.append(flag)
+            continue
+        pool = draw(st.sampled_from(["good"] * 7 + ["huge", "negative", "junk", "path"]))
+        values = {"good": good_values(flag, d), "huge": HUGE, "negative": NEGATIVE, "junk": JUNK, "path": PATHS}[pool]
+        argv.append(f"{flag}={draw(st.sampled_from(values))}")
+    if command == "show" and not any(a.startswith("--dpi") for a in argv):
+        argv.append("--dpi=10")  # keep the pictures that do get drawn small
+    if command == "verify" and not any(a.startswith("--torch") for a in argv):
+        argv.append("--torch=no")
+    return argv
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@settings(max_examples=25)
+@given(data=st.data())
+def test_garbage_gives_one_line_naming_a_flag_or_success(command, data):
+    """Generated flag values (huge, negative, junk, unwritable paths): exit 0, or exit 2 with one line
+    ``convmatrix: error:`` naming a flag of the command; never a traceback, never 1 outside verify."""
+    argv = data.draw(command_lines(command))
+    with tempfile.TemporaryDirectory() as tmp:
+        code, out, err = call(argv, cwd=tmp)
+        leftovers = [f for _, _, files in os.walk(tmp) for f in files if ".tmp" in f]
+    assert "Traceback" not in err and "Traceback" not in out
+    assert not leftovers, leftovers  # no temporary file survives, whatever happened
+    if code == 0 or (code == 1 and command == "verify"):
+        return
+    line = assert_one_line(code, out, err)
+    known = set(COMMANDS[command])
+    assert set(FLAG_RE.findall(line)) & known, line
