@@ -18,9 +18,10 @@ Limits.  A picture is refused (``ValueError`` naming the parameter and the limit
 anything is built or drawn when it would exceed :data:`MAX_PIXELS` / :data:`MAX_SIDE` pixels,
 :data:`MAX_MATRIX_NNZ` matrix entries, :data:`MAX_GEOMETRY_CELLS` geometry cells,
 :data:`MAX_FRAMES` frames or :data:`MAX_FRAME_CELLS` cells over all frames.  Within them a call
-takes seconds, and its peak memory stays bounded whatever the geometry: about 20 bytes per
-pixel, 100 per matrix entry and 1,000 per geometry cell (measured; at most about 600 MiB at the
-very limits, typically a few tens of MiB).
+takes seconds, and its peak memory stays bounded whatever the geometry: about 16 MiB plus 20 bytes
+per pixel, 80 per matrix cell (a matrix of at most 2**20 cells is drawn as an image of its values)
+or 70 per stored entry (a larger one is drawn as its sparsity pattern), and 600 per geometry
+cell (measured; about 350 MiB at the very limits, a few tens of MiB for the usual pictures).
 
 Files.  :func:`save_figure` writes each file to a temporary file in the target directory and
 moves it into place (``os.replace``) only when every file of the call was written: on any error
@@ -41,16 +42,18 @@ from typing import Any
 import numpy as np
 
 __all__ = ["plot_matrix", "plot_geometry", "figure", "save_figure", "block_levels", "MAX_FRAMES", "MAX_PIXELS",
-           "MAX_SIDE", "MAX_MATRIX_NNZ", "MAX_GEOMETRY_CELLS", "MAX_FRAME_CELLS", "MAX_ANNOTATE"]
+           "MAX_SIDE", "MAX_MATRIX_NNZ", "MAX_GEOMETRY_CELLS", "MAX_FRAME_CELLS", "MAX_ANNOTATE", "MIN_DPI"]
 
 _PLOT_EXTRA = "pip install convmatrix[plot]"
 #: most frames ``save_figure(frames=...)`` writes
 MAX_FRAMES = 1024
-#: largest picture in pixels, ``size[0]*dpi * size[1]*dpi`` (2**24: 14 x 6.5 inches at 420 dpi); drawing
+#: largest picture in pixels, ``size[0]*dpi * size[1]*dpi`` (2**23: 14 x 6.5 inches at 300 dpi fits); drawing
 #: and writing it takes about 20 bytes per pixel
-MAX_PIXELS = 2**24
+MAX_PIXELS = 2**23
 #: longest side of a picture in pixels (the Agg renderer stops at 2**16)
 MAX_SIDE = 2**15
+#: smallest dpi: below it the smallest text (4 points) is under one pixel and FreeType refuses to render it
+MIN_DPI = 10
 #: most stored entries :func:`plot_matrix` draws (one marker or image cell each)
 MAX_MATRIX_NNZ = 2**20
 #: most cells :func:`plot_geometry` draws: the padded (or zero-inserted) input grid, the kernel
@@ -60,8 +63,9 @@ MAX_GEOMETRY_CELLS = 2**17
 MAX_FRAME_CELLS = 2**22
 #: most numbers :func:`plot_matrix` writes into the cells (``annotate=True``)
 MAX_ANNOTATE = 4096
-#: largest matrix drawn as an image of values (larger ones are drawn as a sparsity pattern)
-_MAX_IMAGE = 4_000_000
+#: largest matrix (rows x columns) drawn as an image of values, about 80 bytes per cell (larger ones
+#: are drawn as a sparsity pattern, about 70 bytes per stored entry)
+_MAX_IMAGE = 2**20
 #: largest matrix whose entries are written in as numbers by default
 _MAX_ANNOTATE = 40
 
@@ -127,8 +131,8 @@ def plot_matrix(
     ----------
     M : sparse matrix/array or 2-D ndarray
         Numeric, with at most :data:`MAX_MATRIX_NNZ` stored (sparse) or nonzero (dense) entries.
-        Matrices of at most 4,000,000 cells are drawn as an image of the values; larger ones as
-        their sparsity pattern.
+        Matrices of at most 2**20 cells (rows x columns) are drawn as an image of the values;
+        larger ones as their sparsity pattern.
     levels : sequence of (int, int)
         Block sizes (positive), coarse to fine (e.g. :func:`block_levels`); the first is drawn
         thickest.  Levels whose blocks would be drawn smaller than a few points are left out.
@@ -685,7 +689,11 @@ def figure(
     pos = _position(geom, position)
     _check_cells(geom)
     _check_matrix(geom)
-    size = _check_size(size, float(matplotlib.rcParams["figure.dpi"]), "size")
+    dpi = float(matplotlib.rcParams["figure.dpi"])
+    if dpi < MIN_DPI:
+        raise ValueError(f"rcParams['figure.dpi'] must be at least MIN_DPI = {MIN_DPI} for the text to be drawn; "
+                         f"got {dpi:g}")
+    size = _check_size(size, dpi, "size")
     plt = _mpl()
     M, spatial = _matrix_of(k, geom, input_shape, transpose, flip, dtype, geometry)
     fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=size, gridspec_kw={"width_ratios": [1.0, 1.15]})
@@ -891,7 +899,7 @@ def save_figure(
     frames : str or os.PathLike, optional
         Directory for the frames (PNG); created if missing (its parent must exist).
     dpi : int
-        Dots per inch, positive.
+        Dots per inch, at least :data:`MIN_DPI`.
 
     Returns
     -------
@@ -901,8 +909,8 @@ def save_figure(
     Raises
     ------
     TypeError, ValueError
-        As :func:`figure`; ``out`` without a picture extension; ``dpi`` not a positive int;
-        a picture or a set of frames beyond the limits.
+        As :func:`figure`; ``out`` without a picture extension; ``dpi`` not an int of at least
+        :data:`MIN_DPI`; a picture or a set of frames beyond the limits.
     OSError
         A directory that does not exist or cannot be written (``FileNotFoundError``,
         ``NotADirectoryError``, ``IsADirectoryError``, ``PermissionError``), or a write that failed.
@@ -910,7 +918,7 @@ def save_figure(
     from . import _validate as V
 
     out = _path(out, "out")
-    dpi = V.as_int(dpi, "dpi", minimum=1)
+    dpi = V.as_int(dpi, "dpi", minimum=MIN_DPI)
     k, geom = _geometry_of(kernel, input_shape, transpose, flip, geometry)
     pos = _position(geom, position)
     _check_cells(geom)
