@@ -316,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         sys.stderr.write(f"{_PROG}: error: choose a command: build, size, verify, show, explain (see '{_PROG} --help')\n")
         return 2
-    args.given = [_flag(dest) for dest, v in vars(args).items() if dest not in _NOT_FLAGS and v not in (None, False)]
+    args.given = [_flag(dest) for dest, v in vars(args).items()
+                  if dest not in _NOT_FLAGS and v is not None and v is not False]  # (0 == False: compare identities)
     for dest, value in _DEFAULTS.items():
         if dest in vars(args) and getattr(args, dest) is None:
             setattr(args, dest, value)
