@@ -386,9 +386,12 @@ def _error_line(exc: BaseException, args: argparse.Namespace) -> tuple[int, str]
         return 2, f"{_geometry_given(args)}: {msg}"
     if isinstance(exc, ImportError) and "torch" in msg and getattr(args, "torch", None) == "yes":
         return 2, f"--torch yes: {msg}"
+    if isinstance(exc, (UserError, ImportError)):  # written for the command line / about the installation
+        return 2, msg
+    msg = _name_flag(msg, args)
     if "kernel is larger than the padded input" in msg and hasattr(args, "transpose") and not args.transpose:
         msg += " (for the transposed convolution of this input, add --transpose)"
-    return 2, _name_flag(msg, args)
+    return 2, msg
 
 
 def _name_flag(msg: str, args: argparse.Namespace) -> str:
@@ -607,6 +610,12 @@ def _kernel(args: argparse.Namespace) -> np.ndarray:
     return k
 
 
+def _require_finite(values: np.ndarray, flag: str, why: str) -> None:
+    if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+        raise UserError(f"{flag} must be finite numbers {why}; got {np.count_nonzero(~np.isfinite(values))} "
+                        f"nan or inf value(s)")
+
+
 def _build(args: argparse.Namespace, k: np.ndarray, max_bytes: Any = "auto") -> Any:
     from .matrices import conv_matrix, conv_transpose_matrix
 
@@ -765,7 +774,6 @@ def _cmd_size(args: argparse.Namespace) -> int:
         return _solve(args, ks)
     if args.target is not None:
         raise UserError("--target needs --solve padding or --solve output-padding")
-    _check_direction(args)
     geom = _geometry(args, ks)
     lines = []
     if args.transpose:
@@ -932,6 +940,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise UserError("--verbose has no effect on one geometry (it adds one table per geometry of the seed "
                             "report or of --random): drop it")
         k = _kernel(args)
+        _require_finite(k, "--weights", "to be verified (nan never equals nan)")
         matrix = None if args.matrix is None else _load_matrix(args.matrix)
         kw = _geometry_kwargs(args)
         common = dict(dtype=args.dtype, matrix=matrix, rng=args.seed or 0, rtol=args.rtol, atol=args.atol, torch=torch)
@@ -1039,12 +1048,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     k = _kernel(args)
     if k.ndim != nd:
         raise UserError(f"explain uses one channel: --weights must have {nd} axes; got shape {k.shape}")
+    _require_finite(k, "--weights", "for explain")
     size = math.prod(args.input)
     if size > len(_LABELS):
         raise UserError(f"explain is for small examples: --input may have at most {len(_LABELS)} values; "
                         f"got {_dims(args.input)} = {size}")
     if args.values is not None:
         x = _parse_numbers(args.values, "--values")
+        _require_finite(x, "--values", "for explain")
         if x.shape != tuple(args.input):
             raise UserError(f"--values has shape {x.shape} but --input is {_dims(args.input)}")
     else:
