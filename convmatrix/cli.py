@@ -352,7 +352,7 @@ _PARAM_FLAGS = {
     "atol": "--atol",
 }
 #: names that are too common as words: mapped only when the message starts with them
-_LEADING_FLAGS = {"out": "--out", "frames": "--frames", "matrix": "--matrix", "size": "--dpi", "values": "--values"}
+_LEADING_FLAGS = {"out": "--out", "frames": "--frames", "matrix": "--matrix"}
 #: a parameter name as a word (not an attribute such as ``arr.dtype.itemsize`` or a call such as ``dtype(...)``)
 _NAME_RE = re.compile(r"(?<![\w.`'-])(" + "|".join(sorted(_PARAM_FLAGS, key=len, reverse=True))
                       + r")((?:\[\d+\])*)(?![\w.(`'])")
@@ -475,8 +475,8 @@ def _check_direction(args: argparse.Namespace) -> None:
         given = [f for f in ("--output-padding", "--output-shape") if f in args.given]
         if given:
             one = len(given) == 1
-            raise UserError(f"{' and '.join(given)} need{'s' if one else ''} --transpose ({'it sets' if one else 'they set'} "
-                            f"the output of a transposed convolution)")
+            raise UserError(f"{' and '.join(given)} need{'s' if one else ''} --transpose "
+                            f"({'it sets' if one else 'they set'} the output of a transposed convolution)")
 
 
 def _geometry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -674,7 +674,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     k = _kernel(args)
     if args.out is not None and not args.out.endswith((".npz", ".mtx")):
-        raise UserError(f"--out must end in .npz (scipy.sparse.save_npz) or .mtx (Matrix Market); got {_shown(args.out)}")
+        raise UserError(f"--out must end in .npz (scipy.sparse.save_npz) or .mtx (Matrix Market); "
+                        f"got {_shown(args.out)}")
     geom = _geometry(args, k.shape)
     if args.show != "summary":
         _check_printable(geom.shape, args.show)

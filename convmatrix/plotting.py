@@ -17,7 +17,8 @@ Needs matplotlib (``pip install convmatrix[plot]``); it is imported inside the f
 Limits.  A picture is refused (``ValueError`` naming the parameter and the limit) before
 anything is built or drawn when it would exceed :data:`MAX_PIXELS` / :data:`MAX_SIDE` pixels,
 :data:`MAX_MATRIX_NNZ` matrix entries, :data:`MAX_GEOMETRY_CELLS` geometry cells,
-:data:`MAX_FRAMES` frames or :data:`MAX_FRAME_CELLS` cells over all frames.  Within them a call
+:data:`MAX_FRAMES` frames or :data:`MAX_FRAME_CELLS` cells over all frames, or be drawn below
+:data:`MIN_DPI` dots per inch (where the text cannot be rendered).  Within them a call
 takes seconds, and its peak memory stays bounded whatever the geometry: about 16 MiB plus 20 bytes
 per pixel, 80 per matrix cell (a matrix of at most 2**20 cells is drawn as an image of its values)
 or 70 per stored entry (a larger one is drawn as its sparsity pattern), and 600 per geometry
@@ -257,7 +258,8 @@ def _as_sparse(M: Any) -> Any:
         try:
             M = np.asarray(M)
         except Exception as exc:  # ragged nested lists and the like
-            raise TypeError(f"M must be a 2-D numeric matrix (sparse or ndarray); got {type(M).__name__} ({exc})") from None
+            raise TypeError(f"M must be a 2-D numeric matrix (sparse or ndarray); got {type(M).__name__} "
+                            f"({exc})") from None
         if M.ndim != 2:
             raise TypeError(f"M must be a 2-D numeric matrix (sparse or ndarray); got an array of shape {M.shape}")
         kind = M.dtype.kind
@@ -450,7 +452,8 @@ def plot_geometry(geom: Any, *, position: Sequence[int] | None = None, ax: Any =
     kind = np.where((rr == 1) & (cc == 1), 1, np.where(((rr == 2) | (cc == 2)) & (rr != 0) & (cc != 0), 2, 0)).ravel()
     r_idx, c_idx = np.divmod(np.arange(H * W), W)
     styles = np.array(["dashed", "solid", "solid"], dtype=object)[kind].tolist()
-    ax.add_collection(PolyCollection(_cell_verts(c_idx, -r_idx), facecolors=to_rgba_array([pad_face, _INPUT, _INSERTED])[kind],
+    ax.add_collection(PolyCollection(_cell_verts(c_idx, -r_idx),
+                                     facecolors=to_rgba_array([pad_face, _INPUT, _INSERTED])[kind],
                                      edgecolors=to_rgba_array([_ZERO_EDGE, _INPUT_EDGE, _ZERO_EDGE])[kind],
                                      linewidths=0.8, linestyles=styles))
     # what the non-input cells hold: 0, or (boundary modes) which input pixel they copy
@@ -574,7 +577,8 @@ _GEOMETRY_KEYS = {False: ("stride", "padding", "dilation", "groups", "padding_mo
                   True: ("stride", "padding", "output_padding", "dilation", "groups", "output_shape")}
 
 
-def _geometry_of(kernel: Any, input_shape: Any, transpose: Any, flip: Any, geometry: dict[str, Any]) -> tuple[np.ndarray, Any]:
+def _geometry_of(kernel: Any, input_shape: Any, transpose: Any, flip: Any,
+                 geometry: dict[str, Any]) -> tuple[np.ndarray, Any]:
     """The kernel array and the validated geometry (nothing built yet)."""
     from . import _validate as V
     from .geometry import conv_geometry, conv_transpose_geometry
@@ -683,18 +687,16 @@ def figure(
         Invalid geometry (as :func:`convmatrix.conv_matrix`), unknown keywords, ``position``
         outside the output, or a picture beyond the limits (the message names the limit).
     """
-    import matplotlib
-
     k, geom = _geometry_of(kernel, input_shape, transpose, flip, geometry)
     pos = _position(geom, position)
     _check_cells(geom)
     _check_matrix(geom)
-    dpi = float(matplotlib.rcParams["figure.dpi"])
+    plt = _mpl()
+    dpi = float(plt.rcParams["figure.dpi"])
     if dpi < MIN_DPI:
         raise ValueError(f"rcParams['figure.dpi'] must be at least MIN_DPI = {MIN_DPI} for the text to be drawn; "
                          f"got {dpi:g}")
     size = _check_size(size, dpi, "size")
-    plt = _mpl()
     M, spatial = _matrix_of(k, geom, input_shape, transpose, flip, dtype, geometry)
     fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=size, gridspec_kw={"width_ratios": [1.0, 1.15]})
     try:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convmatrix import cli, plotting
+from convmatrix import cli
 from convmatrix.cli import main
 from reference import conv_transpose_fusion, correlate_nd, dense_matrix
 
@@ -610,6 +610,11 @@ BIG = "99999999999999999999"
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--dpi", BIG], "--dpi"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", f"{BIG},0"], "--position"),
     (["explain", "--input", "2x2", "--kernel", "2x2", "--values", f"{BIG},1;2,3"], "--values"),
+    (["explain", "--input", "2", "--kernel", "2", "--values=inf,1"], "--values"),
+    (["verify", "--input", "5", "--kernel", "3", "--weights=nan,1,2", "--torch", "no"], "--weights"),
+    (["explain", "--input", "5", "--kernel", "3", "--padding", "100000000", "--stride", "100000000"], "--padding"),
+    (["explain", "--input", "2", "--kernel", "2", "--transpose", "--stride", "1000000000000", "--padding",
+      "499999999999"], "--stride"),
     # the library's rule, named by the flag
     (["build", "--input", "5x5", "--kernel", "3x3", "--stride", "0"], "--stride"),
     (["build", "--input", "0x5", "--kernel", "3x3"], "--input"),
