@@ -383,6 +383,8 @@ def _error_line(exc: BaseException, args: argparse.Namespace) -> tuple[int, str]
         msg = re.sub(r"pass a larger max_bytes", way, msg)
         msg = re.sub(r"\bmax_bytes\s*=\s*", "--max-bytes " if has_max_bytes else "limit ", msg)
         msg = re.sub(r"\bmax_bytes\b", "--max-bytes" if has_max_bytes else "the memory limit (half the RAM)", msg)
+        if way not in msg:
+            msg += f"; {way}"
         return 2, f"{_geometry_given(args)}: {msg}"
     if isinstance(exc, ImportError) and "torch" in msg and getattr(args, "torch", None) == "yes":
         return 2, f"--torch yes: {msg}"

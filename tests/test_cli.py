@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convmatrix import cli
+from convmatrix import MatrixTooLargeError, cli
 from convmatrix.cli import main
 from reference import conv_transpose_fusion, correlate_nd, dense_matrix
 
@@ -645,6 +645,9 @@ def test_weights_name_the_kernel_flag(tmp_path):
 @pytest.mark.parametrize("exc, status, fragment", [
     (OverflowError("Python int too large to convert to C ssize_t"), 2, "--input, --kernel, --stride: Python int"),
     (MemoryError("Unable to allocate 7.28 TiB for an array with shape (10**12,)"), 2, "out of memory"),
+    (MatrixTooLargeError("conv_matrix would need about 1 TiB at its peak, more than max_bytes=5 (5 B); pass a larger "
+                         "max_bytes"), 2, "more than --max-bytes 5 (5 B); pass a larger --max-bytes (or --max-bytes none)"),
+    (MatrixTooLargeError("conv_matrix would need about 1 TiB"), 2, "1 TiB; pass a larger --max-bytes"),
     (RuntimeError("an internal invariant broke"), 3, "internal error (RuntimeError: an internal invariant broke)"),
     (TypeError("conv_matrix() got an unexpected keyword argument 'strides'"), 3, "internal error (TypeError"),
     (AssertionError(), 3, "internal error (AssertionError: )"),
