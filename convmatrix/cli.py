@@ -2,9 +2,15 @@
 
 A thin layer over the library: arguments are parsed here, everything else is done by
 :mod:`convmatrix.matrices`, :mod:`convmatrix.symbolic`, :mod:`convmatrix.verify` and
-:mod:`convmatrix.plotting`.  User errors print one line ``convmatrix: error: ...`` on stderr
-and exit with status 2 (set ``CONVMATRIX_DEBUG=1`` for the traceback); ``verify`` exits with 1
-when a check fails.
+:mod:`convmatrix.plotting`.
+
+Exit status: 0 done; 1 ``verify`` ran and a check failed (only then); 2 a user error,
+reported as one line ``convmatrix: error: ...`` on stderr naming the flag (set
+``CONVMATRIX_DEBUG=1`` for the traceback); 3 an internal error (a bug: please report it);
+130 interrupted.  A flag that would have no effect in the command given is an error, not
+silently ignored.  Files (``build --out``, ``show --out``, ``show --frames``) are written
+to a temporary file next to the target and moved into place only when complete: after an
+error no file is replaced and nothing is printed as if it had been written.
 
 Examples
 --------
@@ -38,6 +44,15 @@ _MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
 _PAD_WORDS = ("valid", "same", "same_lower", "full")
 #: largest matrix (entries) printed with --print dense / latex
 _MAX_PRINT = 40_000
+#: largest integer on the command line (the library's bound on sizes, strides, paddings, ...)
+_MAX_INT = 2**62
+#: most geometries of one ``verify --random`` run
+_MAX_RANDOM = 100_000
+#: the defaults of the options whose presence matters (a flag given is checked against the command)
+_DEFAULTS: dict[str, Any] = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros",
+                             "output_padding": 0, "ndim": (1, 2, 3), "torch": "auto", "dpi": 100,
+                             "show": "summary", "max_bytes": "auto"}
+_NOT_FLAGS = ("command", "func", "given")
 
 
 class UserError(Exception):
@@ -47,22 +62,42 @@ class UserError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, no usage block
         hint = f" (see '{self.prog} --help')"
-        self.exit(2, f"{_PROG}: error: {message}{hint}\n")
+        self.exit(2, f"{_PROG}: error: {' '.join(message.split())}{hint}\n")
+
+
+def _flag(dest: str) -> str:
+    """The command-line flag of an argparse destination."""
+    return "--print" if dest == "show" else "--" + dest.replace("_", "-")
 
 
 # ============================================================================ argument types
+def _shown(text: str) -> str:
+    """The user's text for a message: quoted, and cut when it is long."""
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+
+
+def _int(tok: str, text: str, rule: str) -> int:
+    """One integer token, at most 2**62 in size (longer digit strings are refused before conversion)."""
+    digits = tok.strip().lstrip("-").lstrip("0")
+    if len(digits) > 19 or abs(int(tok)) > _MAX_INT:
+        raise argparse.ArgumentTypeError(f"{rule}; each number at most 2**62 in size; got {_shown(text)}")
+    return int(tok)
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     """``5x5`` -> (5, 5); ``7`` -> (7,)."""
+    rule = "expected sizes separated by 'x' such as 5x5"
     if not re.fullmatch(r"\s*\d+(\s*[x×,]\s*\d+)*\s*", text):
-        raise argparse.ArgumentTypeError(f"expected sizes separated by 'x' such as 5x5; got {text!r}")
-    return tuple(int(v) for v in re.split(r"[x×,]", text))
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    return tuple(_int(v, text, rule) for v in re.split(r"[x×,]", text))
 
 
 def _ints(text: str) -> int | tuple[int, ...]:
     """``2`` -> 2, ``2x1`` -> (2, 1) (validated by the library: it names the rule)."""
+    rule = "expected an integer or one per axis separated by 'x' such as 2x1"
     if not re.fullmatch(r"\s*-?\d+(\s*[x×,]\s*-?\d+)*\s*", text):
-        raise argparse.ArgumentTypeError(f"expected an integer or one per axis separated by 'x' such as 2x1; got {text!r}")
-    vals = tuple(int(v) for v in re.split(r"[x×,]", text))
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    vals = tuple(_int(v, text, rule) for v in re.split(r"[x×,]", text))
     return vals[0] if len(vals) == 1 else vals
 
 
@@ -71,13 +106,13 @@ def _padding(text: str) -> Any:
     t = text.strip()
     if t in _PAD_WORDS:
         return t
+    rule = (f"expected an int, one of {', '.join(_PAD_WORDS)}, or per-axis entries 'p' or 'before,after' "
+            f"separated by ':' (e.g. 1,2:0,1)")
     if not re.fullmatch(r"-?\d+(,-?\d+)?(:-?\d+(,-?\d+)?)*", t):
-        raise argparse.ArgumentTypeError(
-            f"expected an int, one of {', '.join(_PAD_WORDS)}, or per-axis entries 'p' or 'before,after' "
-            f"separated by ':' (e.g. 1,2:0,1); got {text!r}")
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
     entries = []
     for part in t.split(":"):
-        nums = [int(v) for v in part.split(",")]
+        nums = [_int(v, text, rule) for v in part.split(",")]
         entries.append(nums[0] if len(nums) == 1 else tuple(nums))
     if len(entries) == 1 and isinstance(entries[0], int):
         return entries[0]
@@ -85,44 +120,80 @@ def _padding(text: str) -> Any:
 
 
 def _channels(text: str) -> tuple[int, int]:
+    rule = "expected IN:OUT channel counts such as 2:4 (positive)"
     m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise argparse.ArgumentTypeError(f"expected IN:OUT channel counts such as 2:4 (positive); got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+    if not m:
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    c_in, c_out = _int(m.group(1), text, rule), _int(m.group(2), text, rule)
+    if c_in < 1 or c_out < 1:
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    return c_in, c_out
 
 
 def _position(text: str) -> tuple[int, ...]:
+    rule = "expected an output index such as 1,2 (non-negative, one per axis)"
     if not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", text):
-        raise argparse.ArgumentTypeError(f"expected an output index such as 1,2 (non-negative, one per axis); got {text!r}")
-    return tuple(int(v) for v in text.split(","))
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    return tuple(_int(v, text, rule) for v in text.split(","))
 
 
 def _positive(text: str) -> int:
-    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    rule = "expected a positive integer"
+    if not re.fullmatch(r"\s*\d+\s*", text) or _int(text, text, rule) < 1:
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
     return int(text)
+
+
+def _random_count(text: str) -> int:
+    n = _positive(text)
+    if n > _MAX_RANDOM:
+        raise argparse.ArgumentTypeError(f"expected at most {_MAX_RANDOM:,} geometries per run (run several --seed "
+                                         f"values for more); got {n:,}")
+    return n
 
 
 def _nonneg(text: str) -> int:
+    rule = "expected a non-negative integer"
     if not re.fullmatch(r"\s*\d+\s*", text):
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}")
-    return int(text)
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    return _int(text, text, rule)
 
 
 def _ndims(text: str) -> tuple[int, ...]:
     if not re.fullmatch(r"\s*[123](\s*,\s*[123])*\s*", text):
-        raise argparse.ArgumentTypeError(f"expected spatial dimensions among 1, 2, 3 separated by ',' such as 1,2,3; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected spatial dimensions among 1, 2, 3 separated by ',' such as 1,2,3; "
+                                         f"got {_shown(text)}")
     return tuple(sorted({int(v) for v in text.split(",")}))
 
 
 def _tolerance(text: str) -> float:
+    """A finite non-negative number (nan, inf and negative numbers are refused)."""
+    rule = "expected a finite non-negative number such as 1e-6"
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number; got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number; got {text!r}")
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
     return v
+
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def _max_bytes(text: str) -> int | str | None:
+    """``auto`` (half the RAM), ``none`` (no limit), or bytes: ``500000000``, ``512M``, ``16G`` (powers of 1024)."""
+    t = text.strip().lower()
+    if t in ("auto", "none"):
+        return None if t == "none" else "auto"
+    rule = "expected auto (half the RAM), none (no limit), or a positive number of bytes such as 512M or 16G"
+    m = re.fullmatch(r"(\d+)\s*([kmgt]?)(i?b)?", t)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    n = _int(m.group(1), text, rule) * _UNITS[m.group(2)]
+    if not 1 <= n <= _MAX_INT:
+        raise argparse.ArgumentTypeError(f"{rule} (at most 2**62 bytes); got {_shown(text)}")
+    return n
 
 
 # ============================================================================ the parser
@@ -133,16 +204,16 @@ def _add_geometry(p: argparse.ArgumentParser, *, required_input: bool = True, we
     g.add_argument("--kernel", type=_sizes, metavar="3x3", help="spatial kernel shape (optional with --weights)")
     g.add_argument("--channels", type=_channels, metavar="IN:OUT",
                    help="input and output channels (weights then have PyTorch's layout)")
-    g.add_argument("--stride", type=_ints, default=1, metavar="S", help="int or one per axis: 2 or 2x1")
-    g.add_argument("--padding", type=_padding, default=0, metavar="P",
+    g.add_argument("--stride", type=_ints, metavar="S", help="int or one per axis: 2 or 2x1 (default 1)")
+    g.add_argument("--padding", type=_padding, metavar="P",
                    help="int, valid|same|same_lower|full, or per axis separated by ':' each 'p' or "
-                        "'before,after' (1,2:0,1 pads axis 0 by 1 before and 2 after, axis 1 by 0 and 1)")
-    g.add_argument("--dilation", type=_ints, default=1, metavar="D", help="int or one per axis")
-    g.add_argument("--groups", type=_ints, default=1, metavar="G")
-    g.add_argument("--padding-mode", choices=_MODES, default="zeros", help="boundary mode (convolutions only)")
+                        "'before,after' (1,2:0,1 pads axis 0 by 1 before and 2 after, axis 1 by 0 and 1) (default 0)")
+    g.add_argument("--dilation", type=_ints, metavar="D", help="int or one per axis (default 1)")
+    g.add_argument("--groups", type=_ints, metavar="G", help="(default 1)")
+    g.add_argument("--padding-mode", choices=_MODES, help="boundary mode (convolutions only; default zeros)")
     g.add_argument("--transpose", action="store_true",
                    help="the transposed convolution (PyTorch conv_transpose): matrix C^T")
-    g.add_argument("--output-padding", type=_ints, default=0, metavar="A", help="with --transpose")
+    g.add_argument("--output-padding", type=_ints, metavar="A", help="with --transpose (default 0)")
     g.add_argument("--output-shape", type=_sizes, metavar="7x7",
                    help="with --transpose: wanted output shape (derives --output-padding)")
     if weights:
@@ -158,7 +229,11 @@ def _add_geometry(p: argparse.ArgumentParser, *, required_input: bool = True, we
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``convmatrix`` argument parser."""
+    """The ``convmatrix`` argument parser.
+
+    Options whose default matters for "was it given?" parse to ``None`` when absent;
+    :func:`main` records the flags given (``args.given``) and then fills in the defaults.
+    """
     from . import __version__
 
     parser = _Parser(prog=_PROG, description="Convolutions and transposed convolutions as explicit sparse matrices.",
@@ -170,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build the sparse matrix C (or C^T with --transpose) and describe, print or save it.")
     _add_geometry(b)
     b.add_argument("--out", metavar="C.npz|C.mtx", help="save the matrix (scipy .npz or Matrix Market .mtx)")
-    b.add_argument("--print", dest="show", choices=("summary", "dense", "latex"), default="summary")
+    b.add_argument("--print", dest="show", choices=("summary", "dense", "latex"), help="(default summary)")
+    b.add_argument("--max-bytes", type=_max_bytes, metavar="auto|none|16G",
+                   help="refuse, before building, a matrix predicted to need more memory than this (default auto: "
+                        "half the RAM; none: no limit; suffixes K, M, G, T are powers of 1024)")
     b.set_defaults(func=_cmd_build)
 
     s = sub.add_parser("size", help="output sizes, the derived formula, and inverse questions",
@@ -189,26 +267,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry(v, required_input=False)
     v.add_argument("--matrix", metavar="C.npz|C.mtx|C.npy",
                    help="verify this matrix (of the convolution, or of C^T with --transpose) instead of building one")
-    v.add_argument("--random", type=_positive, metavar="N",
-                   help="sweep N random geometries (seeded by --seed, default 0; only transposed ones with "
-                        "--transpose, one dtype with --dtype)")
-    v.add_argument("--ndim", type=_ndims, default=(1, 2, 3), metavar="1,2,3", help="spatial dims for --random")
-    v.add_argument("--torch", choices=("auto", "yes", "no"), default="auto",
-                   help="PyTorch checks: when installed (auto), required (yes) or skipped (no)")
+    v.add_argument("--random", type=_random_count, metavar="N",
+                   help=f"sweep N random geometries, at most {_MAX_RANDOM:,} (seeded by --seed, default 0; only "
+                        f"transposed ones with --transpose, one dtype with --dtype)")
+    v.add_argument("--ndim", type=_ndims, metavar="1,2,3", help="spatial dims for --random (default 1,2,3)")
+    v.add_argument("--torch", choices=("auto", "yes", "no"),
+                   help="PyTorch checks: when installed (auto, the default), required (yes) or skipped (no)")
     v.add_argument("--rtol", type=_tolerance, help="relative tolerance (default: from the dtype)")
     v.add_argument("--atol", type=_tolerance, help="absolute tolerance (default 0)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
-    v.add_argument("--verbose", action="store_true", help="one table per geometry")
+    v.add_argument("--verbose", action="store_true", help="one table per geometry (seed geometries, --random)")
     v.set_defaults(func=_cmd_verify)
 
     sh = sub.add_parser("show", help="pictures: the matrix with its block grid, and the geometry (needs matplotlib)",
                         description="Draw the matrix (block grid, the highlighted row) next to the geometry in the "
                                     "style of the conv_arithmetic animations. Needs: pip install convmatrix[plot]")
     _add_geometry(sh)
-    sh.add_argument("--out", required=True, metavar="fig.png", help="the picture (any matplotlib format)")
-    sh.add_argument("--frames", metavar="DIR", help="also write one frame per output pixel into DIR")
+    sh.add_argument("--out", required=True, metavar="fig.png",
+                    help="the picture; its extension names the format (.png, .pdf, .svg, ...)")
+    sh.add_argument("--frames", metavar="DIR", help="also write one PNG frame per output pixel into DIR")
     sh.add_argument("--position", type=_position, metavar="I,J", help="output pixel to highlight (default: middle)")
-    sh.add_argument("--dpi", type=_positive, default=100)
+    sh.add_argument("--dpi", type=_positive, help="dots per inch of the 14 x 6.5 inch picture (default 100)")
     sh.set_defaults(func=_cmd_show)
 
     e = sub.add_parser("explain", help="walk through a small (transposed) convolution with the numbers",
@@ -223,12 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ============================================================================ entry point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 a check failed, 2 a usage error)."""
+    """Run the command line; returns the exit status.
+
+    0 done; 1 ``verify`` found a failing check; 2 a user error (one line on stderr naming the
+    flag); 3 an internal error (a bug); 130 interrupted.  Argument errors return 2 as well
+    (``--help`` and ``--version`` return 0) instead of raising ``SystemExit``.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one line (or the help)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
         sys.stderr.write(f"{_PROG}: error: choose a command: build, size, verify, show, explain (see '{_PROG} --help')\n")
         return 2
+    args.given = [_flag(dest) for dest, v in vars(args).items()
+                  if dest not in _NOT_FLAGS and v is not None and v is not False]  # (0 == False: compare identities)
+    for dest, value in _DEFAULTS.items():
+        if dest in vars(args) and getattr(args, dest) is None:
+            setattr(args, dest, value)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -240,16 +332,121 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:  # pragma: no cover
             pass
         return 0
-    except (UserError, ValueError, TypeError, MemoryError, OSError, ImportError) as exc:
+    except Exception as exc:
         if os.environ.get("CONVMATRIX_DEBUG"):
             raise
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        if isinstance(exc, OSError) and getattr(exc, "filename", None) and exc.strerror:
-            msg = f"{exc.strerror}: {exc.filename}"
-        if "kernel is larger than the padded input" in msg and hasattr(args, "transpose") and not args.transpose:
-            msg += " (for the transposed convolution of this input, add --transpose)"
+        code, msg = _error_line(exc, args)
         sys.stderr.write(f"{_PROG}: error: {msg}\n")
-        return 2
+        return code
+
+
+# ============================================================================ errors -> one line naming the flag
+_USER_ERRORS = (UserError, ValueError, TypeError, MemoryError, OverflowError, OSError, ImportError)
+#: library parameter names -> flags ("kernel" is --weights when weights were given)
+_PARAM_FLAGS = {
+    "input_shape": "--input", "input_size": "--input", "kernel_shape": "--kernel", "kernel_size": "--kernel",
+    "kernel": "--kernel", "stride": "--stride", "padding_mode": "--padding-mode", "output_padding": "--output-padding",
+    "output_shape": "--output-shape", "padding": "--padding", "dilation": "--dilation", "groups": "--groups",
+    "in_channels": "--channels", "out_channels": "--channels", "dtype": "--dtype", "flip": "--flip",
+    "target": "--target", "position": "--position", "dpi": "--dpi", "max_bytes": "--max-bytes", "rtol": "--rtol",
+    "atol": "--atol",
+}
+#: names that are too common as words: mapped only when the message starts with them
+_LEADING_FLAGS = {"out": "--out", "frames": "--frames", "matrix": "--matrix"}
+#: a parameter name as a word (not an attribute such as ``arr.dtype.itemsize`` or a call such as ``dtype(...)``)
+_NAME_RE = re.compile(r"(?<![\w.`'-])(" + "|".join(sorted(_PARAM_FLAGS, key=len, reverse=True))
+                      + r")((?:\[\d+\])*)(?![\w.(`'])")
+_GEOMETRY_FLAGS = ("--input", "--kernel", "--weights", "--channels", "--stride", "--padding", "--dilation", "--groups",
+                   "--output-padding", "--output-shape")
+
+
+def _error_line(exc: BaseException, args: argparse.Namespace) -> tuple[int, str]:
+    """Exit status and the one-line message of an exception raised by a command."""
+    if not isinstance(exc, _USER_ERRORS) or re.search(r"got an unexpected keyword argument|missing \d+ required",
+                                                      str(exc)):  # a call that does not match its function: a bug
+        where = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        return 3, (f"internal error ({where}); please report it with the command line (CONVMATRIX_DEBUG=1 shows "
+                   f"the traceback)")
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        msg = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+        if not re.match(r"(out|frames)\b", msg):
+            msg = f"{_file_flag(exc.filename, args)}: {msg}"
+    has_max_bytes = "max_bytes" in vars(args)
+    if isinstance(exc, MemoryError):
+        # the geometry asked for too much: say which flags, and the way out on the command line
+        from ._validate import MatrixTooLargeError
+
+        if not isinstance(exc, MatrixTooLargeError):  # numpy's own "Unable to allocate ...": really out of memory
+            return 2, f"{_geometry_given(args)}: out of memory ({msg}); choose a smaller geometry"
+        way = "pass a larger --max-bytes (or --max-bytes none)" if has_max_bytes else "choose a smaller geometry"
+        msg = re.sub(r"pass a larger max_bytes", way, msg)
+        msg = re.sub(r"\bmax_bytes\s*=\s*", "--max-bytes " if has_max_bytes else "limit ", msg)
+        msg = re.sub(r"\bmax_bytes\b", "--max-bytes" if has_max_bytes else "the memory limit (half the RAM)", msg)
+        if way not in msg:
+            msg += f"; {way}"
+        return 2, f"{_geometry_given(args)}: {msg}"
+    if isinstance(exc, ImportError) and "torch" in msg and getattr(args, "torch", None) == "yes":
+        return 2, f"--torch yes: {msg}"
+    if isinstance(exc, (UserError, ImportError)):  # written for the command line / about the installation
+        return 2, msg
+    msg = _name_flag(msg, args)
+    if "kernel is larger than the padded input" in msg and hasattr(args, "transpose") and not args.transpose:
+        msg += " (for the transposed convolution of this input, add --transpose)"
+    return 2, msg
+
+
+def _name_flag(msg: str, args: argparse.Namespace) -> str:
+    """``msg`` naming the flag: the library's leading parameter name becomes the flag, else the flag is prefixed."""
+    if re.search(r"(?<![\w-])--[a-z]", msg):
+        return msg
+    flags = dict(_PARAM_FLAGS)
+    if getattr(args, "weights", None) is not None:
+        flags["kernel"] = "--weights"
+    lead = re.match(r"(" + "|".join(_LEADING_FLAGS) + r")((?:\[\d+\])*)(?!\w)", msg)
+    m = lead or _NAME_RE.search(msg)
+    if m is None:
+        return f"{_geometry_given(args)}: {msg}"
+    flag = (_LEADING_FLAGS if lead else flags)[m.group(1)]
+    if m.start() != 0:  # a message about the geometry as a whole names the geometry flags given
+        return f"{_geometry_given(args) if flag in _GEOMETRY_FLAGS + ('--padding-mode',) else flag}: {msg}"
+    index = [int(i) for i in re.findall(r"\d+", m.group(2))]
+    where = ""
+    if index:
+        where = f" (axis {index[0]}" + (f", {'before' if index[1] == 0 else 'after'}" if len(index) > 1 else "") + ")"
+        if flag == "--position":
+            where = f" (index {index[0]})"
+    return f"{flag}{where}{msg[m.end():]}"
+
+
+def _geometry_given(args: argparse.Namespace) -> str:
+    """The geometry flags given, e.g. ``--input, --kernel, --padding``."""
+    given = [f for f in _GEOMETRY_FLAGS if f in getattr(args, "given", ())]
+    return ", ".join(given) or "--input"
+
+
+def _file_flag(filename: Any, args: argparse.Namespace) -> str:
+    """The flag that named the file ``filename`` (or its directory)."""
+    if filename is not None:
+        target = os.path.abspath(os.fsdecode(filename))
+        for dest in ("out", "frames", "weights", "matrix"):
+            value = getattr(args, dest, None)
+            if isinstance(value, str) and value:
+                mine = os.path.abspath(value)
+                if target in (mine, os.path.dirname(mine)) or target.startswith(mine + os.sep):
+                    return _flag(dest)
+    for dest in ("out", "weights", "matrix"):
+        if getattr(args, dest, None):
+            return _flag(dest)
+    return _geometry_given(args)
+
+
+def _refuse_flags(args: argparse.Namespace, flags: Sequence[str], why: str) -> None:
+    """A UserError when any of ``flags`` was given: they would have no effect (``why``)."""
+    given = [f for f in flags if f in args.given]
+    if given:
+        raise UserError(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect {why}: drop "
+                        f"{'it' if len(given) == 1 else 'them'}")
 
 
 # ============================================================================ shared helpers
@@ -277,8 +474,11 @@ def _check_direction(args: argparse.Namespace) -> None:
         if getattr(args, "flip", False):
             raise UserError("--flip applies to convolutions; give the rotated kernel with --weights instead")
     else:
-        if args.output_padding not in (0, None) or args.output_shape is not None:
-            raise UserError("--output-padding and --output-shape need --transpose")
+        given = [f for f in ("--output-padding", "--output-shape") if f in args.given]
+        if given:
+            one = len(given) == 1
+            raise UserError(f"{' and '.join(given)} need{'s' if one else ''} --transpose "
+                            f"({'it sets' if one else 'they set'} the output of a transposed convolution)")
 
 
 def _geometry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -293,31 +493,42 @@ def _geometry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
+_INT_TOKEN = re.compile(r"[+-]?\d+")
+_INT64 = np.iinfo(np.int64)
+
+
 def _parse_numbers(text: str, what: str) -> np.ndarray:
-    """``"1,2;3,4"`` -> 2-D array; ``'|'`` separates planes; ints stay ints, ``1+2j`` complex."""
+    """``"1,2;3,4"`` -> 2-D array; ``'|'`` separates planes; ints stay ints (int64), ``1+2j`` complex.
+
+    Integers beyond int64 and numbers that overflow a float are refused (``nan``/``inf`` written
+    as such are kept).
+    """
     def value(tok: str) -> complex | float | int:
         tok = tok.strip()
         if not tok:
-            raise UserError(f"{what}: empty value in {text!r}")
-        try:
+            raise UserError(f"{what}: empty value in {_shown(text)}")
+        if _INT_TOKEN.fullmatch(tok):
+            digits = tok.lstrip("+-").lstrip("0")
+            if len(digits) > 19 or not _INT64.min <= int(tok) <= _INT64.max:
+                raise UserError(f"{what}: {_shown(tok)} does not fit in a 64-bit integer; write it as a float "
+                                f"(e.g. 1e20) or scale the values")
             return int(tok)
-        except ValueError:
-            pass
-        try:
-            return float(tok)
-        except ValueError:
-            pass
-        try:
-            return complex(tok.replace("i", "j"))
-        except ValueError:
-            raise UserError(f"{what}: {tok!r} is not a number (in {text!r})") from None
+        for convert in (float, lambda t: complex(t.replace("i", "j"))):
+            try:
+                v = convert(tok)
+            except ValueError:
+                continue
+            if not np.all(np.isfinite([complex(v).real, complex(v).imag])) and not re.search(r"inf|nan", tok, re.I):
+                raise UserError(f"{what}: {_shown(tok)} overflows a 64-bit float")
+            return v
+        raise UserError(f"{what}: {_shown(tok)} is not a number (in {_shown(text)})")
 
     planes = [[[value(v) for v in row.split(",")] for row in plane.split(";")] for plane in text.split("|")]
     for plane in planes:
         if len({len(r) for r in plane}) != 1:
-            raise UserError(f"{what}: rows have different lengths in {text!r}")
+            raise UserError(f"{what}: rows have different lengths in {_shown(text)}")
     if len({(len(p), len(p[0])) for p in planes}) != 1:
-        raise UserError(f"{what}: planes have different shapes in {text!r}")
+        raise UserError(f"{what}: planes have different shapes in {_shown(text)}")
     arr = np.array(planes)
     if "|" not in text:
         arr = arr[0]
@@ -326,17 +537,23 @@ def _parse_numbers(text: str, what: str) -> np.ndarray:
     return arr
 
 
+#: most values of a kernel (--weights file or --kernel/--channels)
+_MAX_KERNEL = 10**7
+
+
 def _load_weights(spec: str) -> np.ndarray:
     if spec.endswith(".npy") or os.path.sep in spec or os.path.exists(spec):
-        if not os.path.exists(spec):
+        if not os.path.isfile(spec):
             raise UserError(f"--weights: no such file: {spec}")
-        try:
-            arr = np.load(spec, allow_pickle=False)
+        try:  # memory-mapped first: the size is checked before the values are read
+            arr = np.load(spec, mmap_mode="r", allow_pickle=False)
         except Exception as exc:
-            raise UserError(f"--weights: cannot read {spec} as a .npy array ({exc})") from None
+            raise UserError(f"--weights: cannot read {spec} as a .npy array ({' '.join(str(exc).split())})") from None
         if not isinstance(arr, np.ndarray):
             raise UserError(f"--weights: {spec} holds several arrays; save one array with np.save")
-        return arr
+        if arr.size > _MAX_KERNEL:
+            raise UserError(f"--weights: {spec} holds {arr.size:,} values; a kernel may have at most {_MAX_KERNEL:,}")
+        return np.array(arr)
     return _parse_numbers(spec, "--weights")
 
 
@@ -379,8 +596,9 @@ def _kernel(args: argparse.Namespace) -> np.ndarray:
         if args.kernel is None:
             raise UserError("--kernel is required (or give --weights)")
         shape = (layout or ()) + tuple(args.kernel)
-        if math.prod(shape) > 10**7:
-            raise UserError(f"the kernel would have {math.prod(shape):,} values; give a smaller --kernel/--channels")
+        if math.prod(shape) > _MAX_KERNEL:
+            raise UserError(f"--kernel/--channels: the kernel would have {math.prod(shape):,} values, at most "
+                            f"{_MAX_KERNEL:,}; give a smaller --kernel or --channels")
         from .verify import case_kernel
 
         k = case_kernel({"kernel_shape": shape, "dtype": getattr(args, "dtype", None), "seed": getattr(args, "seed", None)})
@@ -394,14 +612,20 @@ def _kernel(args: argparse.Namespace) -> np.ndarray:
     return k
 
 
-def _build(args: argparse.Namespace, k: np.ndarray) -> Any:
+def _require_finite(values: np.ndarray, flag: str, why: str) -> None:
+    if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+        raise UserError(f"{flag} must be finite numbers {why}; got {np.count_nonzero(~np.isfinite(values))} "
+                        f"nan or inf value(s)")
+
+
+def _build(args: argparse.Namespace, k: np.ndarray, max_bytes: Any = "auto") -> Any:
     from .matrices import conv_matrix, conv_transpose_matrix
 
     kw = _geometry_kwargs(args)
     dtype = getattr(args, "dtype", None)
     if args.transpose:
-        return conv_transpose_matrix(k, args.input, dtype=dtype, **kw)
-    return conv_matrix(k, args.input, flip=bool(getattr(args, "flip", False)), dtype=dtype, **kw)
+        return conv_transpose_matrix(k, args.input, dtype=dtype, max_bytes=max_bytes, **kw)
+    return conv_matrix(k, args.input, flip=bool(getattr(args, "flip", False)), dtype=dtype, max_bytes=max_bytes, **kw)
 
 
 def _geometry(args: argparse.Namespace, kernel_shape: tuple[int, ...]) -> Any:
@@ -431,59 +655,72 @@ def _pads(pads: Sequence[tuple[int, int]]) -> str:
     return ",".join(f"({b},{a})" for b, a in pads)
 
 
-def _structure(args: argparse.Namespace, geom: Any, kernel_shape: tuple[int, ...]) -> Any:
-    """The structure name of C (for --transpose: of the convolution it transposes)."""
+def _structure(geom: Any, limit: int) -> Any:
+    """The structure of C (for --transpose: of the convolution it transposes), or None when naming it
+    would need more than ``limit`` bytes."""
+    from .plotting import _kernel_shape, _naming_bytes
     from .symbolic import matrix_structure
 
-    if not args.transpose:
-        return matrix_structure(kernel_shape, geom.input_shape, stride=geom.stride, padding=geom.padding,
+    if _naming_bytes(geom) > limit:
+        return None
+    if geom.kind == "conv":
+        return matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
                                 dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
-    fwd = matrix_structure(kernel_shape, geom.output_shape, stride=geom.stride, padding=geom.padding,
-                           dilation=geom.dilation, groups=geom.groups)
-    return fwd
+    return matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
+                            dilation=geom.dilation, groups=geom.groups)
 
 
 # ============================================================================ build
 def _cmd_build(args: argparse.Namespace) -> int:
+    from .plotting import _staged
+
     k = _kernel(args)
     if args.out is not None and not args.out.endswith((".npz", ".mtx")):
-        raise UserError(f"--out must end in .npz (scipy.sparse.save_npz) or .mtx (Matrix Market); got {args.out!r}")
-    M = _build(args, k)
+        raise UserError(f"--out must end in .npz (scipy.sparse.save_npz) or .mtx (Matrix Market); "
+                        f"got {_shown(args.out)}")
     geom = _geometry(args, k.shape)
-    if args.show == "summary":
-        print(_summary(args, geom, M, k))
-    elif args.show == "dense":
-        _check_printable(M, "dense")
-        with np.printoptions(threshold=sys.maxsize, linewidth=max(120, 8 * M.shape[1])):
-            print(M.toarray())
-    else:
-        _check_printable(M, "latex")
-        from .symbolic import to_latex
+    if args.show != "summary":
+        _check_printable(geom.shape, args.show)
+    # the file is reserved first (a bad --out fails before the build), written, checked and moved into
+    # place; only then is anything printed
+    with _staged() as stage:
+        tmp = None if args.out is None else stage.file(args.out, "out")
+        M = _build(args, k, args.max_bytes)
+        if args.show == "summary":
+            text = _summary(args, geom, M, k)
+        elif args.show == "dense":
+            with np.printoptions(threshold=sys.maxsize, linewidth=max(120, 8 * M.shape[1])):
+                text = str(M.toarray())
+        else:
+            from .symbolic import to_latex
 
-        block = None
-        try:
-            st = _structure(args, geom, k.shape)
-            block = st.block_shape
-            if block is not None and args.transpose:
-                block = (block[1], block[0])
-        except (ValueError, TypeError):
             block = None
-        if block is not None and (M.shape[0] % block[0] or M.shape[1] % block[1]):
-            block = None
-        print(to_latex(M, block_shape=block))
+            try:
+                st = _structure(geom, 2**24)
+                block = None if st is None else st.block_shape
+                if block is not None and args.transpose:
+                    block = (block[1], block[0])
+            except (ValueError, TypeError):
+                block = None
+            if block is not None and (M.shape[0] % block[0] or M.shape[1] % block[1]):
+                block = None
+            text = to_latex(M, block_shape=block)
+        if tmp is not None:
+            _save(M, tmp)
+    print(text)
     if args.out is not None:
-        _save(M, args.out)
         print(f"wrote {args.out}: {M.shape[0]} x {M.shape[1]}, nnz {M.nnz}", file=sys.stderr if args.show != "summary" else sys.stdout)
     return 0
 
 
-def _check_printable(M: Any, what: str) -> None:
-    if M.shape[0] * M.shape[1] > _MAX_PRINT:
-        raise UserError(f"the matrix is {M.shape[0]} x {M.shape[1]}: too large for --print {what} (at most "
+def _check_printable(shape: tuple[int, int], what: str) -> None:
+    if shape[0] * shape[1] > _MAX_PRINT:
+        raise UserError(f"the matrix is {shape[0]} x {shape[1]}: too large for --print {what} (at most "
                         f"{_MAX_PRINT:,} entries); use --print summary or --out C.npz")
 
 
 def _save(M: Any, path: str) -> None:
+    """Write ``M`` to ``path`` (.npz or .mtx; the caller checks that something was written)."""
     import scipy.io
     import scipy.sparse as sp
 
@@ -494,6 +731,8 @@ def _save(M: Any, path: str) -> None:
 
 
 def _summary(args: argparse.Namespace, geom: Any, M: Any, k: np.ndarray) -> str:
+    """The --print summary; naming the structure is skipped (with a note) when it would need more
+    memory than the matrix itself."""
     name = "C^T" if args.transpose else "C"
     nd = geom.ndim
     if args.transpose:
@@ -520,10 +759,13 @@ def _summary(args: argparse.Namespace, geom: Any, M: Any, k: np.ndarray) -> str:
     dense = total * M.dtype.itemsize
     rows.append(("bytes", f"{nbytes:,} (CSR data + indices + indptr); dense would be {dense:,}"))
     try:
-        st = _structure(args, geom, k.shape)
-        rows.append(("structure", (f"transpose of: {st}" if args.transpose else str(st))))
+        st = _structure(geom, max(nbytes, 2**22))
+        if st is None:
+            rows.append(("structure", "not named (naming it would need more memory than the matrix itself)"))
+        else:
+            rows.append(("structure", (f"transpose of: {st}" if args.transpose else str(st))))
     except (ValueError, TypeError, MemoryError) as exc:  # e.g. a transposed geometry with output_padding >= stride
-        rows.append(("structure", f"not named ({exc})"))
+        rows.append(("structure", f"not named ({' '.join(str(exc).split())})"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
 
@@ -587,14 +829,23 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
     nd = _nd(args)
     if args.target is None:
         raise UserError(f"--solve {args.solve} needs --target (the wanted output shape, e.g. --target {_dims(args.input)})")
+    _refuse_flags(args, ("--symbolic", "--channels", "--groups"), f"with --solve {args.solve} (it prints the "
+                  f"{args.solve.replace('-', ' ')} only; channels do not change spatial sizes)")
+    if args.solve == "padding":
+        _refuse_flags(args, ("--padding", "--padding-mode", "--output-padding", "--output-shape"),
+                      "with --solve padding (it finds the zero padding)")
+    else:
+        _refuse_flags(args, ("--output-padding", "--output-shape", "--padding-mode"),
+                      "with --solve output-padding (it finds the output padding)")
     if len(args.target) != nd:
         raise UserError(f"--target has {_axes(len(args.target))} but --input has {_axes(nd)}")
     spatial = ks[-nd:]
     if args.solve == "padding":
         if args.transpose:
             raise UserError("--solve padding is for convolutions; for --transpose use --solve output-padding")
-        pads = padding_for_output(list(args.input), list(spatial), list(args.target), stride=_per_axis(args.stride, nd),
-                                  dilation=_per_axis(args.dilation, nd))
+        pads = padding_for_output(list(args.input), list(spatial), list(args.target),
+                                  stride=_per_axis(args.stride, nd, "--stride"),
+                                  dilation=_per_axis(args.dilation, nd, "--dilation"))
         flag = ":".join(f"{b},{a}" for b, a in pads)
         print(f"padding {_pads(pads)} gives output {_dims(args.target)} (the smallest total; odd element after)")
         print(f"  use: --padding {flag}")
@@ -604,13 +855,15 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
     pad = _padding_value(args.padding, nd)
     if isinstance(pad, str):
         raise UserError(f"--solve output-padding needs a numeric --padding; got {pad!r}")
-    a = output_padding_for(list(args.target), list(args.input), list(spatial), stride=_per_axis(args.stride, nd),
-                           padding=list(pad) if isinstance(pad, tuple) else pad, dilation=_per_axis(args.dilation, nd))
+    strides, dil = _per_axis(args.stride, nd, "--stride"), _per_axis(args.dilation, nd, "--dilation")
+    a = output_padding_for(list(args.target), list(args.input), list(spatial), stride=strides,
+                           padding=list(pad) if isinstance(pad, tuple) else pad, dilation=dil)
     print(f"output padding {_dims(a)} gives output {_dims(args.target)}")
     print(f"  use: --output-padding {_dims(a)}")
-    strides, dil = _per_axis(args.stride, nd), _per_axis(args.dilation, nd)
     pads = pad if isinstance(pad, tuple) else (pad,) * nd
     for ax in range(nd):
+        if strides[ax] > 64:  # input_sizes_for_output lists all `stride` sizes
+            continue
         sizes = input_sizes_for_output(args.input[ax], spatial[ax], strides[ax], pads[ax], dil[ax])
         if len(sizes) > 1:
             print(f"  axis {ax}: the convolution this transposes maps every input size in {list(sizes)} to "
@@ -618,10 +871,10 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
     return 0
 
 
-def _per_axis(v: Any, nd: int) -> list[int]:
+def _per_axis(v: Any, nd: int, flag: str) -> list[int]:
     if isinstance(v, tuple):
         if len(v) != nd:
-            raise UserError(f"per-axis value {_dims(v)} has {len(v)} entries but --input has {_axes(nd)}")
+            raise UserError(f"{flag} {_dims(v)} has {len(v)} entries but --input has {_axes(nd)}")
         return list(v)
     return [v] * nd
 
@@ -649,13 +902,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
 
     torch = {"auto": "auto", "yes": True, "no": False}[args.torch]
+    if args.json and args.verbose:
+        raise UserError("--verbose has no effect with --json (the JSON holds every geometry's report): drop one")
+    if args.random is None:
+        _refuse_flags(args, ("--ndim",), "without --random")
     if args.random is not None:
-        given = [flag for flag, v, default in (
-            ("--input", args.input, None), ("--matrix", args.matrix, None), ("--kernel", args.kernel, None),
-            ("--channels", args.channels, None), ("--stride", args.stride, 1), ("--padding", args.padding, 0),
-            ("--dilation", args.dilation, 1), ("--groups", args.groups, 1), ("--padding-mode", args.padding_mode, "zeros"),
-            ("--output-padding", args.output_padding, 0), ("--output-shape", args.output_shape, None),
-            ("--flip", args.flip, False), ("--weights", args.weights, None)) if v != default]
+        given = [f for f in ("--input", "--matrix", "--kernel", "--channels", "--stride", "--padding", "--dilation",
+                             "--groups", "--padding-mode", "--output-padding", "--output-shape", "--flip", "--weights")
+                 if f in args.given]
         if given:
             raise UserError(f"--random draws its own geometries: drop {', '.join(given)} (--transpose, --dtype, "
                             f"--ndim and --seed select what is drawn)")
@@ -667,15 +921,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             except ImportError:
                 sys.stderr.write(f"{_PROG}: note: no progress bar without tqdm (pip install convmatrix[progress])\n")
                 progress = False
-        extra = {"dtypes": (args.dtype,)} if args.dtype else {}
+        extra: dict[str, Any] = {"dtypes": (args.dtype,)} if args.dtype else {}
+        # the tolerances reach every check of every geometry (passed only when given: sweep's defaults
+        # come from each geometry's dtype)
+        extra.update({name: getattr(args, name) for name in ("rtol", "atol") if getattr(args, name) is not None})
+        if extra.keys() - {"dtypes"} - _keywords(verify.sweep):  # a sweep that cannot take them: refuse, not ignore
+            raise UserError("--rtol/--atol have no effect with --random in this version of convmatrix.verify.sweep: "
+                            "drop them")
         report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch, progress=progress,
                               transpose=True if args.transpose else None, **extra)
     elif args.input is None:
         if args.matrix is not None:
             raise UserError("--matrix needs the geometry it should have: give --input and --kernel")
+        _refuse_flags(args, ("--kernel", "--channels", "--stride", "--padding", "--dilation", "--groups",
+                             "--padding-mode", "--transpose", "--output-padding", "--output-shape", "--flip",
+                             "--weights", "--seed", "--dtype", "--rtol", "--atol"),
+                      "without --input (verify then checks the seed article's geometries, exactly)")
         report = verify.seed_report(torch=torch)
     else:
+        if args.verbose:
+            raise UserError("--verbose has no effect on one geometry (it adds one table per geometry of the seed "
+                            "report or of --random): drop it")
         k = _kernel(args)
+        _require_finite(k, "--weights", "to be verified (nan never equals nan)")
         matrix = None if args.matrix is None else _load_matrix(args.matrix)
         kw = _geometry_kwargs(args)
         common = dict(dtype=args.dtype, matrix=matrix, rng=args.seed or 0, rtol=args.rtol, atol=args.atol, torch=torch)
@@ -704,6 +972,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _keywords(fn: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(fn).parameters)
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
@@ -723,9 +997,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     k = _kernel(args)
     kw = _geometry_kwargs(args)
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"--out: directory does not exist: {out_dir}")
+    # save_figure checks every limit before drawing and writes all files or none
     written = plotting.save_figure(k, args.input, args.out, transpose=bool(args.transpose),
                                    flip=bool(getattr(args, "flip", False)), dtype=args.dtype, position=args.position,
                                    frames=args.frames, dpi=args.dpi, **kw)
@@ -766,6 +1038,10 @@ def _idx(t: Sequence[int]) -> str:
     return "[" + ",".join(str(int(v)) for v in t) + "]"
 
 
+#: largest side (and number of values) of an array explain prints
+_EXPLAIN_SIDE, _EXPLAIN_VALUES = 30, 900
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     nd = _nd(args)
     if nd > 2:
@@ -775,20 +1051,34 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     k = _kernel(args)
     if k.ndim != nd:
         raise UserError(f"explain uses one channel: --weights must have {nd} axes; got shape {k.shape}")
+    _require_finite(k, "--weights", "for explain")
     size = math.prod(args.input)
     if size > len(_LABELS):
-        raise UserError(f"explain is for small examples: the input may have at most {len(_LABELS)} values; "
+        raise UserError(f"explain is for small examples: --input may have at most {len(_LABELS)} values; "
                         f"got {_dims(args.input)} = {size}")
     if args.values is not None:
         x = _parse_numbers(args.values, "--values")
+        _require_finite(x, "--values", "for explain")
         if x.shape != tuple(args.input):
             raise UserError(f"--values has shape {x.shape} but --input is {_dims(args.input)}")
     else:
         x = np.arange(1, size + 1).reshape(args.input)
-    M = _build(args, k)
     geom = _geometry(args, k.shape)
-    if max(geom.output_shape) > 30 or math.prod(geom.output_shape) > 900:
-        raise UserError(f"explain is for small examples: the output would be {_dims(geom.output_shape)}")
+    # every array the walk-through prints: the output, the padded input (conv) or the fused
+    # result before cropping (transposed), the kernel spread by the dilation
+    extent = [d * (kk - 1) + 1 for kk, d in zip(geom.kernel_shape, geom.dilation)]
+    if args.transpose:
+        work = [(n - 1) * s + e + a for n, s, e, a in zip(geom.input_shape, geom.stride, extent, geom.output_padding)]
+        what = "the fused result before cropping (--stride, --dilation)"
+    else:
+        work = [n + b + a for n, (b, a) in zip(geom.input_shape, geom.padding)]
+        what = "the padded input (--padding)"
+    for shape, name in ((geom.output_shape, "the output (--input, --stride, --padding)"), (work, what),
+                        (extent, "the dilated kernel (--kernel, --dilation)")):
+        if max(shape) > _EXPLAIN_SIDE or math.prod(shape) > _EXPLAIN_VALUES:
+            raise UserError(f"explain is for small examples (at most {_EXPLAIN_SIDE} values per axis and "
+                            f"{_EXPLAIN_VALUES} in all): {name} would be {_dims(shape)}")
+    M = _build(args, k)
     text = _explain_transpose(geom, k, x, M) if args.transpose else _explain_conv(geom, k, x, M, bool(args.flip))
     print(text)
     return 0

@@ -5,17 +5,24 @@ tests/reference.py, scipy.signal, hand-worked seed examples), never with the lib
 Bad input: one line ``convmatrix: error: ...`` on stderr, exit status 2, no traceback.
 """
 
+import contextlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from convmatrix import MatrixTooLargeError, cli
 from convmatrix.cli import main
 from reference import conv_transpose_fusion, correlate_nd, dense_matrix
 
@@ -120,7 +127,7 @@ def test_build_bad_input_subprocess():
     (["build", "--input", "5x5", "--kernel", "3"], "--kernel 3 has 1 axis but --input has 2 axes"),
     (["build", "--input", "5x5", "--kernel", "3x3", "--transpose", "--padding-mode", "reflect"],
      "--padding-mode applies to convolutions"),
-    (["build", "--input", "5x5", "--kernel", "3x3", "--output-padding", "1"], "--output-padding and --output-shape need --transpose"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--output-padding", "1"], "--output-padding needs --transpose"),
     (["build", "--input", "5x5", "--kernel", "3x3", "--weights", "missing.npy"], "--weights: no such file: missing.npy"),
     (["build", "--input", "5x5", "--kernel", "2x2", "--weights", "1,2;3"], "--weights: rows have different lengths"),
     (["build", "--input", "5x5", "--kernel", "2x2", "--weights", "1,x;3,4"], "--weights: 'x' is not a number"),
@@ -144,7 +151,7 @@ def test_build_bad_input_subprocess():
     (["verify", "--random", "2", "--ndim", "4"], "argument --ndim"),
     (["verify", "--random", "0"], "argument --random: expected a positive integer"),
     (["explain", "--input", "3x3x3", "--kernel", "2x2x2"], "explain walks through 1-D and 2-D examples"),
-    (["explain", "--input", "8x8", "--kernel", "3x3"], "the input may have at most 52 values"),
+    (["explain", "--input", "8x8", "--kernel", "3x3"], "--input may have at most 52 values"),
     (["explain", "--input", "2x2", "--kernel", "2x2", "--values", "1,2,3"], "--values has shape (3,) but --input is 2x2"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "/no/such/dir/f.png"], "--out: directory does not exist"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", "9,9"], "position must be an output pixel"),
@@ -363,3 +370,390 @@ def test_no_tqdm_on_a_terminal_names_the_extra(capsys, monkeypatch):
     assert main(["verify", "--random", "2", "--torch", "no"]) == 0
     err = capsys.readouterr().err
     assert err == "convmatrix: note: no progress bar without tqdm (pip install convmatrix[progress])\n"
+
+
+# ============================================================================ issue 10: trust at the edges
+def call(argv, cwd=None):
+    """``main(argv)`` in-process: (exit status, stdout, stderr); the status whether returned or raised."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            contextlib.chdir(cwd or os.getcwd()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # pragma: no cover - main returns instead
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+FLAG_RE = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def assert_one_line(code, out, err, *flags):
+    """Exit status 2, one stderr line ``convmatrix: error: ...`` naming each of ``flags`` (or some flag)."""
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convmatrix: error: "), err
+    assert "Traceback" not in err
+    named = set(FLAG_RE.findall(lines[0]))
+    for flag in flags:
+        assert flag in named, lines[0]
+    if not flags:
+        assert named, lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- garbage in: one line or success
+HUGE = ["99999999999999999999", str(2**62), str(2**62 + 1), str(2**63), "9" * 5000]
+NEGATIVE = ["-1", "0", "-99999999999999999999"]
+JUNK = ["", " ", "x", "nan", "inf", "-inf", "1e400", "5x", "x5", "1,,2", "0x10", "2x2x2x2", "1:2:3", ";", "|", "é",
+        "1\n2"]
+PATHS = ["nodir/C.npz", "nodir/C.mtx", "/proc/no-such-dir/f.png", "/proc", ".", "C.txt", "f.xyz", "C.npz", "C.mtx",
+         "f.png", "frames", "missing.npy"]
+
+
+def good_values(flag, d):
+    """Valid-looking values of ``flag`` for ``d`` spatial axes."""
+    dims = lambda *v: "x".join(map(str, v[:d]))  # noqa: E731
+    return {
+        "--input": [dims(5, 5), dims(3, 4), dims(2, 2), dims(6, 6), "4x4x3"], "--kernel": [dims(3, 3), dims(2, 2), dims(1, 1)],
+        "--channels": ["2:4", "1:1", "3:3"], "--stride": ["1", "2", dims(2, 1), "3"],
+        "--padding": ["1", "same", "full", "1,2" if d == 1 else "1,2:0,1"], "--dilation": ["1", "2"],
+        "--groups": ["1", "2"], "--padding-mode": ["zeros", "circular", "reflect"], "--output-padding": ["0", "1"],
+        "--output-shape": [dims(7, 7), dims(5, 5)], "--weights": ["1,2,3" if d == 1 else "1,2;3,4", "1|2", "-1,0.5"],
+        "--seed": ["0", "3"], "--dtype": ["float32", "int64", "complex128"], "--out": ["C.npz", "C.mtx", "f.png", "f.svg"],
+        "--print": ["summary", "dense", "latex"], "--max-bytes": ["auto", "none", "1M", "1"],
+        "--solve": ["padding", "output-padding"], "--target": [dims(5, 5), dims(7, 7)], "--matrix": ["C.npz"],
+        "--random": ["1", "2"], "--ndim": ["1", "1,2"], "--torch": ["no", "auto"], "--rtol": ["1e-6", "0"],
+        "--atol": ["0", "1e-9"], "--frames": ["frames"], "--position": [dims(0, 0), dims(1, 1), "9,9"],
+        "--dpi": ["10", "20"], "--values": [dims(1, 2), "1,2;3,4", "1,2,3"],
+    }[flag]
+
+
+SWITCHES = ("--transpose", "--flip", "--symbolic", "--json", "--verbose")
+GEOMETRY = ("--input", "--kernel", "--channels", "--stride", "--padding", "--dilation", "--groups", "--padding-mode",
+            "--transpose", "--output-padding", "--output-shape")
+KERNEL_VALUES = ("--flip", "--weights", "--seed", "--dtype")
+COMMANDS = {
+    "build": GEOMETRY + KERNEL_VALUES + ("--out", "--print", "--max-bytes"),
+    "size": GEOMETRY + ("--symbolic", "--solve", "--target"),
+    "verify": GEOMETRY + KERNEL_VALUES + ("--matrix", "--random", "--ndim", "--torch", "--rtol", "--atol", "--json",
+                                          "--verbose"),
+    "show": GEOMETRY + KERNEL_VALUES + ("--out", "--frames", "--position", "--dpi"),
+    "explain": GEOMETRY + KERNEL_VALUES + ("--values",),
+}
+
+
+@st.composite
+def command_lines(draw, command):
+    d = draw(st.sampled_from([1, 2]))
+    flags = draw(st.lists(st.sampled_from(COMMANDS[command]), unique=True, max_size=6))
+    if command in ("build", "show", "explain", "size") or draw(st.booleans()):
+        flags = ["--input", *[f for f in flags if f != "--input"]]
+    if command == "show" and "--out" not in flags:
+        flags.append("--out")
+    argv = [command]
+    for flag in flags:
+        if flag in SWITCHES:
+            argv.append(flag)
+            continue
+        pool = draw(st.sampled_from(["good"] * 7 + ["huge", "negative", "junk", "path"]))
+        values = {"good": good_values(flag, d), "huge": HUGE, "negative": NEGATIVE, "junk": JUNK, "path": PATHS}[pool]
+        argv.append(f"{flag}={draw(st.sampled_from(values))}")
+    if command == "show" and not any(a.startswith("--dpi") for a in argv):
+        argv.append("--dpi=10")  # keep the pictures that do get drawn small
+    if command == "verify" and not any(a.startswith("--torch") for a in argv):
+        argv.append("--torch=no")
+    return argv
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@settings(max_examples=25)
+@given(data=st.data())
+def test_garbage_gives_one_line_naming_a_flag_or_success(command, data):
+    """Generated flag values (huge, negative, junk, unwritable paths): exit 0, or exit 2 with one line
+    ``convmatrix: error:`` naming a flag of the command; never a traceback, never 1 outside verify."""
+    argv = data.draw(command_lines(command))
+    with tempfile.TemporaryDirectory() as tmp:
+        code, out, err = call(argv, cwd=tmp)
+        leftovers = [f for _, _, files in os.walk(tmp) for f in files if ".tmp" in f]
+    assert "Traceback" not in err and "Traceback" not in out
+    assert not leftovers, leftovers  # no temporary file survives, whatever happened
+    if code == 0 or (code == 1 and command == "verify"):
+        return
+    line = assert_one_line(code, out, err)
+    known = set(COMMANDS[command])
+    assert set(FLAG_RE.findall(line)) & known, line
+
+
+# ---------------------------------------------------------------------------- row 1: every write checked and atomic
+def temporaries(folder):
+    return [f for _, _, files in os.walk(folder) for f in files if ".tmp" in f]
+
+
+@pytest.mark.parametrize("name", ["C.npz", "C.mtx"])
+def test_build_out_into_a_missing_directory_claims_nothing(tmp_path, name):
+    code, out, err = call(["build", "--input", "5x5", "--kernel", "3x3", "--out", f"nodir/{name}"], cwd=tmp_path)
+    line = assert_one_line(code, out, err, "--out")
+    assert "directory does not exist" in line
+    assert out == ""  # no summary, no "wrote" line
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["C.npz", "C.mtx"])
+def test_build_out_failed_write_leaves_the_old_file(tmp_path, monkeypatch, name):
+    (tmp_path / name).write_bytes(b"old contents")
+
+    def silent(path, *args, **kwargs):  # what scipy's Matrix Market writer did into a missing directory
+        return None
+
+    def full_disk(path, *args, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"PK\x03\x04 half a file")
+        raise OSError(28, "No space left on device", path)
+
+    for writer in (silent, full_disk):
+        monkeypatch.setattr(scipy.io, "mmwrite", writer)
+        monkeypatch.setattr(sp, "save_npz", writer)
+        code, out, err = call(["build", "--input", "5x5", "--kernel", "3x3", "--out", name], cwd=tmp_path)
+        line = assert_one_line(code, out, err, "--out")
+        assert ("nothing was written" if writer is silent else "No space left on device") in line
+        assert out == ""
+        assert (tmp_path / name).read_bytes() == b"old contents"
+        assert temporaries(tmp_path) == []
+
+
+def test_build_out_replaces_the_old_file_with_the_matrix(tmp_path):
+    ref = dense_matrix(lambda x: correlate_nd(x, seed_kernel((1, 1, 3, 3)), stride=2, padding=1), (1, 5, 5))
+    for name in ("C.npz", "C.mtx"):
+        (tmp_path / name).write_bytes(b"old contents")
+        code, out, err = call(["build", "--input", "5x5", "--kernel", "3x3", "--stride", "2", "--padding", "1",
+                               "--out", name], cwd=tmp_path)
+        assert code == 0, err
+        assert out.splitlines()[-1] == f"wrote {name}: 9 x 25, nnz {np.count_nonzero(ref)}"
+        M = sp.load_npz(tmp_path / name) if name.endswith("npz") else scipy.io.mmread(tmp_path / name)
+        np.testing.assert_array_equal(M.toarray(), ref)
+    assert temporaries(tmp_path) == []
+
+
+def test_show_failed_write_leaves_old_picture_and_no_frames(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    (tmp_path / "fig.png").write_bytes(b"old picture")
+    real, calls = Figure.savefig, []
+
+    def fails_on_the_third(self, fname, *args, **kwargs):
+        calls.append(fname)
+        if len(calls) == 3:  # the picture and one frame are written, then the disk fills up
+            raise OSError(28, "No space left on device", fname)
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", fails_on_the_third)
+    code, out, err = call(["show", "--input", "3x3", "--kernel", "2x2", "--out", "fig.png", "--frames", "frames",
+                           "--dpi", "10"], cwd=tmp_path)
+    assert_one_line(code, out, err, "--frames")
+    assert out == "" and len(calls) == 3
+    assert (tmp_path / "fig.png").read_bytes() == b"old picture"
+    assert sorted(os.listdir(tmp_path)) == ["fig.png"]  # the frames directory it made is gone, no temporaries
+
+
+def test_console_script_unwritable_out(tmp_path):
+    p = run("build", "--input", "5x5", "--kernel", "3x3", "--out", "nodir/C.mtx", entry="script", cwd=tmp_path)
+    assert_user_error(p, "--out: directory does not exist")
+    assert p.stdout == "" and os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- row 2: pictures have a size cap
+@pytest.mark.parametrize("extra, flag, limit", [
+    (["--input", "1000x1000", "--kernel", "3x3"], "--input", "MAX_GEOMETRY_CELLS = 131,072"),
+    (["--input", "5x5", "--kernel", "3x3", "--padding", "1000000000000"], "--padding", "MAX_GEOMETRY_CELLS"),
+    (["--input", "16x16", "--kernel", "3x3", "--channels", "64:64"], "--channels", "MAX_MATRIX_NNZ = 1,048,576"),
+    (["--input", "5x5", "--kernel", "3x3", "--dpi", "100000"], "--dpi", "MAX_SIDE = 32,768"),
+    (["--input", "5x5", "--kernel", "3x3", "--dpi", "1000"], "--dpi", "MAX_PIXELS = 8,388,608"),
+    (["--input", "40x40", "--kernel", "1x1", "--frames", "frames"], "--frames", "MAX_FRAMES = 1024"),
+])
+def test_show_refuses_huge_pictures_before_drawing(tmp_path, extra, flag, limit):
+    pytest.importorskip("matplotlib")
+    from memory import traced_peak
+
+    argv = ["show", "--out", "big.png", *extra]
+    call(argv, cwd=tmp_path)  # imports done
+    (code, out, err), peak = traced_peak(call, argv, cwd=tmp_path)
+    line = assert_one_line(code, out, err, flag)
+    assert limit in line
+    assert peak < 2 * 2**20  # refused before building the matrix or drawing anything
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- row 3: no traceback for any number
+BIG = "99999999999999999999"
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["build", "--input", "5x5", "--kernel", "3x3", "--stride", BIG], "--stride"),
+    (["build", "--input", f"{BIG}x5", "--kernel", "3x3"], "--input"),
+    (["build", "--input", "5x5", "--kernel", f"3x{BIG}"], "--kernel"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--padding", f"1,{BIG}:0,1"], "--padding"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--dilation", BIG], "--dilation"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--groups", BIG], "--groups"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--channels", f"{BIG}:1"], "--channels"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--seed", BIG], "--seed"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--max-bytes", f"{BIG}T"], "--max-bytes"),
+    (["build", "--input", "5", "--weights", f"1,{BIG}"], "--weights"),
+    (["build", "--input", "5", "--weights", "1,1e400"], "--weights"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--stride", "9" * 5000], "--stride"),
+    (["size", "--input", "5", "--kernel", "3", "--transpose", "--output-padding", BIG], "--output-padding"),
+    (["size", "--input", "5", "--kernel", "3", "--transpose", "--output-shape", BIG], "--output-shape"),
+    (["size", "--input", "5x5", "--kernel", "3x3", "--solve", "padding", "--target", f"{BIG}x5"], "--target"),
+    (["verify", "--random", BIG], "--random"),
+    (["verify", "--input", "5", "--kernel", "3", "--rtol", "1e400"], "--rtol"),
+    (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--dpi", BIG], "--dpi"),
+    (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", f"{BIG},0"], "--position"),
+    (["explain", "--input", "2x2", "--kernel", "2x2", "--values", f"{BIG},1;2,3"], "--values"),
+    (["explain", "--input", "2", "--kernel", "2", "--values=inf,1"], "--values"),
+    (["verify", "--input", "5", "--kernel", "3", "--weights=nan,1,2", "--torch", "no"], "--weights"),
+    (["explain", "--input", "5", "--kernel", "3", "--padding", "100000000", "--stride", "100000000"], "--padding"),
+    (["explain", "--input", "2", "--kernel", "2", "--transpose", "--stride", "1000000000000", "--padding",
+      "499999999999"], "--stride"),
+    # the library's rule, named by the flag
+    (["build", "--input", "5x5", "--kernel", "3x3", "--stride", "0"], "--stride"),
+    (["build", "--input", "0x5", "--kernel", "3x3"], "--input"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--padding", "1,2:3,-1"], "--padding"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--transpose", "--output-padding", "5"], "--output-padding"),
+    (["size", "--input", "5x5", "--kernel", "3x3", "--transpose", "--output-shape", "99x99"], "--output-shape"),
+    (["build", "--input", "5x5", "--kernel", "3x3", "--channels", "3:4", "--groups", "4"], "--groups"),
+    (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", "3,0"], "--position"),
+])
+def test_overflowing_and_impossible_numbers_name_the_flag(tmp_path, argv, flag):
+    code, out, err = call(argv, cwd=tmp_path)
+    assert_one_line(code, out, err, flag)
+
+
+def test_library_rule_becomes_the_flag():
+    line = assert_one_line(*call(["build", "--input", "0x5", "--kernel", "3x3"]), "--input")
+    assert line == "convmatrix: error: --input (axis 0) must be a positive integer; got 0"
+    line = assert_one_line(*call(["build", "--input", "5x5", "--kernel", "3x3", "--padding", "1,2:3,-1"]), "--padding")
+    assert line == "convmatrix: error: --padding (axis 1, after) must be a non-negative integer; got -1"
+
+
+def test_weights_name_the_kernel_flag(tmp_path):
+    np.save(tmp_path / "k.npy", np.array([["a", "b"]]))
+    code, out, err = call(["build", "--input", "5", "--weights", "k.npy"], cwd=tmp_path)
+    assert_one_line(code, out, err, "--weights")
+
+
+@pytest.mark.parametrize("exc, status, fragment", [
+    (OverflowError("Python int too large to convert to C ssize_t"), 2, "--input, --kernel, --stride: Python int"),
+    (MemoryError("Unable to allocate 7.28 TiB for an array with shape (10**12,)"), 2, "out of memory"),
+    (MatrixTooLargeError("conv_matrix would need about 1 TiB at its peak, more than max_bytes=5 (5 B); pass a larger "
+                         "max_bytes"), 2, "more than --max-bytes 5 (5 B); pass a larger --max-bytes (or --max-bytes none)"),
+    (MatrixTooLargeError("conv_matrix would need about 1 TiB"), 2, "1 TiB; pass a larger --max-bytes"),
+    (RuntimeError("an internal invariant broke"), 3, "internal error (RuntimeError: an internal invariant broke)"),
+    (TypeError("conv_matrix() got an unexpected keyword argument 'strides'"), 3, "internal error (TypeError"),
+    (AssertionError(), 3, "internal error (AssertionError: )"),
+])
+def test_exceptions_from_the_library_are_one_line(monkeypatch, exc, status, fragment):
+    def raiser(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(cli, "_build", raiser)
+    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
+    code, out, err = call(["build", "--input", "5x5", "--kernel", "3x3", "--stride", "2"])
+    lines = err.strip().splitlines()
+    assert code == status and len(lines) == 1 and lines[0].startswith("convmatrix: error: "), err
+    assert fragment in lines[0] and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------- row 4: too large: the flag and the way out
+def test_matrix_too_large_names_the_flags_and_the_way_out(tmp_path):
+    from memory import traced_peak
+
+    argv = ["build", "--input", "300x300", "--kernel", "3x3", "--padding", "1", "--out", "C.npz"]
+    (code, out, err), peak = traced_peak(call, [*argv, "--max-bytes", "1M"], cwd=tmp_path)
+    line = assert_one_line(code, out, err, "--input", "--padding", "--max-bytes")
+    assert "max_bytes" not in line  # the library's parameter is shown as the flag
+    assert peak < 2**20  # refused before allocating: the matrix needs ~10 MB
+    assert os.listdir(tmp_path) == []
+    code, out, err = call([*argv, "--max-bytes", "64M"], cwd=tmp_path)
+    assert code == 0, err
+    assert sp.load_npz(tmp_path / "C.npz").nnz == 300 * 300 * 9 - 4 * 300 * 3 + 4
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1.5G", "lots", f"{2**62 + 1}"])
+def test_max_bytes_parsing(text):
+    assert_one_line(*call(["build", "--input", "5", "--kernel", "3", "--max-bytes", text]), "--max-bytes")
+
+
+# ---------------------------------------------------------------------------- row 5: verify tolerances
+def test_verify_random_passes_the_tolerances_to_sweep(monkeypatch):
+    from convmatrix import verify
+
+    seen = []
+
+    def fake_sweep(n, *, seed, ndim=(1, 2, 3), transpose=None, dtypes=("float64",), padding_modes=("zeros",),
+                   torch="auto", progress=False, rtol=None, atol=None):
+        seen.append(dict(n=n, seed=seed, rtol=rtol, atol=atol))
+        return verify.Report("fake sweep", [])
+
+    monkeypatch.setattr(verify, "sweep", fake_sweep)
+    assert call(["verify", "--random", "3", "--rtol", "1e-3", "--atol", "0.5", "--torch", "no"])[0] == 0
+    assert call(["verify", "--random", "2", "--seed", "7", "--torch", "no"])[0] == 0
+    assert seen == [dict(n=3, seed=0, rtol=1e-3, atol=0.5), dict(n=2, seed=7, rtol=None, atol=None)]
+
+
+@pytest.mark.parametrize("flag", ["--rtol", "--atol"])
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "-1", "1e400", "x", ""])
+def test_tolerances_refuse_nan_inf_negative(flag, text):
+    line = assert_one_line(*call(["verify", "--input", "5", "--kernel", "3", f"{flag}={text}"]), flag)
+    assert "finite non-negative number" in line
+
+
+# ---------------------------------------------------------------------------- row 6: a flag without effect is an error
+@pytest.mark.parametrize("argv, flag", [
+    (["size", "--input", "8x8", "--kernel", "3x3", "--solve", "padding", "--target", "8x8", "--padding", "1"], "--padding"),
+    (["size", "--input", "8x8", "--kernel", "3x3", "--solve", "padding", "--target", "8x8", "--symbolic"], "--symbolic"),
+    (["size", "--input", "8x8", "--kernel", "3x3", "--solve", "padding", "--target", "8x8", "--channels", "2:2"],
+     "--channels"),
+    (["size", "--input", "3", "--kernel", "3", "--stride", "2", "--transpose", "--solve", "output-padding", "--target",
+      "6", "--output-padding", "1"], "--output-padding"),
+    (["build", "--input", "5", "--kernel", "3", "--output-padding", "0"], "--output-padding"),
+    (["size", "--input", "5", "--kernel", "3", "--output-shape", "3"], "--output-shape"),
+    (["verify", "--input", "5", "--kernel", "3", "--ndim", "2"], "--ndim"),
+    (["verify", "--stride", "2"], "--stride"),
+    (["verify", "--rtol", "1e-3"], "--rtol"),
+    (["verify", "--transpose"], "--transpose"),
+    (["verify", "--input", "5", "--kernel", "3", "--verbose"], "--verbose"),
+    (["verify", "--json", "--verbose"], "--verbose"),
+    (["verify", "--random", "2", "--stride", "1"], "--stride"),  # given, even with the default value
+    (["size", "--input", "5", "--kernel", "3", "--target", "3"], "--target"),
+])
+def test_flags_without_effect_are_refused(argv, flag):
+    code, out, err = call([*argv, "--torch", "no"] if argv[0] == "verify" else argv)
+    assert_one_line(code, out, err, flag)
+    assert out == ""
+
+
+# ---------------------------------------------------------------------------- row 7: the summary stays small
+def test_build_summary_allocates_less_than_the_matrix():
+    from types import SimpleNamespace
+
+    from memory import traced_peak
+
+    import convmatrix as cm
+    from convmatrix.geometry import conv_geometry
+
+    args = SimpleNamespace(transpose=False, flip=False)
+    for n, k, named in (((200_000,), (3,), False), ((300, 300), (3, 3), True)):
+        kernel = np.arange(1.0, 1 + np.prod(k)).reshape(k)
+        M = cm.conv_matrix(kernel, n)
+        geom = conv_geometry(kernel.shape, n)
+        text, peak = traced_peak(cli._summary, args, geom, M, kernel)
+        matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
+        assert peak < matrix_bytes, (n, peak, matrix_bytes)
+        structure = dict(line.split(None, 1) for line in text.splitlines())["structure"]
+        if named:
+            assert structure.startswith("block Toeplitz with Toeplitz blocks (298x300 grid")
+        else:  # naming a 200,000-long axis the quadratic way would take ~360 GB
+            assert structure == "not named (naming it would need more memory than the matrix itself)"
+    code, out, err = call(["build", "--input", "200000", "--kernel", "3"])
+    assert code == 0 and "structure  not named" in out

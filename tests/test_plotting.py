@@ -1,6 +1,7 @@
 """Tests of convmatrix.plotting: what is drawn is the matrix and the geometry, and the files are valid PNGs."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -9,12 +10,13 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
 import convmatrix as cm  # noqa: E402
 from convmatrix import plotting as P  # noqa: E402
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry  # noqa: E402
+from memory import traced_peak  # noqa: E402
 from reference import correlate_nd, dense_matrix  # noqa: E402
 
 
@@ -29,7 +31,7 @@ def faces(collection):
 
 
 def collections(ax):
-    return [c for c in ax.collections if isinstance(c, PatchCollection)]
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
 
 
 # ============================================================================ block levels
@@ -67,10 +69,11 @@ def test_plot_matrix_draws_the_matrix_values():
 
 def test_plot_matrix_large_and_complex():
     k = np.ones((3, 3)) * (1 + 1j)
-    C = cm.conv_matrix(k, (40, 40), padding=1)
+    C = cm.conv_matrix(k, (32, 32), padding=1)  # 1024 x 1024: the largest drawn as an image
     ax = P.plot_matrix(C)
     img = ax.get_images()[0].get_array()
-    assert img.shape == (1600, 1600)
+    assert img.shape == (1024, 1024)
+    assert not P.plot_matrix(cm.conv_matrix(k, (33, 33), padding=1)).get_images()  # 1089 x 1089: a pattern
     assert np.isclose(img.max(), math.sqrt(2))  # |entry| for complex matrices
     assert not ax.texts  # too large to write numbers in
 
@@ -152,7 +155,7 @@ def test_save_figure_frames(tmp_path):
     shapes = {mpimg.imread(p).shape for p in written}
     assert shapes == {(60, 160, 4)}
     with pytest.raises(ValueError, match=r"frames: one frame per output pixel would be 1600 frames \(output 40x40\); "
-                                         r"at most 1024"):
+                                         r"at most MAX_FRAMES = 1024"):
         P.save_figure(np.ones((1, 1)), (40, 40), str(tmp_path / "g.png"), frames=str(tmp_path / "g"))
 
 
@@ -178,3 +181,188 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mpl)
     with pytest.raises(ImportError, match=r"plotting needs matplotlib: pip install convmatrix\[plot\]"):
         P.plot_matrix(np.eye(2))
+
+
+# ============================================================================ issue 10: limits, arguments, files
+
+
+def temporaries(folder):
+    return [f for _, _, files in os.walk(folder) for f in files if ".tmp" in f]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: P.save_figure(np.ones((3, 3)), (5, 5), "f.png", dpi=100000), r"dpi must give a picture whose longest side "
+     r"is at most MAX_SIDE = 32,768 pixels; size 14 x 6.5 inches at 100000 dots per inch is 1,400,000 x 650,000"),
+    (lambda: P.save_figure(np.ones((3, 3)), (5, 5), "f.png", dpi=310), r"dpi must give a picture of at most "
+     r"MAX_PIXELS = 8,388,608 pixels; size 14 x 6.5 inches at 310 dots per inch is 4,340 x 2,015 pixels = 8,745,100"),
+    (lambda: P.figure(np.ones((3, 3)), (5, 5), size=(60, 60)), r"size must give a picture of at most MAX_PIXELS"),
+    (lambda: P.figure(np.ones((3, 3)), (1000, 1000)), r"the geometry picture would have 1,996,013 cells \(padded "
+     r"input 1000x1000, output 998x998, kernel 3x3\), more than a picture shows \(at most MAX_GEOMETRY_CELLS = 131,072\)"),
+    (lambda: P.figure(np.ones((3, 3)), (5, 5), padding=10**12), r"MAX_GEOMETRY_CELLS"),
+    (lambda: P.figure(np.ones(3), (3,), stride=10**12, transpose=True), r"zero-inserted and padded input"),
+    (lambda: P.figure(np.ones((64, 64, 3, 3)), (16, 16)), r"the matrix picture would show a 12,544 x 16,384 matrix "
+     r"with 7,225,344 stored entries, more than a picture shows \(at most MAX_MATRIX_NNZ = 1,048,576\)"),
+    (lambda: P.save_figure(np.ones((1, 1)), (40, 40), "f.png", frames="fr"), r"at most MAX_FRAMES = 1024"),
+    (lambda: P.save_figure(np.ones((3, 3)), (60, 15), "f.png", frames="fr"), r"frames: 754 frames of 1,663 geometry "
+     r"cells each would draw 1,253,902 cells; at most MAX_FRAME_CELLS = 1,048,576"),
+])
+def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monkeypatch, call, match):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(P, "MAX_FRAME_CELLS", 2**20)
+    with pytest.raises(ValueError, match=match):
+        call()
+    _, peak = traced_peak(lambda: pytest.raises(ValueError, call))
+    assert peak < 2**20  # nothing proportional to the geometry was built
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"size": (14, float("nan"))}, ValueError, r"size\[1\] must be a positive finite number \(inches\); got nan"),
+    ({"size": (-1, 5)}, ValueError, r"size\[0\] must be a positive finite number"),
+    ({"size": (True, 5)}, TypeError, r"size\[0\] must be a positive number"),
+    ({"size": (14,)}, TypeError, r"size must be a \(width, height\) pair"),
+    ({"size": (0.001, 0.001)}, ValueError, r"at least 1 x 1 pixels"),
+    ({"dpi": 0}, ValueError, r"dpi must be an integer >= 10; got 0"),
+    ({"dpi": 6}, ValueError, r"dpi must be an integer >= 10; got 6"),  # FreeType cannot draw 4-point text
+    ({"dpi": 99.5}, TypeError, r"dpi must be an integer >= 10"),
+    ({"transpose": "yes"}, TypeError, r"transpose must be a bool"),
+    ({"format": "csc"}, TypeError, r"unknown geometry keyword\(s\) 'format'; the geometry of conv_matrix takes stride"),
+    ({"position": ("a", 0)}, TypeError, r"position\[0\] must be an integer"),
+    ({"position": (0, 3)}, ValueError, r"position must be an output pixel"),
+])
+def test_save_figure_arguments(tmp_path, kw, error, match):
+    with pytest.raises(error, match=match):
+        P.save_figure(np.ones((3, 3)), (5, 5), str(tmp_path / "f.png"), **kw)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_figure_paths(tmp_path):
+    k = np.ones((2, 2))
+    with pytest.raises(ValueError, match=r"out must end in a picture format matplotlib writes \(.*\.png.*\); got "):
+        P.save_figure(k, (3, 3), str(tmp_path / "fig"))
+    with pytest.raises(FileNotFoundError, match=r"out: directory does not exist: '.*nodir'"):
+        P.save_figure(k, (3, 3), str(tmp_path / "nodir" / "f.png"))
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"out is a directory, not a file"):
+        P.save_figure(k, (3, 3), str(tmp_path / "dir.png"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"frames is a file, not a directory"):
+        P.save_figure(k, (3, 3), str(tmp_path / "f.png"), frames=str(tmp_path / "file"))
+    with pytest.raises(FileNotFoundError, match=r"frames: directory does not exist"):
+        P.save_figure(k, (3, 3), str(tmp_path / "f.png"), frames=str(tmp_path / "no" / "frames"))
+    assert sorted(os.listdir(tmp_path)) == ["dir.png", "file"]
+    # a path object works, and the format follows the extension
+    written = P.save_figure(k, (3, 3), tmp_path / "f.svg", dpi=10)
+    assert written == [str(tmp_path / "f.svg")] and (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_save_figure_failure_keeps_the_old_files(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    (tmp_path / "f.png").write_bytes(b"old picture")
+    real, calls = Figure.savefig, []
+
+    def fails_on_the_third(self, fname, *args, **kwargs):
+        calls.append(fname)
+        if len(calls) == 3:
+            with open(fname, "wb") as fh:
+                fh.write(b"half a frame")
+            raise OSError(28, "No space left on device", fname)
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", fails_on_the_third)
+    with pytest.raises(OSError, match="No space left on device"):
+        P.save_figure(np.ones((2, 2)), (3, 3), str(tmp_path / "f.png"), frames=str(tmp_path / "frames"), dpi=10)
+    assert len(calls) == 3 and all(os.path.dirname(c) in (str(tmp_path), str(tmp_path / "frames")) for c in calls)
+    assert (tmp_path / "f.png").read_bytes() == b"old picture"
+    assert sorted(os.listdir(tmp_path)) == ["f.png"]  # no temporaries, the frames directory made is removed
+    monkeypatch.setattr(Figure, "savefig", real)
+    written = P.save_figure(np.ones((2, 2)), (3, 3), str(tmp_path / "f.png"), frames=str(tmp_path / "frames"), dpi=10)
+    assert len(written) == 5 and temporaries(tmp_path) == []
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_picture_peak_memory_within_the_documented_bound(tmp_path):
+    """About 16 MiB plus 20 bytes per pixel, 70 per matrix entry drawn as a pattern, 600 per geometry cell."""
+    k, n, dpi, size = np.ones(3), (1100,), 20, (14.0, 6.5)
+    geom = conv_geometry(k.shape, n, padding=1)
+    assert geom.shape[0] * geom.shape[1] > P._MAX_IMAGE  # drawn as its sparsity pattern
+    P.save_figure(k, n, str(tmp_path / "warm.png"), dpi=10, padding=1)  # imports done
+    _, peak = traced_peak(P.save_figure, k, n, str(tmp_path / "f.png"), dpi=dpi, size=size, padding=1)
+    bound = 16 * 2**20 + 20 * size[0] * size[1] * dpi**2 + 70 * geom.nnz + 600 * P._geometry_cells(geom)
+    assert peak < bound, (peak, bound)
+
+
+def test_matrix_image_peak_memory_within_the_documented_bound():
+    """About 80 bytes per cell for a matrix drawn as an image (at most 2**20 cells)."""
+    import io
+
+    import scipy.sparse as sp
+
+    M = sp.random_array((500, 500), density=0.01, format="csr", rng=0)
+
+    def draw():
+        fig, ax = plt.subplots(figsize=(6, 5), dpi=50)
+        P.plot_matrix(M, ax=ax)
+        fig.savefig(io.BytesIO(), format="png")
+        plt.close(fig)
+
+    draw()
+    _, peak = traced_peak(draw)
+    assert peak < 16 * 2**20 + 80 * M.shape[0] * M.shape[1] + 20 * 6 * 5 * 50**2
+
+
+def test_plot_geometry_draws_only_the_window_of_a_huge_transposed_stride():
+    # 2 inputs 10**12 apart: padding 499999999999 crops the output to 4; the kernel slides over
+    # 4 + (2-1) = 5 cells, all zeros inserted between the two input pixels
+    geom = conv_transpose_geometry((2,), (2,), stride=10**12, padding=499_999_999_999)
+    assert geom.output_shape == (4,)
+    ax, peak = traced_peak(P.plot_geometry, geom)
+    grid, taps, out = collections(ax)
+    assert faces(grid) == [P._INSERTED] * 5 and len(faces(out)) == 4
+    assert peak < 4 * 2**20
+
+
+def test_plot_geometry_transposed_roles_match_explicit_zero_insertion():
+    """The cells drawn for a transposed geometry are zero insertion + padding d(k-1)-p, built here by hand."""
+    for n, k, s, d, p in ((3, 3, 3, 2, 5), (3, 3, 2, 1, 0), (4, 2, 3, 3, 1)):
+        geom = conv_transpose_geometry((k,), (n,), stride=s, dilation=d, padding=p)
+        up = [P._INPUT if i % s == 0 else P._INSERTED for i in range((n - 1) * s + 1)]
+        lo = d * (k - 1) - p  # zeros before; negative: the zero-inserted input is cropped
+        padded = [P._PAD] * max(lo, 0) + up + [P._PAD] * (d * k)
+        grid = geom.output_shape[0] + d * (k - 1)  # the window at stride 1 gives the output size
+        want = padded[max(-lo, 0):max(-lo, 0) + grid]
+        assert faces(collections(P.plot_geometry(geom))[0]) == want, (n, k, s, d, p)
+
+
+@pytest.mark.parametrize("M, kw, error, match", [
+    (np.ones((2, 2, 2)), {}, TypeError, r"M must be a 2-D numeric matrix \(sparse or ndarray\); got an array of shape"),
+    (np.array([["a"]]), {}, TypeError, r"M must have a numeric dtype"),
+    (np.zeros((0, 3)), {}, ValueError, r"M must have at least one row and one column"),
+    (np.eye(3), {"highlight_row": 3}, ValueError, r"highlight_row must be a row of the matrix, 0 to 2; got 3"),
+    (np.eye(3), {"highlight_row": 1.0}, TypeError, r"highlight_row must be a non-negative integer"),
+    (np.eye(3), {"levels": [(0, 1)]}, ValueError, r"levels\[0\]\[0\] must be a positive integer; got 0"),
+    (np.eye(3), {"levels": [3]}, TypeError, r"levels\[0\] must be a \(rows, cols\) pair"),
+    (np.eye(3), {"annotate": "yes"}, TypeError, r"annotate must be a bool"),
+    (np.eye(100), {"annotate": True}, ValueError, None),  # allowed: 100 entries
+    (np.ones((100, 100)), {"annotate": True}, ValueError, r"annotate=True writes one number per stored entry, at most "
+                                                          r"4,096; the matrix has 10,000"),
+    (np.eye(3), {"title": 3}, TypeError, r"title must be a str or None"),
+])
+def test_plot_matrix_arguments(M, kw, error, match):
+    if match is None:
+        assert len(P.plot_matrix(M, **kw).texts) == 100
+        return
+    with pytest.raises(error, match=match):
+        P.plot_matrix(M, **kw)
+
+
+def test_plot_matrix_refuses_more_entries_than_the_cap(monkeypatch):
+    monkeypatch.setattr(P, "MAX_MATRIX_NNZ", 8)
+    import scipy.sparse as sp
+
+    with pytest.raises(ValueError, match=r"M has 9 entries to draw, more than a picture shows \(at most MAX_MATRIX_NNZ = 8\)"):
+        P.plot_matrix(sp.eye_array(9, format="csr"))
+    with pytest.raises(ValueError, match=r"M has 9 entries"):
+        P.plot_matrix(np.eye(9))
+    assert P.plot_matrix(np.eye(8)) is not None
