@@ -925,9 +925,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         # the tolerances reach every check of every geometry (passed only when given: sweep's defaults
         # come from each geometry's dtype)
         extra.update({name: getattr(args, name) for name in ("rtol", "atol") if getattr(args, name) is not None})
-        if extra.keys() - {"dtypes"} - _keywords(verify.sweep):  # a sweep that cannot take them: refuse, not ignore
-            raise UserError("--rtol/--atol have no effect with --random in this version of convmatrix.verify.sweep: "
-                            "drop them")
         report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch, progress=progress,
                               transpose=True if args.transpose else None, **extra)
     elif args.input is None:
@@ -935,9 +932,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise UserError("--matrix needs the geometry it should have: give --input and --kernel")
         _refuse_flags(args, ("--kernel", "--channels", "--stride", "--padding", "--dilation", "--groups",
                              "--padding-mode", "--transpose", "--output-padding", "--output-shape", "--flip",
-                             "--weights", "--seed", "--dtype", "--rtol", "--atol"),
+                             "--weights", "--seed", "--dtype"),
                       "without --input (verify then checks the seed article's geometries, exactly)")
-        report = verify.seed_report(torch=torch)
+        report = verify.seed_report(torch=torch, rtol=args.rtol, atol=args.atol)
     else:
         if args.verbose:
             raise UserError("--verbose has no effect on one geometry (it adds one table per geometry of the seed "
@@ -970,12 +967,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 print()
         print(report)
     return report.exit_code
-
-
-def _keywords(fn: Any) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(fn).parameters)
 
 
 def _jsonable(v: Any) -> Any:

@@ -921,19 +921,14 @@ def _torch_transpose(torch: Any, p: _Conv, y: np.ndarray) -> tuple[np.ndarray, s
 
 # ============================================================================ running the checks
 def _kernel_and_dtype(kernel: Any, dtype: Any) -> tuple[np.ndarray, np.dtype]:
-    """The validated kernel and matrix dtype; non-finite kernels and narrowing integer casts are refused."""
+    """The validated kernel and matrix dtype (``result_dtype`` refuses values the dtype cannot hold); non-finite
+    kernels are refused."""
     k = V.kernel_array(kernel)
     out = V.result_dtype(k, dtype)
     bad = int(k.size - np.count_nonzero(np.isfinite(k)))
     if bad:
         raise ValueError(f"kernel must be finite to be verified (NaN or inf makes every comparison fail); "
                          f"got {bad} non-finite entries")
-    if out.kind in "iu" and k.dtype.kind in "iu" and out != k.dtype:
-        info = np.iinfo(out)
-        lo, hi = int(k.min()), int(k.max())
-        if lo < info.min or hi > info.max:
-            raise ValueError(f"dtype {out} cannot hold the kernel's values (from {lo} to {hi}); "
-                             f"got dtype={V._describe(dtype)}")
     return k, out
 
 
