@@ -963,7 +963,7 @@ _ENTRY_BYTES = 420  # one stored entry of a SymPy sparse matrix while _assemble 
 _ROW_BYTES = 340  # one non-empty row of it (SymPy keeps a dict per row; fit: 200-280)
 _TAP_BYTES = 70  # one (row, tap) pair that reads the input, in _assemble's index arrays (fit: <= 90)
 _SPATIAL_BYTES = 24  # one (spatial row, spatial tap) pair, read or not (fit: <= 24)
-_BASE_BYTES = 256 * 1024  # fixed overhead (first-use caches of SymPy and numpy)
+_BASE_BYTES = 64 * 1024  # fixed overhead of a call (measured 10-70 KB; first-use SymPy caches fall in SLACK)
 
 
 def _kernel_bytes(shape: tuple[int, ...], symbol: str, given: bool) -> int:
@@ -1603,8 +1603,9 @@ def _zero_insertion_axis(n: int, o: int, k: int, s: int, d: int, pb: int, pa: in
     return [select(np.arange(n), np.arange(n) + t * d, (n, Lp)) @ PU for t in range(k)]
 
 
-_PROOF_ENTRY_BYTES = 250  # per stored entry beyond building C: C.T, both constructions, the comparison (fit: ~100)
+_PROOF_ENTRY_BYTES = 320  # per stored entry beyond building C: C.T, both constructions, the comparison (fit: ~100)
 _PROOF_CELL_BYTES = 40  # per cell of the fusion canvas (object array, its crop and the added kernel copy)
+_PROOF_AXIS_BYTES = 32  # per stored 1 of route (a)'s sparse per-axis matrices U, P, S_t and S_t @ P @ U
 
 
 def prove_transpose(
@@ -1646,9 +1647,9 @@ def prove_transpose(
         ``prod(input_shape) * prod(output_shape) * prod(k)``: the fusion route's work grows with it.
     max_bytes : int, None or "auto", keyword-only
         Refuse geometries whose proof is predicted to need more memory at its peak (what
-        :func:`symbolic_conv_matrix` needs for ``C``, plus about 250 bytes per stored entry for
-        ``C.T``, both constructions and the comparison, plus the fusion canvas); ``"auto"`` is
-        half the RAM, ``None`` no limit.  Both checks run on the geometry alone, before anything
+        :func:`symbolic_conv_matrix` needs for ``C``, plus about 320 bytes per stored entry for
+        ``C.T``, both constructions and the comparison, plus the fusion canvas and route (a)'s
+        per-axis matrices); ``"auto"`` is half the RAM, ``None`` no limit.  Both checks run on the geometry alone, before anything
         is built.
 
     Returns
@@ -1693,8 +1694,11 @@ def prove_transpose(
     pads = geom.padding
     canvas_shape = tuple(max((oshape[ax] - 1) * geom.stride[ax] + geom.dilation[ax] * (kshape[ax] - 1) + 1,
                              pads[ax][0] + ishape[ax]) for ax in range(nd))
+    axis_ones = sum(k * n + n + (s * (o - 1) + 1) + (n + d * (k - 1))  # the 1s of S_t @ P @ U, S_t, U, P
+                    for n, o, k, s, d in zip(ishape, oshape, kshape, geom.stride, geom.dilation))
     need = (_matrix_bytes(geom) + _kernel_bytes(kshape_all, symbol, given is not None)
-            + _PROOF_ENTRY_BYTES * geom.nnz + _PROOF_CELL_BYTES * math.prod(canvas_shape))
+            + _PROOF_ENTRY_BYTES * geom.nnz + _PROOF_CELL_BYTES * math.prod(canvas_shape)
+            + _PROOF_AXIS_BYTES * axis_ones)
     V.check_bytes(f"prove_transpose (C of shape {geom.shape}, {geom.nnz:,} symbolic entries)", need, budget,
                   "it is meant for small geometries; pass a larger max_bytes")
     w = _symbols(kshape_all, symbol) if given is None else _sympify_entries(given)

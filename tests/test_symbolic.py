@@ -1096,7 +1096,7 @@ def _predicted(call, *args, **kw) -> int:
 
 
 MiB = 2**20
-_BASE = 256 * 1024  # the fixed allowance in every prediction (first-use caches of SymPy and numpy)
+_BASE = 64 * 1024  # the fixed allowance in every prediction
 
 
 @pytest.mark.parametrize("call, args, kw, before", [
