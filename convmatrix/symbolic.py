@@ -1023,6 +1023,11 @@ def _kernel_input(kernel: Any, symbol: str) -> tuple[tuple[int, ...], np.ndarray
     _check_symbol(symbol)
     if _is_shape(kernel):
         return V.input_shape_tuple(kernel, "kernel_shape"), None
+    kernel = _unmasked(kernel, "kernel")
+    if isinstance(kernel, np.ndarray) and kernel.dtype != object:  # converted entry by entry, after the checks
+        if kernel.ndim == 0 or 0 in kernel.shape:
+            raise ValueError(f"kernel must have at least one axis and one element per axis; got shape {kernel.shape}")
+        return kernel.shape, kernel
     if isinstance(kernel, (sp.MatrixBase, sp.NDimArray)):
         data = kernel.tolist()
     elif isinstance(kernel, (np.ndarray, list, tuple)):
@@ -1041,9 +1046,20 @@ def _kernel_input(kernel: Any, symbol: str) -> tuple[tuple[int, ...], np.ndarray
     return arr.shape, arr
 
 
+def _unmasked(value: Any, name: str) -> Any:
+    """A masked array without masked entries as plain data; one with masked entries refused."""
+    if isinstance(value, np.ma.MaskedArray):
+        masked = int(np.count_nonzero(np.ma.getmaskarray(value)))
+        if masked:
+            raise ValueError(f"{name} is a masked array with {masked} masked entries, and a matrix has no mask: pass "
+                             f"{name}.filled(0) (or the fill you mean) instead")
+        return np.ma.getdata(value)
+    return value
+
+
 def _sympify_entries(arr: np.ndarray) -> np.ndarray:
     """The entries of a given kernel as SymPy expressions (numbers and expressions only)."""
-    flat = arr.reshape(-1)
+    flat = np.array(arr, dtype=object).reshape(-1)  # a copy: the caller's array is left alone
     for i, v in enumerate(flat):
         if isinstance(v, (bool, np.bool_)):
             raise TypeError(f"kernel entries must be numbers or SymPy expressions; got {v!r} (a bool)")
@@ -1373,6 +1389,7 @@ def _given_matrix(M: Any, name: str, *, strings: bool = False) -> _Given:
         return _Given("sparse", *M.shape, int(M.nnz), M)
     if isinstance(M, (str, bytes)):
         raise TypeError(f"{name} must be a SymPy matrix, a scipy sparse matrix or a 2-D array; got {V._describe(M)}")
+    M = _unmasked(M, name)
     try:
         arr = np.asarray(M)
     except (ValueError, TypeError, RecursionError) as exc:

@@ -1216,3 +1216,25 @@ def test_coo_duplicates_are_summed():
     T = sps.coo_array((np.array([1.0, 1.0, -1.0, 4.0]), (np.array([0, 1, 1, 1]), np.array([0, 1, 1, 1]))),
                       shape=(2, 2))  # the diagonal holds 1 and 1 - 1 + 4 = 4: not Toeplitz
     assert S.check_structure(T, "Toeplitz (2x2)") == S.check_structure(T.toarray(), "Toeplitz (2x2)") is False
+
+
+def test_given_kernel_checked_before_its_entries_become_sympy():
+    """A numeric kernel of 10**8 entries (a zero-copy view here) is refused before any entry is converted."""
+    w = np.broadcast_to(np.float64(1.5), (10**8,))
+    with pytest.raises(cm.MatrixTooLargeError, match=r"kernel of shape \(100000000,\) \(100,000,000 SymPy entries\)"):
+        S.symbolic_conv_matrix((10**8,), w, max_bytes=10**9)
+    _, peak = traced_peak(_refused, S.symbolic_conv_matrix, (10**8,), w, max_bytes=10**9)
+    assert peak < 256 * 1024
+    assert S.symbolic_conv_matrix(3, np.array([1.5, 2.5])) == sp.Matrix([[1.5, 2.5, 0], [0, 1.5, 2.5]])
+
+
+def test_masked_arrays_with_masked_entries_are_refused():
+    w = np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+    with pytest.raises(ValueError, match=r"kernel is a masked array with 1 masked entries.*kernel.filled\(0\)"):
+        S.symbolic_conv_matrix(4, w)
+    with pytest.raises(ValueError, match=r"M is a masked array with 1 masked entries"):
+        S.to_latex(np.ma.masked_array(np.eye(2), mask=[[0, 1], [0, 0]]))
+    with pytest.raises(ValueError, match=r"matrix is a masked array with 1 masked entries"):
+        S.check_structure(np.ma.masked_array(np.eye(2), mask=[[0, 1], [0, 0]]), "Toeplitz (2x2)")
+    unmasked = np.ma.masked_array([1.0, 2.0, 3.0], mask=False)
+    assert S.symbolic_conv_matrix(4, unmasked) == S.symbolic_conv_matrix(4, [1.0, 2.0, 3.0])
