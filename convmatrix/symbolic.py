@@ -1373,14 +1373,15 @@ class _Given(NamedTuple):
     cols: int
     nnz_bound: int
     obj: Any
+    exact: bool = True  # nnz_bound counts the stored entries (else it is the number of cells)
 
 
 def _given_matrix(M: Any, name: str, *, strings: bool = False) -> _Given:
     """Validate a SymPy/scipy/numpy 2-D matrix without listing its entries (strings: str arrays allowed)."""
     if isinstance(M, sp.MatrixBase):
         rows, cols = M.shape
-        bound = M.nnz() if hasattr(M, "nnz") else rows * cols
-        return _Given("sympy", rows, cols, bound, M)
+        exact = hasattr(M, "nnz")
+        return _Given("sympy", rows, cols, M.nnz() if exact else rows * cols, M, exact)
     import scipy.sparse as sps
 
     if sps.issparse(M):
@@ -1401,8 +1402,9 @@ def _given_matrix(M: Any, name: str, *, strings: bool = False) -> _Given:
     if arr.dtype.kind not in allowed:
         raise TypeError(f"{name} must hold numbers{', strings' if strings else ''} or SymPy expressions; got dtype "
                         f"{arr.dtype}")
-    bound = int(np.count_nonzero(arr)) if arr.dtype.kind in "biufc" else arr.size
-    return _Given("dense", arr.shape[0], arr.shape[1], bound, arr)
+    if arr.dtype.kind in "biufc":
+        return _Given("dense", arr.shape[0], arr.shape[1], int(np.count_nonzero(arr)), arr)
+    return _Given("dense", arr.shape[0], arr.shape[1], arr.size, arr, False)  # entries compared with 0 later
 
 
 def _given_entries(g: _Given, name: str) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -1438,6 +1440,7 @@ def _given_entries(g: _Given, name: str) -> tuple[np.ndarray, np.ndarray, Any]:
 
 
 _LATEX_ENTRY_BYTES = 300  # per nonzero: its index arrays, its rendered text and the memo of texts (fit: <= 180)
+_LATEX_CELL_BYTES = 32  # per cell of an object array or dense SymPy matrix: the mask and index arrays of its nonzeros
 _LATEX_ROW_BYTES = 120  # per row: the line's str object, its list slot and the row's cell list header
 
 
@@ -1517,7 +1520,9 @@ def to_latex(M: Any, block_shape: tuple[int, int] | None = None, *, zero: str = 
     cell = len(zero) + 3
     what = f"to_latex of a {rows}x{cols} matrix"
     hint = "a LaTeX array is for small matrices: print a block of it (M[:r, :c]), or pass a larger max_bytes"
-    V.check_bytes(what, _latex_bytes(rows, cols, g.nnz_bound, 0, cell), budget, hint)
+    # the grid (and the entries, when they can be counted without listing them) before anything is built
+    first = _latex_bytes(rows, cols, g.nnz_bound if g.exact else 0, 0, cell)
+    V.check_bytes(what, first + (0 if g.exact else _LATEX_CELL_BYTES * g.nnz_bound), budget, hint)
     r, c, vals = _given_entries(g, "M")
     if isinstance(vals, np.ndarray) and vals.dtype == np.bool_:
         vals = vals.astype(np.int64)  # a bool matrix prints 1 (as kernel_array reads bools)
