@@ -10,6 +10,7 @@ the paper, ``scipy.linalg.toeplitz``/``circulant``, and the numeric builders of 
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 import convmatrix as cm
 from convmatrix import symbolic as S
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry
+from memory import SLACK, traced_peak
 from reference import brute_output_size, conv_transpose_fusion, correlate_nd
 
 MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
@@ -218,9 +220,9 @@ def test_size_formula_evaluate_and_holds():
 
 
 def test_output_size_formula_argument_errors():
-    with pytest.raises(TypeError, match="transposed must be a bool; got 'yes'"):
+    with pytest.raises(TypeError, match=r"transposed must be a bool \(True or False\); got 'yes' of type str"):
         S.output_size_formula("yes")
-    with pytest.raises(TypeError, match="symmetric_padding must be a bool; got 1"):
+    with pytest.raises(TypeError, match=r"symmetric_padding must be a bool \(True or False\); got 1 of type int"):
         S.output_size_formula(symmetric_padding=1)
 
 
@@ -591,7 +593,7 @@ def test_symbolic_matrix_errors():
         S.symbolic_conv_matrix(4, ["x", 1])
     with pytest.raises(TypeError, match="symbol must be a non-empty str; got ''"):
         S.symbolic_conv_matrix(4, 3, symbol="")
-    with pytest.raises(TypeError, match="flip must be a bool; got 1"):
+    with pytest.raises(TypeError, match=r"flip must be a bool \(True or False\); got 1 of type int"):
         S.symbolic_conv_matrix(4, 3, flip=1)
     with pytest.raises(ValueError, match="kernel_shape\\[0\\] must be a positive integer; got 0"):
         S.symbolic_conv_matrix(4, (0,))
@@ -791,3 +793,448 @@ def test_matrix_structure_transpose():
         S.matrix_structure((3,), (4,), output_padding=1)
     with pytest.raises(TypeError, match="transpose must be a bool"):
         S.matrix_structure((3,), (4,), transpose=1)
+
+
+# ============================================================================= issue 10: trust at the edges
+# ----------------------------------------------------------------------------- the old classifier, as a reference
+def _reference_kind(idx: np.ndarray, n: int) -> str:
+    """The quadratic classifier main used before issue 10: an (o, n, k) bool pattern per axis."""
+    o, k = idx.shape
+    B = np.zeros((o, n, k), dtype=bool)
+    jj, tt = np.nonzero(idx >= 0)
+    B[jj, idx[jj, tt], tt] = True
+    if not B.any():
+        return "zero"
+    if o == n and np.array_equal(B[1:], np.roll(B[:-1], 1, axis=1)):
+        return "circulant"
+    if np.array_equal(B[1:, 1:], B[:-1, :-1]):
+        return "Toeplitz"
+    return "non-Toeplitz"
+
+
+def _reference_kinds(geom) -> tuple[str, ...]:
+    kinds = tuple(_reference_kind(ax.index_map(), ax.n) for ax in geom.axes())
+    return ("zero",) if "zero" in kinds else kinds
+
+
+@settings(max_examples=100)
+@given(nd=st.integers(1, 2), data=st.data(), transposed=st.booleans(), mode=st.sampled_from(MODES),
+       channels=st.booleans())
+def test_structure_classifier_equals_the_quadratic_reference(nd, data, transposed, mode, channels):
+    n = tuple(data.draw(st.integers(1, 9)) for _ in range(nd))
+    k = tuple(data.draw(st.integers(1, 4)) for _ in range(nd))
+    s = tuple(data.draw(st.integers(1, 4)) for _ in range(nd))
+    d = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
+    pad = tuple((data.draw(st.integers(0, 7)), data.draw(st.integers(0, 7))) for _ in range(nd))
+    kshape = ((2, 1) + k) if channels else k
+    try:
+        if transposed:
+            a = tuple(data.draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d))
+            kw = dict(stride=s, padding=pad, dilation=d, output_padding=a)
+            geom = conv_transpose_geometry(kshape, n, **kw)
+        else:
+            kw = dict(stride=s, padding=pad, dilation=d, padding_mode=mode)
+            geom = conv_geometry(kshape, n, **kw)
+    except ValueError:
+        return
+    name = S.matrix_structure(kshape, n, transpose=transposed, **kw)
+    assert name.kinds == _reference_kinds(geom), (name, n, kshape, kw)
+
+
+def _np_pad_map(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str) -> np.ndarray:
+    """Index map of a forward level with any padding width, from np.pad of the indices (-1: zero padding)."""
+    need = max((o - 1) * s + (k - 1) * d - pb + 1 - n, 0)
+    idx = np.arange(n)
+    padded = (np.pad(idx, (pb, need), constant_values=-1) if mode == "zeros"
+              else np.pad(idx, (pb, need), mode={"circular": "wrap", "reflect": "reflect", "replicate": "edge",
+                                                 "symmetric": "symmetric"}[mode]))
+    j, t = np.arange(o)[:, None], np.arange(k)[None, :]
+    return padded[j * s + t * d]
+
+
+@settings(max_examples=200)
+@given(n=st.integers(1, 10), o=st.integers(1, 30), k=st.integers(1, 6), s=st.integers(1, 9), d=st.integers(1, 6),
+       pb=st.integers(0, 40), mode=st.sampled_from(MODES))
+def test_level_classifier_any_width(n, o, k, s, d, pb, mode):
+    """Beyond what conv_geometry allows: any number of rows, padding wider than the input (many periods)."""
+    assert S._level_kind(n, o, k, s, d, pb, mode) == _reference_kind(_np_pad_map(n, o, k, s, d, pb, mode), n)
+
+
+LONG_AXES = [
+    ((3,), (10**8,), {}, "Toeplitz (99999998x100000000)"),
+    ((3,), (10**8,), dict(padding=1, padding_mode="circular"), "circulant (100000000x100000000)"),
+    ((5,), (10**8,), dict(padding=2, padding_mode="reflect"),
+     "not Toeplitz (100000000x100000000); reflect padding folds taps at the edges of axis 0"),
+    ((3, 3), (10**6, 10**6), dict(stride=(1, 2)),
+     "block Toeplitz with non-Toeplitz blocks (999998x1000000 grid of 499999x1000000 blocks); stride 2 > 1 along "
+     "axis 1"),
+    ((10**6,), (10**8,), dict(padding="same", padding_mode="symmetric"),
+     "not Toeplitz (100000000x100000000); symmetric padding folds taps at the edges of axis 0"),
+    ((10**6,), (10**8,), dict(padding=((0, 10**6 - 1),), dilation=3),
+     f"Toeplitz ({10**8 + 10**6 - 1 - 3 * (10**6 - 1)}x100000000)"),
+    ((3,), (2**62,), {}, f"Toeplitz ({2**62 - 2}x{2**62})"),
+    ((3,), (5,), dict(padding=10**12, padding_mode="symmetric", stride=99991),
+     f"not Toeplitz ({(5 + 2 * 10**12 - 2 - 1) // 99991 + 1}x5); stride 99991 > 1 along axis 0"),
+]
+
+
+def test_matrix_structure_long_axes_bounded_memory():
+    """`convmatrix build --input 100000 --kernel 3` went through an (o, n, k) array (27.9 GiB): now closed form."""
+    def names():
+        return [S.matrix_structure(k, n, **kw) for k, n, kw, _ in LONG_AXES]
+
+    got, peak = traced_peak(names)
+    assert got == [want for *_, want in LONG_AXES]
+    assert peak < 256 * 1024  # nothing proportional to the axes
+
+
+def test_matrix_structure_output_padding_and_max_bytes():
+    with pytest.raises(ValueError, match=r"output_padding applies to transpose=True only; got output_padding=array"):
+        S.matrix_structure((3, 3), (4, 4), output_padding=np.array([1, 0]))
+    assert S.matrix_structure((3, 3), (4, 4), output_padding=np.array([0, 0])) == S.matrix_structure((3, 3), (4, 4))
+    with pytest.raises(ValueError, match=r"output_padding\[1\] must be a non-negative integer; got -1"):
+        S.matrix_structure((3, 3), (4, 4), output_padding=(0, -1))
+    with pytest.raises(cm.MatrixTooLargeError, match=r"matrix_structure would need about 64 KiB .* max_bytes=1,000"):
+        S.matrix_structure((3,), (4,), max_bytes=1000)
+    assert S.matrix_structure((3,), (4,), max_bytes=None) == "Toeplitz (2x4)"
+
+
+# ----------------------------------------------------------------------------- bool options
+BOOL_OPTIONS = [
+    ("transposed", lambda v: S.output_size_formula(v)),
+    ("symmetric_padding", lambda v: S.output_size_formula(symmetric_padding=v)),
+    ("transposed", lambda v: S.applicable_relationship(5, 3, transposed=v)),
+    ("lower", lambda v: S.padding_for_output(7, 3, 7, lower=v)),
+    ("flip", lambda v: S.symbolic_conv_matrix(4, 3, flip=v)),
+    ("transpose", lambda v: S.matrix_structure((3,), (4,), transpose=v)),
+]
+
+
+@pytest.mark.parametrize("name, call", BOOL_OPTIONS)
+@pytest.mark.parametrize("value", ["yes", 1, 0, None, 1.0, np.array([True])])
+def test_bool_options_refuse_non_bools(name, call, value):
+    with pytest.raises(TypeError, match=rf"{name} must be a bool \(True or False\); got .* of type"):
+        call(value)
+
+
+@pytest.mark.parametrize("name, call", BOOL_OPTIONS)
+def test_bool_options_accept_numpy_bools(name, call):
+    assert call(np.bool_(False)) == call(False)
+
+
+# ----------------------------------------------------------------------------- garbage in, clear error out
+NAN = float("nan")
+_x = sp.Symbol("x")
+
+
+def _garbage_cases():
+    """(id, call, regex naming the parameter); each must raise TypeError or ValueError."""
+    f, t = S.output_size_formula(), S.output_size_formula(True)
+    rel, app = S.relationship, S.applicable_relationship
+    pfo, opf, isfo = S.padding_for_output, S.output_padding_for, S.input_sizes_for_output
+    scm, sctm, ks, tl, cs, ms = (S.symbolic_conv_matrix, S.symbolic_conv_transpose_matrix, S.kernel_symbols,
+                                 S.to_latex, S.check_structure, S.matrix_structure)
+    eye = np.eye(3)
+    return [
+        ("evaluate-huge", lambda: f.evaluate(n=10**30, k=3), r"n must be a positive integer at most 2\*\*62"),
+        ("evaluate-nan", lambda: f.evaluate(n=NAN, k=3), r"n must be a positive integer; got nan"),
+        ("evaluate-str", lambda: f.evaluate(n="5", k=3), r"n must be a positive integer; got '5'"),
+        ("evaluate-bool", lambda: f.evaluate(n=True, k=3), r"n must be a positive integer; got True"),
+        ("evaluate-list", lambda: f.evaluate(n=[5], k=3), r"n must be a positive integer; got \[5\]"),
+        ("evaluate-neg", lambda: f.evaluate(n=5, k=3, s=-1), r"s must be a positive integer; got -1"),
+        ("holds-a-neg", lambda: t.holds(n=5, k=3, a=-1), r"a must be a non-negative integer; got -1"),
+        ("holds-none", lambda: t.holds(n=None, k=3), r"n must be a positive integer; got None"),
+        ("relationship-float", lambda: rel(2.0), r"name_or_number must be an int \(1-15\) or a str; got 2.0"),
+        ("relationship-bool", lambda: rel(True), r"name_or_number must be an int \(1-15\) or a str; got True"),
+        ("relationship-npbool", lambda: rel(np.bool_(True)), r"name_or_number must be an int"),
+        ("relationship-huge", lambda: rel(10**30), r"name_or_number must be a relationship number 1-15; got 10000"),
+        ("relationship-list", lambda: rel([1]), r"name_or_number must be an int \(1-15\) or a str; got \[1\]"),
+        ("relationship-none", lambda: rel(None), r"name_or_number must be an int \(1-15\) or a str; got None"),
+        ("applicable-n-huge", lambda: app(10**30, 3), r"n must be a positive integer at most 2\*\*62"),
+        ("applicable-k-nan", lambda: app(5, NAN), r"k must be a positive integer; got nan"),
+        ("applicable-p-triple", lambda: app(5, 3, 1, (1, 2, 3)), r"p must be an int or a \(before, after\) pair"),
+        ("applicable-p-nested", lambda: app(5, 3, 1, [[1], [2]]), r"p\[0\] must be a non-negative integer; got \[1\]"),
+        ("applicable-p-str", lambda: app(5, 3, 1, "same"), r"p must be a non-negative integer; got 'same'"),
+        ("applicable-p-array3", lambda: app(5, 3, 1, np.array([1, 2, 3])), r"p must be an int or a \(before, after\)"),
+        ("applicable-d-zero", lambda: app(5, 3, 1, 0, 0), r"d must be a positive integer; got 0"),
+        ("applicable-a-float", lambda: app(5, 3, output_padding=0.5), r"output_padding must be a non-negative"),
+        ("applicable-a-not-transposed", lambda: app(5, 3, 2, output_padding=1),
+         r"output_padding applies to transposed=True only; got output_padding=1"),
+        ("applicable-a-too-big", lambda: app(5, 3, 2, transposed=True, output_padding=2),
+         r"output_padding must be smaller than either s or d; got output_padding=2 with s=2, d=1"),
+        ("applicable-kernel-too-big", lambda: app(2, 5), r"k must fit in the padded input: d\*\(k-1\)\+1 = 5 > n"),
+        ("applicable-transposed-empty", lambda: app(1, 1, 1, 2, transposed=True),
+         r"p is too large: the transposed output size .* = -3 < 1"),
+        ("padding_for-empty", lambda: pfo([], 3, 5), r"input_size must be an int or a non-empty sequence"),
+        ("padding_for-nested", lambda: pfo([[5]], 3, 5), r"input_size\[0\] must be a positive integer; got \[5\]"),
+        ("padding_for-0d-array-ok-but-huge", lambda: pfo(np.array(10**19 // 10**5), 3, 10**30),
+         r"target must be a positive integer at most 2\*\*62"),
+        ("padding_for-set", lambda: pfo({5}, 3, 5), r"input_size must be a positive integer; got \{5\}"),
+        ("padding_for-stride-float", lambda: pfo(5, 3, 5, stride=2.5), r"stride must be a positive integer; got 2.5"),
+        ("padding_for-lengths", lambda: pfo((5, 6), (3,), 5), r"same length; got lengths \[1, 2\]"),
+        ("padding_for-2d-array", lambda: pfo(np.ones((2, 2), int), 3, 5), r"input_size\[0\] must be a positive"),
+        ("output_padding_for-pad-nested", lambda: opf(6, 3, 3, stride=2, padding=[1, [2]]),
+         r"padding\[1\] must be a non-negative integer; got \[2\]"),
+        ("output_padding_for-pad-neg", lambda: opf(6, 3, 3, stride=2, padding=-1),
+         r"padding must be a non-negative integer; got -1"),
+        ("output_padding_for-target-str", lambda: opf("6", 3, 3), r"target must be a positive integer; got '6'"),
+        ("input_sizes-o-zero", lambda: isfo(0, 3), r"o must be a positive integer; got 0"),
+        ("input_sizes-p-bool", lambda: isfo(3, 3, 1, True), r"p must be a non-negative integer; got True"),
+        ("input_sizes-max_bytes-str", lambda: isfo(3, 3, max_bytes="lots"),
+         r"max_bytes must be a positive integer \(bytes\), None \(no limit\) or 'auto' \(half the RAM\); got 'lots'"),
+        ("input_sizes-max_bytes-zero", lambda: isfo(3, 3, max_bytes=0), r"max_bytes must be a positive integer"),
+        ("input_sizes-max_bytes-float", lambda: isfo(3, 3, max_bytes=1e9), r"max_bytes must be a positive integer"),
+        ("kernel_symbols-zero", lambda: ks((0,)), r"kernel_shape\[0\] must be a positive integer; got 0"),
+        ("kernel_symbols-huge", lambda: ks((10**30,)), r"kernel_shape\[0\] must be a positive integer at most"),
+        ("kernel_symbols-float", lambda: ks(2.5), r"kernel_shape must be an int or a sequence of ints; got 2.5"),
+        ("kernel_symbols-str", lambda: ks("3"), r"kernel_shape must be an int or a sequence of ints; got '3'"),
+        ("kernel_symbols-empty", lambda: ks(()), r"kernel_shape must have at least one spatial axis"),
+        ("kernel_symbols-nested", lambda: ks([[2]]), r"kernel_shape\[0\] must be a positive integer; got \[2\]"),
+        ("kernel_symbols-bool", lambda: ks(True), r"kernel_shape must be an int or a sequence of ints; got True"),
+        ("kernel_symbols-symbol", lambda: ks(3, symbol=3), r"symbol must be a non-empty str; got 3"),
+        ("scm-kernel-dict", lambda: scm(4, {"a": 1}), r"kernel must be a kernel shape .* got dict"),
+        ("scm-kernel-bools", lambda: scm(4, [True, False]), r"kernel entries must be numbers or SymPy expressions; "
+                                                            r"got True \(a bool\)"),
+        ("scm-kernel-relational", lambda: scm(4, [sp.Eq(_x, 1), _x]), r"kernel entries must be numbers or SymPy "
+                                                                     r"expressions; got Eq\(x, 1\) \(a Equality\)"),
+        ("scm-kernel-ragged", lambda: scm(4, [[1, 2], [3]]), r"kernel entries must be numbers or SymPy expressions; "
+                                                             r"got \[1, 2\]"),
+        ("scm-kernel-ragged-deep", lambda: scm(4, [[1, 2], [3, [4]]]), r"kernel must have 1 dims .* got 2 dims"),
+        ("scm-kernel-nested-junk", lambda: scm((3, 3), [[1, [2]], [3, 4]]), r"kernel entries must be numbers"),
+        ("scm-kernel-object", lambda: scm(4, [object(), 1]), r"kernel entries must be numbers or SymPy expressions"),
+        ("scm-kernel-empty", lambda: scm(4, np.ones((0,))), r"kernel must have at least one axis and one element"),
+        ("scm-kernel-deep", lambda: scm(4, [[[[[[[[1]]]]]]]]), r"kernel must have 1 dims"),
+        ("scm-input-huge", lambda: scm(10**30, 3), r"input_shape\[0\] must be a positive integer at most 2\*\*62"),
+        ("scm-stride-nan", lambda: scm(4, 3, stride=NAN), r"stride must be a positive integer; got nan"),
+        ("scm-max_entries-zero", lambda: scm(4, 3, max_entries=0), r"max_entries must be a positive integer; got 0"),
+        ("scm-max_entries-str", lambda: scm(4, 3, max_entries="lots"), r"max_entries must be a positive integer"),
+        ("scm-max_bytes-neg", lambda: scm(4, 3, max_bytes=-1), r"max_bytes must be a positive integer"),
+        ("scm-padding_mode", lambda: scm(4, 3, padding_mode=3), r"padding_mode must be one of"),
+        ("sctm-both-outputs", lambda: sctm(3, 3, output_padding=1, stride=2, output_shape=(8,)),
+         r"give either output_padding or output_shape, not both"),
+        ("sctm-symbol", lambda: sctm(3, 3, symbol=None), r"symbol must be a non-empty str; got None"),
+        ("latex-str", lambda: tl("abc"), r"M must be a SymPy matrix, a scipy sparse matrix or a 2-D array; got 'abc'"),
+        ("latex-dict", lambda: tl({"a": 1}), r"M must be a 2-D matrix; got shape \(\)"),
+        ("latex-3d", lambda: tl(np.ones((2, 2, 2))), r"M must be a 2-D matrix; got shape \(2, 2, 2\)"),
+        ("latex-ragged", lambda: tl([[1, 2], [3]]), r"M must be a SymPy matrix, a scipy sparse matrix or a 2-D array"),
+        ("latex-junk-entry", lambda: tl(np.array([[{"a": 1}, 0]], dtype=object)),
+         r"M must hold numbers, strings or SymPy expressions; got an entry \{'a': 1\}"),
+        ("latex-datetime", lambda: tl(np.array([["2020-01-01"]], dtype="datetime64[D]")),
+         r"M must hold numbers, strings or SymPy expressions; got dtype datetime64"),
+        ("latex-block-zero", lambda: tl(eye, block_shape=(0, 1)), r"block_shape\[0\] must be a positive integer; got 0"),
+        ("latex-block-single", lambda: tl(eye, block_shape=(1,)), r"block_shape must be a \(rows, cols\) pair"),
+        ("latex-block-float", lambda: tl(eye, block_shape=(1.5, 1)), r"block_shape\[0\] must be a positive integer"),
+        ("latex-zero-int", lambda: tl(eye, zero=0), r"zero must be a str; got 0"),
+        ("latex-max_bytes", lambda: tl(eye, max_bytes="x"), r"max_bytes must be a positive integer"),
+        ("check-matrix-str", lambda: cs("abc", "Toeplitz (3x3)"), r"matrix must be a SymPy matrix, a scipy sparse"),
+        ("check-matrix-3d", lambda: cs(np.ones((2, 2, 2)), "Toeplitz (2x2)"), r"matrix must be a 2-D matrix"),
+        ("check-matrix-junk", lambda: cs(np.array([[{"a": 1}, 1]], dtype=object), "Toeplitz (1x2)"),
+         r"matrix must hold numbers or SymPy expressions"),
+        ("check-claim-int", lambda: cs(eye, 3), r"claim must be a str \(a structure name\); got int"),
+        ("check-claim-groups-zero", lambda: cs(eye, "1x1 grid of channel blocks (block diagonal, groups=0), each "
+                                                    "Toeplitz (3x3)"), r"claim must describe positive sizes, groups"),
+        ("check-claim-groups-not-dividing", lambda: cs(np.eye(6), "2x3 grid of channel blocks (block diagonal, "
+                                                                  "groups=2), each Toeplitz (1x1)"),
+         r"claim must describe positive sizes, groups dividing the channels"),
+        ("check-claim-zero-size", lambda: cs(np.ones((0, 5)), "Toeplitz (0x5)"), r"claim must describe positive"),
+        ("check-claim-structure-junk", lambda: cs(eye, S.Structure("x", kinds=("banded",), levels=((3, 3),))),
+         r"claim must describe positive sizes, groups dividing the channels and kinds among"),
+        ("check-max_bytes", lambda: cs(eye, "Toeplitz (3x3)", max_bytes=True), r"max_bytes must be a positive"),
+        ("structure-kernel-float", lambda: ms((2.5,), (4,)), r"kernel_shape\[0\] must be a positive integer; got 2.5"),
+        ("structure-input-huge", lambda: ms((3,), (10**30,)), r"input_shape\[0\] must be a positive integer at most"),
+        ("structure-padding-mode", lambda: ms((3,), (4,), padding_mode=None), r"padding_mode must be one of"),
+        ("structure-max_bytes", lambda: ms((3,), (4,), max_bytes="auto!"), r"max_bytes must be a positive integer"),
+        ("prove-max_entries", lambda: S.prove_transpose((5,), (3,), max_entries=-5),
+         r"max_entries must be a positive integer; got -5"),
+        ("prove-kernel", lambda: S.prove_transpose((5,), "3"), r"kernel must be a kernel shape"),
+        ("shape_from_formula", lambda: S.output_shape_from_formula("geom"), r"geom must be a convmatrix.geometry"),
+    ]
+
+
+@pytest.mark.parametrize("case", _garbage_cases(), ids=lambda c: c[0])
+def test_garbage_gives_a_clear_error(case):
+    _, call, pattern = case
+    with pytest.raises((TypeError, ValueError)) as info:
+        call()
+    assert not isinstance(info.value, (OverflowError, ZeroDivisionError, IndexError, sp.SympifyError))
+    assert re.search(pattern, str(info.value)), str(info.value)
+
+
+def test_huge_but_valid_integers_are_exact():
+    """Sizes of 2**40 and 2**62: exact Python ints, checked against the formulas in integer arithmetic."""
+    big = 2**62
+    f, t = S.output_size_formula(), S.output_size_formula(True)
+    assert f.evaluate(n=big, k=3, s=2**40 + 1, p_before=7) == (big + 7 - 2 - 1) // (2**40 + 1) + 1
+    assert t.evaluate(n=2**40, k=2**40, s=2**21, a=5) == (2**40 - 1) * 2**21 + 2**40 - 1 + 5 + 1
+    assert f.holds(n=2**40, k=2**40) and not f.holds(n=2**40, k=2**40 + 1)
+    n, k, s, target = 2**40 + 3, 2**20, 2**30 + 1, 2**10
+    pb, pa = S.padding_for_output(n, k, target, stride=s)
+    assert isinstance(pb, int) and (n + pb + pa - (k - 1) - 1) // s + 1 == target
+    total = pb + pa  # the smallest: one less gives a smaller output
+    assert total == 0 or (n + total - 1 - (k - 1) - 1) // s + 1 != target
+    a = S.output_padding_for(2**41 + 1, 2**40 + 1, 1, stride=2)
+    assert a == 2**41 + 1 - ((2**40) * 2 + 1)
+    sizes = S.input_sizes_for_output(2**40, 2**40, 3, (2**39, 1))
+    assert len(sizes) == 3 and all((m + 2**39 + 1 - (2**40 - 1) - 1) // 3 + 1 == 2**40 for m in sizes)
+    assert S.applicable_relationship(2**62, 2**40, 2**30, 2**20).number == 6
+    assert S.relationship(np.int64(15)).number == 15
+
+
+# ----------------------------------------------------------------------------- the memory guard
+def _predicted(call, *args, **kw) -> int:
+    """The prediction a call reports when refused: raise max_bytes to each reported size until it is built."""
+    need = 1
+    while True:
+        try:
+            call(*args, max_bytes=need, **kw)
+            return need
+        except cm.MatrixTooLargeError as exc:
+            assert f"max_bytes={need:,}" in str(exc)
+            more = int(re.search(r"\(([\d,]+) bytes\) at its peak", str(exc)).group(1).replace(",", ""))
+            assert more > need
+            need = more
+
+
+MiB = 2**20
+_BASE = 64 * 1024  # the fixed allowance in every prediction
+
+
+@pytest.mark.parametrize("call, args, kw, before", [
+    (S.symbolic_conv_matrix, ((4, 30), (2, 3, 3, 3)), dict(stride=(1, 2), padding=1, padding_mode="reflect"), 0.05),
+    (S.symbolic_conv_transpose_matrix, ((150,), (2, 2, 4)), dict(stride=3, padding=1), 0.05),
+    (S.prove_transpose, ((10, 10), (3, 3)), {}, 0.05),
+    (S.kernel_symbols, ((60, 60),), {}, 0.05),
+    # the grid is checked before anything is built, the entries' texts once rendered (here about 1/3 of the peak)
+    (S.to_latex, (cm.conv_matrix(np.arange(1.0, 10.0).reshape(3, 3), (20, 20)),), dict(block_shape=(18, 20)), 0.5),
+    (S.check_structure, (cm.conv_matrix(np.arange(1.0, 10.0).reshape(3, 3), (60, 60)),
+                         "block Toeplitz with Toeplitz blocks (58x60 grid of 58x60 blocks)"), {}, 0.05),
+    (S.input_sizes_for_output, (3, 3, 50_000), {}, 0.05),
+])
+def test_peak_within_max_bytes_and_refusal_just_over(call, args, kw, before):
+    """Just under the budget: built, peak <= max_bytes + SLACK (and not absurdly below the prediction);
+    just over: refused, naming max_bytes and the predicted size, having allocated next to nothing."""
+    need = _predicted(call, *args, **kw)
+    out, peak = traced_peak(call, *args, max_bytes=need, **kw)
+    assert out is not None
+    assert peak <= need + SLACK
+    assert peak >= need / 3 - _BASE, (peak, need)  # conservative, not absurdly so
+    with pytest.raises(cm.MatrixTooLargeError) as info:
+        call(*args, max_bytes=need - 1, **kw)
+    msg = str(info.value)
+    assert f"max_bytes={need - 1:,}" in msg and f"({need:,} bytes) at its peak" in msg
+    _, refused_peak = traced_peak(_refused, call, *args, max_bytes=need - 1, **kw)
+    assert refused_peak < max(before * need, 256 * 1024)  # refused before building
+
+
+def _refused(call, *args, **kw):
+    with pytest.raises(cm.MatrixTooLargeError):
+        call(*args, **kw)
+
+
+def test_prove_transpose_refuses_before_building():
+    """prove_transpose((10**4, 10**4), (3, 3)) used to build all of C first (40 s, 7.6 GiB, MemoryError)."""
+    for kw, pattern in [({}, r"max_entries=2,000,000\); it is meant for small geometries"),
+                        (dict(max_entries=2**62, max_bytes="auto"), r"would need about .* at its peak, more than "
+                                                                       r"max_bytes=")]:
+        with pytest.raises(cm.MatrixTooLargeError, match=pattern):
+            S.prove_transpose((10**4, 10**4), (3, 3), **kw)
+        _, peak = traced_peak(_refused, S.prove_transpose, (10**4, 10**4), (3, 3), **kw)
+        assert peak < 256 * 1024
+
+
+def test_huge_kernel_shape_refused_before_any_symbol():
+    calls = [
+        lambda: S.symbolic_conv_matrix((2 * 10**9,), (10**9,), max_entries=2**62),
+        lambda: S.symbolic_conv_transpose_matrix((2,), (10**9,), max_entries=2**62),
+        lambda: S.prove_transpose((10**9,), (10**9,)),
+        lambda: S.kernel_symbols((10**9,)),
+        lambda: S.kernel_symbols((10**4, 10**5)),
+    ]
+    for call in calls:
+        with pytest.raises(cm.MatrixTooLargeError, match=r"kernel.*\(1,000,000,000.*at its peak, more than max_bytes="):
+            call()
+
+    def refuse_all():
+        for call in calls:
+            _refused(call)
+
+    _, peak = traced_peak(refuse_all)
+    assert peak < 256 * 1024
+
+
+def test_to_latex_huge_sparse_refused_before_cells():
+    import scipy.sparse as sps
+
+    M = sps.csr_array((10**5, 10**5))
+    with pytest.raises(cm.MatrixTooLargeError, match=r"to_latex of a 100000x100000 matrix would need about .* GiB"):
+        S.to_latex(M)
+    _, peak = traced_peak(_refused, S.to_latex, M)
+    assert peak < 256 * 1024
+
+
+def test_to_latex_long_entries_are_counted():
+    """Entries longer than a cell are counted once rendered (the grid alone is checked first): the budget holds."""
+    long = sp.Add(*sp.symbols("a0:100"))
+    M = sp.Matrix(30, 30, [long] * 900)
+    text = S.to_latex(M)
+    assert text.count("a_{99}") == 900 and len(text) > 800_000
+    with pytest.raises(cm.MatrixTooLargeError, match="to_latex of a 30x30 matrix"):
+        S.to_latex(M, max_bytes=1_000_000)
+    _, refused = traced_peak(_refused, S.to_latex, M, max_bytes=1_000_000)
+    assert refused <= 1_000_000 + SLACK
+
+
+def test_to_latex_memo_keeps_types_apart():
+    M = np.array([[1, 1.0], [sp.Integer(1), "1"]], dtype=object)
+    assert S.to_latex(M).splitlines()[1:3] == ["1 & 1.0 \\\\", "1 & 1"]
+
+
+def test_symbolic_matrix_beyond_int64_cells():
+    """A 4 x 2**80 matrix: index arithmetic in Python ints, entries where the geometry says."""
+    M = S.symbolic_conv_matrix((2**40, 2**40), (1, 1), stride=2**39)
+    w = sp.Symbol("w_{0,0}")
+    assert M.shape == (4, 2**80)
+    assert M.todok() == {(r, (j0 * 2**39) * 2**40 + j1 * 2**39): w
+                         for r, (j0, j1) in enumerate(itertools.product(range(2), range(2)))}
+
+
+def test_check_structure_nan_and_inf_entries():
+    """NaN equals NaN and inf equals inf on a line: the structure is about where equal values sit."""
+    T = scipy.linalg.toeplitz([1.0, np.nan, 3.0], [1.0, np.inf, 5.0, 6.0])
+    assert S.check_structure(T, "Toeplitz (3x4)")
+    T[2, 1] = 7.0
+    assert not S.check_structure(T, "Toeplitz (3x4)")
+
+
+def test_coo_duplicates_are_summed():
+    """A COO matrix may store one position twice: its entry is the sum (as scipy's toarray says)."""
+    import scipy.sparse as sps
+
+    M = sps.coo_array((np.array([1.0, 2.0, 5.0]), (np.array([0, 0, 1]), np.array([1, 1, 0]))), shape=(2, 2))
+    assert S.to_latex(M) == S.to_latex(M.toarray())
+    assert "3.0" in S.to_latex(M)
+    T = sps.coo_array((np.array([1.0, 1.0, -1.0, 4.0]), (np.array([0, 1, 1, 1]), np.array([0, 1, 1, 1]))),
+                      shape=(2, 2))  # the diagonal holds 1 and 1 - 1 + 4 = 4: not Toeplitz
+    assert S.check_structure(T, "Toeplitz (2x2)") == S.check_structure(T.toarray(), "Toeplitz (2x2)") is False
+
+
+def test_given_kernel_checked_before_its_entries_become_sympy():
+    """A numeric kernel of 10**8 entries (a zero-copy view here) is refused before any entry is converted."""
+    w = np.broadcast_to(np.float64(1.5), (10**8,))
+    with pytest.raises(cm.MatrixTooLargeError, match=r"kernel of shape \(100000000,\) \(100,000,000 SymPy entries\)"):
+        S.symbolic_conv_matrix((10**8,), w, max_bytes=10**9)
+    _, peak = traced_peak(_refused, S.symbolic_conv_matrix, (10**8,), w, max_bytes=10**9)
+    assert peak < 256 * 1024
+    assert S.symbolic_conv_matrix(3, np.array([1.5, 2.5])) == sp.Matrix([[1.5, 2.5, 0], [0, 1.5, 2.5]])
+
+
+def test_masked_arrays_with_masked_entries_are_refused():
+    w = np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+    with pytest.raises(ValueError, match=r"kernel is a masked array with 1 masked entries.*kernel.filled\(0\)"):
+        S.symbolic_conv_matrix(4, w)
+    with pytest.raises(ValueError, match=r"M is a masked array with 1 masked entries"):
+        S.to_latex(np.ma.masked_array(np.eye(2), mask=[[0, 1], [0, 0]]))
+    with pytest.raises(ValueError, match=r"matrix is a masked array with 1 masked entries"):
+        S.check_structure(np.ma.masked_array(np.eye(2), mask=[[0, 1], [0, 0]]), "Toeplitz (2x2)")
+    unmasked = np.ma.masked_array([1.0, 2.0, 3.0], mask=False)
+    assert S.symbolic_conv_matrix(4, unmasked) == S.symbolic_conv_matrix(4, [1.0, 2.0, 3.0])
