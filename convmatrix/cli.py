@@ -658,16 +658,19 @@ def _pads(pads: Sequence[tuple[int, int]]) -> str:
 def _structure(geom: Any, limit: int) -> Any:
     """The structure of C (for --transpose: of the convolution it transposes), or None when naming it
     would need more than ``limit`` bytes."""
-    from .plotting import _kernel_shape, _naming_bytes
+    from ._validate import MatrixTooLargeError
+    from .plotting import _kernel_shape
     from .symbolic import matrix_structure
 
-    if _naming_bytes(geom) > limit:
+    try:
+        if geom.kind == "conv":
+            return matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
+                                    dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode,
+                                    max_bytes=limit)
+        return matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
+                                dilation=geom.dilation, groups=geom.groups, max_bytes=limit)
+    except MatrixTooLargeError:
         return None
-    if geom.kind == "conv":
-        return matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
-                                dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
-    return matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
-                            dilation=geom.dilation, groups=geom.groups)
 
 
 # ============================================================================ build

@@ -711,26 +711,21 @@ def _row_of(geom: Any, pos: tuple[int, ...]) -> int:
     return int(np.ravel_multi_index(pos, geom.output_shape))
 
 
-def _naming_bytes(geom: Any) -> int:
-    """Peak bytes :func:`convmatrix.symbolic.matrix_structure` needs to name ``geom``: per axis it
-    compares ``(outputs, inputs, taps)`` boolean tables (three alive at once) built from the
-    ``(outputs, taps)`` index map."""
-    return max(3 * o * n * k + 16 * max(o, n) * k
-               for o, n, k in zip(geom.output_shape, geom.input_shape, geom.kernel_shape))
-
-
 def _structure_name(geom: Any, limit: int) -> str | None:
     """The structure name of the matrix of ``geom`` (``None`` when naming it needs more than ``limit`` bytes)."""
+    from ._validate import MatrixTooLargeError
     from .symbolic import matrix_structure
 
-    if _naming_bytes(geom) > limit:
+    try:
+        if geom.kind != "conv":
+            st = matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
+                                  dilation=geom.dilation, groups=geom.groups, max_bytes=limit)
+            return f"transpose of: {st}"
+        return str(matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
+                                    dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode,
+                                    max_bytes=limit))
+    except MatrixTooLargeError:
         return None
-    if geom.kind != "conv":
-        st = matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
-                              dilation=geom.dilation, groups=geom.groups)
-        return f"transpose of: {st}"
-    return str(matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
-                                dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode))
 
 
 def _draw(fig: Any, ax_m: Any, ax_g: Any, geom: Any, M: Any, pos: tuple[int, ...], transpose: bool,
