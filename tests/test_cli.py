@@ -740,6 +740,7 @@ def test_build_summary_allocates_less_than_the_matrix():
     from memory import traced_peak
 
     import convmatrix as cm
+    import convmatrix.symbolic  # noqa: F401  (imported once per process; SymPy's import is not the summary's)
     from convmatrix.geometry import conv_geometry
 
     args = SimpleNamespace(transpose=False, flip=False)
