@@ -351,6 +351,11 @@ def bad_scalar_pos() -> list:
             [], (1,), [2]]
 
 
+def bad_scalar_or_axes() -> list:
+    """Never a positive integer nor a sequence of them (the per-axis inverse questions take both)."""
+    return [v for v in bad_scalar_pos() if not (isinstance(v, (tuple, list)) and v)] + [[0], (1.5,), ("2",)]
+
+
 def bad_nonneg(nd: int) -> list:
     """Never a non-negative integer, (before, after) pair, or one per axis."""
     return [-1, -2**63, 2**62 + 1, 2**63, 10**30, 1.5, NAN, INF, True, None, JUNK, 1j, (-1,) * nd,
@@ -895,6 +900,56 @@ def test_fuzz_sweep(data):
     attempt(cm.sweep, call, check=check)
 
 
+@settings(max_examples=60)
+@given(data=st.data())
+def test_fuzz_verify_helpers(data):
+    """run_case (the re-run of a sweep case), random_kernel and apply."""
+    transpose = data.draw(st.booleans(), "transpose")
+    case = data.draw(conv_cases(transpose=transpose), "case")
+    nd = case.nd
+    valid = dict(transpose=transpose, kernel_shape=list(case.kernel.shape), input_shape=list(shape_of(case)),
+                 stride=list(case.s), padding=[list(p) for p in case.pairs], dilation=list(case.d),
+                 groups=case.groups, dtype=data.draw(st.sampled_from(["float64", "float32", "int64", "complex128"])),
+                 seed=data.draw(st.integers(0, 99)))
+    if transpose:
+        valid["output_padding"] = list(case.a)
+    else:
+        valid.update(padding_mode=case.mode, flip=data.draw(st.booleans()))
+    bad = dict(transpose=["yes", 1, None, JUNK], kernel_shape=bad_shape(nd), input_shape=bad_shape(nd),
+               stride=bad_pos(nd), padding=bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos(),
+               dtype=["float16", "U3", "bogus", 3, None, JUNK], seed=[-1, 1.5, "x", JUNK, 2**63],
+               output_padding=bad_nonneg(nd) + [10], padding_mode=BAD_MODE, flip=BAD_BOOL)
+    if not transpose:
+        bad.pop("output_padding")
+    call = data.draw(calls(valid, bad, omittable=("dtype", "seed", "flip")), "case dict")
+    attempt(lambda case: cm.verify.run_case(case, torch=False), Call({"case": call.kwargs}, call.bad),
+            label="run_case", aliases={b: (b, "case") for b in call.bad},
+            check=lambda r: r.ok or pytest.fail(f"a valid case failed its checks:\n{r}"))
+
+    valid = dict(shape=tuple(case.kernel.shape), dtype=valid["dtype"], seed=data.draw(st.integers(0, 99)))
+    bad = dict(shape=bad_shape(nd) + [(1.5, 2)], dtype=["U3", "bogus", 3, JUNK, "datetime64"],
+               seed=[-1, 1.5, "x", JUNK, None, True])
+    rk = data.draw(calls(valid, bad, omittable=("dtype", "seed")), "random_kernel call")
+
+    def kernel_ok(k):
+        assert k.shape == tuple(valid["shape"]) and k.dtype == np.dtype(rk.kwargs.get("dtype", "float64"))
+
+    attempt(cm.verify.random_kernel, rk, check=kernel_ok)
+
+    C = cm.conv_matrix(np.arange(1.0, 4.0), (6,))
+    A = data.draw(st.sampled_from([C, cm.ConvOperator(np.arange(1.0, 4.0), (6,))]), "C")
+    X = data.draw(st.sampled_from([np.arange(6.0), np.ones((6, 2))]), "X")
+    bad = dict(C=["x", None, np.ones(3), JUNK, 5], X=[np.ones(7), np.ones((2, 2, 2)), "x", None, JUNK,
+                                                      np.ones((7, 2))])
+    attempt(cm.apply, data.draw(calls(dict(C=A, X=X), bad), "apply call"),
+            check=lambda Y: np.allclose(Y, C.toarray() @ X) or pytest.fail("apply gave a wrong product"))
+    valid = dict(kernel_shape=tuple(case.kernel.shape[-nd:]), symbol=data.draw(st.sampled_from(["w", "h"])))
+    bad = dict(kernel_shape=[(), (0,), 1.5, "x", None, (2**63,), np.array([2.0]), (2, -1), JUNK, True],
+               symbol=["", 3, None, b"w", JUNK])
+    attempt(symbolic.kernel_symbols, data.draw(calls(valid, bad, omittable=("symbol",)), "kernel_symbols call"),
+            check=lambda K: K.shape == valid["kernel_shape"] or pytest.fail(f"shape {K.shape}"))
+
+
 # ============================================================================ fuzz: symbolic
 @settings(max_examples=60)
 @given(data=st.data())
@@ -926,8 +981,8 @@ def test_fuzz_symbolic_numbers(data):
         target = o0 + data.draw(st.integers(0, 3))
         valid = dict(input_size=n, kernel_size=k, target=target, stride=s, dilation=d,
                      lower=data.draw(st.booleans()))
-        bad = dict(input_size=bad_scalar_pos(), kernel_size=bad_scalar_pos(), target=bad_scalar_pos(),
-                   stride=bad_scalar_pos(), dilation=bad_scalar_pos(), lower=BAD_BOOL)
+        bad = dict(input_size=bad_scalar_or_axes(), kernel_size=bad_scalar_or_axes(), target=bad_scalar_or_axes(),
+                   stride=bad_scalar_or_axes(), dilation=bad_scalar_or_axes(), lower=BAD_BOOL)
 
         def check(p):
             pb, pa = p
@@ -936,13 +991,13 @@ def test_fuzz_symbolic_numbers(data):
 
         attempt(symbolic.padding_for_output, data.draw(calls(valid, bad)), check=check)
     elif which == "output_padding_for":
-        pb = data.draw(st.integers(0, 1))
+        pb = data.draw(st.integers(0, min(1, ((n - 1) * s + ext - 1) // 2)))
         base = (n - 1) * s - 2 * pb + ext
         a = data.draw(st.integers(0, s - 1))
         valid = dict(target=base + a, input_size=n, kernel_size=k, stride=s, padding=pb, dilation=d)
-        bad = dict(target=bad_scalar_pos() + [base + s + 5], input_size=bad_scalar_pos(),
-                   kernel_size=bad_scalar_pos(), stride=bad_scalar_pos(), padding=[-1, 1.5, "x", None, JUNK, 2**63],
-                   dilation=bad_scalar_pos())
+        bad = dict(target=bad_scalar_or_axes() + [base + s + 5], input_size=bad_scalar_or_axes(),
+                   kernel_size=bad_scalar_or_axes(), stride=bad_scalar_or_axes(),
+                   padding=[-1, 1.5, "x", None, JUNK, 2**63], dilation=bad_scalar_or_axes())
         attempt(symbolic.output_padding_for, data.draw(calls(valid, bad)),
                 check=lambda got: got == a or pytest.fail(f"output_padding_for gave {got}, want {a}"))
     else:
@@ -1049,7 +1104,7 @@ def test_fuzz_latex_and_structure_checks(data):
 
 
 # ============================================================================ fuzz: pictures
-@settings(max_examples=15)
+@settings(max_examples=12)
 @given(data=st.data())
 def test_fuzz_figure(data):
     transpose = data.draw(st.booleans(), "transpose")
@@ -2278,3 +2333,11 @@ def test_conv_transpose_with_output_padding_allowed_by_the_dilation():
             f"the docstring states conv_transpose_matrix == conv_matrix(w, N, ...).T, false here: {para.strip()!r}"
     with pytest.raises(ValueError, match="output_padding"):
         cm.conv_transpose_matrix(w, (n,), stride=s, dilation=d, output_padding=d)
+
+
+@pytest.mark.parametrize("name", ["input_size", "kernel_size", "target", "stride", "dilation"])
+def test_inverse_questions_refuse_empty_axes(name):
+    args = dict(input_size=7, kernel_size=3, target=7, stride=1, dilation=1)
+    args[name] = []
+    with pytest.raises((ValueError, TypeError), match=name):
+        symbolic.padding_for_output(**args)
