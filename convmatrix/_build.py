@@ -480,7 +480,7 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
     slot = np.cumsum(seen, dtype=np.int64) - 1
     del seen
     need = out.data.nbytes + out.indices.nbytes + out.indptr.nbytes + offsets.size * width * out.dtype.itemsize \
-        + slot.nbytes + offsets.nbytes + step * geom.in_per_group * math.prod(geom.kernel_shape) * 24
+        + slot.nbytes + offsets.nbytes + min(out.nnz, step * geom.in_per_group * math.prod(geom.kernel_shape)) * 24
     if max_bytes is not None and need > max_bytes:
         detail = f" as 'dia' ({offsets.size:,} diagonals of {width:,} values)"
         V.refuse(what + detail, need, max_bytes, _hint(what))
