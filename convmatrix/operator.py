@@ -189,6 +189,12 @@ class _Plan:
         if self.method != "auto":
             return self.method == "fft"
         dt = np.dtype(dt)
+        key = ("fft", batch, tuple(out), dt.str, role, self.budget)  # memoised: O(1), but on every product
+        if key not in self._cache:
+            self._cache[key] = self._choose_fft(batch, tuple(out), dt, role)
+        return self._cache[key]
+
+    def _choose_fft(self, batch: int, out: tuple[int, ...], dt: np.dtype, role: str) -> bool:
         itemsize = dt.itemsize
         if self.budget is not None and tuple(out) == self.out:
             fits_fft = self.peak_bytes(role, batch, dt, True) <= self.budget
@@ -890,7 +896,10 @@ class _ConvLinearOperator(LinearOperator):
         budget = self._plan.budget
         if budget is None:
             return
-        need = self._call_bytes(role, K, dt, copy_input)
+        key = ("peak", role, K, np.dtype(dt).str, copy_input, budget)  # O(1) arithmetic, memoised per call shape
+        need = self._plan._cache.get(key)
+        if need is None:
+            need = self._plan._cache[key] = self._call_bytes(role, K, dt, copy_input)
         if need > budget:
             cols = f" of {K} vectors" if K > 1 else ""
             V.refuse(f"{self._name()}.{name}{cols} in {np.dtype(dt)}", need, budget,
