@@ -509,8 +509,9 @@ def spectral_norm(
         value = _unscale(_circulant_norm(w, geom.input_shape, geom.dilation, geom.groups), e, "spectral norm")
         return SpectralNorm(value, method="exact", tol=0.0, lower_bound=value, upper_bound=value, converged=True,
                             matvecs=0)
-    exact_like = method == "dense"
-    zero = SpectralNorm(0.0, method=method, tol=0.0 if exact_like else tol, lower_bound=0.0, upper_bound=0.0,
+    if method == "lanczos" and min(A.shape) < 2:  # ARPACK needs k < min(shape); a row or column is its own norm
+        method = "dense"
+    zero = SpectralNorm(0.0, method=method, tol=0.0 if method == "dense" else tol, lower_bound=0.0, upper_bound=0.0,
                         converged=True, matvecs=0)
     if not ks.any():  # the zero matrix: every method agrees, nothing to iterate on
         return zero
@@ -518,7 +519,7 @@ def spectral_norm(
     if upper == 0.0:  # the padding map reads no input at all: the matrix is zero
         return zero
     rng = np.random.default_rng(seed)
-    if method == "dense" or min(A.shape) < 2:  # ARPACK needs k < min(shape): a row or column is its own norm
+    if method == "dense":
         value = lower = _dense_norm(A, ctype)
         info = dict(method="dense", tol=0.0, converged=True, matvecs=min(A.shape))
     elif method == "lanczos":
@@ -530,8 +531,9 @@ def spectral_norm(
         info = dict(method="power", tol=tol, converged=converged, matvecs=count)
     if value == 0.0:  # found zero by its products (taps on the padding only, or folds that cancel)
         return SpectralNorm(0.0, lower_bound=0.0, upper_bound=0.0, **info)
-    return SpectralNorm(_unscale(value, e, "spectral norm"), lower_bound=_unscale(min(lower, value), e, "spectral norm"),
-                        upper_bound=_unscale(upper, e, "spectral norm"), **info)
+    what = "spectral norm"
+    return SpectralNorm(_unscale(value, e, what), lower_bound=_unscale(min(lower, value), e, what),
+                        upper_bound=_unscale(upper, e, what), **info)
 
 
 def _engine_weight(k: np.ndarray, geom: Geometry, flip: bool = False) -> np.ndarray:
@@ -593,7 +595,7 @@ class _NormPlan:
         if method == "exact":
             return self.kernel + self.exact
         small = min(m, n)
-        if method == "dense" or small < 2:
+        if method == "dense" or (method == "lanczos" and small < 2):
             # the identity, the product with it (the matrix), then LAPACK's copy of the matrix
             other = self.kernel + small * small * it
             return self.kernel + max(self.bound, max(small * small * it + self._calls(small, other),
@@ -623,9 +625,8 @@ class _NormPlan:
         return "lanczos"
 
     def check(self, method: str) -> None:
-        need = self.need(method)
-        if self.budget is None or need <= self.budget:
-            self.A._plan.budget = None  # checked as a whole: the products run unguarded
+        need = self.need(method)  # leaves the operator with this method's share of the budget, so that its
+        if self.budget is None or need <= self.budget:  # choice of route per product is the one predicted
             return
         better = [alt for alt in ("lanczos", "power") if alt != method and method != "exact" and self.fits(alt)]
         hint = (f"method={better[0]!r} fits" if better else "pass a larger max_bytes (or None)")

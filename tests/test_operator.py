@@ -601,8 +601,8 @@ def test_pickled_derived_operators_equal_unpickled(case, seed):
     C = cm.conv_transpose_matrix(w, n, stride=2) if transpose else cm.conv_matrix(w, n, padding=1, padding_mode=mode)
     B = A
     for step in chain:
-        B = {"T": lambda O: O.T, "H": lambda O: O.H, "adjoint": lambda O: O.adjoint(),
-             "transpose": lambda O: O.transpose(), "conj": lambda O: O.T.H}[step](B)
+        B = {"T": lambda op: op.T, "H": lambda op: op.H, "adjoint": lambda op: op.adjoint(),
+             "transpose": lambda op: op.transpose(), "conj": lambda op: op.T.H}[step](B)
         C = {"T": lambda M: M.T, "H": lambda M: M.conj().T, "adjoint": lambda M: M.conj().T,
              "transpose": lambda M: M.T, "conj": lambda M: M.conj()}[step](C)
     P = pickle.loads(pickle.dumps(B))

@@ -385,6 +385,18 @@ def test_options_that_do_not_apply_and_garbage_are_errors():
         cm.singular_values(w, (6, 6), stride=2)  # stride 1 only: not an option here
 
 
+def test_lanczos_warns_when_not_converged(capfd):
+    w = np.random.default_rng(12).standard_normal((4, 4, 3, 3))
+    with pytest.warns(RuntimeWarning, match=r"lanczos \(ARPACK\) did not reach tol=1e-12 in maxiter=1 restarts; the "
+                                            r"result is a lower bound") as rec:
+        sn = cm.spectral_norm(w, (20, 20), padding=1, method="lanczos", maxiter=1, tol=1e-12)
+    assert rec[0].filename == __file__  # attributed to the caller
+    assert sn.method == "lanczos" and not sn.converged and sn.lower_bound == float(sn)
+    true = np.linalg.norm(reference_matrix(w, (20, 20), padding=1), 2)
+    assert sn <= true * (1 + 1e-12)
+    assert capfd.readouterr() == ("", "")
+
+
 def test_spectral_norm_errors():
     w = np.ones((3, 3))
     with pytest.raises(ValueError, match=r"method='exact' needs a circulant geometry .* got padding_mode='zeros'"):
