@@ -24,6 +24,7 @@ Dask arrays (optional extra ``dask``) are accepted by ``matvec``/``rmatvec``/``m
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any
@@ -47,6 +48,10 @@ _SPEC_BYTES = 256 * 2**20
 _BATCH_BYTES = 4 * 2**20
 #: kernel spectra (one per FFT grid and conjugation) kept per operator
 _SPEC_CACHE = 6
+#: the adjoint of a boundary mode folds padded positions back by strided runs, up to this many ...
+_FOLD_RUNS = 64
+#: ... beyond, by 0/1 matrices over chunks of at most this many positions
+_FOLD_CHUNK = 256
 
 _DASK_HINT = "pip install convmatrix[dask]"
 
@@ -62,9 +67,8 @@ def _method_name(method: Any) -> str:
     return method
 
 
-def _check_flip(flip: Any) -> None:
-    if not isinstance(flip, (bool, np.bool_)):
-        raise TypeError(f"flip must be a bool; got {flip!r}")
+def _check_flip(flip: Any) -> bool:
+    return V.as_bool(flip, "flip")
 
 
 def _operator_dtype(matrix_dtype: np.dtype) -> np.dtype:
@@ -111,8 +115,9 @@ class _Plan:
     """
 
     def __init__(self, weight: np.ndarray, n, out, stride, dilation, pad_before, mode: str, groups: int,
-                 method: str) -> None:
+                 method: str, budget: int | None = None) -> None:
         self.weight = np.ascontiguousarray(weight)
+        self.budget = budget  # bytes one whole-volume call may use at its peak (None: no limit)
         self.n, self.out = tuple(n), tuple(out)
         self.s, self.d, self.pb = tuple(stride), tuple(dilation), tuple(pad_before)
         self.mode, self.g, self.method = mode, groups, method
@@ -131,6 +136,7 @@ class _Plan:
 
     # ---------------------------------------------------------------- weights in the layouts used
     def _w(self, conj: bool, dtype: np.dtype) -> np.ndarray:
+        conj = conj and self.weight.dtype.kind == "c"  # a real kernel is its own conjugate: one cache entry
         key = ("w", conj, np.dtype(dtype).str)
         if key not in self._cache:
             w = np.conj(self.weight) if conj and self.weight.dtype.kind == "c" else self.weight
@@ -139,6 +145,7 @@ class _Plan:
 
     def _mat(self, conj: bool, dtype: np.dtype, transposed: bool) -> np.ndarray:
         """``(g, og, K*cg)`` (taps major) or its ``(g, K*cg, og)`` transpose, contiguous."""
+        conj = conj and self.weight.dtype.kind == "c"
         key = ("mat", conj, np.dtype(dtype).str, transposed)
         if key not in self._cache:
             K = math.prod(self.k)
@@ -173,9 +180,27 @@ class _Plan:
 
         return tuple(next_fast_len((o - 1) * s + e, True) for o, s, e in zip(out, self.s, self.E))
 
-    def use_fft(self, batch: int, out: tuple[int, ...], itemsize: int) -> bool:
+    def use_fft(self, batch: int, out: tuple[int, ...], dt: Any, role: str = "forward") -> bool:
+        """Whether a correlation (``role="forward"``) or its transpose of ``batch`` vectors goes by FFT.
+
+        ``method="auto"`` takes the cheaper by a cost estimate, among the routes whose predicted peak
+        (:meth:`peak_bytes`, whole-volume calls only) fits in ``self.budget``.
+        """
         if self.method != "auto":
             return self.method == "fft"
+        dt = np.dtype(dt)
+        key = ("fft", batch, tuple(out), dt.str, role, self.budget)  # memoised: O(1), but on every product
+        if key not in self._cache:
+            self._cache[key] = self._choose_fft(batch, tuple(out), dt, role)
+        return self._cache[key]
+
+    def _choose_fft(self, batch: int, out: tuple[int, ...], dt: np.dtype, role: str) -> bool:
+        itemsize = dt.itemsize
+        if self.budget is not None and tuple(out) == self.out:
+            fits_fft = self.peak_bytes(role, batch, dt, True) <= self.budget
+            fits_direct = self.peak_bytes(role, batch, dt, False) <= self.budget
+            if fits_fft != fits_direct:
+                return fits_fft
         # estimated nanoseconds, calibrated on the reference machine (benchmarks/bench_operator.py)
         K, P = math.prod(self.k), math.prod(out)
         if self.cg == 1 and self.og == 1:  # tap accumulation: memory-bound, ~1.2 ns per multiply-add
@@ -195,6 +220,83 @@ class _Plan:
         if spectrum > max(_SPEC_BYTES, 4 * data):
             return False
         return fft < 0.7 * direct
+
+    # ---------------------------------------------------------------- predicted memory
+    def pads(self) -> bool:
+        """Whether the padded grid reads outside the input (otherwise :meth:`pad` returns a view)."""
+        return any(pb > 0 or length - pb > n for pb, length, n in zip(self.pb, self.L, self.n))
+
+    def _work_bytes(self, batch: int, it: int) -> int:
+        """Scratch of the direct route for whole-volume calls: the block of :meth:`_blocks` and a GEMM result."""
+        tap = self.cg == 1 and self.og == 1
+        row, budget = (self.g * it, _TAP_BYTES) if tap else (self.g * math.prod(self.k) * self.cg * it, _COL_BYTES)
+        per_row = max(1, row * math.prod(self.out[1:]))
+        rows = min(self.out[0], max(1, budget // per_row))
+        bb = min(batch, max(1, budget // (per_row * self.out[0]))) if rows == self.out[0] else 1
+        work = per_row * rows * bb
+        if not tap and rows < self.out[0]:  # partial rows: the GEMM result is a temporary
+            work += self.og * rows * math.prod(self.out[1:]) * it
+        return work
+
+    def spectrum_bytes(self, dt: Any) -> int:
+        """Bytes of one cached kernel spectrum (``method="fft"``) for whole-volume calls in ``dt``."""
+        dt = np.dtype(dt)
+        cit = dt.itemsize if dt.kind == "c" else 2 * dt.itemsize
+        M = self._fft_shape(self.out)
+        m = math.prod(M)
+        F = m if dt.kind == "c" else m // M[-1] * (M[-1] // 2 + 1)
+        return self.cout * self.cg * F * cit
+
+    def peak_bytes(self, role: str, batch: int, dt: Any, fft: bool, copy_input: bool = True) -> int:
+        """Predicted peak bytes (numpy buffers) of :meth:`forward` (``role="forward"``) or :meth:`transpose`
+        of ``batch`` whole volumes computed in ``dt``, by FFT or directly.
+
+        Closed form, O(number of axes): the contiguous copy of the input (``copy_input``), the
+        padded volume (one more copy for the folds of a boundary mode), the result, the direct
+        route's scratch (:meth:`_work_bytes`) or the FFT route's transforms, per-frequency
+        contraction and the building of one kernel spectrum, the cached weights and the per-axis
+        index vectors.  Each phase counts the arrays alive together at its worst point, so the
+        prediction is an upper bound (with a 1/16 margin), measured within about 2x of the traced
+        peak.  Spectra cached by earlier calls are not counted (see :meth:`spectrum_bytes`).
+        """
+        peak = self._peak(role, batch, np.dtype(dt), fft, copy_input)
+        return peak + peak // 16
+
+    def _peak(self, role: str, batch: int, dt: np.dtype, fft: bool, copy_input: bool) -> int:
+        it = dt.itemsize
+        cplx = dt.kind == "c"
+        cit = it if cplx else 2 * it
+        Xn = batch * self.cin * math.prod(self.n) * it
+        Yo = batch * self.cout * math.prod(self.out) * it
+        Xl = batch * self.cin * math.prod(self.L) * it
+        pads = self.pads()
+        folds = pads and self.mode != "zeros"
+        P = Xl if pads else 0  # the padded volume (a view of the input when nothing is padded)
+        pad_peak = 2 * Xl if folds else P
+        unpad = Xl + (2 * Xl if folds else Xn)  # the padded gradient, then the folded copies or the interior
+        # cached weight layouts; index vectors of every axis (kept) and of the longest (being built)
+        # (and 256 KiB of small arrays and bookkeeping)
+        fixed = 3 * self.cout * self.cg * math.prod(self.k) * it + 8 * sum(self.L) + 34 * max(self.L) + 2**18
+        src = (Xn if role == "forward" else Yo) if copy_input else 0
+        if not fft:
+            work = self._work_bytes(batch, it)
+            if role == "forward":
+                return src + max(pad_peak, P + Yo + work) + fixed
+            return src + max(Xl + work, unpad) + fixed
+        M = self._fft_shape(self.out)
+        m = math.prod(M)
+        F = m if cplx else m // M[-1] * (M[-1] // 2 + 1)
+        fixed += self.cout * self.cg * m * it + 2 * self.spectrum_bytes(dt)  # building one spectrum
+        Fin, Fout = batch * self.cin * F * cit, batch * self.cout * F * cit
+        Min, Mout = batch * self.cin * m * it, batch * self.cout * m * it
+        single = self.cg == 1 and self.og == 1
+        if role == "forward":
+            contract = Fout if single else Fin + 2 * Fout
+            work = max(Min + Fin, Fin + contract, Fin + Fout + Mout + Yo)
+            return src + max(pad_peak, P + work) + fixed
+        contract = Fin if single else Fout + 2 * Fin
+        work = max(Mout + Fout + contract, Mout + Fout + Fin + Min + Xl)
+        return src + max(work, unpad) + fixed
 
     # ---------------------------------------------------------------- padding (a gather) and its transpose (a fold-add)
     def sources(self, a: int, q: np.ndarray, present: tuple[int, int] = (0, None)) -> np.ndarray:
@@ -279,15 +381,54 @@ class _Plan:
                 src[axis] = run[1]
                 out[tuple(dst)] = G[tuple(src)]
             folded = np.nonzero(fold_mask)[0]
-            if folded.size:  # the few positions a boundary mode folds back: a small 0/1 matrix
-                uniq, inv = np.unique(i[folded] - lo[a], return_inverse=True)
-                onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
-                contrib = np.tensordot(onehot, np.take(G, folded, axis=axis), axes=([1], [axis]))
-                sl = [slice(None)] * G.ndim
-                sl[axis] = uniq
-                out[tuple(sl)] += np.moveaxis(contrib, 0, axis)
+            if folded.size:  # the positions a boundary mode folds back
+                self._fold_into(G, out, axis, folded, i[folded] - lo[a])
             G = out
         return G
+
+    @staticmethod
+    def _fold_into(G: np.ndarray, out: np.ndarray, axis: int, src: np.ndarray, dst: np.ndarray) -> None:
+        """``out[.., dst[j], ..] += G[.., src[j], ..]`` along ``axis`` (``src`` increasing, ``dst`` may repeat).
+
+        A boundary mode folds runs of padded positions onto runs of inputs with a constant step
+        (+1 circular, -1 mirrored, 0 replicated): each run is one in-place add of strided views (a
+        sum for step 0), so nothing slab-sized is copied.  Many short runs (a mirror much wider
+        than the input) go through small 0/1 matrices instead, on chunks of at most an eighth of
+        the axis so the slabs they copy stay small.
+        """
+        nd = G.ndim
+
+        def on(index) -> tuple:
+            sl = [slice(None)] * nd
+            sl[axis] = index
+            return tuple(sl)
+
+        if src.size > 1:
+            ds, dd = np.diff(src), np.diff(dst)
+            starts = np.concatenate(([0], np.nonzero((ds[1:] != ds[:-1]) | (dd[1:] != dd[:-1]))[0] + 2))
+        else:
+            starts = np.zeros(1, np.int64)
+        if starts.size <= _FOLD_RUNS:
+            ends = np.append(starts[1:], src.size)
+            for r0, r1 in zip(starts.tolist(), ends.tolist()):
+                s0, d0 = int(src[r0]), int(dst[r0])
+                if r1 - r0 == 1:
+                    out[on(slice(d0, d0 + 1))] += G[on(slice(s0, s0 + 1))]
+                    continue
+                s_step, d_step = int(src[r0 + 1] - src[r0]), int(dst[r0 + 1] - dst[r0])
+                s_run = slice(s0, int(src[r1 - 1]) + 1, s_step)
+                if d_step == 0:
+                    out[on(d0)] += G[on(s_run)].sum(axis=axis)
+                else:
+                    stop = int(dst[r1 - 1]) + (1 if d_step > 0 else -1)
+                    out[on(slice(d0, stop if stop >= 0 else None, d_step))] += G[on(s_run)]
+            return
+        chunk = max(1, min(_FOLD_CHUNK, G.shape[axis] // 8))
+        for c0 in range(0, src.size, chunk):
+            uniq, inv = np.unique(dst[c0:c0 + chunk], return_inverse=True)
+            onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
+            contrib = np.tensordot(onehot, np.take(G, src[c0:c0 + chunk], axis=axis), axes=([1], [axis]))
+            out[on(uniq)] += np.moveaxis(contrib, 0, axis)
 
     def pad(self, x: np.ndarray) -> np.ndarray:
         """``(B, C, *n) -> (B, C, *L)``: position ``m`` holds input ``fold(m - p_before)``."""
@@ -301,14 +442,14 @@ class _Plan:
     def correlate(self, P: np.ndarray, out: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
         """Strided, dilated, grouped correlation of a padded ``(B, C_in, *Lp)`` block: ``(B, C_out, *out)``."""
         dt = np.result_type(P.dtype, self.weight.dtype)
-        fft = self.use_fft(P.shape[0], out, dt.itemsize) if method is None else method == "fft"
+        fft = self.use_fft(P.shape[0], out, dt, "forward") if method is None else method == "fft"
         return self._correlate_fft(P, out, conj, dt) if fft else self._correlate_direct(P, out, conj, dt)
 
     def correlate_t(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
         """Transpose of :meth:`correlate` (no conjugation unless ``conj``): ``(B, C_out, *o) -> (B, C_in, *length)``."""
         dt = np.result_type(Y.dtype, self.weight.dtype)
         out = Y.shape[2:]
-        fft = self.use_fft(Y.shape[0], out, dt.itemsize) if method is None else method == "fft"
+        fft = self.use_fft(Y.shape[0], out, dt, "transpose") if method is None else method == "fft"
         return self._correlate_t_fft(Y, length, conj, dt) if fft else self._correlate_t_direct(Y, length, conj, dt)
 
     def _correlate_direct(self, P, out, conj, dt):
@@ -379,11 +520,14 @@ class _Plan:
         return G.reshape((B, self.cin) + tuple(length))
 
     # ---------------------------------------------------------------- FFT correlation and transpose
-    def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype) -> np.ndarray:
-        """Kernel spectrum ``(F, g, og, cg)`` on the grid ``M``: dilated kernel, reversed for the forward."""
+    def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype,
+                  transposed: bool = False) -> np.ndarray:
+        """Kernel spectrum ``(F, g, og, cg)`` (``transposed``: ``(F, g, cg, og)``) on the grid ``M``: dilated
+        kernel, reversed for the forward; contiguous and cached."""
         import scipy.fft as fft
 
-        key = ("spec", M, conj, real, reverse, np.dtype(dt).str)
+        conj = conj and self.weight.dtype.kind == "c"
+        key = ("spec", M, conj, real, reverse, np.dtype(dt).str, transposed)
         if key in self._cache:
             return self._cache[key]
         axes = tuple(range(2, 2 + self.nd))
@@ -399,7 +543,8 @@ class _Plan:
                 wd = np.roll(np.flip(wd, axis=axes), 1, axis=axes)
             S = fft.fftn(wd, s=M, axes=axes)
         F = math.prod(S.shape[2:])
-        S = np.ascontiguousarray(S.reshape(self.g, self.og, self.cg, F).transpose(3, 0, 1, 2))
+        S = np.ascontiguousarray(S.reshape(self.g, self.og, self.cg, F).transpose((3, 0, 2, 1) if transposed
+                                                                                 else (3, 0, 1, 2)))
         spectra = [k for k in self._cache if k[0] == "spec"]
         if len(spectra) >= _SPEC_CACHE:  # Dask blocks of many shapes: keep the most recent grids only
             del self._cache[spectra[0]]
@@ -442,8 +587,8 @@ class _Plan:
         up = np.zeros(Y.shape[:2] + M, dt)
         up[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))] = Y
         Uh = fft.rfftn(up, axes=axes) if real else fft.fftn(up, axes=axes)
-        S = self._spectrum(M, conj, real, False, dt)  # (F, g, og, cg)
-        Gh = self._contract(np.ascontiguousarray(S.transpose(0, 1, 3, 2)), Uh, self.og, self.cg)
+        S = self._spectrum(M, conj, real, False, dt, transposed=True)  # (F, g, cg, og)
+        Gh = self._contract(S, Uh, self.og, self.cg)
         G = fft.irfftn(Gh, s=M, axes=axes) if real else fft.ifftn(Gh, s=M, axes=axes)
         res = np.zeros(G.shape[:2] + tuple(length), dt)
         keep = tuple(slice(0, min(m, l)) for m, l in zip(M, length))
@@ -624,18 +769,82 @@ def _runs(true: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 # ----------------------------------------------------------------------------- the operators
+def _vectors(x: Any, name: str, rows: int, *, matrix: bool | None) -> Any:
+    """Validate what is given to matvec/matmat (and their adjoints): a numeric array with ``rows`` rows.
+
+    ``matrix``: True for ``(rows, K)``, False for ``(rows,)``/``(rows, 1)``, None for either.
+    Returns ``x`` as an array (an ``np.matrix`` unchanged, for scipy's matrix-in, matrix-out rule).
+    Errors name the argument, the rule and the shape or type received, never the contents.
+    """
+    want = {True: f"({rows}, K) (vectors as columns)", False: f"({rows},) or ({rows}, 1)",
+            None: f"({rows},) or ({rows}, K) (vectors as columns)"}[matrix]
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array of shape {want}; got a {type(x).__name__}")
+    if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # scipy.sparse: np.asarray would make a 0-d object array
+        raise TypeError(f"{name} must be a dense numeric array of shape {want}; got a scipy sparse "
+                        f"{type(x).__name__}: pass {name}.toarray()")
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmask(x) is not np.ma.nomask and np.ma.getmaskarray(x).any():
+        raise ValueError(f"{name} is a masked array with masked entries, and an operator has no mask: "
+                         f"pass {name}.filled(0) (or the fill you mean) instead")
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception:  # ragged nested sequences and the like
+            raise TypeError(f"{name} must be a numeric array of shape {want}; got a {type(x).__name__} that "
+                            f"numpy cannot turn into one") from None
+    elif isinstance(x, np.ma.MaskedArray):
+        x = np.ma.getdata(x)
+    if x.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must have a numeric dtype (bool, integer, float or complex); got dtype {x.dtype} "
+                        f"with shape {x.shape}")
+    two = x.ndim == 2 and x.shape[0] == rows
+    ok = two if matrix else (x.shape in ((rows,), (rows, 1)) or (matrix is None and two))
+    if not ok:
+        raise ValueError(f"{name} must have shape {want}, the operator having {rows} "
+                         f"{'columns' if name.lower() == 'x' else 'rows'}; got shape {x.shape}")
+    return x
+
+
+def _derived_sparse(root: Any, transposed: bool, conj: bool, format: Any, max_bytes: Any) -> Any:
+    """``root.to_sparse()`` transposed and/or conjugated, built in the format whose transpose is ``format``.
+
+    ``csr``/``csc``/``coo`` come out of the builder already transposed (a transpose is then a
+    view, and the conjugation is done in place on the fresh matrix): the peak is the builder's.
+    The other formats go through CSR, refused first if CSR + the format exceed ``max_bytes``.
+    """
+    from ._build import check_budget, convert
+
+    fmt = V.sparse_format(format)
+    flip = {"csr": "csc", "csc": "csr", "coo": "coo"}
+    inner = (flip.get(fmt, "csc") if transposed else (fmt if fmt in flip else "csr"))
+    budget = V.budget(max_bytes)
+    what = f"{type(root).__name__}{'.T' if transposed else ''}{'.conj()' if conj else ''}.to_sparse"
+    dtype = V.result_dtype(root.kernel, root._keywords["dtype"])
+    if fmt not in flip:
+        check_budget(root.geometry, dtype, budget, what, fmt)
+    C = root.to_sparse(format=inner, max_bytes=max_bytes)
+    if transposed:
+        C = C.T
+    if conj and C.dtype.kind == "c":
+        np.conjugate(C.data, out=C.data)
+    return C if C.format == fmt else convert(C, root.geometry, fmt, budget, what)
+
+
 class _ConvLinearOperator(LinearOperator):
     """A convolution core used forwards (``role="forward"``) or transposed, conjugated or not.
 
     The four linear maps around one convolution ``C`` are ``C`` (forward), ``conj(C)`` (forward,
     conjugated weights), ``C.T`` (transpose) and ``C.H`` (transpose, conjugated weights); each
     one's ``.T``/``.H`` is another of the four, computed directly (no extra conjugation passes).
+    Every one pickles (no closures): a derived operator keeps its root operator and how it
+    transposes and conjugates it.
     """
 
-    def __init__(self, plan: _Plan, role: str, conj: bool, dtype: np.dtype, channel_axis: bool, sparse) -> None:
+    def __init__(self, plan: _Plan, role: str, conj: bool, dtype: np.dtype, channel_axis: bool,
+                 root: Any = None) -> None:
         self._plan, self._role, self._conj = plan, role, conj
         self._channel_axis = channel_axis
-        self._sparse = sparse
+        self._root = self if root is None else root  # the ConvOperator/ConvTransposeOperator (role, not conjugated)
         cin, cout = plan.cin * math.prod(plan.n), plan.cout * math.prod(plan.out)
         shape = (cout, cin) if role == "forward" else (cin, cout)
         super().__init__(dtype=dtype, shape=shape)
@@ -655,59 +864,124 @@ class _ConvLinearOperator(LinearOperator):
         c, sp = (p.cout, p.out) if self._role == "forward" else (p.cin, p.n)
         return ((c,) if self._channel_axis else ()) + tuple(sp)
 
+    @property
+    def max_bytes(self) -> int | None:
+        """Peak bytes one product may use (shared with ``.T``/``.H``); ``None``: no limit."""
+        return self._plan.budget
+
     def _map(self, X: np.ndarray, role: str, conj: bool) -> np.ndarray:
         """Apply to a batch ``(B, C, *spatial)`` of the role's input space."""
         return self._plan.forward(X, conj) if role == "forward" else self._plan.transpose(X, conj)
 
-    def _batch(self, X: np.ndarray, role: str, conj: bool) -> np.ndarray:
+    def _step(self, role: str, dt: np.dtype) -> int:
+        """Columns per group in a batch: the largest per-vector intermediate of a group stays near 4 MiB."""
+        p = self._plan
+        per_vector = max(p.cin * math.prod(p.n), p.cout * math.prod(p.out), p.cin * math.prod(p.L))
+        if p.method != "direct":
+            per_vector = max(per_vector, (p.cin + p.cout) * math.prod(p._fft_shape(p.out)))
+        return max(1, _BATCH_BYTES // (per_vector * np.dtype(dt).itemsize))
+
+    def _call_bytes(self, role: str, K: int, dt: Any, copy_input: bool = True) -> int:
+        """Predicted peak bytes of one product with ``K`` vectors computed in ``dt`` (closed form)."""
+        p = self._plan
+        dt = np.dtype(dt)
+        b = 1 if K <= 1 else min(K, self._step(role, dt))
+        peak = p.peak_bytes(role, b, dt, p.use_fft(b, p.out, dt, role), copy_input or K > 1)
+        if K > 1:  # the result, filled group by group
+            rows = p.cout * math.prod(p.out) if role == "forward" else p.cin * math.prod(p.n)
+            peak += K * rows * dt.itemsize
+        return peak
+
+    def _guard(self, role: str, K: int, dt: np.dtype, name: str, copy_input: bool = True) -> None:
+        budget = self._plan.budget
+        if budget is None:
+            return
+        key = ("peak", role, K, np.dtype(dt).str, copy_input, budget)  # O(1) arithmetic, memoised per call shape
+        need = self._plan._cache.get(key)
+        if need is None:
+            need = self._plan._cache[key] = self._call_bytes(role, K, dt, copy_input)
+        if need > budget:
+            cols = f" of {K} vectors" if K > 1 else ""
+            V.refuse(f"{self._name()}.{name}{cols} in {np.dtype(dt)}", need, budget,
+                     ("pass fewer vectors at a time, or " if K > 1 else "")
+                     + "create the operator with a larger max_bytes (or max_bytes=None)")
+
+    def _check_construction(self) -> None:
+        """Refuse now (nothing allocated yet) an operator whose one-vector products exceed ``max_bytes``."""
+        p = self._plan
+        if p.budget is None:
+            return
+        dt = self.dtype
+        need = max(self._call_bytes(role, 1, dt) for role in ("forward", "transpose"))
+        if need <= p.budget:
+            return
+        direct = max(p.peak_bytes(role, 1, dt, False) for role in ("forward", "transpose"))
+        if p.method == "fft" and direct <= p.budget:
+            hint = (f"the kernel spectrum of method='fft' is the bulk ({p.cout}x{p.cg} channels on the FFT grid "
+                    f"{p._fft_shape(p.out)}): use method='direct' or 'auto', or pass a larger max_bytes")
+        else:
+            hint = "pass a larger max_bytes, or max_bytes=None to disable the guard"
+        V.refuse(f"one product of {type(self).__name__} with shape {self.shape} in {np.dtype(dt)}", need, p.budget,
+                 hint)
+
+    def _name(self) -> str:
+        kind = {("forward", False): "C", ("forward", True): "conj(C)", ("transpose", False): "C.T",
+                ("transpose", True): "C.H"}[(self._role, self._conj)]
+        return f"{type(self._root).__name__} ({kind})"
+
+    def _batch(self, X: np.ndarray, role: str, conj: bool, name: str = "matmat") -> np.ndarray:
         """Columns of ``X`` are vectors: ``(N, K) -> (M, K)``."""
         p = self._plan
         c, sp = (p.cin, p.n) if role == "forward" else (p.cout, p.out)
         X = np.asarray(X)
         dt = np.result_type(X.dtype, self.dtype)
         K = X.shape[1]
+        self._guard(role, K, dt, name, K > 1 or X.dtype != dt or not X.T.flags.c_contiguous)
         if K == 1:
             batch = np.ascontiguousarray(X.T, dtype=dt).reshape((1, c) + tuple(sp))
             return self._map(batch, role, conj).reshape(1, -1).T
         # a few columns at a time: temporaries stay small and reused instead of batch-sized fresh pages
         m = self.shape[0] if role == self._role else self.shape[1]
-        step = max(1, _BATCH_BYTES // (max(X.shape[0], m) * dt.itemsize))
+        step = self._step(role, dt)
         out = np.empty((K, m), np.result_type(dt, self._plan.weight.dtype))
         for k0 in range(0, K, step):
             k1 = min(K, k0 + step)
             batch = np.ascontiguousarray(X[:, k0:k1].T, dtype=dt).reshape((k1 - k0, c) + tuple(sp))
             out[k0:k1] = self._map(batch, role, conj).reshape(k1 - k0, m)
+            del batch  # before the next group's copy
         return out.T
 
     def _other(self) -> str:
         return "transpose" if self._role == "forward" else "forward"
 
     def _matvec(self, x):
-        return self._batch(np.reshape(x, (-1, 1)), self._role, self._conj)
+        return self._batch(np.reshape(x, (-1, 1)), self._role, self._conj, "matvec")
 
     def _matmat(self, X):
-        return self._batch(X, self._role, self._conj)
+        return self._batch(X, self._role, self._conj, "matmat")
 
     def _rmatvec(self, x):
-        return self._batch(np.reshape(x, (-1, 1)), self._other(), not self._conj)
+        return self._batch(np.reshape(x, (-1, 1)), self._other(), not self._conj, "rmatvec")
 
     def _rmatmat(self, X):
-        return self._batch(X, self._other(), not self._conj)
+        return self._batch(X, self._other(), not self._conj, "rmatmat")
 
-    def _derived(self, role: str, conj: bool, sparse) -> _ConvLinearOperator:
-        return _ConvLinearOperator(self._plan, role, conj, self.dtype, self._channel_axis, sparse)
+    def _derived(self, role: str, conj: bool) -> _ConvLinearOperator:
+        return _ConvLinearOperator(self._plan, role, conj, self.dtype, self._channel_axis, self._root)
 
     def _transpose(self) -> _ConvLinearOperator:
-        return self._derived(self._other(), self._conj,
-                             lambda format, max_bytes: self.to_sparse(max_bytes=max_bytes).T.asformat(format))
+        return self._derived(self._other(), self._conj)
 
     def _adjoint(self) -> _ConvLinearOperator:
-        return self._derived(self._other(), not self._conj,
-                             lambda format, max_bytes: self.to_sparse(max_bytes=max_bytes).conj().T.asformat(format))
+        return self._derived(self._other(), not self._conj)
 
     def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
-        """The explicit sparse matrix of this operator (refused above ``max_bytes``, as the builders do)."""
-        return self._sparse(format=format, max_bytes=max_bytes)
+        """The explicit sparse matrix of this operator (refused above ``max_bytes``, as the builders do).
+
+        Built by the root operator's builder directly in the format whose transpose is the one
+        asked for (``csr``/``csc``/``coo``), so transposing costs no copy and conjugating is in place.
+        """
+        return _derived_sparse(self._root, self._role != self._root._role, self._conj, format, max_bytes)
 
     # ---------------------------------------------------------------- dask entry points
     def _dask_apply(self, x, role: str, conj: bool, name: str):
@@ -718,7 +992,8 @@ class _ConvLinearOperator(LinearOperator):
         shaped = tuple(x.shape) == vol
         if x.ndim == 2 and x.shape[0] == n_in and not shaped:  # a batch of columns: one batch chunk per task
             rows = self.shape[0] if role == self._role else self.shape[1]
-            return _dask_columns(lambda b: self._batch(b, role, conj), x, rows, np.result_type(x.dtype, self.dtype))
+            return _dask_columns(functools.partial(self._batch, role=role, conj=conj), x, rows,
+                                 np.result_type(x.dtype, self.dtype))
         flat = x.ndim == 1 and x.shape[0] == n_in and not shaped
         if not flat and not shaped:
             raise ValueError(
@@ -733,37 +1008,56 @@ class _ConvLinearOperator(LinearOperator):
         return res.reshape(-1) if flat else res
 
     def matvec(self, x: Any) -> Any:
-        """``A @ x``; a dask ``x`` (flat, or shaped like the input volume) gives a lazy dask result."""
+        """``A @ x`` for ``x`` of shape ``(N,)`` or ``(N, 1)``; a dask ``x`` (flat, or shaped like the input
+        volume) gives a lazy dask result.
+
+        Raises ``TypeError`` (not a numeric array) or ``ValueError`` (wrong shape, masked entries)
+        naming ``x``, and :class:`~convmatrix.MatrixTooLargeError` when the product is predicted to
+        need more than the operator's ``max_bytes`` at its peak.
+        """
         if _is_dask(x):
             return self._dask_apply(x, self._role, self._conj, "matvec")
-        return super().matvec(x)
+        return super().matvec(_vectors(x, "x", self.shape[1], matrix=False))
 
     def rmatvec(self, x: Any) -> Any:
-        """``A.H @ x``; accepts dask arrays like :meth:`matvec`."""
+        """``A.H @ x`` for ``x`` of shape ``(M,)`` or ``(M, 1)``; accepts dask arrays and raises like :meth:`matvec`."""
         if _is_dask(x):
             return self._dask_apply(x, self._other(), not self._conj, "rmatvec")
-        return super().rmatvec(x)
+        return super().rmatvec(_vectors(x, "y", self.shape[0], matrix=False))
 
     def matmat(self, X: Any) -> Any:
-        """``A @ X`` for a batch of column vectors; a dask ``X`` is processed one column chunk per task."""
+        """``A @ X`` for a batch ``(N, K)`` of column vectors; a dask ``X`` is processed one column chunk per
+        task.  Raises like :meth:`matvec`."""
         if _is_dask(X):
             if X.ndim != 2:
                 raise ValueError(f"matmat expects a 2-D array (vectors as columns); got shape {X.shape}")
             return self._dask_apply(X, self._role, self._conj, "matmat")
-        return super().matmat(X)
+        return super().matmat(_vectors(X, "X", self.shape[1], matrix=True))
 
     def rmatmat(self, X: Any) -> Any:
-        """``A.H @ X``; accepts dask arrays like :meth:`matmat`."""
+        """``A.H @ Y`` for a batch ``(M, K)``; accepts dask arrays and raises like :meth:`matmat`."""
         if _is_dask(X):
             if X.ndim != 2:
                 raise ValueError(f"rmatmat expects a 2-D array (vectors as columns); got shape {X.shape}")
             return self._dask_apply(X, self._other(), not self._conj, "rmatmat")
-        return super().rmatmat(X)
+        return super().rmatmat(_vectors(X, "Y", self.shape[0], matrix=True))
 
     def dot(self, x: Any) -> Any:
+        """``A @ x``: a vector ``(N,)``/``(N, 1)`` (matvec), a batch ``(N, K)`` (matmat), a scalar (a scaled
+        operator) or another LinearOperator (a product)."""
         if _is_dask(x):
             return self.matvec(x) if x.ndim == 1 or tuple(x.shape) == self.input_vector_shape else self.matmat(x)
-        return super().dot(x)
+        if isinstance(x, LinearOperator) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
+            return super().dot(x)
+        if isinstance(x, (str, bytes)):
+            raise TypeError(f"x must be a numeric array, a scalar or a LinearOperator; got a {type(x).__name__}")
+        arr = _vectors(x, "x", self.shape[1], matrix=None)
+        return self.matvec(arr) if arr.ndim == 1 or arr.shape[1] == 1 else self.matmat(arr)
+
+    def __matmul__(self, other: Any) -> Any:
+        if isinstance(other, (str, bytes)):
+            raise TypeError(f"x must be a numeric array or a LinearOperator; got a {type(other).__name__}")
+        return super().__matmul__(other)
 
     def __repr__(self) -> str:
         kind = {("forward", False): "C", ("forward", True): "conj(C)", ("transpose", False): "C.T",
@@ -792,16 +1086,36 @@ class ConvOperator(_ConvLinearOperator):
         ``"direct"``: strided views, im2col blocks of at most 8 MiB and BLAS GEMMs;
         ``"fft"``: ``scipy.fft`` (stride-1 correlation of the padded input, then the strided
         samples); ``"auto"``: FFT when its estimated cost is lower (large kernels) and the
-        kernel spectrum is small enough to cache.
+        kernel spectrum is small enough to cache, among the routes that fit in ``max_bytes``.
+    max_bytes : int, None or "auto"
+        Peak bytes one product (``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, of this
+        operator and of its ``.T``/``.H``) may allocate: ``"auto"`` (default) half the RAM,
+        ``None`` no limit.  The peak of a product is predicted in closed form (padded copies,
+        im2col blocks, FFT grids, the kernel spectrum it builds, the result) and a product
+        predicted above it raises before allocating; the constructor already refuses an
+        operator whose one-vector products cannot fit.
 
     Attributes
     ----------
     geometry : Geometry
         The validated geometry, the same object ``conv_matrix`` builds from.
+    max_bytes : int or None
+        The budget of one product, in bytes (shared with ``.T``, ``.H`` and the like).
     shape : tuple of int
         ``(C_out * prod(output_shape), C_in * prod(input_shape))``.
     input_vector_shape, output_vector_shape : tuple of int
         ``(C_in, *input_shape)`` and ``(C_out, *output_shape)`` (spatial only for a spatial kernel).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid keywords (as :func:`convmatrix.conv_matrix`; ``flip`` must be a bool, ``method``
+        one of the three).  Products raise ``TypeError``/``ValueError`` naming the argument for
+        anything but a numeric array of the right shape (the contents are never printed).
+    MatrixTooLargeError
+        One product of a single vector is predicted above ``max_bytes`` (e.g. ``method="fft"``
+        forced with many channels, or a padding far wider than the input); products with more
+        vectors or a wider dtype are checked when called.
 
     Notes
     -----
@@ -849,11 +1163,13 @@ class ConvOperator(_ConvLinearOperator):
         flip: bool = False,
         dtype: Any = None,
         method: str = "auto",
+        max_bytes: Any = "auto",
     ) -> None:
         k = V.kernel_array(kernel)
         mdtype = V.result_dtype(k, dtype)
-        _check_flip(flip)
+        flip = _check_flip(flip)
         method = _method_name(method)
+        budget = V.budget(max_bytes)
         geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                              padding_mode=padding_mode)
         odtype = _operator_dtype(mdtype)
@@ -861,13 +1177,14 @@ class ConvOperator(_ConvLinearOperator):
         if flip:
             weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
         plan = _Plan(weight, geom.input_shape, geom.output_shape, geom.stride, geom.dilation,
-                     tuple(p[0] for p in geom.padding), geom.padding_mode, geom.groups, method)
+                     tuple(p[0] for p in geom.padding), geom.padding_mode, geom.groups, method, budget)
         self.geometry: Geometry = geom
         self.kernel = k
         self.method = method
         self._keywords = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                               padding_mode=padding_mode, flip=flip, dtype=dtype)
-        super().__init__(plan, "forward", False, odtype, geom.channel_axis, self._build)
+        super().__init__(plan, "forward", False, odtype, geom.channel_axis)
+        self._check_construction()
 
     def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
         from .matrices import conv_matrix
@@ -906,6 +1223,13 @@ class ConvTransposeOperator(_ConvLinearOperator):
         As :func:`convmatrix.conv_transpose_matrix` (``padding_mode`` only ``"zeros"``).
     method : {"auto", "direct", "fft"}
         As :class:`ConvOperator`.
+    max_bytes : int, None or "auto"
+        As :class:`ConvOperator`: the peak bytes one product may allocate.
+
+    Raises
+    ------
+    ValueError, TypeError, MatrixTooLargeError
+        As :class:`ConvOperator`.
 
     Notes
     -----
@@ -938,11 +1262,13 @@ class ConvTransposeOperator(_ConvLinearOperator):
         padding_mode: str = "zeros",
         dtype: Any = None,
         method: str = "auto",
+        max_bytes: Any = "auto",
     ) -> None:
         k = V.kernel_array(kernel)
         mdtype = V.result_dtype(k, dtype)
         V.padding_mode_name(padding_mode, allowed=("zeros",))
         method = _method_name(method)
+        budget = V.budget(max_bytes)
         geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding,
                                        output_padding=output_padding, dilation=dilation, groups=groups,
                                        output_shape=output_shape)
@@ -950,13 +1276,14 @@ class ConvTransposeOperator(_ConvLinearOperator):
         # the weight (C_in, C_out/g, *k) is the conv weight of the convolution N-space -> n-space
         weight = k.reshape((geom.in_channels, geom.out_per_group) + geom.kernel_shape).astype(odtype)
         plan = _Plan(weight, geom.output_shape, geom.input_shape, geom.stride, geom.dilation,
-                     tuple(p[0] for p in geom.padding), "zeros", geom.groups, method)
+                     tuple(p[0] for p in geom.padding), "zeros", geom.groups, method, budget)
         self.geometry: Geometry = geom
         self.kernel = k
         self.method = method
         self._keywords = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
                               groups=groups, output_shape=output_shape, padding_mode=padding_mode, dtype=dtype)
-        super().__init__(plan, "transpose", False, odtype, geom.channel_axis, self._build)
+        super().__init__(plan, "transpose", False, odtype, geom.channel_axis)
+        self._check_construction()
 
     def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
         from .matrices import conv_transpose_matrix

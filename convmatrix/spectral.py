@@ -79,63 +79,128 @@ def _rebuild(value: float, info: dict) -> SpectralNorm:
     return SpectralNorm(value, **info)
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- validation helpers
 def _spectral_method(method: Any) -> str:
-    if not isinstance(method, str) or method not in SPECTRAL_METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, SPECTRAL_METHODS))}; got {method!r}")
+    rule = f"method must be one of {', '.join(map(repr, SPECTRAL_METHODS))}"
+    if not isinstance(method, str):
+        raise TypeError(f"{rule}; got {method!r} of type {type(method).__name__}")
+    if method not in SPECTRAL_METHODS:
+        raise ValueError(f"{rule}; got {method!r}")
     return method
 
 
-def _engine_weight(k: np.ndarray, geom: Geometry, flip: bool = False) -> np.ndarray:
-    w = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
-    if flip:
-        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
-    return w
+def _finite_kernel(k: np.ndarray) -> None:
+    """Refuse NaN/inf entries: LAPACK and ARPACK would print noise and return garbage."""
+    if k.dtype.kind in "fc":
+        bad = k.size - int(np.count_nonzero(np.isfinite(k)))
+        if bad:
+            raise ValueError(f"kernel must be finite (no NaN or inf) for a spectrum; got {bad} non-finite "
+                             f"entr{'y' if bad == 1 else 'ies'} in an array of shape {k.shape}")
 
 
+def _compute_dtype(kdt: np.dtype, single: bool) -> np.dtype:
+    """float32/complex64 kernels compute in single precision when ``single``; everything else
+    (integers, bools, float64, extended precision) in float64/complex128."""
+    low = single and kdt in (np.float32, np.complex64)
+    if kdt.kind == "c":
+        return np.dtype(np.complex64 if low else np.complex128)
+    return np.dtype(np.float32 if low else np.float64)
+
+
+def _scaled(k: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, int]:
+    """``(k * 2**-e in dt, e)`` with the largest magnitude in [0.5, 1) (``e = 0`` for a zero kernel).
+
+    Scaling by a power of two is exact; it keeps the transforms, SVDs and Krylov products of
+    kernels near the ends of the float range from overflowing or underflowing.
+    """
+    if k.dtype.kind in "fc" and np.abs(k).max() > np.finfo(dt).max:  # extended precision beyond dt's range
+        raise ValueError(f"kernel entries must be within the range of {dt} for a spectrum; got a kernel of dtype "
+                         f"{k.dtype} whose largest magnitude overflows it")
+    ks = k.astype(dt)
+    top = float(np.abs(ks).max())
+    if top == 0.0:
+        return ks, 0
+    e = math.frexp(top)[1]
+    parts = (ks.real, ks.imag) if dt.kind == "c" else (ks,)
+    for part in parts:
+        np.ldexp(part, -e, out=part)
+    return ks, e
+
+
+def _unscale(value: float, e: int, what: str) -> float:
+    try:
+        return math.ldexp(value, e)
+    except OverflowError:
+        raise ValueError(f"the {what} of this kernel, about 2**{math.frexp(value)[1] + e}, overflows float64") from None
+
+
+# ----------------------------------------------------------------------------- circulant spectra
 def _block_spectrum(w: np.ndarray, grid: tuple[int, ...], dilation: tuple[int, ...], groups: int):
-    """Per-frequency blocks ``(F, groups, C_out/g, C_in/g)`` of the circulant on ``grid`` and a weight per block.
+    """Per-frequency blocks ``(F, groups, C_out/g, C_in/g)`` of the circulant on ``grid`` and multiplicities.
 
     Taps are wrapped modulo the grid (kernels larger than the input fold onto themselves, as the
     circulant matrix does).  For a real kernel only the ``rfftn`` half is transformed; the other
-    half are complex conjugates with the same singular values, so each frequency carries a
-    multiplicity (1 or 2).
+    half are complex conjugates with the same singular values, so each frequency of the last
+    axis carries a multiplicity (1 or 2; ``None`` for a complex kernel: all 1).
     """
     import scipy.fft as fft
 
     nd = len(grid)
     cout, cg = w.shape[:2]
-    dt = np.result_type(w.dtype, np.float32)
-    wrapped = np.zeros((cout, cg) + tuple(grid), dt)
+    wrapped = np.zeros((cout, cg) + tuple(grid), w.dtype)
     idx = [np.mod(np.arange(k) * d, n) for k, d, n in zip(w.shape[2:], dilation, grid)]
-    np.add.at(wrapped, (slice(None), slice(None)) + np.ix_(*idx), w.astype(dt, copy=False))
+    np.add.at(wrapped, (slice(None), slice(None)) + np.ix_(*idx), w)
     axes = tuple(range(2, 2 + nd))
-    if dt.kind == "c":
-        spec = fft.fftn(wrapped, axes=axes)
-        mult = np.ones(spec.shape[2:], np.int64)
+    if w.dtype.kind == "c":
+        spec, mult = fft.fftn(wrapped, axes=axes), None
     else:
         spec = fft.rfftn(wrapped, axes=axes)
-        n_last = grid[-1]
         f = np.arange(spec.shape[-1])
-        twice = (f > 0) & (2 * f != n_last)  # frequencies whose conjugate partner is not transformed
-        mult = np.broadcast_to(np.where(twice, 2, 1), spec.shape[2:])
+        mult = np.where((f > 0) & (2 * f != grid[-1]), 2, 1)  # conjugate partner not transformed: twice
+    del wrapped
     F = math.prod(spec.shape[2:])
     blocks = spec.reshape(groups, cout // groups, cg, F).transpose(3, 0, 1, 2)
-    return blocks, mult.reshape(F)
+    return blocks, mult
 
 
 def _circulant_svals(w, grid, dilation, groups) -> np.ndarray:
+    """Every singular value of the circulant, descending, in the real dtype of ``w``."""
     blocks, mult = _block_spectrum(w, grid, dilation, groups)
     s = np.linalg.svd(blocks, compute_uv=False)  # (F, g, min(og, cg)), batched LAPACK
-    s = np.repeat(s.reshape(s.shape[0], -1), mult, axis=0).ravel()
-    return -np.sort(-s)
+    del blocks
+    if mult is not None:  # repeat along the last frequency axis (the order is sorted away)
+        last = mult.size
+        s = np.repeat(s.reshape(-1, last, s.shape[1] * s.shape[2]), mult, axis=1)
+    s = s.reshape(-1)
+    np.negative(s, out=s)  # descending sort in place
+    s.sort()
+    np.negative(s, out=s)
+    return s
 
 
 def _circulant_norm(w, grid, dilation, groups) -> float:
     blocks, _ = _block_spectrum(w, grid, dilation, groups)
-    if blocks.shape[2] == 1 or blocks.shape[3] == 1:
-        return float(np.sqrt((np.abs(blocks) ** 2).sum(axis=(2, 3))).max())
+    if blocks.shape[2] == 1 or blocks.shape[3] == 1:  # a column or a row per block: its Euclidean norm
+        a = np.abs(blocks)
+        del blocks
+        np.square(a, out=a)
+        return float(np.sqrt(a.sum(axis=(2, 3)).max()))
     return float(np.linalg.svd(blocks, compute_uv=False).max())
+
+
+def _circulant_bytes(c: int, mm: int, grid: tuple[int, ...], dt: np.dtype) -> int:
+    """Peak bytes of :func:`_circulant_norm` / the spectrum of :func:`_circulant_svals` on ``grid``.
+
+    ``c = C_out * C_in/groups`` kernel channels, ``mm`` singular values per frequency (all groups).
+    The dilated kernel wrapped on the grid and its transform, or the transform and the magnitudes
+    (or batched SVD output) computed from it.
+    """
+    P = math.prod(grid)
+    cplx = dt.kind == "c"
+    F = P if cplx else P // grid[-1] * (grid[-1] // 2 + 1)
+    r = dt.itemsize // 2 if cplx else dt.itemsize  # real itemsize
+    spec = c * F * 2 * r
+    return max(c * P * dt.itemsize + spec, spec + spec // 2, spec + F * mm * r)
 
 
 def _is_circulant(geom: Geometry) -> bool:
@@ -144,21 +209,54 @@ def _is_circulant(geom: Geometry) -> bool:
             and geom.output_shape == geom.input_shape)
 
 
+def _read_length(ax) -> int:
+    return (ax.out - 1) * ax.s + ax.d * (ax.k - 1) + 1
+
+
+def _fold_multiplicity(n: int, L: int, pb: int, mode: str) -> int:
+    """Largest number of padded positions ``m in [0, L)`` reading one input ``fold(m - pb)``.
+
+    Closed form for zeros, circular and replicate; the mirror modes count per residue of their
+    period (O(n) work and memory, n the input length of the axis).
+    """
+    lo, hi = -pb, L - pb  # positions q = m - pb read, before folding
+    if mode == "zeros":
+        return 1 if max(lo, 0) < min(hi, n) else 0
+    if mode == "circular":
+        return -(-L // n)
+    if n == 1:
+        return L
+    if mode == "replicate":
+        inner = 1 if max(lo, 1) < min(hi, n - 1) else 0
+        return max(inner, max(0, min(hi, 1) - lo), max(0, hi - max(lo, n - 1)))
+    period = 2 * n if mode == "symmetric" else 2 * (n - 1)
+    r = np.arange(period)
+    count = (hi - 1 - r) // period - (lo - 1 - r) // period  # positions with q = r (mod period)
+    return int(np.bincount(fold_index(r, n, mode), weights=count, minlength=n).max())
+
+
 def _padding_norm(geom: Geometry) -> float:
     """Norm of the padding map ``x -> x_pad`` restricted to the positions the output reads."""
     norm = 1.0
     for ax in geom.axes():
-        L = (ax.out - 1) * ax.s + ax.d * (ax.k - 1) + 1
-        idx = fold_index(np.arange(L) - ax.pad[0], ax.n, ax.mode)
-        counts = np.bincount(idx[idx >= 0], minlength=ax.n)
-        norm *= math.sqrt(counts.max()) if counts.size else 0.0
+        norm *= math.sqrt(_fold_multiplicity(ax.n, _read_length(ax), ax.pad[0], ax.mode))
     return norm
 
 
-def _upper_bound(w: np.ndarray, geom: Geometry) -> float:
-    grid = tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in
-                 zip(geom.output_shape, geom.stride, geom.dilation, geom.kernel_shape))
-    return _circulant_norm(w, grid, geom.dilation, geom.groups) * _padding_norm(geom)
+def _padding_norm_bytes(geom: Geometry) -> int:
+    mirror = geom.padding_mode in ("reflect", "symmetric")
+    return 64 * max(geom.input_shape) if mirror else 0
+
+
+def _tap_norm(w: np.ndarray, groups: int) -> float:
+    """``sum_t ||w[:, :, t]||``: the triangle inequality bounds every ``||A(f)||`` by it."""
+    cout, cg = w.shape[:2]
+    taps = w.reshape(groups, cout // groups, cg, -1).transpose(3, 0, 1, 2)
+    if cout // groups == 1 or cg == 1:
+        per = np.sqrt((np.abs(taps) ** 2).sum(axis=(2, 3)))
+    else:
+        per = np.linalg.svd(taps, compute_uv=False)[..., 0]
+    return float(per.max(axis=1).sum())
 
 
 # ----------------------------------------------------------------------------- public API
@@ -169,6 +267,7 @@ def singular_values(
     *,
     dilation: Any = 1,
     groups: Any = 1,
+    max_bytes: Any = "auto",
 ) -> np.ndarray:
     """All singular values of a multi-channel circular stride-1 convolution, exactly, via the FFT.
 
@@ -180,19 +279,35 @@ def singular_values(
     Parameters
     ----------
     kernel : array_like
-        Spatial kernel, or PyTorch weight ``(C_out, C_in/groups, *k)``.
+        Spatial kernel, or PyTorch weight ``(C_out, C_in/groups, *k)``; finite entries.
     input_shape : int or sequence of int
         Spatial input shape, any number of dimensions.
     padding_mode : {"circular"}
         Only circular convolutions have this closed form; use :func:`spectral_norm` otherwise.
     dilation : int or sequence of int
     groups : int
+    max_bytes : int, None or "auto"
+        Refuse (:class:`~convmatrix.MatrixTooLargeError`, before allocating) a computation whose
+        predicted peak memory exceeds this many bytes; ``"auto"`` (default): half the RAM;
+        ``None``: no limit.
 
     Returns
     -------
     ndarray
-        ``min(C_out, C_in) * prod(input_shape)`` singular values in descending order, in the
-        kernel's precision (float32 kernels give float32; integers float64).
+        ``min(C_out, C_in) * prod(input_shape)`` singular values in descending order: float32
+        for a float32 or complex64 kernel, float64 for every other kernel (integers of any
+        width, bools, float64, complex128).
+
+    Raises
+    ------
+    ValueError
+        A non-circular ``padding_mode``, a kernel with NaN or inf, an invalid geometry, or
+        singular values beyond the range of the result dtype.
+    TypeError
+        A non-numeric kernel or a wrongly typed argument.
+    MatrixTooLargeError
+        The predicted peak (kernel spectrum on the grid plus the singular values) exceeds
+        ``max_bytes``.
 
     Notes
     -----
@@ -200,7 +315,8 @@ def singular_values(
     ``C_out x C_in`` block of frequency ``f`` (block-diagonal over groups); the singular values
     of the convolution are the union over ``f`` of those of ``A(f)`` (Sedghi, Gupta & Long 2019).
     Cost: one FFT of the kernel on the grid and ``prod(n)`` small batched SVDs (half of them
-    for a real kernel, whose spectrum is conjugate-symmetric).
+    for a real kernel, whose spectrum is conjugate-symmetric).  The kernel is first scaled by a
+    power of two (exactly) so that its largest entry is near 1.
 
     Examples
     --------
@@ -225,8 +341,36 @@ def singular_values(
         )
     # the geometry validates kernel layout, dilation and groups ('full' padding fits any kernel)
     geom = conv_geometry(k.shape, input_shape, padding="full", dilation=dilation, groups=groups)
-    w = _engine_weight(k, geom)
-    return _circulant_svals(w, geom.input_shape, geom.dilation, geom.groups)
+    budget = V.budget(max_bytes)
+    _finite_kernel(k)
+    dt = _compute_dtype(k.dtype, single=True)
+    rdt = np.dtype(np.float32 if dt in (np.float32, np.complex64) else np.float64)
+    need = _singular_values_bytes(geom, k, dt)
+    P = math.prod(geom.input_shape)
+    V.check_bytes(f"singular_values of the {geom.out_channels * P}x{geom.in_channels * P} circulant", need, budget,
+                  "use spectral_norm (the largest singular value alone, matrix-free) or pass a larger max_bytes")
+    ks, e = _scaled(k, dt)
+    s = _circulant_svals(_engine_weight(ks, geom), geom.input_shape, geom.dilation, geom.groups)
+    if e and s.size and s[0] > 0:
+        top = math.frexp(float(s[0]))[1] + e
+        if top > np.finfo(rdt).maxexp:
+            raise ValueError(f"the singular values of this kernel reach about 2**{top}, beyond {rdt}"
+                             + ("; pass the kernel as float64" if rdt == np.float32 else ""))
+        np.ldexp(s, e, out=s)
+    return s
+
+
+def _singular_values_bytes(geom: Geometry, k: np.ndarray, dt: np.dtype) -> int:
+    """Predicted peak of :func:`singular_values` (closed form): kernel copies, then the spectrum and the
+    per-frequency singular values, then those values repeated for the conjugate half and sorted."""
+    c = geom.out_channels * geom.in_per_group
+    mm = geom.groups * min(geom.out_per_group, geom.in_per_group)
+    r = dt.itemsize // 2 if dt.kind == "c" else dt.itemsize
+    n = geom.input_shape
+    F = math.prod(n) if dt.kind == "c" else math.prod(n) // n[-1] * (n[-1] // 2 + 1)
+    values = mm * math.prod(n) * r
+    return (3 * k.size * dt.itemsize + max(_circulant_bytes(c, mm, n, dt), F * mm * r + values)
+            + 8 * sum(n) + 2**16)
 
 
 def spectral_norm(
@@ -239,37 +383,66 @@ def spectral_norm(
     groups: Any = 1,
     padding_mode: str = "zeros",
     flip: bool = False,
-    tol: float = 1e-6,
+    tol: float | None = None,
     method: str = "auto",
     maxiter: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
+    max_bytes: Any = "auto",
 ) -> SpectralNorm:
     """Spectral norm (largest singular value, the Lipschitz constant) of ``conv_matrix`` for any geometry.
 
     Parameters
     ----------
     kernel, input_shape, stride, padding, dilation, groups, padding_mode, flip
-        As :func:`convmatrix.conv_matrix`.
-    tol : float
-        Relative accuracy for the iterative methods: ``|result - norm| <= tol * norm``.
+        As :func:`convmatrix.conv_matrix` (the kernel's entries must be finite; ``flip`` a bool).
+    tol : float, optional
+        Relative accuracy of the iterative methods, ``|result - norm| <= tol * norm``; default
+        1e-6.  Only for ``"lanczos"``, ``"power"`` and ``"auto"`` (used if it picks one of them).
     method : {"auto", "exact", "dense", "lanczos", "power"}
         ``"exact"``: per-frequency SVDs, only for a circulant geometry (circular padding,
         stride 1, output shape = input shape).  ``"dense"``: SVD of the explicit matrix (small
-        cases).  ``"lanczos"``: ``scipy.sparse.linalg.svds`` (ARPACK) on :class:`ConvOperator`,
-        ARPACK tolerance ``tol`` on ``sigma**2``.  ``"power"``: block power (subspace) iteration on
-        ``C^H C`` (8 vectors, Rayleigh-Ritz) until the top Ritz pair's residual
-        ``||C^H C v - mu v|| <= tol * mu``.  ``"auto"``: exact if
-        circulant, dense if the matrix has at most 2**20 entries, else lanczos.
+        cases).  ``"lanczos"``: ``scipy.sparse.linalg.svds(tol=tol)`` (ARPACK, tolerance
+        ``tol**2`` on ``sigma**2``) on :class:`ConvOperator`.  ``"power"``: block power
+        (subspace) iteration on ``C^H C`` (8 vectors, Rayleigh-Ritz) until the top Ritz pair's
+        residual ``||C^H C v - mu v|| <= tol * mu``.  ``"auto"``: exact if circulant, dense if
+        the matrix has at most 2**20 entries, else lanczos, each only if its predicted peak
+        fits in ``max_bytes``.
     maxiter : int, optional
-        Iteration cap for ``lanczos`` (ARPACK's default) and ``power`` (default 10000).
-    seed : int
-        Seed of the random start vector (results are deterministic).
+        Iteration cap (a positive integer below 2**31) for ``lanczos`` (ARPACK's default) and
+        ``power`` (default 10000); only for the iterative methods (and ``"auto"``).
+    seed : int, optional
+        Non-negative seed of the random start vectors (default 0: results are deterministic);
+        only for the iterative methods (and ``"auto"``).
+    max_bytes : int, None or "auto"
+        Refuse (:class:`~convmatrix.MatrixTooLargeError`, before allocating) a computation whose
+        predicted peak memory exceeds this many bytes; ``"auto"`` (default): half the RAM;
+        ``None``: no limit.  The prediction covers the method's vectors or matrices, the
+        operator's products and the upper bound.
 
     Returns
     -------
     SpectralNorm
-        A ``float`` with attributes ``method``, ``tol``, ``lower_bound``, ``upper_bound``
-        (the circulant bound, always available), ``converged`` and ``matvecs``.
+        A ``float`` with attributes ``method`` (the one used), ``tol`` (float), ``lower_bound``
+        and ``upper_bound`` (floats), ``converged`` (bool) and ``matvecs`` (int).  A matrix that
+        is zero (e.g. a zero kernel) gives 0.0 for every method, with both bounds 0.0,
+        ``converged=True`` and ``matvecs`` 0 (or the one product that found it zero).
+
+    Raises
+    ------
+    ValueError
+        An invalid geometry, a kernel with NaN or inf, ``method="exact"`` on a non-circulant
+        geometry, ``tol``/``maxiter``/``seed`` given to ``"exact"`` or ``"dense"``, a negative or
+        non-finite ``tol``, or a norm beyond float64.
+    TypeError
+        Wrongly typed arguments (e.g. ``flip="yes"``, ``tol="a"``, ``method=3``).
+    MatrixTooLargeError
+        The predicted peak exceeds ``max_bytes`` (e.g. ``method="dense"`` on a large geometry).
+
+    Warns
+    -----
+    RuntimeWarning
+        An iterative method that stopped at ``maxiter`` before ``tol``: the result is then a
+        lower bound (``converged=False``).
 
     Notes
     -----
@@ -277,7 +450,11 @@ def spectral_norm(
     (norm ``prod_a sqrt(max fold multiplicity)``: 1 for zeros, up to ``sqrt(1 + p)`` for
     replicate), ``Z_L`` is the circulant convolution on the grid ``L`` (no wrap-around reaches
     the kept outputs), ``R``/``S`` select rows.  Hence
-    ``||C|| <= max_f ||A_L(f)|| * ||P||``, exact (equality) in the circulant case.
+    ``||C|| <= max_f ||A_L(f)|| * ||P||``, exact (equality) in the circulant case.  When the
+    spectrum on the grid ``L`` does not fit in ``max_bytes`` (many channels), the looser
+    ``sum_t ||w[:, :, t]|| * ||P||`` (triangle inequality) is reported instead.  The kernel is
+    scaled by a power of two (exactly) so that its largest entry is near 1, and the norm is
+    computed in float64 (complex128 for complex kernels) whatever the kernel's dtype.
 
     Examples
     --------
@@ -295,76 +472,227 @@ def spectral_norm(
     from .operator import ConvOperator
 
     method = _spectral_method(method)
-    tol = float(tol)
-    if not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a non-negative finite number; got {tol!r}")
+    tol = V.tolerance(tol, "tol")
+    flip = V.as_bool(flip, "flip")
+    if maxiter is not None:
+        maxiter = V.as_int(maxiter, "maxiter", minimum=1, maximum=2**31 - 1)
+    if seed is not None:
+        seed = V.as_int(seed, "seed", minimum=0, maximum=None)
+    if method in ("exact", "dense"):
+        for name, value in (("tol", tol), ("maxiter", maxiter), ("seed", seed)):
+            if value is not None:
+                raise ValueError(f"{name} applies only to the iterative methods ('lanczos', 'power', or 'auto' when "
+                                 f"it picks one); got {name}={value!r} with method={method!r}")
+    budget = V.budget(max_bytes)
     k = V.kernel_array(kernel)
-    ctype = np.result_type(k.dtype, np.float64)  # norms are computed in double precision
-    A = ConvOperator(k, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                     padding_mode=padding_mode, flip=flip, dtype=ctype)
-    geom = A.geometry
-    w = _engine_weight(k.astype(ctype), geom, flip)
+    geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                         padding_mode=padding_mode)
+    _finite_kernel(k)
+    tol = 1e-6 if tol is None else tol
+    seed = 0 if seed is None else seed
+    ctype = _compute_dtype(k.dtype, single=False)  # norms are computed in double precision
+    ks, e = _scaled(k, ctype)  # kernel-sized allocations only, until the plan is checked
+    w = _engine_weight(ks, geom, flip)
+    A = ConvOperator(ks, geom.input_shape, stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
+                     groups=geom.groups, padding_mode=geom.padding_mode, flip=flip, dtype=ctype, max_bytes=None)
     circ = _is_circulant(geom)
-    upper = _upper_bound(w, geom)
-    if method == "auto":
-        method = "exact" if circ else ("dense" if A.shape[0] * A.shape[1] <= _DENSE_ENTRIES else "lanczos")
+    plan = _NormPlan(geom, A, k.size, ctype, budget)
+    method = plan.choose(method, circ)
+    if method == "exact" and not circ:
+        raise ValueError(
+            "method='exact' needs a circulant geometry (padding_mode='circular', stride 1, output shape = input "
+            f"shape); got padding_mode={geom.padding_mode!r}, stride={geom.stride}, input shape "
+            f"{geom.input_shape} -> output shape {geom.output_shape}"
+        )
+    plan.check(method)
     if method == "exact":
-        if not circ:
-            raise ValueError(
-                "method='exact' needs a circulant geometry (padding_mode='circular', stride 1, output shape = input "
-                f"shape); got padding_mode={geom.padding_mode!r}, stride={geom.stride}, input shape "
-                f"{geom.input_shape} -> output shape {geom.output_shape}"
-            )
-        value = _circulant_norm(w, geom.input_shape, geom.dilation, geom.groups)
+        value = _unscale(_circulant_norm(w, geom.input_shape, geom.dilation, geom.groups), e, "spectral norm")
         return SpectralNorm(value, method="exact", tol=0.0, lower_bound=value, upper_bound=value, converged=True,
                             matvecs=0)
+    if method == "lanczos" and min(A.shape) < 2:  # ARPACK needs k < min(shape); a row or column is its own norm
+        method = "dense"
+    zero = SpectralNorm(0.0, method=method, tol=0.0 if method == "dense" else tol, lower_bound=0.0, upper_bound=0.0,
+                        converged=True, matvecs=0)
+    if not ks.any():  # the zero matrix: every method agrees, nothing to iterate on
+        return zero
+    upper = _upper_bound(w, geom, plan.circulant_bound)
+    if upper == 0.0:  # the padding map reads no input at all: the matrix is zero
+        return zero
     rng = np.random.default_rng(seed)
     if method == "dense":
-        n_small = min(A.shape)
-        M = A.matmat(np.eye(A.shape[1], dtype=ctype)) if A.shape[1] == n_small else \
-            A.rmatmat(np.eye(A.shape[0], dtype=ctype)).conj().T
-        value = float(np.linalg.norm(M, 2)) if M.size else 0.0
-        return SpectralNorm(value, method="dense", tol=0.0, lower_bound=value, upper_bound=upper, converged=True,
-                            matvecs=n_small)
-    v0 = rng.standard_normal(A.shape[1]).astype(ctype)
-    if method == "lanczos":
-        from scipy.sparse.linalg import svds
+        value = lower = _dense_norm(A, ctype)
+        info = dict(method="dense", tol=0.0, converged=True, matvecs=min(A.shape))
+    elif method == "lanczos":
+        value, lower, converged, count = _lanczos(A, ctype, tol, maxiter, rng)
+        info = dict(method="lanczos", tol=tol, converged=converged, matvecs=count)
+    else:
+        value, converged, count = _power(A, ctype, tol, maxiter, rng)
+        lower = value
+        info = dict(method="power", tol=tol, converged=converged, matvecs=count)
+    if value == 0.0:  # found zero by its products (taps on the padding only, or folds that cancel)
+        return SpectralNorm(0.0, lower_bound=0.0, upper_bound=0.0, **info)
+    what = "spectral norm"
+    return SpectralNorm(_unscale(value, e, what), lower_bound=_unscale(min(lower, value), e, what),
+                        upper_bound=_unscale(upper, e, what), **info)
 
-        if min(A.shape) < 2:  # ARPACK needs k < min(shape): a single row or column is its own norm
-            return spectral_norm(k, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                                 padding_mode=padding_mode, flip=flip, method="dense")
-        counter = _Counting(A)
-        if A.shape[0] < A.shape[1]:
-            v0 = rng.standard_normal(A.shape[0]).astype(ctype)
-        _, s, vh = svds(counter.op, k=1, tol=tol, v0=v0, maxiter=maxiter, solver="arpack", random_state=seed)
-        v = vh[0].conj()
-        lower = float(np.linalg.norm(A @ v) / np.linalg.norm(v))
-        value = float(s[0])
-        return SpectralNorm(value, method="lanczos", tol=tol, lower_bound=min(lower, value), upper_bound=upper,
-                            converged=True, matvecs=counter.count)
-    # block power (subspace) iteration on C^H C with Rayleigh-Ritz and an eigen-residual stopping rule
-    maxiter = 10000 if maxiter is None else V.as_int(maxiter, "maxiter", minimum=1)
+
+def _engine_weight(k: np.ndarray, geom: Geometry, flip: bool = False) -> np.ndarray:
+    w = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
+    if flip:
+        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
+    return w
+
+
+def _upper_bound(w: np.ndarray, geom: Geometry, circulant: bool) -> float:
+    """``max_f ||A_L(f)|| * ||P||`` (``circulant``), else the looser ``sum_t ||w_t|| * ||P||``."""
+    pn = _padding_norm(geom)
+    if pn == 0.0:
+        return 0.0
+    if not circulant:
+        return _tap_norm(w, geom.groups) * pn
+    grid = tuple(_read_length(ax) for ax in geom.axes())
+    return _circulant_norm(w, grid, geom.dilation, geom.groups) * pn
+
+
+class _NormPlan:
+    """Closed-form peak memory of each route of :func:`spectral_norm`, the choice of ``"auto"`` and the refusal.
+
+    Every prediction is O(number of axes) arithmetic on the geometry and the operator's own
+    predictions (:meth:`ConvOperator._call_bytes`); nothing proportional to the geometry is
+    allocated before :meth:`check` passes.  Phases run one after the other: the kernel copies
+    stay, the upper bound's spectrum is freed before the method's vectors are allocated.
+    """
+
+    def __init__(self, geom: Geometry, A: Any, kernel_size: int, ctype: np.dtype, budget: int | None) -> None:
+        self.geom, self.A, self.ctype, self.budget = geom, A, ctype, budget
+        it = ctype.itemsize
+        self.it = it
+        self.m, self.n = A.shape
+        c = geom.out_channels * geom.in_per_group
+        mm = geom.groups * min(geom.out_per_group, geom.in_per_group)
+        # the scaled kernel, its magnitudes, the operator's weight and cached layouts; small arrays
+        self.kernel = 6 * kernel_size * it + 2**18
+        self.exact = _circulant_bytes(c, mm, geom.input_shape, ctype)
+        grid = tuple(_read_length(ax) for ax in geom.axes())
+        pn = _padding_norm_bytes(geom)
+        circ_bound = _circulant_bytes(c, mm, grid, ctype) + pn
+        self.circulant_bound = budget is None or self.kernel + circ_bound <= budget
+        self.bound = circ_bound if self.circulant_bound else 2 * kernel_size * it + pn
+
+    def _calls(self, K: int, other: int) -> int:
+        """Peak of the products with ``K`` vectors (either direction), the operator's share of the budget
+        being what ``other`` leaves; plus the kernel spectrum of the other direction if both go by FFT."""
+        A, p = self.A, self.A._plan
+        p.budget = None if self.budget is None else max(1, self.budget - other)
+        peak = max(A._call_bytes(role, K, self.ctype) for role in ("forward", "transpose"))
+        b = 1 if K <= 1 else min(K, A._step("forward", self.ctype))
+        if any(p.use_fft(b, p.out, self.ctype, role) for role in ("forward", "transpose")):
+            peak += p.spectrum_bytes(self.ctype)
+        return peak
+
+    def need(self, method: str) -> int:
+        it, m, n = self.it, self.m, self.n
+        if method == "exact":
+            return self.kernel + self.exact
+        small = min(m, n)
+        if method == "dense" or (method == "lanczos" and small < 2):
+            # the identity, the product with it (the matrix), then LAPACK's copy of the matrix
+            other = self.kernel + small * small * it
+            return self.kernel + max(self.bound, max(small * small * it + self._calls(small, other),
+                                                     2 * m * n * it + 2**16))
+        if method == "lanczos":
+            ncv = min(small, 20)
+            # ARPACK's Krylov basis and work vectors (measured: 2*ncv + 5 real vectors for the symmetric
+            # driver, ncv + 6 complex ones for the Hermitian), the start vector, one product's result kept
+            vectors = (ncv + 8) if self.ctype.kind == "c" else (2 * ncv + 8)
+            other = self.kernel + vectors * small * it + 8 * small + (m + n) * it
+            return max(self.kernel + self.bound, other + self._calls(1, other))
+        p = min(_POWER_BLOCK, small)
+        # the block Q, C^H C Q, its rotation and QR (a copy and the new Q), the random start, C Q
+        other = self.kernel + 4 * n * p * it + 8 * n * p + m * p * it
+        return max(self.kernel + self.bound, other + self._calls(p, other))
+
+    def fits(self, method: str) -> bool:
+        return self.budget is None or self.need(method) <= self.budget
+
+    def choose(self, method: str, circ: bool) -> str:
+        if method != "auto":
+            return method
+        if circ and self.fits("exact"):
+            return "exact"
+        if self.m * self.n <= _DENSE_ENTRIES and self.fits("dense"):
+            return "dense"
+        return "lanczos"
+
+    def check(self, method: str) -> None:
+        need = self.need(method)  # leaves the operator with this method's share of the budget, so that its
+        if self.budget is None or need <= self.budget:  # choice of route per product is the one predicted
+            return
+        better = [alt for alt in ("lanczos", "power") if alt != method and method != "exact" and self.fits(alt)]
+        hint = (f"method={better[0]!r} fits" if better else "pass a larger max_bytes (or None)")
+        V.refuse(f"spectral_norm (method={method!r}) of the {self.m}x{self.n} matrix", need, self.budget, hint)
+
+
+def _dense_norm(A: Any, ctype: np.dtype) -> float:
+    """Largest singular value of the explicit matrix (``C`` or ``C^H``: the same spectrum), by LAPACK."""
+    small = min(A.shape)
+    M = A.matmat(np.eye(small, dtype=ctype)) if A.shape[1] == small else A.rmatmat(np.eye(small, dtype=ctype))
+    return float(np.linalg.norm(M, 2)) if M.size else 0.0
+
+
+def _lanczos(A: Any, ctype: np.dtype, tol: float, maxiter: int | None, rng) -> tuple[float, float, bool, int]:
+    """(value, lower bound, converged, products) by ARPACK on ``C^H C`` (or ``C C^H``, the smaller)."""
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
+
+    counter = _Counting(A)
+    small = min(A.shape)
+    tall = A.shape[0] >= A.shape[1]  # svds iterates on the smaller Gram matrix: C^H C if tall
+    v0 = rng.standard_normal(small).astype(ctype, copy=False)
+    probe = A.matvec(v0) if tall else A.rmatvec(v0)
+    counter.count += 1
+    if not probe.any():  # a random vector mapped to exactly zero: the matrix is zero (almost surely)
+        return 0.0, 0.0, True, counter.count
+    del probe
+    try:
+        _, s, vh = svds(counter.op, k=1, tol=tol, v0=v0, maxiter=maxiter, solver="arpack")
+    except ArpackNoConvergence as exc:
+        vecs = exc.eigenvectors
+        v = vecs[:, -1] if vecs is not None and vecs.size else v0
+        image = A.matvec(v) if tall else A.rmatvec(v)
+        lower = float(np.linalg.norm(image) / np.linalg.norm(v))
+        warnings.warn(f"lanczos (ARPACK) did not reach tol={tol} in maxiter={maxiter} restarts; the result is a "
+                      f"lower bound", RuntimeWarning, stacklevel=3)
+        return lower, lower, False, counter.count + 1
+    except ArpackError as exc:  # pragma: no cover - ARPACK internal failures
+        raise RuntimeError(f"ARPACK failed on this operator ({exc}); method='power' does not use ARPACK") from None
+    v = vh[0].conj()
+    lower = float(np.linalg.norm(A @ v) / np.linalg.norm(v))
+    return float(s[0]), lower, True, counter.count
+
+
+def _power(A: Any, ctype: np.dtype, tol: float, maxiter: int | None, rng) -> tuple[float, bool, int]:
+    """Block power (subspace) iteration on ``C^H C`` with Rayleigh-Ritz and an eigen-residual stopping rule."""
+    maxiter = 10000 if maxiter is None else maxiter
     p = min(_POWER_BLOCK, min(A.shape))
-    Q = np.linalg.qr(rng.standard_normal((A.shape[1], p)).astype(ctype))[0]
+    Q = np.linalg.qr(rng.standard_normal((A.shape[1], p)).astype(ctype, copy=False))[0]
     theta, converged, it = 0.0, False, 0
     for it in range(1, maxiter + 1):
         Z = A.rmatmat(A.matmat(Q))  # C^H C Q
+        if not Z.any():  # C Q = 0 for a random Q: the matrix is zero (almost surely)
+            return 0.0, True, 2 * p * it
         vals, U = np.linalg.eigh(Q.conj().T @ Z)
         theta = float(vals[-1])
-        if theta <= 0:
-            break
         Z = Z @ U[:, ::-1]
         resid = np.linalg.norm(Z[:, 0] - theta * (Q @ U[:, -1]))
         if resid <= tol * theta:
             converged = True
             break
         Q = np.linalg.qr(Z)[0]
-    value = math.sqrt(max(theta, 0.0))
+        del Z
     if not converged:
         warnings.warn(f"power iteration did not reach tol={tol} in {it} iterations; the result is a lower bound",
-                      RuntimeWarning, stacklevel=2)
-    return SpectralNorm(value, method="power", tol=tol, lower_bound=value, upper_bound=upper, converged=converged,
-                        matvecs=2 * p * it)
+                      RuntimeWarning, stacklevel=3)
+    return math.sqrt(max(theta, 0.0)), converged, 2 * p * it
 
 
 class _Counting:
@@ -393,6 +721,3 @@ class _Counting:
             return op.rmatmat(X)
 
         self.op = LinearOperator(op.shape, matvec=mv, rmatvec=rmv, matmat=mm, rmatmat=rmm, dtype=op.dtype)
-
-    def __getattr__(self, name):
-        return getattr(self.op, name)

@@ -3,8 +3,9 @@
 The reference is the in-memory operator (itself tested against ``conv_matrix`` and the naive
 loops in ``tests/test_operator.py``): a volume split into many uneven chunks must give the same
 result to round-off, forward and adjoint, for every padding mode and stride.  The acceptance
-matrix runs on a ``dask.distributed.LocalCluster`` with two worker processes (started once for
-the module); the wider sweeps (random chunkings by Hypothesis) use the synchronous scheduler.
+matrix runs on a ``dask.distributed.LocalCluster`` with two worker *processes* (one thread each,
+started once for the module), so every operator and task crosses a pickle; the wider sweeps
+(random chunkings by Hypothesis) use the synchronous scheduler.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CHUNKS = ((7, 4, 12), (5, 9, 5), (3, 10, 8))  # uneven, 27 blocks
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                        memory_limit="2GiB")
     with distributed.Client(cluster) as c:
         yield c
@@ -83,6 +84,37 @@ def test_transpose_operator_and_batches_on_local_cluster(client):
     assert_close(got[1], (T.H @ u.ravel()).reshape(T.input_vector_shape))
     assert_close(got[2], T.matmat(X))
     assert_close(got[3], C @ X)
+
+
+def _apply(op, x, adjoint):
+    """Run on a worker process: the operator arrived pickled."""
+    return op.rmatvec(x) if adjoint else op @ x
+
+
+def _sparse(op):
+    return op.to_sparse(format="csr")
+
+
+def test_pickled_operators_on_worker_processes(client):
+    """Every operator (.T, .H, .adjoint(), .transpose(), sums, products, scaled, powers, transposed convolutions)
+    is shipped to a worker process and applied there: the same numbers as here; derived to_sparse too."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((2, 3, 3, 2)) + 1j * rng.standard_normal((2, 3, 3, 2))
+    A = cm.ConvOperator(w, (7, 6), padding=1, padding_mode="symmetric", method="fft")
+    T = cm.ConvTransposeOperator(w, (4, 3), stride=2, output_padding=1)
+    ops = [A, A.T, A.H, A.adjoint(), A.transpose(), A.T.H, 2 * A, A + A.T.T, A @ A.H, (A.H @ A) ** 2, -A, T, T.H,
+           T.T @ T]
+    futures, want = [], []
+    for op in ops:
+        x = rng.standard_normal(op.shape[1]) + 1j * rng.standard_normal(op.shape[1])
+        y = rng.standard_normal(op.shape[0])
+        futures += [client.submit(_apply, op, x, False, pure=False), client.submit(_apply, op, y, True, pure=False)]
+        want += [op @ x, op.rmatvec(y)]
+    for got, ref in zip(client.gather(futures), want):
+        assert_close(got, ref)
+    derived = [A.T, A.H, T.H]
+    for got, op in zip(client.gather([client.submit(_sparse, op, pure=False) for op in derived]), derived):
+        assert (got != op.to_sparse()).nnz == 0
 
 
 # ============================================================================ wider sweeps, synchronous scheduler

@@ -100,6 +100,26 @@ def test_singular_values_dtypes():
     si = cm.singular_values(np.array([1, 1]), (4,))
     assert si.dtype == np.float64
     np.testing.assert_allclose(si, [2, np.sqrt(2), np.sqrt(2), 0], atol=1e-15)
+    # integers of every width and bools give float64 (int8 used to give float32), exactly as float64 kernels
+    wi = rng.integers(-5, 6, (3, 2, 3, 3))
+    want = svd(circulant_dense(wi.astype(float), (6, 5)))[: 60]
+    for dt in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint64):
+        got = cm.singular_values((wi % 6 if dt in (np.uint8, np.uint16, np.uint64) else wi).astype(dt), (6, 5))
+        ref = want if dt not in (np.uint8, np.uint16, np.uint64) else svd(circulant_dense(wi % 6, (6, 5)))[: 60]
+        assert got.dtype == np.float64, dt
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * ref[0])
+    sb = cm.singular_values(np.array([True, False, True]), (5,))
+    assert sb.dtype == np.float64
+    np.testing.assert_allclose(sb, cm.singular_values([1.0, 0.0, 1.0], (5,)), rtol=0, atol=0)
+    assert cm.singular_values(w.astype(np.complex64), (6, 5)).dtype == np.float32
+    assert cm.singular_values(w.astype(np.complex128), (6, 5)).dtype == np.float64
+    # extended precision computes in float64 (LAPACK has no long double); beyond its range: an error
+    sl = cm.singular_values(w.astype(np.longdouble), (6, 5))
+    assert sl.dtype == np.float64
+    np.testing.assert_allclose(sl, s64, rtol=0, atol=1e-12 * s64[0])
+    if np.finfo(np.longdouble).maxexp > 1024:
+        with pytest.raises(ValueError, match=r"kernel entries must be within the range of float64 for a spectrum"):
+            cm.singular_values(np.full(3, np.longdouble(10) ** 400), (5,))
     wc = w + 1j * rng.standard_normal(w.shape)
     sc = cm.singular_values(wc, (6, 5))
     np.testing.assert_allclose(sc, svd(circulant_dense(wc, (6, 5)))[: sc.size], atol=1e-12 * sc[0])
@@ -140,8 +160,9 @@ def test_spectral_norm_zero_padding(channels, stride, dilation, padding, method)
     w = rng.standard_normal((c_out, c_in // groups, 3, 3))
     n = (9, 8)
     tol = 1e-8
-    sn = cm.spectral_norm(w, n, stride=stride, dilation=dilation, padding=padding, groups=groups, tol=tol,
-                          method=method)
+    iterative = {"tol": tol} if method != "dense" else {}  # tol does not apply to dense
+    sn = cm.spectral_norm(w, n, stride=stride, dilation=dilation, padding=padding, groups=groups, method=method,
+                          **iterative)
     pad = padding if isinstance(padding, (str, int)) else [tuple(p) for p in padding]
     true = np.linalg.norm(reference_matrix(w, n, stride=stride, dilation=dilation, padding=pad, groups=groups), 2)
     assert isinstance(sn, float) and isinstance(sn, SpectralNorm)
@@ -161,7 +182,7 @@ def test_spectral_norm_every_padding_mode(padding_mode, stride):
     kw = dict(stride=stride, padding=((2, 1), (1, 1)), dilation=(1, 2), padding_mode=padding_mode)
     true = np.linalg.norm(reference_matrix(w, n, **kw), 2)
     for method in ("lanczos", "power", "dense"):
-        sn = cm.spectral_norm(w, n, tol=1e-9, method=method, **kw)
+        sn = cm.spectral_norm(w, n, method=method, **({"tol": 1e-9} if method != "dense" else {}), **kw)
         assert abs(sn - true) <= 1e-9 * true + 1e-13, (method, float(sn), true)
         assert true <= sn.upper_bound * (1 + 1e-12)
 
@@ -225,6 +246,157 @@ def test_power_iteration_warns_when_not_converged():
     assert sn <= true * (1 + 1e-12)  # still a lower bound
 
 
+def test_spectral_norm_dtypes():
+    """The norm and its attributes are Python floats/bools/ints whatever the kernel's dtype."""
+    w = np.arange(9).reshape(3, 3) - 4
+    true = np.linalg.norm(reference_matrix(w[None, None].astype(float), (7, 7), padding=1), 2)
+    for dt in (np.int8, np.int64, np.float32, np.float64, np.complex64, np.complex128):
+        for method in ("dense", "lanczos", "power"):
+            sn = cm.spectral_norm(w.astype(dt), (7, 7), padding=1, method=method)
+            assert type(float(sn)) is float and abs(sn - true) <= 1e-5 * true, (dt, method)
+            assert all(type(getattr(sn, a)) is float for a in ("tol", "lower_bound", "upper_bound"))
+            assert type(sn.converged) is bool and type(sn.matvecs) is int
+    sb = cm.spectral_norm(np.ones((2, 2), bool), (5, 5), padding=((0, 1), (0, 1)), padding_mode="circular")
+    assert float(sb) == 4.0 and sb.method == "exact"
+
+
+ALL_METHODS = ("auto", "exact", "dense", "lanczos", "power")
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_zero_kernel_has_norm_zero_for_every_method(method, capfd):
+    """ARPACK used to raise 'Starting vector is zero' and power to warn; now 0.0 with consistent attributes."""
+    circular = method in ("auto", "exact")
+    kw = dict(padding="same", padding_mode="circular") if circular else dict(padding=1)
+    for w in (np.zeros((3, 3)), np.zeros((2, 3, 3, 3), np.int8), np.zeros((4, 4), np.complex64)):
+        sn = cm.spectral_norm(w, (10, 10), method=method, **kw)
+        assert float(sn) == 0.0 and sn.lower_bound == 0.0 and sn.upper_bound == 0.0
+        assert sn.converged is True and sn.matvecs == 0
+        assert sn.method == ("exact" if circular else method)
+        assert sn.tol == (1e-6 if method in ("lanczos", "power") else 0.0)
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power", "dense"])
+def test_zero_matrix_from_a_nonzero_kernel(method, capfd):
+    """Taps that only read zero padding, or that a boundary mode folds onto one input and cancel."""
+    cases = [(np.array([[1.0], [0.0], [0.0]]), (1, 5), dict(padding=((2, 0), (0, 0)))),
+             (np.array([[1.0, -1.0]] * 3), (4, 1), dict(padding=((1, 1), (0, 1)), padding_mode="replicate")),
+             (np.ones((2, 2)), (1, 1), dict(padding=((5, 5), (5, 5)), stride=20))]
+    for w, n, kw in cases:
+        assert np.linalg.norm(reference_matrix(w[None, None], n, **kw)) == 0
+        sn = cm.spectral_norm(w, n, method=method, **kw)
+        assert float(sn) == 0.0 and sn.lower_bound == 0.0 and sn.upper_bound == 0.0 and sn.converged
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, complex(0, np.nan)])
+def test_non_finite_kernels_are_refused_up_front(bad, capfd):
+    w = np.ones((1, 2, 3, 3), complex if isinstance(bad, complex) else float)
+    w[0, 1, 2, 0] = bad
+    for method in ALL_METHODS:
+        with pytest.raises(ValueError, match=r"kernel must be finite \(no NaN or inf\) for a spectrum; got 1 "
+                                             r"non-finite entry in an array of shape \(1, 2, 3, 3\)"):
+            cm.spectral_norm(w, (9, 9), method=method)
+    with pytest.raises(ValueError, match=r"kernel must be finite"):
+        cm.singular_values(w, (9, 9))
+    assert capfd.readouterr() == ("", "")  # no LAPACK 'DLASCL' noise
+
+
+@pytest.mark.parametrize("scale", [2.0**990, 2.0**-990, 2.0**-1070])
+def test_extreme_kernel_magnitudes_scale_exactly(scale, capfd):
+    """Kernels near the ends of the float range (2**-1070: subnormal entries) are scaled by a power of two first:
+    the norm is the unit kernel's times the scale, with no overflow, underflow or solver noise."""
+    wq = np.random.default_rng(10).standard_normal((2, 2, 3, 3)) * scale  # the kernel given (subnormals rounded)
+    w = wq / scale  # exactly (a power of two)
+    rel = 1e-8 if scale > 2.0**-1000 else 2e-2  # a subnormal result has a few significant bits only
+    for method in ("dense", "lanczos", "power"):
+        iterative = {} if method == "dense" else {"tol": 1e-10}
+        unit = cm.spectral_norm(w, (8, 8), padding=1, method=method, **iterative)
+        big = cm.spectral_norm(wq, (8, 8), padding=1, method=method, **iterative)
+        assert float(big) == pytest.approx(float(unit) * scale, rel=rel, abs=0)
+        assert big.lower_bound <= big * (1 + 1e-12) and big <= big.upper_bound
+    circ = dict(padding=((0, 2), (0, 2)), padding_mode="circular")
+    assert float(cm.spectral_norm(wq, (8, 8), **circ)) == \
+        pytest.approx(float(cm.spectral_norm(w, (8, 8), **circ)) * scale, rel=min(rel, 1e-12), abs=0)
+    s = cm.singular_values(wq, (8, 8))
+    np.testing.assert_allclose(s, cm.singular_values(w, (8, 8)) * scale, rtol=1e-12, atol=4e-323)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_results_beyond_the_float_range_are_errors(capfd):
+    w = np.full((3, 3), 1e308)
+    with pytest.raises(ValueError, match=r"the spectral norm of this kernel, about 2\*\*1027, overflows float64"):
+        cm.spectral_norm(w, (6, 6), padding=((0, 2), (0, 2)), padding_mode="circular")
+    with pytest.raises(ValueError, match=r"the spectral norm of this kernel, about 2\*\*10\d\d, overflows float64"):
+        cm.spectral_norm(w, (6, 6), padding=1, method="lanczos")
+    with pytest.raises(ValueError, match=r"the singular values of this kernel reach about 2\*\*1027, beyond float64"):
+        cm.singular_values(w, (6, 6))
+    w32 = np.full((3, 3), 3e38, np.float32)
+    with pytest.raises(ValueError, match=r"reach about 2\*\*131, beyond float32; pass the kernel as float64"):
+        cm.singular_values(w32, (6, 6))
+    assert cm.singular_values(w32.astype(np.float64), (6, 6))[0] == pytest.approx(9 * 3e38, rel=1e-6)
+    assert float(cm.spectral_norm(w32, (6, 6), padding=((0, 2), (0, 2)), padding_mode="circular")) == \
+        pytest.approx(9 * float(np.float32(3e38)), rel=1e-12)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_options_that_do_not_apply_and_garbage_are_errors():
+    w = np.ones((3, 3))
+    circ = dict(padding=((0, 2), (0, 2)), padding_mode="circular")
+    for method, kw in (("exact", circ), ("dense", {})):
+        for name, value in (("tol", 1e-3), ("maxiter", 10), ("seed", 1)):
+            with pytest.raises(ValueError, match=rf"{name} applies only to the iterative methods \('lanczos', 'power', "
+                                                 rf"or 'auto' when it picks one\); got {name}={value!r} with "
+                                                 rf"method='{method}'"):
+                cm.spectral_norm(w, (6, 6), method=method, **{name: value}, **kw)
+    cm.spectral_norm(w, (6, 6), tol=1e-3, maxiter=10, seed=1, **circ)  # auto: accepted (they may apply)
+    bad = [
+        (dict(tol="a"), TypeError, r"tol must be a finite non-negative number \(or None for the default\); got 'a' of "
+                                   r"type str"),
+        (dict(tol=True), TypeError, r"tol must be .*; got True of type bool"),
+        (dict(tol=float("nan")), ValueError, r"tol must be .*; got nan"),
+        (dict(tol=float("inf")), ValueError, r"tol must be .*; got inf"),
+        (dict(maxiter=1.5), TypeError, r"maxiter must be a positive integer; got 1.5 of type float"),
+        (dict(maxiter=True), TypeError, r"maxiter must be a positive integer; got True of type bool"),
+        (dict(maxiter=2**31), ValueError, r"maxiter must be a positive integer at most 2,147,483,647; got 2147483648"),
+        (dict(seed=-1), ValueError, r"seed must be a non-negative integer; got -1"),
+        (dict(seed="a"), TypeError, r"seed must be a non-negative integer; got 'a' of type str"),
+        (dict(seed=0.5), TypeError, r"seed must be a non-negative integer; got 0.5 of type float"),
+        (dict(method=3), TypeError, r"method must be one of 'auto', 'exact', 'dense', 'lanczos', 'power'; got 3 of "
+                                    r"type int"),
+        (dict(method=None), TypeError, r"method must be one of .*; got None of type NoneType"),
+        (dict(flip="yes"), TypeError, r"flip must be a bool \(True or False\); got 'yes' of type str"),
+        (dict(flip=1), TypeError, r"flip must be a bool \(True or False\); got 1 of type int"),
+        (dict(max_bytes="lots"), ValueError, r"max_bytes must be a positive integer \(bytes\), None \(no limit\) or "
+                                             r"'auto' \(half the RAM\); got 'lots'"),
+        (dict(max_bytes=0), ValueError, r"max_bytes must be .*; got 0"),
+        (dict(max_bytes=2.5), TypeError, r"max_bytes must be .*; got 2.5 of type float"),
+    ]
+    for kw, exc, pattern in bad:
+        with pytest.raises(exc, match=pattern):
+            cm.spectral_norm(w, (6, 6), method=kw.pop("method", "lanczos"), **kw)
+    for kw, exc, pattern in [(dict(max_bytes="lots"), ValueError, r"max_bytes must be"),
+                             (dict(max_bytes=-3), ValueError, r"max_bytes must be .*; got -3"),
+                             (dict(groups=1.0), TypeError, r"groups must be a positive integer; got 1.0")]:
+        with pytest.raises(exc, match=pattern):
+            cm.singular_values(w, (6, 6), **kw)
+    with pytest.raises(TypeError, match=r"singular_values\(\) got an unexpected keyword argument 'stride'"):
+        cm.singular_values(w, (6, 6), stride=2)  # stride 1 only: not an option here
+
+
+def test_lanczos_warns_when_not_converged(capfd):
+    w = np.random.default_rng(12).standard_normal((4, 4, 3, 3))
+    with pytest.warns(RuntimeWarning, match=r"lanczos \(ARPACK\) did not reach tol=1e-12 in maxiter=1 restarts; the "
+                                            r"result is a lower bound") as rec:
+        sn = cm.spectral_norm(w, (20, 20), padding=1, method="lanczos", maxiter=1, tol=1e-12)
+    assert rec[0].filename == __file__  # attributed to the caller
+    assert sn.method == "lanczos" and not sn.converged and sn.lower_bound == float(sn)
+    true = np.linalg.norm(reference_matrix(w, (20, 20), padding=1), 2)
+    assert sn <= true * (1 + 1e-12)
+    assert capfd.readouterr() == ("", "")
+
+
 def test_spectral_norm_errors():
     w = np.ones((3, 3))
     with pytest.raises(ValueError, match=r"method='exact' needs a circulant geometry .* got padding_mode='zeros'"):
@@ -232,12 +404,102 @@ def test_spectral_norm_errors():
     with pytest.raises(ValueError,
                        match=r"method must be one of 'auto', 'exact', 'dense', 'lanczos', 'power'; got 'svd'"):
         cm.spectral_norm(w, (5, 5), method="svd")
-    with pytest.raises(ValueError, match=r"tol must be a non-negative finite number; got -1.0"):
+    with pytest.raises(ValueError, match=r"tol must be a finite non-negative number \(or None for the default\); "
+                                         r"got -1.0"):
         cm.spectral_norm(w, (5, 5), tol=-1)
     with pytest.raises(ValueError, match=r"stride must be a positive integer; got 0"):
         cm.spectral_norm(w, (5, 5), stride=0)
     with pytest.raises(ValueError, match=r"maxiter must be a positive integer; got 0"):
         cm.spectral_norm(w, (5, 5), method="power", maxiter=0)
+
+
+# ============================================================================ memory guard (max_bytes)
+def _need(call):
+    """The peak a call predicts, read from its refusal with max_bytes=1 (``... (N bytes) at its peak``)."""
+    import re
+
+    with pytest.raises(cm.MatrixTooLargeError, match=r"more than max_bytes=1 \(1 B\)") as info:
+        call(1)
+    return int(re.search(r"\(([\d,]+) bytes\) at its peak", str(info.value)).group(1).replace(",", ""))
+
+
+MEMORY_CASES = {
+    "singular_values": lambda mb: cm.singular_values(np.ones((16, 16, 3, 3)), (96, 96), max_bytes=mb),
+    "exact": lambda mb: cm.spectral_norm(np.ones((16, 16, 3, 3)), (96, 96), padding=1, padding_mode="circular",
+                                         method="exact", max_bytes=mb),
+    "dense": lambda mb: cm.spectral_norm(np.arange(9.0).reshape(3, 3), (32, 32), padding=1, method="dense",
+                                         max_bytes=mb),
+    "lanczos": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (160, 160), padding=1, padding_mode="reflect",
+                                           method="lanczos", tol=1e-4, max_bytes=mb),
+    "power": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (160, 160), padding=1, method="power", maxiter=3,
+                                         max_bytes=mb),
+    "auto": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (260, 260), stride=2, padding=1, tol=1e-4,
+                                        max_bytes=mb),
+}
+
+
+@pytest.mark.filterwarnings("ignore:power iteration did not reach")
+@pytest.mark.parametrize("name", list(MEMORY_CASES))
+def test_spectra_stay_within_max_bytes(name):
+    """Just under its budget a spectrum's traced peak stays within max_bytes + SLACK; one byte over, it is refused
+    before allocating anything proportional to the geometry, the message naming max_bytes."""
+    from memory import SLACK, traced_peak
+
+    call = MEMORY_CASES[name]
+    need = _need(call)
+    assert need > 2 * SLACK, need  # large enough for the measurement to mean something
+    result, peak = traced_peak(call, need)
+    assert peak <= need + SLACK, (peak, need)
+    assert peak > need / 3, (peak, need)  # the prediction is conservative, not absurdly so
+    if name == "auto":
+        assert result.method == "lanczos"
+    with pytest.raises(cm.MatrixTooLargeError, match=rf"more than max_bytes={need - 1:,} \("):
+        call(need - 1)
+    refused = traced_peak(lambda: pytest.raises(cm.MatrixTooLargeError, call, need - 1))[1]
+    assert refused < 2**20, refused
+
+
+def test_the_issue_examples_are_refused_before_allocating():
+    from memory import traced_peak
+
+    def sv():
+        with pytest.raises(cm.MatrixTooLargeError, match=r"singular_values of the 10000000000x10000000000 circulant "
+                                                         r"would need about 1\d\d GiB .* more than "
+                                                         r"max_bytes=17,179,869,184 \(16 GiB\); use spectral_norm"):
+            cm.singular_values(np.ones((3, 3)), (10**5, 10**5), max_bytes=2**34)
+
+    def dense():
+        with pytest.raises(cm.MatrixTooLargeError, match=r"spectral_norm \(method='dense'\) of the 3992004x4000000 "
+                                                         r"matrix would need about .* TiB .* method='lanczos' fits"):
+            cm.spectral_norm(np.ones((3, 3)), (2000, 2000), method="dense", max_bytes=2**33)
+
+    for fn in (sv, dense):
+        assert traced_peak(fn)[1] < 2**20
+    with pytest.raises(cm.MatrixTooLargeError, match=r"singular_values .* more than max_bytes="):
+        cm.singular_values(np.ones((3, 3)), (10**6, 10**6))  # the default, "auto": half the RAM
+
+
+def test_upper_bound_and_auto_fit_the_budget():
+    """Many output channels: the circulant bound's spectrum on the padded grid (and the exact route) would not fit
+    in 16 MiB; the looser per-tap bound is reported and "auto" runs Lanczos, within the budget."""
+    from memory import SLACK, traced_peak
+
+    from convmatrix.spectral import _upper_bound
+
+    w = 1 + 0.1 * np.random.default_rng(11).standard_normal((64, 8, 3, 3))  # a well separated top (fast Lanczos)
+    budget = 16 * 2**20
+    tight, peak = traced_peak(cm.spectral_norm, w, (48, 48), padding=1, max_bytes=budget)
+    assert peak <= budget + SLACK and tight.method == "lanczos"
+    geom = cm.ConvOperator(w, (48, 48), padding=1).geometry
+    circulant = _upper_bound(w, geom, True)  # what a roomier budget reports
+    assert tight.lower_bound <= tight <= circulant < tight.upper_bound  # the per-tap bound is looser ...
+    taps = sum(np.linalg.svd(w[:, :, i, j], compute_uv=False)[0] for i in range(3) for j in range(3))
+    assert tight.upper_bound == pytest.approx(taps, rel=1e-12)  # ... and is this one
+    circ = dict(padding=1, padding_mode="circular")
+    exact = cm.spectral_norm(w, (48, 48), **circ, max_bytes=None)
+    auto, peak = traced_peak(cm.spectral_norm, w, (48, 48), **circ, max_bytes=budget)
+    assert exact.method == "exact" and auto.method == "lanczos" and peak <= budget + SLACK
+    assert float(auto) == pytest.approx(float(exact), rel=1e-6)
 
 
 # ============================================================================ Hypothesis: the bounds always hold
