@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _validate as V
-from .geometry import ROW_CHUNK, Geometry, Run
+from .geometry import ROW_CHUNK, TABLE_ENTRIES, Geometry, Run
 
 __all__ = ["build_csr", "check_budget", "convert", "peak_bytes"]
 
@@ -104,7 +104,8 @@ def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
     weights = kernel * (dtype.itemsize + (8 if acc is not None else 0))
     rows = min(_FLAT_CHUNK, n_out)
     flat = rows * (8 * nd + 8 * 4 + 2 + 8 * 2)
-    cand = geom.in_per_group * math.prod(geom.kernel_shape)
+    taps = [ax.wrapped_taps() for ax in axes]  # taps per axis on the general path (wrapped onto a period)
+    cand = geom.in_per_group * math.prod(taps)
     runs = [ax.runs(max_runs=_MAX_BOXES) for ax in axes]
     active = geom.out_channels * math.prod(ax.active() for ax in axes)  # rows with entries
     shell = active - (geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs) if all(runs) else 0)
@@ -112,10 +113,15 @@ def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
     general = chunk * (_CAND_BYTES + (_CAND_OBJECT_BYTES if acc == np.dtype(object) else 0))
     # the per-row tables of one chunk of positions (a short axis keeps its table for the whole build; a long one
     # maps a chunk of rows to count reflect/symmetric/transposed edges, and the general path's rows)
-    general_rows = min(ROW_CHUNK, max(1, chunk // max(cand, 1)))
-    tables = sum((ax.out if ax.out <= ROW_CHUNK else
-                  ROW_CHUNK if ax.transposed or ax.mode in ("reflect", "symmetric") else general_rows)
-                 * ax.k * 8 * (6 if ax.transposed or ax.mode == "zeros" else 14) for ax in axes)
+    general_rows = max(1, chunk // max(cand, 1))
+
+    def table_rows(ax, k: int) -> int:
+        step = max(1, min(ROW_CHUNK, TABLE_ENTRIES // k))  # Axis.chunk_rows of the wrapped axis
+        return min(ax.out, step if ax.transposed or ax.mode in ("reflect", "symmetric") or ax.out <= step
+                   else general_rows)
+
+    tables = sum(table_rows(ax, k) * k * 8 * (6 if ax.transposed or ax.mode == "zeros" else 14)
+                 for ax, k in zip(axes, taps))
     boxes = min(_BOX_ROWS, n_out) * 8 * 3 + kernel * 8 * 3
     return per_axis + weights + max(flat + general + tables, boxes)
 
@@ -247,7 +253,10 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_arr
     data = _empty(nnz, dtype=dtype)
     indices = _empty(nnz, dtype=itype)
     indptr[0] = 0
-    fill = _RowFiller(geom, wt, wacc, dtype, indices, data, per_channel)
+    if runs:
+        fill = _RowFiller(geom, geom.axes(), wt, wacc, dtype, indices, data, per_channel)
+    else:  # no boxes: a kernel longer than a periodic fold's period is summed over each period first
+        fill = _RowFiller(geom, *_wrap(geom, wt, wacc), dtype, indices, data, per_channel)
     running = 0
     for r0 in range(0, n_out, _FLAT_CHUNK):  # loop over chunks of output positions
         r1 = min(n_out, r0 + _FLAT_CHUNK)
@@ -348,16 +357,35 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     np.add(rowpart.reshape((1, *sizes, 1)), ent.reshape(lead + (row_len,)), out=iview, casting="unsafe")
 
 
+def _wrap(geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None) -> tuple[list, np.ndarray, np.ndarray | None]:
+    """Axes with taps wrapped onto one period of their fold, and the weights summed accordingly."""
+    axes = []
+    for a, ax in enumerate(geom.axes()):
+        wrapped, groups = ax.wrapped()
+        if groups is not None:
+            wt, wacc = (None if w is None else _sum_taps(w, a, groups, wrapped.k) for w in (wt, wacc))
+        axes.append(wrapped)
+    return axes, wt, wacc
+
+
+def _sum_taps(w: np.ndarray, a: int, groups: np.ndarray, k: int) -> np.ndarray:
+    """Engine weight ``w`` with the taps of axis ``a`` added up by ``groups`` (exact in ``w``'s dtype)."""
+    moved = np.moveaxis(w, 2 + a, -1)
+    out = np.zeros(moved.shape[:-1] + (k,), dtype=w.dtype)
+    np.add.at(out, (Ellipsis, groups), moved)
+    return np.ascontiguousarray(np.moveaxis(out, -1, 2 + a))
+
+
 class _RowFiller:
     """The general path: rows given by position, candidates masked, folded taps summed exactly."""
 
-    def __init__(self, geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None, dtype: np.dtype,
+    def __init__(self, geom: Geometry, axes: list, wt: np.ndarray, wacc: np.ndarray | None, dtype: np.dtype,
                  indices: np.ndarray, data: np.ndarray, per_channel: int) -> None:
         self.geom, self.wt, self.wacc, self.dtype = geom, wt, wacc, dtype
         self.indices, self.data, self.per_channel = indices, data, per_channel
-        self.axes = geom.axes()
+        self.axes = axes
         self.nd = geom.ndim
-        self.cand = geom.in_per_group * math.prod(geom.kernel_shape)
+        self.cand = geom.in_per_group * math.prod(ax.k for ax in axes)
         self.n_out = math.prod(geom.output_shape)
         self.n_in = math.prod(geom.input_shape)
         self.in_strides = [math.prod(geom.input_shape[a + 1 :]) for a in range(self.nd)]

@@ -608,7 +608,16 @@ def _kernel(args: argparse.Namespace) -> np.ndarray:
             raise UserError(f"--dtype {dt} cannot hold complex --weights")
         if k.dtype.kind == "f" and dt.kind in "iu" and not np.array_equal(k, np.round(k)):
             raise UserError(f"--dtype {dt} cannot hold the non-integer --weights")
-        k = k.astype(dt)
+        from ._validate import check_values_fit
+
+        exact = k.astype(np.int64) if k.dtype.kind == "f" and dt.kind in "iu" and np.all(np.abs(k) < 2**63) else k
+        if exact.dtype.kind == "f" and dt.kind in "iu":
+            raise UserError(f"--dtype {dt} cannot hold the --weights (values beyond 2**63)")
+        try:
+            check_values_fit(exact, dt, "the --weights value", "choose a wider --dtype")
+        except ValueError as exc:
+            raise UserError(f"--dtype: {exc}") from None
+        k = exact.astype(dt)
     return k
 
 

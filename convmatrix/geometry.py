@@ -19,7 +19,7 @@ Formulas (per axis, ``a`` = output padding)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "fold_index",
     "Run",
     "ROW_CHUNK",
+    "TABLE_ENTRIES",
 ]
 
 
@@ -90,9 +91,48 @@ def fold_index(i: np.ndarray, n: int, mode: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- one axis
 #: output positions handled at once by the per-row maps of an axis (bounds their temporaries)
 ROW_CHUNK = 1 << 15
+#: at most this many (position, tap) pairs are mapped at once (a kernel with many taps maps fewer rows)
+TABLE_ENTRIES = 1 << 16
 
 
 _BIG = np.iinfo(np.int64).max
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """``sum(floor((a*i + b) / m) for i in range(n))`` for ``n, a, b >= 0``, ``m >= 1``, in O(log) steps."""
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        top = a * n + b
+        if top < m:
+            break
+        n, b, m, a = top // m, top % m, a, m
+    return total
+
+
+def _lattice_below(J: int, K: int, s: int, d: int, X: int) -> int:
+    """``#{(j, t) : 0 <= j < J, 0 <= t < K, j*s + t*d <= X}`` exactly, in O(log) steps."""
+    if X < 0 or J <= 0 or K <= 0:
+        return 0
+    full = min(J - 1, (X - (K - 1) * d) // s)  # rows whose every tap is <= X
+    count = (full + 1) * K if full >= 0 else 0
+    lo, hi = max(0, full + 1), min(J - 1, X // s)  # rows with 1..K-1 taps <= X
+    if lo <= hi:  # sum of floor((X - j*s)/d) + 1 over those rows, with i = hi - j
+        count += _floor_sum(hi - lo + 1, d, s, X - s * hi) + (hi - lo + 1)
+    return count
+
+
+def strip_count(J: int, K: int, s: int, d: int, low: int, high: int) -> int:
+    """``#{(j, t) : 0 <= j < J, 0 <= t < K, low <= j*s + t*d <= high}``: the taps of ``J`` rows at stride
+    ``s`` (dilation ``d``) that land in ``[low, high]``, in closed form whatever the sizes."""
+    if low > high:
+        return 0
+    return _lattice_below(J, K, s, d, high) - _lattice_below(J, K, s, d, low - 1)
 
 
 def _ceil_div(a: np.ndarray | int, b: int) -> np.ndarray | int:
@@ -141,6 +181,8 @@ class Axis:
     mode: str
     out: int  # length of the axis in the result vector
     transposed: bool = False
+    #: tap offsets replacing ``t*d`` (the engine's wrapped taps, see :meth:`wrapped`); only maps read them
+    offsets: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ maps of given rows
     def index_map(self, rows: np.ndarray | None = None) -> np.ndarray:
@@ -152,7 +194,8 @@ class Axis:
         j = (np.arange(self.out, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64))[:, None]
         t = np.arange(self.k, dtype=np.int64)[None, :]
         if not self.transposed:
-            return fold_index(j * self.s + t * self.d - self.pad[0], self.n, self.mode)
+            off = t * self.d if self.offsets is None else np.asarray(self.offsets, dtype=np.int64)[None, :]
+            return fold_index(j * self.s + off - self.pad[0], self.n, self.mode)
         q = j + self.pad[0] - (self.k - 1 - t) * self.d  # = input_index * s when it is a hit
         hit = (q >= 0) & (q % self.s == 0) & (q // self.s < self.n)
         return np.where(hit, q // self.s, -1)
@@ -191,14 +234,20 @@ class Axis:
         np.put_along_axis(assign, order, np.where(srt != _BIG, rank, -1), axis=1)
         return cols, assign, count
 
+    def chunk_rows(self) -> int:
+        """Output positions mapped at once: :data:`ROW_CHUNK`, fewer for a kernel with many taps.
+
+        An axis with at most this many positions keeps the table of all its rows."""
+        return max(1, min(ROW_CHUNK, TABLE_ENTRIES // max(self.k, 1)))
+
     @cached_property
     def _table(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """:meth:`slots` of every row, kept for short axes (at most :data:`ROW_CHUNK` positions)."""
+        """:meth:`slots` of every row, kept for short axes (see :meth:`chunk_rows`)."""
         return self.slots()
 
     def slots_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """:meth:`slots` of the positions ``rows`` (any order, repeats allowed)."""
-        if self.out <= ROW_CHUNK:
+        if self.out <= self.chunk_rows():
             cols, assign, count = self._table
             return cols[rows], (None if assign is None else assign[rows]), count[rows]
         uniq, inv = np.unique(rows, return_inverse=True)
@@ -212,6 +261,37 @@ class Axis:
         return bool(np.all(np.diff(idx, axis=1) > 0)) if self.k > 1 else True
 
     # ------------------------------------------------------------------ closed-form structure
+    def fold_period(self) -> int:
+        """Period of the boundary fold of a convolution axis (0: zeros and replicate do not repeat)."""
+        if self.transposed or self.mode in ("zeros", "replicate"):
+            return 0
+        if self.mode == "circular":
+            return self.n
+        if self.mode == "symmetric":
+            return 2 * self.n
+        return 2 * (self.n - 1) if self.n > 1 else 1  # reflect
+
+    def wrapped_taps(self) -> int:
+        """Taps that read distinct inputs on some row: ``k``, or at most one per residue of the fold's period."""
+        period = self.fold_period()
+        if not period or (self.k - 1) * self.d < period:
+            return self.k
+        return min(self.k, period // math.gcd(self.d, period))
+
+    def wrapped(self) -> tuple[Axis, np.ndarray | None]:
+        """The axis with its taps wrapped onto one period of a periodic fold, and the tap groups.
+
+        Taps ``t`` and ``t'`` with ``t*d = t'*d`` modulo the fold's period read the same input on
+        every row, so a kernel longer than the period can be summed along this axis first (over
+        ``groups``: the group of each tap) and the axis given one tap per residue (``offsets``).
+        Returns ``(self, None)`` when no two taps always meet.
+        """
+        if self.wrapped_taps() == self.k:
+            return self, None
+        off = (np.arange(self.k, dtype=np.int64) * self.d) % self.fold_period()
+        uniq, groups = np.unique(off, return_inverse=True)
+        return replace(self, k=int(uniq.size), offsets=tuple(uniq.tolist())), groups
+
     def interior(self) -> tuple[int, int]:
         """Output positions ``[lo, hi)`` of a convolution axis whose taps all read the input unfolded."""
         lo = min(self.out, _ceil_div(self.pad[0], self.s))
@@ -287,12 +367,16 @@ class Axis:
         return np.dtype(np.uint64)
 
     def _map_counts(self, j0: int, j1: int) -> np.ndarray:
-        """Distinct inputs of rows ``j0..j1-1`` from their maps, in chunks."""
-        if self.out <= ROW_CHUNK:
+        """Distinct inputs of rows ``j0..j1-1`` from their maps, in chunks (taps wrapped onto one period first)."""
+        wrapped, groups = self.wrapped()
+        if groups is not None:
+            return wrapped._map_counts(j0, j1)
+        step = self.chunk_rows()
+        if self.out <= step:
             return self._table[2][j0:j1]
         out = np.empty(j1 - j0, np.int64)
-        for a in range(j0, j1, ROW_CHUNK):
-            b = min(j1, a + ROW_CHUNK)
+        for a in range(j0, j1, step):
+            b = min(j1, a + step)
             out[a - j0 : b - j0] = self.slots(np.arange(a, b, dtype=np.int64))[2]
         return out
 
@@ -337,8 +421,8 @@ class Axis:
                 return np.full(j.size, min(k, n // math.gcd(d, n)), np.int64)
             if self.mode == "reflect" and n == 1:
                 return np.ones(j.size, np.int64)
-        if self.out <= ROW_CHUNK:
-            return self._table[2][j0:j1].astype(np.int64)
+        if self.out <= self.chunk_rows():
+            return self._map_counts(j0, j1).astype(np.int64)
         out = np.empty(j.size, np.int64)
         plo, phi = self._periodic_region()
         if not self.transposed:
@@ -376,24 +460,18 @@ class Axis:
         if self.transposed:  # same entries as the forward axis it transposes (input o, output n)
             return Axis(self.out, self.k, self.s, self.d, self.pad, "zeros", self.n).entries()
         n, k, s, d, pb, out = self.n, self.k, self.s, self.d, self.pad[0], self.out
-        t = np.arange(k, dtype=np.int64)
-        if self.mode == "zeros":  # per tap: rows j with 0 <= j*s + t*d - pb <= n-1
-            lo = np.maximum(0, _ceil_div(pb - t * d, s))
-            hi = np.minimum(out - 1, (n - 1 + pb - t * d) // s)
-            return int(np.clip(hi - lo + 1, 0, None).sum())
-        if self.mode == "replicate":  # 1 per row, +1 per tap step that leaves both clamped ends
-            if n == 1:
+        if self.mode == "zeros":  # pairs (row j, tap t) with 0 <= j*s + t*d - pb <= n-1
+            return strip_count(out, k, s, d, pb, n - 1 + pb)
+        if self.mode == "replicate":  # 1 per row, +1 per tap t >= 1 that leaves both clamped ends:
+            if n == 1:  # q_t >= 1 and q_{t-1} <= n-2, i.e. pb + 1 - d <= j*s + (t-1)*d <= n - 2 + pb
                 return out
-            tt = t[1:]
-            lo = np.maximum(0, _ceil_div(1 + pb - tt * d, s))
-            hi = np.minimum(out - 1, (n - 2 + pb - (tt - 1) * d) // s)
-            return out + int(np.clip(hi - lo + 1, 0, None).sum())
+            return out + strip_count(out, k - 1, s, d, pb + 1 - d, n - 2 + pb)
         if self.mode == "circular":
             return out * min(k, n // math.gcd(d, n))
         if self.mode == "reflect" and n == 1:
             return out
-        if out <= ROW_CHUNK:
-            return int(self._table[2].sum())
+        if out <= self.chunk_rows():
+            return int(self._map_counts(0, out).sum())
         lo, hi = self.interior()
         total = (hi - lo) * k
         period = self._period()
@@ -407,7 +485,7 @@ class Axis:
 
     def entries_bounds(self) -> tuple[int, int]:
         """``(lower, upper)`` bounds of :meth:`entries` in O(k): exact except for reflect and symmetric padding."""
-        if self.transposed or self.mode not in ("reflect", "symmetric") or self.out <= ROW_CHUNK:
+        if self.transposed or self.mode not in ("reflect", "symmetric") or self.out <= self.chunk_rows():
             e = self.entries()
             return e, e
         lo, hi = self.interior()
@@ -415,7 +493,8 @@ class Axis:
         return (hi - lo) * self.k + edge, (hi - lo) * self.k + edge * min(self.k, self.n)
 
     def _sum_counts(self, a: int, b: int) -> int:
-        return sum(int(self._map_counts(c, min(b, c + ROW_CHUNK)).sum()) for c in range(a, b, ROW_CHUNK))
+        step = self.chunk_rows()
+        return sum(int(self._map_counts(c, min(b, c + step)).sum()) for c in range(a, b, step))
 
 
 # ----------------------------------------------------------------------------- N-D geometry

@@ -1335,12 +1335,12 @@ def apply(C: Any, X: Any) -> Any:
     if isinstance(C, _ConvLinearOperator):
         if _is_dask(X):
             return C.dot(X)
-        X = np.asarray(X)
+        X = _vectors(X, "X", C.shape[1], matrix=None)
         return C.matvec(X) if X.ndim == 1 else C.matmat(X)
     if not (hasattr(C, "shape") and len(getattr(C, "shape", ())) == 2):
         raise TypeError(f"C must be a 2-D matrix (sparse or dense) or a LinearOperator; got {type(C).__name__}")
     if not _is_dask(X):
-        return C @ X
+        return C @ _vectors(X, "X", C.shape[1], matrix=None)
     da = _import_dask()
     import dask
 

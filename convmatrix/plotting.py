@@ -360,6 +360,12 @@ def _geometry_cells(geom: Any) -> int:
     return math.prod(grid) + math.prod(out) + math.prod(taps)
 
 
+def _mem(n: float) -> str:
+    from ._validate import nbytes_text
+
+    return nbytes_text(int(n))
+
+
 def _check_cells(geom: Any) -> None:
     cells = _geometry_cells(geom)
     if cells > MAX_GEOMETRY_CELLS:
@@ -367,7 +373,8 @@ def _check_cells(geom: Any) -> None:
         grid, out, _ = _plane_sizes(geom, axes)
         what = "zero-inserted and padded input" if geom.kind != "conv" else "padded input"
         raise ValueError(
-            f"the geometry picture would have {cells:,} cells ({what} {_dims(grid)}, output {_dims(out)}, kernel "
+            f"the geometry picture would have {cells:,} cells (about {_mem(600 * cells)} to draw; {what} "
+            f"{_dims(grid)}, output {_dims(out)}, kernel "
             f"{_dims([geom.kernel_shape[a] for a in axes])}), more than a picture shows (at most MAX_GEOMETRY_CELLS "
             f"= {MAX_GEOMETRY_CELLS:,}); draw a smaller input_shape, padding, stride or dilation"
         )
@@ -631,10 +638,10 @@ def _check_size(size: Any, dpi: float, name: str) -> tuple[float, float]:
         raise ValueError(f"{name} must give a picture of at least 1 x 1 pixels; {where}")
     if max(w, h) > MAX_SIDE:
         raise ValueError(f"{name} must give a picture whose longest side is at most MAX_SIDE = {MAX_SIDE:,} pixels; "
-                         f"{where}")
+                         f"{where} (about {_mem(20 * w * h)} to draw)")
     if w * h > MAX_PIXELS:
         raise ValueError(f"{name} must give a picture of at most MAX_PIXELS = {MAX_PIXELS:,} pixels; {where} = "
-                         f"{w * h:,.0f}")
+                         f"{w * h:,.0f} (about {_mem(20 * w * h)} to draw)")
     return out[0], out[1]
 
 
@@ -642,8 +649,8 @@ def _check_matrix(geom: Any) -> None:
     nnz = geom.nnz
     if nnz > MAX_MATRIX_NNZ:
         rows, cols = geom.shape
-        raise ValueError(f"the matrix picture would show a {rows:,} x {cols:,} matrix with {nnz:,} stored entries, "
-                         f"more than a picture shows (at most MAX_MATRIX_NNZ = {MAX_MATRIX_NNZ:,}); draw a smaller "
+        raise ValueError(f"the matrix picture would show a {rows:,} x {cols:,} matrix with {nnz:,} stored entries "
+                         f"(about {_mem(70 * nnz)} to draw), more than a picture shows (at most MAX_MATRIX_NNZ = {MAX_MATRIX_NNZ:,}); draw a smaller "
                          f"input_shape, kernel or channel count")
 
 

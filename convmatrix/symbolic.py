@@ -1710,8 +1710,9 @@ def prove_transpose(
     work = n_in * n_out * n_tap
     if work > limit:
         raise MatrixTooLargeError(
-            f"prove_transpose compares {n_in:,} inputs x {n_out:,} outputs x {n_tap:,} kernel taps ({work:,} "
-            f"triples, max_entries={limit:,}); it is meant for small geometries"
+            f"prove_transpose compares {n_in:,} inputs x {n_out:,} outputs x {n_tap:,} kernel taps: {work:,} "
+            f"entries (input, output, tap), more than max_entries={limit:,}; it is meant for small geometries (pass "
+            f"a larger max_entries to try anyway)"
         )
     pads = geom.padding
     canvas_shape = tuple(max((oshape[ax] - 1) * geom.stride[ax] + geom.dilation[ax] * (kshape[ax] - 1) + 1,

@@ -14,6 +14,8 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import convmatrix as cm
 from convmatrix.geometry import (
@@ -25,6 +27,7 @@ from convmatrix.geometry import (
     conv_transpose_output_size,
     fold_index,
     same_padding,
+    strip_count,
 )
 from memory import traced_peak
 from reference import (
@@ -364,3 +367,23 @@ def test_geometry_refuses_index_arithmetic_beyond_int64():
                                          r"99999999999999999999"):
         conv_geometry((3,), (5,), dilation=99999999999999999999)
     assert conv_geometry((3,), (2**40,), stride=2**20).output_shape == ((2**40 - 3) // 2**20 + 1,)
+
+
+@given(J=st.integers(0, 12), K=st.integers(0, 7), s=st.integers(1, 5), d=st.integers(1, 5),
+       low=st.integers(-30, 40), high=st.integers(-30, 60))
+def test_strip_count_vs_brute_force(J, K, s, d, low, high):
+    brute = sum(1 for j in range(J) for t in range(K) if low <= j * s + t * d <= high)
+    assert strip_count(J, K, s, d, low, high) == brute
+
+
+def test_entries_closed_form_for_huge_kernels_and_inputs():
+    """Counting is O(log) in the sizes for zeros and replicate padding: a 10**12-tap kernel costs nothing."""
+    for ax, want in [(Axis(10**12, 10**12, 1, 1, (0, 0), "zeros", 1), 10**12),
+                     (Axis(10**15, 3, 1, 1, (0, 0), "zeros", 10**15 - 2), 3 * (10**15 - 2)),
+                     (Axis(10**12, 10**12, 1, 1, (5, 5), "replicate", 11), None)]:
+        got, peak = traced_peak(ax.entries)
+        assert peak < 2**16
+        if want is not None:
+            assert got == want
+    small = Axis(7, 5, 1, 1, (5, 5), "replicate", 13)
+    assert small.entries() == int(_brute_counts(small).sum())

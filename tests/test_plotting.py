@@ -196,12 +196,12 @@ def temporaries(folder):
     (lambda: P.save_figure(np.ones((3, 3)), (5, 5), "f.png", dpi=310), r"dpi must give a picture of at most "
      r"MAX_PIXELS = 8,388,608 pixels; size 14 x 6.5 inches at 310 dots per inch is 4,340 x 2,015 pixels = 8,745,100"),
     (lambda: P.figure(np.ones((3, 3)), (5, 5), size=(60, 60)), r"size must give a picture of at most MAX_PIXELS"),
-    (lambda: P.figure(np.ones((3, 3)), (1000, 1000)), r"the geometry picture would have 1,996,013 cells \(padded "
-     r"input 1000x1000, output 998x998, kernel 3x3\), more than a picture shows \(at most MAX_GEOMETRY_CELLS = 131,072\)"),
+    (lambda: P.figure(np.ones((3, 3)), (1000, 1000)), r"the geometry picture would have 1,996,013 cells \(about "
+     r"1\.12 GiB to draw; padded input 1000x1000, output 998x998, kernel 3x3\), more than a picture shows \(at most MAX_GEOMETRY_CELLS = 131,072\)"),
     (lambda: P.figure(np.ones((3, 3)), (5, 5), padding=10**12), r"MAX_GEOMETRY_CELLS"),
     (lambda: P.figure(np.ones(3), (3,), stride=10**12, transpose=True), r"zero-inserted and padded input"),
     (lambda: P.figure(np.ones((64, 64, 3, 3)), (16, 16)), r"the matrix picture would show a 12,544 x 16,384 matrix "
-     r"with 7,225,344 stored entries, more than a picture shows \(at most MAX_MATRIX_NNZ = 1,048,576\)"),
+     r"with 7,225,344 stored entries \(about 482 MiB to draw\), more than a picture shows \(at most MAX_MATRIX_NNZ = 1,048,576\)"),
     (lambda: P.save_figure(np.ones((1, 1)), (40, 40), "f.png", frames="fr"), r"at most MAX_FRAMES = 1024"),
     (lambda: P.save_figure(np.ones((3, 3)), (60, 15), "f.png", frames="fr"), r"frames: 754 frames of 1,663 geometry "
      r"cells each would draw 1,253,902 cells; at most MAX_FRAME_CELLS = 1,048,576"),
