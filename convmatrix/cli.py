@@ -669,7 +669,7 @@ def _structure(geom: Any, limit: int) -> Any:
     would need more than ``limit`` bytes."""
     from ._validate import MatrixTooLargeError
     from .plotting import _kernel_shape
-    from .symbolic import matrix_structure
+    from .structure import matrix_structure
 
     try:
         if geom.kind == "conv":

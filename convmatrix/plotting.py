@@ -721,7 +721,7 @@ def _row_of(geom: Any, pos: tuple[int, ...]) -> int:
 def _structure_name(geom: Any, limit: int) -> str | None:
     """The structure name of the matrix of ``geom`` (``None`` when naming it needs more than ``limit`` bytes)."""
     from ._validate import MatrixTooLargeError
-    from .symbolic import matrix_structure
+    from .structure import matrix_structure
 
     try:
         if geom.kind != "conv":

@@ -22,7 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convmatrix as cm
+from convmatrix import structure
 from convmatrix import symbolic as S
+from convmatrix.symbolic import proofs, relations
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry
 from memory import SLACK, traced_peak
 from reference import brute_output_size, conv_transpose_fusion, correlate_nd
@@ -340,10 +342,10 @@ def test_seed_same_holds_for_both_centrings(n1, n2):
 
 def test_a_wrong_statement_is_not_proved():
     i, k = sp.symbols("i k", integer=True, positive=True)
-    ok, how = S._prove(S._conv(i, k, 1, 0, 0, 1), i - k, {})
+    ok, how = relations._prove(relations._conv(i, k, 1, 0, 0, 1), i - k, {})
     assert not ok and how == "no simplification to 0"
     s = sp.Symbol("s", integer=True, positive=True)
-    ok, _ = S._prove(S._conv(i, k, s, 0, 0, 1), (i - k) / s + 1, {})  # the seed's valid formula without floor
+    ok, _ = relations._prove(relations._conv(i, k, s, 0, 0, 1), (i - k) / s + 1, {})  # the seed's valid formula without floor
     assert not ok
 
 
@@ -653,7 +655,7 @@ def test_prove_transpose_detects_a_wrong_matrix(monkeypatch):
         M[0, 0] += 1
         return M.as_immutable()
 
-    monkeypatch.setattr(S, "symbolic_conv_matrix", perturbed)
+    monkeypatch.setattr(proofs, "symbolic_conv_matrix", perturbed)
     r = S.prove_transpose((5,), (3,))
     assert not r.proved and not r.zero_insertion_equal and not r.fusion_equal
     assert r.mismatches[0][:3] == ("zero insertion", 0, 0)
@@ -662,7 +664,7 @@ def test_prove_transpose_detects_a_wrong_matrix(monkeypatch):
     def flipped(*args, **kwargs):
         return original(*args, **dict(kwargs, flip=True))
 
-    monkeypatch.setattr(S, "symbolic_conv_matrix", flipped)
+    monkeypatch.setattr(proofs, "symbolic_conv_matrix", flipped)
     assert not S.prove_transpose((5, 5), (2, 2), stride=2).proved
 
 
@@ -857,7 +859,7 @@ def _np_pad_map(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str) -> n
        pb=st.integers(0, 40), mode=st.sampled_from(MODES))
 def test_level_classifier_any_width(n, o, k, s, d, pb, mode):
     """Beyond what conv_geometry allows: any number of rows, padding wider than the input (many periods)."""
-    assert S._level_kind(n, o, k, s, d, pb, mode) == _reference_kind(_np_pad_map(n, o, k, s, d, pb, mode), n)
+    assert structure._level_kind(n, o, k, s, d, pb, mode) == _reference_kind(_np_pad_map(n, o, k, s, d, pb, mode), n)
 
 
 LONG_AXES = [

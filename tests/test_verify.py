@@ -17,6 +17,9 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import convmatrix as cm
 from convmatrix import verify as V
+from convmatrix.verify import cases as VC
+from convmatrix.verify import references as R
+from convmatrix.verify import report as VR
 from memory import SLACK, traced_peak
 from reference import conv_transpose_fusion, correlate_nd, dense_matrix, resolve_padding
 
@@ -105,7 +108,7 @@ class TestDotTest:
 def _conv_problem(w, n, stride, pads, dilation, groups, mode):
     out = tuple((ni + b + a - d * (k - 1) - 1) // s + 1
                 for ni, (b, a), k, s, d in zip(n, pads, w.shape[2:], stride, dilation))
-    return V._Conv(w.astype(np.float64), groups, stride, dilation, pads, mode, n, out)
+    return R._Conv(w.astype(np.float64), groups, stride, dilation, pads, mode, n, out)
 
 
 @st.composite
@@ -137,24 +140,24 @@ class TestReferences:
         p = _conv_problem(w, n, s, pads, d, g, mode)
         x = rng(seed + 1).standard_normal((w.shape[1] * g,) + n)
         naive = correlate_nd(x, w, stride=s, padding=list(pads), dilation=d, groups=g, padding_mode=mode)
-        np.testing.assert_allclose(V._ref_forward(p, x), naive, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(V._ref_scipy(p, x), naive, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(R._ref_forward(p, x), naive, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(R._ref_scipy(p, x), naive, rtol=1e-12, atol=1e-12)
         # C^T from the naive loops: the transpose of the dense matrix of correlate_nd
         C = dense_matrix(lambda v: correlate_nd(v, w, stride=s, padding=list(pads), dilation=d, groups=g,
                                                 padding_mode=mode), x.shape)
         y = rng(seed + 2).standard_normal(naive.shape)
         want = (C.T @ y.ravel()).reshape(x.shape)
-        np.testing.assert_allclose(V._ref_fusion(p, y), want, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(V._ref_zero_insertion(p, y), want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(R._ref_fusion(p, y), want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(R._ref_zero_insertion(p, y), want, rtol=1e-12, atol=1e-12)
 
     def test_fusion_is_the_seeds_deconvolution(self):
         """2x2 input, 4x4 kernel, stride 3: the reference's kernel-copy loop gives the same 7x7."""
         w = np.arange(1.0, 17.0).reshape(1, 1, 4, 4)
         y = np.array([[[1.0, 2.0], [3.0, 4.0]]])
-        p = V._Conv(w, 1, (3, 3), (1, 1), ((0, 0), (0, 0)), "zeros", (7, 7), (2, 2))
+        p = R._Conv(w, 1, (3, 3), (1, 1), ((0, 0), (0, 0)), "zeros", (7, 7), (2, 2))
         want = conv_transpose_fusion(y, w, stride=3)
-        np.testing.assert_array_equal(V._ref_fusion(p, y), want)
-        np.testing.assert_array_equal(V._ref_zero_insertion(p, y), want)
+        np.testing.assert_array_equal(R._ref_fusion(p, y), want)
+        np.testing.assert_array_equal(R._ref_zero_insertion(p, y), want)
 
 
 # ============================================================================ checks pass on right matrices
@@ -508,7 +511,7 @@ def test_sweep_rows_show_the_worst_case_error_and_its_own_tolerance():
             continue
         ran = [c for case in s.cases for c in case.checks if re.sub(r"\dd$", "Nd", c.name) == row.name
                and c.error is not None]
-        worst = max(ran, key=V._ratio)
+        worst = max(ran, key=VR._ratio)
         assert (row.error, row.tolerance, row.rtol, row.atol) == (worst.error, worst.tolerance, worst.rtol, worst.atol)
     assert "tolerances: each geometry's defaults" in str(s)
 
@@ -624,7 +627,7 @@ def test_garbage_gives_a_clear_error_naming_the_parameter(which, data, junk):
     words = (word, "dilated kernel extent") if word == "dilation" else (word,)  # a valid but too large value
     try:
         out = fn(**kwargs)
-    except (TypeError, ValueError, V.V.MatrixTooLargeError) as exc:
+    except (TypeError, ValueError, cm.MatrixTooLargeError) as exc:
         assert any(w in str(exc) for w in words), (param, junk, exc)
     else:  # the value was valid after all: the result is sane
         if isinstance(out, V.Report):
@@ -688,7 +691,7 @@ def test_huge_integer_kernels_are_compared_with_rounding_tolerance():
 def _refusal(fn, *args, **kwargs):
     """(the MatrixTooLargeError, traced peak) of a call that must be refused."""
     def call():
-        with pytest.raises(V.V.MatrixTooLargeError) as info:
+        with pytest.raises(cm.MatrixTooLargeError) as info:
             fn(*args, **kwargs)
         return info.value
     return traced_peak(call)
@@ -749,9 +752,9 @@ def test_sweep_streams_and_caps_n(monkeypatch):
     with pytest.raises(ValueError, match=r"n must be at most 100,000 .*got 1,000,000,000,000,000,000,000,000,000,000"):
         V.sweep(10**30, seed=0)
     drawn, at_run = [], []
-    real_draw, real_run = V._random_case, V.run_case
-    monkeypatch.setattr(V, "_random_case", lambda *a: drawn.append(1) or real_draw(*a))
-    monkeypatch.setattr(V, "run_case", lambda c, **kw: at_run.append(len(drawn)) or real_run(c, **kw))
+    real_draw, real_run = VC._random_case, VC.run_case
+    monkeypatch.setattr(VC, "_random_case", lambda *a: drawn.append(1) or real_draw(*a))
+    monkeypatch.setattr(VC, "run_case", lambda c, **kw: at_run.append(len(drawn)) or real_run(c, **kw))
     r = V.sweep(4, seed=2, torch=False)
     assert at_run == [1, 2, 3, 4]  # each geometry is run as soon as it is drawn
     assert [c.case for c in r.cases] == [c.case for c in real_sweep_cases(4, 2)]
@@ -773,4 +776,4 @@ def test_scipy_route_with_large_dilation_matches_naive_loops(flip):
         p.scipy_kernel, p.weight = p.weight, p.weight[:, :, ::-1, ::-1].copy()
     x = rng(13).standard_normal((1,) + n) + 1j * rng(14).standard_normal((1,) + n)
     naive = correlate_nd(x, p.weight, stride=s, padding=list(pads), dilation=d, groups=1)
-    np.testing.assert_allclose(V._ref_scipy(p, x), naive, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(R._ref_scipy(p, x), naive, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,603 @@
+"""Structure names of convolution matrices (Toeplitz, circulant, block levels), numpy only."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from . import _validate as V
+from ._given import given_entries, given_matrix
+from .geometry import Geometry, conv_geometry, conv_transpose_geometry
+
+__all__ = ['Structure', 'matrix_structure', 'check_structure']
+
+
+# ----------------------------------------------------------------------------- structure names
+class Structure(str):
+    """The name of a matrix's structure (a ``str``) with its parts as attributes.
+
+    Attributes
+    ----------
+    kinds : tuple of str
+        Per spatial axis (outer to inner level): ``"circulant"``, ``"Toeplitz"`` or ``"non-Toeplitz"``
+        (``("zero",)`` for an all-zero matrix).
+    levels : tuple of (int, int)
+        ``(output size, input size)`` per spatial axis.
+    channels : (int, int, int) or None
+        ``(C_out, C_in, groups)`` when the vectors carry channels.
+    block_shape : (int, int) or None
+        Size of the outermost blocks (channel blocks, else the blocks of the first axis).
+    reasons : tuple of str
+        Why the non-Toeplitz levels are not Toeplitz.
+    """
+
+    kinds: tuple[str, ...]
+    levels: tuple[tuple[int, int], ...]
+    channels: tuple[int, int, int] | None
+    block_shape: tuple[int, int] | None
+    reasons: tuple[str, ...]
+
+    def __new__(cls, text: str, *, kinds, levels, channels=None, block_shape=None, reasons=()):
+        obj = super().__new__(cls, text)
+        obj.kinds, obj.levels, obj.channels = tuple(kinds), tuple(levels), channels
+        obj.block_shape, obj.reasons = block_shape, tuple(reasons)
+        return obj
+
+
+# Classification of one level.  Row j, tap t of a forward axis reads x = j*s + t*d - p_before, folded
+# into [0, n) by the padding mode (-1: the tap reads zero padding).  With a generic kernel (every tap
+# its own symbol) each row holds each tap at most once, so, writing a = fold(x) and b = fold(x + s)
+# for the same tap in rows j and j + 1, the level is
+#   Toeplitz   iff  f(a) == g(b) for every such pair, f(a) = a if a <= n-2 else -1, g(b) = b-1 if b >= 0 else -1
+#                   (the taps on (j, i) are those on (j+1, i+1), i <= n-2);
+#   circulant  iff  o == n and F(a) == b for every pair, F(a) = (a+1) mod n, F(-1) = -1 (the same, wrapped);
+#   zero       iff  no tap of any row reads the input.
+# Both tests are h(x) for every x = t*d + j*s - p_before (0 <= t < k, 0 <= j <= o-2): a function of x
+# alone.  fold is affine on a few pieces (one period of them for the periodic modes), so h is
+# [affine == affine] on a few intervals: true there, false, or true at one point.  Whether a bad
+# interval holds a point of the lattice {t*d + j*s} is a closed-form question (_lattice_hit), so a
+# level is classified in O(number of pieces * log) integer operations whatever o, n and k are.
+_PERIOD = {"circular": lambda n: n, "symmetric": lambda n: 2 * n, "reflect": lambda n: 2 * n - 2}
+
+
+def _first_multiple(a: int, m: int, lo: int, hi: int) -> int | None:
+    """Smallest ``u >= 0`` with ``lo <= (a*u) mod m <= hi`` (``0 <= lo <= hi < m``), or None (Euclid-like)."""
+    if lo == 0:
+        return 0
+    a %= m
+    if a == 0:
+        return None
+    g = math.gcd(a, m)
+    if (hi // g) * g < lo:
+        return None
+    u = -(-lo // a)
+    if a * u <= hi:
+        return u
+    # no multiple of a in [lo, hi] (so hi - lo < a): a*u - m*v in [lo, hi] <=> (m*v) mod a in [-hi, -lo] mod a
+    v = _first_multiple(m % a, a, (-hi) % a, (-lo) % a)
+    if v is None:
+        return None
+    return -(-(lo + m * v) // a)
+
+
+def _first_in_range(a: int, b: int, m: int, lo: int, hi: int) -> int | None:
+    """Smallest ``u >= 0`` with ``lo <= (a*u + b) mod m <= hi`` (``0 <= lo <= hi < m``), or None."""
+    lo2, hi2 = (lo - b) % m, (hi - b) % m
+    if lo2 > hi2:  # the range wraps through 0, which u = 0 reaches
+        return 0
+    return _first_multiple(a, m, lo2, hi2)
+
+
+def _has_multiple(d: int, lo: int, hi: int, tmax: int) -> bool:
+    """Whether some ``t`` in ``[0, tmax]`` has ``lo <= t*d <= hi``."""
+    lo, hi = max(lo, 0), min(hi, tmax * d)
+    return lo <= hi and (hi // d) * d >= lo
+
+
+def _lattice_hit(lo: int, hi: int, K: int, d: int, J: int, s: int) -> bool:
+    """Whether some ``y = t*d + j*s`` (``0 <= t < K``, ``0 <= j <= J``) has ``lo <= y < hi``."""
+    if K <= 0 or J < 0:
+        return False
+    lo, hi = max(lo, 0), min(hi, (K - 1) * d + J * s + 1)
+    if lo >= hi:
+        return False
+    if hi - lo >= s:  # tap t hits iff its progression [t*d, t*d + J*s] meets [lo, hi)
+        return _has_multiple(d, lo - J * s, hi - 1, K - 1)
+    # at most one j per tap: first or last row of a tap, else a residue condition on t*d mod s
+    if _has_multiple(d, lo, hi - 1, K - 1) or _has_multiple(d, lo - J * s, hi - 1 - J * s, K - 1):
+        return True
+    ta, tb = max(0, -(-(hi - J * s) // d)), min(K - 1, -(-lo // d) - 1)  # t*d < lo and t*d + J*s >= hi
+    if ta > tb:
+        return False
+    u = _first_in_range(d, d * ta - lo, s, 0, hi - lo - 1)
+    return u is not None and u <= tb - ta
+
+
+def _fold_pieces(n: int, mode: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+    """``(start, end, sigma, beta)`` covering ``[lo, hi)``: ``fold(x) = sigma*x + beta`` there (-1: dropped)."""
+    out = []
+
+    def add(a: int, b: int, sg: int, bt: int) -> None:
+        a, b = max(a, lo), min(b, hi)
+        if a < b:
+            out.append((a, b, sg, bt))
+
+    if mode in ("zeros", "replicate") or (mode == "reflect" and n == 1):
+        if mode == "reflect":
+            add(lo, hi, 0, 0)
+            return out
+        before, after = (-1, -1) if mode == "zeros" else (0, n - 1)
+        add(lo, 0, 0, before)
+        add(0, n, 1, 0)
+        add(n, hi, 0, after)
+        return out
+    m = _PERIOD[mode](n)
+    for q in range(lo // m, (hi - 1) // m + 1):
+        base = q * m
+        if mode == "circular":
+            add(base, base + n, 1, -base)
+        elif mode == "symmetric":
+            add(base, base + n, 1, -base)
+            add(base + n, base + m, -1, base + m - 1)
+        else:  # reflect: up over [0, n-1), down over [n-1, 2n-2)
+            add(base, base + n - 1, 1, -base)
+            add(base + n - 1, base + m, -1, base + m)
+    return out
+
+
+def _bad_intervals(n: int, mode: str, lo: int, hi: int, s: int, circulant: bool) -> list[tuple[int, int]]:
+    """Sub-intervals ``[l, r)`` of ``[lo, hi)`` where the pair test ``h(x)`` is false (at every x there)."""
+    inc = 1 if circulant else 0
+    left = []  # Phi(fold(x)): Toeplitz f, circulant F
+    for a, b, sg, bt in _fold_pieces(n, mode, lo, hi):
+        if sg == 0:
+            val = -1 if bt == -1 else (bt + inc if bt <= n - 2 else (0 if circulant else -1))
+            left.append((a, b, 0, val))
+            continue
+        top = (n - 1 - bt) * sg  # where fold(x) == n - 1
+        for a2, b2, piece in ((a, min(b, top), (sg, bt + inc)), (max(a, top), min(b, top + 1),
+                                                                  (0, 0 if circulant else -1)),
+                              (max(a, top + 1), b, (sg, bt + inc))):
+            if a2 < b2:
+                left.append((a2, b2) + piece)
+    left.sort()
+    right = []  # Psi(fold(x + s)): Toeplitz g, circulant the identity
+    for a, b, sg, bt in _fold_pieces(n, mode, lo + s, hi + s):
+        if sg == 0 and bt == -1:
+            right.append((a - s, b - s, 0, -1))
+        else:
+            right.append((a - s, b - s, sg, bt + sg * s - (1 - inc)))
+    out = []
+    i = j = 0
+    while i < len(left) and j < len(right):
+        l1, r1, a1, g1 = left[i]
+        l2, r2, a2, g2 = right[j]
+        a, b = max(l1, l2), min(r1, r2)
+        if a < b:
+            if a1 == a2:
+                if g1 != g2:
+                    out.append((a, b))
+            elif (g2 - g1) % (a1 - a2) == 0 and a <= (g2 - g1) // (a1 - a2) < b:
+                x = (g2 - g1) // (a1 - a2)  # the one point where h holds
+                out += [iv for iv in ((a, x), (x + 1, b)) if iv[0] < iv[1]]
+            else:
+                out.append((a, b))
+        if r1 <= r2:
+            i += 1
+        if r2 <= r1:
+            j += 1
+    return out
+
+
+def _pairs_hold(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str, circulant: bool) -> bool:
+    """Whether the pair test (Toeplitz, or circulant) holds for every tap of every pair of rows."""
+    J, K = o - 2, k  # pairs (j, j+1) for j = 0..o-2
+    periodic = mode in _PERIOD and not (mode == "reflect" and n == 1)
+    if periodic:  # fold has period m: rows repeat every m/gcd(s, m), taps every m/gcd(d, m)
+        m = _PERIOD[mode](n)
+        J, K = min(J, m // math.gcd(s, m) - 1), min(K, m // math.gcd(d, m))
+    if J < 0:
+        return True
+    lo, hi = -pb, (K - 1) * d + J * s - pb + 1  # every x of a pair lies in [lo, hi)
+    if not periodic:
+        return not any(_lattice_hit(a + pb, b + pb, K, d, J, s) for a, b in _bad_intervals(n, mode, lo, hi, s,
+                                                                                               circulant))
+    template = _bad_intervals(n, mode, 0, m, s, circulant)  # h has period m too
+    periods = (hi - 1) // m - lo // m + 1
+    if periods <= min(K, J + 1):  # unroll the periods that [lo, hi) meets
+        return not any(_lattice_hit(a + q * m + pb, b + q * m + pb, K, d, J, s)
+                       for q in range(lo // m, (hi - 1) // m + 1) for a, b in template)
+    # many periods (wide symmetric padding): per tap (or per row), the first point in each bad residue range
+    if K <= J + 1:
+        return not any((u := _first_in_range(s, t * d - pb, m, a, b - 1)) is not None and u <= J
+                       for t in range(K) for a, b in template)
+    return not any((u := _first_in_range(d, j * s - pb, m, a, b - 1)) is not None and u <= K - 1
+                   for j in range(J + 1) for a, b in template)
+
+
+def _level_kind(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str) -> str:
+    """``"zero"``, ``"circulant"``, ``"Toeplitz"`` or ``"non-Toeplitz"`` for one forward level."""
+    if mode == "zeros" and not _lattice_hit(pb, pb + n, k, d, o - 1, s):
+        return "zero"
+    if o == n and _pairs_hold(n, o, k, s, d, pb, mode, circulant=True):
+        return "circulant"
+    return "Toeplitz" if _pairs_hold(n, o, k, s, d, pb, mode, circulant=False) else "non-Toeplitz"
+
+
+def _axis_kind(axis: Any) -> str:
+    """Kind of one axis of a geometry (forward or transposed).
+
+    A transposed axis (``n`` inputs, ``out`` outputs) is the transpose of the forward zero-padded
+    axis with ``out`` inputs and ``n`` rows (taps listed flipped), and every kind is invariant
+    under transposition (and under relabelling the taps).
+    """
+    if axis.transposed:
+        return _level_kind(axis.out, axis.n, axis.k, axis.s, axis.d, axis.pad[0], "zeros")
+    return _level_kind(axis.n, axis.out, axis.k, axis.s, axis.d, axis.pad[0], axis.mode)
+
+
+def _describe(kinds: list[str], levels: list[tuple[int, int]]) -> str:
+    if all(kd == "non-Toeplitz" for kd in kinds):
+        head = "not Toeplitz"
+    elif len(kinds) == 1:
+        head = kinds[0]
+    else:
+        inner = kinds[-1]
+        for kd in reversed(kinds[:-1]):
+            inner = f"block {kd} with {inner} blocks" if " " not in inner else f"block {kd} with ({inner}) blocks"
+        head = inner
+    sizes = [f"{o}x{n}" for o, n in levels]
+    if len(sizes) == 1:
+        return f"{head} ({sizes[0]})"
+    parts = [f"{sizes[0]} grid"] + [f"{sz} grids" for sz in sizes[1:-1]] + [f"{sizes[-1]} blocks"]
+    return f"{head} ({' of '.join(parts)})"
+
+
+#: what :func:`matrix_structure` allocates, whatever the geometry (a few Python ints per level)
+_STRUCTURE_BYTES = 64 * 1024
+
+
+def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                     groups: Any = 1, padding_mode: str = "zeros", transpose: bool = False,
+                     output_padding: Any = 0, max_bytes: Any = "auto") -> Structure:
+    """Name the structure of ``conv_matrix`` for this geometry (for a generic kernel).
+
+    Parameters
+    ----------
+    kernel_shape : sequence of int
+        Spatial, or PyTorch weight ``(C_out, C_in/groups, *k)``.
+    input_shape : int or sequence of int
+    stride, padding, dilation, groups, padding_mode
+        As :func:`convmatrix.conv_matrix`.
+    transpose : bool
+        Name ``conv_transpose_matrix`` instead (``kernel_shape`` in its layout
+        ``(C_in, C_out/groups, *k)``, ``output_padding`` allowed, zero padding only).
+    output_padding : int or sequence of int
+        ``transpose=True`` only (nonzero values are refused otherwise).
+    max_bytes : int, None or "auto", keyword-only
+        The classification is closed form: its memory does not grow with the geometry (about
+        64 KiB); a ``max_bytes`` below that is refused (``MatrixTooLargeError``).  ``"auto"`` is
+        half the RAM, ``None`` no limit.
+
+    Returns
+    -------
+    Structure
+        A ``str`` such as ``"Toeplitz (3x5)"``, ``"circulant (5x5)"``,
+        ``"block Toeplitz with Toeplitz blocks (2x4 grid of 2x4 blocks)"``,
+        ``"block circulant with circulant blocks (...)"``, ``"not Toeplitz (3x6); stride 2 > 1
+        along axis 0"``, with the parts as attributes; :func:`check_structure` verifies it.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid geometry (as :func:`convmatrix.conv_matrix`), ``transpose`` not a bool,
+        ``output_padding`` without ``transpose=True``, a padding mode other than zeros with it.
+    MatrixTooLargeError
+        ``max_bytes`` below the classifier's fixed needs.
+
+    Notes
+    -----
+    The matrix is multilevel: axis 0 is the outermost block level.  Each level is classified
+    from the axis' index map with every tap a distinct symbol: *Toeplitz* when the taps landing
+    on ``(j+1, i+1)`` are those landing on ``(j, i)`` (zero padding, stride 1, any dilation),
+    *circulant* when moreover the level is square and wraps around (circular padding with
+    ``p_before + p_after = d*(k-1)``), *non-Toeplitz* otherwise (a stride ``> 1`` moves the
+    kernel ``s`` columns per row; reflect/replicate/symmetric padding fold taps differently at
+    the edges).  Levels of size 1x1 are left out of the name.
+
+    The test compares each row with the next one, tap by tap; the comparison is a function of
+    the tap's position ``x = j*s + t*d - p_before`` alone, affine on the few pieces of the
+    padding's fold, so each level is decided from those pieces and a closed-form count of the
+    positions ``t*d + j*s`` falling in each: integer arithmetic whose cost does not depend on
+    the sizes (a long axis of ``10**8`` outputs or a kernel of ``10**6`` taps is immediate), no
+    array proportional to the geometry.  Very wide symmetric padding (many periods of ``2n``)
+    with both many taps and many rows costs up to ``min(k, o)`` steps per level.
+
+    Examples
+    --------
+    >>> matrix_structure((3,), (5,))
+    'Toeplitz (3x5)'
+    >>> matrix_structure((3, 3), (4, 4))                       # Dumoulin & Visin's matrix
+    'block Toeplitz with Toeplitz blocks (2x4 grid of 2x4 blocks)'
+    >>> matrix_structure((3, 3), (5, 5), padding=1, padding_mode="circular")
+    'block circulant with circulant blocks (5x5 grid of 5x5 blocks)'
+    >>> matrix_structure((3,), (6,), stride=2)
+    'not Toeplitz (2x6); stride 2 > 1 along axis 0'
+    >>> matrix_structure((3, 3), (5, 5), padding=1, padding_mode="reflect")
+    'not Toeplitz (5x5 grid of 5x5 blocks); reflect padding folds taps at the edges of axis 0; reflect padding folds taps at the edges of axis 1'
+    >>> s = matrix_structure((4, 2, 3, 3), (5, 5), groups=2)
+    >>> print(s)
+    4x4 grid of channel blocks (block diagonal, groups=2), each block Toeplitz with Toeplitz blocks (3x5 grid of 3x5 blocks)
+    >>> s.block_shape
+    (9, 25)
+    >>> matrix_structure((4,), (2,), stride=3, transpose=True)      # the seed's 2 -> 7, per axis
+    'not Toeplitz (7x2); stride 3 > 1 along axis 0'
+    >>> matrix_structure((3,), (10**8,))                            # closed form: no array of 10**8 rows
+    'Toeplitz (99999998x100000000)'
+    """
+    ks = V.input_shape_tuple(kernel_shape, "kernel_shape")
+    transpose = V.as_bool(transpose, "transpose")
+    budget = V.budget(max_bytes)
+    if transpose:
+        V.padding_mode_name(padding_mode, allowed=("zeros",))
+        geom = conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation,
+                                       groups=groups, output_padding=output_padding)
+    else:
+        nd = len(V.input_shape_tuple(input_shape))
+        if any(V.int_tuple(output_padding, nd, "output_padding", minimum=0)):
+            raise ValueError(f"output_padding applies to transpose=True only; got output_padding="
+                             f"{V._describe(output_padding)}")
+        geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode)
+    V.check_bytes("matrix_structure", _STRUCTURE_BYTES, budget, "pass a larger max_bytes")
+    return _structure_of(geom)
+
+
+def _structure_of(geom: Geometry) -> Structure:
+    kinds, reasons = [], []
+    for ax, axis in enumerate(geom.axes()):
+        kd = _axis_kind(axis)
+        kinds.append(kd)
+        if kd == "non-Toeplitz":
+            if axis.s > 1:
+                reasons.append(f"stride {axis.s} > 1 along axis {ax}")
+            else:
+                reasons.append(f"{axis.mode} padding folds taps at the edges of axis {ax}")
+    levels = list(zip(geom.output_shape, geom.input_shape))
+    channels = (geom.out_channels, geom.in_channels, geom.groups) if geom.channel_axis else None
+    has_channels = channels is not None and channels[:2] != (1, 1)
+    if has_channels:
+        block = (math.prod(geom.output_shape), math.prod(geom.input_shape))
+    elif geom.ndim > 1:
+        block = (math.prod(geom.output_shape[1:]), math.prod(geom.input_shape[1:]))
+    else:
+        block = None
+    if "zero" in kinds:
+        text = f"zero matrix ({geom.shape[0]}x{geom.shape[1]}: every tap reads padding)"
+        return Structure(text, kinds=("zero",), levels=levels, channels=channels, block_shape=block)
+    keep = [ax for ax, lv in enumerate(levels) if lv != (1, 1)] or [geom.ndim - 1]
+    text = _describe([kinds[ax] for ax in keep], [levels[ax] for ax in keep])
+    if reasons:
+        text += "; " + "; ".join(reasons)
+    if has_channels:
+        co, ci, g = channels
+        grp = f" (block diagonal, groups={g})" if g > 1 else ""
+        text = f"{co}x{ci} grid of channel blocks{grp}, each " + text
+    return Structure(text, kinds=kinds, levels=levels, channels=channels, block_shape=block, reasons=reasons)
+
+
+_SIZE = re.compile(r"(\d+)x(\d+)")
+
+
+_KIND_WORD = re.compile(r"not Toeplitz|non-Toeplitz|Toeplitz|circulant")
+
+
+_KINDS = ("Toeplitz", "circulant", "non-Toeplitz")
+
+
+def _parse_claim(claim: str) -> tuple[list[str], list[tuple[int, int]], tuple[int, int, int] | None]:
+    """kinds, levels, channels from a claim written as :func:`matrix_structure` writes them."""
+    text = str(claim)
+    channels = None
+    m = re.match(r"\s*(\d+)x(\d+) grid of channel blocks(?: \(block diagonal, groups=(\d+)\))?, each (.*)", text)
+    if m:
+        channels = (int(m.group(1)), int(m.group(2)), int(m.group(3) or 1))
+        text = m.group(4)
+    if text.startswith("zero matrix"):
+        return ["zero"], [], channels
+    main = text.split(";")[0]
+    cut = main.rfind("(")
+    head, paren = main[:max(cut, 0)], main[cut + 1:] if cut >= 0 else ""
+    sizes = [(int(a), int(b)) for a, b in _SIZE.findall(paren)]
+    words = _KIND_WORD.findall(head)
+    if not sizes or not words:
+        raise ValueError(f"claim must be a structure name as matrix_structure writes it; got {V._describe(claim)}")
+    if words == ["not Toeplitz"]:
+        kinds = ["non-Toeplitz"] * len(sizes)
+    else:
+        kinds = words
+    if len(kinds) != len(sizes):
+        raise ValueError(f"claim names {len(kinds)} levels but gives {len(sizes)} sizes; got {V._describe(claim)}")
+    return kinds, sizes, channels
+
+
+def _claim_parts(claim: Any) -> tuple[list[str], list[tuple[int, int]], tuple[int, int, int] | None]:
+    """Validated (kinds, levels, channels) of a claim (a Structure's attributes, or parsed text)."""
+    if isinstance(claim, Structure):  # the attributes (they keep the 1x1 levels the text leaves out)
+        kinds, levels, channels = list(claim.kinds), list(claim.levels), claim.channels
+    elif isinstance(claim, str):
+        kinds, levels, channels = _parse_claim(claim)
+    else:
+        raise TypeError(f"claim must be a str (a structure name); got {type(claim).__name__}")
+    bad = f"claim must describe positive sizes, groups dividing the channels and kinds among {_KINDS}; got " \
+          f"{V._describe(str(claim))}"
+    if kinds != ["zero"]:
+        if (not kinds or len(kinds) != len(levels) or any(kd not in _KINDS for kd in kinds)):
+            raise ValueError(bad)
+    try:
+        levels = [(V.as_int(o, "o", minimum=1, maximum=None), V.as_int(n, "n", minimum=1, maximum=None))
+                  for o, n in levels]
+        if channels is not None:
+            co, ci, g = (V.as_int(v, "c", minimum=1, maximum=None) for v in channels)
+            if co % g or ci % g:
+                raise ValueError(bad)
+            channels = (co, ci, g)
+    except (TypeError, ValueError):
+        raise ValueError(bad) from None
+    return kinds, levels, channels
+
+
+def _canonical_values(vals: list) -> np.ndarray:
+    """Exact integer ids for SymPy entries (equal after expansion -> equal id); SymPy is imported here only."""
+    import sympy as sp
+
+    ids: dict = {}
+    out = np.empty(len(vals), dtype=np.int64)
+    for i, v in enumerate(vals):
+        try:
+            out[i] = ids.setdefault(sp.expand(sp.sympify(v)), len(ids))
+        except (sp.SympifyError, TypeError, ValueError, AttributeError, RecursionError):
+            raise TypeError(f"matrix must hold numbers or SymPy expressions; got an entry {V._describe(v)}") from None
+    return out
+
+
+_CALL_BYTES = 64 * 1024  # fixed overhead of a call (measured 10-70 KB)
+
+_CHECK_ENTRY_BYTES = 100  # per nonzero: indices and values (fit with the next: 115 + 64 per level)
+
+
+_CHECK_LEVEL_BYTES = 40  # per nonzero and key column (2*levels + 3) of a level's np.unique
+
+
+_CHECK_SYMPY_BYTES = 400  # per nonzero of a SymPy/object matrix: the entries as objects, their ids (fit: ~140)
+
+
+def check_structure(matrix: Any, claim: str, *, max_bytes: Any = "auto") -> bool:
+    """Check a structure claim (as :func:`matrix_structure` names it) on a built matrix.
+
+    Parameters
+    ----------
+    matrix : scipy sparse matrix/array, numpy array or SymPy matrix
+        2-D, entries numbers (NaN compares equal to NaN) or SymPy expressions.
+    claim : Structure or str
+    max_bytes : int, None or "auto", keyword-only
+        The check works on the nonzero entries: refuse (``MatrixTooLargeError``, before listing
+        them) when it is predicted to need more at its peak (about ``100 + 40*(2*levels + 3)``
+        bytes per nonzero, 400 more for SymPy entries); ``"auto"`` is half the RAM, ``None`` no limit.
+
+    Returns
+    -------
+    bool
+        True when every level has the claimed kind: *Toeplitz* -- each line parallel to the
+        diagonal of the level (other indices fixed) holds one value; *circulant* -- the same along
+        wrapped diagonals of a square level; *non-Toeplitz* -- some such line holds two values; and
+        channel blocks outside a group are zero.  Values compare to ~1e-12 relative (1e-5 for
+        float32), exactly for integer and SymPy matrices.
+
+    Raises
+    ------
+    TypeError
+        ``claim`` not a str; ``matrix`` not a 2-D matrix of numbers or SymPy expressions.
+    ValueError
+        A claim that is not a structure name (or describes no matrix), or one whose shape is not
+        the matrix's.
+    MatrixTooLargeError
+        The check would exceed ``max_bytes``.
+
+    Examples
+    --------
+    >>> import numpy as np, convmatrix as cm
+    >>> w = np.arange(1.0, 10.0).reshape(3, 3)
+    >>> C = cm.conv_matrix(w, (4, 4))
+    >>> claim = matrix_structure(w.shape, (4, 4))
+    >>> check_structure(C, claim)
+    True
+    >>> check_structure(C, "block circulant with circulant blocks (2x4 grid of 2x4 blocks)")
+    False
+    >>> check_structure(cm.conv_matrix(w, (6, 6), stride=2), matrix_structure(w.shape, (6, 6), stride=2))
+    True
+    """
+    kinds, levels, channels = _claim_parts(claim)
+    budget = V.budget(max_bytes)
+    g = given_matrix(matrix, "matrix")
+    rows, cols = g.rows, g.cols
+    co, ci, groups = channels if channels is not None else (1, 1, 1)
+    oshape = (co,) + tuple(o for o, _ in levels)
+    ishape = (ci,) + tuple(n for _, n in levels)
+    if kinds != ["zero"] and (rows, cols) != (math.prod(oshape), math.prod(ishape)):
+        raise ValueError(f"claim describes a {math.prod(oshape)}x{math.prod(ishape)} matrix; got matrix shape "
+                         f"{(rows, cols)}")
+    symbolic = g.kind == "sympy" or (g.kind == "dense" and g.obj.dtype == object)
+    per_entry = _CHECK_ENTRY_BYTES + _CHECK_LEVEL_BYTES * (2 * len(levels) + 3) + (_CHECK_SYMPY_BYTES if symbolic
+                                                                                  else 0)
+    V.check_bytes(f"check_structure of a {rows}x{cols} matrix with up to {g.nnz_bound:,} nonzeros",
+                  per_entry * g.nnz_bound + _CALL_BYTES, budget,
+                  "check a smaller matrix of the same geometry (the structure does not depend on the size), or pass "
+                  "a larger max_bytes")
+    r, c, vals = given_entries(g, "matrix")
+    if kinds == ["zero"]:
+        return r.size == 0
+    if r.size == 0:  # a zero matrix is Toeplitz and circulant (if square) at every level
+        return all(kd == "Toeplitz" or (kd == "circulant" and o == n) for kd, (o, n) in zip(kinds, levels))
+    if symbolic:
+        values, tol = _canonical_values(list(vals)), None
+    else:
+        values = np.asarray(vals)
+        if values.dtype.kind in "iub":
+            tol = None
+        else:
+            finite = np.abs(values[np.isfinite(values)])
+            scale = float(finite.max()) if finite.size else 0.0
+            tol = (1e-5 if values.dtype in (np.float32, np.complex64) else 1e-12) * scale
+    J = np.unravel_index(r, oshape)
+    I = np.unravel_index(c, ishape)
+    if groups > 1 and np.any(J[0] // (co // groups) != I[0] // (ci // groups)):
+        return False
+    for lv, kind in enumerate(kinds):
+        ax = lv + 1
+        o, n = levels[lv]
+        if kind == "circulant":
+            ok = o == n and _lines_constant(J, I, ax, o, n, values, tol, circulant=True)
+        elif kind == "Toeplitz":
+            ok = _lines_constant(J, I, ax, o, n, values, tol, circulant=False)
+        else:
+            ok = not _lines_constant(J, I, ax, o, n, values, tol, circulant=False)
+        if not ok:
+            return False
+    return True
+
+
+def _lines_constant(J, I, ax, o, n, values, tol, *, circulant: bool) -> bool:
+    """Whether every line ``(j+m, i+m)`` along level ``ax`` (others fixed) holds a single value.
+
+    Only nonzero entries are given: a line whose value is nonzero must then be fully stored.
+    NaN equals NaN; otherwise values are equal when exactly equal or within ``tol``.
+    """
+    delta = I[ax] - J[ax]
+    if circulant:
+        delta = np.mod(delta, n)
+        length = np.full(delta.shape, n)
+    else:
+        length = np.minimum(o, n - delta) - np.maximum(0, -delta)
+    others = [J[b] for b in range(len(J)) if b != ax] + [I[b] for b in range(len(I)) if b != ax]
+    keys = np.stack(others + [delta], axis=1)
+    _, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    del keys
+    inv = inv.reshape(-1)
+    first = np.full(counts.size, -1, dtype=np.int64)
+    first[inv[::-1]] = np.arange(inv.size)[::-1]
+    ref = values[first][inv]
+    same = values == ref
+    if tol is not None:
+        with np.errstate(invalid="ignore"):
+            same |= np.abs(values - ref) <= tol
+        if values.dtype.kind in "fc":
+            same |= np.isnan(values) & np.isnan(ref)
+    if not np.all(same):
+        return False
+    line_len = np.zeros(counts.size, dtype=np.int64)
+    line_len[inv] = length
+    return bool(np.all(counts == line_len))

@@ -1,0 +1,258 @@
+"""Inverse questions: the padding, output padding or input sizes that give a wanted output size."""
+
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from .. import _validate as V
+from .formulas import _P, _a, _bound, _compiled, _d, _floor_arg, _k, _n, _pa, _pb, _s, _target, output_size_formula
+from .relations import _symmetric_pad
+
+__all__ = ['padding_for_output', 'output_padding_for', 'input_sizes_for_output']
+
+
+#: bytes of one Python int in a tuple (the object and its slot), measured with tracemalloc
+_INT_TUPLE_BYTES = 40
+
+
+# ----------------------------------------------------------------------------- inverse questions
+@functools.lru_cache(maxsize=None)
+def _inverse_solutions() -> dict:
+    """Bounds on the total padding and on the input size for a target output, solved by SymPy."""
+    f = output_size_formula()
+    x = _floor_arg(f.expr)  # output = floor(x) + 1
+    ineqs = [sp.Le(_target - 1, x), sp.Lt(x, _target)]
+    out = {}
+    by_p = sp.reduce_inequalities([q.xreplace({_pb: _P, _pa: 0}) for q in ineqs], [_P])
+    bp = dict(_bound(rel, _P) for rel in by_p.args)
+    by_n = sp.reduce_inequalities(ineqs, [_n])
+    bn = dict(_bound(rel, _n) for rel in by_n.args)
+    args = [_n, _k, _s, _d, _pb, _pa, _target]
+    out["P_min"] = sp.lambdify(args, bp[">="], modules="math")
+    out["n_min"] = sp.lambdify(args, bn[">="], modules="math")
+    out["n_end"] = sp.lambdify(args, bn["<"], modules="math")
+    t = output_size_formula(True)
+    a_sol = sp.solve(sp.Eq(t.expr, _target), _a)[0]
+    out["a"] = sp.lambdify(args, a_sol, modules="math")
+    return out
+
+
+def _axes_args(values: dict) -> tuple[int, list[dict]]:
+    """Validated values per axis (positive ints; ``padding`` a pair); ``nd = 0`` when all are scalars.
+
+    ``padding`` is an int or ``(before, after)`` pair when the other values are scalars, else an int
+    or one entry (int or pair) per axis.
+    """
+    def is_seq(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.ndim > 0)
+
+    for name, v in values.items():
+        if is_seq(v) and len(v) == 0:
+            raise ValueError(f"{name} must be an int or a non-empty sequence (one entry per axis); got {v!r}")
+    lengths = {len(v) for name, v in values.items() if name != "padding" and is_seq(v)}
+    if len(lengths) > 1:
+        given = ", ".join(f"{name}={V._describe(v)}" for name, v in values.items() if is_seq(v))
+        raise ValueError(f"per-axis arguments must all have the same length; got lengths {sorted(lengths)} in {given}")
+    nd = lengths.pop() if lengths else 0
+    pad = values.get("padding")
+    if nd and is_seq(pad) and len(pad) != nd:
+        raise ValueError(f"padding must be an int or have one entry per axis ({nd}); got {V._describe(pad)}")
+    rows = []
+    for ax in range(max(nd, 1)):
+        sfx = f"[{ax}]" if nd else ""
+        row = {}
+        for name, v in values.items():
+            if name == "padding":
+                row[name] = _symmetric_pad(v[ax] if (nd and is_seq(v)) else v, name + sfx)
+            else:
+                row[name] = V.as_int(v[ax] if is_seq(v) else v, name + sfx, minimum=1)
+        rows.append(row)
+    return nd, rows
+
+
+def padding_for_output(
+    input_size: Any, kernel_size: Any, target: Any, *, stride: Any = 1, dilation: Any = 1, lower: bool = False
+) -> tuple[int, int] | tuple[tuple[int, int], ...]:
+    """The smallest padding ``(before, after)`` that gives a convolution output of size ``target``.
+
+    Parameters
+    ----------
+    input_size, kernel_size, target : int or sequence of int
+        Per axis (sequences give one pair per axis).
+    stride, dilation : int or sequence of int, keyword-only
+    lower : bool
+        Put the odd extra element before instead of after.
+
+    Returns
+    -------
+    (int, int) or tuple of (int, int)
+        The total is the smallest ``P >= 0`` with ``floor((n + P - d*(k-1) - 1)/s) + 1 == target``,
+        split evenly, the odd element after (TF/JAX ``SAME``; before with ``lower``).  Python ints,
+        exact for any sizes up to ``2**62`` (the padding itself may be larger).
+
+    Raises
+    ------
+    TypeError
+        A size that is not an int (or a sequence of ints), ``lower`` not a bool.
+    ValueError
+        A size that is not positive or exceeds ``2**62``; sequences of different lengths; a
+        ``target`` smaller than the output without padding.
+
+    Notes
+    -----
+    SymPy solves ``target - 1 <= (n + P - d*(k-1) - 1)/s < target`` for ``P``:
+    ``s*(target-1) + d*(k-1) + 1 - n <= P < s*target + d*(k-1) + 1 - n``.
+
+    Examples
+    --------
+    >>> padding_for_output(7, 3, 7)                 # same
+    (1, 1)
+    >>> padding_for_output(8, 4, 8)                 # same with an even kernel: asymmetric
+    (1, 2)
+    >>> padding_for_output(8, 4, 8, lower=True)
+    (2, 1)
+    >>> padding_for_output(7, 3, 4, stride=2)       # TF SAME: ceil(7/2) = 4
+    (1, 1)
+    >>> padding_for_output((5, 6), 3, (5, 3), stride=(1, 2))
+    ((1, 1), (0, 1))
+    """
+    lower = V.as_bool(lower, "lower")
+    nd, rows = _axes_args(dict(input_size=input_size, kernel_size=kernel_size, target=target, stride=stride,
+                               dilation=dilation))
+    sol = _inverse_solutions()
+    out = []
+    for ax, r in enumerate(rows):
+        sfx = f"[{ax}]" if nd else ""
+        n, k, t, s, d = (r[nm] for nm in ("input_size", "kernel_size", "target", "stride", "dilation"))
+        lo = int(sol["P_min"](*map(Fraction, (n, k, s, d, 0, 0, t))))
+        hi = lo + s - 1  # exactly s totals give this output
+        if hi < 0:
+            o0 = _compiled(False)(n=n, k=k, s=s, d=d, p_before=0, p_after=0)
+            raise ValueError(
+                f"target{sfx} must be reachable with padding >= 0; got target {t}, but without padding the "
+                f"output is already {o0} (input_size {n}, kernel_size {k}, stride {s}, dilation {d})"
+            )
+        total = max(lo, 0)
+        small = total // 2
+        out.append((total - small, small) if lower else (small, total - small))
+    return tuple(out) if nd else out[0]
+
+
+def output_padding_for(
+    target: Any, input_size: Any, kernel_size: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> int | tuple[int, ...]:
+    """The output padding ``a`` that makes a transposed convolution produce ``target`` values.
+
+    Parameters
+    ----------
+    target, input_size, kernel_size : int or sequence of int
+        Wanted output size, the transposed convolution's input size, kernel size.
+    stride, dilation : int or sequence of int, keyword-only
+    padding : int, (before, after), or a sequence of those, keyword-only
+
+    Returns
+    -------
+    int or tuple of int
+        ``a = target - ((n-1)*s - p_before - p_after + d*(k-1) + 1)`` (solved by SymPy from the
+        derived formula); ``ValueError`` unless ``0 <= a < s``, the range in which the output
+        convolves back to ``n`` values.
+
+    Raises
+    ------
+    TypeError
+        A size that is not an int (or a sequence of ints; ``padding`` also pairs).
+    ValueError
+        A size out of range (positive, paddings non-negative, at most ``2**62``); sequences of
+        different lengths; a ``target`` outside the sizes this transposed convolution can produce.
+
+    Examples
+    --------
+    >>> output_padding_for(6, 3, 3, stride=2, padding=1)       # 3 -> 6: the inverse of a 6 -> 3 conv
+    1
+    >>> output_padding_for(5, 3, 3, stride=2, padding=1)
+    0
+    >>> output_padding_for((8, 7), (4, 4), 3, stride=2, padding=1)
+    (1, 0)
+    """
+    nd, rows = _axes_args(dict(target=target, input_size=input_size, kernel_size=kernel_size, stride=stride,
+                               padding=padding, dilation=dilation))
+    sol = _inverse_solutions()
+    out = []
+    for ax, r in enumerate(rows):
+        sfx = f"[{ax}]" if nd else ""
+        t, n, k, s, d = (r[nm] for nm in ("target", "input_size", "kernel_size", "stride", "dilation"))
+        pb, pa = r["padding"]
+        a = int(sol["a"](*map(Fraction, (n, k, s, d, pb, pa, t))))
+        if not 0 <= a < s:
+            base = t - a
+            raise ValueError(
+                f"target{sfx} must be one of the sizes this transposed convolution can produce, {base} to "
+                f"{base + s - 1} (output_padding 0 to stride-1 = {s - 1}); got target {t}"
+            )
+        out.append(a)
+    return tuple(out) if nd else out[0]
+
+
+def input_sizes_for_output(o: int, k: int, s: int = 1, p: int | tuple[int, int] = 0, d: int = 1, *,
+                           max_bytes: Any = "auto") -> tuple[int, ...]:
+    """All input sizes whose convolution has ``o`` outputs: ``s`` consecutive sizes (those >= 1).
+
+    This is why a transposed convolution is ambiguous: it cannot know which of these sizes
+    to return without the output padding.
+
+    Parameters
+    ----------
+    o, k, s, d : int
+        Output size, kernel size, stride, dilation (positive, at most ``2**62``).
+    p : int or (int, int)
+        Padding, or ``(before, after)``.
+    max_bytes : int, None or "auto", keyword-only
+        The tuple holds up to ``s`` Python ints (about 40 bytes each): refuse
+        (:class:`~convmatrix.MatrixTooLargeError`, before building it) when it would need more;
+        ``"auto"`` is half the RAM, ``None`` no limit.
+
+    Returns
+    -------
+    tuple of int
+        Increasing; empty when every such size would be below 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A size that is not an int or out of range; ``max_bytes`` not a positive int, None or "auto".
+    MatrixTooLargeError
+        The tuple would exceed ``max_bytes`` (a huge stride).
+
+    Notes
+    -----
+    SymPy solves ``o - 1 <= (n + p_before + p_after - d*(k-1) - 1)/s < o`` for ``n``:
+    ``s*(o-1) + d*(k-1) + 1 - p_before - p_after <= n < s*o + d*(k-1) + 1 - p_before - p_after``.
+
+    Examples
+    --------
+    >>> input_sizes_for_output(3, 3, 2, 1)     # Dumoulin & Visin: i = 5 and i = 6 both give 3
+    (5, 6)
+    >>> input_sizes_for_output(2, 3, 3)
+    (6, 7, 8)
+    >>> input_sizes_for_output(4, 3, 1, 1)
+    (4,)
+    """
+    o = V.as_int(o, "o", minimum=1)
+    k = V.as_int(k, "k", minimum=1)
+    s = V.as_int(s, "s", minimum=1)
+    d = V.as_int(d, "d", minimum=1)
+    pb, pa = _symmetric_pad(p)
+    budget = V.budget(max_bytes)
+    sol = _inverse_solutions()
+    args = tuple(map(Fraction, (0, k, s, d, pb, pa, o)))
+    lo, end = max(int(sol["n_min"](*args)), 1), int(sol["n_end"](*args))
+    count = max(end - lo, 0)
+    V.check_bytes(f"input_sizes_for_output (a tuple of {count:,} sizes)", _INT_TUPLE_BYTES * count + 512, budget,
+                  "the sizes are the integers lo <= n < lo + count: compute them from the formula in the Notes, or "
+                  "pass a larger max_bytes")
+    return tuple(range(lo, end))

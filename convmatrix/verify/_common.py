@@ -1,0 +1,152 @@
+"""Names, tolerances and option checks shared by the verification routes and reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validate as V
+
+__all__ = ['MAX_SWEEP']
+
+
+_TORCH_EXTRA = "pip install convmatrix[torch]"
+
+
+_complex = complex  # dot_test's keyword ``complex`` shadows the builtin inside it
+
+
+_STATUSES = ("pass", "fail", "skip")
+
+
+_NUMPY_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
+                "symmetric": "symmetric"}
+
+
+_TORCH_MODES = {"circular": "circular", "reflect": "reflect", "replicate": "replicate"}
+
+
+#: most geometries :func:`sweep` runs in one call: a sweep keeps one small report per geometry
+#: (about 4 KiB) and spends ~10 ms on each, so 100,000 is ~400 MiB and hours of work
+MAX_SWEEP = 100_000
+
+
+#: most spatial axes the references handle (einsum has 13 letters each for positions and taps)
+_MAX_AXES = 13
+
+
+#: integer sums up to this size are exact in float64
+_EXACT = 2**53
+
+
+#: test vectors of integer operators: nonzero integers in [-_INT_SPAN, _INT_SPAN]
+_INT_SPAN = 8
+
+
+# names of the checks, in the order a report lists them
+SHAPE = "shape vs symbolic formula"
+
+
+DOT = "adjoint (dot test)"
+
+
+FWD_NUMPY = "C x vs numpy sliding windows"
+
+
+FWD_SCIPY = "C x vs scipy.signal"
+
+
+TR_ZERO = "C^T y vs zero insertion"
+
+
+TR_FUSION = "C^T y vs fusion (seed)"
+
+
+def _fwd_torch(nd: int) -> str:
+    return f"C x vs torch conv{nd}d"
+
+
+def _tr_torch(nd: int) -> str:
+    return f"C^T y vs torch conv_transpose{nd}d"
+
+
+_TR_VJP = "C^T y vs torch autograd VJP"
+
+
+# ============================================================================ option checks
+def _torch_option(value: Any) -> bool | str:
+    """``"auto"``, ``True`` or ``False``; anything else is refused naming ``torch``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        if value == "auto":
+            return "auto"
+        raise ValueError(f"torch must be 'auto', True or False; got {value!r}")
+    raise TypeError(f"torch must be 'auto', True or False; got {V._describe(value)} of type {type(value).__name__}")
+
+
+def _generator(rng: Any, name: str = "rng") -> np.random.Generator:
+    """A numpy Generator from ``None``, a non-negative int seed, a Generator, BitGenerator or SeedSequence."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (np.random.BitGenerator, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    seed = V.as_int(rng, name, minimum=0, maximum=None,
+                    rule="None, a non-negative integer seed or a numpy Generator")
+    return np.random.default_rng(seed)
+
+
+def _tolerances(rtol: Any, atol: Any) -> tuple[float | None, float | None]:
+    return V.tolerance(rtol, "rtol"), V.tolerance(atol, "atol")
+
+
+def _int_vector(gen: np.random.Generator, shape: Any) -> np.ndarray:
+    """Nonzero integers in ``[-8, 8]`` as float64: exact products, and no entry that hides an error."""
+    k = gen.integers(0, 2 * _INT_SPAN, size=shape)
+    return np.where(k < _INT_SPAN, k - _INT_SPAN, k - _INT_SPAN + 1).astype(np.float64)
+
+
+def _is_int_dtype(dtype: Any) -> bool:
+    return dtype is not None and np.dtype(dtype).kind in "iub"
+
+
+# ============================================================================ tolerances
+def _base_rtol(dtype: np.dtype) -> float:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":
+        return 0.0
+    return 1e-5 if dtype.itemsize <= (8 if dtype.kind == "c" else 4) else 1e-12
+
+
+def _eps(dtype: np.dtype) -> float:
+    dtype = np.dtype(dtype)
+    return 0.0 if dtype.kind in "iub" else float(np.finfo(dtype).eps)
+
+
+def _rtol_for(dtype: np.dtype, terms: int) -> float:
+    return max(_base_rtol(dtype), 2.0 * terms * _eps(dtype))
+
+
+def _num(z: complex | float) -> str:
+    if isinstance(z, complex) or np.iscomplexobj(z):
+        z = complex(z)
+        return f"{z.real:.17g}{z.imag:+.17g}j"
+    return f"{float(z):.17g}"
+
+
+def _short(z: complex | float) -> str:
+    if isinstance(z, complex):
+        return f"{z.real:.10g}{z.imag:+.10g}j"
+    return f"{z:.10g}"
+
+
+def _numeric_dtype(dtype: Any, name: str) -> None:
+    if dtype is not None and np.dtype(dtype).kind not in "biufc":
+        raise TypeError(f"{name} must have a numeric dtype (bool, integer, float or complex); got dtype {np.dtype(dtype)}")
+
+
+def _dims(v: Any) -> str:
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return "x".join(str(int(x)) for x in v)
