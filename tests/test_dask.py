@@ -218,7 +218,7 @@ def test_dask_errors():
 
 
 def test_missing_dask_names_the_extra(monkeypatch):
-    from convmatrix import operator
+    from convmatrix.operator import _dask as operator
 
     monkeypatch.setitem(sys.modules, "dask.array", None)
     with pytest.raises(ImportError, match=r"pip install convmatrix\[dask\]"):

@@ -19,7 +19,7 @@ from scipy import signal
 from scipy.sparse.linalg import LinearOperator, lsqr
 
 import convmatrix as cm
-import convmatrix.operator as op_mod
+import convmatrix.operator._plan as op_mod
 from reference import conv_transpose_fusion, correlate_nd
 
 MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")

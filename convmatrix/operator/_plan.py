@@ -1,0 +1,584 @@
+"""The numeric core shared by every operator: y = correlate(pad(x)) and its transpose, by im2col GEMMs, tap accumulation or FFTs, in bounded blocks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..geometry import fold_index
+
+__all__ = []
+
+
+METHODS = ("auto", "direct", "fft")
+
+
+#: bytes of one im2col block (taps x input channels x output positions)
+_COL_BYTES = 8 * 2**20
+
+
+#: bytes of one output block in the tap-accumulation path (kept cache-sized)
+_TAP_BYTES = 2 * 2**20
+
+
+#: largest kernel spectrum (bytes) ``method="auto"`` caches without comparing to the data size
+_SPEC_BYTES = 256 * 2**20
+
+
+#: bytes of the vectors (input or output, the larger) of one group of columns in matmat
+_BATCH_BYTES = 4 * 2**20
+
+
+#: kernel spectra (one per FFT grid and conjugation) kept per operator
+_SPEC_CACHE = 6
+
+
+#: the adjoint of a boundary mode folds padded positions back by strided runs, up to this many ...
+_FOLD_RUNS = 64
+
+
+#: ... beyond, by 0/1 matrices over chunks of at most this many positions
+_FOLD_CHUNK = 256
+
+
+# ----------------------------------------------------------------------------- validation helpers
+def _method_name(method: Any) -> str:
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method must be one of 'auto', 'direct', 'fft'; got {method!r} of type {type(method).__name__}"
+        )
+    if method not in METHODS:
+        raise ValueError(f"method must be one of 'auto', 'direct', 'fft'; got {method!r}")
+    return method
+
+
+def _operator_dtype(matrix_dtype: np.dtype) -> np.dtype:
+    """Floating dtype the operator computes in: the matrix dtype, integers promoted to float64."""
+    return matrix_dtype if matrix_dtype.kind in "fc" else np.dtype(np.float64)
+
+
+# ----------------------------------------------------------------------------- the numeric core
+class _Workspace:
+    """One scratch buffer reused by the blocks of a call (block sizes only shrink at the end)."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype, self.buf = dtype, None
+
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        if self.buf is None or self.buf.size < size:
+            self.buf = None  # free the old buffer before allocating the new one
+            self.buf = np.empty(size, self.dtype)
+        return self.buf[:size].reshape(shape)
+
+
+class _Plan:
+    """The convolution core shared by every operator: ``y = correlate(pad(x))`` and its transpose.
+
+    ``weight`` is the engine weight ``(C_out, C_in/groups, *k)`` (already flipped if asked);
+    ``n``/``out`` the spatial input/output shapes of the *convolution* (for a transposed
+    convolution the roles are swapped by the caller).  Per axis the padded length is
+    ``L = (out-1)*s + d*(k-1) + 1`` (exactly what the output reads; a longer padded input is
+    never built), position ``m`` of the padded axis holding input ``fold(m - p_before)``.
+    """
+
+    def __init__(self, weight: np.ndarray, n, out, stride, dilation, pad_before, mode: str, groups: int,
+                 method: str, budget: int | None = None) -> None:
+        self.weight = np.ascontiguousarray(weight)
+        self.budget = budget  # bytes one whole-volume call may use at its peak (None: no limit)
+        self.n, self.out = tuple(n), tuple(out)
+        self.s, self.d, self.pb = tuple(stride), tuple(dilation), tuple(pad_before)
+        self.mode, self.g, self.method = mode, groups, method
+        self.k = tuple(weight.shape[2:])
+        self.nd = len(self.k)
+        self.cout, self.cg = weight.shape[0], weight.shape[1]
+        self.og, self.cin = self.cout // groups, self.cg * groups
+        self.E = tuple(d * (k - 1) + 1 for k, d in zip(self.k, self.d))
+        self.L = tuple((o - 1) * s + e for o, s, e in zip(self.out, self.s, self.E))
+        self._cache: dict = {}
+
+    def __getstate__(self) -> dict:  # spectra are rebuilt where needed (e.g. on a Dask worker)
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    # ---------------------------------------------------------------- weights in the layouts used
+    def _w(self, conj: bool, dtype: np.dtype) -> np.ndarray:
+        conj = conj and self.weight.dtype.kind == "c"  # a real kernel is its own conjugate: one cache entry
+        key = ("w", conj, np.dtype(dtype).str)
+        if key not in self._cache:
+            w = np.conj(self.weight) if conj and self.weight.dtype.kind == "c" else self.weight
+            self._cache[key] = w.astype(dtype, copy=False)
+        return self._cache[key]
+
+    def _mat(self, conj: bool, dtype: np.dtype, transposed: bool) -> np.ndarray:
+        """``(g, og, K*cg)`` (taps major) or its ``(g, K*cg, og)`` transpose, contiguous."""
+        conj = conj and self.weight.dtype.kind == "c"
+        key = ("mat", conj, np.dtype(dtype).str, transposed)
+        if key not in self._cache:
+            K = math.prod(self.k)
+            w = self._w(conj, dtype).reshape(self.g, self.og, self.cg, K).transpose(0, 1, 3, 2)
+            w = w.reshape(self.g, self.og, K * self.cg)
+            self._cache[key] = np.ascontiguousarray(w.transpose(0, 2, 1) if transposed else w)
+        return self._cache[key]
+
+    # ---------------------------------------------------------------- blocking
+    def _slices(self, t: tuple[int, ...], r0: int, r1: int, out: tuple[int, ...]) -> tuple[slice, ...]:
+        """Padded-input positions read by tap ``t`` for output rows ``r0:r1`` (all of the other axes)."""
+        sl = []
+        for a in range(self.nd):
+            lo, cnt = (r0, r1 - r0) if a == 0 else (0, out[a])
+            start = t[a] * self.d[a] + lo * self.s[a]
+            sl.append(slice(start, start + (cnt - 1) * self.s[a] + 1, self.s[a]))
+        return tuple(sl)
+
+    @staticmethod
+    def _blocks(batch: int, out: tuple[int, ...], row_bytes: int, budget: int):
+        """(b0, b1, r0, r1): batch and first-axis row ranges whose block stays within ``budget``."""
+        per_row = max(1, row_bytes * math.prod(out[1:]))
+        rows = min(out[0], max(1, budget // per_row))
+        bb = min(batch, max(1, budget // (per_row * out[0]))) if rows == out[0] else 1
+        for b0 in range(0, batch, bb):
+            for r0 in range(0, out[0], rows):
+                yield b0, min(batch, b0 + bb), r0, min(out[0], r0 + rows)
+
+    # ---------------------------------------------------------------- choice of method
+    def _fft_shape(self, out: tuple[int, ...]) -> tuple[int, ...]:
+        from scipy.fft import next_fast_len
+
+        return tuple(next_fast_len((o - 1) * s + e, True) for o, s, e in zip(out, self.s, self.E))
+
+    def use_fft(self, batch: int, out: tuple[int, ...], dt: Any, role: str = "forward") -> bool:
+        """Whether a correlation (``role="forward"``) or its transpose of ``batch`` vectors goes by FFT.
+
+        ``method="auto"`` takes the cheaper by a cost estimate, among the routes whose predicted peak
+        (:meth:`peak_bytes`, whole-volume calls only) fits in ``self.budget``.
+        """
+        if self.method != "auto":
+            return self.method == "fft"
+        dt = np.dtype(dt)
+        key = ("fft", batch, tuple(out), dt.str, role, self.budget)  # memoised: O(1), but on every product
+        if key not in self._cache:
+            self._cache[key] = self._choose_fft(batch, tuple(out), dt, role)
+        return self._cache[key]
+
+    def _choose_fft(self, batch: int, out: tuple[int, ...], dt: np.dtype, role: str) -> bool:
+        itemsize = dt.itemsize
+        if self.budget is not None and tuple(out) == self.out:
+            fits_fft = self.peak_bytes(role, batch, dt, True) <= self.budget
+            fits_direct = self.peak_bytes(role, batch, dt, False) <= self.budget
+            if fits_fft != fits_direct:
+                return fits_fft
+        # estimated nanoseconds, calibrated on the reference machine (benchmarks/bench_operator.py)
+        K, P = math.prod(self.k), math.prod(out)
+        if self.cg == 1 and self.og == 1:  # tap accumulation: memory-bound, ~1.2 ns per multiply-add
+            direct = 1.2 * batch * self.g * K * P + 3e3 * K
+        else:  # im2col copy ~0.5 ns per element + BLAS ~0.0175 ns per multiply-add
+            direct = 0.5 * batch * self.g * K * self.cg * P + 0.0175 * batch * self.cout * self.cg * K * P + 3e3 * K
+        M = self._fft_shape(out)
+        m = math.prod(M)
+        F = m // M[-1] * (M[-1] // 2 + 1)
+        # transforms ~0.3 ns per point and log2 in cache, ~0.8 ns beyond (memory-bound); the per-frequency
+        # contraction streams the kernel spectrum
+        per_point = 0.3 if m * itemsize <= 4 * 2**20 else 0.8
+        fft = per_point * batch * (self.cin + self.cout) * m * max(1.0, math.log2(m))
+        fft += (1.0 + 0.25 * batch) * self.cout * self.cg * F + 1e5
+        spectrum = self.cout * self.cg * F * 2 * itemsize
+        data = batch * (self.cin * math.prod(self.L) + self.cout * P) * itemsize
+        if spectrum > max(_SPEC_BYTES, 4 * data):
+            return False
+        return fft < 0.7 * direct
+
+    # ---------------------------------------------------------------- predicted memory
+    def pads(self) -> bool:
+        """Whether the padded grid reads outside the input (otherwise :meth:`pad` returns a view)."""
+        return any(pb > 0 or length - pb > n for pb, length, n in zip(self.pb, self.L, self.n))
+
+    def _work_bytes(self, batch: int, it: int) -> int:
+        """Scratch of the direct route for whole-volume calls: the block of :meth:`_blocks` and a GEMM result."""
+        tap = self.cg == 1 and self.og == 1
+        row, budget = (self.g * it, _TAP_BYTES) if tap else (self.g * math.prod(self.k) * self.cg * it, _COL_BYTES)
+        per_row = max(1, row * math.prod(self.out[1:]))
+        rows = min(self.out[0], max(1, budget // per_row))
+        bb = min(batch, max(1, budget // (per_row * self.out[0]))) if rows == self.out[0] else 1
+        work = per_row * rows * bb
+        if not tap and rows < self.out[0]:  # partial rows: the GEMM result is a temporary
+            work += self.og * rows * math.prod(self.out[1:]) * it
+        return work
+
+    def spectrum_bytes(self, dt: Any) -> int:
+        """Bytes of one cached kernel spectrum (``method="fft"``) for whole-volume calls in ``dt``."""
+        dt = np.dtype(dt)
+        cit = dt.itemsize if dt.kind == "c" else 2 * dt.itemsize
+        M = self._fft_shape(self.out)
+        m = math.prod(M)
+        F = m if dt.kind == "c" else m // M[-1] * (M[-1] // 2 + 1)
+        return self.cout * self.cg * F * cit
+
+    def peak_bytes(self, role: str, batch: int, dt: Any, fft: bool, copy_input: bool = True) -> int:
+        """Predicted peak bytes (numpy buffers) of :meth:`forward` (``role="forward"``) or :meth:`transpose`
+        of ``batch`` whole volumes computed in ``dt``, by FFT or directly.
+
+        Closed form, O(number of axes): the contiguous copy of the input (``copy_input``), the
+        padded volume (one more copy for the folds of a boundary mode), the result, the direct
+        route's scratch (:meth:`_work_bytes`) or the FFT route's transforms, per-frequency
+        contraction and the building of one kernel spectrum, the cached weights and the per-axis
+        index vectors.  Each phase counts the arrays alive together at its worst point, so the
+        prediction is an upper bound (with a 1/16 margin), measured within about 2x of the traced
+        peak.  Spectra cached by earlier calls are not counted (see :meth:`spectrum_bytes`).
+        """
+        peak = self._peak(role, batch, np.dtype(dt), fft, copy_input)
+        return peak + peak // 16
+
+    def _peak(self, role: str, batch: int, dt: np.dtype, fft: bool, copy_input: bool) -> int:
+        it = dt.itemsize
+        cplx = dt.kind == "c"
+        cit = it if cplx else 2 * it
+        Xn = batch * self.cin * math.prod(self.n) * it
+        Yo = batch * self.cout * math.prod(self.out) * it
+        Xl = batch * self.cin * math.prod(self.L) * it
+        pads = self.pads()
+        folds = pads and self.mode != "zeros"
+        P = Xl if pads else 0  # the padded volume (a view of the input when nothing is padded)
+        pad_peak = 2 * Xl if folds else P
+        unpad = Xl + (2 * Xl if folds else Xn)  # the padded gradient, then the folded copies or the interior
+        # cached weight layouts; index vectors of every axis (kept) and of the longest (being built)
+        # (and 256 KiB of small arrays and bookkeeping)
+        fixed = 3 * self.cout * self.cg * math.prod(self.k) * it + 8 * sum(self.L) + 34 * max(self.L) + 2**18
+        src = (Xn if role == "forward" else Yo) if copy_input else 0
+        if not fft:
+            work = self._work_bytes(batch, it)
+            if role == "forward":
+                return src + max(pad_peak, P + Yo + work) + fixed
+            return src + max(Xl + work, unpad) + fixed
+        M = self._fft_shape(self.out)
+        m = math.prod(M)
+        F = m if cplx else m // M[-1] * (M[-1] // 2 + 1)
+        fixed += self.cout * self.cg * m * it + 2 * self.spectrum_bytes(dt)  # building one spectrum
+        Fin, Fout = batch * self.cin * F * cit, batch * self.cout * F * cit
+        Min, Mout = batch * self.cin * m * it, batch * self.cout * m * it
+        single = self.cg == 1 and self.og == 1
+        if role == "forward":
+            contract = Fout if single else Fin + 2 * Fout
+            work = max(Min + Fin, Fin + contract, Fin + Fout + Mout + Yo)
+            return src + max(pad_peak, P + work) + fixed
+        contract = Fin if single else Fout + 2 * Fin
+        work = max(Mout + Fout + contract, Mout + Fout + Fin + Min + Xl)
+        return src + max(work, unpad) + fixed
+
+    # ---------------------------------------------------------------- padding (a gather) and its transpose (a fold-add)
+    def sources(self, a: int, q: np.ndarray, present: tuple[int, int] = (0, None)) -> np.ndarray:
+        """Index, relative to ``present[0]``, of the data read at (unpadded) positions ``q`` of axis ``a``.
+
+        Positions in ``present`` (default the input ``[0, n)``; a block with halos, possibly
+        periodic ones outside ``[0, n)``) are read where they are, the others by the fold rule;
+        -1 reads a zero.
+        """
+        lo, hi = present[0], self.n[a] if present[1] is None else present[1]
+        folded = fold_index(q, self.n[a], self.mode)
+        return np.where((q >= lo) & (q < hi), q - lo, np.where(folded >= 0, folded - lo, -1))
+
+    @staticmethod
+    def gather(x: np.ndarray, lead: int, index: list[np.ndarray]) -> np.ndarray:
+        """``x`` indexed along each spatial axis (after ``lead`` axes) by ``index``; -1 gives zeros.
+
+        One copy when every axis reads a contiguous run (zeros padding, interior blocks: a
+        view when nothing is padded), else one ``take`` per axis that is not such a run.
+        """
+        runs = []  # per axis (first position, length, first source) when the reads are one increasing run
+        for idx in index:
+            ok = idx >= 0
+            v = idx[ok]
+            first = int(np.argmax(ok))
+            contiguous = v.size > 0 and bool(np.all(np.diff(v) == 1)) and bool(ok[first:first + v.size].all())
+            runs.append((first, v.size, int(v[0])) if contiguous else None)
+        if all(r is not None for r in runs):
+            src = tuple(slice(v0, v0 + cnt) for _, cnt, v0 in runs)
+            block = x[(slice(None),) * lead + src]
+            if all(cnt == idx.size for (_, cnt, _), idx in zip(runs, index)):
+                return block
+            out = np.zeros(x.shape[:lead] + tuple(idx.size for idx in index), x.dtype)
+            out[(slice(None),) * lead + tuple(slice(s0, s0 + cnt) for s0, cnt, _ in runs)] = block
+            return out
+        for a, idx in enumerate(index):
+            axis = lead + a
+            if runs[a] is not None and runs[a][1] == idx.size:  # a plain run along this axis: a view
+                sl = [slice(None)] * x.ndim
+                sl[axis] = slice(runs[a][2], runs[a][2] + idx.size)
+                x = x[tuple(sl)]
+                continue
+            ok = idx >= 0
+            x = np.take(x, np.where(ok, idx, 0), axis=axis)
+            if not ok.all():
+                sl = [slice(None)] * x.ndim
+                sl[axis] = np.nonzero(~ok)[0]
+                x[tuple(sl)] = 0
+        return x
+
+    def fold_add(self, G: np.ndarray, lead: int, m0: tuple[int, ...], lo: tuple[int, ...],
+                 hi: tuple[int, ...]) -> np.ndarray:
+        """Transpose of the gather: padded positions ``m0 + arange`` of ``G`` added onto the inputs they
+        were read from, keeping inputs in ``[lo, hi)`` per axis (result axis length ``hi - lo``)."""
+        maps = []
+        for a in range(self.nd):
+            q = m0[a] + np.arange(G.shape[lead + a]) - self.pb[a]
+            i = fold_index(q, self.n[a], self.mode)
+            keep = (i >= lo[a]) & (i < hi[a])
+            direct = keep & (i == q)  # read without folding: a contiguous run
+            d = np.nonzero(direct)[0]
+            run = (slice(q[d[0]] - lo[a], q[d[-1]] - lo[a] + 1), slice(d[0], d[-1] + 1)) if d.size else None
+            maps.append((i, keep & ~direct, run))
+        if not any(f.any() for _, f, _ in maps):  # nothing folded (zeros padding): one copy of the interior
+            out = np.zeros(G.shape[:lead] + tuple(h - l for l, h in zip(lo, hi)), G.dtype)
+            if all(run is not None for _, _, run in maps):
+                out[(slice(None),) * lead + tuple(r[0] for _, _, r in maps)] = \
+                    G[(slice(None),) * lead + tuple(r[1] for _, _, r in maps)]
+            return out
+        for a, (i, fold_mask, run) in enumerate(maps):
+            axis = lead + a
+            shape = list(G.shape)
+            shape[axis] = hi[a] - lo[a]
+            if not fold_mask.any() and run is not None and run[1] == slice(0, G.shape[axis]) \
+                    and shape[axis] == G.shape[axis]:
+                continue
+            out = np.zeros(shape, G.dtype)
+            if run is not None:
+                dst = [slice(None)] * G.ndim
+                dst[axis] = run[0]
+                src = [slice(None)] * G.ndim
+                src[axis] = run[1]
+                out[tuple(dst)] = G[tuple(src)]
+            folded = np.nonzero(fold_mask)[0]
+            if folded.size:  # the positions a boundary mode folds back
+                self._fold_into(G, out, axis, folded, i[folded] - lo[a])
+            G = out
+        return G
+
+    @staticmethod
+    def _fold_into(G: np.ndarray, out: np.ndarray, axis: int, src: np.ndarray, dst: np.ndarray) -> None:
+        """``out[.., dst[j], ..] += G[.., src[j], ..]`` along ``axis`` (``src`` increasing, ``dst`` may repeat).
+
+        A boundary mode folds runs of padded positions onto runs of inputs with a constant step
+        (+1 circular, -1 mirrored, 0 replicated): each run is one in-place add of strided views (a
+        sum for step 0), so nothing slab-sized is copied.  Many short runs (a mirror much wider
+        than the input) go through small 0/1 matrices instead, on chunks of at most an eighth of
+        the axis so the slabs they copy stay small.
+        """
+        nd = G.ndim
+
+        def on(index) -> tuple:
+            sl = [slice(None)] * nd
+            sl[axis] = index
+            return tuple(sl)
+
+        if src.size > 1:
+            ds, dd = np.diff(src), np.diff(dst)
+            starts = np.concatenate(([0], np.nonzero((ds[1:] != ds[:-1]) | (dd[1:] != dd[:-1]))[0] + 2))
+        else:
+            starts = np.zeros(1, np.int64)
+        if starts.size <= _FOLD_RUNS:
+            ends = np.append(starts[1:], src.size)
+            for r0, r1 in zip(starts.tolist(), ends.tolist()):
+                s0, d0 = int(src[r0]), int(dst[r0])
+                if r1 - r0 == 1:
+                    out[on(slice(d0, d0 + 1))] += G[on(slice(s0, s0 + 1))]
+                    continue
+                s_step, d_step = int(src[r0 + 1] - src[r0]), int(dst[r0 + 1] - dst[r0])
+                s_run = slice(s0, int(src[r1 - 1]) + 1, s_step)
+                if d_step == 0:
+                    out[on(d0)] += G[on(s_run)].sum(axis=axis)
+                else:
+                    stop = int(dst[r1 - 1]) + (1 if d_step > 0 else -1)
+                    out[on(slice(d0, stop if stop >= 0 else None, d_step))] += G[on(s_run)]
+            return
+        chunk = max(1, min(_FOLD_CHUNK, G.shape[axis] // 8))
+        for c0 in range(0, src.size, chunk):
+            uniq, inv = np.unique(dst[c0:c0 + chunk], return_inverse=True)
+            onehot = (inv[None, :] == np.arange(uniq.size)[:, None]).astype(G.dtype)
+            contrib = np.tensordot(onehot, np.take(G, src[c0:c0 + chunk], axis=axis), axes=([1], [axis]))
+            out[on(uniq)] += np.moveaxis(contrib, 0, axis)
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """``(B, C, *n) -> (B, C, *L)``: position ``m`` holds input ``fold(m - p_before)``."""
+        return self.gather(x, 2, [self.sources(a, np.arange(self.L[a]) - self.pb[a]) for a in range(self.nd)])
+
+    def unpad(self, G: np.ndarray) -> np.ndarray:
+        """Transpose of :meth:`pad`: ``(B, C, *L) -> (B, C, *n)``, folded positions added back."""
+        return self.fold_add(G, 2, (0,) * self.nd, (0,) * self.nd, self.n)
+
+    # ---------------------------------------------------------------- direct correlation and transpose
+    def correlate(self, P: np.ndarray, out: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
+        """Strided, dilated, grouped correlation of a padded ``(B, C_in, *Lp)`` block: ``(B, C_out, *out)``."""
+        dt = np.result_type(P.dtype, self.weight.dtype)
+        fft = self.use_fft(P.shape[0], out, dt, "forward") if method is None else method == "fft"
+        return self._correlate_fft(P, out, conj, dt) if fft else self._correlate_direct(P, out, conj, dt)
+
+    def correlate_t(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
+        """Transpose of :meth:`correlate` (no conjugation unless ``conj``): ``(B, C_out, *o) -> (B, C_in, *length)``."""
+        dt = np.result_type(Y.dtype, self.weight.dtype)
+        out = Y.shape[2:]
+        fft = self.use_fft(Y.shape[0], out, dt, "transpose") if method is None else method == "fft"
+        return self._correlate_t_fft(Y, length, conj, dt) if fft else self._correlate_t_direct(Y, length, conj, dt)
+
+    def _correlate_direct(self, P, out, conj, dt):
+        B, g, og, cg, nd = P.shape[0], self.g, self.og, self.cg, self.nd
+        ws = _Workspace(dt)
+        taps = list(np.ndindex(*self.k))
+        Pg = P.reshape((B, g, cg) + P.shape[2:])
+        Y = np.empty((B, g, og) + tuple(out), dt)
+        w = self._w(conj, dt)
+        if cg == 1 and og == 1:  # single channel / depthwise: accumulate tap by tap, cache-sized blocks
+            wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
+            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
+                acc = Y[b0:b1, :, 0, r0:r1]
+                tmp = ws.get(acc.shape)
+                for i, t in enumerate(taps):
+                    view = Pg[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)]
+                    if i == 0:
+                        np.multiply(view, wt[i], out=acc)
+                    else:
+                        np.multiply(view, wt[i], out=tmp)
+                        acc += tmp
+            return Y.reshape((B, self.cout) + tuple(out))
+        K = len(taps)
+        W = self._mat(conj, dt, False)  # (g, og, K*cg)
+        for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
+            blk = (r1 - r0,) + tuple(out[1:])
+            cols = ws.get((b1 - b0, g, K, cg) + blk)
+            for i, t in enumerate(taps):  # im2col, one strided copy per tap
+                cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)]
+            cols = cols.reshape(b1 - b0, g, K * cg, math.prod(blk))
+            whole = r0 == 0 and r1 == out[0]
+            dst = Y[b0:b1].reshape(b1 - b0, g, og, math.prod(blk)) if whole else None
+            for b, gi in np.ndindex(b1 - b0, g):  # one plain GEMM per vector and group (stacked matmul
+                if whole:                         # with a broadcast weight can miss BLAS)
+                    np.matmul(W[gi], cols[b, gi], out=dst[b, gi])
+                else:
+                    Y[b0 + b, gi, :, r0:r1] = np.matmul(W[gi], cols[b, gi]).reshape((og,) + blk)
+        return Y.reshape((B, self.cout) + tuple(out))
+
+    def _correlate_t_direct(self, Y, length, conj, dt):
+        B, g, og, cg, nd = Y.shape[0], self.g, self.og, self.cg, self.nd
+        ws = _Workspace(dt)
+        out = Y.shape[2:]
+        taps = list(np.ndindex(*self.k))
+        Yg = Y.reshape((B, g, og) + tuple(out))
+        G = np.zeros((B, g, cg) + tuple(length), dt)
+        w = self._w(conj, dt)
+        if cg == 1 and og == 1:
+            wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
+            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
+                src = Yg[b0:b1, :, 0, r0:r1]
+                tmp = ws.get(src.shape)
+                for i, t in enumerate(taps):
+                    np.multiply(src, wt[i], out=tmp)
+                    G[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)] += tmp
+            return G.reshape((B, self.cin) + tuple(length))
+        K = len(taps)
+        WT = self._mat(conj, dt, True)  # (g, K*cg, og)
+        for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
+            blk = (r1 - r0,) + tuple(out[1:])
+            src = Yg[b0:b1, :, :, r0:r1].reshape(b1 - b0, g, og, math.prod(blk))
+            cols = ws.get((b1 - b0, g, K * cg, math.prod(blk)))
+            for b, gi in np.ndindex(b1 - b0, g):
+                np.matmul(WT[gi], src[b, gi], out=cols[b, gi])
+            cols = cols.reshape((b1 - b0, g, K, cg) + blk)
+            for i, t in enumerate(taps):  # col2im, one strided scatter per tap
+                G[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)] += cols[:, :, i]
+        return G.reshape((B, self.cin) + tuple(length))
+
+    # ---------------------------------------------------------------- FFT correlation and transpose
+    def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype,
+                  transposed: bool = False) -> np.ndarray:
+        """Kernel spectrum ``(F, g, og, cg)`` (``transposed``: ``(F, g, cg, og)``) on the grid ``M``: dilated
+        kernel, reversed for the forward; contiguous and cached."""
+        import scipy.fft as fft
+
+        conj = conj and self.weight.dtype.kind == "c"
+        key = ("spec", M, conj, real, reverse, np.dtype(dt).str, transposed)
+        if key in self._cache:
+            return self._cache[key]
+        axes = tuple(range(2, 2 + self.nd))
+        w = self._w(conj, dt)
+        wd = np.zeros(w.shape[:2] + M, dt)
+        wd[(slice(None),) * 2 + tuple(slice(0, e, d) for e, d in zip(self.E, self.d))] = w
+        if real:
+            S = fft.rfftn(wd, s=M, axes=axes)
+            if reverse:  # sum_u w[u] e^{+i f u} is the conjugate for a real kernel
+                S = np.conj(S)
+        else:
+            if reverse:  # place tap u at (-u) mod M
+                wd = np.roll(np.flip(wd, axis=axes), 1, axis=axes)
+            S = fft.fftn(wd, s=M, axes=axes)
+        F = math.prod(S.shape[2:])
+        S = np.ascontiguousarray(S.reshape(self.g, self.og, self.cg, F).transpose((3, 0, 2, 1) if transposed
+                                                                                 else (3, 0, 1, 2)))
+        spectra = [k for k in self._cache if k[0] == "spec"]
+        if len(spectra) >= _SPEC_CACHE:  # Dask blocks of many shapes: keep the most recent grids only
+            del self._cache[spectra[0]]
+        self._cache[key] = S
+        return S
+
+    def _contract(self, S: np.ndarray, X: np.ndarray, c_in: int, c_out: int) -> np.ndarray:
+        """Per-frequency channel contraction: ``S (F, g, c_out, c_in)``, ``X (B, g*c_in, *F)``."""
+        B = X.shape[0]
+        fshape = X.shape[2:]
+        F = math.prod(fshape)
+        if c_in == 1 and c_out == 1:
+            return (X.reshape(B, self.g, F) * S.reshape(F, self.g).T[None]).reshape((B, self.g) + fshape)
+        Xf = np.ascontiguousarray(X.reshape(B, self.g, c_in, F).transpose(3, 1, 2, 0))  # (F, g, c_in, B)
+        Yf = np.matmul(S, Xf)  # (F, g, c_out, B)
+        return np.ascontiguousarray(Yf.transpose(3, 1, 2, 0)).reshape((B, self.g * c_out) + fshape)
+
+    def _correlate_fft(self, P, out, conj, dt):
+        import scipy.fft as fft
+
+        axes = tuple(range(2, 2 + self.nd))
+        need = tuple((o - 1) * s + e for o, s, e in zip(out, self.s, self.E))
+        P = P[(slice(None),) * 2 + tuple(slice(0, m) for m in need)]
+        M = self._fft_shape(out)
+        real = dt.kind != "c"
+        Ph = fft.rfftn(P, s=M, axes=axes) if real else fft.fftn(P, s=M, axes=axes)
+        S = self._spectrum(M, conj, real, True, dt)
+        Yh = self._contract(S, Ph, self.cg, self.og)
+        y = fft.irfftn(Yh, s=M, axes=axes) if real else fft.ifftn(Yh, s=M, axes=axes)
+        y = y[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))]
+        return np.ascontiguousarray(y, dtype=dt)
+
+    def _correlate_t_fft(self, Y, length, conj, dt):
+        import scipy.fft as fft
+
+        axes = tuple(range(2, 2 + self.nd))
+        out = Y.shape[2:]
+        M = self._fft_shape(out)
+        real = dt.kind != "c"
+        up = np.zeros(Y.shape[:2] + M, dt)
+        up[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))] = Y
+        Uh = fft.rfftn(up, axes=axes) if real else fft.fftn(up, axes=axes)
+        S = self._spectrum(M, conj, real, False, dt, transposed=True)  # (F, g, cg, og)
+        Gh = self._contract(S, Uh, self.og, self.cg)
+        G = fft.irfftn(Gh, s=M, axes=axes) if real else fft.ifftn(Gh, s=M, axes=axes)
+        res = np.zeros(G.shape[:2] + tuple(length), dt)
+        keep = tuple(slice(0, min(m, l)) for m, l in zip(M, length))
+        res[(slice(None),) * 2 + keep] = G[(slice(None),) * 2 + keep]
+        return res
+
+    # ---------------------------------------------------------------- whole maps (numpy)
+    def forward(self, x: np.ndarray, conj: bool) -> np.ndarray:
+        """``(B, C_in, *n) -> (B, C_out, *out)``."""
+        return self.correlate(self.pad(x), self.out, conj)
+
+    def transpose(self, y: np.ndarray, conj: bool) -> np.ndarray:
+        """``(B, C_out, *out) -> (B, C_in, *n)``: the transpose (``conj``: the adjoint)."""
+        return self.unpad(self.correlate_t(y, self.L, conj))
+
+
+def _runs(true: np.ndarray) -> list[tuple[int, int, int]]:
+    """Maximal runs ``(u0, u1, first window)`` of consecutive window indices, each window kept once."""
+    keep = np.zeros(true.size, bool)
+    keep[np.unique(true, return_index=True)[1]] = True
+    idx = np.nonzero(keep)[0]
+    cut = np.nonzero((np.diff(idx) != 1) | (np.diff(true[idx]) != 1))[0] + 1
+    return [(int(g[0]), int(g[-1]) + 1, int(true[g[0]])) for g in np.split(idx, cut)]

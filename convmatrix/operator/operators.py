@@ -1,0 +1,603 @@
+"""ConvOperator and ConvTransposeOperator: LinearOperators that apply conv_matrix / conv_transpose_matrix without the matrix, and apply()."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from .. import _validate as V
+from ..geometry import Geometry, conv_geometry, conv_transpose_geometry
+from ._dask import _dask_columns, _dask_forward, _dask_transpose, _import_dask, _is_dask, _matmul_block
+from ._plan import _BATCH_BYTES, _method_name, _operator_dtype, _Plan
+
+__all__ = ['ConvOperator', 'ConvTransposeOperator', 'apply']
+
+
+def _check_flip(flip: Any) -> bool:
+    return V.as_bool(flip, "flip")
+
+
+# ----------------------------------------------------------------------------- the operators
+def _vectors(x: Any, name: str, rows: int, *, matrix: bool | None) -> Any:
+    """Validate what is given to matvec/matmat (and their adjoints): a numeric array with ``rows`` rows.
+
+    ``matrix``: True for ``(rows, K)``, False for ``(rows,)``/``(rows, 1)``, None for either.
+    Returns ``x`` as an array (an ``np.matrix`` unchanged, for scipy's matrix-in, matrix-out rule).
+    Errors name the argument, the rule and the shape or type received, never the contents.
+    """
+    want = {True: f"({rows}, K) (vectors as columns)", False: f"({rows},) or ({rows}, 1)",
+            None: f"({rows},) or ({rows}, K) (vectors as columns)"}[matrix]
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array of shape {want}; got a {type(x).__name__}")
+    if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # scipy.sparse: np.asarray would make a 0-d object array
+        raise TypeError(f"{name} must be a dense numeric array of shape {want}; got a scipy sparse "
+                        f"{type(x).__name__}: pass {name}.toarray()")
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmask(x) is not np.ma.nomask and np.ma.getmaskarray(x).any():
+        raise ValueError(f"{name} is a masked array with masked entries, and an operator has no mask: "
+                         f"pass {name}.filled(0) (or the fill you mean) instead")
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception:  # ragged nested sequences and the like
+            raise TypeError(f"{name} must be a numeric array of shape {want}; got a {type(x).__name__} that "
+                            f"numpy cannot turn into one") from None
+    elif isinstance(x, np.ma.MaskedArray):
+        x = np.ma.getdata(x)
+    if x.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must have a numeric dtype (bool, integer, float or complex); got dtype {x.dtype} "
+                        f"with shape {x.shape}")
+    two = x.ndim == 2 and x.shape[0] == rows
+    ok = two if matrix else (x.shape in ((rows,), (rows, 1)) or (matrix is None and two))
+    if not ok:
+        raise ValueError(f"{name} must have shape {want}, the operator having {rows} "
+                         f"{'columns' if name.lower() == 'x' else 'rows'}; got shape {x.shape}")
+    return x
+
+
+def _derived_sparse(root: Any, transposed: bool, conj: bool, format: Any, max_bytes: Any) -> Any:
+    """``root.to_sparse()`` transposed and/or conjugated, built in the format whose transpose is ``format``.
+
+    ``csr``/``csc``/``coo`` come out of the builder already transposed (a transpose is then a
+    view, and the conjugation is done in place on the fresh matrix): the peak is the builder's.
+    The other formats go through CSR, refused first if CSR + the format exceed ``max_bytes``.
+    """
+    from .._build import check_budget, convert
+
+    fmt = V.sparse_format(format)
+    flip = {"csr": "csc", "csc": "csr", "coo": "coo"}
+    inner = (flip.get(fmt, "csc") if transposed else (fmt if fmt in flip else "csr"))
+    budget = V.budget(max_bytes)
+    what = f"{type(root).__name__}{'.T' if transposed else ''}{'.conj()' if conj else ''}.to_sparse"
+    dtype = V.result_dtype(root.kernel, root._keywords["dtype"])
+    if fmt not in flip:
+        check_budget(root.geometry, dtype, budget, what, fmt)
+    C = root.to_sparse(format=inner, max_bytes=max_bytes)
+    if transposed:
+        C = C.T
+    if conj and C.dtype.kind == "c":
+        np.conjugate(C.data, out=C.data)
+    return C if C.format == fmt else convert(C, root.geometry, fmt, budget, what)
+
+
+class _ConvLinearOperator(LinearOperator):
+    """A convolution core used forwards (``role="forward"``) or transposed, conjugated or not.
+
+    The four linear maps around one convolution ``C`` are ``C`` (forward), ``conj(C)`` (forward,
+    conjugated weights), ``C.T`` (transpose) and ``C.H`` (transpose, conjugated weights); each
+    one's ``.T``/``.H`` is another of the four, computed directly (no extra conjugation passes).
+    Every one pickles (no closures): a derived operator keeps its root operator and how it
+    transposes and conjugates it.
+    """
+
+    def __init__(self, plan: _Plan, role: str, conj: bool, dtype: np.dtype, channel_axis: bool,
+                 root: Any = None) -> None:
+        self._plan, self._role, self._conj = plan, role, conj
+        self._channel_axis = channel_axis
+        self._root = self if root is None else root  # the ConvOperator/ConvTransposeOperator (role, not conjugated)
+        cin, cout = plan.cin * math.prod(plan.n), plan.cout * math.prod(plan.out)
+        shape = (cout, cin) if role == "forward" else (cin, cout)
+        super().__init__(dtype=dtype, shape=shape)
+
+    # shapes of the vectors this operator maps between
+    @property
+    def input_vector_shape(self) -> tuple[int, ...]:
+        """Shape of the vectors the operator multiplies (``(C, *spatial)``, or spatial only)."""
+        p = self._plan
+        c, sp = (p.cin, p.n) if self._role == "forward" else (p.cout, p.out)
+        return ((c,) if self._channel_axis else ()) + tuple(sp)
+
+    @property
+    def output_vector_shape(self) -> tuple[int, ...]:
+        """Shape of the result vectors (``(C, *spatial)``, or spatial only)."""
+        p = self._plan
+        c, sp = (p.cout, p.out) if self._role == "forward" else (p.cin, p.n)
+        return ((c,) if self._channel_axis else ()) + tuple(sp)
+
+    @property
+    def max_bytes(self) -> int | None:
+        """Peak bytes one product may use (shared with ``.T``/``.H``); ``None``: no limit."""
+        return self._plan.budget
+
+    def _map(self, X: np.ndarray, role: str, conj: bool) -> np.ndarray:
+        """Apply to a batch ``(B, C, *spatial)`` of the role's input space."""
+        return self._plan.forward(X, conj) if role == "forward" else self._plan.transpose(X, conj)
+
+    def _step(self, role: str, dt: np.dtype) -> int:
+        """Columns per group in a batch: the largest per-vector intermediate of a group stays near 4 MiB."""
+        p = self._plan
+        per_vector = max(p.cin * math.prod(p.n), p.cout * math.prod(p.out), p.cin * math.prod(p.L))
+        if p.method != "direct":
+            per_vector = max(per_vector, (p.cin + p.cout) * math.prod(p._fft_shape(p.out)))
+        return max(1, _BATCH_BYTES // (per_vector * np.dtype(dt).itemsize))
+
+    def _call_bytes(self, role: str, K: int, dt: Any, copy_input: bool = True) -> int:
+        """Predicted peak bytes of one product with ``K`` vectors computed in ``dt`` (closed form)."""
+        p = self._plan
+        dt = np.dtype(dt)
+        b = 1 if K <= 1 else min(K, self._step(role, dt))
+        peak = p.peak_bytes(role, b, dt, p.use_fft(b, p.out, dt, role), copy_input or K > 1)
+        if K > 1:  # the result, filled group by group
+            rows = p.cout * math.prod(p.out) if role == "forward" else p.cin * math.prod(p.n)
+            peak += K * rows * dt.itemsize
+        return peak
+
+    def _guard(self, role: str, K: int, dt: np.dtype, name: str, copy_input: bool = True) -> None:
+        budget = self._plan.budget
+        if budget is None:
+            return
+        key = ("peak", role, K, np.dtype(dt).str, copy_input, budget)  # O(1) arithmetic, memoised per call shape
+        need = self._plan._cache.get(key)
+        if need is None:
+            need = self._plan._cache[key] = self._call_bytes(role, K, dt, copy_input)
+        if need > budget:
+            cols = f" of {K} vectors" if K > 1 else ""
+            V.refuse(f"{self._name()}.{name}{cols} in {np.dtype(dt)}", need, budget,
+                     ("pass fewer vectors at a time, or " if K > 1 else "")
+                     + "create the operator with a larger max_bytes (or max_bytes=None)")
+
+    def _check_construction(self) -> None:
+        """Refuse now (nothing allocated yet) an operator whose one-vector products exceed ``max_bytes``."""
+        p = self._plan
+        if p.budget is None:
+            return
+        dt = self.dtype
+        need = max(self._call_bytes(role, 1, dt) for role in ("forward", "transpose"))
+        if need <= p.budget:
+            return
+        direct = max(p.peak_bytes(role, 1, dt, False) for role in ("forward", "transpose"))
+        if p.method == "fft" and direct <= p.budget:
+            hint = (f"the kernel spectrum of method='fft' is the bulk ({p.cout}x{p.cg} channels on the FFT grid "
+                    f"{p._fft_shape(p.out)}): use method='direct' or 'auto', or pass a larger max_bytes")
+        else:
+            hint = "pass a larger max_bytes, or max_bytes=None to disable the guard"
+        V.refuse(f"one product of {type(self).__name__} with shape {self.shape} in {np.dtype(dt)}", need, p.budget,
+                 hint)
+
+    def _name(self) -> str:
+        kind = {("forward", False): "C", ("forward", True): "conj(C)", ("transpose", False): "C.T",
+                ("transpose", True): "C.H"}[(self._role, self._conj)]
+        return f"{type(self._root).__name__} ({kind})"
+
+    def _batch(self, X: np.ndarray, role: str, conj: bool, name: str = "matmat") -> np.ndarray:
+        """Columns of ``X`` are vectors: ``(N, K) -> (M, K)``."""
+        p = self._plan
+        c, sp = (p.cin, p.n) if role == "forward" else (p.cout, p.out)
+        X = np.asarray(X)
+        dt = np.result_type(X.dtype, self.dtype)
+        K = X.shape[1]
+        self._guard(role, K, dt, name, K > 1 or X.dtype != dt or not X.T.flags.c_contiguous)
+        if K == 1:
+            batch = np.ascontiguousarray(X.T, dtype=dt).reshape((1, c) + tuple(sp))
+            return self._map(batch, role, conj).reshape(1, -1).T
+        # a few columns at a time: temporaries stay small and reused instead of batch-sized fresh pages
+        m = self.shape[0] if role == self._role else self.shape[1]
+        step = self._step(role, dt)
+        out = np.empty((K, m), np.result_type(dt, self._plan.weight.dtype))
+        for k0 in range(0, K, step):
+            k1 = min(K, k0 + step)
+            batch = np.ascontiguousarray(X[:, k0:k1].T, dtype=dt).reshape((k1 - k0, c) + tuple(sp))
+            out[k0:k1] = self._map(batch, role, conj).reshape(k1 - k0, m)
+            del batch  # before the next group's copy
+        return out.T
+
+    def _other(self) -> str:
+        return "transpose" if self._role == "forward" else "forward"
+
+    def _matvec(self, x):
+        return self._batch(np.reshape(x, (-1, 1)), self._role, self._conj, "matvec")
+
+    def _matmat(self, X):
+        return self._batch(X, self._role, self._conj, "matmat")
+
+    def _rmatvec(self, x):
+        return self._batch(np.reshape(x, (-1, 1)), self._other(), not self._conj, "rmatvec")
+
+    def _rmatmat(self, X):
+        return self._batch(X, self._other(), not self._conj, "rmatmat")
+
+    def _derived(self, role: str, conj: bool) -> _ConvLinearOperator:
+        return _ConvLinearOperator(self._plan, role, conj, self.dtype, self._channel_axis, self._root)
+
+    def _transpose(self) -> _ConvLinearOperator:
+        return self._derived(self._other(), self._conj)
+
+    def _adjoint(self) -> _ConvLinearOperator:
+        return self._derived(self._other(), not self._conj)
+
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
+        """The explicit sparse matrix of this operator (refused above ``max_bytes``, as the builders do).
+
+        Built by the root operator's builder directly in the format whose transpose is the one
+        asked for (``csr``/``csc``/``coo``), so transposing costs no copy and conjugating is in place.
+        """
+        return _derived_sparse(self._root, self._role != self._root._role, self._conj, format, max_bytes)
+
+    # ---------------------------------------------------------------- dask entry points
+    def _dask_apply(self, x, role: str, conj: bool, name: str):
+        p = self._plan
+        n_in = self.shape[1] if role == self._role else self.shape[0]
+        c, sp = (p.cin, p.n) if role == "forward" else (p.cout, p.out)
+        vol = ((c,) if self._channel_axis else ()) + tuple(sp)
+        shaped = tuple(x.shape) == vol
+        if x.ndim == 2 and x.shape[0] == n_in and not shaped:  # a batch of columns: one batch chunk per task
+            rows = self.shape[0] if role == self._role else self.shape[1]
+            return _dask_columns(functools.partial(self._batch, role=role, conj=conj), x, rows,
+                                 np.result_type(x.dtype, self.dtype))
+        flat = x.ndim == 1 and x.shape[0] == n_in and not shaped
+        if not flat and not shaped:
+            raise ValueError(
+                f"{name} of a dask array needs shape ({n_in},), ({n_in}, K) or the volume shape {vol}; got {x.shape}"
+            )
+        v = x.reshape(vol) if flat else x
+        if not self._channel_axis:
+            v = v[None]
+        res = _dask_forward(p, v, conj) if role == "forward" else _dask_transpose(p, v, conj)
+        if not self._channel_axis:
+            res = res[0]
+        return res.reshape(-1) if flat else res
+
+    def matvec(self, x: Any) -> Any:
+        """``A @ x`` for ``x`` of shape ``(N,)`` or ``(N, 1)``; a dask ``x`` (flat, or shaped like the input
+        volume) gives a lazy dask result.
+
+        Raises ``TypeError`` (not a numeric array) or ``ValueError`` (wrong shape, masked entries)
+        naming ``x``, and :class:`~convmatrix.MatrixTooLargeError` when the product is predicted to
+        need more than the operator's ``max_bytes`` at its peak.
+        """
+        if _is_dask(x):
+            return self._dask_apply(x, self._role, self._conj, "matvec")
+        return super().matvec(_vectors(x, "x", self.shape[1], matrix=False))
+
+    def rmatvec(self, x: Any) -> Any:
+        """``A.H @ x`` for ``x`` of shape ``(M,)`` or ``(M, 1)``; accepts dask arrays and raises like :meth:`matvec`."""
+        if _is_dask(x):
+            return self._dask_apply(x, self._other(), not self._conj, "rmatvec")
+        return super().rmatvec(_vectors(x, "y", self.shape[0], matrix=False))
+
+    def matmat(self, X: Any) -> Any:
+        """``A @ X`` for a batch ``(N, K)`` of column vectors; a dask ``X`` is processed one column chunk per
+        task.  Raises like :meth:`matvec`."""
+        if _is_dask(X):
+            if X.ndim != 2:
+                raise ValueError(f"matmat expects a 2-D array (vectors as columns); got shape {X.shape}")
+            return self._dask_apply(X, self._role, self._conj, "matmat")
+        return super().matmat(_vectors(X, "X", self.shape[1], matrix=True))
+
+    def rmatmat(self, X: Any) -> Any:
+        """``A.H @ Y`` for a batch ``(M, K)``; accepts dask arrays and raises like :meth:`matmat`."""
+        if _is_dask(X):
+            if X.ndim != 2:
+                raise ValueError(f"rmatmat expects a 2-D array (vectors as columns); got shape {X.shape}")
+            return self._dask_apply(X, self._other(), not self._conj, "rmatmat")
+        return super().rmatmat(_vectors(X, "Y", self.shape[0], matrix=True))
+
+    def dot(self, x: Any) -> Any:
+        """``A @ x``: a vector ``(N,)``/``(N, 1)`` (matvec), a batch ``(N, K)`` (matmat), a scalar (a scaled
+        operator) or another LinearOperator (a product)."""
+        if _is_dask(x):
+            return self.matvec(x) if x.ndim == 1 or tuple(x.shape) == self.input_vector_shape else self.matmat(x)
+        if isinstance(x, LinearOperator) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
+            return super().dot(x)
+        if isinstance(x, (str, bytes)):
+            raise TypeError(f"x must be a numeric array, a scalar or a LinearOperator; got a {type(x).__name__}")
+        arr = _vectors(x, "x", self.shape[1], matrix=None)
+        return self.matvec(arr) if arr.ndim == 1 or arr.shape[1] == 1 else self.matmat(arr)
+
+    def __matmul__(self, other: Any) -> Any:
+        if isinstance(other, (str, bytes)):
+            raise TypeError(f"x must be a numeric array or a LinearOperator; got a {type(other).__name__}")
+        return super().__matmul__(other)
+
+    def __repr__(self) -> str:
+        kind = {("forward", False): "C", ("forward", True): "conj(C)", ("transpose", False): "C.T",
+                ("transpose", True): "C.H"}[(self._role, self._conj)]
+        return f"<{self.shape[0]}x{self.shape[1]} {type(self).__name__} ({kind}) with dtype={self.dtype}>"
+
+
+class ConvOperator(_ConvLinearOperator):
+    """Matrix-free ``conv_matrix``: a :class:`~scipy.sparse.linalg.LinearOperator` for ``conv{d}d``.
+
+    Takes exactly the keywords of :func:`convmatrix.conv_matrix` and applies the same matrix,
+    to round-off, without building it: memory ``O(input + output)``.
+
+    Parameters
+    ----------
+    kernel : array_like
+        Spatial kernel (one channel in and out) or PyTorch weight ``(C_out, C_in/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial input shape (any number of dimensions).
+    stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :func:`convmatrix.conv_matrix` (padding modes ``"zeros"``, ``"circular"``,
+        ``"reflect"``, ``"replicate"``, ``"symmetric"``; ``flip=True`` is true convolution).
+        The operator computes in ``dtype`` (default the kernel's); integer kernels compute in
+        float64.
+    method : {"auto", "direct", "fft"}
+        ``"direct"``: strided views, im2col blocks of at most 8 MiB and BLAS GEMMs;
+        ``"fft"``: ``scipy.fft`` (stride-1 correlation of the padded input, then the strided
+        samples); ``"auto"``: FFT when its estimated cost is lower (large kernels) and the
+        kernel spectrum is small enough to cache, among the routes that fit in ``max_bytes``.
+    max_bytes : int, None or "auto"
+        Peak bytes one product (``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, of this
+        operator and of its ``.T``/``.H``) may allocate: ``"auto"`` (default) half the RAM,
+        ``None`` no limit.  The peak of a product is predicted in closed form (padded copies,
+        im2col blocks, FFT grids, the kernel spectrum it builds, the result) and a product
+        predicted above it raises before allocating; the constructor already refuses an
+        operator whose one-vector products cannot fit.
+
+    Attributes
+    ----------
+    geometry : Geometry
+        The validated geometry, the same object ``conv_matrix`` builds from.
+    max_bytes : int or None
+        The budget of one product, in bytes (shared with ``.T``, ``.H`` and the like).
+    shape : tuple of int
+        ``(C_out * prod(output_shape), C_in * prod(input_shape))``.
+    input_vector_shape, output_vector_shape : tuple of int
+        ``(C_in, *input_shape)`` and ``(C_out, *output_shape)`` (spatial only for a spatial kernel).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid keywords (as :func:`convmatrix.conv_matrix`; ``flip`` must be a bool, ``method``
+        one of the three).  Products raise ``TypeError``/``ValueError`` naming the argument for
+        anything but a numeric array of the right shape (the contents are never printed).
+    MatrixTooLargeError
+        One product of a single vector is predicted above ``max_bytes`` (e.g. ``method="fft"``
+        forced with many channels, or a padding far wider than the input); products with more
+        vectors or a wider dtype are checked when called.
+
+    Notes
+    -----
+    ``matvec``, ``rmatvec`` (the adjoint ``C^H``: complex kernels conjugated), ``matmat`` and
+    ``rmatmat`` (columns are vectors), ``.T`` (transpose, no conjugation) and ``.H`` are all
+    available; ``to_sparse()`` builds ``conv_matrix`` with the same keywords.  The forward map is
+
+    ``y[o, j] = sum_{c, t} w[o, c, t] * x_pad[g(o)*C_in/groups + c, j*s + t*d]``,
+
+    ``x_pad[m] = x[fold(m - p_before)]``; the adjoint scatters ``conj(w)`` back along the same
+    positions and adds each padded position onto the input it was folded from.
+
+    A dask array (``pip install convmatrix[dask]``) may be passed to ``matvec``/``rmatvec``
+    (a flat vector or the volume ``input_vector_shape``, lazily, with ``map_overlap``) or to
+    ``matmat``/``rmatmat`` (``(N, K)``, one column chunk per task).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convmatrix as cm
+    >>> A = cm.ConvOperator([1.0, 2.0, 3.0], (5,))
+    >>> A.shape
+    (3, 5)
+    >>> A @ np.arange(5.0)
+    array([ 8., 14., 20.])
+    >>> A.T @ np.ones(3)
+    array([1., 3., 6., 5., 3.])
+    >>> w = np.random.default_rng(0).standard_normal((4, 2, 3, 3))
+    >>> B = cm.ConvOperator(w, (9, 8), stride=2, padding=1, padding_mode="reflect")
+    >>> x = np.random.default_rng(1).standard_normal(B.shape[1])
+    >>> bool(np.allclose(B @ x, B.to_sparse() @ x))
+    True
+    """
+
+    def __init__(
+        self,
+        kernel: Any,
+        input_shape: Any,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: Any = 1,
+        padding_mode: str = "zeros",
+        flip: bool = False,
+        dtype: Any = None,
+        method: str = "auto",
+        max_bytes: Any = "auto",
+    ) -> None:
+        k = V.kernel_array(kernel)
+        mdtype = V.result_dtype(k, dtype)
+        flip = _check_flip(flip)
+        method = _method_name(method)
+        budget = V.budget(max_bytes)
+        geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode)
+        odtype = _operator_dtype(mdtype)
+        weight = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape).astype(odtype)
+        if flip:
+            weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
+        plan = _Plan(weight, geom.input_shape, geom.output_shape, geom.stride, geom.dilation,
+                     tuple(p[0] for p in geom.padding), geom.padding_mode, geom.groups, method, budget)
+        self.geometry: Geometry = geom
+        self.kernel = k
+        self.method = method
+        self._keywords = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_mode=padding_mode, flip=flip, dtype=dtype)
+        super().__init__(plan, "forward", False, odtype, geom.channel_axis)
+        self._check_construction()
+
+    def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
+        from ..matrices import conv_matrix
+
+        return conv_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
+                           **self._keywords)
+
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
+        """``conv_matrix`` with this operator's keywords (exactly; refused above ``max_bytes``).
+
+        Examples
+        --------
+        >>> import convmatrix as cm
+        >>> cm.ConvOperator([[1, 2], [3, 4]], (3, 3)).to_sparse().toarray()
+        array([[1, 2, 0, 3, 4, 0, 0, 0, 0],
+               [0, 1, 2, 0, 3, 4, 0, 0, 0],
+               [0, 0, 0, 1, 2, 0, 3, 4, 0],
+               [0, 0, 0, 0, 1, 2, 0, 3, 4]])
+        """
+        return self._build(format=format, max_bytes=max_bytes)
+
+
+class ConvTransposeOperator(_ConvLinearOperator):
+    """Matrix-free ``conv_transpose_matrix``: ``conv_transpose{d}d`` as a LinearOperator.
+
+    Takes exactly the keywords of :func:`convmatrix.conv_transpose_matrix`; it is the transpose
+    (not conjugated) of the :class:`ConvOperator` of the same weight on the transposed output shape.
+
+    Parameters
+    ----------
+    kernel : array_like
+        Spatial kernel or PyTorch's transposed weight ``(C_in, C_out/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial shape of the transposed convolution's input.
+    stride, padding, output_padding, dilation, groups, output_shape, padding_mode, dtype
+        As :func:`convmatrix.conv_transpose_matrix` (``padding_mode`` only ``"zeros"``).
+    method : {"auto", "direct", "fft"}
+        As :class:`ConvOperator`.
+    max_bytes : int, None or "auto"
+        As :class:`ConvOperator`: the peak bytes one product may allocate.
+
+    Raises
+    ------
+    ValueError, TypeError, MatrixTooLargeError
+        As :class:`ConvOperator`.
+
+    Notes
+    -----
+    Per axis ``o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1``; the forward map scatters
+    one kernel copy per input position ``i`` at ``i*s + t*d - p_before`` (the seed's fusion);
+    ``rmatvec`` is the (conjugated) strided convolution.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convmatrix as cm
+    >>> T = cm.ConvTransposeOperator(np.ones((4, 4)), (2, 2), stride=3)   # the seed: 2x2 -> 7x7
+    >>> T.shape
+    (49, 4)
+    >>> (T @ np.ones(4)).reshape(7, 7)[3]
+    array([2., 2., 2., 4., 2., 2., 2.])
+    """
+
+    def __init__(
+        self,
+        kernel: Any,
+        input_shape: Any,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        groups: Any = 1,
+        output_shape: Any = None,
+        padding_mode: str = "zeros",
+        dtype: Any = None,
+        method: str = "auto",
+        max_bytes: Any = "auto",
+    ) -> None:
+        k = V.kernel_array(kernel)
+        mdtype = V.result_dtype(k, dtype)
+        V.padding_mode_name(padding_mode, allowed=("zeros",))
+        method = _method_name(method)
+        budget = V.budget(max_bytes)
+        geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding,
+                                       output_padding=output_padding, dilation=dilation, groups=groups,
+                                       output_shape=output_shape)
+        odtype = _operator_dtype(mdtype)
+        # the weight (C_in, C_out/g, *k) is the conv weight of the convolution N-space -> n-space
+        weight = k.reshape((geom.in_channels, geom.out_per_group) + geom.kernel_shape).astype(odtype)
+        plan = _Plan(weight, geom.output_shape, geom.input_shape, geom.stride, geom.dilation,
+                     tuple(p[0] for p in geom.padding), "zeros", geom.groups, method, budget)
+        self.geometry: Geometry = geom
+        self.kernel = k
+        self.method = method
+        self._keywords = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+                              groups=groups, output_shape=output_shape, padding_mode=padding_mode, dtype=dtype)
+        super().__init__(plan, "transpose", False, odtype, geom.channel_axis)
+        self._check_construction()
+
+    def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
+        from ..matrices import conv_transpose_matrix
+
+        return conv_transpose_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
+                                     **self._keywords)
+
+    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
+        """``conv_transpose_matrix`` with this operator's keywords (exactly)."""
+        return self._build(format=format, max_bytes=max_bytes)
+
+
+def apply(C: Any, X: Any) -> Any:
+    """``C @ X`` for an explicit matrix or an operator, with ``X`` a numpy or a dask array.
+
+    Parameters
+    ----------
+    C : scipy sparse matrix/array, numpy array, or LinearOperator (e.g. :class:`ConvOperator`)
+    X : array_like or dask.array.Array
+        A vector ``(N,)`` or a batch of column vectors ``(N, K)``.  A ConvOperator also takes the
+        input volume ``C.input_vector_shape`` as a dask array (convolved chunk by chunk).
+
+    Returns
+    -------
+    ndarray or dask.array.Array
+        ``C @ X``; lazy when ``X`` is a dask array.  For an explicit ``C`` and a dask ``(N, K)``
+        batch, each column chunk of ``X`` is one task ``C @ X_chunk`` and ``C`` enters the task
+        graph once (``dask.delayed``), so a distributed scheduler ships it to each worker once.
+
+    Notes
+    -----
+    Needs the optional extra for dask inputs: ``pip install convmatrix[dask]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convmatrix as cm
+    >>> C = cm.conv_matrix([1.0, -1.0], (4,))
+    >>> cm.apply(C, np.arange(4.0))
+    array([-1., -1., -1.])
+    """
+    if isinstance(C, _ConvLinearOperator):
+        if _is_dask(X):
+            return C.dot(X)
+        X = _vectors(X, "X", C.shape[1], matrix=None)
+        return C.matvec(X) if X.ndim == 1 else C.matmat(X)
+    if not (hasattr(C, "shape") and len(getattr(C, "shape", ())) == 2):
+        raise TypeError(f"C must be a 2-D matrix (sparse or dense) or a LinearOperator; got {type(C).__name__}")
+    if not _is_dask(X):
+        return C @ _vectors(X, "X", C.shape[1], matrix=None)
+    da = _import_dask()
+    import dask
+
+    rows, cols = C.shape
+    if X.shape[0] != cols:
+        raise ValueError(f"X must have C.shape[1] = {cols} rows (vectors as columns); got shape {X.shape}")
+    dt = np.result_type(X.dtype, getattr(C, "dtype", np.float64))
+    if X.ndim == 1:
+        return apply(C, X[:, None])[:, 0]
+    if X.ndim != 2:
+        raise ValueError(f"X must be a vector (N,) or a batch of column vectors (N, K); got shape {X.shape}")
+    X = X.rechunk({0: -1})
+    Cd = dask.delayed(C, pure=True)
+    return da.map_blocks(_matmul_block, Cd, X, dtype=dt, chunks=((rows,), X.chunks[1]), meta=np.empty((0, 0), dt))
