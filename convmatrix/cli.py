@@ -668,7 +668,7 @@ def _structure(geom: Any, limit: int) -> Any:
     """The structure of C (for --transpose: of the convolution it transposes), or None when naming it
     would need more than ``limit`` bytes."""
     from ._validate import MatrixTooLargeError
-    from .plotting import _kernel_shape
+    from .plotting.figures import _kernel_shape
     from .structure import matrix_structure
 
     try:
@@ -684,7 +684,7 @@ def _structure(geom: Any, limit: int) -> Any:
 
 # ============================================================================ build
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .plotting import _staged
+    from ._io import staged
 
     k = _kernel(args)
     if args.out is not None and not args.out.endswith((".npz", ".mtx")):
@@ -695,7 +695,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         _check_printable(geom.shape, args.show)
     # the file is reserved first (a bad --out fails before the build), written, checked and moved into
     # place; only then is anything printed
-    with _staged() as stage:
+    with staged() as stage:
         tmp = None if args.out is None else stage.file(args.out, "out")
         M = _build(args, k, args.max_bytes)
         if args.show == "summary":

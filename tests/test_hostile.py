@@ -1089,7 +1089,7 @@ def test_fuzz_latex_and_structure_checks(data):
     rng = np.random.default_rng(data.draw(st.integers(0, 99)))
     rows, cols = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
     M = np.where(rng.random((rows, cols)) < 0.5, 0, rng.integers(1, 9, (rows, cols)))
-    M = data.draw(st.sampled_from([M, sp.csr_array(M), symbolic.sp.Matrix(M)]), "matrix")
+    M = data.draw(st.sampled_from([M, sp.csr_array(M), __import__("sympy").Matrix(M)]), "matrix")
     valid = dict(M=M, block_shape=(1, 1), zero=r"\cdot")
     bad = dict(M=["x", None, np.ones(3), np.ones((2, 2, 2)), JUNK], block_shape=[(0, 1), (1,), "x", (1.5, 1),
                                                                                  (rows + 1, cols + 1), JUNK, (True, 1)],

@@ -85,14 +85,14 @@ def test_plot_geometry_conv_cells_footprint_and_output():
     grid, taps, out = collections(ax)
     f = faces(grid)
     assert len(f) == 7 * 7  # padded input
-    assert f.count(P._INPUT) == 25 and f.count(P._PAD) == 49 - 25
+    assert f.count(P._limits._INPUT) == 25 and f.count(P._limits._PAD) == 49 - 25
     assert len(taps.get_paths()) == 9
     # footprint of output (1, 2): rows 2..4 and columns 4..6 of the padded grid (y axis points up)
-    box = [p for p in ax.patches if p.get_edgecolor() and to_hex(p.get_edgecolor()) == P._TAP]
+    box = [p for p in ax.patches if p.get_edgecolor() and to_hex(p.get_edgecolor()) == P._limits._TAP]
     assert len(box) == 1
     assert (box[0].get_x(), box[0].get_width(), box[0].get_height()) == (4, 3, 3)
     fo = faces(out)
-    assert len(fo) == 9 and fo.count(P._CURRENT) == 1 and fo.index(P._CURRENT) == 1 * 3 + 2
+    assert len(fo) == 9 and fo.count(P._limits._CURRENT) == 1 and fo.index(P._limits._CURRENT) == 1 * 3 + 2
     # the tap values are written on the taps, as the kernel multiplies the input
     assert {t.get_text() for t in ax.texts} >= {str(v) for v in range(1, 10)}
 
@@ -104,8 +104,8 @@ def test_plot_geometry_transposed_is_zero_insertion():
     grid, taps, out = collections(ax)
     f = faces(grid)
     assert len(f) == 10 * 10
-    assert f.count(P._INPUT) == 4
-    assert f.count(P._INSERTED) == 4 * 4 - 4
+    assert f.count(P._limits._INPUT) == 4
+    assert f.count(P._limits._INSERTED) == 4 * 4 - 4
     assert len(taps.get_paths()) == 16 and len(faces(out)) == 49
     assert "padding d(k-1)-p = 3,3" in ax.get_title()
 
@@ -162,10 +162,10 @@ def test_save_figure_frames(tmp_path):
 def test_figure_links_matrix_row_and_pixel():
     fig = P.figure(np.arange(1, 10).reshape(3, 3), (4, 4), position=(1, 0))
     ax_m, ax_g = fig.axes[:2]
-    row = [p for p in ax_m.patches if to_hex(p.get_edgecolor()) == P._HIGHLIGHT]
+    row = [p for p in ax_m.patches if to_hex(p.get_edgecolor()) == P._limits._HIGHLIGHT]
     assert len(row) == 1 and row[0].get_y() == 2 - 0.5  # output (1, 0) of a 2x2 output is row 2
     fo = faces(collections(ax_g)[-1])
-    assert fo.index(P._CURRENT) == 2
+    assert fo.index(P._limits._CURRENT) == 2
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
@@ -208,7 +208,7 @@ def temporaries(folder):
 ])
 def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monkeypatch, call, match):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(P, "MAX_FRAME_CELLS", 2**20)
+    monkeypatch.setattr(P.figures, "MAX_FRAME_CELLS", 2**20)
     with pytest.raises(ValueError, match=match):
         call()
     _, peak = traced_peak(lambda: pytest.raises(ValueError, call))
@@ -286,10 +286,10 @@ def test_picture_peak_memory_within_the_documented_bound(tmp_path):
     """About 16 MiB plus 20 bytes per pixel, 70 per matrix entry drawn as a pattern, 600 per geometry cell."""
     k, n, dpi, size = np.ones(3), (1100,), 20, (14.0, 6.5)
     geom = conv_geometry(k.shape, n, padding=1)
-    assert geom.shape[0] * geom.shape[1] > P._MAX_IMAGE  # drawn as its sparsity pattern
+    assert geom.shape[0] * geom.shape[1] > P._limits._MAX_IMAGE  # drawn as its sparsity pattern
     P.save_figure(k, n, str(tmp_path / "warm.png"), dpi=10, padding=1)  # imports done
     _, peak = traced_peak(P.save_figure, k, n, str(tmp_path / "f.png"), dpi=dpi, size=size, padding=1)
-    bound = 16 * 2**20 + 20 * size[0] * size[1] * dpi**2 + 70 * geom.nnz + 600 * P._geometry_cells(geom)
+    bound = 16 * 2**20 + 20 * size[0] * size[1] * dpi**2 + 70 * geom.nnz + 600 * P.sliding._geometry_cells(geom)
     assert peak < bound, (peak, bound)
 
 
@@ -319,7 +319,7 @@ def test_plot_geometry_draws_only_the_window_of_a_huge_transposed_stride():
     assert geom.output_shape == (4,)
     ax, peak = traced_peak(P.plot_geometry, geom)
     grid, taps, out = collections(ax)
-    assert faces(grid) == [P._INSERTED] * 5 and len(faces(out)) == 4
+    assert faces(grid) == [P._limits._INSERTED] * 5 and len(faces(out)) == 4
     assert peak < 4 * 2**20
 
 
@@ -327,9 +327,9 @@ def test_plot_geometry_transposed_roles_match_explicit_zero_insertion():
     """The cells drawn for a transposed geometry are zero insertion + padding d(k-1)-p, built here by hand."""
     for n, k, s, d, p in ((3, 3, 3, 2, 5), (3, 3, 2, 1, 0), (4, 2, 3, 3, 1)):
         geom = conv_transpose_geometry((k,), (n,), stride=s, dilation=d, padding=p)
-        up = [P._INPUT if i % s == 0 else P._INSERTED for i in range((n - 1) * s + 1)]
+        up = [P._limits._INPUT if i % s == 0 else P._limits._INSERTED for i in range((n - 1) * s + 1)]
         lo = d * (k - 1) - p  # zeros before; negative: the zero-inserted input is cropped
-        padded = [P._PAD] * max(lo, 0) + up + [P._PAD] * (d * k)
+        padded = [P._limits._PAD] * max(lo, 0) + up + [P._limits._PAD] * (d * k)
         grid = geom.output_shape[0] + d * (k - 1)  # the window at stride 1 gives the output size
         want = padded[max(-lo, 0):max(-lo, 0) + grid]
         assert faces(collections(P.plot_geometry(geom))[0]) == want, (n, k, s, d, p)
@@ -358,7 +358,7 @@ def test_plot_matrix_arguments(M, kw, error, match):
 
 
 def test_plot_matrix_refuses_more_entries_than_the_cap(monkeypatch):
-    monkeypatch.setattr(P, "MAX_MATRIX_NNZ", 8)
+    monkeypatch.setattr(P.matrix, "MAX_MATRIX_NNZ", 8)
     import scipy.sparse as sp
 
     with pytest.raises(ValueError, match=r"M has 9 entries to draw, more than a picture shows \(at most MAX_MATRIX_NNZ = 8\)"):

@@ -1,0 +1,311 @@
+"""Both pictures side by side, saved atomically, with one frame per output pixel on request."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._io import staged
+from ._limits import (
+    _HIGHLIGHT,
+    MAX_FRAME_CELLS,
+    MAX_FRAMES,
+    MIN_DPI,
+    _check_matrix,
+    _check_size,
+    _dims,
+    _mpl,
+)
+from .matrix import block_levels, plot_matrix
+from .sliding import _check_cells, _geometry_cells, _position, plot_geometry
+
+__all__ = ['figure', 'save_figure']
+
+
+# ============================================================================ figures
+_GEOMETRY_KEYS = {False: ("stride", "padding", "dilation", "groups", "padding_mode"),
+                  True: ("stride", "padding", "output_padding", "dilation", "groups", "output_shape")}
+
+
+def _geometry_of(kernel: Any, input_shape: Any, transpose: Any, flip: Any,
+                 geometry: dict[str, Any]) -> tuple[np.ndarray, Any]:
+    """The kernel array and the validated geometry (nothing built yet)."""
+    from .. import _validate as V
+    from ..geometry import conv_geometry, conv_transpose_geometry
+
+    transpose = V.as_bool(transpose, "transpose")
+    flip = V.as_bool(flip, "flip")
+    allowed = _GEOMETRY_KEYS[transpose]
+    unknown = sorted(set(geometry) - set(allowed))
+    if unknown:
+        what = "conv_transpose_matrix" if transpose else "conv_matrix"
+        raise TypeError(f"unknown geometry keyword(s) {', '.join(map(repr, unknown))}; the geometry of {what} takes "
+                        f"{', '.join(allowed)}")
+    k = V.kernel_array(kernel)
+    if transpose:
+        if flip:
+            raise ValueError("flip applies to convolutions; pass the rotated kernel for a transposed convolution")
+        return k, conv_transpose_geometry(k.shape, input_shape, **geometry)
+    return k, conv_geometry(k.shape, input_shape, **geometry)
+
+
+def _matrix_of(k: np.ndarray, geom: Any, input_shape: Any, transpose: bool, flip: bool, dtype: Any,
+               geometry: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    """The matrix (its size checked by :func:`_check_picture` first) and the spatial kernel drawn."""
+    from ..matrices import conv_matrix, conv_transpose_matrix
+
+    if transpose:
+        M = conv_transpose_matrix(k, input_shape, dtype=dtype, **geometry)
+    else:
+        M = conv_matrix(k, input_shape, flip=bool(flip), dtype=dtype, **geometry)
+    spatial = k.reshape((-1,) + geom.kernel_shape)[0]  # channel pair (0, 0)
+    if flip:
+        spatial = spatial[(slice(None, None, -1),) * geom.ndim]
+    return M, spatial
+
+
+def figure(
+    kernel: Any,
+    input_shape: Any,
+    *,
+    transpose: bool = False,
+    flip: bool = False,
+    dtype: Any = None,
+    position: Sequence[int] | None = None,
+    size: tuple[float, float] = (14.0, 6.5),
+    **geometry: Any,
+) -> Any:
+    """The matrix (block grid, the pixel's row outlined) next to the geometry picture.
+
+    The geometry is validated and the limits of the module are checked before the matrix is
+    built: at most :data:`MAX_MATRIX_NNZ` stored entries, :data:`MAX_GEOMETRY_CELLS` geometry
+    cells, and ``size`` at the figure dpi (``rcParams["figure.dpi"]``) within :data:`MAX_PIXELS`.
+
+    Parameters
+    ----------
+    kernel, input_shape, **geometry
+        As :func:`convmatrix.conv_matrix` (``transpose=True``: :func:`convmatrix.conv_transpose_matrix`);
+        ``**geometry`` takes their geometry keywords only.
+    transpose, flip : bool
+    dtype
+        As :func:`convmatrix.conv_matrix`.
+    position : sequence of int, optional
+        Output pixel shown (default: the middle one); its row is outlined in the matrix.
+    size : (float, float)
+        Figure size in inches: the PNG is ``size * dpi`` pixels.
+
+    Returns
+    -------
+    matplotlib Figure
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid geometry (as :func:`convmatrix.conv_matrix`), unknown keywords, ``position``
+        outside the output, or a picture beyond the limits (the message names the limit).
+    """
+    k, geom = _geometry_of(kernel, input_shape, transpose, flip, geometry)
+    pos = _position(geom, position)
+    _check_cells(geom)
+    _check_matrix(geom)
+    plt = _mpl()
+    dpi = float(plt.rcParams["figure.dpi"])
+    if dpi < MIN_DPI:
+        raise ValueError(f"rcParams['figure.dpi'] must be at least MIN_DPI = {MIN_DPI} for the text to be drawn; "
+                         f"got {dpi:g}")
+    size = _check_size(size, dpi, "size")
+    M, spatial = _matrix_of(k, geom, input_shape, transpose, flip, dtype, geometry)
+    fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=size, gridspec_kw={"width_ratios": [1.0, 1.15]})
+    try:
+        _draw(fig, ax_m, ax_g, geom, M, pos, bool(transpose), spatial)
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def _row_of(geom: Any, pos: tuple[int, ...]) -> int:
+    return int(np.ravel_multi_index(pos, geom.output_shape))
+
+
+def _structure_name(geom: Any, limit: int) -> str | None:
+    """The structure name of the matrix of ``geom`` (``None`` when naming it needs more than ``limit`` bytes)."""
+    from .._validate import MatrixTooLargeError
+    from ..structure import matrix_structure
+
+    try:
+        if geom.kind != "conv":
+            st = matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
+                                  dilation=geom.dilation, groups=geom.groups, max_bytes=limit)
+            return f"transpose of: {st}"
+        return str(matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
+                                    dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode,
+                                    max_bytes=limit))
+    except MatrixTooLargeError:
+        return None
+
+
+def _draw(fig: Any, ax_m: Any, ax_g: Any, geom: Any, M: Any, pos: tuple[int, ...], transpose: bool,
+          kernel: Any = None) -> Any:
+    """Both panels; returns the row-outline patch of the matrix panel (moved by the frames)."""
+    import textwrap
+
+    from matplotlib.patches import Rectangle
+
+    name = "C^T = conv_transpose_matrix" if transpose else "C = conv_matrix"
+    try:
+        struct = _structure_name(geom, 2**24) or ""
+    except (ValueError, TypeError, MemoryError):
+        struct = ""
+    struct = "\n".join(textwrap.wrap(struct, 70))
+    title = f"{name}: {M.shape[0]} x {M.shape[1]}, nnz {M.nnz}" + (f"\n{struct}" if struct else "")
+    plot_matrix(M, levels=block_levels(geom), ax=ax_m, title=title)
+    row = Rectangle((-0.5, _row_of(geom, pos) - 0.5), M.shape[1], 1, fill=False, ec=_HIGHLIGHT, lw=2.5, zorder=4)
+    ax_m.add_patch(row)
+    plot_geometry(geom, position=pos, ax=ax_g, kernel=kernel)
+    fig.tight_layout()
+    return row
+
+
+def _kernel_shape(geom: Any) -> tuple[int, ...]:
+    if not geom.channel_axis:
+        return geom.kernel_shape
+    if geom.kind == "conv":
+        return (geom.out_channels, geom.in_per_group) + geom.kernel_shape
+    return (geom.in_channels, geom.out_per_group) + geom.kernel_shape
+
+
+# ============================================================================ files
+def _path(value: Any, name: str) -> str:
+    """A file-system path given as ``str`` or ``os.PathLike``."""
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a path (str or os.PathLike); got {type(value).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError(f"{name} must be a path; got an empty string")
+    if "\0" in path:
+        raise ValueError(f"{name} must be a path without NUL characters; got {path!r}")
+    return path
+
+
+def _picture_format(out: str) -> str:
+    """The format named by the extension of ``out`` (one matplotlib writes)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = sorted(FigureCanvasBase.get_supported_filetypes())
+    ext = os.path.splitext(out)[1].lower().lstrip(".")
+    if ext not in kinds:
+        raise ValueError(f"out must end in a picture format matplotlib writes ({', '.join('.' + k for k in kinds)}); "
+                         f"got {out!r}")
+    return ext
+
+
+def save_figure(
+    kernel: Any,
+    input_shape: Any,
+    out: str,
+    *,
+    transpose: bool = False,
+    flip: bool = False,
+    dtype: Any = None,
+    position: Sequence[int] | None = None,
+    frames: str | None = None,
+    dpi: int = 100,
+    size: tuple[float, float] = (14.0, 6.5),
+    **geometry: Any,
+) -> list[str]:
+    """Write :func:`figure` to ``out`` and, with ``frames``, one frame per output pixel into that folder.
+
+    Frames are ``frames/frame_0000.png`` ... in C order of the output pixels (the sliding
+    window's path), each the same figure with that pixel highlighted.  The picture is
+    ``size[0]*dpi`` x ``size[1]*dpi`` pixels.
+
+    Everything is checked before anything is built or drawn: the geometry, the format of
+    ``out``, the limits of the module (:data:`MAX_PIXELS`, :data:`MAX_SIDE`,
+    :data:`MAX_MATRIX_NNZ`, :data:`MAX_GEOMETRY_CELLS`, and with frames :data:`MAX_FRAMES`
+    and :data:`MAX_FRAME_CELLS`), and that the directories exist and can be written.  Each file
+    is written to a temporary file in its directory and moved into place only when all of them
+    were written: on an error no file is replaced and no temporary is left behind (a ``frames``
+    directory created by the call is removed again).
+
+    Parameters
+    ----------
+    kernel, input_shape, transpose, flip, dtype, position, size, **geometry
+        As :func:`figure`.
+    out : str or os.PathLike
+        The picture; its extension names the format (any format matplotlib writes: ``.png``,
+        ``.pdf``, ``.svg``, ...).  Its directory must exist.
+    frames : str or os.PathLike, optional
+        Directory for the frames (PNG); created if missing (its parent must exist).
+    dpi : int
+        Dots per inch, at least :data:`MIN_DPI`.
+
+    Returns
+    -------
+    list of str
+        The paths written, ``out`` first.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`figure`; ``out`` without a picture extension; ``dpi`` not an int of at least
+        :data:`MIN_DPI`; a picture or a set of frames beyond the limits.
+    OSError
+        A directory that does not exist or cannot be written (``FileNotFoundError``,
+        ``NotADirectoryError``, ``IsADirectoryError``, ``PermissionError``), or a write that failed.
+    """
+    from .. import _validate as V
+
+    out = _path(out, "out")
+    dpi = V.as_int(dpi, "dpi", minimum=MIN_DPI)
+    k, geom = _geometry_of(kernel, input_shape, transpose, flip, geometry)
+    pos = _position(geom, position)
+    _check_cells(geom)
+    if frames is not None:
+        frames = _path(frames, "frames")
+        count = math.prod(geom.output_shape)
+        if count > MAX_FRAMES:
+            raise ValueError(f"frames: one frame per output pixel would be {count} frames (output "
+                             f"{_dims(geom.output_shape)}); at most MAX_FRAMES = {MAX_FRAMES}")
+        cells = count * _geometry_cells(geom)
+        if cells > MAX_FRAME_CELLS:
+            raise ValueError(f"frames: {count} frames of {_geometry_cells(geom):,} geometry cells each would draw "
+                             f"{cells:,} cells; at most MAX_FRAME_CELLS = {MAX_FRAME_CELLS:,}")
+    _check_matrix(geom)
+    size = _check_size(size, dpi, "dpi")
+    plt = _mpl()
+    fmt = _picture_format(out)
+    written = [out]
+    with staged() as stage:
+        tmp_out = stage.file(out, "out")
+        if frames is not None:
+            stage.directory(frames, "frames")
+        M, spatial = _matrix_of(k, geom, input_shape, transpose, flip, dtype, geometry)
+        fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=size, dpi=dpi, gridspec_kw={"width_ratios": [1.0, 1.15]})
+        try:
+            row = _draw(fig, ax_m, ax_g, geom, M, pos, bool(transpose), spatial)
+            try:
+                fig.savefig(tmp_out, dpi=dpi, format=fmt)
+            except RuntimeError as exc:  # e.g. .pgf without a TeX installation
+                raise ValueError(f"out: matplotlib cannot write {fmt!r} pictures here ({exc}); choose another format "
+                                 f"such as .png, .pdf or .svg") from None
+            if frames is not None:
+                box = ax_g.get_position()
+                for i, p in enumerate(np.ndindex(*geom.output_shape)):  # the sliding window's path
+                    ax_g.clear()
+                    plot_geometry(geom, position=p, ax=ax_g, kernel=spatial)
+                    ax_g.set_position(box)
+                    row.set_y(_row_of(geom, p) - 0.5)
+                    path = os.path.join(frames, f"frame_{i:04d}.png")
+                    fig.savefig(stage.file(path, "frames"), dpi=dpi, format="png")
+                    written.append(path)
+        finally:
+            plt.close(fig)
+    return written
