@@ -656,7 +656,7 @@ def test_exceptions_from_the_library_are_one_line(monkeypatch, exc, status, frag
     def raiser(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr(cli, "_build", raiser)
+    monkeypatch.setattr(cli._commands, "_build", raiser)
     monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
     code, out, err = call(["build", "--input", "5x5", "--kernel", "3x3", "--stride", "2"])
     lines = err.strip().splitlines()
@@ -749,7 +749,7 @@ def test_build_summary_allocates_less_than_the_matrix():
         kernel = np.arange(1.0, 1 + np.prod(k)).reshape(k)
         M = cm.conv_matrix(kernel, n)
         geom = conv_geometry(kernel.shape, n)
-        text, peak = traced_peak(cli._summary, args, geom, M, kernel)
+        text, peak = traced_peak(cli._commands._summary, args, geom, M, kernel)
         matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
         assert peak < matrix_bytes, (n, peak, matrix_bytes)
         structure = dict(line.split(None, 1) for line in text.splitlines())["structure"]
