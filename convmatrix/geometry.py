@@ -542,6 +542,30 @@ class Geometry:
         return self.out_channels // self.groups
 
     @property
+    def extent(self) -> tuple[int, ...]:
+        """Dilated kernel extent per axis, ``d*(k-1) + 1``: how far one copy of the kernel reaches."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilation))
+
+    @property
+    def padded_shape(self) -> tuple[int, ...]:
+        """Spatial shape of the padded input a convolution slides over, ``n + p_before + p_after``.
+
+        For a transposed convolution: of the zero-inserted, ``d*(k-1)``-padded input of the
+        equivalent stride-1 convolution (before the padding ``p`` is taken off), ``(n-1)*s + 1 +
+        2*d*(k-1)``."""
+        if self.kind == "conv":
+            return tuple(n + b + a for n, (b, a) in zip(self.input_shape, self.padding))
+        return tuple((n - 1) * s + 2 * e - 1 for n, s, e in zip(self.input_shape, self.stride, self.extent))
+
+    @property
+    def read_shape(self) -> tuple[int, ...]:
+        """Padded-input positions the outputs of a convolution read, ``(o-1)*s + d*(k-1) + 1`` per axis;
+        for a transposed convolution, the fused result before cropping, ``(n-1)*s + d*(k-1) + 1``."""
+        if self.kind == "conv":
+            return tuple((o - 1) * s + e for o, s, e in zip(self.output_shape, self.stride, self.extent))
+        return tuple((n - 1) * s + e for n, s, e in zip(self.input_shape, self.stride, self.extent))
+
+    @property
     def input_vector_shape(self) -> tuple[int, ...]:
         return ((self.in_channels,) if self.channel_axis else ()) + self.input_shape
 
@@ -580,15 +604,19 @@ class Geometry:
         c = self.out_channels * self.in_per_group
         return c * math.prod(lows), c * math.prod(highs)
 
-    def engine_weight(self, kernel: np.ndarray) -> np.ndarray:
+    def engine_weight(self, kernel: np.ndarray, flip: bool = False) -> np.ndarray:
         """The kernel in the builders' layout ``(out_channels, in_per_group, *taps)``.
 
-        A conv kernel is only reshaped; a transposed one, PyTorch's ``(C_in, C_out/groups, *k)``,
-        has its channel axes exchanged per group and its taps flipped to match the transposed
-        index maps (works for any array type with numpy indexing, e.g. SymPy object arrays).
+        A conv kernel is only reshaped (``flip``: rotated 180 degrees, a true convolution); a
+        transposed one, PyTorch's ``(C_in, C_out/groups, *k)``, has its channel axes exchanged per
+        group and its taps flipped to match the transposed index maps (works for any array type
+        with numpy indexing, e.g. SymPy object arrays).
         """
         if self.kind == "conv":
-            return kernel.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+            w = kernel.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+            return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim] if flip else w
+        if flip:
+            raise ValueError("flip applies to convolutions; pass the rotated kernel for a transposed convolution")
         w = kernel.reshape((self.groups, self.in_per_group, self.out_per_group) + self.kernel_shape).swapaxes(1, 2)
         w = w.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
         return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -359,220 +357,24 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ explain
-_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _arr(a: np.ndarray, indent: str = "    ") -> str:
-    a = np.asarray(a)
-    if a.dtype.kind == "f" and np.all(a == np.round(a)) and np.all(np.abs(a) < 1e15):
-        a = a.astype(np.int64)
-    text = np.array2string(a, max_line_width=200, threshold=10_000,
-                           formatter={"float_kind": lambda v: f"{v:.4g}"})
-    return "\n".join(indent + line for line in text.splitlines())
-
-
-def _num(v: Any) -> str:
-    v = np.asarray(v).item()
-    if isinstance(v, float) and v == round(v) and abs(v) < 1e15:
-        return str(int(v))
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _size(t: Sequence[int]) -> str:
-    return f"length-{t[0]}" if len(t) == 1 else _dims(t)
-
-
-def _idx(t: Sequence[int]) -> str:
-    return "[" + ",".join(str(int(v)) for v in t) + "]"
-
-
-#: largest side (and number of values) of an array explain prints
-_EXPLAIN_SIDE, _EXPLAIN_VALUES = 30, 900
-
-
 def _cmd_explain(args: argparse.Namespace) -> int:
-    nd = _nd(args)
-    if nd > 2:
-        raise UserError(f"explain walks through 1-D and 2-D examples; --input has {nd} axes")
+    from ..explain import explain_conv, explain_conv_transpose
+
     if args.channels is not None:
         raise UserError("explain uses one channel: drop --channels")
     k = _kernel(args)
-    if k.ndim != nd:
-        raise UserError(f"explain uses one channel: --weights must have {nd} axes; got shape {k.shape}")
-    _require_finite(k, "--weights", "for explain")
-    size = math.prod(args.input)
-    if size > len(_LABELS):
-        raise UserError(f"explain is for small examples: --input may have at most {len(_LABELS)} values; "
-                        f"got {_dims(args.input)} = {size}")
+    values = None
     if args.values is not None:
-        x = _parse_numbers(args.values, "--values")
-        _require_finite(x, "--values", "for explain")
-        if x.shape != tuple(args.input):
-            raise UserError(f"--values has shape {x.shape} but --input is {_dims(args.input)}")
-    else:
-        x = np.arange(1, size + 1).reshape(args.input)
-    geom = _geometry(args, k.shape)
-    # every array the walk-through prints: the output, the padded input (conv) or the fused
-    # result before cropping (transposed), the kernel spread by the dilation
-    extent = [d * (kk - 1) + 1 for kk, d in zip(geom.kernel_shape, geom.dilation)]
+        values = _parse_numbers(args.values, "--values")
+        _require_finite(values, "--values", "for explain")
+    _refuse_flags(args, ("--groups",), "with explain (one channel)")
+    kw = _geometry_kwargs(args)
+    kw.pop("groups")
     if args.transpose:
-        work = [(n - 1) * s + e + a for n, s, e, a in zip(geom.input_shape, geom.stride, extent, geom.output_padding)]
-        what = "the fused result before cropping (--stride, --dilation)"
+        print(explain_conv_transpose(k, args.input, values=values, **kw))
     else:
-        work = [n + b + a for n, (b, a) in zip(geom.input_shape, geom.padding)]
-        what = "the padded input (--padding)"
-    for shape, name in ((geom.output_shape, "the output (--input, --stride, --padding)"), (work, what),
-                        (extent, "the dilated kernel (--kernel, --dilation)")):
-        if max(shape) > _EXPLAIN_SIDE or math.prod(shape) > _EXPLAIN_VALUES:
-            raise UserError(f"explain is for small examples (at most {_EXPLAIN_SIDE} values per axis and "
-                            f"{_EXPLAIN_VALUES} in all): {name} would be {_dims(shape)}")
-    M = _build(args, k)
-    text = _explain_transpose(geom, k, x, M) if args.transpose else _explain_conv(geom, k, x, M, bool(args.flip))
-    print(text)
+        print(explain_conv(k, args.input, values=values, flip=bool(args.flip), **kw))
     return 0
-
-
-def _explain_transpose(geom: Any, w: np.ndarray, y: np.ndarray, M: Any) -> str:
-    nd, n, kk = geom.ndim, geom.input_shape, geom.kernel_shape
-    s, d, pads, a, o = geom.stride, geom.dilation, geom.padding, geom.output_padding, geom.output_shape
-    extent = tuple(di * (ki - 1) + 1 for ki, di in zip(kk, d))
-    full = tuple((ni - 1) * si + ei for ni, si, ei in zip(n, s, extent))
-    dt = np.result_type(w, y)
-    L = [f"Transposed convolution (\"deconvolution\") of a {_size(n)} input with a {_size(kk)} kernel, stride "
-         f"{_dims(s)}" + (f", padding {_pads(pads)}" if any(p != (0, 0) for p in pads) else "")
-         + (f", dilation {_dims(d)}" if any(v > 1 for v in d) else "")
-         + (f", output padding {_dims(a)}" if any(a) else "")
-         + f" (PyTorch conv_transpose{nd}d), step by step as the seed article does it.", ""]
-    L += ["input y:", _arr(y), "kernel w:", _arr(w), ""]
-    L.append("Output size per axis: o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1")
-    for ax in range(nd):
-        L.append(f"  axis {ax}: ({n[ax]}-1)*{s[ax]} - {pads[ax][0]} - {pads[ax][1]} + {d[ax]}*({kk[ax]}-1) + {a[ax]} "
-                 f"+ 1 = {o[ax]}")
-    if all(p == (0, 0) for p in pads) and not any(a) and all(v == 1 for v in d):
-        seed = sorted({f"({n[ax]} - 1) * {s[ax]} + {kk[ax]} = {o[ax]}" for ax in range(nd)})
-        L.append(f"  (the seed's out = (in - 1) * s + k: {'; '.join(seed)})")
-    L.append("")
-    # step 1: one full convolution per input pixel
-    wd = np.zeros(extent, dtype=w.dtype)
-    wd[tuple(slice(None, None, di) for di in d)] = w
-    L.append(f"Step 1 - every input pixel gets its own full convolution with the kernel. A single pixel convolved "
-             f"with a {_dims(kk)} kernel gives 1+k-1 = {_dims(kk)} values: the kernel times the pixel"
-             + (" (spread out by the dilation)" if any(v > 1 for v in d) else "") + ".")
-    pixels = list(np.ndindex(*n))
-    for lab, j in zip(_LABELS, pixels):
-        start = tuple(ji * si for ji, si in zip(j, s))
-        where = ", ".join(f"{'rows' if (nd == 2 and ax == 0) else 'columns'} {start[ax]}..{start[ax] + extent[ax] - 1}"
-                          for ax in range(nd))
-        L.append(f"  map {lab}: pixel {_idx(j)} = {_num(y[j])}  ->  y{_idx(j)} * w, placed at {where}:")
-        L.append(_arr(y[j] * wd, "      "))
-    L.append("")
-    # step 2: fusion
-    owners: dict[tuple[int, ...], list[tuple[str, tuple[int, ...]]]] = {}
-    for lab, j in zip(_LABELS, pixels):
-        for t in np.ndindex(*kk):
-            pos = tuple(ji * si + ti * di for ji, si, ti, di in zip(j, s, t, d))
-            owners.setdefault(pos, []).append((lab, tuple(ti * di for ti, di in zip(t, d))))
-    L.append(f"Step 2 - fusion at stride {_dims(s)}: map of pixel j starts at j*s; where maps overlap, their values "
-             f"are added. Who lands where ({_size(full)} result; '.' = no kernel tap):")
-    width = max(len(v) for v in owners.values())
-    grid = np.full(full, "." * 1, dtype=object)
-    for pos, lst in owners.items():
-        grid[pos] = "".join(lab for lab, _ in lst)
-    rows = grid.reshape((1,) + full if nd == 1 else full)
-    for r in rows:
-        L.append(("    " + " ".join(f"{c:<{width}}" for c in r)).rstrip())
-    fused = np.zeros(full, dtype=dt)
-    for lab, j in zip(_LABELS, pixels):
-        start = tuple(ji * si for ji, si in zip(j, s))
-        fused[tuple(slice(st, st + e) for st, e in zip(start, extent))] += y[j] * wd
-    overlap = next((pos for pos in sorted(owners) if len(owners[pos]) > 1), None)
-    if overlap is not None:
-        parts = owners[overlap]
-        terms = " + ".join(f"{lab}{_idx(t)}" for lab, t in parts)
-        vals = " + ".join(_num(y[pixels[_LABELS.index(lab)]] * wd[t]) for lab, t in parts)
-        L.append(f"  e.g. result{_idx(overlap)} = {terms} = {vals} = {_num(fused[overlap])}")
-        one = ", ".join(str(v + 1) for v in overlap)
-        where = " + ".join(f"map {lab} at ({', '.join(str(v + 1) for v in t)})" for lab, t in parts)
-        L.append(f"  (1-based, as the seed counts: output ({one}) = {where})")
-    L.append("")
-    L.append(f"Step 3 - the fused result, {_dims(full)} = (n-1)*s + d*(k-1) + 1:")
-    L.append(_arr(fused))
-    result = fused
-    if any(p != (0, 0) for p in pads) or any(a):
-        L.append("")
-        L.append("Step 4 - padding p removes p_before values at the start and p_after at the end of each axis; "
-                 "output padding a gives a values back at the end (zeros beyond the fused result):")
-        padded = np.zeros(tuple(f + ai for f, ai in zip(full, a)), dtype=dt)
-        padded[tuple(slice(0, f) for f in full)] = fused
-        result = padded[tuple(slice(pb, pb + oi) for (pb, _), oi in zip(pads, o))]
-        L.append(_arr(result))
-    L.append("")
-    got = (M @ y.ravel()).reshape(o)
-    ok = np.allclose(got, result, rtol=1e-12, atol=0)
-    L.append(f"Check: conv_transpose_matrix(w, {tuple(n)}, ...) @ y.ravel() gives the same {_dims(o)}: {ok}")
-    # the equivalent direct convolution
-    up_shape = tuple((ni - 1) * si + 1 for ni, si in zip(n, s))
-    up = np.zeros(up_shape, dtype=dt)
-    up[tuple(slice(None, None, si) for si in s)] = y
-    lo = [ei - 1 - pb for ei, (pb, _) in zip(extent, pads)]
-    hi = [oi + ei - 1 - u - l for oi, ei, u, l in zip(o, extent, up_shape, lo)]
-    z = np.pad(up, [(max(l, 0), max(h, 0)) for l, h in zip(lo, hi)])
-    z = z[tuple(slice(max(-l, 0), z.shape[ax] - max(-h, 0)) for ax, (l, h) in enumerate(zip(lo, hi)))]
-    rot = wd[(slice(None, None, -1),) * nd]
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    direct = np.einsum(f"{'ab'[:nd]}{'cd'[:nd]},{'cd'[:nd]}->{'ab'[:nd]}", sliding_window_view(z, extent), rot)
-    same = np.allclose(direct, result, rtol=1e-12, atol=0)
-    L.append(f"Equivalently: insert s-1 = {_dims(tuple(si - 1 for si in s))} zeros between the input pixels "
-             f"({_dims(up_shape)}), pad by d*(k-1)-p = {', '.join(str(v) for v in lo)} "
-             f"({_dims(z.shape)}), and slide the kernel rotated 180 degrees with stride 1: the same result: {same}")
-    L.append(f"The matrix C^T is {M.shape[0]} x {M.shape[1]}: column j holds map j, placed and flattened.")
-    return "\n".join(L)
-
-
-def _explain_conv(geom: Any, k: np.ndarray, x: np.ndarray, M: Any, flip: bool) -> str:
-    nd, n, kk = geom.ndim, geom.input_shape, geom.kernel_shape
-    s, d, pads, o = geom.stride, geom.dilation, geom.padding, geom.output_shape
-    w = k[(slice(None, None, -1),) * nd] if flip else k
-    kind = "true convolution: the kernel is rotated 180 degrees first, as the seed says" if flip else \
-        "cross-correlation, as PyTorch's conv; --flip gives the true convolution"
-    L = [f"Convolution of a {_size(n)} input with a {_size(kk)} kernel, stride {_dims(s)}, padding {_pads(pads)}"
-         + (f", dilation {_dims(d)}" if any(v > 1 for v in d) else "")
-         + (f", {geom.padding_mode} padding" if geom.padding_mode != "zeros" else "") + f" ({kind}).", ""]
-    L += ["input x:", _arr(x), "kernel:", _arr(k)]
-    if flip:
-        L += ["kernel rotated 180 degrees (what slides over the input):", _arr(w)]
-    L.append("")
-    mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
-            "symmetric": "symmetric"}[geom.padding_mode]
-    xp = np.pad(x, pads, mode=mode)
-    if any(p != (0, 0) for p in pads):
-        L += [f"padded input ({_dims(xp.shape)}, {geom.padding_mode}):", _arr(xp), ""]
-    L.append("Output size per axis: o = floor((n + p_before + p_after - d*(k-1) - 1)/s) + 1")
-    for ax in range(nd):
-        L.append(f"  axis {ax}: floor(({n[ax]} + {pads[ax][0]} + {pads[ax][1]} - {d[ax]}*({kk[ax]}-1) - 1)/{s[ax]}) "
-                 f"+ 1 = {o[ax]}")
-    L.append("")
-    L.append("Each output pixel: put the kernel on the padded input at j*s, multiply the values under it, add:")
-    out = np.zeros(o, dtype=np.result_type(w, x))
-    shown = 0
-    for j in np.ndindex(*o):
-        idx = tuple(slice(ji * si, ji * si + di * (ki - 1) + 1, di) for ji, si, ki, di in zip(j, s, kk, d))
-        win = xp[idx]
-        out[j] = np.sum(win * w)
-        if shown < 2:
-            terms = " + ".join(f"{_num(a)}*{_num(b)}" for a, b in zip(win.ravel(), w.ravel()))
-            L.append(f"  y{_idx(j)} = {terms} = {_num(out[j])}")
-            shown += 1
-    L += ["result y:", _arr(out), ""]
-    got = (M @ x.ravel()).reshape(o)
-    L.append(f"Check: conv_matrix(...) @ x.ravel() gives the same {_dims(o)}: {np.allclose(got, out, rtol=1e-12, atol=0)}")
-    L.append(f"The matrix C is {M.shape[0]} x {M.shape[1]}; row 0 (output pixel {_idx((0,) * nd)}) laid out like the "
-             f"input:")
-    L.append(_arr(M.getrow(0).toarray().reshape(n) if hasattr(M, "getrow") else M[[0]].toarray().reshape(n)))
-    return "\n".join(L)
 
 
 #: the subcommands, by the name argparse records in ``args.command``

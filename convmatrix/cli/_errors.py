@@ -38,7 +38,7 @@ _PARAM_FLAGS = {
     "output_shape": "--output-shape", "padding": "--padding", "dilation": "--dilation", "groups": "--groups",
     "in_channels": "--channels", "out_channels": "--channels", "dtype": "--dtype", "flip": "--flip",
     "target": "--target", "position": "--position", "dpi": "--dpi", "max_bytes": "--max-bytes", "rtol": "--rtol",
-    "atol": "--atol",
+    "atol": "--atol", "values": "--values",
 }
 
 
