@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -11,7 +10,7 @@ import scipy.sparse as sp
 
 from . import _validate as V
 from ._build import build_csr, check_budget, convert
-from .geometry import Geometry, conv_geometry, conv_transpose_geometry
+from .geometry import Geometry, conv_geometry, conv_transpose_geometry, scipy_geometry
 
 __all__ = [
     "conv_output_shape",
@@ -21,14 +20,9 @@ __all__ = [
     "convolution_matrix",
     "correlation_matrix",
     "conv_nnz",
-    "scipy_geometry",
 ]
 
 _AUTO = "auto"
-_BOUNDARIES = {"fill": "zeros", "pad": "zeros", "wrap": "circular", "circular": "circular",
-               "symm": "symmetric", "symmetric": "symmetric"}
-_MODES = ("full", "same", "valid")
-_CONVENTIONS = ("scipy", "matlab")
 
 
 def _shape_arg(shape: Any, name: str) -> tuple[int, ...]:
@@ -322,44 +316,6 @@ def conv_transpose_matrix(
 
 
 # ----------------------------------------------------------------------------- scipy / MATLAB family
-def scipy_geometry(
-    kernel_shape: tuple[int, ...], input_shape: tuple[int, ...], mode: str, boundary: str, convention: str
-) -> Geometry:
-    """Geometry of ``scipy.signal.convolve`` (true convolution, kernel flipped by the caller)."""
-    if not isinstance(mode, str) or mode not in _MODES:
-        raise ValueError(f"mode must be one of 'full', 'same', 'valid'; got {mode!r}")
-    if not isinstance(boundary, str) or boundary not in _BOUNDARIES:
-        raise ValueError(f"boundary must be one of 'fill', 'wrap', 'symm'; got {boundary!r}")
-    if not isinstance(convention, str) or convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be 'scipy' or 'matlab'; got {convention!r}")
-    if len(kernel_shape) != len(input_shape):
-        raise ValueError(
-            f"kernel must have as many dims as input_shape ({len(input_shape)}); got kernel shape {kernel_shape}"
-        )
-    pads = []
-    if mode == "valid":
-        bigger = [n >= k for n, k in zip(input_shape, kernel_shape)]
-        smaller = [k >= n for n, k in zip(input_shape, kernel_shape)]
-        if not (all(bigger) or all(smaller)):
-            raise ValueError(
-                f"mode='valid' needs the input to be at least as large as the kernel in every dimension, or the "
-                f"kernel at least as large as the input in every dimension; got input_shape {input_shape} and "
-                f"kernel shape {kernel_shape}"
-            )
-    for n, k in zip(input_shape, kernel_shape):
-        if mode == "full":
-            start, length = 0, n + k - 1
-        elif mode == "same":
-            start, length = ((k - 1) // 2 if convention == "scipy" else k // 2), n
-        else:  # scipy swaps the operands when the kernel is the larger one; no boundary is read
-            start, length = min(n, k) - 1, abs(n - k) + 1
-        pb = k - 1 - start
-        pads.append((pb, length + k - 1 - n - pb))
-    # 'valid' never reads the boundary (when swapped, the padding only surrounds the smaller operand)
-    bmode = "zeros" if mode == "valid" else _BOUNDARIES[boundary]
-    return conv_geometry(kernel_shape, input_shape, padding=tuple(pads), padding_mode=bmode, wide_padding=True)
-
-
 def _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillvalue, dtype, format, max_bytes,
                   correlate: bool, what: str):
     k = V.kernel_array(kernel)

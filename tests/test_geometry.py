@@ -311,9 +311,9 @@ def _brute_counts(ax):
 @pytest.mark.parametrize("row_chunk", [4, 32768])
 def test_counts_entries_active_runs_vs_index_maps(row_chunk, monkeypatch):
     """Closed forms (and, with a tiny ROW_CHUNK, the long-axis code: interior, periods, tiling) vs the maps."""
-    from convmatrix import geometry
+    from convmatrix import _axis
 
-    monkeypatch.setattr(geometry, "ROW_CHUNK", row_chunk)
+    monkeypatch.setattr(_axis, "ROW_CHUNK", row_chunk)
     axes = list(_axes_small())
     for i in np.random.default_rng(row_chunk).choice(len(axes), 700, replace=False):  # a fixed sample
         ax = axes[i]
@@ -347,11 +347,11 @@ def test_long_axes_count_without_allocating():
 
 def test_symmetric_counts_are_periodic_beyond_the_data():
     """With padding 100 on 5 inputs, the count pattern of the padding repeats with period 2n / gcd(s, 2n)."""
-    from convmatrix import geometry
+    from convmatrix import _axis
 
     ax = Axis(5, 3, 2, 1, (100, 100), "symmetric", conv_output_size(5, 3, 2, 100, 100, 1))
     brute = _brute_counts(ax)
-    with mock.patch.object(geometry, "ROW_CHUNK", 8):
+    with mock.patch.object(_axis, "ROW_CHUNK", 8):
         fresh = dataclasses.replace(ax)
         np.testing.assert_array_equal(fresh.counts(), brute)
         assert fresh.entries() == int(brute.sum())

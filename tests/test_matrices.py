@@ -1130,10 +1130,10 @@ def test_max_bytes_covers_the_requested_format_csc():
 @contextlib.contextmanager
 def tiny_chunks():
     """Shrink every chunk of the engine so that small matrices cross all chunk and box boundaries."""
-    from convmatrix import _build, geometry
+    from convmatrix import _axis, _build
 
     with mock.patch.multiple(_build, _CAND_CHUNK=7, _FLAT_CHUNK=5, _BOX_ROWS=3), \
-            mock.patch.object(geometry, "ROW_CHUNK", 4):
+            mock.patch.object(_axis, "ROW_CHUNK", 4):
         yield
 
 
