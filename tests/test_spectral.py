@@ -484,7 +484,7 @@ def test_upper_bound_and_auto_fit_the_budget():
     in 16 MiB; the looser per-tap bound is reported and "auto" runs Lanczos, within the budget."""
     from memory import SLACK, traced_peak
 
-    from convmatrix.spectral import _upper_bound
+    from convmatrix.spectral._circulant import _upper_bound
 
     w = 1 + 0.1 * np.random.default_rng(11).standard_normal((64, 8, 3, 3))  # a well separated top (fast Lanczos)
     budget = 16 * 2**20

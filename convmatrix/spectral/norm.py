@@ -1,17 +1,4 @@
-"""Spectra of convolution matrices: every singular value of a circular convolution, the spectral norm of any.
-
-A multi-channel *circular* stride-1 convolution is block-circulant: the discrete Fourier
-transform on the input grid block-diagonalises it, so its singular values are those of the
-``C_out x C_in`` matrices
-
-    A(f) = sum_t w[:, :, t] * exp(2*pi*i * sum_a f_a * t_a * d_a / n_a),   f in the grid,
-
-one small SVD per frequency (Sedghi, Gupta & Long, "The singular values of convolutional
-layers", ICLR 2019).  Any other geometry (zero or mirror padding, stride, dilation) is a
-restriction of such a circulant, which gives a cheap upper bound on the spectral norm; the norm
-itself comes from Lanczos (``scipy.sparse.linalg.svds``) or power iteration on the matrix-free
-:class:`~convmatrix.ConvOperator`.
-"""
+"""The spectral norm of any convolution matrix: exact for circulants, else dense SVD, Lanczos or power iteration."""
 
 from __future__ import annotations
 
@@ -21,16 +8,28 @@ from typing import Any
 
 import numpy as np
 
-from . import _validate as V
-from .geometry import Geometry, conv_geometry, fold_index
+from .. import _validate as V
+from ..geometry import Geometry, conv_geometry
+from ._circulant import (
+    _DENSE_ENTRIES,
+    _POWER_BLOCK,
+    _circulant_bytes,
+    _circulant_norm,
+    _compute_dtype,
+    _engine_weight,
+    _finite_kernel,
+    _is_circulant,
+    _padding_norm_bytes,
+    _read_length,
+    _scaled,
+    _unscale,
+    _upper_bound,
+)
 
-__all__ = ["singular_values", "spectral_norm", "SpectralNorm"]
+__all__ = ['SpectralNorm', 'spectral_norm']
+
 
 SPECTRAL_METHODS = ("auto", "exact", "dense", "lanczos", "power")
-#: largest matrix (rows x columns) that ``method="auto"`` turns dense for an exact SVD
-_DENSE_ENTRIES = 1 << 20
-#: block size of the power (subspace) iteration: separates a few nearly equal top singular values
-_POWER_BLOCK = 8
 
 
 class SpectralNorm(float):
@@ -87,290 +86,6 @@ def _spectral_method(method: Any) -> str:
     if method not in SPECTRAL_METHODS:
         raise ValueError(f"{rule}; got {method!r}")
     return method
-
-
-def _finite_kernel(k: np.ndarray) -> None:
-    """Refuse NaN/inf entries: LAPACK and ARPACK would print noise and return garbage."""
-    if k.dtype.kind in "fc":
-        bad = k.size - int(np.count_nonzero(np.isfinite(k)))
-        if bad:
-            raise ValueError(f"kernel must be finite (no NaN or inf) for a spectrum; got {bad} non-finite "
-                             f"entr{'y' if bad == 1 else 'ies'} in an array of shape {k.shape}")
-
-
-def _compute_dtype(kdt: np.dtype, single: bool) -> np.dtype:
-    """float32/complex64 kernels compute in single precision when ``single``; everything else
-    (integers, bools, float64, extended precision) in float64/complex128."""
-    low = single and kdt in (np.float32, np.complex64)
-    if kdt.kind == "c":
-        return np.dtype(np.complex64 if low else np.complex128)
-    return np.dtype(np.float32 if low else np.float64)
-
-
-def _scaled(k: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, int]:
-    """``(k * 2**-e in dt, e)`` with the largest magnitude in [0.5, 1) (``e = 0`` for a zero kernel).
-
-    Scaling by a power of two is exact; it keeps the transforms, SVDs and Krylov products of
-    kernels near the ends of the float range from overflowing or underflowing.
-    """
-    if k.dtype.kind in "fc" and np.abs(k).max() > np.finfo(dt).max:  # extended precision beyond dt's range
-        raise ValueError(f"kernel entries must be within the range of {dt} for a spectrum; got a kernel of dtype "
-                         f"{k.dtype} whose largest magnitude overflows it")
-    ks = k.astype(dt)
-    top = float(np.abs(ks).max())
-    if top == 0.0:
-        return ks, 0
-    e = math.frexp(top)[1]
-    parts = (ks.real, ks.imag) if dt.kind == "c" else (ks,)
-    for part in parts:
-        np.ldexp(part, -e, out=part)
-    return ks, e
-
-
-def _unscale(value: float, e: int, what: str) -> float:
-    try:
-        return math.ldexp(value, e)
-    except OverflowError:
-        raise ValueError(f"the {what} of this kernel, about 2**{math.frexp(value)[1] + e}, overflows float64") from None
-
-
-# ----------------------------------------------------------------------------- circulant spectra
-def _block_spectrum(w: np.ndarray, grid: tuple[int, ...], dilation: tuple[int, ...], groups: int):
-    """Per-frequency blocks ``(F, groups, C_out/g, C_in/g)`` of the circulant on ``grid`` and multiplicities.
-
-    Taps are wrapped modulo the grid (kernels larger than the input fold onto themselves, as the
-    circulant matrix does).  For a real kernel only the ``rfftn`` half is transformed; the other
-    half are complex conjugates with the same singular values, so each frequency of the last
-    axis carries a multiplicity (1 or 2; ``None`` for a complex kernel: all 1).
-    """
-    import scipy.fft as fft
-
-    nd = len(grid)
-    cout, cg = w.shape[:2]
-    wrapped = np.zeros((cout, cg) + tuple(grid), w.dtype)
-    idx = [np.mod(np.arange(k) * d, n) for k, d, n in zip(w.shape[2:], dilation, grid)]
-    np.add.at(wrapped, (slice(None), slice(None)) + np.ix_(*idx), w)
-    axes = tuple(range(2, 2 + nd))
-    if w.dtype.kind == "c":
-        spec, mult = fft.fftn(wrapped, axes=axes), None
-    else:
-        spec = fft.rfftn(wrapped, axes=axes)
-        f = np.arange(spec.shape[-1])
-        mult = np.where((f > 0) & (2 * f != grid[-1]), 2, 1)  # conjugate partner not transformed: twice
-    del wrapped
-    F = math.prod(spec.shape[2:])
-    blocks = spec.reshape(groups, cout // groups, cg, F).transpose(3, 0, 1, 2)
-    return blocks, mult
-
-
-def _circulant_svals(w, grid, dilation, groups) -> np.ndarray:
-    """Every singular value of the circulant, descending, in the real dtype of ``w``."""
-    blocks, mult = _block_spectrum(w, grid, dilation, groups)
-    s = np.linalg.svd(blocks, compute_uv=False)  # (F, g, min(og, cg)), batched LAPACK
-    del blocks
-    if mult is not None:  # repeat along the last frequency axis (the order is sorted away)
-        last = mult.size
-        s = np.repeat(s.reshape(-1, last, s.shape[1] * s.shape[2]), mult, axis=1)
-    s = s.reshape(-1)
-    np.negative(s, out=s)  # descending sort in place
-    s.sort()
-    np.negative(s, out=s)
-    return s
-
-
-def _circulant_norm(w, grid, dilation, groups) -> float:
-    blocks, _ = _block_spectrum(w, grid, dilation, groups)
-    if blocks.shape[2] == 1 or blocks.shape[3] == 1:  # a column or a row per block: its Euclidean norm
-        a = np.abs(blocks)
-        del blocks
-        np.square(a, out=a)
-        return float(np.sqrt(a.sum(axis=(2, 3)).max()))
-    return float(np.linalg.svd(blocks, compute_uv=False).max())
-
-
-def _circulant_bytes(c: int, mm: int, grid: tuple[int, ...], dt: np.dtype) -> int:
-    """Peak bytes of :func:`_circulant_norm` / the spectrum of :func:`_circulant_svals` on ``grid``.
-
-    ``c = C_out * C_in/groups`` kernel channels, ``mm`` singular values per frequency (all groups).
-    The dilated kernel wrapped on the grid and its transform, or the transform and the magnitudes
-    (or batched SVD output) computed from it.
-    """
-    P = math.prod(grid)
-    cplx = dt.kind == "c"
-    F = P if cplx else P // grid[-1] * (grid[-1] // 2 + 1)
-    r = dt.itemsize // 2 if cplx else dt.itemsize  # real itemsize
-    spec = c * F * 2 * r
-    return max(c * P * dt.itemsize + spec, spec + spec // 2, spec + F * mm * r)
-
-
-def _is_circulant(geom: Geometry) -> bool:
-    """Circular padding, stride 1, output grid == input grid: the matrix is block-circulant."""
-    return (geom.padding_mode == "circular" and all(s == 1 for s in geom.stride)
-            and geom.output_shape == geom.input_shape)
-
-
-def _read_length(ax) -> int:
-    return (ax.out - 1) * ax.s + ax.d * (ax.k - 1) + 1
-
-
-def _fold_multiplicity(n: int, L: int, pb: int, mode: str) -> int:
-    """Largest number of padded positions ``m in [0, L)`` reading one input ``fold(m - pb)``.
-
-    Closed form for zeros, circular and replicate; the mirror modes count per residue of their
-    period (O(n) work and memory, n the input length of the axis).
-    """
-    lo, hi = -pb, L - pb  # positions q = m - pb read, before folding
-    if mode == "zeros":
-        return 1 if max(lo, 0) < min(hi, n) else 0
-    if mode == "circular":
-        return -(-L // n)
-    if n == 1:
-        return L
-    if mode == "replicate":
-        inner = 1 if max(lo, 1) < min(hi, n - 1) else 0
-        return max(inner, max(0, min(hi, 1) - lo), max(0, hi - max(lo, n - 1)))
-    period = 2 * n if mode == "symmetric" else 2 * (n - 1)
-    r = np.arange(period)
-    count = (hi - 1 - r) // period - (lo - 1 - r) // period  # positions with q = r (mod period)
-    return int(np.bincount(fold_index(r, n, mode), weights=count, minlength=n).max())
-
-
-def _padding_norm(geom: Geometry) -> float:
-    """Norm of the padding map ``x -> x_pad`` restricted to the positions the output reads."""
-    norm = 1.0
-    for ax in geom.axes():
-        norm *= math.sqrt(_fold_multiplicity(ax.n, _read_length(ax), ax.pad[0], ax.mode))
-    return norm
-
-
-def _padding_norm_bytes(geom: Geometry) -> int:
-    mirror = geom.padding_mode in ("reflect", "symmetric")
-    return 64 * max(geom.input_shape) if mirror else 0
-
-
-def _tap_norm(w: np.ndarray, groups: int) -> float:
-    """``sum_t ||w[:, :, t]||``: the triangle inequality bounds every ``||A(f)||`` by it."""
-    cout, cg = w.shape[:2]
-    taps = w.reshape(groups, cout // groups, cg, -1).transpose(3, 0, 1, 2)
-    if cout // groups == 1 or cg == 1:
-        per = np.sqrt((np.abs(taps) ** 2).sum(axis=(2, 3)))
-    else:
-        per = np.linalg.svd(taps, compute_uv=False)[..., 0]
-    return float(per.max(axis=1).sum())
-
-
-# ----------------------------------------------------------------------------- public API
-def singular_values(
-    kernel: Any,
-    input_shape: Any,
-    padding_mode: str = "circular",
-    *,
-    dilation: Any = 1,
-    groups: Any = 1,
-    max_bytes: Any = "auto",
-) -> np.ndarray:
-    """All singular values of a multi-channel circular stride-1 convolution, exactly, via the FFT.
-
-    The matrix is ``conv_matrix(kernel, input_shape, padding_mode="circular", padding=p)`` with
-    any padding ``p`` whose total per axis is ``d*(k-1)`` (output shape = input shape; the split
-    only permutes rows and does not change the singular values).  Kernels larger than the
-    input are allowed: taps wrap modulo the input size, as in the circulant matrix.
-
-    Parameters
-    ----------
-    kernel : array_like
-        Spatial kernel, or PyTorch weight ``(C_out, C_in/groups, *k)``; finite entries.
-    input_shape : int or sequence of int
-        Spatial input shape, any number of dimensions.
-    padding_mode : {"circular"}
-        Only circular convolutions have this closed form; use :func:`spectral_norm` otherwise.
-    dilation : int or sequence of int
-    groups : int
-    max_bytes : int, None or "auto"
-        Refuse (:class:`~convmatrix.MatrixTooLargeError`, before allocating) a computation whose
-        predicted peak memory exceeds this many bytes; ``"auto"`` (default): half the RAM;
-        ``None``: no limit.
-
-    Returns
-    -------
-    ndarray
-        ``min(C_out, C_in) * prod(input_shape)`` singular values in descending order: float32
-        for a float32 or complex64 kernel, float64 for every other kernel (integers of any
-        width, bools, float64, complex128).
-
-    Raises
-    ------
-    ValueError
-        A non-circular ``padding_mode``, a kernel with NaN or inf, an invalid geometry, or
-        singular values beyond the range of the result dtype.
-    TypeError
-        A non-numeric kernel or a wrongly typed argument.
-    MatrixTooLargeError
-        The predicted peak (kernel spectrum on the grid plus the singular values) exceeds
-        ``max_bytes``.
-
-    Notes
-    -----
-    With ``n`` the input grid, ``A(f) = sum_t w[:, :, t] exp(2 pi i <f, t*d / n>)`` is the
-    ``C_out x C_in`` block of frequency ``f`` (block-diagonal over groups); the singular values
-    of the convolution are the union over ``f`` of those of ``A(f)`` (Sedghi, Gupta & Long 2019).
-    Cost: one FFT of the kernel on the grid and ``prod(n)`` small batched SVDs (half of them
-    for a real kernel, whose spectrum is conjugate-symmetric).  The kernel is first scaled by a
-    power of two (exactly) so that its largest entry is near 1.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> singular_values([1.0, 1.0], (4,))          # |1 + e^{2 pi i f/4}| for f = 0..3
-    array([2.        , 1.41421356, 1.41421356, 0.        ])
-    >>> w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
-    >>> s = singular_values(w, (5, 6))
-    >>> s.shape
-    (60,)
-    >>> import convmatrix as cm
-    >>> C = cm.conv_matrix(w, (5, 6), padding=1, padding_mode="circular").toarray()
-    >>> bool(np.allclose(s, np.linalg.svd(C, compute_uv=False)))
-    True
-    """
-    k = V.kernel_array(kernel)
-    mode = V.padding_mode_name(padding_mode)
-    if mode != "circular":
-        raise ValueError(
-            f"padding_mode must be 'circular' for singular_values (only circular stride-1 convolutions are "
-            f"block-circulant); got {mode!r}: use spectral_norm for other geometries"
-        )
-    # the geometry validates kernel layout, dilation and groups ('full' padding fits any kernel)
-    geom = conv_geometry(k.shape, input_shape, padding="full", dilation=dilation, groups=groups)
-    budget = V.budget(max_bytes)
-    _finite_kernel(k)
-    dt = _compute_dtype(k.dtype, single=True)
-    rdt = np.dtype(np.float32 if dt in (np.float32, np.complex64) else np.float64)
-    need = _singular_values_bytes(geom, k, dt)
-    P = math.prod(geom.input_shape)
-    V.check_bytes(f"singular_values of the {geom.out_channels * P}x{geom.in_channels * P} circulant", need, budget,
-                  "use spectral_norm (the largest singular value alone, matrix-free) or pass a larger max_bytes")
-    ks, e = _scaled(k, dt)
-    s = _circulant_svals(_engine_weight(ks, geom), geom.input_shape, geom.dilation, geom.groups)
-    if e and s.size and s[0] > 0:
-        top = math.frexp(float(s[0]))[1] + e
-        if top > np.finfo(rdt).maxexp:
-            raise ValueError(f"the singular values of this kernel reach about 2**{top}, beyond {rdt}"
-                             + ("; pass the kernel as float64" if rdt == np.float32 else ""))
-        np.ldexp(s, e, out=s)
-    return s
-
-
-def _singular_values_bytes(geom: Geometry, k: np.ndarray, dt: np.dtype) -> int:
-    """Predicted peak of :func:`singular_values` (closed form): kernel copies, then the spectrum and the
-    per-frequency singular values, then those values repeated for the conjugate half and sorted."""
-    c = geom.out_channels * geom.in_per_group
-    mm = geom.groups * min(geom.out_per_group, geom.in_per_group)
-    r = dt.itemsize // 2 if dt.kind == "c" else dt.itemsize
-    n = geom.input_shape
-    F = math.prod(n) if dt.kind == "c" else math.prod(n) // n[-1] * (n[-1] // 2 + 1)
-    values = mm * math.prod(n) * r
-    return (3 * k.size * dt.itemsize + max(_circulant_bytes(c, mm, n, dt), F * mm * r + values)
-            + 8 * sum(n) + 2**16)
 
 
 def spectral_norm(
@@ -469,7 +184,7 @@ def spectral_norm(
     >>> bool(sn.lower_bound <= sn * (1 + 1e-12) and sn <= sn.upper_bound), sn.upper_bound
     (True, 10.0)
     """
-    from .operator import ConvOperator
+    from ..operator import ConvOperator
 
     method = _spectral_method(method)
     tol = V.tolerance(tol, "tol")
@@ -534,24 +249,6 @@ def spectral_norm(
     what = "spectral norm"
     return SpectralNorm(_unscale(value, e, what), lower_bound=_unscale(min(lower, value), e, what),
                         upper_bound=_unscale(upper, e, what), **info)
-
-
-def _engine_weight(k: np.ndarray, geom: Geometry, flip: bool = False) -> np.ndarray:
-    w = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
-    if flip:
-        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
-    return w
-
-
-def _upper_bound(w: np.ndarray, geom: Geometry, circulant: bool) -> float:
-    """``max_f ||A_L(f)|| * ||P||`` (``circulant``), else the looser ``sum_t ||w_t|| * ||P||``."""
-    pn = _padding_norm(geom)
-    if pn == 0.0:
-        return 0.0
-    if not circulant:
-        return _tap_norm(w, geom.groups) * pn
-    grid = tuple(_read_length(ax) for ax in geom.axes())
-    return _circulant_norm(w, grid, geom.dilation, geom.groups) * pn
 
 
 class _NormPlan:
