@@ -50,13 +50,13 @@ def bench_matrices(repeats: int) -> list[dict]:
     ]
     for label, n, k, kw in cases:
         t = time.perf_counter()
-        M = S.symbolic_conv_matrix(n, k, **kw)
+        M = S.symbolic_conv_matrix(S.kernel_symbols(k), n, **kw)
         first = time.perf_counter() - t
         sym, num = [], []
         w = np.random.default_rng(0).standard_normal(k)
         for _ in range(repeats):  # alternate the two so drift hits both
             t = time.perf_counter()
-            S.symbolic_conv_matrix(n, k, **kw)
+            S.symbolic_conv_matrix(S.kernel_symbols(k), n, **kw)
             sym.append(time.perf_counter() - t)
             t = time.perf_counter()
             cm.conv_matrix(w, n, **kw)
@@ -78,7 +78,7 @@ def bench_cold(repeats: int) -> dict:
     mat_wall, mat_inside = [], []
     for _ in range(repeats):
         wall, out = _fresh("import time; t = time.perf_counter(); import convmatrix.symbolic as S; "
-                           "S.symbolic_conv_matrix((8, 8), (3, 3)); print(time.perf_counter() - t)")
+                           "S.symbolic_conv_matrix(S.kernel_symbols((3, 3)), (8, 8)); print(time.perf_counter() - t)")
         mat_wall.append(wall)
         mat_inside.append(float(out))
     rel_wall, rel_out = _fresh("import time; t = time.perf_counter(); import convmatrix.symbolic as S; "
@@ -94,10 +94,10 @@ def bench_proof() -> dict:
     from convmatrix import symbolic as S
 
     t = time.perf_counter()
-    r = S.prove_transpose((7, 7), (4, 4), stride=3)
+    r = S.prove_transpose(S.kernel_symbols((4, 4)), (7, 7), stride=3)
     seed = time.perf_counter() - t
     t = time.perf_counter()
-    r2 = S.prove_transpose((8, 8), (3, 3), stride=2, padding=1)
+    r2 = S.prove_transpose(S.kernel_symbols((3, 3)), (8, 8), stride=2, padding=1)
     other = time.perf_counter() - t
     return dict(seed=seed, seed_ok=r.proved, other=other, other_ok=r2.proved)
 
@@ -124,7 +124,7 @@ def main() -> None:
         print(f"| `import convmatrix.symbolic; output_size_formula()` (+ transposed) | {cold['formula']:.2f} s "
               f"| {cold['ratio']:.2f}x ({cold['sympy']:.2f} s) |")
         print(f"| of which import + both derivations, in-process | {cold['inside']:.2f} s | |")
-        print(f"| `import convmatrix.symbolic; symbolic_conv_matrix((8, 8), (3, 3))` | {cold['matrix_wall']:.2f} s "
+        print(f"| `import convmatrix.symbolic; symbolic_conv_matrix(kernel_symbols((3, 3)), (8, 8))` | {cold['matrix_wall']:.2f} s "
               f"| {cold['matrix_wall'] / cold['sympy']:.2f}x |")
         print(f"| of which import + build, in-process | {cold['matrix_inside']:.2f} s | |")
         print(f"| `relationships()`: {cold['n_rel']} relationships proved (all: {cold['all_proved']}) "

@@ -135,8 +135,8 @@ def peak_bytes(geom: Geometry, dtype: Any, fmt: str = "csr", kernel_dtype: Any =
 
 
 def _hint(what: str) -> str:
-    return (f"use convmatrix.ConvOperator (matrix-free, same keywords) to apply it, or pass a larger max_bytes "
-            f"(max_bytes=None: no limit)" if "conv" in what else "pass a larger max_bytes (None: no limit)")
+    return ("use convmatrix.ConvOperator (matrix-free, same keywords) to apply it, or pass a larger max_bytes "
+            "(max_bytes=None: no limit)" if "conv" in what else "pass a larger max_bytes (None: no limit)")
 
 
 def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str, fmt: str = "csr",

@@ -136,6 +136,32 @@ class Geometry:
         return tuple((n - 1) * s + e for n, s, e in zip(self.input_shape, self.stride, self.extent))
 
     @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the kernel array this geometry was made for: spatial, or PyTorch's weight layout
+        ``(C_out, C_in/groups, *k)`` (``(C_in, C_out/groups, *k)`` for a transposed convolution)."""
+        if not self.channel_axis:
+            return self.kernel_shape
+        if self.kind == "conv":
+            return (self.out_channels, self.in_per_group) + self.kernel_shape
+        return (self.in_channels, self.out_per_group) + self.kernel_shape
+
+    @property
+    def forward(self) -> Geometry:
+        """The convolution whose matrix this one transposes (``self`` for a convolution).
+
+        Its input is the transposed output and its output the transposed input (exactly: when
+        ``output_padding >= stride`` its formula would give more outputs, of which the transposed
+        convolution uses the first ``n``); its weight is PyTorch's transposed weight read as a
+        convolution weight."""
+        if self.kind == "conv":
+            return self
+        return Geometry(
+            "conv", self.output_shape, self.input_shape, self.kernel_shape, self.stride, self.dilation, self.padding,
+            "zeros", (0,) * self.ndim, in_channels=self.out_channels, out_channels=self.in_channels,
+            groups=self.groups, channel_axis=self.channel_axis,
+        )
+
+    @property
     def input_vector_shape(self) -> tuple[int, ...]:
         return ((self.in_channels,) if self.channel_axis else ()) + self.input_shape
 

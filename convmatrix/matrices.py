@@ -20,6 +20,7 @@ __all__ = [
     "convolution_matrix",
     "correlation_matrix",
     "conv_nnz",
+    "conv_transpose_nnz",
 ]
 
 _AUTO = "auto"
@@ -48,6 +49,17 @@ def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: str, max_b
             f"{V.nbytes_text(geom.predicted_bytes(dtype))} as CSR ({exc}); use convmatrix.ConvOperator (matrix-free, "
             f"same keywords) to apply it"
         ) from None
+
+
+def matrix_from_geometry(geom: Geometry, kernel: np.ndarray, *, flip: bool = False, dtype: Any = None,
+                         format: str = "csr", max_bytes: Any = "auto") -> sp.sparray:
+    """The matrix of a validated geometry and its kernel (what :func:`conv_matrix` and
+    :func:`conv_transpose_matrix` build once they have made the geometry; pictures reuse theirs)."""
+    k = V.kernel_array(kernel)
+    if k.shape != geom.weight_shape:
+        raise ValueError(f"kernel must have the shape of the geometry's kernel {geom.weight_shape}; got {k.shape}")
+    what = "conv_matrix" if geom.kind == "conv" else "conv_transpose_matrix"
+    return _finish(geom, geom.engine_weight(k, flip), V.result_dtype(k, dtype), format, max_bytes, what)
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -121,14 +133,29 @@ def conv_nnz(
     dilation: Any = 1,
     groups: Any = 1,
     padding_mode: str = "zeros",
-    transpose: bool = False,
-    output_padding: Any = 0,
-    output_shape: Any = None,
 ) -> int:
-    """Exact number of stored entries of ``conv_matrix`` (or ``conv_transpose_matrix``), without building.
+    """Exact number of stored entries of :func:`conv_matrix`, without building it.
 
-    Every kernel tap counts as a stored entry; taps that a boundary mode folds onto the same
-    input are one entry.
+    Parameters
+    ----------
+    kernel_shape : int or sequence of int
+        Spatial kernel shape, or PyTorch's weight shape ``(C_out, C_in/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial input shape.
+    stride, padding, dilation, groups, padding_mode
+        As :func:`conv_matrix`.
+
+    Returns
+    -------
+    int
+        Every kernel tap counts as a stored entry; taps that a boundary mode folds onto the same
+        input are one entry.  Computed in closed form (floor sums) for zeros, replicate and
+        circular padding whatever the sizes; reflect and symmetric padding add their boundary rows
+        one period at a time.
+
+    See Also
+    --------
+    conv_transpose_nnz : the same for :func:`conv_transpose_matrix`.
 
     Examples
     --------
@@ -136,29 +163,53 @@ def conv_nnz(
     81
     >>> conv_nnz((3, 3), (5, 5), padding=1)      # 25 rows, edges lose taps
     169
-    >>> conv_nnz((3,), (4,), transpose=True, stride=2)
+    >>> conv_nnz((3,), (5,), padding=10**8)      # closed form: nothing of the padding's size
+    15
+    """
+    ks = _shape_arg(kernel_shape, "kernel_shape")
+    return conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                         padding_mode=padding_mode).nnz
+
+
+def conv_transpose_nnz(
+    kernel_shape: Any,
+    input_shape: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    output_shape: Any = None,
+) -> int:
+    """Exact number of stored entries of :func:`conv_transpose_matrix`, without building it.
+
+    Parameters
+    ----------
+    kernel_shape : int or sequence of int
+        Spatial kernel shape, or PyTorch's transposed weight shape ``(C_in, C_out/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial shape of the transposed convolution's input.
+    stride, padding, output_padding, dilation, groups, output_shape
+        As :func:`conv_transpose_matrix`.
+
+    Returns
+    -------
+    int
+        The entries of the convolution it transposes, in closed form.
+
+    See Also
+    --------
+    conv_nnz : the same for :func:`conv_matrix`.
+
+    Examples
+    --------
+    >>> conv_transpose_nnz((3,), (4,), stride=2)   # each of the 4 inputs spreads 3 taps
     12
     """
     ks = _shape_arg(kernel_shape, "kernel_shape")
-    if V.as_bool(transpose, "transpose"):
-        if padding_mode != "zeros":
-            V.padding_mode_name(padding_mode, allowed=("zeros",))
-        geom = conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, output_padding=output_padding,
-                                       dilation=dilation, groups=groups, output_shape=output_shape)
-    else:
-        _only_transposed(output_padding=(output_padding, 0), output_shape=(output_shape, None))
-        geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                             padding_mode=padding_mode)
-    return geom.nnz
-
-
-def _only_transposed(**given: tuple[Any, Any]) -> None:
-    """Refuse options of the transposed convolution passed to a convolution (they would be ignored)."""
-    for name, (value, default) in given.items():
-        if not (value is default or (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-                                     and value == default)):
-            raise ValueError(f"{name} applies to the transposed convolution only (transpose=True); got "
-                             f"{name}={V._describe(value)}")
+    return conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, output_padding=output_padding,
+                                   dilation=dilation, groups=groups, output_shape=output_shape).nnz
 
 
 # ----------------------------------------------------------------------------- PyTorch family
@@ -246,10 +297,7 @@ def conv_matrix(
     flip = V.as_bool(flip, "flip")
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
-    weight = geom.engine_weight(k)
-    if flip:
-        weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
-    return _finish(geom, weight, out_dtype, format, max_bytes, "conv_matrix")
+    return _finish(geom, geom.engine_weight(k, flip), out_dtype, format, max_bytes, "conv_matrix")
 
 
 def conv_transpose_matrix(
@@ -336,12 +384,11 @@ def _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillva
         swapped = mode == "valid" and all(kk >= n for kk, n in zip(k.shape, shape)) and k.shape != shape
         if k.dtype.kind == "c" and not (convention == "matlab" and swapped):
             k = np.conj(k)
-    else:
-        k = k[(slice(None, None, -1),) * k.ndim]  # true convolution = correlation with the rotated kernel
     if order == "F":  # column-major ravel == row-major ravel of the axis-reversed arrays
         shape, k = shape[::-1], k.transpose()
     geom = scipy_geometry(k.shape, shape, mode, boundary, convention)
-    return _finish(geom, k.reshape((1, 1) + k.shape), out_dtype, format, max_bytes, what)
+    # a true convolution is the correlation with the kernel rotated 180 degrees
+    return _finish(geom, geom.engine_weight(k, flip=not correlate), out_dtype, format, max_bytes, what)
 
 
 def convolution_matrix(

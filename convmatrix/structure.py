@@ -10,9 +10,10 @@ import numpy as np
 
 from . import _validate as V
 from ._given import given_entries, given_matrix
+from ._validate import MatrixTooLargeError
 from .geometry import Geometry, conv_geometry, conv_transpose_geometry
 
-__all__ = ['Structure', 'matrix_structure', 'check_structure']
+__all__ = ['Structure', 'matrix_structure', 'conv_transpose_matrix_structure', 'geometry_structure', 'check_structure']
 
 
 # ----------------------------------------------------------------------------- structure names
@@ -261,8 +262,7 @@ _STRUCTURE_BYTES = 64 * 1024
 
 
 def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                     groups: Any = 1, padding_mode: str = "zeros", transpose: bool = False,
-                     output_padding: Any = 0, max_bytes: Any = "auto") -> Structure:
+                     groups: Any = 1, padding_mode: str = "zeros", max_bytes: Any = "auto") -> Structure:
     """Name the structure of ``conv_matrix`` for this geometry (for a generic kernel).
 
     Parameters
@@ -272,11 +272,6 @@ def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, pa
     input_shape : int or sequence of int
     stride, padding, dilation, groups, padding_mode
         As :func:`convmatrix.conv_matrix`.
-    transpose : bool
-        Name ``conv_transpose_matrix`` instead (``kernel_shape`` in its layout
-        ``(C_in, C_out/groups, *k)``, ``output_padding`` allowed, zero padding only).
-    output_padding : int or sequence of int
-        ``transpose=True`` only (nonzero values are refused otherwise).
     max_bytes : int, None or "auto", keyword-only
         The classification is closed form: its memory does not grow with the geometry (about
         64 KiB); a ``max_bytes`` below that is refused (``MatrixTooLargeError``).  ``"auto"`` is
@@ -293,10 +288,14 @@ def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, pa
     Raises
     ------
     TypeError, ValueError
-        An invalid geometry (as :func:`convmatrix.conv_matrix`), ``transpose`` not a bool,
-        ``output_padding`` without ``transpose=True``, a padding mode other than zeros with it.
+        An invalid geometry (as :func:`convmatrix.conv_matrix`).
     MatrixTooLargeError
         ``max_bytes`` below the classifier's fixed needs.
+
+    See Also
+    --------
+    conv_transpose_matrix_structure : the structure of :func:`convmatrix.conv_transpose_matrix`.
+    check_structure : verify a claimed structure on a given matrix.
 
     Notes
     -----
@@ -333,27 +332,73 @@ def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, pa
     4x4 grid of channel blocks (block diagonal, groups=2), each block Toeplitz with Toeplitz blocks (3x5 grid of 3x5 blocks)
     >>> s.block_shape
     (9, 25)
-    >>> matrix_structure((4,), (2,), stride=3, transpose=True)      # the seed's 2 -> 7, per axis
-    'not Toeplitz (7x2); stride 3 > 1 along axis 0'
     >>> matrix_structure((3,), (10**8,))                            # closed form: no array of 10**8 rows
     'Toeplitz (99999998x100000000)'
     """
     ks = V.input_shape_tuple(kernel_shape, "kernel_shape")
-    transpose = V.as_bool(transpose, "transpose")
-    budget = V.budget(max_bytes)
-    if transpose:
-        V.padding_mode_name(padding_mode, allowed=("zeros",))
-        geom = conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation,
-                                       groups=groups, output_padding=output_padding)
-    else:
-        nd = len(V.input_shape_tuple(input_shape))
-        if any(V.int_tuple(output_padding, nd, "output_padding", minimum=0)):
-            raise ValueError(f"output_padding applies to transpose=True only; got output_padding="
-                             f"{V._describe(output_padding)}")
-        geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                             padding_mode=padding_mode)
-    V.check_bytes("matrix_structure", _STRUCTURE_BYTES, budget, "pass a larger max_bytes")
+    geom = conv_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                         padding_mode=padding_mode)
+    return geometry_structure(geom, max_bytes=max_bytes, what="matrix_structure")
+
+
+def conv_transpose_matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, padding: Any = 0,
+                                    output_padding: Any = 0, dilation: Any = 1, groups: Any = 1,
+                                    output_shape: Any = None, max_bytes: Any = "auto") -> Structure:
+    """Name the structure of ``conv_transpose_matrix`` for this geometry (for a generic kernel).
+
+    Parameters
+    ----------
+    kernel_shape : sequence of int
+        Spatial, or PyTorch's transposed weight ``(C_in, C_out/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial shape of the transposed convolution's input.
+    stride, padding, output_padding, dilation, groups, output_shape
+        As :func:`convmatrix.conv_transpose_matrix`.
+    max_bytes : int, None or "auto", keyword-only
+        As :func:`matrix_structure`.
+
+    Returns
+    -------
+    Structure
+        Named level by level as :func:`matrix_structure` names a convolution (each level of the
+        transposed matrix is ``(output size, input size)`` of the transposed convolution).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid geometry (as :func:`convmatrix.conv_transpose_matrix`).
+    MatrixTooLargeError
+        ``max_bytes`` below the classifier's fixed needs.
+
+    See Also
+    --------
+    matrix_structure : the structure of :func:`convmatrix.conv_matrix`.
+
+    Examples
+    --------
+    >>> conv_transpose_matrix_structure((4,), (2,), stride=3)       # the seed's 2 -> 7, per axis
+    'not Toeplitz (7x2); stride 3 > 1 along axis 0'
+    """
+    ks = V.input_shape_tuple(kernel_shape, "kernel_shape")
+    geom = conv_transpose_geometry(ks, input_shape, stride=stride, padding=padding, dilation=dilation,
+                                   groups=groups, output_padding=output_padding, output_shape=output_shape)
+    return geometry_structure(geom, max_bytes=max_bytes, what="conv_transpose_matrix_structure")
+
+
+def geometry_structure(geom: Geometry, *, max_bytes: Any = "auto", what: str = "matrix_structure") -> Structure:
+    """The structure of the matrix of a validated :class:`~convmatrix.geometry.Geometry` (either direction)."""
+    V.check_bytes(what, _STRUCTURE_BYTES, V.budget(max_bytes), "pass a larger max_bytes")
     return _structure_of(geom)
+
+
+def forward_structure(geom: Geometry, max_bytes: int | None) -> Structure | None:
+    """The structure of ``C`` -- for a transposed convolution, of the convolution whose transpose it is
+    (what the command line and the pictures print as "transpose of: ...") -- or ``None`` when naming
+    it would need more than ``max_bytes``."""
+    try:
+        return geometry_structure(geom.forward, max_bytes=max_bytes)
+    except MatrixTooLargeError:
+        return None
 
 
 def _structure_of(geom: Geometry) -> Structure:

@@ -21,8 +21,8 @@ def _math_after(page: str, marker: str) -> str:
 
 def test_theory_rendered_latex_is_to_latex_output():
     symbolic = pytest.importorskip("convmatrix.symbolic")
-    expected = symbolic.to_latex(symbolic.symbolic_conv_matrix((4, 4), (3, 3)), block_shape=(2, 4), zero=r"\cdot")
-    assert _math_after("theory.md", "<!-- to_latex: symbolic_conv_matrix((4, 4), (3, 3))") == expected
+    expected = symbolic.to_latex(symbolic.symbolic_conv_matrix(symbolic.kernel_symbols((3, 3)), (4, 4)), block_shape=(2, 4), zero=r"\cdot")
+    assert _math_after("theory.md", "<!-- to_latex: symbolic_conv_matrix(kernel_symbols((3, 3)), (4, 4))") == expected
 
 
 def test_relative_links_resolve():

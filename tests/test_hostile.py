@@ -1919,18 +1919,18 @@ def test_conv_nnz_huge_inputs(kw, want):
 
 # ---------------------------------------------------------------- symbolic, structure, spectra, pictures, printing
 def _warm_symbolic() -> None:
-    symbolic.prove_transpose((4, 4), (2, 2), stride=2)
-    symbolic.symbolic_conv_matrix((4, 4), (2, 2))
-    symbolic.symbolic_conv_transpose_matrix((2, 2), (2, 2))
+    symbolic.prove_transpose(symbolic.kernel_symbols((2, 2)), (4, 4), stride=2)
+    symbolic.symbolic_conv_matrix(symbolic.kernel_symbols((2, 2)), (4, 4))
+    symbolic.symbolic_conv_transpose_matrix(symbolic.kernel_symbols((2, 2)), (2, 2))
     symbolic.matrix_structure((3,), (5,), padding=1, padding_mode="reflect")
     symbolic.to_latex(cm.conv_matrix(np.ones(2), (3,)))
 
 
 @pytest.mark.parametrize("call", [
-    lambda: symbolic.prove_transpose((10**4, 10**4), (3, 3)),  # issue table row 7
-    lambda: symbolic.symbolic_conv_matrix((10**4, 10**4), (3, 3)),
-    lambda: symbolic.symbolic_conv_transpose_matrix((10**4, 10**4), (3, 3), stride=2),
-    lambda: symbolic.prove_transpose((10**4,), (3,), stride=2),
+    lambda: symbolic.prove_transpose(symbolic.kernel_symbols((3, 3)), (10**4, 10**4)),  # issue table row 7
+    lambda: symbolic.symbolic_conv_matrix(symbolic.kernel_symbols((3, 3)), (10**4, 10**4)),
+    lambda: symbolic.symbolic_conv_transpose_matrix(symbolic.kernel_symbols((3, 3)), (10**4, 10**4), stride=2),
+    lambda: symbolic.prove_transpose(symbolic.kernel_symbols((3,)), (10**4,), stride=2),
 ], ids=["prove_transpose", "symbolic_conv_matrix", "symbolic_conv_transpose_matrix", "prove_transpose_1d"])
 def test_symbolic_refused_before_allocating(call):
     assert_refused(guarded(call, warm=_warm_symbolic), knob="max_bytes|max_entries", size=SIZE_OR_ENTRIES)
@@ -2239,8 +2239,8 @@ MASKED_CALLS = {
     "singular_values": lambda k: cm.singular_values(k, (5,)),
     "spectral_norm": lambda k: cm.spectral_norm(k, (5,)),
     "check_conv": lambda k: cm.check_conv(k, (5,), torch=False),
-    "symbolic_conv_matrix": lambda k: symbolic.symbolic_conv_matrix(5, k),
-    "symbolic_conv_transpose_matrix": lambda k: symbolic.symbolic_conv_transpose_matrix(5, k),
+    "symbolic_conv_matrix": lambda k: symbolic.symbolic_conv_matrix(symbolic.kernel_symbols(k), 5),
+    "symbolic_conv_transpose_matrix": lambda k: symbolic.symbolic_conv_transpose_matrix(symbolic.kernel_symbols(k), 5),
     "figure": lambda k: plotting.figure(k, (5,)),
 }
 
@@ -2296,9 +2296,9 @@ ZERO_D_CALLS = {
     "spectral_norm": lambda s: float(cm.spectral_norm([1.0, 2.0], s)),
     "check_conv": lambda s: cm.check_conv([1.0, 2.0], s, torch=False).ok,
     "check_transpose": lambda s: cm.check_transpose([1.0, 2.0], s, torch=False).ok,
-    "symbolic_conv_matrix": lambda s: symbolic.symbolic_conv_matrix(s, 2),
-    "symbolic_conv_transpose_matrix": lambda s: symbolic.symbolic_conv_transpose_matrix(s, 2),
-    "prove_transpose": lambda s: symbolic.prove_transpose(s, (2,)).proved,
+    "symbolic_conv_matrix": lambda s: symbolic.symbolic_conv_matrix(symbolic.kernel_symbols(2), s),
+    "symbolic_conv_transpose_matrix": lambda s: symbolic.symbolic_conv_transpose_matrix(symbolic.kernel_symbols(2), s),
+    "prove_transpose": lambda s: symbolic.prove_transpose(symbolic.kernel_symbols((2,)), s).proved,
     "matrix_structure": lambda s: str(symbolic.matrix_structure((2,), s)),
     "figure": lambda s: [tuple(ax.get_xlim()) for ax in plotting.figure([1.0, 2.0], s).axes],
 }

@@ -475,7 +475,7 @@ def test_dumoulin_visin_matrix():
         [z, z, z, z, w[0, 0], w[0, 1], w[0, 2], z, w[1, 0], w[1, 1], w[1, 2], z, w[2, 0], w[2, 1], w[2, 2], z],
         [z, z, z, z, z, w[0, 0], w[0, 1], w[0, 2], z, w[1, 0], w[1, 1], w[1, 2], z, w[2, 0], w[2, 1], w[2, 2]],
     ])
-    C = S.symbolic_conv_matrix((4, 4), (3, 3))
+    C = S.symbolic_conv_matrix(S.kernel_symbols((3, 3)), (4, 4))
     assert isinstance(C, sp.SparseMatrix)
     assert C == paper
 
@@ -514,7 +514,7 @@ def test_symbolic_matrix_equals_numeric_for_random_geometries():
         n, kshape, kw = _random_geometry(rng)
         seen.add((len(n), kw["padding_mode"], len(kshape) > len(n), kw["groups"]))
         vals = rng.standard_normal(kshape)
-        M = S.symbolic_conv_matrix(n, kshape, **kw)
+        M = S.symbolic_conv_matrix(S.kernel_symbols(kshape), n, **kw)
         C = cm.conv_matrix(vals, n, **kw).toarray()
         A = _numeric(M, kshape, vals)
         assert A.shape == C.shape
@@ -541,7 +541,7 @@ def test_symbolic_matrix_1d_every_mode(n, k, s, d, pb, pa, mode, flip):
         return
     vals = np.random.default_rng(n * 1000 + k).standard_normal(k)
     kw = dict(stride=s, dilation=d, padding=((pb, pa),), padding_mode=mode, flip=flip)
-    A = _numeric(S.symbolic_conv_matrix(n, k, **kw), (k,), vals)
+    A = _numeric(S.symbolic_conv_matrix(S.kernel_symbols(k), n, **kw), (k,), vals)
     np.testing.assert_allclose(A, cm.conv_matrix(vals, (n,), **kw).toarray(), rtol=1e-12, atol=1e-12)
 
 
@@ -550,7 +550,7 @@ def test_symbolic_transpose_matrix_equals_numeric_and_fusion():
     for _ in range(60):
         n, kshape, kw = _random_geometry(rng, transposed=True)
         vals = rng.standard_normal(kshape)
-        T = S.symbolic_conv_transpose_matrix(n, kshape, **kw)
+        T = S.symbolic_conv_transpose_matrix(S.kernel_symbols(kshape), n, **kw)
         A = _numeric(T, kshape, vals)
         np.testing.assert_allclose(A, cm.conv_transpose_matrix(vals, n, **kw).toarray(), rtol=1e-12, atol=1e-12)
         w = vals if len(kshape) > len(n) else vals.reshape((1, 1) + kshape)
@@ -562,53 +562,53 @@ def test_symbolic_transpose_matrix_equals_numeric_and_fusion():
 
 def test_symbolic_transpose_is_transpose_of_symbolic_conv():
     for n, k, s, p, a in [(2, 4, 3, 0, 0), (3, 3, 2, 1, 1), (4, 2, 2, 0, 1)]:
-        T = S.symbolic_conv_transpose_matrix((n, n), (k, k), stride=s, padding=p, output_padding=a)
+        T = S.symbolic_conv_transpose_matrix(S.kernel_symbols((k, k)), (n, n), stride=s, padding=p, output_padding=a)
         big = T.shape[0]
         side = int(round(big ** 0.5))
-        assert T == S.symbolic_conv_matrix((side, side), (k, k), stride=s, padding=p).T
+        assert T == S.symbolic_conv_matrix(S.kernel_symbols((k, k)), (side, side), stride=s, padding=p).T
 
 
 def test_kernel_forms():
     a, b, c = sp.symbols("a b c")
     want = sp.Matrix([[a, b, c, 0], [0, a, b, c]])
-    assert S.symbolic_conv_matrix(4, sp.Array([a, b, c])) == want
-    assert S.symbolic_conv_matrix(4, [a, b, c]) == want
-    assert S.symbolic_conv_matrix(4, np.array([a, b, c], dtype=object)) == want
-    assert S.symbolic_conv_matrix(4, np.array([1, 2, 3])) == sp.Matrix([[1, 2, 3, 0], [0, 1, 2, 3]])
-    M2 = S.symbolic_conv_matrix((3, 3), sp.Matrix([[a, b], [c, 0]]))
+    assert S.symbolic_conv_matrix(sp.Array([a, b, c]), 4) == want
+    assert S.symbolic_conv_matrix([a, b, c], 4) == want
+    assert S.symbolic_conv_matrix(np.array([a, b, c], dtype=object), 4) == want
+    assert S.symbolic_conv_matrix(np.array([1, 2, 3]), 4) == sp.Matrix([[1, 2, 3, 0], [0, 1, 2, 3]])
+    M2 = S.symbolic_conv_matrix(sp.Matrix([[a, b], [c, 0]]), (3, 3))
     assert M2.shape == (4, 9) and M2[0, 0] == a and M2[0, 3] == c and M2[0, 4] == 0
-    assert S.symbolic_conv_matrix(3, [2]).shape == (2, 3)  # a list of ints is a kernel shape
-    assert S.symbolic_conv_matrix(3, 3, padding="full", flip=True)[0, 0] == sp.Symbol("w_{0}")
+    assert S.symbolic_conv_matrix(S.kernel_symbols([2]), 3).shape == (2, 3)  # a list of ints is a kernel shape
+    assert S.symbolic_conv_matrix(S.kernel_symbols(3), 3, padding="full", flip=True)[0, 0] == sp.Symbol("w_{0}")
     # symbols name their weight index, channels included
-    M = S.symbolic_conv_matrix(3, (2, 1, 2), symbol="h")
+    M = S.symbolic_conv_matrix(S.kernel_symbols((2, 1, 2), symbol="h"), 3)
     assert M[2, 0] == sp.Symbol("h_{1,0,0}")
     # folded taps add up exactly
-    R = S.symbolic_conv_matrix(2, 3, padding=2, padding_mode="circular")
+    R = S.symbolic_conv_matrix(S.kernel_symbols(3), 2, padding=2, padding_mode="circular")
     w0, w1, w2 = sp.symbols("w_{0} w_{1} w_{2}")
     assert R[0, 0] == w0 + w2
 
 
 def test_symbolic_matrix_errors():
     with pytest.raises(TypeError, match="kernel must be a kernel shape .* got dict"):
-        S.symbolic_conv_matrix(4, {"a": 1})
+        S.symbolic_conv_matrix({"a": 1}, 4)
     with pytest.raises(TypeError, match="kernel entries must be numbers or SymPy expressions; got 'x'"):
-        S.symbolic_conv_matrix(4, ["x", 1])
+        S.symbolic_conv_matrix(["x", 1], 4)
     with pytest.raises(TypeError, match="symbol must be a non-empty str; got ''"):
-        S.symbolic_conv_matrix(4, 3, symbol="")
+        S.symbolic_conv_matrix(S.kernel_symbols(3, symbol=""), 4)
     with pytest.raises(TypeError, match=r"flip must be a bool \(True or False\); got 1 of type int"):
-        S.symbolic_conv_matrix(4, 3, flip=1)
+        S.symbolic_conv_matrix(S.kernel_symbols(3), 4, flip=1)
     with pytest.raises(ValueError, match="kernel_shape\\[0\\] must be a positive integer; got 0"):
-        S.symbolic_conv_matrix(4, (0,))
+        S.symbolic_conv_matrix(S.kernel_symbols((0,)), 4)
     with pytest.raises(ValueError, match="stride must be a positive integer; got 0"):
-        S.symbolic_conv_matrix(4, 3, stride=0)
+        S.symbolic_conv_matrix(S.kernel_symbols(3), 4, stride=0)
     with pytest.raises(cm.MatrixTooLargeError, match="max_entries=10"):
-        S.symbolic_conv_matrix(8, 3, max_entries=10)
+        S.symbolic_conv_matrix(S.kernel_symbols(3), 8, max_entries=10)
     with pytest.raises(TypeError, match="kernel_shape must be an int or a sequence of ints"):
         S.kernel_symbols(np.ones(3))
 
 
 def test_to_latex_block_grid():
-    C = S.symbolic_conv_matrix((4, 4), (3, 3))
+    C = S.symbolic_conv_matrix(S.kernel_symbols((3, 3)), (4, 4))
     tex = S.to_latex(C, block_shape=(1, 4))
     assert tex.startswith(r"\left(\begin{array}{cccc|cccc|cccc|cccc}")
     assert tex.count(r"\hline") == 3 and tex.count(r" \\") == 3
@@ -636,15 +636,15 @@ def test_to_latex_block_grid():
     ((4, 4), (2, 3, 2, 2), dict(stride=2)),
 ])
 def test_prove_transpose(input_shape, kernel_shape, kw):
-    r = S.prove_transpose(input_shape, kernel_shape, **kw)
+    r = S.prove_transpose(S.kernel_symbols(kernel_shape), input_shape, **kw)
     assert r.proved and r.zero_insertion_equal and r.fusion_equal and not r.mismatches
     assert r.C.shape == r.zero_insertion.shape[::-1] == r.fusion.shape[::-1]
     assert "equal" in str(r) and "DIFFERENT" not in str(r)
 
 
 def test_prove_transpose_output_padding():
-    assert S.prove_transpose((6, 6), (3, 3), stride=2, padding=1).output_padding == (1, 1)
-    assert S.prove_transpose((5, 6), (3, 3), stride=2, padding=1).output_padding == (0, 1)
+    assert S.prove_transpose(S.kernel_symbols((3, 3)), (6, 6), stride=2, padding=1).output_padding == (1, 1)
+    assert S.prove_transpose(S.kernel_symbols((3, 3)), (5, 6), stride=2, padding=1).output_padding == (0, 1)
 
 
 def test_prove_transpose_detects_a_wrong_matrix(monkeypatch):
@@ -656,7 +656,7 @@ def test_prove_transpose_detects_a_wrong_matrix(monkeypatch):
         return M.as_immutable()
 
     monkeypatch.setattr(proofs, "symbolic_conv_matrix", perturbed)
-    r = S.prove_transpose((5,), (3,))
+    r = S.prove_transpose(S.kernel_symbols((3,)), (5,))
     assert not r.proved and not r.zero_insertion_equal and not r.fusion_equal
     assert r.mismatches[0][:3] == ("zero insertion", 0, 0)
     assert "DIFFERENT" in str(r)
@@ -665,12 +665,12 @@ def test_prove_transpose_detects_a_wrong_matrix(monkeypatch):
         return original(*args, **dict(kwargs, flip=True))
 
     monkeypatch.setattr(proofs, "symbolic_conv_matrix", flipped)
-    assert not S.prove_transpose((5, 5), (2, 2), stride=2).proved
+    assert not S.prove_transpose(S.kernel_symbols((2, 2)), (5, 5), stride=2).proved
 
 
 def test_prove_transpose_refuses_large():
     with pytest.raises(cm.MatrixTooLargeError, match="meant for small geometries"):
-        S.prove_transpose((30, 30), (3, 3), max_entries=1000)
+        S.prove_transpose(S.kernel_symbols((3, 3)), (30, 30), max_entries=1000)
 
 
 # ----------------------------------------------------------------------------- structure names
@@ -723,7 +723,7 @@ def test_structure_claims_hold_for_random_geometries():
         assert S.check_structure(C, name), (name, n, kshape, kw)
         assert S.check_structure(C, str(name)), (name, n, kshape, kw)
         if sum(C.shape) < 60:
-            assert S.check_structure(S.symbolic_conv_matrix(n, kshape, **kw), name)
+            assert S.check_structure(S.symbolic_conv_matrix(S.kernel_symbols(kshape), n, **kw), name)
     assert {"Toeplitz", "circulant", "non-Toeplitz"} <= kinds
 
 
@@ -907,7 +907,7 @@ BOOL_OPTIONS = [
     ("symmetric_padding", lambda v: S.output_size_formula(symmetric_padding=v)),
     ("transposed", lambda v: S.applicable_relationship(5, 3, transposed=v)),
     ("lower", lambda v: S.padding_for_output(7, 3, 7, lower=v)),
-    ("flip", lambda v: S.symbolic_conv_matrix(4, 3, flip=v)),
+    ("flip", lambda v: S.symbolic_conv_matrix(S.kernel_symbols(3), 4, flip=v)),
     ("transpose", lambda v: S.matrix_structure((3,), (4,), transpose=v)),
 ]
 
@@ -1046,9 +1046,9 @@ def _garbage_cases():
         ("structure-input-huge", lambda: ms((3,), (10**30,)), r"input_shape\[0\] must be a positive integer at most"),
         ("structure-padding-mode", lambda: ms((3,), (4,), padding_mode=None), r"padding_mode must be one of"),
         ("structure-max_bytes", lambda: ms((3,), (4,), max_bytes="auto!"), r"max_bytes must be a positive integer"),
-        ("prove-max_entries", lambda: S.prove_transpose((5,), (3,), max_entries=-5),
+        ("prove-max_entries", lambda: S.prove_transpose(S.kernel_symbols((3,)), (5,), max_entries=-5),
          r"max_entries must be a positive integer; got -5"),
-        ("prove-kernel", lambda: S.prove_transpose((5,), "3"), r"kernel must be a kernel shape"),
+        ("prove-kernel", lambda: S.prove_transpose("3", (5,)), r"kernel must be a kernel shape"),
         ("shape_from_formula", lambda: S.output_shape_from_formula("geom"), r"geom must be a convmatrix.geometry"),
     ]
 
@@ -1134,20 +1134,20 @@ def _refused(call, *args, **kw):
 
 
 def test_prove_transpose_refuses_before_building():
-    """prove_transpose((10**4, 10**4), (3, 3)) used to build all of C first (40 s, 7.6 GiB, MemoryError)."""
+    """prove_transpose(kernel_symbols((3, 3)), (10**4, 10**4)) used to build all of C first (40 s, 7.6 GiB, MemoryError)."""
     for kw, pattern in [({}, r"more than max_entries=2,000,000; it is meant for small geometries"),
                         (dict(max_entries=2**62, max_bytes="auto"), r"would need about .* at its peak, more than "
                                                                        r"max_bytes=")]:
         with pytest.raises(cm.MatrixTooLargeError, match=pattern):
-            S.prove_transpose((10**4, 10**4), (3, 3), **kw)
+            S.prove_transpose(S.kernel_symbols((3, 3)), (10**4, 10**4), **kw)
         _, peak = traced_peak(_refused, S.prove_transpose, (10**4, 10**4), (3, 3), **kw)
         assert peak < 256 * 1024
 
 
 def test_huge_kernel_shape_refused_before_any_symbol():
     calls = [
-        lambda: S.symbolic_conv_matrix((2 * 10**9,), (10**9,), max_entries=2**62),
-        lambda: S.symbolic_conv_transpose_matrix((2,), (10**9,), max_entries=2**62),
+        lambda: S.symbolic_conv_matrix((10**9,), (2 * 10**9,), max_entries=2**62),
+        lambda: S.symbolic_conv_transpose_matrix((10**9,), (2,), max_entries=2**62),
         lambda: S.prove_transpose((10**9,), (10**9,)),
         lambda: S.kernel_symbols((10**9,)),
         lambda: S.kernel_symbols((10**4, 10**5)),
@@ -1193,7 +1193,7 @@ def test_to_latex_memo_keeps_types_apart():
 
 def test_symbolic_matrix_beyond_int64_cells():
     """A 4 x 2**80 matrix: index arithmetic in Python ints, entries where the geometry says."""
-    M = S.symbolic_conv_matrix((2**40, 2**40), (1, 1), stride=2**39)
+    M = S.symbolic_conv_matrix(S.kernel_symbols((1, 1)), (2**40, 2**40), stride=2**39)
     w = sp.Symbol("w_{0,0}")
     assert M.shape == (4, 2**80)
     assert M.todok() == {(r, (j0 * 2**39) * 2**40 + j1 * 2**39): w
@@ -1224,19 +1224,19 @@ def test_given_kernel_checked_before_its_entries_become_sympy():
     """A numeric kernel of 10**8 entries (a zero-copy view here) is refused before any entry is converted."""
     w = np.broadcast_to(np.float64(1.5), (10**8,))
     with pytest.raises(cm.MatrixTooLargeError, match=r"kernel of shape \(100000000,\) \(100,000,000 SymPy entries\)"):
-        S.symbolic_conv_matrix((10**8,), w, max_bytes=10**9)
+        S.symbolic_conv_matrix(w, (10**8,), max_bytes=10**9)
     _, peak = traced_peak(_refused, S.symbolic_conv_matrix, (10**8,), w, max_bytes=10**9)
     assert peak < 256 * 1024
-    assert S.symbolic_conv_matrix(3, np.array([1.5, 2.5])) == sp.Matrix([[1.5, 2.5, 0], [0, 1.5, 2.5]])
+    assert S.symbolic_conv_matrix(np.array([1.5, 2.5]), 3) == sp.Matrix([[1.5, 2.5, 0], [0, 1.5, 2.5]])
 
 
 def test_masked_arrays_with_masked_entries_are_refused():
     w = np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0])
     with pytest.raises(ValueError, match=r"kernel is a masked array with 1 masked entries.*kernel.filled\(0\)"):
-        S.symbolic_conv_matrix(4, w)
+        S.symbolic_conv_matrix(w, 4)
     with pytest.raises(ValueError, match=r"M is a masked array with 1 masked entries"):
         S.to_latex(np.ma.masked_array(np.eye(2), mask=[[0, 1], [0, 0]]))
     with pytest.raises(ValueError, match=r"matrix is a masked array with 1 masked entries"):
         S.check_structure(np.ma.masked_array(np.eye(2), mask=[[0, 1], [0, 0]]), "Toeplitz (2x2)")
     unmasked = np.ma.masked_array([1.0, 2.0, 3.0], mask=False)
-    assert S.symbolic_conv_matrix(4, unmasked) == S.symbolic_conv_matrix(4, [1.0, 2.0, 3.0])
+    assert S.symbolic_conv_matrix(unmasked, 4) == S.symbolic_conv_matrix([1.0, 2.0, 3.0], 4)

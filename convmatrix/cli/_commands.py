@@ -283,7 +283,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         # come from each geometry's dtype)
         extra.update({name: getattr(args, name) for name in ("rtol", "atol") if getattr(args, name) is not None})
         report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch, progress=progress,
-                              transpose=True if args.transpose else None, **extra)
+                              kind="conv_transpose" if args.transpose else "both", **extra)
     elif args.input is None:
         if args.matrix is not None:
             raise UserError("--matrix needs the geometry it should have: give --input and --kernel")
@@ -346,7 +346,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     k = _kernel(args)
     kw = _geometry_kwargs(args)
     # save_figure checks every limit before drawing and writes all files or none
-    written = plotting.save_figure(k, args.input, args.out, transpose=bool(args.transpose),
+    written = plotting.save_figure(k, args.input, args.out, kind="conv_transpose" if args.transpose else "conv",
                                    flip=bool(getattr(args, "flip", False)), dtype=args.dtype, position=args.position,
                                    frames=args.frames, dpi=args.dpi, **kw)
     for path in written[:1]:

@@ -236,19 +236,9 @@ def _pads(pads: Sequence[tuple[int, int]]) -> str:
 def _structure(geom: Any, limit: int) -> Any:
     """The structure of C (for --transpose: of the convolution it transposes), or None when naming it
     would need more than ``limit`` bytes."""
-    from .._validate import MatrixTooLargeError
-    from ..plotting.figures import _kernel_shape
-    from ..structure import matrix_structure
+    from ..structure import forward_structure
 
-    try:
-        if geom.kind == "conv":
-            return matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
-                                    dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode,
-                                    max_bytes=limit)
-        return matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
-                                dilation=geom.dilation, groups=geom.groups, max_bytes=limit)
-    except MatrixTooLargeError:
-        return None
+    return forward_structure(geom, limit)
 
 
 def _per_axis(v: Any, nd: int, flag: str) -> list[int]:

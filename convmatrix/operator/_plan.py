@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import fold_index
+from ..geometry import Geometry, fold_index
 
 __all__ = []
 
@@ -77,26 +77,27 @@ class _Workspace:
 class _Plan:
     """The convolution core shared by every operator: ``y = correlate(pad(x))`` and its transpose.
 
-    ``weight`` is the engine weight ``(C_out, C_in/groups, *k)`` (already flipped if asked);
-    ``n``/``out`` the spatial input/output shapes of the *convolution* (for a transposed
-    convolution the roles are swapped by the caller).  Per axis the padded length is
-    ``L = (out-1)*s + d*(k-1) + 1`` (exactly what the output reads; a longer padded input is
-    never built), position ``m`` of the padded axis holding input ``fold(m - p_before)``.
+    ``geom`` is the *convolution* (for a transposed operator, :attr:`Geometry.forward`) and
+    ``weight`` its engine weight ``(C_out, C_in/groups, *k)`` (already flipped if asked).  Per
+    axis the padded length is ``L = geom.read_shape`` (exactly what the output reads; a longer
+    padded input is never built), position ``m`` of the padded axis holding input
+    ``fold(m - p_before)``.  The short names below are the geometry's, for the numeric code.
     """
 
-    def __init__(self, weight: np.ndarray, n, out, stride, dilation, pad_before, mode: str, groups: int,
-                 method: str, budget: int | None = None) -> None:
+    def __init__(self, geom: Geometry, weight: np.ndarray, method: str, budget: int | None = None) -> None:
+        if geom.kind != "conv":
+            raise ValueError("a plan runs a convolution: pass geom.forward for a transposed one")  # pragma: no cover
+        self.geom = geom
         self.weight = np.ascontiguousarray(weight)
         self.budget = budget  # bytes one whole-volume call may use at its peak (None: no limit)
-        self.n, self.out = tuple(n), tuple(out)
-        self.s, self.d, self.pb = tuple(stride), tuple(dilation), tuple(pad_before)
-        self.mode, self.g, self.method = mode, groups, method
-        self.k = tuple(weight.shape[2:])
-        self.nd = len(self.k)
-        self.cout, self.cg = weight.shape[0], weight.shape[1]
-        self.og, self.cin = self.cout // groups, self.cg * groups
-        self.E = tuple(d * (k - 1) + 1 for k, d in zip(self.k, self.d))
-        self.L = tuple((o - 1) * s + e for o, s, e in zip(self.out, self.s, self.E))
+        self.n, self.out = geom.input_shape, geom.output_shape
+        self.s, self.d = geom.stride, geom.dilation
+        self.pb = tuple(p[0] for p in geom.padding)
+        self.mode, self.g, self.method = geom.padding_mode, geom.groups, method
+        self.k, self.nd = geom.kernel_shape, geom.ndim
+        self.cout, self.cg = geom.out_channels, geom.in_per_group
+        self.og, self.cin = geom.out_per_group, geom.in_channels
+        self.E, self.L = geom.extent, geom.read_shape
         self._cache: dict = {}
 
     def __getstate__(self) -> dict:  # spectra are rebuilt where needed (e.g. on a Dask worker)

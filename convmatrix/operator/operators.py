@@ -17,10 +17,6 @@ from ._plan import _BATCH_BYTES, _method_name, _operator_dtype, _Plan
 __all__ = ['ConvOperator', 'ConvTransposeOperator', 'apply']
 
 
-def _check_flip(flip: Any) -> bool:
-    return V.as_bool(flip, "flip")
-
-
 # ----------------------------------------------------------------------------- the operators
 def _vectors(x: Any, name: str, rows: int, *, matrix: bool | None) -> Any:
     """Validate what is given to matvec/matmat (and their adjoints): a numeric array with ``rows`` rows.
@@ -420,17 +416,13 @@ class ConvOperator(_ConvLinearOperator):
     ) -> None:
         k = V.kernel_array(kernel)
         mdtype = V.result_dtype(k, dtype)
-        flip = _check_flip(flip)
+        flip = V.as_bool(flip, "flip")
         method = _method_name(method)
         budget = V.budget(max_bytes)
         geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                              padding_mode=padding_mode)
         odtype = _operator_dtype(mdtype)
-        weight = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape).astype(odtype)
-        if flip:
-            weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
-        plan = _Plan(weight, geom.input_shape, geom.output_shape, geom.stride, geom.dilation,
-                     tuple(p[0] for p in geom.padding), geom.padding_mode, geom.groups, method, budget)
+        plan = _Plan(geom, geom.engine_weight(k, flip).astype(odtype), method, budget)
         self.geometry: Geometry = geom
         self.kernel = k
         self.method = method
@@ -527,9 +519,8 @@ class ConvTransposeOperator(_ConvLinearOperator):
                                        output_shape=output_shape)
         odtype = _operator_dtype(mdtype)
         # the weight (C_in, C_out/g, *k) is the conv weight of the convolution N-space -> n-space
-        weight = k.reshape((geom.in_channels, geom.out_per_group) + geom.kernel_shape).astype(odtype)
-        plan = _Plan(weight, geom.output_shape, geom.input_shape, geom.stride, geom.dilation,
-                     tuple(p[0] for p in geom.padding), "zeros", geom.groups, method, budget)
+        forward = geom.forward
+        plan = _Plan(forward, forward.engine_weight(k).astype(odtype), method, budget)
         self.geometry: Geometry = geom
         self.kernel = k
         self.method = method

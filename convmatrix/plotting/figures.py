@@ -31,13 +31,18 @@ _GEOMETRY_KEYS = {False: ("stride", "padding", "dilation", "groups", "padding_mo
                   True: ("stride", "padding", "output_padding", "dilation", "groups", "output_shape")}
 
 
-def _geometry_of(kernel: Any, input_shape: Any, transpose: Any, flip: Any,
+_KINDS = ("conv", "conv_transpose")
+
+
+def _geometry_of(kernel: Any, input_shape: Any, kind: Any, flip: Any,
                  geometry: dict[str, Any]) -> tuple[np.ndarray, Any]:
     """The kernel array and the validated geometry (nothing built yet)."""
     from .. import _validate as V
     from ..geometry import conv_geometry, conv_transpose_geometry
 
-    transpose = V.as_bool(transpose, "transpose")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(f"kind must be 'conv' or 'conv_transpose'; got {V._describe(kind)}")
+    transpose = kind == "conv_transpose"
     flip = V.as_bool(flip, "flip")
     allowed = _GEOMETRY_KEYS[transpose]
     unknown = sorted(set(geometry) - set(allowed))
@@ -53,18 +58,13 @@ def _geometry_of(kernel: Any, input_shape: Any, transpose: Any, flip: Any,
     return k, conv_geometry(k.shape, input_shape, **geometry)
 
 
-def _matrix_of(k: np.ndarray, geom: Any, input_shape: Any, transpose: bool, flip: bool, dtype: Any,
-               geometry: dict[str, Any]) -> tuple[Any, np.ndarray]:
+def _matrix_of(k: np.ndarray, geom: Any, flip: bool, dtype: Any) -> tuple[Any, np.ndarray]:
     """The matrix (its size checked by :func:`_check_picture` first) and the spatial kernel drawn."""
-    from ..matrices import conv_matrix, conv_transpose_matrix
+    from ..matrices import matrix_from_geometry
 
-    if transpose:
-        M = conv_transpose_matrix(k, input_shape, dtype=dtype, **geometry)
-    else:
-        M = conv_matrix(k, input_shape, flip=bool(flip), dtype=dtype, **geometry)
-    spatial = k.reshape((-1,) + geom.kernel_shape)[0]  # channel pair (0, 0)
-    if flip:
-        spatial = spatial[(slice(None, None, -1),) * geom.ndim]
+    M = matrix_from_geometry(geom, k, flip=bool(flip), dtype=dtype)
+    # channel pair (0, 0), as it slides (rotated for flip); a transposed kernel as given
+    spatial = geom.engine_weight(k, bool(flip))[0, 0] if geom.kind == "conv" else k.reshape((-1,) + geom.kernel_shape)[0]
     return M, spatial
 
 
@@ -72,7 +72,7 @@ def figure(
     kernel: Any,
     input_shape: Any,
     *,
-    transpose: bool = False,
+    kind: str = "conv",
     flip: bool = False,
     dtype: Any = None,
     position: Sequence[int] | None = None,
@@ -88,9 +88,12 @@ def figure(
     Parameters
     ----------
     kernel, input_shape, **geometry
-        As :func:`convmatrix.conv_matrix` (``transpose=True``: :func:`convmatrix.conv_transpose_matrix`);
-        ``**geometry`` takes their geometry keywords only.
-    transpose, flip : bool
+        As :func:`convmatrix.conv_matrix` (``kind="conv_transpose"``:
+        :func:`convmatrix.conv_transpose_matrix`); ``**geometry`` takes their geometry keywords only.
+    kind : {"conv", "conv_transpose"}
+        Which matrix to draw: the convolution's or the transposed convolution's.
+    flip : bool
+        As :func:`convmatrix.conv_matrix` (convolutions only).
     dtype
         As :func:`convmatrix.conv_matrix`.
     position : sequence of int, optional
@@ -108,7 +111,7 @@ def figure(
         Invalid geometry (as :func:`convmatrix.conv_matrix`), unknown keywords, ``position``
         outside the output, or a picture beyond the limits (the message names the limit).
     """
-    k, geom = _geometry_of(kernel, input_shape, transpose, flip, geometry)
+    k, geom = _geometry_of(kernel, input_shape, kind, flip, geometry)
     pos = _position(geom, position)
     _check_cells(geom)
     _check_matrix(geom)
@@ -118,10 +121,10 @@ def figure(
         raise ValueError(f"rcParams['figure.dpi'] must be at least MIN_DPI = {MIN_DPI} for the text to be drawn; "
                          f"got {dpi:g}")
     size = _check_size(size, dpi, "size")
-    M, spatial = _matrix_of(k, geom, input_shape, transpose, flip, dtype, geometry)
+    M, spatial = _matrix_of(k, geom, flip, dtype)
     fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=size, gridspec_kw={"width_ratios": [1.0, 1.15]})
     try:
-        _draw(fig, ax_m, ax_g, geom, M, pos, bool(transpose), spatial)
+        _draw(fig, ax_m, ax_g, geom, M, pos, spatial)
     except BaseException:
         plt.close(fig)
         raise
@@ -134,29 +137,22 @@ def _row_of(geom: Any, pos: tuple[int, ...]) -> int:
 
 def _structure_name(geom: Any, limit: int) -> str | None:
     """The structure name of the matrix of ``geom`` (``None`` when naming it needs more than ``limit`` bytes)."""
-    from .._validate import MatrixTooLargeError
-    from ..structure import matrix_structure
+    from ..structure import forward_structure
 
-    try:
-        if geom.kind != "conv":
-            st = matrix_structure(_kernel_shape(geom), geom.output_shape, stride=geom.stride, padding=geom.padding,
-                                  dilation=geom.dilation, groups=geom.groups, max_bytes=limit)
-            return f"transpose of: {st}"
-        return str(matrix_structure(_kernel_shape(geom), geom.input_shape, stride=geom.stride, padding=geom.padding,
-                                    dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode,
-                                    max_bytes=limit))
-    except MatrixTooLargeError:
+    st = forward_structure(geom, limit)
+    if st is None:
         return None
+    return str(st) if geom.kind == "conv" else f"transpose of: {st}"
 
 
-def _draw(fig: Any, ax_m: Any, ax_g: Any, geom: Any, M: Any, pos: tuple[int, ...], transpose: bool,
+def _draw(fig: Any, ax_m: Any, ax_g: Any, geom: Any, M: Any, pos: tuple[int, ...],
           kernel: Any = None) -> Any:
     """Both panels; returns the row-outline patch of the matrix panel (moved by the frames)."""
     import textwrap
 
     from matplotlib.patches import Rectangle
 
-    name = "C^T = conv_transpose_matrix" if transpose else "C = conv_matrix"
+    name = "C = conv_matrix" if geom.kind == "conv" else "C^T = conv_transpose_matrix"
     try:
         struct = _structure_name(geom, 2**24) or ""
     except (ValueError, TypeError, MemoryError):
@@ -169,14 +165,6 @@ def _draw(fig: Any, ax_m: Any, ax_g: Any, geom: Any, M: Any, pos: tuple[int, ...
     plot_geometry(geom, position=pos, ax=ax_g, kernel=kernel)
     fig.tight_layout()
     return row
-
-
-def _kernel_shape(geom: Any) -> tuple[int, ...]:
-    if not geom.channel_axis:
-        return geom.kernel_shape
-    if geom.kind == "conv":
-        return (geom.out_channels, geom.in_per_group) + geom.kernel_shape
-    return (geom.in_channels, geom.out_per_group) + geom.kernel_shape
 
 
 # ============================================================================ files
@@ -212,7 +200,7 @@ def save_figure(
     input_shape: Any,
     out: str,
     *,
-    transpose: bool = False,
+    kind: str = "conv",
     flip: bool = False,
     dtype: Any = None,
     position: Sequence[int] | None = None,
@@ -237,7 +225,7 @@ def save_figure(
 
     Parameters
     ----------
-    kernel, input_shape, transpose, flip, dtype, position, size, **geometry
+    kernel, input_shape, kind, flip, dtype, position, size, **geometry
         As :func:`figure`.
     out : str or os.PathLike
         The picture; its extension names the format (any format matplotlib writes: ``.png``,
@@ -265,7 +253,7 @@ def save_figure(
 
     out = _path(out, "out")
     dpi = V.as_int(dpi, "dpi", minimum=MIN_DPI)
-    k, geom = _geometry_of(kernel, input_shape, transpose, flip, geometry)
+    k, geom = _geometry_of(kernel, input_shape, kind, flip, geometry)
     pos = _position(geom, position)
     _check_cells(geom)
     if frames is not None:
@@ -287,10 +275,10 @@ def save_figure(
         tmp_out = stage.file(out, "out")
         if frames is not None:
             stage.directory(frames, "frames")
-        M, spatial = _matrix_of(k, geom, input_shape, transpose, flip, dtype, geometry)
+        M, spatial = _matrix_of(k, geom, flip, dtype)
         fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=size, dpi=dpi, gridspec_kw={"width_ratios": [1.0, 1.15]})
         try:
-            row = _draw(fig, ax_m, ax_g, geom, M, pos, bool(transpose), spatial)
+            row = _draw(fig, ax_m, ax_g, geom, M, pos, spatial)
             try:
                 fig.savefig(tmp_out, dpi=dpi, format=fmt)
             except RuntimeError as exc:  # e.g. .pgf without a TeX installation

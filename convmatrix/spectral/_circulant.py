@@ -139,10 +139,6 @@ def _is_circulant(geom: Geometry) -> bool:
             and geom.output_shape == geom.input_shape)
 
 
-def _read_length(ax) -> int:
-    return (ax.out - 1) * ax.s + ax.d * (ax.k - 1) + 1
-
-
 def _fold_multiplicity(n: int, L: int, pb: int, mode: str) -> int:
     """Largest number of padded positions ``m in [0, L)`` reading one input ``fold(m - pb)``.
 
@@ -168,8 +164,8 @@ def _fold_multiplicity(n: int, L: int, pb: int, mode: str) -> int:
 def _padding_norm(geom: Geometry) -> float:
     """Norm of the padding map ``x -> x_pad`` restricted to the positions the output reads."""
     norm = 1.0
-    for ax in geom.axes():
-        norm *= math.sqrt(_fold_multiplicity(ax.n, _read_length(ax), ax.pad[0], ax.mode))
+    for n, L, (pb, _) in zip(geom.input_shape, geom.read_shape, geom.padding):
+        norm *= math.sqrt(_fold_multiplicity(n, L, pb, geom.padding_mode))
     return norm
 
 
@@ -189,13 +185,6 @@ def _tap_norm(w: np.ndarray, groups: int) -> float:
     return float(per.max(axis=1).sum())
 
 
-def _engine_weight(k: np.ndarray, geom: Geometry, flip: bool = False) -> np.ndarray:
-    w = k.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
-    if flip:
-        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
-    return w
-
-
 def _upper_bound(w: np.ndarray, geom: Geometry, circulant: bool) -> float:
     """``max_f ||A_L(f)|| * ||P||`` (``circulant``), else the looser ``sum_t ||w_t|| * ||P||``."""
     pn = _padding_norm(geom)
@@ -203,5 +192,5 @@ def _upper_bound(w: np.ndarray, geom: Geometry, circulant: bool) -> float:
         return 0.0
     if not circulant:
         return _tap_norm(w, geom.groups) * pn
-    grid = tuple(_read_length(ax) for ax in geom.axes())
+    grid = geom.read_shape
     return _circulant_norm(w, grid, geom.dilation, geom.groups) * pn

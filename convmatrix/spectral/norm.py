@@ -16,11 +16,9 @@ from ._circulant import (
     _circulant_bytes,
     _circulant_norm,
     _compute_dtype,
-    _engine_weight,
     _finite_kernel,
     _is_circulant,
     _padding_norm_bytes,
-    _read_length,
     _scaled,
     _unscale,
     _upper_bound,
@@ -207,7 +205,7 @@ def spectral_norm(
     seed = 0 if seed is None else seed
     ctype = _compute_dtype(k.dtype, single=False)  # norms are computed in double precision
     ks, e = _scaled(k, ctype)  # kernel-sized allocations only, until the plan is checked
-    w = _engine_weight(ks, geom, flip)
+    w = geom.engine_weight(ks, flip)
     A = ConvOperator(ks, geom.input_shape, stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
                      groups=geom.groups, padding_mode=geom.padding_mode, flip=flip, dtype=ctype, max_bytes=None)
     circ = _is_circulant(geom)
@@ -270,7 +268,7 @@ class _NormPlan:
         # the scaled kernel, its magnitudes, the operator's weight and cached layouts; small arrays
         self.kernel = 6 * kernel_size * it + 2**18
         self.exact = _circulant_bytes(c, mm, geom.input_shape, ctype)
-        grid = tuple(_read_length(ax) for ax in geom.axes())
+        grid = geom.read_shape
         pn = _padding_norm_bytes(geom)
         circ_bound = _circulant_bytes(c, mm, grid, ctype) + pn
         self.circulant_bound = budget is None or self.kernel + circ_bound <= budget

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _validate as V
 from ..geometry import Geometry, conv_geometry
-from ._circulant import _circulant_bytes, _circulant_svals, _compute_dtype, _engine_weight, _finite_kernel, _scaled
+from ._circulant import _circulant_bytes, _circulant_svals, _compute_dtype, _finite_kernel, _scaled
 
 __all__ = ['singular_values']
 
@@ -18,8 +18,8 @@ __all__ = ['singular_values']
 def singular_values(
     kernel: Any,
     input_shape: Any,
-    padding_mode: str = "circular",
     *,
+    padding_mode: str = "circular",
     dilation: Any = 1,
     groups: Any = 1,
     max_bytes: Any = "auto",
@@ -105,7 +105,7 @@ def singular_values(
     V.check_bytes(f"singular_values of the {geom.out_channels * P}x{geom.in_channels * P} circulant", need, budget,
                   "use spectral_norm (the largest singular value alone, matrix-free) or pass a larger max_bytes")
     ks, e = _scaled(k, dt)
-    s = _circulant_svals(_engine_weight(ks, geom), geom.input_shape, geom.dilation, geom.groups)
+    s = _circulant_svals(geom.engine_weight(ks), geom.input_shape, geom.dilation, geom.groups)
     if e and s.size and s[0] > 0:
         top = math.frexp(float(s[0]))[1] + e
         if top > np.finfo(rdt).maxexp:

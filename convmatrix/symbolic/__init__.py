@@ -17,14 +17,15 @@ load SymPy).  Five jobs:
 4. **Symbolic matrices** (:func:`symbolic_conv_matrix`, :func:`symbolic_conv_transpose_matrix`,
    :func:`kernel_symbols`, :func:`to_latex`) built from the geometry's index maps, and exact
    transpose proofs (:func:`prove_transpose`) against two independent constructions.
-5. **Structure names** (:func:`matrix_structure`, :func:`check_structure`).
+5. **Structure names** (:func:`matrix_structure`, :func:`conv_transpose_matrix_structure`, :func:`check_structure`;
+   numpy only, in :mod:`convmatrix.structure`).
 
 Notation: ``n`` input size, ``k`` kernel size, ``s`` stride, ``d`` dilation, ``p_before``/``p_after``
 padding, ``a`` output padding (Dumoulin & Visin write ``i`` for ``n``)."""
 
 from __future__ import annotations
 
-from ..structure import Structure, check_structure, matrix_structure
+from ..structure import Structure, check_structure, conv_transpose_matrix_structure, matrix_structure
 from .formulas import SizeFormula, Step, output_shape_from_formula, output_size_formula
 from .inverse import input_sizes_for_output, output_padding_for, padding_for_output
 from .latex import to_latex
@@ -32,4 +33,4 @@ from .matrices import MAX_SYMBOLIC_ENTRIES, kernel_symbols, symbolic_conv_matrix
 from .proofs import TransposeProof, prove_transpose
 from .relations import Obligation, Relationship, applicable_relationship, relationship, relationships
 
-__all__ = ['Step', 'SizeFormula', 'output_size_formula', 'output_shape_from_formula', 'Obligation', 'Relationship', 'relationships', 'relationship', 'applicable_relationship', 'padding_for_output', 'output_padding_for', 'input_sizes_for_output', 'kernel_symbols', 'symbolic_conv_matrix', 'symbolic_conv_transpose_matrix', 'to_latex', 'TransposeProof', 'prove_transpose', 'Structure', 'matrix_structure', 'check_structure', 'MAX_SYMBOLIC_ENTRIES']
+__all__ = ['Step', 'SizeFormula', 'output_size_formula', 'output_shape_from_formula', 'Obligation', 'Relationship', 'relationships', 'relationship', 'applicable_relationship', 'padding_for_output', 'output_padding_for', 'input_sizes_for_output', 'kernel_symbols', 'symbolic_conv_matrix', 'symbolic_conv_transpose_matrix', 'to_latex', 'TransposeProof', 'prove_transpose', 'Structure', 'matrix_structure', 'conv_transpose_matrix_structure', 'check_structure', 'MAX_SYMBOLIC_ENTRIES']

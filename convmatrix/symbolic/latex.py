@@ -66,12 +66,12 @@ def to_latex(M: Any, block_shape: tuple[int, int] | None = None, *, zero: str = 
 
     Examples
     --------
-    >>> print(to_latex(symbolic_conv_matrix(4, 3)))
+    >>> print(to_latex(symbolic_conv_matrix(kernel_symbols(3), 4)))
     \left(\begin{array}{cccc}
     w_{0} & w_{1} & w_{2} & 0 \\
     0 & w_{0} & w_{1} & w_{2}
     \end{array}\right)
-    >>> print(to_latex(symbolic_conv_matrix((3, 3), (2, 2)), block_shape=(2, 3), zero=r"\cdot"))
+    >>> print(to_latex(symbolic_conv_matrix(kernel_symbols((2, 2)), (3, 3)), block_shape=(2, 3), zero=r"\cdot"))
     \left(\begin{array}{ccc|ccc|ccc}
     w_{0,0} & w_{0,1} & \cdot & w_{1,0} & w_{1,1} & \cdot & \cdot & \cdot & \cdot \\
     \cdot & w_{0,0} & w_{0,1} & \cdot & w_{1,0} & w_{1,1} & \cdot & \cdot & \cdot \\

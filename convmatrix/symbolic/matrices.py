@@ -101,7 +101,11 @@ def _kernel_input(kernel: Any, symbol: str) -> tuple[tuple[int, ...], np.ndarray
     """
     _check_symbol(symbol)
     if _is_shape(kernel):
-        return V.input_shape_tuple(kernel, "kernel_shape"), None
+        raise TypeError(
+            f"kernel must be an array of coefficients (a sympy.Array or Matrix, a numpy array, nested lists, or "
+            f"kernel_symbols(shape) for symbols); got {V._describe(kernel)}, which looks like a shape: the order is "
+            f"(kernel, input_shape) since convmatrix 0.2 -- write kernel_symbols({V._describe(kernel)}) for symbols"
+        )
     kernel = unmasked(kernel, "kernel")
     if isinstance(kernel, np.ndarray) and kernel.dtype != object:  # converted entry by entry, after the checks
         if kernel.ndim == 0 or 0 in kernel.shape:
@@ -273,8 +277,8 @@ def _assemble(geom: Geometry, weight: np.ndarray) -> sp.SparseMatrix:
 
 
 def symbolic_conv_matrix(
-    input_shape: Any,
     kernel: Any,
+    input_shape: Any,
     *,
     stride: Any = 1,
     padding: Any = 0,
@@ -282,26 +286,22 @@ def symbolic_conv_matrix(
     groups: Any = 1,
     padding_mode: str = "zeros",
     flip: bool = False,
-    symbol: str = "w",
     max_entries: int = MAX_SYMBOLIC_ENTRIES,
-    max_bytes: Any = "auto",
-) -> sp.SparseMatrix:
+    max_bytes: Any = "auto") -> sp.SparseMatrix:
     """SymPy sparse matrix of :func:`convmatrix.conv_matrix` with kernel symbols as entries.
 
     Parameters
     ----------
+    kernel : array of SymPy expressions or numbers
+        Spatial ``(k_0, ...)`` or PyTorch weight ``(C_out, C_in/groups, *k)``:
+        :func:`kernel_symbols` gives symbols ``w_{0,1}`` (``w_{o,i,0,1}`` with channels) named by
+        their weight index; or any ``sympy.Array``/``sympy.Matrix``/numpy array/nested lists of
+        numbers and SymPy expressions.  A bare shape or a flat list of ints is refused (the order
+        was ``(input_shape, kernel)`` before convmatrix 0.2: such a call must not be read the new way).
     input_shape : int or sequence of int
         Spatial input shape (1-D, 2-D, 3-D, ...).
-    kernel : int, sequence of int, or array of SymPy expressions
-        A kernel *shape* -- spatial ``(k_0, ...)`` or PyTorch weight ``(C_out, C_in/groups, *k)``
-        -- gives symbols ``w_{0,1}`` (``w_{o,i,0,1}`` with channels), named by their weight index;
-        or the kernel itself as a ``sympy.Array``/``sympy.Matrix``/object array/nested lists
-        of numbers and SymPy expressions (a flat list of Python ints is read as a shape; bools
-        are refused).
     stride, padding, dilation, groups, padding_mode, flip
         As :func:`convmatrix.conv_matrix` (every padding mode; taps folded onto one input add up).
-    symbol : str
-        Base name of the generated symbols.
     max_entries : int
         Refuse (``MatrixTooLargeError``) a matrix with more stored entries.
     max_bytes : int, None or "auto", keyword-only
@@ -337,7 +337,7 @@ def symbolic_conv_matrix(
     --------
     The matrix printed by Dumoulin & Visin (4x4 input, 3x3 kernel, no padding, unit strides):
 
-    >>> C = symbolic_conv_matrix((4, 4), (3, 3))
+    >>> C = symbolic_conv_matrix(kernel_symbols((3, 3)), (4, 4))
     >>> C.shape
     (4, 16)
     >>> C[0, :]
@@ -347,35 +347,32 @@ def symbolic_conv_matrix(
 
     Boundary modes add folded taps; a given kernel may hold any expressions:
 
-    >>> symbolic_conv_matrix(3, 3, padding=1, padding_mode="replicate")
+    >>> symbolic_conv_matrix(kernel_symbols(3), 3, padding=1, padding_mode="replicate")
     Matrix([
     [w_{0} + w_{1}, w_{2},         0],
     [        w_{0}, w_{1},     w_{2}],
     [            0, w_{0}, w_{1} + w_{2}]])
     >>> import sympy
     >>> a, b = sympy.symbols("a b")
-    >>> symbolic_conv_matrix(4, sympy.Array([a, b]), stride=2)
+    >>> symbolic_conv_matrix(sympy.Array([a, b]), 4, stride=2)
     Matrix([
     [a, b, 0, 0],
     [0, 0, a, b]])
-    >>> symbolic_conv_matrix(3, (2, 1, 2)).shape           # 1 -> 2 channels: symbols w_{c,0,t}
+    >>> symbolic_conv_matrix(kernel_symbols((2, 1, 2)), 3).shape           # 1 -> 2 channels: symbols w_{c,0,t}
     (4, 3)
     """
     flip = V.as_bool(flip, "flip")
-    kshape, given = _kernel_input(kernel, symbol)
+    kshape, given = _kernel_input(kernel, "w")
     geom = conv_geometry(kshape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
-    _check_size(geom, kshape, symbol, given is not None, max_entries, max_bytes, "symbolic_conv_matrix")
-    w = _symbols(kshape, symbol) if given is None else _sympify_entries(given)
-    weight = w.reshape((geom.out_channels, geom.in_per_group) + geom.kernel_shape)
-    if flip:
-        weight = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * geom.ndim]
-    return _assemble(geom, weight)
+    _check_size(geom, kshape, "w", True, max_entries, max_bytes, "symbolic_conv_matrix")
+    w = _sympify_entries(given)
+    return _assemble(geom, geom.engine_weight(w, flip))
 
 
 def symbolic_conv_transpose_matrix(
-    input_shape: Any,
     kernel: Any,
+    input_shape: Any,
     *,
     stride: Any = 1,
     padding: Any = 0,
@@ -383,16 +380,14 @@ def symbolic_conv_transpose_matrix(
     dilation: Any = 1,
     groups: Any = 1,
     output_shape: Any = None,
-    symbol: str = "w",
     max_entries: int = MAX_SYMBOLIC_ENTRIES,
-    max_bytes: Any = "auto",
-) -> sp.SparseMatrix:
+    max_bytes: Any = "auto") -> sp.SparseMatrix:
     """SymPy sparse matrix of :func:`convmatrix.conv_transpose_matrix` (PyTorch ``conv_transpose``).
 
-    Parameters as :func:`convmatrix.conv_transpose_matrix`; ``kernel`` a shape (spatial, or the
-    transposed weight ``(C_in, C_out/groups, *k)``) or an array of SymPy expressions;
-    ``symbol``, ``max_entries`` and ``max_bytes`` as :func:`symbolic_conv_matrix` (both size
-    checks run before any symbol is created).
+    Parameters as :func:`convmatrix.conv_transpose_matrix`; ``kernel`` an array of SymPy
+    expressions (e.g. :func:`kernel_symbols` of the spatial shape, or of the transposed weight's
+    ``(C_in, C_out/groups, *k)``); ``max_entries`` and ``max_bytes`` as :func:`symbolic_conv_matrix`
+    (both size checks run before any entry is converted).
 
     Returns
     -------
@@ -414,7 +409,7 @@ def symbolic_conv_transpose_matrix(
 
     Examples
     --------
-    >>> T = symbolic_conv_transpose_matrix(2, 3, stride=2)    # 2 -> (2-1)*2 + 3 = 5
+    >>> T = symbolic_conv_transpose_matrix(kernel_symbols(3), 2, stride=2)    # 2 -> (2-1)*2 + 3 = 5
     >>> T
     Matrix([
     [w_{0},     0],
@@ -422,13 +417,13 @@ def symbolic_conv_transpose_matrix(
     [w_{2}, w_{0}],
     [    0, w_{1}],
     [    0, w_{2}]])
-    >>> T == symbolic_conv_matrix(5, 3, stride=2).T
+    >>> T == symbolic_conv_matrix(kernel_symbols(3), 5, stride=2).T
     True
     """
-    kshape, given = _kernel_input(kernel, symbol)
+    kshape, given = _kernel_input(kernel, "w")
     geom = conv_transpose_geometry(kshape, input_shape, stride=stride, padding=padding,
                                    output_padding=output_padding, dilation=dilation, groups=groups,
                                    output_shape=output_shape)
-    _check_size(geom, kshape, symbol, given is not None, max_entries, max_bytes, "symbolic_conv_transpose_matrix")
-    w = _symbols(kshape, symbol) if given is None else _sympify_entries(given)
+    _check_size(geom, kshape, "w", True, max_entries, max_bytes, "symbolic_conv_transpose_matrix")
+    w = _sympify_entries(given)
     return _assemble(geom, geom.engine_weight(w))

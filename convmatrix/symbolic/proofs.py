@@ -19,7 +19,6 @@ from .matrices import (
     _kernel_bytes,
     _kernel_input,
     _matrix_bytes,
-    _symbols,
     _sympify_entries,
     symbolic_conv_matrix,
 )
@@ -92,20 +91,18 @@ _PROOF_AXIS_BYTES = 32  # per stored 1 of route (a)'s sparse per-axis matrices U
 
 
 def prove_transpose(
+    kernel: Any,
     input_shape: Any,
-    kernel_shape: Any,
     *,
     stride: Any = 1,
     padding: Any = 0,
     dilation: Any = 1,
     groups: Any = 1,
-    symbol: str = "w",
     max_entries: int = 2_000_000,
-    max_bytes: Any = "auto",
-) -> TransposeProof:
+    max_bytes: Any = "auto") -> TransposeProof:
     """Prove symbolically that ``C.T`` is the transposed convolution, two independent ways.
 
-    ``C = symbolic_conv_matrix(input_shape, kernel_shape, ...)`` (from the index maps) maps
+    ``C = symbolic_conv_matrix(kernel, input_shape, ...)`` (from the index maps) maps
     ``x`` (``input_shape``) to ``y``.  Its transpose is compared, entry by entry and exactly, with
 
     (a) **zero insertion**: insert ``s-1`` zeros between the entries of ``y``, pad by
@@ -118,13 +115,12 @@ def prove_transpose(
 
     Parameters
     ----------
+    kernel : array of SymPy expressions or numbers
+        Spatial or PyTorch weight ``(C_out, C_in/groups, *k)``: ``kernel_symbols(shape)`` for
+        symbols, or a ``sympy.Array``/``sympy.Matrix``/numpy array/nested lists.
     input_shape : sequence of int
-    kernel_shape : sequence of int or array of SymPy expressions
-        Spatial or PyTorch weight ``(C_out, C_in/groups, *k)``.
     stride, padding, dilation, groups
         As :func:`convmatrix.conv_matrix` (zero padding only: the identity is about zeros).
-    symbol : str
-        Base name of the generated symbols.
     max_entries : int
         Refuse geometries with more than this many (input pixel, output pixel, tap) triples
         ``prod(input_shape) * prod(output_shape) * prod(k)``: the fusion route's work grows with it.
@@ -149,21 +145,21 @@ def prove_transpose(
 
     Examples
     --------
-    >>> r = prove_transpose((7, 7), (4, 4), stride=3)   # the seed: 2x2 -> 7x7 with a 4x4 kernel
+    >>> r = prove_transpose(kernel_symbols((4, 4)), (7, 7), stride=3)   # the seed: 2x2 -> 7x7 with a 4x4 kernel
     >>> r.proved, r.C.shape, r.output_padding
     (True, (4, 49), (0, 0))
-    >>> print(prove_transpose((6,), (3,), stride=2, padding=1))
+    >>> print(prove_transpose(kernel_symbols((3,)), (6,), stride=2, padding=1))
     C is 3x6; C^T vs zero insertion + rotated kernel: equal; C^T vs fusion of kernel copies: equal
-    >>> prove_transpose((6,), (3,), stride=2, padding=1).output_padding   # a = (6 + 2 - 3) mod 2
+    >>> prove_transpose(kernel_symbols((3,)), (6,), stride=2, padding=1).output_padding   # a = (6 + 2 - 3) mod 2
     (1,)
     """
     import scipy.sparse as sps
 
-    kshape_all, given = _kernel_input(kernel_shape, symbol)
+    kshape_all, given = _kernel_input(kernel, "w")
     geom = conv_geometry(kshape_all, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
     limit = V.as_int(max_entries, "max_entries", minimum=1)
     budget = V.budget(max_bytes)
-    _check_kernel(kshape_all, symbol, given is not None, budget, "prove_transpose")
+    _check_kernel(kshape_all, "w", True, budget, "prove_transpose")
     nd = geom.ndim
     oshape = output_shape_from_formula(geom)  # the derived formula gives the size of y
     ishape, kshape = geom.input_shape, geom.kernel_shape
@@ -180,16 +176,16 @@ def prove_transpose(
                              pads[ax][0] + ishape[ax]) for ax in range(nd))
     axis_ones = sum(k * n + n + (s * (o - 1) + 1) + (n + d * (k - 1))  # the 1s of S_t @ P @ U, S_t, U, P
                     for n, o, k, s, d in zip(ishape, oshape, kshape, geom.stride, geom.dilation))
-    need = (_matrix_bytes(geom) + _kernel_bytes(kshape_all, symbol, given is not None)
+    need = (_matrix_bytes(geom) + _kernel_bytes(kshape_all, "w", True)
             + _PROOF_ENTRY_BYTES * geom.nnz + _PROOF_CELL_BYTES * math.prod(canvas_shape)
             + _PROOF_AXIS_BYTES * axis_ones)
     V.check_bytes(f"prove_transpose (C of shape {geom.shape}, {geom.nnz:,} symbolic entries)", need, budget,
                   "it is meant for small geometries; pass a larger max_bytes")
-    w = _symbols(kshape_all, symbol) if given is None else _sympify_entries(given)
-    C = symbolic_conv_matrix(input_shape, sp.Array(w.reshape(-1).tolist(), w.shape),
+    w = _sympify_entries(given)
+    C = symbolic_conv_matrix(sp.Array(w.reshape(-1).tolist(), w.shape), input_shape,
                              stride=stride, padding=padding, dilation=dilation, groups=groups,
                              max_entries=max(geom.nnz, 1), max_bytes=None)
-    weight = w.reshape((geom.out_channels, geom.in_per_group) + kshape)
+    weight = geom.engine_weight(w)
     cog, cig = geom.out_per_group, geom.in_per_group
     a = tuple(ishape[ax] - ((oshape[ax] - 1) * geom.stride[ax] - pads[ax][0] - pads[ax][1]
                             + geom.dilation[ax] * (kshape[ax] - 1) + 1) for ax in range(nd))

@@ -55,4 +55,4 @@ from .checks import check_conv, check_transpose
 from .dot import DotTestResult, dot_test
 from .report import Check, Report
 
-__all__ = ['Check', 'DotTestResult', 'Report', 'dot_test', 'check_conv', 'check_transpose', 'sweep', 'run_case', 'random_kernel', 'case_kernel', 'case_command', 'seed_cases', 'seed_report', 'MAX_SWEEP']
+__all__ = ['Check', 'DotTestResult', 'Report', 'dot_test', 'check_conv', 'check_transpose', 'sweep', 'run_case', 'random_kernel', 'case_kernel', 'case_command', 'seed_cases', 'seed_report', 'MAX_SWEEP', 'SHAPE', 'DOT', 'FWD_NUMPY', 'FWD_SCIPY', 'TR_ZERO', 'TR_FUSION']

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -434,12 +434,15 @@ def _mode_name(value: Any, name: str) -> str:
         raise type(exc)(f"{name}: {exc}") from None
 
 
+_KINDS = ("both", "conv", "conv_transpose")
+
+
 def sweep(
     n: int,
     *,
     seed: int,
     ndim: Iterable[int] = (1, 2, 3),
-    transpose: bool | None = None,
+    kind: Literal["conv", "conv_transpose", "both"] = "both",
     dtypes: Sequence[str] = _DEFAULT_DTYPES,
     padding_modes: Sequence[str] | None = None,
     torch: Any = "auto",
@@ -452,7 +455,7 @@ def sweep(
     Geometries vary the spatial sizes (1-D/2-D/3-D), kernel sizes, stride, padding (int, per
     axis, ``(before, after)`` pairs, ``"valid"``/``"same"``/``"same_lower"``/``"full"``),
     dilation, channels and groups, output padding, flipping, boundary modes and dtypes;
-    half are transposed convolutions (``transpose=None``).  They are drawn one at a time and run
+    half are transposed convolutions (``kind="both"``).  They are drawn one at a time and run
     as they are drawn (nothing is built up front).
 
     Parameters
@@ -464,13 +467,13 @@ def sweep(
         Seed of the sweep (non-negative): the same seed draws the same geometries.
     ndim : int or iterable of int
         Spatial dimensions to draw from, each from 1 to 4.
-    transpose : bool or None
-        Only transposed (``True``) or only forward (``False``) convolutions; ``None`` mixes them.
+    kind : {"both", "conv", "conv_transpose"}
+        Draw only convolutions, only transposed convolutions, or both (half each).
     dtypes : sequence of dtype names
         Drawn uniformly (repeat an entry to weight it): integer, float32/float64 or complex.
     padding_modes : sequence of str, optional
         Boundary modes of the forward convolutions, drawn uniformly; default: zeros three times
-        out of seven, each other mode once.  An error with ``transpose=True`` (no forward
+        out of seven, each other mode once.  An error with ``kind="conv_transpose"`` (no forward
         convolution is drawn, so it would have no effect).
     torch : {"auto", True, False}
     progress : bool
@@ -492,7 +495,7 @@ def sweep(
     ------
     TypeError, ValueError
         An invalid argument (the message names it), ``n`` above :data:`MAX_SWEEP`, or
-        ``padding_modes`` with ``transpose=True``.
+        ``padding_modes`` with ``kind="conv_transpose"``.
     ImportError
         ``torch=True`` without PyTorch installed.
 
@@ -518,13 +521,14 @@ def sweep(
         raise ValueError(f"ndim must be {rule}; got {max(ndims)}")
     if not ndims:
         raise ValueError("ndim must list at least one number of spatial dimensions; got an empty sequence")
-    if transpose is not None:
-        transpose = V.as_bool(transpose, "transpose")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, _KINDS))}; got {V._describe(kind)}")
+    transpose = {"both": None, "conv": False, "conv_transpose": True}[kind]
     progress = V.as_bool(progress, "progress")
     dtypes = _name_list(dtypes, "dtypes", _dtype_name)
     if padding_modes is not None and transpose is True:
-        raise ValueError("padding_modes applies to forward convolutions only, and transpose=True draws none: "
-                         "drop padding_modes (or use transpose=None)")
+        raise ValueError("padding_modes applies to forward convolutions only, and kind='conv_transpose' draws none: "
+                         "drop padding_modes (or use kind='both')")
     modes = _DEFAULT_MODES if padding_modes is None else _name_list(padding_modes, "padding_modes", _mode_name)
     torch = _torch_option(torch)
     rtol, atol = _tolerances(rtol, atol)
