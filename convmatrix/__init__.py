@@ -23,7 +23,7 @@ from .matrices import (
     correlation_matrix,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
 
 # public names provided by lazily imported modules: name -> module
 _LAZY = {

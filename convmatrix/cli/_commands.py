@@ -221,15 +221,16 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
     if isinstance(pad, str):
         raise UserError(f"--solve output-padding needs a numeric --padding; got {pad!r}")
     strides, dil = _per_axis(args.stride, nd, "--stride"), _per_axis(args.dilation, nd, "--dilation")
-    a = output_padding_for(list(args.target), list(args.input), list(spatial), stride=strides,
-                           padding=list(pad) if isinstance(pad, tuple) else pad, dilation=dil)
+    a = output_padding_for(input_size=list(args.input), kernel_size=list(spatial), target=list(args.target),
+                           stride=strides, padding=list(pad) if isinstance(pad, tuple) else pad, dilation=dil)
     print(f"output padding {_dims(a)} gives output {_dims(args.target)}")
     print(f"  use: --output-padding {_dims(a)}")
     pads = pad if isinstance(pad, tuple) else (pad,) * nd
     for ax in range(nd):
         if strides[ax] > 64:  # input_sizes_for_output lists all `stride` sizes
             continue
-        sizes = input_sizes_for_output(args.input[ax], spatial[ax], strides[ax], pads[ax], dil[ax])
+        sizes = input_sizes_for_output(output_size=args.input[ax], kernel_size=spatial[ax], stride=strides[ax],
+                                       padding=pads[ax], dilation=dil[ax])
         if len(sizes) > 1:
             print(f"  axis {ax}: the convolution this transposes maps every input size in {list(sizes)} to "
                   f"{args.input[ax]} outputs; the output padding picks {args.target[ax]}")

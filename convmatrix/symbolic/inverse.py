@@ -144,14 +144,16 @@ def padding_for_output(
 
 
 def output_padding_for(
-    target: Any, input_size: Any, kernel_size: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+    *, input_size: Any, kernel_size: Any, target: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1
 ) -> int | tuple[int, ...]:
     """The output padding ``a`` that makes a transposed convolution produce ``target`` values.
 
     Parameters
     ----------
-    target, input_size, kernel_size : int or sequence of int
-        Wanted output size, the transposed convolution's input size, kernel size.
+    input_size, kernel_size, target : int or sequence of int, keyword-only
+        The transposed convolution's input size, the kernel size, the wanted output size (every
+        argument is keyword-only: before convmatrix 0.2 the order was ``(target, input_size,
+        kernel_size)``, and such a positional call must fail rather than be read the new way).
     stride, dilation : int or sequence of int, keyword-only
     padding : int, (before, after), or a sequence of those, keyword-only
 
@@ -172,11 +174,11 @@ def output_padding_for(
 
     Examples
     --------
-    >>> output_padding_for(6, 3, 3, stride=2, padding=1)       # 3 -> 6: the inverse of a 6 -> 3 conv
+    >>> output_padding_for(input_size=3, kernel_size=3, target=6, stride=2, padding=1)   # 3 -> 6
     1
-    >>> output_padding_for(5, 3, 3, stride=2, padding=1)
+    >>> output_padding_for(input_size=3, kernel_size=3, target=5, stride=2, padding=1)
     0
-    >>> output_padding_for((8, 7), (4, 4), 3, stride=2, padding=1)
+    >>> output_padding_for(input_size=(4, 4), kernel_size=3, target=(8, 7), stride=2, padding=1)
     (1, 0)
     """
     nd, rows = _axes_args(dict(target=target, input_size=input_size, kernel_size=kernel_size, stride=stride,
@@ -198,18 +200,20 @@ def output_padding_for(
     return tuple(out) if nd else out[0]
 
 
-def input_sizes_for_output(o: int, k: int, s: int = 1, p: int | tuple[int, int] = 0, d: int = 1, *,
+def input_sizes_for_output(*, output_size: int, kernel_size: int, stride: int = 1,
+                           padding: int | tuple[int, int] = 0, dilation: int = 1,
                            max_bytes: Any = "auto") -> tuple[int, ...]:
-    """All input sizes whose convolution has ``o`` outputs: ``s`` consecutive sizes (those >= 1).
+    """All input sizes whose convolution has ``output_size`` outputs: ``stride`` consecutive sizes (those >= 1).
 
     This is why a transposed convolution is ambiguous: it cannot know which of these sizes
     to return without the output padding.
 
     Parameters
     ----------
-    o, k, s, d : int
-        Output size, kernel size, stride, dilation (positive, at most ``2**62``).
-    p : int or (int, int)
+    output_size, kernel_size, stride, dilation : int, keyword-only
+        Positive, at most ``2**62`` (every argument is keyword-only: before convmatrix 0.2 they
+        were ``(o, k, s, p, d)`` in that order).
+    padding : int or (int, int), keyword-only
         Padding, or ``(before, after)``.
     max_bytes : int, None or "auto", keyword-only
         The tuple holds up to ``s`` Python ints (about 40 bytes each): refuse
@@ -235,18 +239,18 @@ def input_sizes_for_output(o: int, k: int, s: int = 1, p: int | tuple[int, int] 
 
     Examples
     --------
-    >>> input_sizes_for_output(3, 3, 2, 1)     # Dumoulin & Visin: i = 5 and i = 6 both give 3
+    >>> input_sizes_for_output(output_size=3, kernel_size=3, stride=2, padding=1)   # Dumoulin & Visin: 5, 6 -> 3
     (5, 6)
-    >>> input_sizes_for_output(2, 3, 3)
+    >>> input_sizes_for_output(output_size=2, kernel_size=3, stride=3)
     (6, 7, 8)
-    >>> input_sizes_for_output(4, 3, 1, 1)
+    >>> input_sizes_for_output(output_size=4, kernel_size=3, padding=1)
     (4,)
     """
-    o = V.as_int(o, "o", minimum=1)
-    k = V.as_int(k, "k", minimum=1)
-    s = V.as_int(s, "s", minimum=1)
-    d = V.as_int(d, "d", minimum=1)
-    pb, pa = _symmetric_pad(p)
+    o = V.as_int(output_size, "output_size", minimum=1)
+    k = V.as_int(kernel_size, "kernel_size", minimum=1)
+    s = V.as_int(stride, "stride", minimum=1)
+    d = V.as_int(dilation, "dilation", minimum=1)
+    pb, pa = _symmetric_pad(padding, "padding")
     budget = V.budget(max_bytes)
     sol = _inverse_solutions()
     args = tuple(map(Fraction, (0, k, s, d, pb, pa, o)))
