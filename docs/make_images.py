@@ -34,9 +34,9 @@ FIGURES = {
     "conv2d-blocks.png": dict(kernel=KERNEL3, input_shape=(5, 5), padding=1),
     "conv2d-circulant.png": dict(kernel=KERNEL3, input_shape=(5, 5), padding=1, padding_mode="circular"),
     "conv2d-stride2.png": dict(kernel=KERNEL3, input_shape=(5, 5), padding=1, stride=2, position=(1, 1)),
-    "conv2d-transposed.png": dict(kernel=KERNEL3, input_shape=(3, 3), stride=2, padding=1, transpose=True),
+    "conv2d-transposed.png": dict(kernel=KERNEL3, input_shape=(3, 3), stride=2, padding=1, kind="conv_transpose"),
     "fusion-geometry.png": dict(kernel=[list(range(r, r + 4)) for r in range(1, 17, 4)], input_shape=(2, 2),
-                                stride=3, transpose=True, position=(3, 3)),
+                                stride=3, kind="conv_transpose", position=(3, 3)),
 }
 
 
