@@ -63,8 +63,8 @@ def bench_2d(n: int, k: int, repeats: int) -> dict:
     tracemalloc.stop()
     del C
     b, wr = min(builds), min(writes)
-    return dict(n=n, k=k, nnz=nnz, bytes=nbytes, build_s=b, write_s=wr, ratio=b / wr, peak=peak,
-                peak_ratio=peak / nbytes, nnz_per_s=nnz / b)
+    return {"n": n, "k": k, "nnz": nnz, "bytes": nbytes, "build_s": b, "write_s": wr, "ratio": b / wr, "peak": peak,
+                "peak_ratio": peak / nbytes, "nnz_per_s": nnz / b}
 
 
 def bench_3d(n: int, k: int) -> dict:
@@ -78,8 +78,8 @@ def bench_3d(n: int, k: int) -> dict:
     dt = time.perf_counter() - t
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    out = dict(n=n, k=k, nnz=C.nnz, predicted=predicted, bytes=_csr_bytes(C), build_s=dt, peak=peak,
-               nnz_per_s=C.nnz / dt)
+    out = {"n": n, "k": k, "nnz": C.nnz, "predicted": predicted, "bytes": _csr_bytes(C), "build_s": dt, "peak": peak,
+               "nnz_per_s": C.nnz / dt}
     del C
     return out
 
@@ -128,8 +128,8 @@ def bench_torch(n: int, c: int, k: int) -> dict | None:
     t_ours = min(_timeit(ours) for _ in range(7))
     t_vec = _timeit(per_vector)
     t_bat = min(_timeit(batched) for _ in range(2))
-    return dict(n=n, c=c, k=k, nnz=C.nnz, ours_s=t_ours, per_vector_s=t_vec, batched_s=t_bat,
-                speedup_per_vector=t_vec / t_ours, speedup_batched=t_bat / t_ours)
+    return {"n": n, "c": c, "k": k, "nnz": C.nnz, "ours_s": t_ours, "per_vector_s": t_vec, "batched_s": t_bat,
+                "speedup_per_vector": t_vec / t_ours, "speedup_batched": t_bat / t_ours}
 
 
 def _timeit(fn) -> float:

@@ -92,8 +92,8 @@ def bench_singular_values(repeats: int) -> dict:
         w = rng.standard_normal((64, 64, 3, 3)).astype(dtype)
         blocks = (rng.standard_normal((544, 64, 64)) + 1j * rng.standard_normal((544, 64, 64))).astype(
             np.complex64 if dtype == np.float32 else np.complex128)
-        r = _alternate({"singular_values": lambda: cm.singular_values(w, (32, 32)),
-                        "batched svd of 544 blocks": lambda: np.linalg.svd(blocks, compute_uv=False)}, repeats, 1)
+        r = _alternate({"singular_values": lambda w=w: cm.singular_values(w, (32, 32)),
+                        "batched svd of 544 blocks": lambda b=blocks: np.linalg.svd(b, compute_uv=False)}, repeats, 1)
         s = cm.singular_values(w, (32, 32))
         out[np.dtype(dtype).name] = {
             "count": int(s.size),

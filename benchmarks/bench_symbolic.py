@@ -44,9 +44,9 @@ def bench_matrices(repeats: int) -> list[dict]:
     rows = []
     cases = [
         ("8x8 input, 3x3 kernel (the issue's target)", (8, 8), (3, 3), {}),
-        ("32x32 input, 3x3 kernel, padding='same'", (32, 32), (3, 3), dict(padding="same")),
-        ("6x6x6 input, 3x3x3 kernel, circular padding 1", (6, 6, 6), (3, 3, 3), dict(padding=1, padding_mode="circular")),
-        ("8x8 input, 4->4 channels, groups=2, 3x3, stride 2", (8, 8), (4, 2, 3, 3), dict(stride=2, groups=2)),
+        ("32x32 input, 3x3 kernel, padding='same'", (32, 32), (3, 3), {"padding": "same"}),
+        ("6x6x6 input, 3x3x3 kernel, circular padding 1", (6, 6, 6), (3, 3, 3), {"padding": 1, "padding_mode": "circular"}),
+        ("8x8 input, 4->4 channels, groups=2, 3x3, stride 2", (8, 8), (4, 2, 3, 3), {"stride": 2, "groups": 2}),
     ]
     for label, n, k, kw in cases:
         t = time.perf_counter()
@@ -61,8 +61,8 @@ def bench_matrices(repeats: int) -> list[dict]:
             t = time.perf_counter()
             cm.conv_matrix(w, n, **kw)
             num.append(time.perf_counter() - t)
-        rows.append(dict(label=label, shape=M.shape, nnz=len(M.todok()), first=first, warm=min(sym),
-                         numeric=min(num), ratio=min(sym) / min(num)))
+        rows.append({"label": label, "shape": M.shape, "nnz": len(M.todok()), "first": first, "warm": min(sym),
+                         "numeric": min(num), "ratio": min(sym) / min(num)})
     return rows
 
 
@@ -84,10 +84,10 @@ def bench_cold(repeats: int) -> dict:
     rel_wall, rel_out = _fresh("import time; t = time.perf_counter(); import convmatrix.symbolic as S; "
                                "r = S.relationships(); print(time.perf_counter() - t, len(r), all(x.proved for x in r))")
     rel_time, n_rel, ok = rel_out.split()
-    return dict(formula=min(formula), sympy=min(sympy_only), inside=min(inside),
-                ratio=min(formula) / min(sympy_only), matrix_wall=min(mat_wall), matrix_inside=min(mat_inside),
-                relationships_wall=rel_wall, relationships=float(rel_time),
-                n_rel=int(n_rel), all_proved=ok == "True")
+    return {"formula": min(formula), "sympy": min(sympy_only), "inside": min(inside),
+                "ratio": min(formula) / min(sympy_only), "matrix_wall": min(mat_wall), "matrix_inside": min(mat_inside),
+                "relationships_wall": rel_wall, "relationships": float(rel_time),
+                "n_rel": int(n_rel), "all_proved": ok == "True"}
 
 
 def bench_proof() -> dict:
@@ -99,7 +99,7 @@ def bench_proof() -> dict:
     t = time.perf_counter()
     r2 = S.prove_transpose(S.kernel_symbols((3, 3)), (8, 8), stride=2, padding=1)
     other = time.perf_counter() - t
-    return dict(seed=seed, seed_ok=r.proved, other=other, other_ok=r2.proved)
+    return {"seed": seed, "seed_ok": r.proved, "other": other, "other_ok": r2.proved}
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ def main() -> None:
     n = args.n
     truth = test_image(n)
     kernel = gaussian_kernel()
-    kw = dict(padding="same", padding_mode="reflect")
+    kw = {"padding": "same", "padding_mode": "reflect"}
     rng = np.random.default_rng(0)
 
     t = time.perf_counter()
@@ -66,7 +66,7 @@ def main() -> None:
     blurred = (A @ truth.ravel()).reshape(n, n)
     observed = blurred + args.noise * rng.standard_normal((n, n))
 
-    settings = dict(damp=args.damp, atol=0, btol=0, iter_lim=args.iters)
+    settings = {"damp": args.damp, "atol": 0, "btol": 0, "iter_lim": args.iters}
     t = time.perf_counter()
     x_matrix = lsqr(C, observed.ravel(), **settings)[0]
     t_matrix = time.perf_counter() - t

@@ -14,11 +14,10 @@ import inspect
 import os
 import re
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render", "main"]
+__all__ = ["main", "render"]
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "api.md"

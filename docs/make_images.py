@@ -31,12 +31,12 @@ KERNEL3 = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
 
 #: file name -> keywords of convmatrix.plotting.figure
 FIGURES = {
-    "conv2d-blocks.png": dict(kernel=KERNEL3, input_shape=(5, 5), padding=1),
-    "conv2d-circulant.png": dict(kernel=KERNEL3, input_shape=(5, 5), padding=1, padding_mode="circular"),
-    "conv2d-stride2.png": dict(kernel=KERNEL3, input_shape=(5, 5), padding=1, stride=2, position=(1, 1)),
-    "conv2d-transposed.png": dict(kernel=KERNEL3, input_shape=(3, 3), stride=2, padding=1, kind="conv_transpose"),
-    "fusion-geometry.png": dict(kernel=[list(range(r, r + 4)) for r in range(1, 17, 4)], input_shape=(2, 2),
-                                stride=3, kind="conv_transpose", position=(3, 3)),
+    "conv2d-blocks.png": {"kernel": KERNEL3, "input_shape": (5, 5), "padding": 1},
+    "conv2d-circulant.png": {"kernel": KERNEL3, "input_shape": (5, 5), "padding": 1, "padding_mode": "circular"},
+    "conv2d-stride2.png": {"kernel": KERNEL3, "input_shape": (5, 5), "padding": 1, "stride": 2, "position": (1, 1)},
+    "conv2d-transposed.png": {"kernel": KERNEL3, "input_shape": (3, 3), "stride": 2, "padding": 1, "kind": "conv_transpose"},
+    "fusion-geometry.png": {"kernel": [list(range(r, r + 4)) for r in range(1, 17, 4)], "input_shape": (2, 2),
+                                "stride": 3, "kind": "conv_transpose", "position": (3, 3)},
 }
 
 
@@ -117,7 +117,7 @@ def _scaling(path: Path) -> None:
     }
     fig, ax = plt.subplots(figsize=(8, 6))
     rows, pts_all = [], []
-    for (label, cases), marker in zip(series.items(), "os"):
+    for (label, cases), marker in zip(series.items(), "os", strict=False):
         pts, base = [], []
         for kernel, shape, kw in cases:
             C = cm.conv_matrix(kernel, shape, **kw)  # warm-up, and the sizes
@@ -127,8 +127,8 @@ def _scaling(path: Path) -> None:
             repeats = 5 if nnz < 10**7 else 2
             t_build = t_write = float("inf")
             for _ in range(repeats):  # alternate the build and the baseline
-                t_build = min(t_build, _min_time(lambda: cm.conv_matrix(kernel, shape, **kw), 1))
-                t_write = min(t_write, _min_time(lambda: _write_bytes(nnz, nrows, dtype, itype), 1))
+                t_build = min(t_build, _min_time(lambda k=kernel, n=shape, o=kw: cm.conv_matrix(k, n, **o), 1))
+                t_write = min(t_write, _min_time(lambda a=(nnz, nrows, dtype, itype): _write_bytes(*a), 1))
                 gc.collect()
             pts.append((nnz, t_build))
             pts_all.append((nnz, t_build))
