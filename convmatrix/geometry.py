@@ -19,28 +19,30 @@ Formulas (per axis, ``a`` = output padding)::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _validate as V
 from ._axis import ROW_CHUNK, TABLE_ENTRIES, Axis, Run, fold_index, strip_count
 
 __all__ = [
-    "Axis",
-    "Geometry",
-    "conv_output_size",
-    "conv_transpose_output_size",
-    "same_padding",
-    "conv_geometry",
-    "conv_transpose_geometry",
-    "fold_index",
-    "Run",
     "ROW_CHUNK",
     "TABLE_ENTRIES",
-    "strip_count",
+    "Axis",
+    "Geometry",
+    "Run",
+    "conv_geometry",
+    "conv_output_size",
+    "conv_transpose_geometry",
+    "conv_transpose_output_size",
+    "fold_index",
+    "same_padding",
     "scipy_geometry",
+    "strip_count",
 ]
 
 
@@ -68,6 +70,13 @@ def same_padding(n: int, k: int, s: int = 1, d: int = 1, *, lower: bool = False)
 
 
 # ----------------------------------------------------------------------------- N-D geometry
+class _Cache(TypedDict, total=False):
+    """What a :class:`Geometry` computes once: its axes, and the entries along each."""
+
+    axes: list[Axis]
+    nnz_axes: list[int]
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Validated geometry of a (transposed) convolution; every builder and operator reads it.
@@ -76,20 +85,20 @@ class Geometry:
     between (for ``kind="conv_transpose"`` the input is the transposed convolution's input).
     """
 
-    kind: str
+    kind: V.Kind
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     kernel_shape: tuple[int, ...]
     stride: tuple[int, ...]
     dilation: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]
-    padding_mode: str
+    padding: V.PaddingPairs
+    padding_mode: V.PaddingMode
     output_padding: tuple[int, ...]
     in_channels: int
     out_channels: int
     groups: int
     channel_axis: bool  # whether vectors carry a leading channel axis (weight layout given)
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _cache: _Cache = field(default_factory=_Cache, compare=False, repr=False, hash=False)
 
     @property
     def ndim(self) -> int:
@@ -114,7 +123,7 @@ class Geometry:
     @property
     def extent(self) -> tuple[int, ...]:
         """Dilated kernel extent per axis, ``d*(k-1) + 1``: how far one copy of the kernel reaches."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilation))
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilation, strict=True))
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -124,16 +133,17 @@ class Geometry:
         equivalent stride-1 convolution (before the padding ``p`` is taken off), ``(n-1)*s + 1 +
         2*d*(k-1)``."""
         if self.kind == "conv":
-            return tuple(n + b + a for n, (b, a) in zip(self.input_shape, self.padding))
-        return tuple((n - 1) * s + 2 * e - 1 for n, s, e in zip(self.input_shape, self.stride, self.extent))
+            return tuple(n + b + a for n, (b, a) in zip(self.input_shape, self.padding, strict=True))
+        return tuple((n - 1) * s + 2 * e - 1 for n, s, e in zip(self.input_shape, self.stride, self.extent,
+                                                                strict=True))
 
     @property
     def read_shape(self) -> tuple[int, ...]:
         """Padded-input positions the outputs of a convolution read, ``(o-1)*s + d*(k-1) + 1`` per axis;
         for a transposed convolution, the fused result before cropping, ``(n-1)*s + d*(k-1) + 1``."""
         if self.kind == "conv":
-            return tuple((o - 1) * s + e for o, s, e in zip(self.output_shape, self.stride, self.extent))
-        return tuple((n - 1) * s + e for n, s, e in zip(self.input_shape, self.stride, self.extent))
+            return tuple((o - 1) * s + e for o, s, e in zip(self.output_shape, self.stride, self.extent, strict=True))
+        return tuple((n - 1) * s + e for n, s, e in zip(self.input_shape, self.stride, self.extent, strict=True))
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
@@ -142,8 +152,8 @@ class Geometry:
         if not self.channel_axis:
             return self.kernel_shape
         if self.kind == "conv":
-            return (self.out_channels, self.in_per_group) + self.kernel_shape
-        return (self.in_channels, self.out_per_group) + self.kernel_shape
+            return (self.out_channels, self.in_per_group, *self.kernel_shape)
+        return (self.in_channels, self.out_per_group, *self.kernel_shape)
 
     @property
     def forward(self) -> Geometry:
@@ -180,7 +190,8 @@ class Geometry:
         return [
             Axis(n, k, s, d, p, self.padding_mode, o, transposed)
             for n, k, s, d, p, o in zip(
-                self.input_shape, self.kernel_shape, self.stride, self.dilation, self.padding, self.output_shape
+                self.input_shape, self.kernel_shape, self.stride, self.dilation, self.padding, self.output_shape,
+                strict=True,
             )
         ]
 
@@ -196,7 +207,7 @@ class Geometry:
         """Cheap ``(lower, upper)`` bounds of :attr:`nnz` (equal unless reflect/symmetric edges are long)."""
         if "nnz_axes" in self._cache:
             return self.nnz, self.nnz
-        lows, highs = zip(*(ax.entries_bounds() for ax in self.axes()))
+        lows, highs = zip(*(ax.entries_bounds() for ax in self.axes()), strict=True)
         c = self.out_channels * self.in_per_group
         return c * math.prod(lows), c * math.prod(highs)
 
@@ -209,19 +220,19 @@ class Geometry:
         with numpy indexing, e.g. SymPy object arrays).
         """
         if self.kind == "conv":
-            w = kernel.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+            w = kernel.reshape((self.out_channels, self.in_per_group, *self.kernel_shape))
             return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim] if flip else w
         if flip:
             raise ValueError("flip applies to convolutions; pass the rotated kernel for a transposed convolution")
-        w = kernel.reshape((self.groups, self.in_per_group, self.out_per_group) + self.kernel_shape).swapaxes(1, 2)
-        w = w.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+        w = kernel.reshape((self.groups, self.in_per_group, self.out_per_group, *self.kernel_shape)).swapaxes(1, 2)
+        w = w.reshape((self.out_channels, self.in_per_group, *self.kernel_shape))
         return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim]
 
-    def index_dtype(self) -> np.dtype:
+    def index_dtype(self) -> np.dtype[np.int32 | np.int64]:
         big = max(max(self.shape), self.nnz)
         return np.dtype(np.int32) if big <= np.iinfo(np.int32).max else np.dtype(np.int64)
 
-    def predicted_bytes(self, dtype: Any) -> int:
+    def predicted_bytes(self, dtype: npt.DTypeLike) -> int:
         """Bytes of the CSR arrays (data + indices + indptr)."""
         it = self.index_dtype().itemsize
         return self.nnz * (np.dtype(dtype).itemsize + it) + (self.shape[0] + 1) * it
@@ -249,10 +260,11 @@ def _check_extent(ax: int, total: int, what: str) -> None:
         )
 
 
-def _check_boundary_width(pads, input_shape, mode: str, wide_ok: bool) -> None:
+def _check_boundary_width(pads: V.PaddingPairs, input_shape: tuple[int, ...], mode: V.PaddingMode,
+                          wide_ok: bool) -> None:
     if wide_ok:
         return
-    for ax, ((b, a), n) in enumerate(zip(pads, input_shape)):
+    for ax, ((b, a), n) in enumerate(zip(pads, input_shape, strict=True)):
         if mode == "circular" and max(b, a) > n:
             raise ValueError(
                 f"circular padding must not be wider than the input (wrapping more than once); "
@@ -266,14 +278,14 @@ def _check_boundary_width(pads, input_shape, mode: str, wide_ok: bool) -> None:
 
 
 def conv_geometry(
-    kernel_shape: tuple[int, ...],
-    input_shape: Any,
+    kernel_shape: Sequence[int],
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    padding_mode: str = "zeros",
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    padding_mode: V.PaddingMode = "zeros",
     wide_padding: bool = False,
 ) -> Geometry:
     """Validate and build the geometry of ``conv_matrix`` (PyTorch ``conv{d}d`` semantics).
@@ -289,15 +301,18 @@ def conv_geometry(
     mode = V.padding_mode_name(padding_mode)
     if c_out % g:
         raise ValueError(f"groups must divide out_channels; got groups={g} and out_channels (kernel.shape[0])={c_out}")
-    pad = V.padding_spec(padding, nd)
-    keyword = pad if isinstance(pad, str) else None
-    if keyword == "valid":
+    spec = V.padding_spec(padding, nd)
+    keyword = spec if isinstance(spec, str) else None
+    pad: V.PaddingPairs
+    if not isinstance(spec, str):
+        pad = spec
+    elif spec == "valid":
         pad = ((0, 0),) * nd
-    elif keyword == "full":
-        pad = tuple((di * (ki - 1),) * 2 for ki, di in zip(kshape, d))
-    elif keyword is not None:
-        lower = keyword == "same_lower"
-        pad = tuple(same_padding(n, k, si, di, lower=lower) for n, k, si, di in zip(shape, kshape, s, d))
+    elif spec == "full":
+        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d, strict=True))
+    else:
+        lower = spec == "same_lower"
+        pad = tuple(same_padding(n, k, si, di, lower=lower) for n, k, si, di in zip(shape, kshape, s, d, strict=True))
     try:
         _check_boundary_width(pad, shape, mode, wide_padding)
     except ValueError as exc:
@@ -305,7 +320,7 @@ def conv_geometry(
             raise
         raise ValueError(f"padding={keyword!r} cannot be honoured with padding_mode={mode!r}: {exc}") from None
     out = []
-    for ax, (n, k, si, di, (b, a)) in enumerate(zip(shape, kshape, s, d, pad)):
+    for ax, (n, k, si, di, (b, a)) in enumerate(zip(shape, kshape, s, d, pad, strict=True)):
         _check_extent(ax, n + b + a + di * (k - 1) + si, "n + p_before + p_after + d*(k-1) + s")
         o = conv_output_size(n, k, si, b, a, di)
         if o < 1:
@@ -321,15 +336,15 @@ def conv_geometry(
 
 
 def conv_transpose_geometry(
-    kernel_shape: tuple[int, ...],
-    input_shape: Any,
+    kernel_shape: Sequence[int],
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    output_shape: Any = None,
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    output_padding: V.IntOrSequence = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    output_shape: V.IntOrSequence | None = None,
 ) -> Geometry:
     """Validate and build the geometry of ``conv_transpose_matrix`` (PyTorch ``conv_transpose{d}d``).
 
@@ -346,8 +361,8 @@ def conv_transpose_geometry(
     if c_in % g:
         raise ValueError(f"groups must divide in_channels; got groups={g} and in_channels (kernel.shape[0])={c_in}")
     a = V.int_tuple(output_padding, nd, "output_padding", minimum=0)
-    pad = V.padding_spec(padding, nd)
-    want = None
+    spec = V.padding_spec(padding, nd)
+    want: tuple[int, ...] | None = None
     if output_shape is not None:
         want = V.input_shape_tuple(output_shape, "output_shape")
         if len(want) > nd:  # PyTorch accepts (N, C, *spatial) too: keep the spatial tail
@@ -356,24 +371,27 @@ def conv_transpose_geometry(
             raise ValueError(f"output_shape must have one size per spatial axis ({nd}); got {output_shape!r}")
         if any(a):
             raise ValueError(f"give either output_padding or output_shape, not both; got output_padding={a}")
-    if isinstance(pad, str):
-        if pad == "valid":
-            pad = ((0, 0),) * nd
-        elif pad == "full":
-            pad = tuple((di * (ki - 1),) * 2 for ki, di in zip(kshape, d))
-        else:
-            if want is None:
-                want = tuple(n * si for n, si in zip(shape, s))
-            for ax, (w, n, si) in enumerate(zip(want, shape, s)):
-                if -(-w // si) != n:
-                    raise ValueError(
-                        f"padding={pad!r} needs ceil(output_shape/stride) == input size; got output_shape[{ax}]={w}, "
-                        f"stride {si}, input size {n}"
-                    )
-            pad = tuple(same_padding(w, k, si, di, lower=(pad == "same_lower")) for w, k, si, di in zip(want, kshape, s, d))
+    pad: V.PaddingPairs
+    if not isinstance(spec, str):
+        pad = spec
+    elif spec == "valid":
+        pad = ((0, 0),) * nd
+    elif spec == "full":
+        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d, strict=True))
+    else:
+        if want is None:
+            want = tuple(n * si for n, si in zip(shape, s, strict=True))
+        for ax, (w, n, si) in enumerate(zip(want, shape, s, strict=True)):
+            if -(-w // si) != n:
+                raise ValueError(
+                    f"padding={spec!r} needs ceil(output_shape/stride) == input size; got output_shape[{ax}]={w}, "
+                    f"stride {si}, input size {n}"
+                )
+        pad = tuple(same_padding(w, k, si, di, lower=(spec == "same_lower"))
+                    for w, k, si, di in zip(want, kshape, s, d, strict=True))
     out = []
     a_final = []
-    for ax, (n, k, si, di, (pb, pa), ai) in enumerate(zip(shape, kshape, s, d, pad, a)):
+    for ax, (n, k, si, di, (pb, pa), ai) in enumerate(zip(shape, kshape, s, d, pad, a, strict=True)):
         _check_extent(ax, (n - 1) * si + pb + pa + di * (k - 1) + max(ai, 0 if want is None else want[ax]) + si,
                       "(n-1)*s + p_before + p_after + d*(k-1) + output_padding + s")
         base = conv_transpose_output_size(n, k, si, pb, pa, di, 0)
@@ -404,14 +422,15 @@ def conv_transpose_geometry(
 
 
 # ----------------------------------------------------------------------------- scipy.signal and MATLAB
-_BOUNDARIES = {"fill": "zeros", "pad": "zeros", "wrap": "circular", "circular": "circular",
+_BOUNDARIES: dict[str, V.PaddingMode] = {"fill": "zeros", "pad": "zeros", "wrap": "circular", "circular": "circular",
                "symm": "symmetric", "symmetric": "symmetric"}
 _MODES = ("full", "same", "valid")
 _CONVENTIONS = ("scipy", "matlab")
 
 
 def scipy_geometry(
-    kernel_shape: tuple[int, ...], input_shape: tuple[int, ...], mode: str, boundary: str, convention: str
+    kernel_shape: tuple[int, ...], input_shape: tuple[int, ...], mode: V.ScipyMode, boundary: V.Boundary,
+    convention: V.Convention,
 ) -> Geometry:
     """Geometry of ``scipy.signal.convolve`` (true convolution, kernel flipped by the caller)."""
     if not isinstance(mode, str) or mode not in _MODES:
@@ -426,15 +445,15 @@ def scipy_geometry(
         )
     pads = []
     if mode == "valid":
-        bigger = [n >= k for n, k in zip(input_shape, kernel_shape)]
-        smaller = [k >= n for n, k in zip(input_shape, kernel_shape)]
+        bigger = [n >= k for n, k in zip(input_shape, kernel_shape, strict=True)]
+        smaller = [k >= n for n, k in zip(input_shape, kernel_shape, strict=True)]
         if not (all(bigger) or all(smaller)):
             raise ValueError(
                 f"mode='valid' needs the input to be at least as large as the kernel in every dimension, or the "
                 f"kernel at least as large as the input in every dimension; got input_shape {input_shape} and "
                 f"kernel shape {kernel_shape}"
             )
-    for n, k in zip(input_shape, kernel_shape):
+    for n, k in zip(input_shape, kernel_shape, strict=True):
         if mode == "full":
             start, length = 0, n + k - 1
         elif mode == "same":
