@@ -44,15 +44,15 @@ class _Conv:
 
     @property
     def c_out(self) -> int:
-        return self.weight.shape[0]
+        return int(self.weight.shape[0])
 
     @property
     def c_in(self) -> int:
-        return self.weight.shape[1] * self.groups
+        return int(self.weight.shape[1]) * self.groups
 
     @property
     def k(self) -> tuple[int, ...]:
-        return self.weight.shape[2:]
+        return tuple(self.weight.shape[2:])
 
     @property
     def padded(self) -> tuple[int, ...]:
@@ -66,15 +66,15 @@ class _Conv:
         """Sizes of the un-cropped valid correlation of the padded input."""
         return tuple((P - d * (k - 1) - 1) // s + 1 for P, k, s, d in zip(self.padded, self.k, self.stride, self.dilation))
 
-    def absolute(self) -> "_Conv":
+    def absolute(self) -> _Conv:
         return _Conv(np.abs(self.weight), self.groups, self.stride, self.dilation, self.pads, self.mode,
                      self.in_shape, self.out_shape, None if self.scipy_kernel is None else np.abs(self.scipy_kernel))
 
     def terms(self) -> int:
         """Upper bound on the number of products summed into one entry of ``C x`` or ``Cᵀ y``."""
         fold = 1 if self.mode == "zeros" else 3 ** self.nd
-        per = self.weight.shape[1] * math.prod(self.k)
-        back = self.weight.shape[0] // self.groups * math.prod(
+        per = int(self.weight.shape[1]) * math.prod(self.k)
+        back = self.c_out // self.groups * math.prod(
             -(-(d * (k - 1) + 1) // s) for k, s, d in zip(self.k, self.stride, self.dilation))
         return max(per, back) * fold
 
@@ -90,7 +90,7 @@ def _einsum_correlate(windows: np.ndarray, w: np.ndarray, groups: int, nd: int) 
     win = windows.reshape((groups, cpi) + windows.shape[1:])
     wt = w.reshape((groups, cpo, cpi) + w.shape[2:])
     pos, taps = _LETTERS[:nd], _LETTERS[13:13 + nd]
-    out = np.einsum(f"gi{pos}{taps},goi{taps}->go{pos}", win, wt)
+    out: np.ndarray = np.einsum(f"gi{pos}{taps},goi{taps}->go{pos}", win, wt)
     return out.reshape((groups * cpo,) + out.shape[2:])
 
 
@@ -130,13 +130,22 @@ def _phase_split(p: _Conv) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int,
     positions ``0 .. (L - k + 1) d - 1``.  Returns (extended shape, split shape, kernel shape,
     merged valid shape); an axis with ``d = 1`` stays as it is.
     """
-    ext, split, kshape, valid = [], [], [], []
+    ext: list[int] = []
+    split: list[int] = []
+    kshape: list[int] = []
+    valid: list[int] = []
     for P, k, d in zip(p.padded, p.k, p.dilation):
         if d == 1:
-            ext.append(P), split.append(P), kshape.append(k), valid.append(P - k + 1)
+            ext.append(P)
+            split.append(P)
+            kshape.append(k)
+            valid.append(P - k + 1)
         else:
             L = -(-P // d)
-            ext.append(L * d), split.extend((L, d)), kshape.extend((k, 1)), valid.append((L - k + 1) * d)
+            ext.append(L * d)
+            split.extend((L, d))
+            kshape.extend((k, 1))
+            valid.append((L - k + 1) * d)
     return tuple(ext), tuple(split), tuple(kshape), tuple(valid)
 
 
