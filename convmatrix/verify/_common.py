@@ -62,8 +62,8 @@ _STATUSES: tuple[Status, ...] = ("pass", "fail", "skip")
 
 
 #: np.pad's name of each boundary mode
-_NUMPY_MODES: dict[str, Literal["constant", "wrap", "reflect", "edge", "symmetric"]] = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
-                "symmetric": "symmetric"}
+_NUMPY_MODES: dict[str, Literal["constant", "wrap", "reflect", "edge", "symmetric"]] = {
+    "zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge", "symmetric": "symmetric"}
 
 
 _TORCH_MODES = {"circular": "circular", "reflect": "reflect", "replicate": "replicate"}

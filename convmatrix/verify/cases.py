@@ -15,7 +15,7 @@ from .checks import check_conv, check_transpose
 from .report import Report, _summarise
 from .torch_routes import _import_torch
 
-__all__ = ['random_kernel', 'case_kernel', 'run_case', 'case_command', 'seed_cases', 'sweep', 'seed_report']
+__all__ = ['case_command', 'case_kernel', 'random_kernel', 'run_case', 'seed_cases', 'seed_report', 'sweep']
 
 
 # ============================================================================ cases and sweeps
@@ -319,7 +319,7 @@ def case_command(case: Case) -> str:
                 text = _dims(v)
             if key in ("stride", "dilation", "groups") and set(text.split("x")) == {"1"}:
                 continue
-            if key == "padding" and text == "0" or key == "padding_mode" and text == "zeros":
+            if (key == "padding" and text == "0") or (key == "padding_mode" and text == "zeros"):
                 continue
             if key == "output_padding" and set(text.split("x")) == {"0"}:
                 continue
@@ -386,19 +386,20 @@ def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequenc
             pad = str(gen.choice(["valid", "same", "same_lower", "full"]))
         case: Case = {"transpose": tr, "input_shape": n}
         if tr:
-            kshape = k if spatial_only else [ci, co // g] + k
+            kshape = k if spatial_only else [ci, co // g, *k]
             case.update(kernel_shape=kshape, stride=s, padding=pad, dilation=d, groups=g)
             if not isinstance(pad, str):
-                a = [int(gen.integers(0, max(si, di))) for si, di in zip(s, d)]
-                if gen.integers(4) == 0 and all(ai < si for ai, si in zip(a, s)):  # ask for the size instead
+                a = [int(gen.integers(0, max(si, di))) for si, di in zip(s, d, strict=False)]
+                # ask for the size instead
+                if gen.integers(4) == 0 and all(ai < si for ai, si in zip(a, s, strict=False)):
                     pairs = [(pad, pad)] * nd if isinstance(pad, int) else [
                         (q, q) if isinstance(q, int) else (q[0], q[1]) for q in pad]
                     case["output_shape"] = [(ni - 1) * si - pb - pa + di * (ki - 1) + ai + 1 for ni, si, (pb, pa), di, ki, ai
-                                            in zip(n, s, pairs, d, k, a)]
+                                            in zip(n, s, pairs, d, k, a, strict=False)]
                 else:
                     case["output_padding"] = a
         else:
-            kshape = k if spatial_only else [co, ci // g] + k
+            kshape = k if spatial_only else [co, ci // g, *k]
             mode = str(gen.choice(list(modes)))
             case.update(kernel_shape=kshape, stride=s, padding=pad, dilation=d, groups=g, padding_mode=mode,
                         flip=bool(gen.integers(4) == 0))

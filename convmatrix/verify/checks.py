@@ -125,7 +125,7 @@ def _apply_or_error(apply: _Apply, v: np.ndarray) -> np.ndarray | Exception:
         return np.asarray(apply(v.reshape(-1)))
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - reported in the failed checks' detail
+    except Exception as exc:  # reported in the failed checks' detail
         return exc
 
 
@@ -158,10 +158,10 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
     nd = p.nd
     c_in, c_out = p.c_in, p.c_out
     cpi = int(p.weight.shape[1])
-    N, O, P = math.prod(p.in_shape), math.prod(p.out_shape), math.prod(p.padded)
+    N, M, P = math.prod(p.in_shape), math.prod(p.out_shape), math.prod(p.padded)  # input, output, padded positions
     K = math.prod(p.k)
     NO = math.prod(p.natural_out())
-    X, Y, W = c_in * N, c_out * O, c_out * cpi * K
+    X, Y, W = c_in * N, c_out * M, c_out * cpi * K
     boundary = p.mode != "zeros"
 
     # zero insertion: the upsampled grid, padded axis by axis (old and new alive), then cropped
@@ -179,7 +179,7 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
     zero_ins = max(2 * c_out * grid * b, c_out * fin * b + c_in * T * b * (3 if boundary else 1))
 
     fwd = c_in * P * b + Y * b                                   # np.pad + the einsum's output
-    fusion = c_in * O * K * (b + 8) + c_in * P * b               # kernel copies + int64 targets + padded sum
+    fusion = c_in * M * K * (b + 8) + c_in * P * b               # kernel copies + int64 targets + padded sum
     if boundary:
         fusion = max(fusion, 3 * c_in * P * b)                   # the fold: input, output, one axis at a time
     ext = _phase_split(p)[0]
@@ -192,8 +192,9 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
         f = 2 if cplx else 1                                     # complex convolutions run as real ones
         conv = f * (2 * c_in * P * b + c_in * K * NO * b + c_out * NO * b)
         vjp = f * (3 * c_in * P * b + 2 * c_in * K * NO * b + 2 * c_out * NO * b) + 2 * X * 16 + 2 * Y * 16
-        base = math.prod((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k))
-        convt = f * (c_in * K * O * b + c_in * base * b) + 3 * c_in * P * b
+        base = math.prod((o - 1) * s + d * (k - 1) + 1
+                         for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k, strict=False))
+        convt = f * (c_in * K * M * b + c_in * base * b) + 3 * c_in * P * b
         steps += [conv + compare, vjp + compare, convt + compare]
     persistent = 6 * W * 16 + 2 * (X + Y) * b
     return (persistent + max(steps)) * 11 // 10  # 10% margin: measured peaks are 0.5 to 0.97 of the sum
@@ -225,12 +226,13 @@ def _shape_check(p: _Conv, geom: Geometry, shape: tuple[int, int], transposed: b
     ref_shape = (p.shape[1], p.shape[0]) if transposed else p.shape
     ref_spatial = p.in_shape if transposed else p.out_shape  # the result's spatial shape
     formula = _formula_output(geom)
-    err = max(abs(a - b) for a, b in zip(shape, ref_shape))
+    err = max(abs(a - b) for a, b in zip(shape, ref_shape, strict=False))
     detail = f"matrix {shape[0]} x {shape[1]}"
     if tuple(shape) != tuple(ref_shape):
         detail += f", references need {ref_shape[0]} x {ref_shape[1]}"
     want = (geom.out_channels * math.prod(formula), geom.in_channels * math.prod(geom.input_shape))
-    err = max(err, max(abs(a - b) for a, b in zip(formula, ref_spatial)), max(abs(a - b) for a, b in zip(shape, want)))
+    err = max(err, max(abs(a - b) for a, b in zip(formula, ref_spatial, strict=False)),
+              max(abs(a - b) for a, b in zip(shape, want, strict=False)))
     detail += f"; formula output {'x'.join(map(str, formula))}"
     if formula != tuple(ref_spatial):
         detail += f", references {'x'.join(map(str, ref_spatial))}"
@@ -288,8 +290,8 @@ def _run(p: _Conv, geom: Geometry, M: object, transposed: bool, *, gen: np.rando
         return [checks[n] for n in names]
 
     rt, dot_rt = _tolerance_rules(M, mdtype, cplx, p, shape, rtol)
-    x = _random_vector(gen, (p.c_in,) + tuple(p.in_shape), mdtype, cplx)
-    y = _random_vector(gen, (p.c_out,) + tuple(p.out_shape), mdtype, cplx)
+    x = _random_vector(gen, (p.c_in, *p.in_shape), mdtype, cplx)
+    y = _random_vector(gen, (p.c_out, *p.out_shape), mdtype, cplx)
     absp = p.absolute()
     with np.errstate(over="ignore"):  # an overflow is refused just below
         fwd_scale = float(np.max(_ref_forward(absp, np.abs(x)), initial=0.0))
@@ -304,16 +306,16 @@ def _run(p: _Conv, geom: Geometry, M: object, transposed: bool, *, gen: np.rando
     def ref_adj(v: np.ndarray) -> np.ndarray:
         adj: np.ndarray
         if transposed:
-            adj = np.conj(_ref_forward(p, np.conj(v).reshape((p.c_in,) + tuple(p.in_shape)))).reshape(-1)
+            adj = np.conj(_ref_forward(p, np.conj(v).reshape((p.c_in, *p.in_shape)))).reshape(-1)
         else:
-            adj = np.conj(_ref_fusion(p, np.conj(v).reshape((p.c_out,) + tuple(p.out_shape)))).reshape(-1)
+            adj = np.conj(_ref_fusion(p, np.conj(v).reshape((p.c_out, *p.out_shape)))).reshape(-1)
         return adj
 
     try:
         res = dot_test(M, ref_adj, rng=gen, rtol=dot_rt, atol=at, complex=cplx, raise_error=False, max_bytes=None)
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the operator failed or returned the wrong number of values
+    except Exception as exc:  # the operator failed or returned the wrong number of values
         checks[DOT] = Check(DOT, "fail", None, None, f"not run: {type(exc).__name__}: {exc}", dot_rt, at)
     else:
         checks[DOT] = Check(DOT, "pass" if res.passed else "fail", res.error, res.tolerance,
@@ -457,7 +459,7 @@ def check_conv(
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
     _check_axes(geom)
-    wshape = (geom.out_channels, geom.in_per_group) + geom.kernel_shape
+    wshape = (geom.out_channels, geom.in_per_group, *geom.kernel_shape)
     p = _Conv(_placeholder(wshape), geom.groups, geom.stride, geom.dilation, geom.padding, geom.padding_mode,
               geom.input_shape, ())
     p.out_shape = p.natural_out()  # the references' own output size
@@ -619,10 +621,11 @@ def check_transpose(
                                    dilation=dilation, groups=groups, output_shape=output_shape)
     _check_axes(geom)
     # PyTorch's transposed weight (C_in, C_out/g, *k) is the weight of the forward convolution it transposes
-    wshape = (geom.in_channels, geom.out_per_group) + geom.kernel_shape
+    wshape = (geom.in_channels, geom.out_per_group, *geom.kernel_shape)
     # the transposed output size, by the references' own formula
     o = tuple((n - 1) * s - b - e + d * (kk - 1) + a + 1 for n, s, (b, e), d, kk, a in
-              zip(geom.input_shape, geom.stride, geom.padding, geom.dilation, geom.kernel_shape, geom.output_padding))
+              zip(geom.input_shape, geom.stride, geom.padding, geom.dilation, geom.kernel_shape, geom.output_padding,
+                  strict=False))
     p = _Conv(_placeholder(wshape), geom.groups, geom.stride, geom.dilation, geom.padding, "zeros", o, geom.input_shape)
 
     def build(budget: int | None) -> sparray:

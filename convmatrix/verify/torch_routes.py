@@ -54,7 +54,7 @@ def _torch_pad(torch: ModuleType, p: _Conv, x: Tensor) -> Tensor:
         if p.mode != "symmetric":  # complex: pad real and imaginary parts (F.pad is linear)
             parts: Tensor = torch.complex(_torch_pad(torch, p, x.real), _torch_pad(torch, p, x.imag))
             return parts
-        for a, (n, (b, e)) in enumerate(zip(p.in_shape, p.pads)):
+        for a, (n, (b, e)) in enumerate(zip(p.in_shape, p.pads, strict=False)):
             x = x.index_select(2 + a, torch.from_numpy(_pad_index(n, b, e, p.mode)))
         return x
     flat = [v for b, a in reversed(p.pads) for v in (b, a)]
@@ -71,7 +71,7 @@ def _torch_conv(torch: ModuleType, p: _Conv, x: Tensor) -> Tensor:
         out = conv(x, w, stride=p.stride, padding=tuple(b for b, _ in p.pads), dilation=p.dilation, groups=p.groups)
     else:
         out = conv(_torch_pad(torch, p, x), w, stride=p.stride, dilation=p.dilation, groups=p.groups)
-    return out[(slice(None), slice(None)) + tuple(slice(0, o) for o in p.out_shape)]
+    return out[(slice(None), slice(None), *(slice(0, o) for o in p.out_shape))]
 
 
 def _torch_forward(torch: ModuleType, p: _Conv, x: np.ndarray) -> np.ndarray:
@@ -84,7 +84,7 @@ def _torch_vjp(torch: ModuleType, p: _Conv, y: np.ndarray) -> np.ndarray:
     """``Cᵀ y`` as the gradient of ``torch convNd`` with respect to its input (``Cᴴ`` for complex, conjugated back)."""
     cplx = np.iscomplexobj(y) or np.iscomplexobj(p.weight)
     dt = torch.complex128 if cplx else torch.float64
-    x = torch.zeros((1, p.c_in) + tuple(p.in_shape), dtype=dt, requires_grad=True)
+    x = torch.zeros((1, p.c_in, *p.in_shape), dtype=dt, requires_grad=True)
     out = _torch_conv(torch, p, x)
     g = torch.from_numpy(np.conj(y)[None].astype(np.complex128 if cplx else np.float64))
     (grad,) = torch.autograd.grad(out, x, grad_outputs=g)
@@ -98,23 +98,23 @@ def _torch_transpose(torch: ModuleType, p: _Conv, y: np.ndarray) -> tuple[np.nda
     convt = getattr(F, f"conv_transpose{p.nd}d")
     w = torch.from_numpy(p.weight)
     yt = torch.from_numpy(y[None])
-    base = [(o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k)]
+    base = [(o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k, strict=False)]
     note = ""
     with torch.no_grad():
         if p.mode == "zeros" and all(b == a for b, a in p.pads):
             pad = [b for b, _ in p.pads]
-            op = [n - (L - 2 * q) for n, L, q in zip(p.in_shape, base, pad)]
-            if all(0 <= a < max(s, d) for a, s, d in zip(op, p.stride, p.dilation)):
+            op = [n - (L - 2 * q) for n, L, q in zip(p.in_shape, base, pad, strict=False)]
+            if all(0 <= a < max(s, d) for a, s, d in zip(op, p.stride, p.dilation, strict=False)):
                 out = convt(yt, w, stride=p.stride, padding=pad, output_padding=op, groups=p.groups,
                             dilation=p.dilation)
                 return out.resolve_conj().numpy()[0], note
         # asymmetric padding or a boundary mode: un-padded transposed convolution, then crop / fold
         full = convt(yt, w, stride=p.stride, groups=p.groups, dilation=p.dilation).resolve_conj().numpy()[0]
-    z = np.zeros((p.c_in,) + p.padded, dtype=full.dtype)
-    z[(slice(None),) + tuple(slice(0, min(L, P)) for L, P in zip(base, p.padded))] = \
-        full[(slice(None),) + tuple(slice(0, min(L, P)) for L, P in zip(base, p.padded))]
+    z = np.zeros((p.c_in, *p.padded), dtype=full.dtype)
+    z[(slice(None), *(slice(0, min(L, P)) for L, P in zip(base, p.padded, strict=False)))] = \
+        full[(slice(None), *(slice(0, min(L, P)) for L, P in zip(base, p.padded, strict=False)))]
     if p.mode == "zeros":
         note = "torch has symmetric padding only: run unpadded, then cropped"
-        return z[(slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(p.in_shape, p.pads))], note
+        return z[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(p.in_shape, p.pads, strict=False)))], note
     note = f"unpadded torch result folded by the adjoint of {p.mode!r} padding"
     return _fold(p, z), note
