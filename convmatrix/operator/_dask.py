@@ -79,16 +79,16 @@ def _plan_chunks(plan: _Plan, a: int, candidates: Iterable[int],
         return j1 > j0 and (extra is None or extra(j1 - j0))
 
     kept = [0]
-    for b in sorted(set(int(c) for c in candidates)):
+    for b in sorted({int(c) for c in candidates}):
         if 0 < b < n and ok(kept[-1], b) and n - b >= max(size, last):
             kept.append(b)
     while len(kept) > 1 and not ok(kept[-1], n):
         kept.pop()
-    return kept + [n]
+    return [*kept, n]
 
 
 def _sizes(bounds: list[int]) -> tuple[int, ...]:
-    return tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))
+    return tuple(int(b - a) for a, b in itertools.pairwise(bounds))
 
 
 def _wrap(da: ModuleType, arr: DaskArray, axis: int, left: int, right: int) -> DaskArray:
@@ -118,8 +118,8 @@ def _dask_forward(plan: _Plan, x: DaskArray, conj: bool) -> DaskArray:
     nd = plan.nd
     dt = np.result_type(x.dtype, plan.weight.dtype)
     bounds = [_plan_chunks(plan, a, np.cumsum(x.chunks[1 + a])[:-1]) for a in range(nd)]
-    x = x.astype(dt).rechunk(((plan.cin,),) + tuple(_sizes(b) for b in bounds))  # type: ignore[no-untyped-call]
-    windows = [[_window_range(plan, a, x0, x1) for x0, x1 in zip(b[:-1], b[1:])] for a, b in enumerate(bounds)]
+    x = x.astype(dt).rechunk(((plan.cin,), *(_sizes(b) for b in bounds)))  # type: ignore[no-untyped-call]
+    windows = [[_window_range(plan, a, x0, x1) for x0, x1 in itertools.pairwise(b)] for a, b in enumerate(bounds)]
     counts = [tuple(j1 - j0 for j0, j1 in w) for w in windows]
     ext: list[tuple[int, int]] = []
     depth: dict[int, int | tuple[int, int]] = {0: 0}  # map_overlap's halo per axis: (before, after) or none
@@ -145,7 +145,7 @@ def _dask_forward(plan: _Plan, x: DaskArray, conj: bool) -> DaskArray:
         return res
 
     result: DaskArray = da.map_overlap(block, x, depth=depth, boundary="none", trim=False, dtype=dt,
-                                       allow_rechunk=False, chunks=((plan.cout,),) + tuple(counts),
+                                       allow_rechunk=False, chunks=((plan.cout,), *counts),
                                        meta=np.empty((0,) * (nd + 1), dt))
     return result
 
@@ -166,10 +166,10 @@ def _dask_transpose(plan: _Plan, y: DaskArray, conj: bool) -> DaskArray:
 
         b = _plan_chunks(plan, a, cand, extra=owns_back)
         bounds.append(b)
-        windows.append([_window_range(plan, a, x0, x1) for x0, x1 in zip(b[:-1], b[1:])])
+        windows.append([_window_range(plan, a, x0, x1) for x0, x1 in itertools.pairwise(b)])
         counts.append(tuple(j1 - j0 for j0, j1 in windows[-1]))
         back.append(h)
-    y = y.astype(dt).rechunk(((plan.cout,),) + tuple(counts))  # type: ignore[no-untyped-call]
+    y = y.astype(dt).rechunk(((plan.cout,), *counts))  # type: ignore[no-untyped-call]
     ext: list[tuple[int, int]] = []
     depth: dict[int, int | tuple[int, int]] = {0: 0}  # map_overlap's halo per axis: (before, after) or none
     for a in range(nd):
@@ -188,22 +188,23 @@ def _dask_transpose(plan: _Plan, y: DaskArray, conj: bool) -> DaskArray:
         runs, lo, hi = [], [], []
         for a in range(nd):
             i = loc[1 + a]
-            j0, j1 = windows[a][i]
+            j0 = windows[a][i][0]
             first_j = j0 - (ext[a][0] if i == 0 else back[a])  # window index of b's first element
             true = np.mod(np.arange(first_j, first_j + b.shape[1 + a]), plan.out[a])
             runs.append(_runs(true))
             lo.append(bounds[a][i])
             hi.append(bounds[a][i + 1])
-        acc = np.zeros((plan.cin,) + tuple(h - l for l, h in zip(lo, hi)), dt)
+        acc = np.zeros((plan.cin, *(h - b0 for b0, h in zip(lo, hi, strict=False))), dt)
         for combo in itertools.product(*runs):  # one run per axis, more only where windows wrap around
-            slab = b[(slice(None),) + tuple(slice(u0, u1) for u0, u1, _ in combo)]
-            length = tuple((u1 - u0 - 1) * s + e for (u0, u1, _), s, e in zip(combo, plan.s, plan.E))
+            slab = b[(slice(None), *(slice(u0, u1) for u0, u1, _ in combo))]
+            length = tuple((u1 - u0 - 1) * s + e for (u0, u1, _), s, e in zip(combo, plan.s, plan.E, strict=False))
             G = plan.correlate_t(slab[None], length, conj)[0]
-            acc += plan.fold_add(G, 1, tuple(j * s for (_, _, j), s in zip(combo, plan.s)), tuple(lo), tuple(hi))
+            acc += plan.fold_add(G, 1, tuple(j * s for (_, _, j), s in zip(combo, plan.s, strict=False)), tuple(lo),
+                                 tuple(hi))
         return acc
 
     result: DaskArray = da.map_overlap(block, y, depth=depth, boundary="none", trim=False, dtype=dt,
-                                       allow_rechunk=False, chunks=((plan.cin,),) + tuple(_sizes(b) for b in bounds),
+                                       allow_rechunk=False, chunks=((plan.cin,), *(_sizes(b) for b in bounds)),
                                        meta=np.empty((0,) * (nd + 1), dt))
     return result
 

@@ -161,7 +161,7 @@ class _Plan:
     def _fft_shape(self, out: tuple[int, ...]) -> tuple[int, ...]:
         from scipy.fft import next_fast_len
 
-        return tuple(next_fast_len((o - 1) * s + e, True) for o, s, e in zip(out, self.s, self.E))
+        return tuple(next_fast_len((o - 1) * s + e, True) for o, s, e in zip(out, self.s, self.E, strict=False))
 
     def use_fft(self, batch: int, out: tuple[int, ...], dt: npt.DTypeLike, role: Role = "forward") -> bool:
         """Whether a correlation (``role="forward"``) or its transpose of ``batch`` vectors goes by FFT.
@@ -207,7 +207,7 @@ class _Plan:
     # ---------------------------------------------------------------- predicted memory
     def pads(self) -> bool:
         """Whether the padded grid reads outside the input (otherwise :meth:`pad` returns a view)."""
-        return any(pb > 0 or length - pb > n for pb, length, n in zip(self.pb, self.L, self.n))
+        return any(pb > 0 or length - pb > n for pb, length, n in zip(self.pb, self.L, self.n, strict=False))
 
     def _work_bytes(self, batch: int, it: int) -> int:
         """Scratch of the direct route for whole-volume calls: the block of :meth:`_blocks` and a GEMM result."""
@@ -312,7 +312,7 @@ class _Plan:
         if len(plain) == len(runs):
             src = tuple(slice(v0, v0 + cnt) for _, cnt, v0 in plain)
             block = x[(slice(None),) * lead + src]
-            if all(cnt == idx.size for (_, cnt, _), idx in zip(plain, index)):
+            if all(cnt == idx.size for (_, cnt, _), idx in zip(plain, index, strict=False)):
                 return block
             out = np.zeros(x.shape[:lead] + tuple(idx.size for idx in index), x.dtype)
             out[(slice(None),) * lead + tuple(slice(s0, s0 + cnt) for s0, cnt, _ in plain)] = block
@@ -347,7 +347,7 @@ class _Plan:
             run = (slice(q[d[0]] - lo[a], q[d[-1]] - lo[a] + 1), slice(d[0], d[-1] + 1)) if d.size else None
             maps.append((i, keep & ~direct, run))
         if not any(f.any() for _, f, _ in maps):  # nothing folded (zeros padding): one copy of the interior
-            out = np.zeros(G.shape[:lead] + tuple(h - l for l, h in zip(lo, hi)), G.dtype)
+            out = np.zeros(G.shape[:lead] + tuple(h - b0 for b0, h in zip(lo, hi, strict=False)), G.dtype)
             runs = [run for _, _, run in maps if run is not None]
             if len(runs) == len(maps):
                 out[(slice(None),) * lead + tuple(r[0] for r in runs)] = \
@@ -397,7 +397,7 @@ class _Plan:
             starts = np.zeros(1, np.int64)
         if starts.size <= _FOLD_RUNS:
             ends = np.append(starts[1:], src.size)
-            for r0, r1 in zip(starts.tolist(), ends.tolist()):
+            for r0, r1 in zip(starts.tolist(), ends.tolist(), strict=False):
                 s0, d0 = int(src[r0]), int(dst[r0])
                 if r1 - r0 == 1:
                     out[on(slice(d0, d0 + 1))] += G[on(slice(s0, s0 + 1))]
@@ -444,8 +444,8 @@ class _Plan:
         B, g, og, cg, nd = P.shape[0], self.g, self.og, self.cg, self.nd
         ws = _Workspace(dt)
         taps = list(np.ndindex(*self.k))
-        Pg = P.reshape((B, g, cg) + P.shape[2:])
-        Y = np.empty((B, g, og) + tuple(out), dt)
+        Pg = P.reshape((B, g, cg, *P.shape[2:]))
+        Y = np.empty((B, g, og, *out), dt)
         w = self._w(conj, dt)
         if cg == 1 and og == 1:  # single channel / depthwise: accumulate tap by tap, cache-sized blocks
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
@@ -453,20 +453,21 @@ class _Plan:
                 acc = Y[b0:b1, :, 0, r0:r1]
                 tmp = ws.get(acc.shape)
                 for i, t in enumerate(taps):
-                    view = Pg[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)]
+                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
+                    view = Pg[at]
                     if i == 0:
                         np.multiply(view, wt[i], out=acc)
                     else:
                         np.multiply(view, wt[i], out=tmp)
                         acc += tmp
-            return Y.reshape((B, self.cout) + tuple(out))
+            return Y.reshape((B, self.cout, *out))
         K = len(taps)
         W = self._mat(conj, dt, False)  # (g, og, K*cg)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
-            blk = (r1 - r0,) + tuple(out[1:])
-            cols = ws.get((b1 - b0, g, K, cg) + blk)
+            blk = (r1 - r0, *out[1:])
+            cols = ws.get((b1 - b0, g, K, cg, *blk))
             for i, t in enumerate(taps):  # im2col, one strided copy per tap
-                cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)]
+                cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None), *self._slices(t, r0, r1, out))]
             cols = cols.reshape(b1 - b0, g, K * cg, math.prod(blk))
             whole = r0 == 0 and r1 == out[0]
             dst = Y[b0:b1].reshape(b1 - b0, g, og, math.prod(blk)) if whole else None
@@ -474,16 +475,16 @@ class _Plan:
                 if dst is not None:               # with a broadcast weight can miss BLAS)
                     np.matmul(W[gi], cols[b, gi], out=dst[b, gi])
                 else:
-                    Y[b0 + b, gi, :, r0:r1] = np.matmul(W[gi], cols[b, gi]).reshape((og,) + blk)
-        return Y.reshape((B, self.cout) + tuple(out))
+                    Y[b0 + b, gi, :, r0:r1] = np.matmul(W[gi], cols[b, gi]).reshape((og, *blk))
+        return Y.reshape((B, self.cout, *out))
 
     def _correlate_t_direct(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
         B, g, og, cg, nd = Y.shape[0], self.g, self.og, self.cg, self.nd
         ws = _Workspace(dt)
         out = Y.shape[2:]
         taps = list(np.ndindex(*self.k))
-        Yg = Y.reshape((B, g, og) + tuple(out))
-        G = np.zeros((B, g, cg) + tuple(length), dt)
+        Yg = Y.reshape((B, g, og, *out))
+        G = np.zeros((B, g, cg, *length), dt)
         w = self._w(conj, dt)
         if cg == 1 and og == 1:
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
@@ -492,20 +493,21 @@ class _Plan:
                 tmp = ws.get(src.shape)
                 for i, t in enumerate(taps):
                     np.multiply(src, wt[i], out=tmp)
-                    G[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)] += tmp
-            return G.reshape((B, self.cin) + tuple(length))
+                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
+                    G[at] += tmp
+            return G.reshape((B, self.cin, *length))
         K = len(taps)
         WT = self._mat(conj, dt, True)  # (g, K*cg, og)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
-            blk = (r1 - r0,) + tuple(out[1:])
+            blk = (r1 - r0, *out[1:])
             src = Yg[b0:b1, :, :, r0:r1].reshape(b1 - b0, g, og, math.prod(blk))
             cols = ws.get((b1 - b0, g, K * cg, math.prod(blk)))
             for b, gi in np.ndindex(b1 - b0, g):
                 np.matmul(WT[gi], src[b, gi], out=cols[b, gi])
-            cols = cols.reshape((b1 - b0, g, K, cg) + blk)
+            cols = cols.reshape((b1 - b0, g, K, cg, *blk))
             for i, t in enumerate(taps):  # col2im, one strided scatter per tap
-                G[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)] += cols[:, :, i]
-        return G.reshape((B, self.cin) + tuple(length))
+                G[(slice(b0, b1), slice(None), slice(None), *self._slices(t, r0, r1, out))] += cols[:, :, i]
+        return G.reshape((B, self.cin, *length))
 
     # ---------------------------------------------------------------- FFT correlation and transpose
     def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype,
@@ -521,7 +523,7 @@ class _Plan:
         axes = tuple(range(2, 2 + self.nd))
         w = self._w(conj, dt)
         wd = np.zeros(w.shape[:2] + M, dt)
-        wd[(slice(None),) * 2 + tuple(slice(0, e, d) for e, d in zip(self.E, self.d))] = w
+        wd[(slice(None),) * 2 + tuple(slice(0, e, d) for e, d in zip(self.E, self.d, strict=False))] = w
         if real:
             S = fft.rfftn(wd, s=M, axes=axes)
             if reverse:  # sum_u w[u] e^{+i f u} is the conjugate for a real kernel
@@ -546,16 +548,16 @@ class _Plan:
         F = math.prod(fshape)
         if c_in == 1 and c_out == 1:
             single: np.ndarray = X.reshape(B, self.g, F) * S.reshape(F, self.g).T[None]
-            return single.reshape((B, self.g) + fshape)
+            return single.reshape((B, self.g, *fshape))
         Xf = np.ascontiguousarray(X.reshape(B, self.g, c_in, F).transpose(3, 1, 2, 0))  # (F, g, c_in, B)
         Yf = np.matmul(S, Xf)  # (F, g, c_out, B)
-        return np.ascontiguousarray(Yf.transpose(3, 1, 2, 0)).reshape((B, self.g * c_out) + fshape)
+        return np.ascontiguousarray(Yf.transpose(3, 1, 2, 0)).reshape((B, self.g * c_out, *fshape))
 
     def _correlate_fft(self, P: np.ndarray, out: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
         import scipy.fft as fft
 
         axes = tuple(range(2, 2 + self.nd))
-        need = tuple((o - 1) * s + e for o, s, e in zip(out, self.s, self.E))
+        need = tuple((o - 1) * s + e for o, s, e in zip(out, self.s, self.E, strict=False))
         P = P[(slice(None),) * 2 + tuple(slice(0, m) for m in need)]
         M = self._fft_shape(out)
         real = dt.kind != "c"
@@ -563,7 +565,7 @@ class _Plan:
         S = self._spectrum(M, conj, real, True, dt)
         Yh = self._contract(S, Ph, self.cg, self.og)
         y = fft.irfftn(Yh, s=M, axes=axes) if real else fft.ifftn(Yh, s=M, axes=axes)
-        y = y[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))]
+        y = y[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s, strict=False))]
         return np.ascontiguousarray(y, dtype=dt)
 
     def _correlate_t_fft(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
@@ -574,13 +576,13 @@ class _Plan:
         M = self._fft_shape(out)
         real = dt.kind != "c"
         up = np.zeros(Y.shape[:2] + M, dt)
-        up[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))] = Y
+        up[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s, strict=False))] = Y
         Uh = fft.rfftn(up, axes=axes) if real else fft.fftn(up, axes=axes)
         S = self._spectrum(M, conj, real, False, dt, transposed=True)  # (F, g, cg, og)
         Gh = self._contract(S, Uh, self.og, self.cg)
         G = fft.irfftn(Gh, s=M, axes=axes) if real else fft.ifftn(Gh, s=M, axes=axes)
         res = np.zeros(G.shape[:2] + tuple(length), dt)
-        keep = tuple(slice(0, min(m, l)) for m, l in zip(M, length))
+        keep = tuple(slice(0, min(m, n)) for m, n in zip(M, length, strict=False))
         res[(slice(None),) * 2 + keep] = G[(slice(None),) * 2 + keep]
         return res
 

@@ -237,7 +237,7 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
         K = X.shape[1]
         self._guard(role, K, dt, name, K > 1 or X.dtype != dt or not X.T.flags.c_contiguous)
         if K == 1:
-            batch = np.ascontiguousarray(X.T, dtype=dt).reshape((1, c) + tuple(sp))
+            batch = np.ascontiguousarray(X.T, dtype=dt).reshape((1, c, *sp))
             return self._map(batch, role, conj).reshape(1, -1).T
         # a few columns at a time: temporaries stay small and reused instead of batch-sized fresh pages
         m = self.shape[0] if role == self._role else self.shape[1]
@@ -245,7 +245,7 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
         out = np.empty((K, m), np.result_type(dt, self._plan.weight.dtype))
         for k0 in range(0, K, step):
             k1 = min(K, k0 + step)
-            batch = np.ascontiguousarray(X[:, k0:k1].T, dtype=dt).reshape((k1 - k0, c) + tuple(sp))
+            batch = np.ascontiguousarray(X[:, k0:k1].T, dtype=dt).reshape((k1 - k0, c, *sp))
             out[k0:k1] = self._map(batch, role, conj).reshape(k1 - k0, m)
             del batch  # before the next group's copy
         return out.T
