@@ -191,7 +191,7 @@ def check_conv_transpose(kernel, input_shape, *, stride=1, padding=0, output_pad
     M = dense_matrix(lambda x: conv_transpose_fusion(x, w, stride, padding, output_padding, dilation, groups),
                      (w.shape[0],) + tuple(input_shape), dtype=ref_dtype)
     assert_matrix(T, M, exact=exact, structure=structure, dtype=kernel.dtype)
-    assert cm.conv_nnz(kernel.shape, input_shape, transpose=True, **kw) == T.nnz
+    assert cm.conv_transpose_nnz(kernel.shape, input_shape, **kw) == T.nnz
     out = conv_transpose_fusion(np.zeros((w.shape[0],) + tuple(input_shape)), np.zeros(w.shape), stride, padding,
                                 output_padding, dilation, groups).shape[1:]
     assert cm.conv_transpose_output_shape(input_shape, kernel.shape, stride=stride, padding=padding,
@@ -461,7 +461,7 @@ def test_output_shape_derives_output_padding():
         a = tuple(o - 9 for o in want)
         M = dense_matrix(lambda x: conv_transpose_fusion(x, w[None, None], 2, 0, a), (1, 4, 4), dtype=np.int64)
         assert_matrix(T, M, exact=True, structure=True)
-        assert cm.conv_nnz((3, 3), (4, 4), transpose=True, stride=2, output_shape=want) == T.nnz
+        assert cm.conv_transpose_nnz((3, 3), (4, 4), stride=2, output_shape=want) == T.nnz
 
 
 # ============================================================================ Hypothesis
@@ -1233,15 +1233,29 @@ def test_folded_sum_refused_for_an_inexact_float_dtype():
 
 # ---------------------------------------------------------------------------- options that do not apply
 def test_conv_nnz_refuses_options_that_do_not_apply():
-    with pytest.raises(ValueError, match=r"output_padding applies to the transposed convolution only .* got "
-                                         r"output_padding=1"):
+    """conv_nnz counts the convolution only: the transposed convolution's options are not its keywords."""
+    with pytest.raises(TypeError, match=r"conv_nnz\(\) got an unexpected keyword argument 'output_padding'"):
         cm.conv_nnz((3,), (5,), output_padding=1)
-    with pytest.raises(ValueError, match=r"output_shape applies to the transposed convolution only"):
+    with pytest.raises(TypeError, match=r"conv_nnz\(\) got an unexpected keyword argument 'output_shape'"):
         cm.conv_nnz((3,), (5,), output_shape=(7,))
-    with pytest.raises(TypeError, match=r"transpose must be a bool \(True or False\); got 'yes' of type str"):
-        cm.conv_nnz((3,), (5,), transpose="yes")
-    with pytest.raises(ValueError, match=r"padding_mode must be one of 'zeros'"):
-        cm.conv_nnz((3,), (5,), transpose=True, padding_mode="reflect")
+    with pytest.raises(TypeError, match=r"conv_transpose_nnz\(\) got an unexpected keyword argument 'padding_mode'"):
+        cm.conv_transpose_nnz((3,), (5,), padding_mode="reflect")
+
+
+@pytest.mark.parametrize("flag", [True, False, "yes"])
+def test_conv_nnz_transpose_flag_fails_loudly(flag):
+    """0.1's conv_nnz(..., transpose=True) is refused (CHANGELOG 0.2), never read as a forward count."""
+    with pytest.raises(TypeError, match=r"conv_nnz\(\) got an unexpected keyword argument 'transpose'"):
+        cm.conv_nnz((3, 2), (4, 5), transpose=flag, stride=2)
+
+
+def test_conv_transpose_nnz_gives_what_the_transpose_flag_gave():
+    """The 0.1 answer of conv_nnz(k, n, transpose=True, ...) was the transposed matrix's entry count:
+    conv_transpose_nnz gives it, counted here on the fusion reference (positive kernel)."""
+    w = np.arange(1, 7).reshape(3, 2)
+    for kw in (dict(stride=2), dict(stride=(2, 3), padding=1, output_padding=(1, 0)), dict(dilation=2, padding=(0, 1))):
+        M = dense_matrix(lambda x, kw=kw: conv_transpose_fusion(x, w[None, None], **kw), (1, 4, 5), dtype=np.int64)
+        assert cm.conv_transpose_nnz((3, 2), (4, 5), **kw) == np.count_nonzero(M)
 
 
 def test_masked_kernel_refused_not_unmasked():
