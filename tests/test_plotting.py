@@ -12,12 +12,12 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
+from memory import traced_peak  # noqa: E402
+from reference import conv_transpose_fusion, correlate_nd, dense_matrix  # noqa: E402
 
 import convmatrix as cm  # noqa: E402
 from convmatrix import plotting as P  # noqa: E402
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry  # noqa: E402
-from memory import traced_peak  # noqa: E402
-from reference import correlate_nd, dense_matrix  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -134,12 +134,13 @@ def test_position_errors():
 
 
 # ============================================================================ files
-@pytest.mark.parametrize("transpose, kw", [(False, {"stride": 2, "padding": 1}), (True, {"stride": 3})])
-def test_save_figure_png_size(tmp_path, transpose, kw):
+@pytest.mark.parametrize("kind, kw", [("conv", {"stride": 2, "padding": 1}), ("conv_transpose", {"stride": 3})])
+def test_save_figure_png_size(tmp_path, kind, kw):
+    transpose = kind == "conv_transpose"
     n = (2, 2) if transpose else (5, 5)
     k = np.arange(1, 17).reshape(4, 4) if transpose else np.arange(1, 10).reshape(3, 3)
     out = tmp_path / "fig.png"
-    written = P.save_figure(k, n, str(out), transpose=transpose, dpi=40, size=(10, 5), **kw)
+    written = P.save_figure(k, n, str(out), kind=kind, dpi=40, size=(10, 5), **kw)
     assert written == [str(out)]
     with open(out, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -166,6 +167,38 @@ def test_figure_links_matrix_row_and_pixel():
     assert len(row) == 1 and row[0].get_y() == 2 - 0.5  # output (1, 0) of a 2x2 output is row 2
     fo = faces(collections(ax_g)[-1])
     assert fo.index(P._limits._CURRENT) == 2
+
+
+@pytest.mark.parametrize("kind, n, kw", [
+    ("conv", (5, 5), {"stride": 2, "padding": 1}),
+    ("conv_transpose", (2, 2), {"stride": 3}),  # the seed's deconvolution: C^T is 49 x 4
+    ("conv_transpose", (3,), {"stride": 2, "padding": 1, "output_padding": 1}),
+])
+def test_figure_kind_draws_that_matrix(kind, n, kw):
+    """kind= picks the matrix drawn: the values are the reference's (naive loops), not the library's."""
+    k = np.arange(1, 3 ** len(n) + 1).reshape((3,) * len(n)) if kind == "conv" else \
+        np.arange(1, 4 ** len(n) + 1).reshape((4,) * len(n))
+    w = k.reshape((1, 1, *k.shape))
+    if kind == "conv":
+        ref = dense_matrix(lambda x: correlate_nd(x, w, **kw), (1, *n))
+    else:
+        ref = dense_matrix(lambda y: conv_transpose_fusion(y, w, **kw), (1, *n))
+    fig = P.figure(k, n, kind=kind, **kw)
+    img = fig.axes[0].get_images()[0].get_array()
+    np.testing.assert_array_equal(np.ma.filled(img, 0), ref)
+    assert fig.axes[0].get_title().startswith("C^T = conv_transpose_matrix" if kind == "conv_transpose" else
+                                              "C = conv_matrix")
+
+
+@pytest.mark.parametrize("transpose", [True, False])
+def test_the_0_1_transpose_keyword_fails_loudly(tmp_path, transpose):
+    """0.1's ``transpose=`` (now ``kind=``) is refused, naming the keyword, and nothing is written."""
+    k = np.arange(1, 17).reshape(4, 4)
+    with pytest.raises(TypeError, match=r"unknown geometry keyword\(s\) 'transpose'"):
+        P.figure(k, (2, 2), transpose=transpose, stride=3)
+    with pytest.raises(TypeError, match=r"unknown geometry keyword\(s\) 'transpose'"):
+        P.save_figure(k, (2, 2), str(tmp_path / "f.png"), transpose=transpose, stride=3)
+    assert os.listdir(tmp_path) == []
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
@@ -199,7 +232,7 @@ def temporaries(folder):
     (lambda: P.figure(np.ones((3, 3)), (1000, 1000)), r"the geometry picture would have 1,996,013 cells \(about "
      r"1\.12 GiB to draw; padded input 1000x1000, output 998x998, kernel 3x3\), more than a picture shows \(at most MAX_GEOMETRY_CELLS = 131,072\)"),
     (lambda: P.figure(np.ones((3, 3)), (5, 5), padding=10**12), r"MAX_GEOMETRY_CELLS"),
-    (lambda: P.figure(np.ones(3), (3,), stride=10**12, transpose=True), r"zero-inserted and padded input"),
+    (lambda: P.figure(np.ones(3), (3,), stride=10**12, kind="conv_transpose"), r"zero-inserted and padded input"),
     (lambda: P.figure(np.ones((64, 64, 3, 3)), (16, 16)), r"the matrix picture would show a 12,544 x 16,384 matrix "
      r"with 7,225,344 stored entries \(about 482 MiB to draw\), more than a picture shows \(at most MAX_MATRIX_NNZ = 1,048,576\)"),
     (lambda: P.save_figure(np.ones((1, 1)), (40, 40), "f.png", frames="fr"), r"at most MAX_FRAMES = 1024"),
@@ -211,7 +244,12 @@ def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monk
     monkeypatch.setattr(P.figures, "MAX_FRAME_CELLS", 2**20)
     with pytest.raises(ValueError, match=match):
         call()
-    _, peak = traced_peak(lambda: pytest.raises(ValueError, call))
+
+    def refused():
+        with pytest.raises(ValueError):
+            call()
+
+    _, peak = traced_peak(refused)
     assert peak < 2**20  # nothing proportional to the geometry was built
     assert os.listdir(tmp_path) == []
 
@@ -225,7 +263,9 @@ def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monk
     ({"dpi": 0}, ValueError, r"dpi must be an integer >= 10; got 0"),
     ({"dpi": 6}, ValueError, r"dpi must be an integer >= 10; got 6"),  # FreeType cannot draw 4-point text
     ({"dpi": 99.5}, TypeError, r"dpi must be an integer >= 10"),
-    ({"transpose": "yes"}, TypeError, r"transpose must be a bool"),
+    ({"kind": "yes"}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got 'yes'"),
+    ({"kind": True}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got True"),
+    ({"kind": "transpose"}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got 'transpose'"),
     ({"format": "csc"}, TypeError, r"unknown geometry keyword\(s\) 'format'; the geometry of conv_matrix takes stride"),
     ({"position": ("a", 0)}, TypeError, r"position\[0\] must be an integer"),
     ({"position": (0, 3)}, ValueError, r"position must be an output pixel"),
@@ -318,7 +358,7 @@ def test_plot_geometry_draws_only_the_window_of_a_huge_transposed_stride():
     geom = conv_transpose_geometry((2,), (2,), stride=10**12, padding=499_999_999_999)
     assert geom.output_shape == (4,)
     ax, peak = traced_peak(P.plot_geometry, geom)
-    grid, taps, out = collections(ax)
+    grid, _, out = collections(ax)
     assert faces(grid) == [P._limits._INSERTED] * 5 and len(faces(out)) == 4
     assert peak < 4 * 2**20
 
