@@ -260,6 +260,26 @@ def test_verify_one_geometry_json():
     assert data["command"] == "convmatrix verify --transpose --input 2x2 --kernel 4x4 --stride 3"
 
 
+def test_verify_verbose_prints_each_seed_geometry():
+    out = ok(["verify", "--verbose", "--torch", "no"])
+    # one table per geometry (torch off: 3 of its 9 checks skipped), then the summary, whose last line is the same
+    assert out.count("\npassed: 6 of 9 checks (3 skipped)\n") == 7 + 1
+    assert out.index("figure 1: 1-D full convolution") < out.index("the seed article's 7 geometries")
+
+
+def test_verify_json_case_records_the_geometry_and_its_command_reruns_it():
+    import shlex
+
+    data = json.loads(ok(["verify", "--input", "5", "--kernel", "3", "--dtype", "float32", "--seed", "3", "--flip",
+                          "--stride", "2", "--json", "--torch", "no"]))
+    assert data["ok"] is True
+    assert data["case"] == {"transpose": False, "kernel_shape": [3], "input_shape": [5], "stride": 2, "padding": 0,
+                            "dilation": 1, "groups": 1, "padding_mode": "zeros", "flip": True, "dtype": "float32",
+                            "seed": 3}
+    again = json.loads(ok([*shlex.split(data["command"])[1:], "--json", "--torch", "no"]))
+    assert again["case"] == data["case"] and again["checks"] == data["checks"]
+
+
 def test_verify_fails_on_wrong_matrices(tmp_path):
     """A matrix with one perturbed entry, and one built with the kernel not flipped, fail (exit 1); the right one passes."""
     w = seed_kernel((1, 1, 3, 3))
@@ -671,6 +691,29 @@ def test_exceptions_from_the_library_are_one_line(monkeypatch, exc, status, frag
     lines = err.strip().splitlines()
     assert code == status and len(lines) == 1 and lines[0].startswith("convmatrix: error: "), err
     assert fragment in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("exc, status, line", [
+    (KeyboardInterrupt(), 130, "convmatrix: interrupted\n"),
+    (BrokenPipeError(32, "Broken pipe"), 0, ""),  # e.g. piped into head: a quiet exit
+])
+def test_interrupt_and_broken_pipe(monkeypatch, exc, status, line):
+    def raiser(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(cli._commands, "_build", raiser)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # main replaces it on a broken pipe; restored after the test
+    assert call(["build", "--input", "5", "--kernel", "3"]) == (status, "", line)
+
+
+def test_convmatrix_debug_shows_the_traceback(monkeypatch):
+    def raiser(*args, **kwargs):
+        raise RuntimeError("an internal invariant broke")
+
+    monkeypatch.setattr(cli._commands, "_build", raiser)
+    monkeypatch.setenv("CONVMATRIX_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="an internal invariant broke"):
+        main(["build", "--input", "5", "--kernel", "3"])
 
 
 # ---------------------------------------------------------------------------- row 4: too large: the flag and the way out

@@ -278,6 +278,7 @@ def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monk
     ({"kind": "yes"}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got 'yes'"),
     ({"kind": True}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got True"),
     ({"kind": "transpose"}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got 'transpose'"),
+    ({"kind": "conv_transpose", "flip": True}, ValueError, r"flip applies to convolutions; pass the rotated kernel"),
     ({"format": "csc"}, TypeError, r"unknown geometry keyword\(s\) 'format'; the geometry of conv_matrix takes stride"),
     ({"position": ("a", 0)}, TypeError, r"position\[0\] must be an integer"),
     ({"position": (0, 3)}, ValueError, r"position must be an output pixel"),
