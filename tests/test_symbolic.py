@@ -20,14 +20,14 @@ import scipy.linalg
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memory import SLACK, traced_peak
+from reference import brute_output_size, conv_transpose_fusion, correlate_nd, dense_matrix
 
 import convmatrix as cm
 from convmatrix import structure
 from convmatrix import symbolic as S
-from convmatrix.symbolic import proofs, relations
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry
-from memory import SLACK, traced_peak
-from reference import brute_output_size, conv_transpose_fusion, correlate_nd, dense_matrix
+from convmatrix.symbolic import proofs, relations
 
 MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
 
@@ -197,7 +197,7 @@ def test_output_shape_from_formula_matches_geometry(transposed):
 
 
 def test_output_shape_from_formula_errors():
-    with pytest.raises(TypeError, match="geom must be a convmatrix.geometry.Geometry; got tuple"):
+    with pytest.raises(TypeError, match=r"geom must be a convmatrix.geometry.Geometry; got tuple"):
         S.output_shape_from_formula((3, 3))
 
 
@@ -214,7 +214,7 @@ def test_size_formula_evaluate_and_holds():
         f.evaluate(n=5, k=3, q=1)
     with pytest.raises(TypeError, match="needs a value for 'k'"):
         f.evaluate(n=5)
-    with pytest.raises(TypeError, match="n must be a positive integer; got 2.5"):
+    with pytest.raises(TypeError, match=r"n must be a positive integer; got 2.5"):
         f.evaluate(n=2.5, k=1)
     with pytest.raises(ValueError, match="p_before must be a non-negative integer; got -1"):
         f.evaluate(n=5, k=1, p_before=-1)
@@ -356,7 +356,7 @@ def test_relationship_lookup():
     assert "Relationship 14" in str(S.relationship(14))
     with pytest.raises(ValueError, match="relationship number 1-15; got 16"):
         S.relationship(16)
-    with pytest.raises(ValueError, match="key .*seed-full.* or name; got 'nope'"):
+    with pytest.raises(ValueError, match=r"key .*seed-full.* or name; got 'nope'"):
         S.relationship("nope")
     with pytest.raises(TypeError, match=r"must be an int \(1-15\) or a str; got 2.0"):
         S.relationship(2.0)
@@ -419,7 +419,7 @@ def test_padding_for_output_same_matches_tf_same():
 
 def test_padding_for_output_per_axis_and_errors():
     assert S.padding_for_output((5, 6), (3, 2), (5, 6)) == ((1, 1), (0, 1))
-    with pytest.raises(ValueError, match="same length; got lengths \\[2, 3\\]"):
+    with pytest.raises(ValueError, match=r"same length; got lengths \\[2, 3\\]"):
         S.padding_for_output((5, 6), (3, 2, 1), 5)
     with pytest.raises(ValueError, match=r"target must be a positive integer; got 0"):
         S.padding_for_output(5, 3, 0)
@@ -478,7 +478,7 @@ def test_dumoulin_visin_matrix():
     ])
     C = S.symbolic_conv_matrix(S.kernel_symbols((3, 3)), (4, 4))
     assert isinstance(C, sp.SparseMatrix)
-    assert C == paper
+    assert paper == C
 
 
 def _random_geometry(rng, transposed=False):
@@ -565,7 +565,7 @@ def test_symbolic_transpose_is_transpose_of_symbolic_conv():
     for n, k, s, p, a in [(2, 4, 3, 0, 0), (3, 3, 2, 1, 1), (4, 2, 2, 0, 1)]:
         T = S.symbolic_conv_transpose_matrix(S.kernel_symbols((k, k)), (n, n), stride=s, padding=p, output_padding=a)
         big = T.shape[0]
-        side = int(round(big ** 0.5))
+        side = round(big ** 0.5)
         assert T == S.symbolic_conv_matrix(S.kernel_symbols((k, k)), (side, side), stride=s, padding=p).T
 
 
@@ -585,12 +585,12 @@ def test_kernel_forms():
     assert M[2, 0] == sp.Symbol("h_{1,0,0}")
     # folded taps add up exactly
     R = S.symbolic_conv_matrix(S.kernel_symbols(3), 2, padding=2, padding_mode="circular")
-    w0, w1, w2 = sp.symbols("w_{0} w_{1} w_{2}")
+    w0, _w1, w2 = sp.symbols("w_{0} w_{1} w_{2}")
     assert R[0, 0] == w0 + w2
 
 
 def test_symbolic_matrix_errors():
-    with pytest.raises(TypeError, match="kernel must be a kernel shape .* got dict"):
+    with pytest.raises(TypeError, match=r"kernel must be a kernel shape .* got dict"):
         S.symbolic_conv_matrix({"a": 1}, 4)
     with pytest.raises(TypeError, match="kernel entries must be numbers or SymPy expressions; got 'x'"):
         S.symbolic_conv_matrix(["x", 1], 4)
@@ -598,7 +598,7 @@ def test_symbolic_matrix_errors():
         S.symbolic_conv_matrix(S.kernel_symbols(3, symbol=""), 4)
     with pytest.raises(TypeError, match=r"flip must be a bool \(True or False\); got 1 of type int"):
         S.symbolic_conv_matrix(S.kernel_symbols(3), 4, flip=1)
-    with pytest.raises(ValueError, match="kernel_shape\\[0\\] must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match=r"kernel_shape\\[0\\] must be a positive integer; got 0"):
         S.symbolic_conv_matrix(S.kernel_symbols((0,)), 4)
     with pytest.raises(ValueError, match="stride must be a positive integer; got 0"):
         S.symbolic_conv_matrix(S.kernel_symbols(3), 4, stride=0)
@@ -681,7 +681,7 @@ def test_to_latex_block_grid():
     assert S.to_latex(sps.csr_array(np.eye(2))) == S.to_latex(np.eye(2))
     with pytest.raises(ValueError, match=r"block_shape must divide the matrix shape \(4, 16\); got \(3, 4\)"):
         S.to_latex(C, block_shape=(3, 4))
-    with pytest.raises(TypeError, match="block_shape must be a \\(rows, cols\\) pair; got 4"):
+    with pytest.raises(TypeError, match=r"block_shape must be a \\(rows, cols\\) pair; got 4"):
         S.to_latex(C, block_shape=4)
 
 
@@ -833,7 +833,7 @@ def test_check_structure_float32_and_errors():
         S.check_structure(np.ones((4, 6)), "Toeplitz (3x5)")
     with pytest.raises(ValueError, match="claim must be a structure name as matrix_structure writes it; got 'banded'"):
         S.check_structure(np.ones((4, 6)), "banded")
-    with pytest.raises(TypeError, match="claim must be a str \\(a structure name\\); got int"):
+    with pytest.raises(TypeError, match=r"claim must be a str \\(a structure name\\); got int"):
         S.check_structure(np.ones((4, 6)), 3)
     assert S.check_structure(np.zeros((2, 1)), "zero matrix (2x1: every tap reads padding)")
     assert S.check_structure(np.zeros((3, 5)), "Toeplitz (3x5)")  # a zero matrix is Toeplitz

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict, cast, overload
+from typing import TYPE_CHECKING, Literal, TypedDict, cast, overload
 
 import numpy as np
 import numpy.typing as npt
 from scipy.sparse.linalg import LinearOperator
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode, SparseFormat
 from ..geometry import Geometry, conv_geometry, conv_transpose_geometry
 from ._dask import _dask_columns, _dask_forward, _dask_transpose, _import_dask, _is_dask, _matmul_block
 from ._plan import _BATCH_BYTES, Method, Role, _method_name, _operator_dtype, _Plan
@@ -24,28 +24,14 @@ __all__ = ['ConvOperator', 'ConvTransposeOperator', 'apply']
 
 
 # ----------------------------------------------------------------------------- types of the arguments
-#: a size per spatial axis: one int for every axis, or one per axis
-Size: TypeAlias = int | Sequence[int]
-
-#: ``padding=``: an int, one per axis, ``(before, after)`` pairs, or a named rule
-Padding: TypeAlias = int | Sequence[int | Sequence[int]] | Literal["valid", "same", "same_lower", "full"]
-
-#: boundary modes of a convolution
-PaddingMode: TypeAlias = Literal["zeros", "circular", "reflect", "replicate", "symmetric"]
-
-#: ``max_bytes=``: a budget in bytes, ``"auto"`` (half the RAM) or ``None`` (no limit)
-MaxBytes: TypeAlias = int | Literal["auto"] | None
-
-#: sparse formats ``to_sparse`` builds
-SparseFormat: TypeAlias = Literal["csr", "csc", "coo", "bsr", "lil", "dok", "dia"]
 
 
 class _ConvKeywords(TypedDict):
     """The keywords of :func:`convmatrix.conv_matrix` a ConvOperator was made with (for ``to_sparse``)."""
 
-    stride: Size
+    stride: IntOrSequence
     padding: Padding
-    dilation: Size
+    dilation: IntOrSequence
     groups: int
     padding_mode: PaddingMode
     flip: bool
@@ -55,12 +41,12 @@ class _ConvKeywords(TypedDict):
 class _ConvTransposeKeywords(TypedDict):
     """The keywords of :func:`convmatrix.conv_transpose_matrix` a ConvTransposeOperator was made with."""
 
-    stride: Size
+    stride: IntOrSequence
     padding: Padding
-    output_padding: Size
-    dilation: Size
+    output_padding: IntOrSequence
+    dilation: IntOrSequence
     groups: int
-    output_shape: Size | None
+    output_shape: IntOrSequence | None
     padding_mode: Literal["zeros"]
     dtype: npt.DTypeLike | None
 
@@ -476,11 +462,11 @@ class ConvOperator(_ConvLinearOperator):
     def __init__(
         self,
         kernel: npt.ArrayLike,
-        input_shape: Size,
+        input_shape: IntOrSequence,
         *,
-        stride: Size = 1,
+        stride: IntOrSequence = 1,
         padding: Padding = 0,
-        dilation: Size = 1,
+        dilation: IntOrSequence = 1,
         groups: int = 1,
         padding_mode: PaddingMode = "zeros",
         flip: bool = False,
@@ -570,14 +556,14 @@ class ConvTransposeOperator(_ConvLinearOperator):
     def __init__(
         self,
         kernel: npt.ArrayLike,
-        input_shape: Size,
+        input_shape: IntOrSequence,
         *,
-        stride: Size = 1,
+        stride: IntOrSequence = 1,
         padding: Padding = 0,
-        output_padding: Size = 0,
-        dilation: Size = 1,
+        output_padding: IntOrSequence = 0,
+        dilation: IntOrSequence = 1,
         groups: int = 1,
-        output_shape: Size | None = None,
+        output_shape: IntOrSequence | None = None,
         padding_mode: Literal["zeros"] = "zeros",
         dtype: npt.DTypeLike | None = None,
         method: Method = "auto",

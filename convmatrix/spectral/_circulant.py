@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import PaddingMode
 from ..geometry import Geometry, fold_index
 
 __all__: list[str] = []
 
 
 # ----------------------------------------------------------------------------- argument types
-#: one int for every spatial axis, or one per axis (a shape, a stride, a dilation)
-IntOrSequence: TypeAlias = int | Sequence[int]
-#: an int, one int or ``(before, after)`` pair per axis, or a keyword
-Padding: TypeAlias = int | Sequence[int | Sequence[int]] | Literal["valid", "same", "same_lower", "full"]
-#: a boundary mode of the PyTorch family (``"symmetric"`` is numpy's)
-PaddingMode: TypeAlias = Literal["zeros", "circular", "reflect", "replicate", "symmetric"]
-#: a byte budget: bytes, ``"auto"`` (half the RAM) or ``None`` (no limit)
-MaxBytes: TypeAlias = int | Literal["auto"] | None
 #: per-frequency blocks of a kernel's transform, and singular values
 _Complex: TypeAlias = npt.NDArray[np.complexfloating]
 _Real: TypeAlias = npt.NDArray[np.floating]
@@ -159,7 +151,7 @@ def _is_circulant(geom: Geometry) -> bool:
             and geom.output_shape == geom.input_shape)
 
 
-def _fold_multiplicity(n: int, L: int, pb: int, mode: str) -> int:
+def _fold_multiplicity(n: int, L: int, pb: int, mode: PaddingMode) -> int:
     """Largest number of padded positions ``m in [0, L)`` reading one input ``fold(m - pb)``.
 
     Closed form for zeros, circular and replicate; the mirror modes count per residue of their

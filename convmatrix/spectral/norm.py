@@ -11,14 +11,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode
 from ..geometry import Geometry, conv_geometry
 from ._circulant import (
     _DENSE_ENTRIES,
     _POWER_BLOCK,
-    IntOrSequence,
-    MaxBytes,
-    Padding,
-    PaddingMode,
     _circulant_bytes,
     _circulant_norm,
     _compute_dtype,

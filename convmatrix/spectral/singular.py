@@ -9,16 +9,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes
 from ..geometry import Geometry, conv_geometry
-from ._circulant import (
-    IntOrSequence,
-    MaxBytes,
-    _circulant_bytes,
-    _circulant_svals,
-    _compute_dtype,
-    _finite_kernel,
-    _scaled,
-)
+from ._circulant import _circulant_bytes, _circulant_svals, _compute_dtype, _finite_kernel, _scaled
 
 __all__ = ['singular_values']
 

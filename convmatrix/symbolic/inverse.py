@@ -11,8 +11,8 @@ import numpy as np
 import sympy as sp
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes
 from .formulas import _P, _a, _bound, _compiled, _d, _floor_arg, _k, _n, _pa, _pb, _s, _target, output_size_formula
-from .matrices import IntOrSequence, MaxBytes
 from .relations import _symmetric_pad
 
 __all__ = ['input_sizes_for_output', 'output_padding_for', 'padding_for_output']

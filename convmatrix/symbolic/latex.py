@@ -10,7 +10,8 @@ import sympy as sp
 
 from .. import _validate as V
 from .._given import given_entries, given_matrix
-from .matrices import _BASE_BYTES, MaxBytes
+from .._validate import MaxBytes
+from .matrices import _BASE_BYTES
 
 if TYPE_CHECKING:
     from scipy.sparse import sparray, spmatrix
@@ -110,7 +111,7 @@ def to_latex(M: sp.MatrixBase | npt.ArrayLike | sparray | spmatrix, block_shape:
     r, c, vals = given_entries(g, "M")
     if isinstance(vals, np.ndarray) and vals.dtype == np.bool_:
         vals = vals.astype(np.int64)  # a bool matrix prints 1 (as kernel_array reads bools)
-    values = vals.tolist() if g.kind == "sparse" else list(vals)  # numpy scalars for arrays, as printed before
+    values = vals.tolist() if isinstance(vals, np.ndarray) and g.kind == "sparse" else list(vals)  # numpy scalars for arrays, as printed before
     texts: list[str] = []
     memo: dict[tuple[type, object], str] = {}
     extra = 0

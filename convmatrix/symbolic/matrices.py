@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -12,21 +11,13 @@ import sympy as sp
 
 from .. import _validate as V
 from .._given import unmasked
-from .._validate import MatrixTooLargeError
+from .._validate import IntOrSequence, MatrixTooLargeError, MaxBytes, Padding, PaddingMode
 from ..geometry import Geometry, conv_geometry, conv_transpose_geometry
 
 __all__ = ['MAX_SYMBOLIC_ENTRIES', 'kernel_symbols', 'symbolic_conv_matrix', 'symbolic_conv_transpose_matrix']
 
 
 # ----------------------------------------------------------------------------- argument types
-#: one int for every spatial axis, or one per axis (a shape, a stride, a dilation)
-IntOrSequence: TypeAlias = int | Sequence[int]
-#: an int, one int or ``(before, after)`` pair per axis, or a keyword
-Padding: TypeAlias = int | Sequence[int | Sequence[int]] | Literal["valid", "same", "same_lower", "full"]
-#: a boundary mode of the PyTorch family (``"symmetric"`` is numpy's)
-PaddingMode: TypeAlias = Literal["zeros", "circular", "reflect", "replicate", "symmetric"]
-#: a byte budget: bytes, ``"auto"`` (half the RAM) or ``None`` (no limit)
-MaxBytes: TypeAlias = int | Literal["auto"] | None
 #: a kernel of numbers or SymPy expressions: a SymPy array or matrix, a numpy array, nested lists
 SymbolicKernel: TypeAlias = "sp.NDimArray | sp.MatrixBase | npt.ArrayLike"
 #: an object array of SymPy expressions

@@ -11,13 +11,10 @@ import numpy as np
 import sympy as sp
 
 from .. import _validate as V
-from .._validate import MatrixTooLargeError
+from .._validate import IntOrSequence, MatrixTooLargeError, MaxBytes, Padding
 from ..geometry import conv_geometry
 from .formulas import output_shape_from_formula
 from .matrices import (
-    IntOrSequence,
-    MaxBytes,
-    Padding,
     SymbolicKernel,
     _check_kernel,
     _kernel_bytes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, SupportsInt, TypeAlias, TypeGuard
 
 import numpy as np
@@ -23,18 +23,6 @@ TorchOption: TypeAlias = bool | Literal["auto"]
 
 #: ``rng=``: what :func:`numpy.random.default_rng` accepts (a seed must be non-negative)
 RngLike: TypeAlias = "int | np.random.Generator | np.random.BitGenerator | np.random.SeedSequence | None"
-
-#: ``max_bytes=``: a budget in bytes, ``"auto"`` (half the RAM) or ``None`` (no limit)
-MaxBytes: TypeAlias = int | Literal["auto"] | None
-
-#: a size per spatial axis: one int for every axis, or one per axis
-Size: TypeAlias = int | Sequence[int]
-
-#: ``padding=``: an int, one per axis, ``(before, after)`` pairs, or a named rule
-Padding: TypeAlias = int | Sequence[int | Sequence[int]] | Literal["valid", "same", "same_lower", "full"]
-
-#: boundary modes of a forward convolution
-PaddingMode: TypeAlias = Literal["zeros", "circular", "reflect", "replicate", "symmetric"]
 
 #: a matrix the checks accept: dense, sparse, or anything with ``shape``, ``matvec`` and ``rmatvec``
 MatrixLike: TypeAlias = "np.ndarray | sparray | spmatrix | LinearOperator"

@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _validate as V
-from ._common import MAX_SWEEP, Case, MaxBytes, PaddingMode, TorchOption, _dims, _tolerances, _torch_option
+from .._validate import MaxBytes, Padding, PaddingMode
+from ._common import MAX_SWEEP, Case, TorchOption, _dims, _tolerances, _torch_option
 from .checks import check_conv, check_transpose
 from .report import Report, _summarise
 from .torch_routes import _import_torch
@@ -407,11 +408,11 @@ def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequenc
         case["seed"] = int(gen.integers(2**31 - 1))
         try:
             if tr:
-                conv_transpose_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
+                conv_transpose_geometry(tuple(kshape), n, stride=s, padding=cast("Padding", _untuple(pad)), dilation=d, groups=g,
                                         output_padding=case.get("output_padding", 0),
                                         output_shape=case.get("output_shape"))
             else:
-                conv_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
+                conv_geometry(tuple(kshape), n, stride=s, padding=cast("Padding", _untuple(pad)), dilation=d, groups=g,
                               padding_mode=case["padding_mode"])
         except ValueError:
             continue

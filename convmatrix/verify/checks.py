@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode
 from ._common import (
     _EXACT,
     _INT_SPAN,
@@ -24,11 +25,7 @@ from ._common import (
     TR_FUSION,
     TR_ZERO,
     MatrixLike,
-    MaxBytes,
-    Padding,
-    PaddingMode,
     RngLike,
-    Size,
     TorchOption,
     _Apply,
     _eps,
@@ -379,11 +376,11 @@ def _title(direction: Literal["conv", "conv_transpose"], geom: Geometry, shape: 
 
 def check_conv(
     kernel: npt.ArrayLike,
-    input_shape: Size,
+    input_shape: IntOrSequence,
     *,
-    stride: Size = 1,
+    stride: IntOrSequence = 1,
     padding: Padding = 0,
-    dilation: Size = 1,
+    dilation: IntOrSequence = 1,
     groups: int = 1,
     padding_mode: PaddingMode = "zeros",
     flip: bool = False,
@@ -537,14 +534,14 @@ def _check(direction: Literal["conv", "conv_transpose"], what: str, geom: Geomet
 
 def check_transpose(
     kernel: npt.ArrayLike,
-    input_shape: Size,
+    input_shape: IntOrSequence,
     *,
-    stride: Size = 1,
+    stride: IntOrSequence = 1,
     padding: Padding = 0,
-    output_padding: Size = 0,
-    dilation: Size = 1,
+    output_padding: IntOrSequence = 0,
+    dilation: IntOrSequence = 1,
     groups: int = 1,
-    output_shape: Size | None = None,
+    output_shape: IntOrSequence | None = None,
     dtype: npt.DTypeLike | None = None,
     matrix: MatrixLike | None = None,
     rng: RngLike = 0,

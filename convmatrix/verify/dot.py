@@ -10,9 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _validate as V
+from .._validate import MaxBytes
 from ._common import (
     MatrixLike,
-    MaxBytes,
     RngLike,
     _Apply,
     _base_rtol,
