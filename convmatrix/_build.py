@@ -126,7 +126,7 @@ def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
                    else general_rows)
 
     tables = sum(table_rows(ax, k) * k * 8 * (6 if ax.transposed or ax.mode == "zeros" else 14)
-                 for ax, k in zip(axes, taps, strict=True))
+                 for ax, k in zip(axes, taps))
     boxes = min(_BOX_ROWS, n_out) * 8 * 3 + kernel * 8 * 3
     return per_axis + weights + max(flat + general + tables, boxes)
 
@@ -206,16 +206,16 @@ def _plan_boxes(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], c
         for run in axis_runs:
             code[run.start : run.start + run.step * run.length : run.step] = 2
 
-    for code, axis_runs in zip(codes, runs, strict=True):
+    for code, axis_runs in zip(codes, runs):
         mark(code, axis_runs)
     box_rows = geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs)
     shell_cost = (rows - box_rows) * cand * _COST_CANDIDATE
     boxes = math.prod(len(r) for r in runs)
     edges = [int(np.count_nonzero(code == 1)) for code in codes]
-    all_boxes = math.prod(len(r) + e for r, e in zip(runs, edges, strict=True))
+    all_boxes = math.prod(len(r) + e for r, e in zip(runs, edges))
     if all_boxes <= _MAX_BOXES and (all_boxes - boxes) * _COST_BOX < shell_cost:
         # few boundary positions with many entries: their (unfolded) rows become boxes of one row too
-        for ax, code, axis_runs in zip(axes, codes, runs, strict=True):
+        for ax, code, axis_runs in zip(axes, codes, runs):
             extra = _singletons(ax, np.flatnonzero(code == 1))
             mark(code, extra)
             axis_runs += extra
@@ -331,10 +331,10 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     cg, og, c_out = geom.in_per_group, geom.out_per_group, geom.out_channels
     sizes = [run.length for run in box]
     o_strides = [math.prod(oshape[a + 1 :]) for a in range(nd)]
-    corner = sum(run.start * st for run, st in zip(box, o_strides, strict=True))
+    corner = sum(run.start * st for run, st in zip(box, o_strides))
     base = int(indptr[corner])
     row_steps = [int(indptr[corner + run.step * st]) - base if run.length > 1 else 0
-                 for run, st in zip(box, o_strides, strict=True)]
+                 for run, st in zip(box, o_strides)]
     row_len = cg * math.prod(run.taps.size for run in box)
     if row_len == 0:  # rows whose taps all fall on zero padding
         return
@@ -354,10 +354,10 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     n_in = math.prod(geom.input_shape)
     ent = (((np.arange(c_out) // og) * cg)[:, None] + np.arange(cg)[None, :]).astype(np.int64) * n_in
     ent = ent.reshape((c_out, cg) + (1,) * nd)
-    for a, (run, st) in enumerate(zip(box, in_strides, strict=True)):
+    for a, (run, st) in enumerate(zip(box, in_strides)):
         ent = ent + (run.first * st).reshape((1, 1) + (1,) * a + (-1,) + (1,) * (nd - a - 1))
     rowpart = np.zeros((), dtype=np.int64)  # per row: sum_a m_a*delta_a*stride_a (at most _BOX_ROWS values)
-    for run, st in zip(box, in_strides, strict=True):
+    for run, st in zip(box, in_strides):
         rowpart = np.add.outer(rowpart, np.arange(run.length, dtype=np.int64) * (run.delta * st))
     # one ufunc call writing into the strided view (an in-place update of the view would be copied whole)
     np.add(rowpart.reshape((1, *sizes, 1)), ent.reshape((*lead, row_len)), out=iview, casting="unsafe")

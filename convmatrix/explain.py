@@ -108,7 +108,7 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: sp.sparray
              + (" (spread out by the dilation)" if any(v > 1 for v in d) else "") + ".")
     pixels = list(np.ndindex(*n))
     for lab, j in zip(_LABELS, pixels, strict=False):  # at most MAX_INPUT_VALUES = len(_LABELS) pixels
-        start = tuple(ji * si for ji, si in zip(j, s, strict=True))
+        start = tuple(ji * si for ji, si in zip(j, s))
         where = ", ".join(f"{'rows' if (nd == 2 and ax == 0) else 'columns'} {start[ax]}..{start[ax] + extent[ax] - 1}"
                           for ax in range(nd))
         L.append(f"  map {lab}: pixel {_idx(j)} = {_num(y[j])}  ->  y{_idx(j)} * w, placed at {where}:")
@@ -118,8 +118,8 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: sp.sparray
     owners: dict[tuple[int, ...], list[tuple[str, tuple[int, ...]]]] = {}
     for lab, j in zip(_LABELS, pixels, strict=False):
         for t in np.ndindex(*kk):
-            pos = tuple(ji * si + ti * di for ji, si, ti, di in zip(j, s, t, d, strict=True))
-            owners.setdefault(pos, []).append((lab, tuple(ti * di for ti, di in zip(t, d, strict=True))))
+            pos = tuple(ji * si + ti * di for ji, si, ti, di in zip(j, s, t, d))
+            owners.setdefault(pos, []).append((lab, tuple(ti * di for ti, di in zip(t, d))))
     L.append(f"Step 2 - fusion at stride {_dims(s)}: map of pixel j starts at j*s; where maps overlap, their values "
              f"are added. Who lands where ({_size(full)} result; '.' = no kernel tap):")
     width = max(len(v) for v in owners.values())
@@ -153,9 +153,9 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: sp.sparray
     ok = np.allclose(got, result, rtol=1e-12, atol=0)
     L.append(f"Check: conv_transpose_matrix(w, {tuple(n)}, ...) @ y.ravel() gives the same {_dims(o)}: {ok}")
     # the equivalent direct convolution: zero insertion, padding d*(k-1)-p, the rotated kernel
-    up_shape = tuple((ni - 1) * si + 1 for ni, si in zip(n, s, strict=True))
-    lo = [ei - 1 - pb for ei, (pb, _) in zip(extent, pads, strict=True)]
-    padded = tuple(oi + ei - 1 for oi, ei in zip(o, extent, strict=True))
+    up_shape = tuple((ni - 1) * si + 1 for ni, si in zip(n, s))
+    lo = [ei - 1 - pb for ei, (pb, _) in zip(extent, pads)]
+    padded = tuple(oi + ei - 1 for oi, ei in zip(o, extent))
     same = np.allclose(_ref_zero_insertion(cropped, y[None])[0], result, rtol=1e-12, atol=0)
     L.append(f"Equivalently: insert s-1 = {_dims(tuple(si - 1 for si in s))} zeros between the input pixels "
              f"({_dims(up_shape)}), pad by d*(k-1)-p = {', '.join(str(v) for v in lo)} "
@@ -191,8 +191,8 @@ def _conv_text(geom: Geometry, k: np.ndarray, x: np.ndarray, M: sp.sparray, flip
     one = w.astype(np.result_type(w, x, np.float64))[None, None]
     out = _ref_forward(_Conv(one, 1, s, d, pads, geom.padding_mode, n, o), x[None])[0]
     for j in list(np.ndindex(*o))[:2]:  # the first two windows, written out
-        win = xp[tuple(slice(ji * si, ji * si + ei, di) for ji, si, ei, di in zip(j, s, geom.extent, d, strict=True))]
-        terms = " + ".join(f"{_num(a)}*{_num(b)}" for a, b in zip(win.ravel(), w.ravel(), strict=True))
+        win = xp[tuple(slice(ji * si, ji * si + ei, di) for ji, si, ei, di in zip(j, s, geom.extent, d))]
+        terms = " + ".join(f"{_num(a)}*{_num(b)}" for a, b in zip(win.ravel(), w.ravel()))
         L.append(f"  y{_idx(j)} = {terms} = {_num(out[j])}")
     L += ["result y:", _arr(out), ""]
     got = (M @ x.ravel()).reshape(o)
@@ -236,7 +236,7 @@ def _check_printable(geom: Geometry, what: str) -> None:
     if geom.kind == "conv":
         work, name = geom.padded_shape, ("padding", "the padded input")
     else:
-        work = tuple(f + a for f, a in zip(geom.read_shape, geom.output_padding, strict=True))
+        work = tuple(f + a for f, a in zip(geom.read_shape, geom.output_padding))
         name = ("stride", "the fused result before cropping")
     for shape, (param, label) in ((geom.output_shape, ("input_shape", "the output (with this stride and padding)")), (work, name),
                                   (geom.extent, ("dilation", "the dilated kernel"))):

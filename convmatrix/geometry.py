@@ -123,7 +123,7 @@ class Geometry:
     @property
     def extent(self) -> tuple[int, ...]:
         """Dilated kernel extent per axis, ``d*(k-1) + 1``: how far one copy of the kernel reaches."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilation, strict=True))
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilation))
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -133,7 +133,7 @@ class Geometry:
         equivalent stride-1 convolution (before the padding ``p`` is taken off), ``(n-1)*s + 1 +
         2*d*(k-1)``."""
         if self.kind == "conv":
-            return tuple(n + b + a for n, (b, a) in zip(self.input_shape, self.padding, strict=True))
+            return tuple(n + b + a for n, (b, a) in zip(self.input_shape, self.padding))
         return tuple((n - 1) * s + 2 * e - 1 for n, s, e in zip(self.input_shape, self.stride, self.extent,
                                                                 strict=True))
 
@@ -142,8 +142,8 @@ class Geometry:
         """Padded-input positions the outputs of a convolution read, ``(o-1)*s + d*(k-1) + 1`` per axis;
         for a transposed convolution, the fused result before cropping, ``(n-1)*s + d*(k-1) + 1``."""
         if self.kind == "conv":
-            return tuple((o - 1) * s + e for o, s, e in zip(self.output_shape, self.stride, self.extent, strict=True))
-        return tuple((n - 1) * s + e for n, s, e in zip(self.input_shape, self.stride, self.extent, strict=True))
+            return tuple((o - 1) * s + e for o, s, e in zip(self.output_shape, self.stride, self.extent))
+        return tuple((n - 1) * s + e for n, s, e in zip(self.input_shape, self.stride, self.extent))
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
@@ -207,7 +207,7 @@ class Geometry:
         """Cheap ``(lower, upper)`` bounds of :attr:`nnz` (equal unless reflect/symmetric edges are long)."""
         if "nnz_axes" in self._cache:
             return self.nnz, self.nnz
-        lows, highs = zip(*(ax.entries_bounds() for ax in self.axes()), strict=True)
+        lows, highs = zip(*(ax.entries_bounds() for ax in self.axes()))
         c = self.out_channels * self.in_per_group
         return c * math.prod(lows), c * math.prod(highs)
 
@@ -264,7 +264,7 @@ def _check_boundary_width(pads: V.PaddingPairs, input_shape: tuple[int, ...], mo
                           wide_ok: bool) -> None:
     if wide_ok:
         return
-    for ax, ((b, a), n) in enumerate(zip(pads, input_shape, strict=True)):
+    for ax, ((b, a), n) in enumerate(zip(pads, input_shape)):
         if mode == "circular" and max(b, a) > n:
             raise ValueError(
                 f"circular padding must not be wider than the input (wrapping more than once); "
@@ -309,10 +309,10 @@ def conv_geometry(
     elif spec == "valid":
         pad = ((0, 0),) * nd
     elif spec == "full":
-        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d, strict=True))
+        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d))
     else:
         lower = spec == "same_lower"
-        pad = tuple(same_padding(n, k, si, di, lower=lower) for n, k, si, di in zip(shape, kshape, s, d, strict=True))
+        pad = tuple(same_padding(n, k, si, di, lower=lower) for n, k, si, di in zip(shape, kshape, s, d))
     try:
         _check_boundary_width(pad, shape, mode, wide_padding)
     except ValueError as exc:
@@ -320,7 +320,7 @@ def conv_geometry(
             raise
         raise ValueError(f"padding={keyword!r} cannot be honoured with padding_mode={mode!r}: {exc}") from None
     out = []
-    for ax, (n, k, si, di, (b, a)) in enumerate(zip(shape, kshape, s, d, pad, strict=True)):
+    for ax, (n, k, si, di, (b, a)) in enumerate(zip(shape, kshape, s, d, pad)):
         _check_extent(ax, n + b + a + di * (k - 1) + si, "n + p_before + p_after + d*(k-1) + s")
         o = conv_output_size(n, k, si, b, a, di)
         if o < 1:
@@ -377,21 +377,21 @@ def conv_transpose_geometry(
     elif spec == "valid":
         pad = ((0, 0),) * nd
     elif spec == "full":
-        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d, strict=True))
+        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d))
     else:
         if want is None:
-            want = tuple(n * si for n, si in zip(shape, s, strict=True))
-        for ax, (w, n, si) in enumerate(zip(want, shape, s, strict=True)):
+            want = tuple(n * si for n, si in zip(shape, s))
+        for ax, (w, n, si) in enumerate(zip(want, shape, s)):
             if -(-w // si) != n:
                 raise ValueError(
                     f"padding={spec!r} needs ceil(output_shape/stride) == input size; got output_shape[{ax}]={w}, "
                     f"stride {si}, input size {n}"
                 )
         pad = tuple(same_padding(w, k, si, di, lower=(spec == "same_lower"))
-                    for w, k, si, di in zip(want, kshape, s, d, strict=True))
+                    for w, k, si, di in zip(want, kshape, s, d))
     out = []
     a_final = []
-    for ax, (n, k, si, di, (pb, pa), ai) in enumerate(zip(shape, kshape, s, d, pad, a, strict=True)):
+    for ax, (n, k, si, di, (pb, pa), ai) in enumerate(zip(shape, kshape, s, d, pad, a)):
         _check_extent(ax, (n - 1) * si + pb + pa + di * (k - 1) + max(ai, 0 if want is None else want[ax]) + si,
                       "(n-1)*s + p_before + p_after + d*(k-1) + output_padding + s")
         base = conv_transpose_output_size(n, k, si, pb, pa, di, 0)
@@ -445,15 +445,15 @@ def scipy_geometry(
         )
     pads = []
     if mode == "valid":
-        bigger = [n >= k for n, k in zip(input_shape, kernel_shape, strict=True)]
-        smaller = [k >= n for n, k in zip(input_shape, kernel_shape, strict=True)]
+        bigger = [n >= k for n, k in zip(input_shape, kernel_shape)]
+        smaller = [k >= n for n, k in zip(input_shape, kernel_shape)]
         if not (all(bigger) or all(smaller)):
             raise ValueError(
                 f"mode='valid' needs the input to be at least as large as the kernel in every dimension, or the "
                 f"kernel at least as large as the input in every dimension; got input_shape {input_shape} and "
                 f"kernel shape {kernel_shape}"
             )
-    for n, k in zip(input_shape, kernel_shape, strict=True):
+    for n, k in zip(input_shape, kernel_shape):
         if mode == "full":
             start, length = 0, n + k - 1
         elif mode == "same":

@@ -389,7 +389,7 @@ def _scipy_family(kernel: ArrayLike, input_shape: V.IntOrSequence, mode: V.Scipy
     if correlate:
         # scipy conjugates the kernel; correlate2d (convention="matlab") does not when 'valid' swaps the
         # operands (it conjugates the input instead, which for real input leaves the kernel as is)
-        swapped = mode == "valid" and all(kk >= n for kk, n in zip(k.shape, shape, strict=True)) and k.shape != shape
+        swapped = mode == "valid" and all(kk >= n for kk, n in zip(k.shape, shape)) and k.shape != shape
         if k.dtype.kind == "c" and not (convention == "matlab" and swapped):
             k = np.conj(k)
     if order == "F":  # column-major ravel == row-major ravel of the axis-reversed arrays

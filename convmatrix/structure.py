@@ -426,7 +426,7 @@ def _structure_of(geom: Geometry) -> Structure:
                 reasons.append(f"stride {axis.s} > 1 along axis {ax}")
             else:
                 reasons.append(f"{axis.mode} padding folds taps at the edges of axis {ax}")
-    levels = list(zip(geom.output_shape, geom.input_shape, strict=True))
+    levels = list(zip(geom.output_shape, geom.input_shape))
     channels = (geom.out_channels, geom.in_channels, geom.groups) if geom.channel_axis else None
     has_channels = channels is not None and channels[:2] != (1, 1)
     if has_channels:
@@ -600,7 +600,7 @@ def check_structure(matrix: Matrix, claim: str, *, max_bytes: V.MaxBytes = "auto
     if kinds == ["zero"]:
         return r.size == 0
     if r.size == 0:  # a zero matrix is Toeplitz and circulant (if square) at every level
-        return all(kd == "Toeplitz" or (kd == "circulant" and o == n) for kd, (o, n) in zip(kinds, levels, strict=True))
+        return all(kd == "Toeplitz" or (kd == "circulant" and o == n) for kd, (o, n) in zip(kinds, levels))
     if symbolic:
         values, tol = _canonical_values(list(vals)), None
     else:

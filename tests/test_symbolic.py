@@ -419,7 +419,7 @@ def test_padding_for_output_same_matches_tf_same():
 
 def test_padding_for_output_per_axis_and_errors():
     assert S.padding_for_output((5, 6), (3, 2), (5, 6)) == ((1, 1), (0, 1))
-    with pytest.raises(ValueError, match=r"same length; got lengths \\[2, 3\\]"):
+    with pytest.raises(ValueError, match=r"same length; got lengths \[2, 3\]"):
         S.padding_for_output((5, 6), (3, 2, 1), 5)
     with pytest.raises(ValueError, match=r"target must be a positive integer; got 0"):
         S.padding_for_output(5, 3, 0)
@@ -598,7 +598,7 @@ def test_symbolic_matrix_errors():
         S.symbolic_conv_matrix(S.kernel_symbols(3, symbol=""), 4)
     with pytest.raises(TypeError, match=r"flip must be a bool \(True or False\); got 1 of type int"):
         S.symbolic_conv_matrix(S.kernel_symbols(3), 4, flip=1)
-    with pytest.raises(ValueError, match=r"kernel_shape\\[0\\] must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match=r"kernel_shape\[0\] must be a positive integer; got 0"):
         S.symbolic_conv_matrix(S.kernel_symbols((0,)), 4)
     with pytest.raises(ValueError, match="stride must be a positive integer; got 0"):
         S.symbolic_conv_matrix(S.kernel_symbols(3), 4, stride=0)
@@ -681,7 +681,7 @@ def test_to_latex_block_grid():
     assert S.to_latex(sps.csr_array(np.eye(2))) == S.to_latex(np.eye(2))
     with pytest.raises(ValueError, match=r"block_shape must divide the matrix shape \(4, 16\); got \(3, 4\)"):
         S.to_latex(C, block_shape=(3, 4))
-    with pytest.raises(TypeError, match=r"block_shape must be a \\(rows, cols\\) pair; got 4"):
+    with pytest.raises(TypeError, match=r"block_shape must be a \(rows, cols\) pair; got 4"):
         S.to_latex(C, block_shape=4)
 
 
@@ -833,7 +833,7 @@ def test_check_structure_float32_and_errors():
         S.check_structure(np.ones((4, 6)), "Toeplitz (3x5)")
     with pytest.raises(ValueError, match="claim must be a structure name as matrix_structure writes it; got 'banded'"):
         S.check_structure(np.ones((4, 6)), "banded")
-    with pytest.raises(TypeError, match=r"claim must be a str \\(a structure name\\); got int"):
+    with pytest.raises(TypeError, match=r"claim must be a str \(a structure name\); got int"):
         S.check_structure(np.ones((4, 6)), 3)
     assert S.check_structure(np.zeros((2, 1)), "zero matrix (2x1: every tap reads padding)")
     assert S.check_structure(np.zeros((3, 5)), "Toeplitz (3x5)")  # a zero matrix is Toeplitz

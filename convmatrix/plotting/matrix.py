@@ -138,7 +138,7 @@ def plot_matrix(
             ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="|entry|" if np.iscomplexobj(S.data) else "entry")
         if annotate:
             fs = max(4.0, min(9.0, 220.0 / max(rows, cols)))
-            for r, c, v in zip(coo.row, coo.col, coo.data, strict=True):
+            for r, c, v in zip(coo.row, coo.col, coo.data):
                 txt = _short(v)
                 shade = abs(dense[r, c]) / vmax if vmax else 0
                 ax.text(c, r, txt, ha="center", va="center", fontsize=fs,

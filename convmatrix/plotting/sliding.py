@@ -72,7 +72,7 @@ def _grid_spec(geom: Geometry, axes: list[int]) -> _GridSpec:
     """
     spec: _GridSpec = {"roles": [], "offset": [], "step": [], "tap": [], "out": [], "source": []}
     grid_sizes = _plane_sizes(geom, axes)[0]
-    for ax, size in zip(axes, grid_sizes, strict=True):
+    for ax, size in zip(axes, grid_sizes):
         n, k, s, d = geom.input_shape[ax], geom.kernel_shape[ax], geom.stride[ax], geom.dilation[ax]
         pb, pa = geom.padding[ax]
         o = geom.output_shape[ax]
@@ -222,7 +222,7 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
     if H * W <= 400:
         src = spec["source"]
         copy = geom.kind == "conv" and geom.padding_mode != "zeros"
-        for r, c in zip(r_idx[kind != 1], c_idx[kind != 1], strict=True):
+        for r, c in zip(r_idx[kind != 1], c_idx[kind != 1]):
             if copy:
                 text = (f"{src[0][r]},{src[1][c]}" if two_d else f"x{src[0][c]}")
                 color, size = "#3a7ca5", 6 if two_d else 7
@@ -230,7 +230,7 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
                 text, color, size = "0", "#b0b0b0", 7
             ax.text(c + 0.5, -r + 0.5, text, ha="center", va="center", fontsize=size, color=color)
     # kernel footprint at the output pixel
-    starts = [p * st for p, st in zip([pos[a] for a in axes], spec["step"], strict=True)]
+    starts = [p * st for p, st in zip([pos[a] for a in axes], spec["step"])]
     if values is not None:
         if geom.kind != "conv":  # the equivalent direct convolution slides the rotated kernel
             values = values[(slice(None, None, -1),) * values.ndim]
@@ -238,15 +238,15 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
         if W + spec["out"][-1] > 30 or H > 30 or max(len(_short(v)) for v in values.ravel()) > 3:
             values = None
     taps = np.indices(k_axes).reshape(len(k_axes), -1)  # tap indices, C order
-    rc = [st + t * d for st, t, d in zip(starts, taps, spec["tap"], strict=True)]
+    rc = [st + t * d for st, t, d in zip(starts, taps, spec["tap"])]
     tr, tc = (rc[0], rc[1]) if two_d else (np.zeros_like(rc[0]), rc[0])
     if values is not None:
-        for r, c, v in zip(tr, tc, values.ravel(), strict=True):
+        for r, c, v in zip(tr, tc, values.ravel()):
             ax.text(c + 0.9, -r + 0.12, _short(v), ha="right", va="bottom", fontsize=6.5, color="white",
                     zorder=6, fontweight="bold")
     ax.add_collection(PolyCollection(_cell_verts(tc + 0.08, -tr + 0.08, 0.84), facecolor=_TAP, alpha=0.55,
                                      edgecolor=_TAP, linewidth=1.0, zorder=3))
-    ext = [d * (k - 1) + 1 for k, d in zip(k_axes, spec["tap"], strict=True)]
+    ext = [d * (k - 1) + 1 for k, d in zip(k_axes, spec["tap"])]
     if two_d:
         box = Rectangle((starts[1], -starts[0] - ext[0] + 1), ext[1], ext[0], fill=False, ec=_TAP, lw=2.2, zorder=4)
     else:
@@ -309,7 +309,7 @@ def _position(geom: Geometry, position: object) -> tuple[int, ...]:
     if isinstance(position, (str, bytes)) or not isinstance(position, (Sequence, np.ndarray)):
         raise TypeError(f"position must be a sequence of ints, one per spatial axis; got {position!r}")
     pos = tuple(V.as_int(v, f"position[{i}]", maximum=None) for i, v in enumerate(position))
-    if len(pos) != len(o) or any(not 0 <= p < v for p, v in zip(pos, o, strict=True)):
+    if len(pos) != len(o) or any(not 0 <= p < v for p, v in zip(pos, o)):
         raise ValueError(f"position must be an output pixel, one index per axis within the output shape {o}; got {pos}")
     return pos
 
@@ -323,7 +323,7 @@ def _geometry_title(geom: Geometry, pos: tuple[int, ...], note: str) -> str:
         first = (f"input {_dims(n)} (blue), padding {pads}{mode} (dashed), kernel {_dims(k)} (dark), stride "
                  f"{_dims(geom.stride)}" + (f", dilation {_dims(geom.dilation)}" if max(geom.dilation) > 1 else ""))
     else:
-        lo = [d * (kk - 1) - b for kk, d, (b, _) in zip(k, geom.dilation, geom.padding, strict=True)]
+        lo = [d * (kk - 1) - b for kk, d, (b, _) in zip(k, geom.dilation, geom.padding)]
         first = (f"transposed: input {_dims(n)} (blue), s-1 = {_dims(tuple(s - 1 for s in geom.stride))} zeros "
                  f"between pixels (grey), "
                  f"padding d(k-1)-p = {','.join(map(str, lo))}, kernel {_dims(k)} rotated, stride 1")

@@ -88,7 +88,7 @@ def _block_spectrum(w: npt.NDArray[np.inexact], grid: tuple[int, ...], dilation:
     nd = len(grid)
     cout, cg = w.shape[:2]
     wrapped = np.zeros((cout, cg, *grid), w.dtype)
-    idx = [np.mod(np.arange(k) * d, n) for k, d, n in zip(w.shape[2:], dilation, grid, strict=True)]
+    idx = [np.mod(np.arange(k) * d, n) for k, d, n in zip(w.shape[2:], dilation, grid)]
     np.add.at(wrapped, (slice(None), slice(None), *np.ix_(*idx)), w)
     axes = tuple(range(2, 2 + nd))
     if w.dtype.kind == "c":
@@ -176,7 +176,7 @@ def _fold_multiplicity(n: int, L: int, pb: int, mode: PaddingMode) -> int:
 def _padding_norm(geom: Geometry) -> float:
     """Norm of the padding map ``x -> x_pad`` restricted to the positions the output reads."""
     norm = 1.0
-    for n, L, (pb, _) in zip(geom.input_shape, geom.read_shape, geom.padding, strict=True):
+    for n, L, (pb, _) in zip(geom.input_shape, geom.read_shape, geom.padding):
         norm *= math.sqrt(_fold_multiplicity(n, L, pb, geom.padding_mode))
     return norm
 

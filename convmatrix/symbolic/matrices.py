@@ -67,7 +67,7 @@ def _valid_taps(geom: Geometry) -> int:
     padding (no two taps of a row read one input), every pair with the other modes."""
     if geom.kind == "conv_transpose" or geom.padding_mode == "zeros":
         return geom.nnz
-    per_axis = math.prod(o * k for o, k in zip(geom.output_shape, geom.kernel_shape, strict=True))
+    per_axis = math.prod(o * k for o, k in zip(geom.output_shape, geom.kernel_shape))
     return geom.out_channels * geom.in_per_group * per_axis
 
 
@@ -278,7 +278,7 @@ def _assemble(geom: Geometry, weight: _Entries) -> sp.SparseMatrix:
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, np.int64)
     ends = np.r_[starts[1:], key.size]
     entries: dict[tuple[int, int], sp.Expr] = {}
-    for st, en in zip(starts.tolist(), ends.tolist(), strict=True):  # one SymPy object per stored entry
+    for st, en in zip(starts.tolist(), ends.tolist()):  # one SymPy object per stored entry
         val = wflat[taps[st]] if en - st == 1 else sp.Add(*wflat[taps[st:en]])
         if val != 0:
             entries[divmod(int(key[st]), ncols)] = val

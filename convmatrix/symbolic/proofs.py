@@ -183,7 +183,7 @@ def prove_transpose(
     canvas_shape = tuple(max((oshape[ax] - 1) * geom.stride[ax] + geom.dilation[ax] * (kshape[ax] - 1) + 1,
                              pads[ax][0] + ishape[ax]) for ax in range(nd))
     axis_ones = sum(k * n + n + (s * (o - 1) + 1) + (n + d * (k - 1))  # the 1s of S_t @ P @ U, S_t, U, P
-                    for n, o, k, s, d in zip(ishape, oshape, kshape, geom.stride, geom.dilation, strict=True))
+                    for n, o, k, s, d in zip(ishape, oshape, kshape, geom.stride, geom.dilation))
     need = (_matrix_bytes(geom) + _kernel_bytes(kshape_all, "w", True)
             + _PROOF_ENTRY_BYTES * geom.nnz + _PROOF_CELL_BYTES * math.prod(canvas_shape)
             + _PROOF_AXIS_BYTES * axis_ones)
@@ -214,7 +214,7 @@ def prove_transpose(
             for cl in range(cig):
                 ci = (co // cog) * cig + cl
                 coef = weight[(co, cl, *rot)]
-                for r, c, e in zip(r_sp, c_sp, e_sp, strict=True):
+                for r, c, e in zip(r_sp, c_sp, e_sp):
                     key = (ci * n_in + r, co * n_out + c)
                     zi[key] = zi.get(key, 0) + e * coef
     zero_insertion = sp.SparseMatrix(C.shape[1], C.shape[0], {k_: v for k_, v in zi.items() if v != 0})
