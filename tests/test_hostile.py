@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import io
 import math
 import os
@@ -165,7 +166,16 @@ def guarded(fn, *args, summary=None, warm=None, cap=3 * GiB, **kwargs) -> Outcom
     killed after :data:`HANG_GUARD` seconds (``kind="hang"``): a guard for the suite, not a measurement.
     """
     r, w = os.pipe()
-    pid = os.fork()
+    # the parent's objects go to the permanent generation for the fork: the child's collections (traced_peak
+    # starts with one) then skip them instead of touching, hence copying, every page of the parent's heap
+    gc.freeze()
+    try:
+        pid = os.fork()
+    except BaseException:
+        gc.unfreeze()
+        raise
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
             os.close(r)
@@ -397,6 +407,19 @@ BAD_FORMAT = ["CSR", "dense", "", None, 3, "array", JUNK, ["csr"], "csr "]
 BAD_BOOL = ["yes", "True", 1, 0, None, 1.0, [True], np.array([True, False]), JUNK]
 BAD_MODE = ["bogus", "Zeros", "", None, 3, b"zeros", ["zeros"], JUNK]
 BAD_MAX_BYTES = [0, -1, -2**63, 1.5, NAN, INF, "lots", "AUTO", "", True, np.bool_(False), [10**6], JUNK, 1j]
+#: keywords that 0.2 removed (the CHANGELOG's table): any value for them, a valid 0.1 value above all, is garbage
+REMOVED = ("transpose", "output_padding", "output_shape", "padding_mode", "symbol", "o", "k", "s", "p", "d")
+
+
+def removed_keywords(nd: int, *names: str) -> dict:
+    """The garbage tables of keywords a function no longer takes: the values they took in 0.1 (and a few more)."""
+    values = {"transpose": [True, False, None, "yes"], "output_padding": [0, 1, (1,) * nd],
+              "output_shape": [None, (7,) * nd], "padding_mode": ["zeros", "reflect", None],
+              "symbol": ["w", "h", ""], "o": [1, 3], "k": [1, 3], "s": [1, 2], "p": [0, 1], "d": [1, 2]}
+    assert set(names) <= set(REMOVED)
+    return {name: values[name] for name in names}
+
+
 BAD_TOL = [-1, -1e-300, NAN, INF, -INF, "1e-3", True, [1e-3], 1j, JUNK, np.array([0.1, 0.2])]
 BAD_RNG = ["x", -1, 1.5, [1.5], JUNK, NAN]
 
@@ -526,8 +549,14 @@ def _short(v: Any) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def attempt(fn, call: Call, aliases: dict | None = None, check=None, label: str | None = None) -> Any:
-    """Call ``fn(**call.kwargs)`` and hold it to the contract; returns the result (None if refused)."""
+def attempt(fn, call: Call, aliases: dict | None = None, check=None, label: str | None = None,
+            removed: tuple = ()) -> Any:
+    """Call ``fn(**call.kwargs)`` and hold it to the contract; returns the result (None if refused).
+
+    ``removed`` names keywords that 0.2 took away (the direction moved into the function's name or into
+    ``kind``): any value for one is garbage, and a call whose only garbage is such keywords must fail loudly
+    with a ``TypeError`` naming one of them (the CHANGELOG's promise), never run with the keyword ignored.
+    """
     aliases = aliases or {}
     label = label or getattr(fn, "__qualname__", repr(fn))
     shown = ", ".join(f"{k}={_short(v)}" for k, v in call.kwargs.items())
@@ -543,6 +572,9 @@ def attempt(fn, call: Call, aliases: dict | None = None, check=None, label: str 
         names = [n for b in call.bad for n in aliases.get(b, (b,))]
         assert names_one_of(msg, names), (f"{label}({shown}): the error must name the offending parameter "
                                           f"({' or '.join(call.bad)}); got {type(exc).__name__}: {msg}")
+        if set(call.bad) <= set(removed):
+            assert type(exc) is TypeError and names_one_of(msg, call.bad), \
+                f"{label}({shown}): a keyword removed in 0.2 must be a TypeError naming it; got {type(exc).__name__}: {msg}"
         return None
     finally:
         plt.close("all")
@@ -580,12 +612,13 @@ def test_fuzz_output_shapes_and_nnz(data):
         assert got == np.count_nonzero(ref), f"conv_nnz gave {got}, reference {np.count_nonzero(ref)}"
 
     valid = dict(kernel_shape=case.kernel.shape, input_shape=case.input_shape, stride=case.stride,
-                 padding=case.padding, dilation=case.dilation, groups=case.groups, padding_mode=case.mode,
-                 transpose=False)
+                 padding=case.padding, dilation=case.dilation, groups=case.groups, padding_mode=case.mode)
     bad = dict(kernel_shape=bad_shape(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
-               dilation=bad_pos(nd), groups=bad_scalar_pos(), padding_mode=BAD_MODE, transpose=BAD_BOOL)
-    attempt(cm.conv_nnz, data.draw(calls(valid, bad, omittable=("transpose",)), "nnz call"),
-            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count)
+               dilation=bad_pos(nd), groups=bad_scalar_pos(), padding_mode=BAD_MODE,
+               **removed_keywords(nd, "transpose", "output_padding", "output_shape"))
+    omittable = ("padding_mode",) if case.mode == "zeros" else ()
+    attempt(cm.conv_nnz, data.draw(calls(valid, bad, omittable=omittable), "nnz call"),
+            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count, removed=REMOVED)
 
 
 @settings(FUZZ, max_examples=50)
@@ -609,16 +642,16 @@ def test_fuzz_transposed_shapes_and_nnz(data):
     ref = ref_transpose_dense(generic, n, case.s, case.pairs, case.a, case.d, case.groups)
 
     def count(got):
-        assert got == np.count_nonzero(ref), f"conv_nnz(transpose=True) gave {got}, reference {np.count_nonzero(ref)}"
+        assert got == np.count_nonzero(ref), f"conv_transpose_nnz gave {got}, reference {np.count_nonzero(ref)}"
 
     valid = dict(kernel_shape=case.kernel.shape, input_shape=case.input_shape, stride=case.stride,
                  padding=case.padding, output_padding=case.output_padding, dilation=case.dilation,
-                 groups=case.groups, transpose=True)
+                 groups=case.groups)
     bad = dict(kernel_shape=bad_shape(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
                output_padding=bad_nonneg(nd) + [10], dilation=bad_pos(nd), groups=bad_scalar_pos(),
-               transpose=BAD_BOOL)
-    attempt(cm.conv_nnz, data.draw(calls(valid, bad), "nnz call"),
-            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count)
+               **removed_keywords(nd, "transpose", "padding_mode"))
+    attempt(cm.conv_transpose_nnz, data.draw(calls(valid, bad), "nnz call"),
+            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count, removed=REMOVED)
 
 
 @settings(FUZZ, max_examples=60)
@@ -886,22 +919,26 @@ def test_fuzz_check_conv_and_transpose(data):
 @given(data=st.data())
 def test_fuzz_sweep(data):
     valid = dict(n=data.draw(st.integers(0, 2)), seed=data.draw(st.integers(0, 50)), ndim=(1, 2),
-                 transpose=data.draw(st.sampled_from([None, True, False])), dtypes=("float64", "int64"),
+                 kind=data.draw(st.sampled_from(["both", "conv", "conv_transpose"])), dtypes=("float64", "int64"),
                  padding_modes=("zeros", "reflect"), torch=False, progress=False,
                  rtol=data.draw(st.sampled_from([None, 1e-6])), atol=None)
     bad = dict(n=[-1, 1.5, "3", None, True, 2**63, JUNK], seed=[-1, 1.5, "x", None, JUNK, 2**63],
-               ndim=[0, [], "2", [1.5], -1, JUNK, [0]], transpose=["yes", 1, JUNK],
+               ndim=[0, [], "2", [1.5], -1, JUNK, [0]], kind=["yes", 1, None, JUNK, True, False, "transpose", "Conv"],
                dtypes=[["float16"], ["U3"], [object], 5, [], JUNK], padding_modes=[["bogus"], [], 5, JUNK],
-               torch=["maybe", JUNK], progress=["yes", 1, JUNK], rtol=BAD_TOL, atol=BAD_TOL)
-    call = data.draw(calls(valid, bad, omittable=("ndim", "transpose", "dtypes", "padding_modes", "progress", "rtol",
+               torch=["maybe", JUNK], progress=["yes", 1, JUNK], rtol=BAD_TOL, atol=BAD_TOL,
+               **removed_keywords(2, "transpose"))
+    call = data.draw(calls(valid, bad, omittable=("ndim", "kind", "dtypes", "padding_modes", "progress", "rtol",
                                                   "atol")), "call")
     call.kwargs.setdefault("torch", False)
 
     def check(r):
         assert r.ok, f"a sweep of valid geometries failed:\n{r}"
         assert len(r.cases) == call.kwargs["n"]
+        directions = {c.case["transpose"] for c in r.cases}
+        allowed = {"conv": {False}, "conv_transpose": {True}}.get(call.kwargs.get("kind", "both"), {False, True})
+        assert directions <= allowed, f"kind={call.kwargs.get('kind', 'both')!r} swept {directions}"
 
-    attempt(cm.sweep, call, check=check)
+    attempt(cm.sweep, call, check=check, removed=REMOVED)
 
 
 @settings(FUZZ, max_examples=60)
@@ -1006,15 +1043,33 @@ def test_fuzz_symbolic_numbers(data):
                 check=lambda got: got == a or pytest.fail(f"output_padding_for gave {got}, want {a}"))
     else:
         o = brute_output_size(n, k, s, 0, 0, d)
-        valid = dict(o=o, k=k, s=s, p=0, d=d)
-        bad = dict(o=bad_scalar_pos(), k=bad_scalar_pos(), s=bad_scalar_pos(), d=bad_scalar_pos(),
-                   p=[-1, 1.5, "x", None, JUNK, (1, 2, 3), 2**63])
+        valid = dict(output_size=o, kernel_size=k, stride=s, padding=0, dilation=d,
+                     max_bytes=data.draw(st.sampled_from([2**26, "auto", None])))
+        bad = dict(output_size=bad_scalar_pos(), kernel_size=bad_scalar_pos(), stride=bad_scalar_pos(),
+                   dilation=bad_scalar_pos(), padding=[-1, 1.5, "x", None, JUNK, (1, 2, 3), 2**63],
+                   max_bytes=BAD_MAX_BYTES, **removed_keywords(1, "o", "k", "s", "p", "d"))
 
         def check(sizes):
             want = tuple(m for m in range(1, ext + s * o + 1) if brute_output_size(m, k, s, 0, 0, d) == o)
             assert tuple(sizes) == want, f"input_sizes_for_output gave {sizes}, want {want}"
 
-        attempt(symbolic.input_sizes_for_output, data.draw(calls(valid, bad)), check=check)
+        attempt(symbolic.input_sizes_for_output, data.draw(calls(valid, bad, omittable=("max_bytes",))), check=check,
+                removed=REMOVED)
+
+
+def symbolic_kernel(data, shape: tuple):
+    """(kernel, values): symbols of ``kernel_symbols`` (some symbol name) or numbers; values substitute the symbols."""
+    values = np.random.default_rng(0).uniform(1.0, 2.0, shape)
+    if data.draw(st.booleans(), "symbolic kernel"):
+        K = symbolic.kernel_symbols(shape, data.draw(st.sampled_from(["w", "h", "theta"]), "symbol"))
+        return K, {K[idx]: values[idx] for idx in np.ndindex(*shape)}, values
+    numbers = np.random.default_rng(1).integers(-3, 4, shape)
+    return numbers, {}, numbers.astype(float)
+
+
+def numeric(S, subs: dict) -> np.ndarray:
+    """A SymPy matrix with its symbols replaced by numbers, as a float array."""
+    return np.array(S.subs(subs).tolist(), dtype=float) if S.shape[0] * S.shape[1] else np.zeros(S.shape)
 
 
 @settings(FUZZ, max_examples=30)
@@ -1024,31 +1079,40 @@ def test_fuzz_symbolic_matrices(data):
     case = data.draw(conv_cases(transpose=transpose, channels=False, max_n=4), "case")
     nd, n = case.nd, shape_of(case)
     ks = case.kernel.shape
-    common = dict(input_shape=case.input_shape, kernel=ks, stride=case.stride, padding=case.padding,
-                  dilation=case.dilation, symbol="w", max_entries=10**5)
-    bad = dict(input_shape=bad_shape(nd), kernel=bad_symbolic_kernel(nd),
-               stride=bad_pos(nd), padding=bad_padding(nd), dilation=bad_pos(nd), symbol=["", 3, None, JUNK, b"w"],
-               max_entries=[0, -1, 1.5, "x", JUNK, True, NAN])
-    generic = np.random.default_rng(0).uniform(1.0, 2.0, ks)
+    kernel, subs, values = symbolic_kernel(data, ks)
+    common = dict(kernel=kernel, input_shape=case.input_shape, stride=case.stride, padding=case.padding,
+                  dilation=case.dilation, groups=1, max_entries=10**5,
+                  max_bytes=data.draw(st.sampled_from([2**26, "auto", None])))
+    bad = dict(kernel=bad_symbolic_kernel(nd) + [ks, list(ks)], input_shape=bad_shape(nd), stride=bad_pos(nd),
+               padding=bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos(),
+               max_entries=[0, -1, 1.5, "x", JUNK, True, NAN], max_bytes=BAD_MAX_BYTES)
     if transpose:
         fn = symbolic.symbolic_conv_transpose_matrix
         common["output_padding"] = case.output_padding
-        bad["output_padding"] = bad_nonneg(nd) + [10]
-        ref = ref_transpose_dense(generic, n, case.s, case.pairs, case.a, case.d, 1)
+        bad.update(output_padding=bad_nonneg(nd) + [10], **removed_keywords(nd, "symbol", "padding_mode"))
+        ref = ref_transpose_dense(values, n, case.s, case.pairs, case.a, case.d, 1)
     else:
         fn = symbolic.symbolic_conv_matrix
         common.update(padding_mode=case.mode, flip=False)
-        bad.update(padding_mode=BAD_MODE, flip=BAD_BOOL)
-        ref = ref_conv_dense(generic, n, case.s, case.pairs, case.d, 1, case.mode)
+        bad.update(padding_mode=BAD_MODE, flip=BAD_BOOL, **removed_keywords(nd, "symbol", "output_padding"))
+        ref = ref_conv_dense(values, n, case.s, case.pairs, case.d, 1, case.mode)
 
     def check(S):
-        values = {f"w_{{{','.join(map(str, idx))}}}": generic[idx] for idx in np.ndindex(*ks)}
-        subs = {sym: values[sym.name] for sym in S.free_symbols}
-        got = np.array(S.subs(subs).tolist(), dtype=float) if S.shape[0] * S.shape[1] else np.zeros(S.shape)
-        assert_matrix_equal(got, ref, fn.__name__)
+        assert_matrix_equal(numeric(S, subs), ref, fn.__name__)
 
-    attempt(fn, data.draw(calls(common, bad, omittable=("symbol", "max_entries")), "call"),
-            aliases={"kernel": ("kernel", "kernel_shape")}, check=check)
+    attempt(fn, data.draw(calls(common, bad, omittable=("groups", "max_entries", "max_bytes")), "call"),
+            aliases={"kernel": ("kernel", "kernel_shape", "kernel_symbols")}, check=check, removed=REMOVED)
+
+
+def _structure_check(ref: np.ndarray, nd: int):
+    def check(name):
+        assert isinstance(name, str)
+        if nd == 1 and ref.shape[0] > 1 and ref.shape[1] > 1:  # a 1-D level: Toeplitz iff constant diagonals
+            toeplitz = np.array_equal(ref[1:, 1:], ref[:-1, :-1])
+            assert name.startswith("Toeplitz") == toeplitz, \
+                f"{name!r} for a matrix that is{'' if toeplitz else ' not'} Toeplitz"
+        assert symbolic.check_structure(sp.csr_array(ref), name), f"check_structure rejects {name!r}"
+    return check
 
 
 @settings(FUZZ, max_examples=30)
@@ -1057,30 +1121,44 @@ def test_fuzz_structure_and_proofs(data):
     case = data.draw(conv_cases(channels=False, modes=("zeros",), max_n=4), "case")
     nd, n = case.nd, shape_of(case)
     ks = case.kernel.shape
-    valid = dict(input_shape=case.input_shape, kernel_shape=ks, stride=case.stride, padding=case.padding,
+    kernel, _, _ = symbolic_kernel(data, ks)
+    valid = dict(kernel=kernel, input_shape=case.input_shape, stride=case.stride, padding=case.padding,
                  dilation=case.dilation, groups=1)
-    bad = dict(input_shape=bad_shape(nd), kernel_shape=bad_symbolic_kernel(nd), stride=bad_pos(nd),
-               padding=bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos())
-    aliases = {"kernel_shape": ("kernel_shape", "kernel")}
+    bad = dict(kernel=bad_symbolic_kernel(nd) + [ks, list(ks)], input_shape=bad_shape(nd), stride=bad_pos(nd),
+               padding=bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos(),
+               **removed_keywords(nd, "symbol"))
+    aliases = {"kernel": ("kernel", "kernel_shape", "kernel_symbols")}
     attempt(symbolic.prove_transpose, data.draw(calls(valid, bad), "proof call"), aliases=aliases,
-            check=lambda r: r.proved or pytest.fail(str(r)))
+            check=lambda r: r.proved or pytest.fail(str(r)), removed=REMOVED)
 
-    valid.update(padding_mode="zeros", transpose=False)
-    bad.update(kernel_shape=bad_shape(nd), padding_mode=BAD_MODE, transpose=BAD_BOOL,
-               output_padding=[1, -1, "x", None, JUNK])
+    # the structure names take the kernel's shape
+    valid = dict(kernel_shape=ks, input_shape=case.input_shape, stride=case.stride, padding=case.padding,
+                 dilation=case.dilation, groups=1, padding_mode="zeros",
+                 max_bytes=data.draw(st.sampled_from([2**26, "auto", None])))
+    bad = dict(kernel_shape=bad_shape(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
+               dilation=bad_pos(nd), groups=bad_scalar_pos(), padding_mode=BAD_MODE, max_bytes=BAD_MAX_BYTES,
+               **removed_keywords(nd, "transpose", "output_padding", "output_shape"))
     generic = np.random.default_rng(0).uniform(1.0, 2.0, ks)
     ref = ref_conv_dense(generic, n, case.s, case.pairs, case.d, 1, "zeros")
+    aliases = {"kernel_shape": ("kernel_shape", "kernel")}
+    attempt(symbolic.matrix_structure, data.draw(calls(valid, bad, omittable=("padding_mode", "max_bytes")),
+                                                 "structure call"),
+            aliases=aliases, check=_structure_check(ref, nd), removed=REMOVED)
 
-    def check(name):
-        assert isinstance(name, str)
-        if nd == 1 and ref.shape[0] > 1 and ref.shape[1] > 1:  # a 1-D level: Toeplitz iff constant diagonals
-            toeplitz = np.array_equal(ref[1:, 1:], ref[:-1, :-1])
-            assert name.startswith("Toeplitz") == toeplitz, \
-                f"{name!r} for a matrix that is{'' if toeplitz else ' not'} Toeplitz"
-        assert symbolic.check_structure(sp.csr_array(ref), name), f"check_structure rejects {name!r}"
-
-    attempt(symbolic.matrix_structure, data.draw(calls(valid, bad, omittable=("padding_mode", "transpose")),
-                                                 "structure call"), aliases=aliases, check=check)
+    # ... and so does the transposed one
+    tcase = data.draw(conv_cases(transpose=True, channels=False, max_n=4), "transposed case")
+    nd, ks = tcase.nd, tcase.kernel.shape
+    valid = dict(kernel_shape=ks, input_shape=tcase.input_shape, stride=tcase.stride, padding=tcase.padding,
+                 output_padding=tcase.output_padding, dilation=tcase.dilation, groups=1,
+                 max_bytes=data.draw(st.sampled_from([2**26, "auto", None])))
+    bad = dict(kernel_shape=bad_shape(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
+               output_padding=bad_nonneg(nd) + [10], dilation=bad_pos(nd), groups=bad_scalar_pos(),
+               max_bytes=BAD_MAX_BYTES, **removed_keywords(nd, "transpose", "padding_mode"))
+    generic = np.random.default_rng(0).uniform(1.0, 2.0, ks)
+    ref = ref_transpose_dense(generic, shape_of(tcase), tcase.s, tcase.pairs, tcase.a, tcase.d, 1)
+    attempt(symbolic.conv_transpose_matrix_structure, data.draw(calls(valid, bad, omittable=("max_bytes",)),
+                                                                "transposed structure call"),
+            aliases=aliases, check=_structure_check(ref, nd), removed=REMOVED)
 
 
 @settings(FUZZ, max_examples=40)
