@@ -166,16 +166,11 @@ def guarded(fn, *args, summary=None, warm=None, cap=3 * GiB, **kwargs) -> Outcom
     killed after :data:`HANG_GUARD` seconds (``kind="hang"``): a guard for the suite, not a measurement.
     """
     r, w = os.pipe()
-    # the parent's objects go to the permanent generation for the fork: the child's collections (traced_peak
-    # starts with one) then skip them instead of touching, hence copying, every page of the parent's heap
+    # as traced_peak does, the heap so far is frozen out of the collector, here before the fork: the child's
+    # collection (traced_peak starts with one) then skips it instead of walking, hence copying, every page of it
+    gc.collect()
     gc.freeze()
-    try:
-        pid = os.fork()
-    except BaseException:
-        gc.unfreeze()
-        raise
-    if pid != 0:
-        gc.unfreeze()
+    pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
             os.close(r)
@@ -407,17 +402,19 @@ BAD_FORMAT = ["CSR", "dense", "", None, 3, "array", JUNK, ["csr"], "csr "]
 BAD_BOOL = ["yes", "True", 1, 0, None, 1.0, [True], np.array([True, False]), JUNK]
 BAD_MODE = ["bogus", "Zeros", "", None, 3, b"zeros", ["zeros"], JUNK]
 BAD_MAX_BYTES = [0, -1, -2**63, 1.5, NAN, INF, "lots", "AUTO", "", True, np.bool_(False), [10**6], JUNK, 1j]
-#: keywords that 0.2 removed (the CHANGELOG's table): any value for them, a valid 0.1 value above all, is garbage
-REMOVED = ("transpose", "output_padding", "output_shape", "padding_mode", "symbol", "o", "k", "s", "p", "d")
 
 
-def removed_keywords(nd: int, *names: str) -> dict:
-    """The garbage tables of keywords a function no longer takes: the values they took in 0.1 (and a few more)."""
+class Removed(list):
+    """Garbage for a keyword the function does not take (0.2 removed it, or it never applied): every value is
+    garbage, the values it took in 0.1 above all, and the call must be a TypeError naming it."""
+
+
+def removed_keywords(nd: int, *names: str) -> dict[str, Removed]:
+    """The garbage tables of keywords a function no longer takes (the CHANGELOG's table): their 0.1 values."""
     values = {"transpose": [True, False, None, "yes"], "output_padding": [0, 1, (1,) * nd],
               "output_shape": [None, (7,) * nd], "padding_mode": ["zeros", "reflect", None],
               "symbol": ["w", "h", ""], "o": [1, 3], "k": [1, 3], "s": [1, 2], "p": [0, 1], "d": [1, 2]}
-    assert set(names) <= set(REMOVED)
-    return {name: values[name] for name in names}
+    return {name: Removed(values[name]) for name in names}
 
 
 BAD_TOL = [-1, -1e-300, NAN, INF, -INF, "1e-3", True, [1e-3], 1j, JUNK, np.array([0.1, 0.2])]
@@ -519,23 +516,33 @@ def shape_of(case: Case) -> tuple:
 class Call(NamedTuple):
     kwargs: dict
     bad: tuple  # names of the parameters given garbage
+    removed: tuple = ()  # those of them the function does not take (see Removed)
+
+
+REMOVED = "<a removed keyword>"
 
 
 @st.composite
 def calls(draw, valid: dict, garbage: dict, omittable=()) -> Call:
-    """``valid`` with zero, one or two parameters replaced by garbage (optional ones sometimes omitted)."""
-    names = sorted(garbage)
+    """``valid`` with zero, one or two parameters replaced by garbage (optional ones sometimes omitted).
+
+    The removed keywords (:class:`Removed` garbage) count as one parameter: one of them is drawn as often as
+    any other parameter is.
+    """
+    gone = sorted(name for name, values in garbage.items() if isinstance(values, Removed))
+    names = ([REMOVED] if gone else []) + sorted(set(garbage) - set(gone))
     n_bad = min(len(names), draw(st.sampled_from((0, 0, 1, 1, 1, 1, 2))))
     bad = tuple(draw(st.lists(st.sampled_from(names), min_size=n_bad, max_size=n_bad, unique=True))) if n_bad else ()
+    bad = tuple(draw(st.sampled_from(gone)) if b == REMOVED else b for b in bad)
     kwargs = {}
-    for name in [*valid, *(g for g in names if g not in valid)]:
+    for name in [*valid, *(g for g in sorted(garbage) if g not in valid)]:
         if name in bad:
             kwargs[name] = draw(st.sampled_from(garbage[name]))
         elif name not in valid or (name in omittable and draw(st.booleans())):
             continue
         else:
             kwargs[name] = valid[name]
-    return Call(kwargs, bad)
+    return Call(kwargs, bad, tuple(b for b in bad if b in gone))
 
 
 def names_one_of(message: str, names) -> bool:
@@ -549,13 +556,12 @@ def _short(v: Any) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def attempt(fn, call: Call, aliases: dict | None = None, check=None, label: str | None = None,
-            removed: tuple = ()) -> Any:
+def attempt(fn, call: Call, aliases: dict | None = None, check=None, label: str | None = None) -> Any:
     """Call ``fn(**call.kwargs)`` and hold it to the contract; returns the result (None if refused).
 
-    ``removed`` names keywords that 0.2 took away (the direction moved into the function's name or into
-    ``kind``): any value for one is garbage, and a call whose only garbage is such keywords must fail loudly
-    with a ``TypeError`` naming one of them (the CHANGELOG's promise), never run with the keyword ignored.
+    A call whose only garbage is keywords the function does not take (``call.removed``: 0.2 moved the
+    direction into the function's name or into ``kind``) must fail loudly with a ``TypeError`` naming one of
+    them (the CHANGELOG's promise), never run with the keyword ignored.
     """
     aliases = aliases or {}
     label = label or getattr(fn, "__qualname__", repr(fn))
@@ -572,7 +578,7 @@ def attempt(fn, call: Call, aliases: dict | None = None, check=None, label: str 
         names = [n for b in call.bad for n in aliases.get(b, (b,))]
         assert names_one_of(msg, names), (f"{label}({shown}): the error must name the offending parameter "
                                           f"({' or '.join(call.bad)}); got {type(exc).__name__}: {msg}")
-        if set(call.bad) <= set(removed):
+        if call.removed and set(call.bad) <= set(call.removed):
             assert type(exc) is TypeError and names_one_of(msg, call.bad), \
                 f"{label}({shown}): a keyword removed in 0.2 must be a TypeError naming it; got {type(exc).__name__}: {msg}"
         return None
@@ -618,7 +624,7 @@ def test_fuzz_output_shapes_and_nnz(data):
                **removed_keywords(nd, "transpose", "output_padding", "output_shape"))
     omittable = ("padding_mode",) if case.mode == "zeros" else ()
     attempt(cm.conv_nnz, data.draw(calls(valid, bad, omittable=omittable), "nnz call"),
-            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count, removed=REMOVED)
+            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count)
 
 
 @settings(FUZZ, max_examples=50)
@@ -651,7 +657,7 @@ def test_fuzz_transposed_shapes_and_nnz(data):
                output_padding=bad_nonneg(nd) + [10], dilation=bad_pos(nd), groups=bad_scalar_pos(),
                **removed_keywords(nd, "transpose", "padding_mode"))
     attempt(cm.conv_transpose_nnz, data.draw(calls(valid, bad), "nnz call"),
-            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count, removed=REMOVED)
+            aliases={"kernel_shape": ("kernel_shape", "kernel")}, check=count)
 
 
 @settings(FUZZ, max_examples=60)
@@ -938,7 +944,7 @@ def test_fuzz_sweep(data):
         allowed = {"conv": {False}, "conv_transpose": {True}}.get(call.kwargs.get("kind", "both"), {False, True})
         assert directions <= allowed, f"kind={call.kwargs.get('kind', 'both')!r} swept {directions}"
 
-    attempt(cm.sweep, call, check=check, removed=REMOVED)
+    attempt(cm.sweep, call, check=check)
 
 
 @settings(FUZZ, max_examples=60)
@@ -1053,12 +1059,12 @@ def test_fuzz_symbolic_numbers(data):
             want = tuple(m for m in range(1, ext + s * o + 1) if brute_output_size(m, k, s, 0, 0, d) == o)
             assert tuple(sizes) == want, f"input_sizes_for_output gave {sizes}, want {want}"
 
-        attempt(symbolic.input_sizes_for_output, data.draw(calls(valid, bad, omittable=("max_bytes",))), check=check,
-                removed=REMOVED)
+        attempt(symbolic.input_sizes_for_output, data.draw(calls(valid, bad, omittable=("max_bytes",))), check=check)
 
 
 def symbolic_kernel(data, shape: tuple):
-    """(kernel, values): symbols of ``kernel_symbols`` (some symbol name) or numbers; values substitute the symbols."""
+    """(kernel, subs, values): symbols of ``kernel_symbols`` (some symbol name) or numbers; ``subs`` maps the
+    symbols to ``values``, the numbers the reference convolves with."""
     values = np.random.default_rng(0).uniform(1.0, 2.0, shape)
     if data.draw(st.booleans(), "symbolic kernel"):
         K = symbolic.kernel_symbols(shape, data.draw(st.sampled_from(["w", "h", "theta"]), "symbol"))
@@ -1101,15 +1107,15 @@ def test_fuzz_symbolic_matrices(data):
         assert_matrix_equal(numeric(S, subs), ref, fn.__name__)
 
     attempt(fn, data.draw(calls(common, bad, omittable=("groups", "max_entries", "max_bytes")), "call"),
-            aliases={"kernel": ("kernel", "kernel_shape", "kernel_symbols")}, check=check, removed=REMOVED)
+            aliases={"kernel": ("kernel", "kernel_shape", "kernel_symbols")}, check=check)
 
 
 def _structure_check(ref: np.ndarray, nd: int):
     def check(name):
         assert isinstance(name, str)
         if nd == 1 and ref.shape[0] > 1 and ref.shape[1] > 1:  # a 1-D level: Toeplitz iff constant diagonals
-            toeplitz = np.array_equal(ref[1:, 1:], ref[:-1, :-1])
-            assert name.startswith("Toeplitz") == toeplitz, \
+            toeplitz = np.array_equal(ref[1:, 1:], ref[:-1, :-1])  # (a circulant, w * I say, is Toeplitz too)
+            assert name.startswith(("Toeplitz", "circulant")) == toeplitz, \
                 f"{name!r} for a matrix that is{'' if toeplitz else ' not'} Toeplitz"
         assert symbolic.check_structure(sp.csr_array(ref), name), f"check_structure rejects {name!r}"
     return check
@@ -1129,7 +1135,7 @@ def test_fuzz_structure_and_proofs(data):
                **removed_keywords(nd, "symbol"))
     aliases = {"kernel": ("kernel", "kernel_shape", "kernel_symbols")}
     attempt(symbolic.prove_transpose, data.draw(calls(valid, bad), "proof call"), aliases=aliases,
-            check=lambda r: r.proved or pytest.fail(str(r)), removed=REMOVED)
+            check=lambda r: r.proved or pytest.fail(str(r)))
 
     # the structure names take the kernel's shape
     valid = dict(kernel_shape=ks, input_shape=case.input_shape, stride=case.stride, padding=case.padding,
@@ -1143,7 +1149,7 @@ def test_fuzz_structure_and_proofs(data):
     aliases = {"kernel_shape": ("kernel_shape", "kernel")}
     attempt(symbolic.matrix_structure, data.draw(calls(valid, bad, omittable=("padding_mode", "max_bytes")),
                                                  "structure call"),
-            aliases=aliases, check=_structure_check(ref, nd), removed=REMOVED)
+            aliases=aliases, check=_structure_check(ref, nd))
 
     # ... and so does the transposed one
     tcase = data.draw(conv_cases(transpose=True, channels=False, max_n=4), "transposed case")
@@ -1158,7 +1164,7 @@ def test_fuzz_structure_and_proofs(data):
     ref = ref_transpose_dense(generic, shape_of(tcase), tcase.s, tcase.pairs, tcase.a, tcase.d, 1)
     attempt(symbolic.conv_transpose_matrix_structure, data.draw(calls(valid, bad, omittable=("max_bytes",)),
                                                                 "transposed structure call"),
-            aliases=aliases, check=_structure_check(ref, nd), removed=REMOVED)
+            aliases=aliases, check=_structure_check(ref, nd))
 
 
 @settings(FUZZ, max_examples=40)
@@ -1198,14 +1204,16 @@ def test_fuzz_figure(data):
         geometry["output_padding"] = case.output_padding
     else:
         geometry["padding_mode"] = case.mode
-    valid = dict(kernel=case.kernel, input_shape=case.input_shape, transpose=transpose, flip=False, dtype=None,
-                 position=None, size=(4.0, 3.0), **geometry)
-    bad = dict(kernel=bad_kernel(nd), input_shape=bad_shape(nd), transpose=BAD_BOOL, flip=BAD_BOOL,
+    valid = dict(kernel=case.kernel, input_shape=case.input_shape, kind="conv_transpose" if transpose else "conv",
+                 flip=False, dtype=None, position=None, size=(4.0, 3.0), **geometry)
+    bad = dict(kernel=bad_kernel(nd), input_shape=bad_shape(nd),
+               kind=["yes", 1, None, JUNK, True, False, "both", "transpose", "Conv"], flip=BAD_BOOL,
                dtype=BAD_DTYPE, position=[(-1,) * nd, (100,) * nd, (0,) * (nd + 1), "x", (1.5,) * nd, JUNK,
                                           (True,) * nd],
                size=[(0, 3), (-1, 2), "x", (NAN, 3), (3,), JUNK, (INF, 3)], stride=bad_pos(nd),
-               padding=bad_padding(nd), dilation=bad_pos(nd))
-    attempt(plotting.figure, data.draw(calls(valid, bad, omittable=("flip", "dtype", "position", "size")), "call"),
+               padding=bad_padding(nd), dilation=bad_pos(nd), **removed_keywords(nd, "transpose"))
+    omittable = ("flip", "dtype", "position", "size") + (() if transpose else ("kind",))
+    attempt(plotting.figure, data.draw(calls(valid, bad, omittable=omittable), "call"),
             check=lambda fig: fig.axes or pytest.fail("an empty figure"))
 
 
@@ -1793,6 +1801,7 @@ def _warm_builders() -> None:
     cm.conv_transpose_matrix(np.ones((3, 3)), (4, 4), stride=2, max_bytes=2**20)
     cm.convolution_matrix(np.ones((3, 3)), (4, 4), "same", boundary="wrap", max_bytes=2**20)
     cm.conv_nnz((3,), (5,), padding=3, padding_mode="symmetric")
+    cm.conv_transpose_nnz((3,), (5,), stride=2, output_padding=1)
     cm.ConvOperator(np.ones(3), (5,)).T.to_sparse(max_bytes=2**20)
 
 
@@ -1983,14 +1992,14 @@ def test_conv_nnz_huge_padding(mode):
     assert o2.kind == "ok" and o2.summary == o.summary ** 2 and o2.peak <= QUICK, str(o2)
 
 
-@pytest.mark.parametrize("kw,want", [
-    (dict(kernel_shape=(3,), input_shape=(10**15,)), 3 * (10**15 - 2)),
-    (dict(kernel_shape=(3,), input_shape=(10**15,), transpose=True, stride=2), 3 * 10**15),
-    (dict(kernel_shape=(10**6,), input_shape=(10**6,)), 10**6),
-    (dict(kernel_shape=(3, 3), input_shape=(10**7, 10**7), padding=1), (3 * 10**7 - 2) ** 2),
+@pytest.mark.parametrize("fn,kw,want", [
+    ("conv_nnz", dict(kernel_shape=(3,), input_shape=(10**15,)), 3 * (10**15 - 2)),
+    ("conv_transpose_nnz", dict(kernel_shape=(3,), input_shape=(10**15,), stride=2), 3 * 10**15),
+    ("conv_nnz", dict(kernel_shape=(10**6,), input_shape=(10**6,)), 10**6),
+    ("conv_nnz", dict(kernel_shape=(3, 3), input_shape=(10**7, 10**7), padding=1), (3 * 10**7 - 2) ** 2),
 ])
-def test_conv_nnz_huge_inputs(kw, want):
-    o = guarded(cm.conv_nnz, **kw, warm=_warm_builders, summary=lambda v: v)
+def test_conv_nnz_huge_inputs(fn, kw, want):
+    o = guarded(getattr(cm, fn), **kw, warm=_warm_builders, summary=lambda v: v)
     assert o.kind == "ok" and o.summary == want, str(o)
     assert o.peak <= QUICK, f"conv_nnz allocated {o.peak:,} bytes"
 
@@ -2286,27 +2295,103 @@ def test_pickled_operator_matches_the_reference():
 @pytest.mark.parametrize("kw,name", [
     (dict(output_padding=1), "output_padding"),
     (dict(output_padding=(1,)), "output_padding"),
-    (dict(output_shape=(7,)), "output_shape"),
+    (dict(output_shape=(12,)), "output_shape"),
 ])
-def test_conv_nnz_transposed_options_without_transpose(kw, name):
-    """Issue table row 15: ``conv_nnz(..., output_padding=1)`` without transpose=True is an error."""
-    with pytest.raises(ValueError, match=name):
+def test_conv_nnz_refuses_the_transposed_options(kw, name):
+    """Issue table row 15, in 0.2's words: ``conv_nnz`` counts a convolution, and a transposed option is a loud
+    TypeError naming the keyword (the 0.1 ``transpose=`` switch: :func:`test_removed_keywords_fail_loudly`);
+    ``conv_transpose_nnz`` takes the option and counts."""
+    with pytest.raises(TypeError, match=rf"\b{name}\b"):
         cm.conv_nnz((3,), (5,), stride=2, **kw)
+    generic = np.random.default_rng(0).uniform(1.0, 2.0, 3)
+    ref = ref_transpose_dense(generic, (5,), (2,), [(0, 0)], (1,), (1,), 1)  # output 12 = (5 - 1) * 2 + 3 + 1
+    assert ref.shape == (12, 5)
+    assert cm.conv_transpose_nnz((3,), (5,), stride=2, **kw) == np.count_nonzero(ref)
 
 
-@pytest.mark.parametrize("value", ["yes", 1, 0, None, "True", [True], np.array([True, False])])
-def test_transpose_must_be_a_bool(value):
-    with pytest.raises(TypeError, match="transpose"):
-        cm.conv_nnz((3,), (5,), transpose=value)
-    with pytest.raises(TypeError, match="transpose"):
-        symbolic.matrix_structure((3,), (5,), transpose=value)
+@pytest.mark.parametrize("value", ["yes", 1, 0, None, "True", [True], np.array([True, False]), True, False])
+def test_kind_is_a_word_and_transpose_is_gone(value):
+    """The direction is a word (``kind``), never a boolean; the 0.1 ``transpose=`` keyword is a TypeError."""
+    with pytest.raises((ValueError, TypeError), match="kind"):
+        cm.sweep(1, seed=0, kind=value, torch=False)
+    with pytest.raises((ValueError, TypeError), match="kind"):
+        plotting.figure([1.0, 2.0], (5,), kind=value)
+    plt.close("all")
+    for call in (lambda: cm.conv_nnz((3,), (5,), transpose=value),
+                 lambda: symbolic.matrix_structure((3,), (5,), transpose=value),
+                 lambda: cm.sweep(1, seed=0, transpose=value, torch=False),
+                 lambda: plotting.figure([1.0, 2.0], (5,), transpose=value)):
+        with pytest.raises(TypeError, match=r"\btranspose\b"):
+            call()
+        plt.close("all")
 
 
-def test_padding_mode_with_transpose_is_an_error():
-    with pytest.raises(ValueError, match="padding_mode"):
-        cm.conv_nnz((3,), (5,), transpose=True, padding_mode="reflect")
-    with pytest.raises(ValueError, match="output_padding"):
+@pytest.mark.parametrize("mode", ["reflect", "zeros"])
+def test_padding_mode_with_transpose_is_an_error(mode):
+    """The transposed shape-only companions take no padding_mode (not even the default): a TypeError naming it;
+    the convolution's take no output_padding."""
+    with pytest.raises(TypeError, match="padding_mode"):
+        cm.conv_transpose_nnz((3,), (5,), padding_mode=mode)
+    with pytest.raises(TypeError, match="padding_mode"):
+        symbolic.conv_transpose_matrix_structure((3,), (5,), padding_mode=mode)
+    with pytest.raises(TypeError, match="output_padding"):
         symbolic.matrix_structure((3,), (5,), output_padding=1)
+    with pytest.raises(TypeError, match="output_padding"):
+        cm.conv_nnz((3,), (5,), output_padding=0)
+
+
+#: (a valid call taking extra keywords, the keywords it must refuse): the CHANGELOG's 0.1 keywords, and the
+#: options of the other direction; the fuzzers draw these too, this table makes sure each is tried
+REMOVED_CALLS = {
+    "conv_nnz": (lambda tmp, **kw: cm.conv_nnz((3,), (5,), stride=2, **kw),
+                 ("transpose", "output_padding", "output_shape")),
+    "conv_transpose_nnz": (lambda tmp, **kw: cm.conv_transpose_nnz((3,), (5,), stride=2, **kw),
+                           ("transpose", "padding_mode")),
+    "matrix_structure": (lambda tmp, **kw: symbolic.matrix_structure((3,), (5,), stride=2, **kw),
+                         ("transpose", "output_padding", "output_shape")),
+    "conv_transpose_matrix_structure": (
+        lambda tmp, **kw: symbolic.conv_transpose_matrix_structure((3,), (5,), stride=2, **kw),
+        ("transpose", "padding_mode")),
+    "symbolic_conv_matrix": (lambda tmp, **kw: symbolic.symbolic_conv_matrix(symbolic.kernel_symbols(3), 5, **kw),
+                             ("symbol", "transpose", "output_padding")),
+    "symbolic_conv_transpose_matrix": (
+        lambda tmp, **kw: symbolic.symbolic_conv_transpose_matrix(symbolic.kernel_symbols(3), 5, **kw),
+        ("symbol", "transpose", "padding_mode")),
+    "prove_transpose": (lambda tmp, **kw: symbolic.prove_transpose(symbolic.kernel_symbols(3), 5, **kw),
+                        ("symbol", "transpose")),
+    "sweep": (lambda tmp, **kw: cm.sweep(1, seed=0, torch=False, **kw), ("transpose",)),
+    "figure": (lambda tmp, **kw: plotting.figure([1.0, 2.0], (5,), **kw), ("transpose",)),
+    "save_figure": (lambda tmp, **kw: plotting.save_figure([1.0, 2.0], (3,), os.path.join(tmp, "f.png"), dpi=10,
+                                                           **kw), ("transpose",)),
+    "input_sizes_for_output": (lambda tmp, **kw: symbolic.input_sizes_for_output(output_size=3, kernel_size=3, **kw),
+                               ("o", "k", "s", "p", "d")),
+}
+
+
+@pytest.mark.parametrize("name", list(REMOVED_CALLS))
+def test_removed_keywords_fail_loudly(tmp_path, name):
+    """Every 0.1 keyword that 0.2 removed, with the value it took in 0.1: a TypeError naming it, nothing done."""
+    fn, removed = REMOVED_CALLS[name]
+    fn(str(tmp_path))  # the call itself is valid
+    for path in tmp_path.iterdir():
+        path.unlink()
+    for keyword in removed:
+        for value in removed_keywords(1, keyword)[keyword]:
+            with pytest.raises(TypeError, match=rf"(?<![A-Za-z0-9_]){keyword}(?![A-Za-z0-9_])"):
+                fn(str(tmp_path), **{keyword: value})
+            plt.close("all")
+    assert not any(tmp_path.iterdir()), "a refused call wrote a file"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: symbolic.output_padding_for(9, 5, 3),  # 0.1: (target, input_size, kernel_size)
+    lambda: symbolic.input_sizes_for_output(3, 3, 1, 0, 1),  # 0.1: (o, k, s, p, d)
+    lambda: cm.singular_values(np.ones(3), (8,), "circular"),  # 0.1: padding_mode third
+    lambda: cm.conv_nnz((3,), (5,), 2),  # stride is keyword-only
+], ids=["output_padding_for", "input_sizes_for_output", "singular_values", "conv_nnz"])
+def test_positional_01_calls_fail_loudly(call):
+    with pytest.raises(TypeError, match="positional"):
+        call()
 
 
 MASKED_CALLS = {
@@ -2317,18 +2402,20 @@ MASKED_CALLS = {
     "singular_values": lambda k: cm.singular_values(k, (5,)),
     "spectral_norm": lambda k: cm.spectral_norm(k, (5,)),
     "check_conv": lambda k: cm.check_conv(k, (5,), torch=False),
-    "symbolic_conv_matrix": lambda k: symbolic.symbolic_conv_matrix(symbolic.kernel_symbols(k), 5),
-    "symbolic_conv_transpose_matrix": lambda k: symbolic.symbolic_conv_transpose_matrix(symbolic.kernel_symbols(k), 5),
+    "symbolic_conv_matrix": lambda k: symbolic.symbolic_conv_matrix(k, 5),
+    "symbolic_conv_transpose_matrix": lambda k: symbolic.symbolic_conv_transpose_matrix(k, 5),
+    "prove_transpose": lambda k: symbolic.prove_transpose(k, 5),
     "figure": lambda k: plotting.figure(k, (5,)),
 }
 
 
 @pytest.mark.parametrize("name", list(MASKED_CALLS))
 def test_masked_kernel_mask_is_not_dropped(name):
-    """A masked array's mask is not silently dropped: the masked entry is refused."""
+    """A masked array's mask is not silently dropped: the masked entry is refused, naming the kernel's mask."""
     k = np.ma.array([1.0, 2.0, 3.0], mask=[False, True, False])
-    with pytest.raises(ValueError, match=r"kernel|mask"):
+    with pytest.raises(ValueError, match=r"kernel") as info:
         MASKED_CALLS[name](k)
+    assert "mask" in str(info.value), f"{name}: the refusal must say the kernel is masked; got {info.value}"
     plt.close("all")
 
 
@@ -2368,6 +2455,7 @@ ZERO_D_CALLS = {
     "conv_output_shape": lambda s: cm.conv_output_shape(s, (2,)),
     "conv_transpose_output_shape": lambda s: cm.conv_transpose_output_shape(s, (2,), stride=2),
     "conv_nnz": lambda s: cm.conv_nnz((2,), s, padding=1),
+    "conv_transpose_nnz": lambda s: cm.conv_transpose_nnz((2,), s, stride=2),
     "ConvOperator": lambda s: cm.ConvOperator([1.0, 2.0], s) @ np.arange(5.0),
     "ConvTransposeOperator": lambda s: cm.ConvTransposeOperator([1.0, 2.0], s) @ np.arange(5.0),
     "singular_values": lambda s: cm.singular_values([1.0, 2.0], s),
@@ -2378,6 +2466,7 @@ ZERO_D_CALLS = {
     "symbolic_conv_transpose_matrix": lambda s: symbolic.symbolic_conv_transpose_matrix(symbolic.kernel_symbols(2), s),
     "prove_transpose": lambda s: symbolic.prove_transpose(symbolic.kernel_symbols((2,)), s).proved,
     "matrix_structure": lambda s: str(symbolic.matrix_structure((2,), s)),
+    "conv_transpose_matrix_structure": lambda s: str(symbolic.conv_transpose_matrix_structure((2,), s, stride=2)),
     "figure": lambda s: [tuple(ax.get_xlim()) for ax in plotting.figure([1.0, 2.0], s).axes],
 }
 
