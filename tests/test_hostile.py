@@ -1980,6 +1980,34 @@ def test_conv_nnz_reference_is_right():
             assert ref_axis_nnz(n, k, d, pb, pa, mode) == np.count_nonzero(M), (mode, n, k, d, pb, pa)
 
 
+@pytest.mark.parametrize("mode, n, pad, k", [("reflect", 5000, 1000, 7), ("symmetric", 5000, 1000, 7),
+                                             ("reflect", 40000, 39999, 3), ("symmetric", 10, 300, 300),
+                                             ("symmetric", 40, 10**6, 3)])
+def test_mirror_edges_are_counted_inside_the_budget(mode, n, pad, k):
+    """Counting reflect/symmetric edges maps rows in chunks (megabytes): a small max_bytes is refused
+    before the count, and a build given the predicted peak stays within it."""
+    from convmatrix import _build
+    from convmatrix.geometry import conv_geometry
+
+    kw = dict(padding=pad, padding_mode=mode)
+    refused, peak = traced_peak(lambda: guarded_call(cm.conv_matrix, np.ones(k), (n,), max_bytes=2**16, **kw))
+    assert isinstance(refused, cm.MatrixTooLargeError) and "max_bytes=65,536" in str(refused), refused
+    assert peak < 2**16, f"refused after {peak:,} bytes: the count ran before the check"
+    need = _build.peak_bytes(conv_geometry((k,), (n,), **kw), np.float64)
+    if need <= 64 * MiB:
+        M, peak = traced_peak(cm.conv_matrix, np.ones(k), (n,), max_bytes=need, **kw)
+        assert peak <= need, (peak, need)
+        assert M.nnz == cm.conv_nnz((k,), (n,), **kw)
+
+
+def guarded_call(fn, *args, **kwargs):
+    """The exception a call raises (or its result)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        return exc
+
+
 @pytest.mark.parametrize("mode", ["zeros", "replicate", "symmetric"])
 def test_conv_nnz_huge_padding(mode):
     """Issue table row 6: conv_nnz((3,), (5,), padding=10**8) in closed form, whatever the padding."""
