@@ -590,7 +590,7 @@ def test_kernel_forms():
 
 
 def test_symbolic_matrix_errors():
-    with pytest.raises(TypeError, match=r"kernel must be a kernel shape .* got dict"):
+    with pytest.raises(TypeError, match=r"kernel must be an array of coefficients .* got dict"):
         S.symbolic_conv_matrix({"a": 1}, 4)
     with pytest.raises(TypeError, match="kernel entries must be numbers or SymPy expressions; got 'x'"):
         S.symbolic_conv_matrix(["x", 1], 4)
