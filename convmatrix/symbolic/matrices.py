@@ -126,7 +126,7 @@ def _kernel_input(kernel: object, symbol: str) -> tuple[tuple[int, ...], np.ndar
     else:
         raise TypeError(
             f"kernel must be an array of coefficients (a sympy.Array or Matrix, a numpy array, nested lists, or "
-            f"kernel_symbols(shape) for symbols); got {V._describe(kernel)} of type {type(kernel).__name__}"
+            f"kernel_symbols(shape) for symbols); got {type(kernel).__name__}"
         )
     try:
         arr = np.array(data, dtype=object)
