@@ -55,26 +55,29 @@ def svd(M):
 
 
 # ============================================================================ singular_values
-@pytest.mark.parametrize("dilation", [1, 2])
 @pytest.mark.parametrize("channels", [((1, 1), 1), ((2, 3), 1), ((3, 2), 1), ((4, 4), 2), ((2, 2), 2)])
 @pytest.mark.parametrize("n, k", [((7,), (3,)), ((8,), (2,)), ((5, 6), (3, 2)), ((4, 4), (3, 3)),
                                   ((3, 4, 5), (2, 3, 2))],
                          ids=["1d-odd", "1d-even", "2d", "2d-square", "3d"])
-def test_singular_values_equal_dense_svd(n, k, channels, dilation):
-    rng = np.random.default_rng(sum(n) + 10 * dilation)
+def test_singular_values_equal_dense_svd(n, k, channels):
     (c_out, c_in), groups = channels
-    w = rng.standard_normal((c_out, c_in // groups) + k)
-    s = cm.singular_values(w, n, dilation=dilation, groups=groups)
-    want = svd(circulant_dense(w, n, dilation, groups))
-    assert s.shape == (min(c_out, c_in) * int(np.prod(n)),)
-    assert np.all(np.diff(s) <= 0), "not in descending order"
-    np.testing.assert_allclose(s, want[: s.size], rtol=0, atol=1e-12 * want[0])
-    # the same matrix as PyTorch defines it (circular padding of total d*(k-1), any split)
-    pads = [(d * (kk - 1)) // 2 for kk, d in zip(k, (dilation,) * len(n))]
-    pads = [(p, dilation * (kk - 1) - p) for p, kk in zip(pads, k)]
-    if all(max(p) <= nn for p, nn in zip(pads, n)):
-        ref = reference_matrix(w, n, padding=pads, dilation=dilation, groups=groups, padding_mode="circular")
-        np.testing.assert_allclose(s, svd(ref)[: s.size], rtol=0, atol=1e-12 * want[0])
+    for dilation in (1, 2):
+        rng = np.random.default_rng(sum(n) + 10 * dilation)
+        w = rng.standard_normal((c_out, c_in // groups) + k)
+        s = cm.singular_values(w, n, dilation=dilation, groups=groups)
+        C = circulant_dense(w, n, dilation, groups)
+        want = svd(C)
+        assert s.shape == (min(c_out, c_in) * int(np.prod(n)),)
+        assert np.all(np.diff(s) <= 0), "not in descending order"
+        np.testing.assert_allclose(s, want[: s.size], rtol=0, atol=1e-12 * want[0])
+        # the same matrix as PyTorch defines it (circular padding of total d*(k-1), any split), up to a cyclic
+        # shift of the output rows by the padding before (a permutation: the same singular values)
+        pads = [(d * (kk - 1)) // 2 for kk, d in zip(k, (dilation,) * len(n))]
+        pads = [(p, dilation * (kk - 1) - p) for p, kk in zip(pads, k)]
+        if all(max(p) <= nn for p, nn in zip(pads, n)):
+            ref = reference_matrix(w, n, padding=pads, dilation=dilation, groups=groups, padding_mode="circular")
+            shifted = np.roll(C.reshape((c_out, *n, -1)), [p for p, _ in pads], axis=tuple(range(1, len(n) + 1)))
+            np.testing.assert_allclose(ref, shifted.reshape(C.shape), rtol=0, atol=1e-12 * np.abs(C).max())
 
 
 @pytest.mark.parametrize("n, k", [((3,), (7,)), ((4, 3), (7, 5)), ((2, 2, 3), (3, 4, 4))])
@@ -150,27 +153,28 @@ def test_singular_values_errors():
 
 
 # ============================================================================ spectral_norm
-@pytest.mark.parametrize("method", ["lanczos", "power", "dense", "auto"])
 @pytest.mark.parametrize("stride, dilation, padding", [(1, 1, 1), (2, 1, 1), (2, 2, 2), (3, (1, 2), ((0, 2), (1, 1))),
                                                        (1, 3, 0), (2, 1, "same")])
 @pytest.mark.parametrize("channels", [((1, 1), 1), ((3, 2), 1), ((4, 4), 2)])
-def test_spectral_norm_zero_padding(channels, stride, dilation, padding, method):
+def test_spectral_norm_zero_padding(channels, stride, dilation, padding):
+    """Every method on one geometry, against one dense reference (built once, not once per method)."""
     rng = np.random.default_rng(4)
     (c_out, c_in), groups = channels
     w = rng.standard_normal((c_out, c_in // groups, 3, 3))
     n = (9, 8)
     tol = 1e-8
-    iterative = {"tol": tol} if method != "dense" else {}  # tol does not apply to dense
-    sn = cm.spectral_norm(w, n, stride=stride, dilation=dilation, padding=padding, groups=groups, method=method,
-                          **iterative)
     pad = padding if isinstance(padding, (str, int)) else [tuple(p) for p in padding]
     true = np.linalg.norm(reference_matrix(w, n, stride=stride, dilation=dilation, padding=pad, groups=groups), 2)
-    assert isinstance(sn, float) and isinstance(sn, SpectralNorm)
-    assert sn.method == ("dense" if method == "auto" else method)
-    assert abs(sn - true) <= max(sn.tol, 1e-13) * true, (float(sn), true)
-    assert sn.lower_bound <= true * (1 + 1e-12)
-    assert true <= sn.upper_bound * (1 + 1e-12)
-    assert sn.converged and sn.matvecs >= (0 if method == "auto" else 1)
+    for method in ("lanczos", "power", "dense", "auto"):
+        iterative = {"tol": tol} if method != "dense" else {}  # tol does not apply to dense
+        sn = cm.spectral_norm(w, n, stride=stride, dilation=dilation, padding=padding, groups=groups, method=method,
+                              **iterative)
+        assert isinstance(sn, float) and isinstance(sn, SpectralNorm)
+        assert sn.method == ("dense" if method == "auto" else method)
+        assert abs(sn - true) <= max(sn.tol, 1e-13) * true, (method, float(sn), true)
+        assert sn.lower_bound <= true * (1 + 1e-12), method
+        assert true <= sn.upper_bound * (1 + 1e-12), method
+        assert sn.converged and sn.matvecs >= (0 if method == "auto" else 1), method
 
 
 @pytest.mark.parametrize("padding_mode", MODES)
@@ -187,7 +191,7 @@ def test_spectral_norm_every_padding_mode(padding_mode, stride):
         assert true <= sn.upper_bound * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("n, k, d", [((8,), (3,), 1), ((6, 5), (3, 3), 1), ((4, 5, 4), (2, 2, 3), (1, 2, 1))])
+@pytest.mark.parametrize("n, k, d", [((8,), (3,), 1), ((6, 5), (3, 3), 1), ((3, 4, 3), (2, 2, 3), (1, 2, 1))])
 def test_spectral_norm_exact_for_circulant(n, k, d):
     rng = np.random.default_rng(6)
     w = rng.standard_normal((3, 2) + k)
@@ -312,15 +316,15 @@ def test_extreme_kernel_magnitudes_scale_exactly(scale, capfd):
     rel = 1e-8 if scale > 2.0**-1000 else 2e-2  # a subnormal result has a few significant bits only
     for method in ("dense", "lanczos", "power"):
         iterative = {} if method == "dense" else {"tol": 1e-10}
-        unit = cm.spectral_norm(w, (8, 8), padding=1, method=method, **iterative)
-        big = cm.spectral_norm(wq, (8, 8), padding=1, method=method, **iterative)
+        unit = cm.spectral_norm(w, (6, 6), padding=1, method=method, **iterative)
+        big = cm.spectral_norm(wq, (6, 6), padding=1, method=method, **iterative)
         assert float(big) == pytest.approx(float(unit) * scale, rel=rel, abs=0)
         assert big.lower_bound <= big * (1 + 1e-12) and big <= big.upper_bound
     circ = dict(padding=((0, 2), (0, 2)), padding_mode="circular")
-    assert float(cm.spectral_norm(wq, (8, 8), **circ)) == \
-        pytest.approx(float(cm.spectral_norm(w, (8, 8), **circ)) * scale, rel=min(rel, 1e-12), abs=0)
-    s = cm.singular_values(wq, (8, 8))
-    np.testing.assert_allclose(s, cm.singular_values(w, (8, 8)) * scale, rtol=1e-12, atol=4e-323)
+    assert float(cm.spectral_norm(wq, (6, 6), **circ)) == \
+        pytest.approx(float(cm.spectral_norm(w, (6, 6), **circ)) * scale, rel=min(rel, 1e-12), abs=0)
+    s = cm.singular_values(wq, (6, 6))
+    np.testing.assert_allclose(s, cm.singular_values(w, (6, 6)) * scale, rtol=1e-12, atol=4e-323)
     assert capfd.readouterr() == ("", "")
 
 
@@ -389,10 +393,10 @@ def test_lanczos_warns_when_not_converged(capfd):
     w = np.random.default_rng(12).standard_normal((4, 4, 3, 3))
     with pytest.warns(RuntimeWarning, match=r"lanczos \(ARPACK\) did not reach tol=1e-12 in maxiter=1 restarts; the "
                                             r"result is a lower bound") as rec:
-        sn = cm.spectral_norm(w, (20, 20), padding=1, method="lanczos", maxiter=1, tol=1e-12)
+        sn = cm.spectral_norm(w, (10, 10), padding=1, method="lanczos", maxiter=1, tol=1e-12)
     assert rec[0].filename == __file__  # attributed to the caller
     assert sn.method == "lanczos" and not sn.converged and sn.lower_bound == float(sn)
-    true = np.linalg.norm(reference_matrix(w, (20, 20), padding=1), 2)
+    true = np.linalg.norm(reference_matrix(w, (10, 10), padding=1), 2)
     assert sn <= true * (1 + 1e-12)
     assert capfd.readouterr() == ("", "")
 
@@ -423,17 +427,21 @@ def _need(call):
     return int(re.search(r"\(([\d,]+) bytes\) at its peak", str(info.value)).group(1).replace(",", ""))
 
 
+# Each prediction is above 2 * SLACK (asserted below), so that "peak <= need + SLACK" means something; the
+# geometries are otherwise as cheap as that allows: the dense matrix is wide (80x20480: over 2**20 entries, a cheap
+# SVD), and the iterative methods stop early (a loose tol, one power step), which changes the number of
+# products, not the peak of any one of them.
 MEMORY_CASES = {
     "singular_values": lambda mb: cm.singular_values(np.ones((16, 16, 3, 3)), (96, 96), max_bytes=mb),
     "exact": lambda mb: cm.spectral_norm(np.ones((16, 16, 3, 3)), (96, 96), padding=1, padding_mode="circular",
                                          method="exact", max_bytes=mb),
-    "dense": lambda mb: cm.spectral_norm(np.arange(9.0).reshape(3, 3), (32, 32), padding=1, method="dense",
-                                         max_bytes=mb),
+    "dense": lambda mb: cm.spectral_norm(np.arange(9.0).reshape(3, 3), (128, 160), stride=16, padding=1,
+                                         method="dense", max_bytes=mb),
     "lanczos": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (160, 160), padding=1, padding_mode="reflect",
-                                           method="lanczos", tol=1e-4, max_bytes=mb),
-    "power": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (160, 160), padding=1, method="power", maxiter=3,
+                                           method="lanczos", tol=1e-1, max_bytes=mb),
+    "power": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (160, 160), padding=1, method="power", maxiter=1,
                                          max_bytes=mb),
-    "auto": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (260, 260), stride=2, padding=1, tol=1e-4,
+    "auto": lambda mb: cm.spectral_norm(np.ones((2, 2, 3, 3)), (260, 260), stride=2, padding=1, tol=1e-1,
                                         max_bytes=mb),
 }
 
@@ -453,10 +461,8 @@ def test_spectra_stay_within_max_bytes(name):
     assert peak > need / 3, (peak, need)  # the prediction is conservative, not absurdly so
     if name == "auto":
         assert result.method == "lanczos"
-    with pytest.raises(cm.MatrixTooLargeError, match=rf"more than max_bytes={need - 1:,} \("):
-        call(need - 1)
     def refuse():
-        with pytest.raises(cm.MatrixTooLargeError):
+        with pytest.raises(cm.MatrixTooLargeError, match=rf"more than max_bytes={need - 1:,} \("):
             call(need - 1)
     refused = traced_peak(refuse)[1]
     assert refused < 2**20, refused
@@ -491,7 +497,9 @@ def test_upper_bound_and_auto_fit_the_budget():
 
     w = 1 + 0.1 * np.random.default_rng(11).standard_normal((64, 8, 3, 3))  # a well separated top (fast Lanczos)
     budget = 16 * 2**20
-    tight, peak = traced_peak(cm.spectral_norm, w, (48, 48), padding=1, max_bytes=budget)
+    # loose tols: fewer products, each with the same peak (a Ritz value is a lower bound at any tol, and converges
+    # far faster than its residual: at tol=1e-2 auto matches the exact norm to about 1e-11)
+    tight, peak = traced_peak(cm.spectral_norm, w, (48, 48), padding=1, tol=1e-1, max_bytes=budget)
     assert peak <= budget + SLACK and tight.method == "lanczos"
     geom = cm.ConvOperator(w, (48, 48), padding=1).geometry
     circulant = _upper_bound(w, geom, True)  # what a roomier budget reports
@@ -500,7 +508,7 @@ def test_upper_bound_and_auto_fit_the_budget():
     assert tight.upper_bound == pytest.approx(taps, rel=1e-12)  # ... and is this one
     circ = dict(padding=1, padding_mode="circular")
     exact = cm.spectral_norm(w, (48, 48), **circ, max_bytes=None)
-    auto, peak = traced_peak(cm.spectral_norm, w, (48, 48), **circ, max_bytes=budget)
+    auto, peak = traced_peak(cm.spectral_norm, w, (48, 48), **circ, tol=1e-2, max_bytes=budget)
     assert exact.method == "exact" and auto.method == "lanczos" and peak <= budget + SLACK
     assert float(auto) == pytest.approx(float(exact), rel=1e-6)
 
