@@ -1,0 +1,173 @@
+"""A proof scope: integer variables with their hypotheses, the code run on them, and obligations sent to z3.
+
+An obligation is proved when ``hypotheses AND NOT claim`` is unsatisfiable over the
+integers: z3 then has shown the claim for *every* integer assignment of the variables that
+meets the hypotheses, with no bound on their size.  A satisfiable negation is a
+counterexample; z3 is asked again inside small boxes first so that the one reported is small.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._smt import Bool, Int, explore, require_z3, term
+from ._theorem import Obligation, Statement, Status, Theorem, combine_status
+
+__all__ = ["DEFAULT_TIMEOUT", "Scope", "iff", "implies", "method_text"]
+
+#: seconds z3 may spend on one obligation before answering "unknown"
+DEFAULT_TIMEOUT = 20.0
+#: boxes |value| <= bound searched for a small counterexample once one is known to exist (or z3 gave up)
+_SHRINK_BOUNDS = (4, 16, 256)
+_SHRINK_SECONDS = 5.0
+#: the first, unbounded attempt (a proof usually takes well under this)
+_QUICK_SECONDS = 2.0
+#: steps (each at most this many seconds) taken towards a counterexample with small values
+_SHRINK_STEPS = 12
+_SHRINK_STEP_SECONDS = 1.0
+
+
+def iff(a: Any, b: Any) -> Bool:
+    """``a`` holds exactly when ``b`` holds."""
+    return Bool(term(a) == term(b))
+
+
+def implies(a: Any, b: Any) -> Bool:
+    return Bool(require_z3().Implies(term(a), term(b)))
+
+
+def method_text() -> str:
+    z3 = require_z3()
+    return f"z3 {z3.get_version_string()} (SMT over unbounded integers: the negated claim is unsatisfiable)"
+
+
+class Scope:
+    """Variables, hypotheses and obligations of one theorem.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds per obligation (z3's own timeout).
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.z3 = require_z3()
+        self.timeout = float(timeout)
+        self.vars: dict[str, Int] = {}
+        self.facts: list[Any] = []
+        self.hypotheses: list[str] = []
+        self.obligations: list[Obligation] = []
+        self._defined: list[Any] = []
+
+    # ------------------------------------------------------------------ variables and hypotheses
+    def var(self, name: str, minimum: int | None = None, text: str | None = None) -> Int:
+        """A new integer variable (``minimum``: a lower bound, stated as a hypothesis)."""
+        if name in self.vars:
+            raise ValueError(f"variable {name!r} declared twice")
+        v = Int(self.z3.Int(name), positive=minimum is not None and minimum >= 1)
+        self.vars[name] = v
+        if minimum is not None:
+            self.facts.append(v.term >= minimum)
+        if text is not None:
+            self.hypotheses.append(text)
+        elif minimum is not None:
+            self.hypotheses.append(f"{name} >= {minimum}")
+        return v
+
+    def assume(self, cond: Any, text: str) -> None:
+        """Add a hypothesis (``text`` says it in words)."""
+        self.facts.append(term(cond))
+        self.hypotheses.append(text)
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on symbolic integers, down every path; an :class:`Int` (or a tuple of them)."""
+        paths = explore(fn, *args, **kwargs)
+        self._defined.append(paths.defined)
+        value = paths.value
+        if isinstance(value, tuple):
+            return tuple(self._wrap(v) for v in value)
+        return self._wrap(value)
+
+    def _wrap(self, t: Any) -> Int | Bool:
+        return Int(t) if self.z3.is_int(t) else Bool(t)
+
+    # ------------------------------------------------------------------ obligations
+    def prove(self, claim_text: str, claim: Any, *, given: Sequence[Any] = ()) -> Obligation:
+        """Check ``claim`` for all values meeting the hypotheses (and ``given``); record the obligation."""
+        start = time.perf_counter()
+        status, model = self._decide([*self.facts, *(term(g) for g in given)], term(claim))
+        cex = None if model is None else self._values(model)
+        ob = Obligation(claim_text, status, time.perf_counter() - start, cex)
+        self.obligations.append(ob)
+        return ob
+
+    def lemma(self, claim_text: str, claim: Any) -> Bool:
+        """Prove ``claim`` (an obligation like any other) and return it, to be ``given`` to later obligations.
+
+        A later obligation proved with the lemma given, and the lemma proved, prove the later claim:
+        the decomposition only helps the solver (which handles the pieces better than the whole).
+        """
+        self.prove("lemma: " + claim_text, claim)
+        return Bool(term(claim))
+
+    def prove_defined(self) -> Obligation | None:
+        """The obligation that every division the code made on the way divides by a nonzero number."""
+        pending = [d for d in self._defined if not self.z3.is_true(self.z3.simplify(d))]
+        if not pending:
+            return None
+        return self.prove("every division and modulo in the code divides by a nonzero number (Python would raise)",
+                          Bool(self.z3.And(*pending)))
+
+    def _decide(self, facts: list[Any], claim: Any) -> tuple[Status, Any]:
+        """Unbounded check (briefly), then small boxes (a small counterexample is found fast), then unbounded again."""
+        z3 = self.z3
+        quick = min(self.timeout, _QUICK_SECONDS)
+        result, model = self._check(facts, claim, quick)
+        if result == z3.unsat:
+            return "proved", None
+        for bound in _SHRINK_BOUNDS:
+            box = [c for v in self.vars.values() for c in (v.term >= -bound, v.term <= bound)]
+            r, m = self._check([*facts, *box], claim, min(self.timeout, _SHRINK_SECONDS))
+            if r == z3.sat:
+                return "refuted", self._smaller([*facts, *box], claim, m)
+        if result != z3.sat and self.timeout > quick:
+            result, model = self._check(facts, claim, self.timeout)
+            if result == z3.unsat:
+                return "proved", None
+        if result == z3.sat:
+            return "refuted", self._smaller(facts, claim, model)
+        return "unknown", None
+
+    def _smaller(self, facts: list[Any], claim: Any, model: Any) -> Any:
+        """A counterexample with a smaller sum of absolute values, a few steps down (each step short)."""
+        z3 = self.z3
+        size = z3.Sum([z3.If(v.term < 0, -v.term, v.term) for v in self.vars.values()])
+        for _ in range(_SHRINK_STEPS):
+            current = model.eval(size, model_completion=True)
+            r, m = self._check([*facts, size < current], claim, _SHRINK_STEP_SECONDS)
+            if r != z3.sat:
+                break
+            model = m
+        return model
+
+    def _check(self, facts: list[Any], claim: Any, seconds: float) -> tuple[Any, Any]:
+        z3 = self.z3
+        solver = z3.Solver()
+        solver.set("timeout", max(1, int(seconds * 1000)))
+        solver.add(*facts)
+        solver.add(z3.Not(claim))
+        result = solver.check()
+        return result, (solver.model() if result == z3.sat else None)
+
+    def _values(self, model: Any) -> dict[str, int]:
+        return {name: model.eval(v.term, model_completion=True).as_long() for name, v in self.vars.items()}
+
+    # ------------------------------------------------------------------ the result
+    def theorem(self, name: str, statement: Statement, method: str, seconds: float, evidence: str = "") -> Theorem:
+        self.prove_defined()
+        status = combine_status([ob.status for ob in self.obligations])
+        cex = next((ob.counterexample for ob in self.obligations if ob.status == "refuted"), None)
+        return Theorem(name, statement, tuple(self.hypotheses), status, method, seconds, cex,
+                       tuple(self.obligations), evidence)
