@@ -46,8 +46,8 @@ def _laws(sc: Scope, mode: str, n: Int, i: Int, f: Int) -> None:
     if mode == "replicate":
         sc.prove("fold(i) = 0 for i < 0 and n - 1 for i >= n", implies(i < 0, f == 0) & implies(i >= n, f == n - 1))
         return
-    period = sc.run(code.fold_period, n, mode)
-    shifted = _fold(sc, i + period, n, mode)
+    # one exploration: on each path the period is a plain term (n - 1 > 0 known there), not an If inside the modulo
+    period, shifted = sc.run(lambda: (code.fold_period(n, mode), code.fold(i + code.fold_period(n, mode), n, mode, Z3)))
     sc.prove("P = Axis.fold_period >= 1 and fold(i + P) = fold(i): by induction fold(i + q*P) = fold(i) for all q >= 0, "
              "so the taps Axis.wrapped moves by multiples of P read the same inputs",
              (period >= 1) & (shifted == f))

@@ -227,7 +227,10 @@ def formula(expr: Any, allowed: Iterable[str], what: str = "expr") -> Formula:
         return fr.num, fr.den
 
     def exact(values: Mapping[str, int]) -> Fraction | None:
-        out = expr.xreplace({by_name[nm]: sp.Integer(v) for nm, v in values.items()})
+        try:
+            out = expr.xreplace({by_name[nm]: sp.Integer(v) for nm, v in values.items()})
+        except ZeroDivisionError:  # SymPy refuses Mod(x, 0)
+            return None
         out = sp.nsimplify(out) if out.has(sp.Float) else out
         if out.is_Rational:
             return Fraction(int(out.p), int(out.q))
@@ -284,10 +287,9 @@ def _callable_formula(fn: Callable[..., Any], allowed: tuple[str, ...], what: st
         return out, 1
 
     def exact(values: Mapping[str, int]) -> Fraction | None:
-        out = fn(**values)
         try:
-            return Fraction(out)
-        except (TypeError, ValueError):
+            return Fraction(fn(**values))
+        except (TypeError, ValueError, ZeroDivisionError):
             return None
 
     return Formula(used, symbolic, exact, getattr(fn, "__qualname__", repr(fn)))

@@ -124,6 +124,12 @@ class Int:
             out = out * self
         return out
 
+    def __truediv__(self, other: Any) -> Int:
+        raise TypeError("true division (/) of symbolic integers: the library's formulas use // (floor division); "
+                        "so must a formula run on them")
+
+    __rtruediv__ = __truediv__
+
     def __floordiv__(self, other: Any) -> Int:
         if not _is_int(other):
             return NotImplemented
@@ -179,7 +185,7 @@ def _floordiv(a: Any, b: Any) -> Int:
     """Python's ``a // b``: SMT ``div`` (floor for a positive divisor), mirrored for a negative one."""
     z3 = _z3()
     ta, tb = term(a), term(b)
-    if _positive(b):
+    if _positive(b) or _entailed(tb > 0):
         return Int(ta / tb)
     _side(tb != 0, "a divisor is nonzero")
     return Int(z3.If(tb > 0, ta / tb, (-ta) / (-tb)))
@@ -189,7 +195,7 @@ def _mod(a: Any, b: Any) -> Int:
     """Python's ``a % b``: in ``[0, b)`` for ``b > 0``, in ``(b, 0]`` for ``b < 0``."""
     z3 = _z3()
     ta, tb = term(a), term(b)
-    if _positive(b):
+    if _positive(b) or _entailed(tb > 0):
         return Int(ta % tb)
     _side(tb != 0, "a modulus is nonzero")
     return Int(z3.If(tb > 0, ta % tb, -((-ta) % (-tb))))
@@ -260,6 +266,7 @@ Z3 = _Namespace()
 @dataclass
 class _Path:
     prefix: list[bool]
+    assumptions: tuple[Any, ...] = ()
     decisions: list[bool] = field(default_factory=list)
     conditions: list[Any] = field(default_factory=list)
     side: list[tuple[Any, str]] = field(default_factory=list)
@@ -283,6 +290,26 @@ def _decide(t: Any) -> bool:
     path.decisions.append(choice)
     path.conditions.append(t if choice else z3.Not(t))
     return choice
+
+
+#: seconds spent asking whether a divisor is positive on the current path
+_ENTAIL_SECONDS = 0.5
+
+
+def _entailed(condition: Any) -> bool:
+    """Whether the exploration's assumptions and the current path imply ``condition`` (a quick solver call).
+
+    A divisor shown positive this way is divided by without a case split or a side condition
+    (``2*(n-1)`` on the path ``n != 1`` of ``n >= 1``, say): sound, and much easier for the prover.
+    """
+    if not _ACTIVE or not _ACTIVE[-1].assumptions:
+        return False
+    z3 = _z3()
+    path = _ACTIVE[-1]
+    solver = z3.Solver()
+    solver.set("timeout", int(_ENTAIL_SECONDS * 1000))
+    solver.add(*path.assumptions, *path.conditions, z3.Not(condition))
+    return bool(solver.check() == z3.unsat)
 
 
 def _side(condition: Any, what: str) -> None:
@@ -312,15 +339,19 @@ class Paths:
         return merge(self)
 
 
-def explore(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Paths:
-    """Run ``fn(*args, **kwargs)`` down every path of its Python control flow on symbolic conditions."""
+def explore(fn: Callable[..., Any], *args: Any, assumptions: Sequence[Any] = (), **kwargs: Any) -> Paths:
+    """Run ``fn(*args, **kwargs)`` down every path of its Python control flow on symbolic conditions.
+
+    ``assumptions`` (z3 terms: the hypotheses) let a division by a divisor they show positive on
+    a path skip the case split for its sign.
+    """
     z3 = _z3()
     pending: list[list[bool]] = [[]]
     runs: list[tuple[Any, Any, tuple[tuple[Any, str], ...]]] = []
     while pending:
         if len(runs) >= MAX_PATHS:
             raise RuntimeError(f"{getattr(fn, '__name__', fn)} takes more than {MAX_PATHS} paths on symbolic input")
-        path = _Path(pending.pop())
+        path = _Path(pending.pop(), tuple(assumptions))
         _ACTIVE.append(path)
         try:
             value = fn(*args, **kwargs)

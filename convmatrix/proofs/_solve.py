@@ -22,8 +22,8 @@ DEFAULT_TIMEOUT = 20.0
 #: boxes |value| <= bound searched for a small counterexample once one is known to exist (or z3 gave up)
 _SHRINK_BOUNDS = (4, 16, 256)
 _SHRINK_SECONDS = 5.0
-#: the first, unbounded attempt (a proof usually takes well under this)
-_QUICK_SECONDS = 2.0
+#: the first search, in the smallest box, for a formula that may well be wrong
+_QUICK_SECONDS = 1.0
 #: steps (each at most this many seconds) taken towards a counterexample with small values
 _SHRINK_STEPS = 12
 _SHRINK_STEP_SECONDS = 1.0
@@ -50,11 +50,15 @@ class Scope:
     ----------
     timeout : float
         Seconds per obligation (z3's own timeout).
+    search_first : bool
+        Look for a counterexample in small boxes before a long unbounded attempt (for formulas
+        that may well be wrong: a user's).
     """
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, *, search_first: bool = False) -> None:
         self.z3 = require_z3()
         self.timeout = float(timeout)
+        self.search_first = search_first
         self.vars: dict[str, Int] = {}
         self.facts: list[Any] = []
         self.hypotheses: list[str] = []
@@ -83,7 +87,7 @@ class Scope:
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` on symbolic integers, down every path; an :class:`Int` (or a tuple of them)."""
-        paths = explore(fn, *args, **kwargs)
+        paths = explore(fn, *args, assumptions=self.facts, **kwargs)
         self._defined.append(paths.defined)
         value = paths.value
         if isinstance(value, tuple):
@@ -121,24 +125,31 @@ class Scope:
                           Bool(self.z3.And(*pending)))
 
     def _decide(self, facts: list[Any], claim: Any) -> tuple[Status, Any]:
-        """Unbounded check (briefly), then small boxes (a small counterexample is found fast), then unbounded again."""
+        """Unbounded check, then (for a counterexample, or when z3 gave up) small boxes.
+
+        With ``search_first`` the smallest box is searched first: a wrong formula usually fails
+        for small values, and z3 finds those in a box much faster than in the unbounded problem.
+        """
         z3 = self.z3
-        quick = min(self.timeout, _QUICK_SECONDS)
-        result, model = self._check(facts, claim, quick)
+        if self.search_first:
+            box = self._box(_SHRINK_BOUNDS[0])
+            r, m = self._check([*facts, *box], claim, min(self.timeout, _QUICK_SECONDS))
+            if r == z3.sat:
+                return "refuted", self._smaller([*facts, *box], claim, m)
+        result, model = self._check(facts, claim, self.timeout)
         if result == z3.unsat:
             return "proved", None
-        for bound in _SHRINK_BOUNDS:
-            box = [c for v in self.vars.values() for c in (v.term >= -bound, v.term <= bound)]
+        for bound in _SHRINK_BOUNDS:  # a small counterexample (or one z3 finds only in a box)
+            box = self._box(bound)
             r, m = self._check([*facts, *box], claim, min(self.timeout, _SHRINK_SECONDS))
             if r == z3.sat:
                 return "refuted", self._smaller([*facts, *box], claim, m)
-        if result != z3.sat and self.timeout > quick:
-            result, model = self._check(facts, claim, self.timeout)
-            if result == z3.unsat:
-                return "proved", None
         if result == z3.sat:
             return "refuted", self._smaller(facts, claim, model)
         return "unknown", None
+
+    def _box(self, bound: int) -> list[Any]:
+        return [c for v in self.vars.values() for c in (v.term >= -bound, v.term <= bound)]
 
     def _smaller(self, facts: list[Any], claim: Any, model: Any) -> Any:
         """A counterexample with a smaller sum of absolute values, a few steps down (each step short)."""

@@ -142,7 +142,7 @@ def prove_size_formula(expr: Any, *, transposed: bool = False, timeout: float = 
     if symmetric and ("p_before" in f.names or "p_after" in f.names):
         raise ValueError(f"expr must use either p (one padding on both sides) or p_before/p_after, not both; got {f.text}")
     family = list(output_size_formula(transposed, symmetric_padding=True).symbols) if symmetric else names
-    sc = Scope(seconds)
+    sc = Scope(seconds, search_first=True)
     v = _declare(sc, symmetric=symmetric, transposed=transposed)
     num, den = sc.run(f.symbolic, v)
     which = "conv_transpose_output_size(n, k, s, p_before, p_after, d, a)" if transposed else \
@@ -250,7 +250,7 @@ def prove_index_map(expr: Any, *, transposed: bool = False, padding_mode: str = 
     start = time.perf_counter()
     allowed = ["j", "t", *_GEOMETRY] + (["a"] if transposed else [])
     f = formula(expr, allowed)
-    sc = Scope(seconds)
+    sc = Scope(seconds, search_first=True)
     v = _declare(sc, symmetric=False, transposed=transposed)
     n, k, s, d, pb = (v[nm] for nm in _GEOMETRY[:5])
     size = v["size"]
