@@ -8,7 +8,7 @@ matplotlib, torch) load lazily.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._validate import MatrixTooLargeError
 from .geometry import Geometry
@@ -22,6 +22,24 @@ from .matrices import (
     convolution_matrix,
     correlation_matrix,
 )
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers ("as": re-exported)
+    from . import operator as operator
+    from . import plotting as plotting
+    from . import spectral as spectral
+    from . import symbolic as symbolic
+    from . import verify as verify
+    from .operator import ConvOperator as ConvOperator
+    from .operator import ConvTransposeOperator as ConvTransposeOperator
+    from .operator import apply as apply
+    from .spectral import SpectralNorm as SpectralNorm
+    from .spectral import singular_values as singular_values
+    from .spectral import spectral_norm as spectral_norm
+    from .verify import Report as Report
+    from .verify import check_conv as check_conv
+    from .verify import check_transpose as check_transpose
+    from .verify import dot_test as dot_test
+    from .verify import sweep as sweep
 
 __version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
 
@@ -60,7 +78,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         mod = _LAZY[name]
         module = importlib.import_module(f".{mod or name}", __name__)

@@ -9,18 +9,24 @@ holds one per spatial axis.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _validate as V
 
-__all__ = ["Axis", "Run", "fold_index", "strip_count", "ROW_CHUNK", "TABLE_ENTRIES"]
+__all__ = ["ROW_CHUNK", "TABLE_ENTRIES", "Axis", "IndexArray", "Run", "fold_index", "strip_count"]
+
+#: an array of int64 indices (or counts); -1 marks a dropped tap or an unused slot
+IndexArray: TypeAlias = npt.NDArray[np.int64]
 
 
-def fold_index(i: np.ndarray, n: int, mode: str) -> np.ndarray:
+def fold_index(i: IndexArray, n: int, mode: V.PaddingMode) -> IndexArray:
     """Map (possibly out-of-range) indices into ``[0, n)`` by the boundary ``mode``; -1 means dropped.
 
     ``circular`` wraps, ``reflect`` mirrors without repeating the edge (numpy ``reflect``),
@@ -92,7 +98,11 @@ def strip_count(J: int, K: int, s: int, d: int, low: int, high: int) -> int:
     return _lattice_below(J, K, s, d, high) - _lattice_below(J, K, s, d, low - 1)
 
 
-def _ceil_div(a: np.ndarray | int, b: int) -> np.ndarray | int:
+@overload
+def _ceil_div(a: int, b: int) -> int: ...
+@overload
+def _ceil_div(a: IndexArray, b: int) -> IndexArray: ...
+def _ceil_div(a: IndexArray | int, b: int) -> IndexArray | int:
     return -((-a) // b)
 
 
@@ -107,18 +117,18 @@ class Run:
     start: int
     step: int
     length: int
-    taps: np.ndarray
-    first: np.ndarray
+    taps: IndexArray
+    first: IndexArray
     delta: int
 
-    def positions(self) -> np.ndarray:
+    def positions(self) -> IndexArray:
         return self.start + self.step * np.arange(self.length, dtype=np.int64)
 
     def split(self, pieces: int) -> list[Run]:
         """The run cut into ``pieces`` consecutive runs of (almost) equal length."""
         bounds = [self.length * i // pieces for i in range(pieces + 1)]
         return [Run(self.start + self.step * a, self.step, b - a, self.taps, self.first + a * self.delta, self.delta)
-                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+                for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @dataclass(frozen=True)
@@ -135,14 +145,14 @@ class Axis:
     s: int
     d: int
     pad: tuple[int, int]
-    mode: str
+    mode: V.PaddingMode
     out: int  # length of the axis in the result vector
     transposed: bool = False
     #: tap offsets replacing ``t*d`` (the engine's wrapped taps, see :meth:`wrapped`); only maps read them
     offsets: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ maps of given rows
-    def index_map(self, rows: np.ndarray | None = None) -> np.ndarray:
+    def index_map(self, rows: npt.ArrayLike | None = None) -> IndexArray:
         """``(out, k)`` int64 array: input index of each (output position, tap), -1 if dropped.
 
         For a transposed axis the taps are listed flipped (tap ``t`` is kernel index ``k-1-t``),
@@ -157,7 +167,7 @@ class Axis:
         hit = (q >= 0) & (q % self.s == 0) & (q // self.s < self.n)
         return np.where(hit, q // self.s, -1)
 
-    def slots(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def slots(self, rows: npt.ArrayLike | None = None) -> tuple[IndexArray, IndexArray | None, IndexArray]:
         """Unique input indices per output position (all positions, or those in ``rows``).
 
         Returns ``(cols, assign, count)``: ``cols`` is ``(R, k)``, the distinct input indices of
@@ -169,7 +179,7 @@ class Axis:
         idx = self.index_map(rows)
         valid = idx >= 0
         count = valid.sum(axis=1)
-        if self.transposed or self.mode in ("zeros", "replicate") and self._no_clamp(idx):
+        if self.transposed or (self.mode in ("zeros", "replicate") and self._no_clamp(idx)):
             return idx, None, count  # transposed and unclamped maps are increasing without repeats
         masked = np.where(valid, idx, -1)
         running = np.maximum.accumulate(masked, axis=1)
@@ -198,11 +208,11 @@ class Axis:
         return max(1, min(ROW_CHUNK, TABLE_ENTRIES // max(self.k, 1)))
 
     @cached_property
-    def _table(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def _table(self) -> tuple[IndexArray, IndexArray | None, IndexArray]:
         """:meth:`slots` of every row, kept for short axes (see :meth:`chunk_rows`)."""
         return self.slots()
 
-    def slots_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def slots_of(self, rows: IndexArray) -> tuple[IndexArray, IndexArray | None, IndexArray]:
         """:meth:`slots` of the positions ``rows`` (any order, repeats allowed)."""
         if self.out <= self.chunk_rows():
             cols, assign, count = self._table
@@ -211,7 +221,7 @@ class Axis:
         cols, assign, count = self.slots(uniq)
         return cols[inv], (None if assign is None else assign[inv]), count[inv]
 
-    def _no_clamp(self, idx: np.ndarray) -> bool:
+    def _no_clamp(self, idx: IndexArray) -> bool:
         if self.mode == "zeros":
             return True
         # replicate repeats an index only where a tap is clamped onto another
@@ -235,7 +245,7 @@ class Axis:
             return self.k
         return min(self.k, period // math.gcd(self.d, period))
 
-    def wrapped(self) -> tuple[Axis, np.ndarray | None]:
+    def wrapped(self) -> tuple[Axis, IndexArray | None]:
         """The axis with its taps wrapped onto one period of a periodic fold, and the tap groups.
 
         Taps ``t`` and ``t'`` with ``t*d = t'*d`` modulo the fold's period read the same input on
@@ -255,7 +265,7 @@ class Axis:
         hi = (self.n - 1 + self.pad[0] - (self.k - 1) * self.d) // self.s + 1
         return lo, max(lo, min(self.out, hi))
 
-    def _tap_offsets(self) -> np.ndarray:
+    def _tap_offsets(self) -> IndexArray:
         """Transposed axis: row ``j`` reads input ``(j - u_t) / s`` through tap ``t`` (when an integer in range)."""
         t = np.arange(self.k, dtype=np.int64)
         return (self.k - 1 - t) * self.d - self.pad[0]
@@ -316,14 +326,14 @@ class Axis:
         ends = np.maximum.reduceat(hi, np.flatnonzero(new))
         return int((ends - starts + 1).sum())
 
-    def count_dtype(self) -> np.dtype:
+    def count_dtype(self) -> np.dtype[np.unsignedinteger]:
         """Smallest unsigned dtype that holds a row's count (at most ``k``)."""
         for dt in (np.uint8, np.uint16, np.uint32):
             if self.k <= np.iinfo(dt).max:
                 return np.dtype(dt)
         return np.dtype(np.uint64)
 
-    def _map_counts(self, j0: int, j1: int) -> np.ndarray:
+    def _map_counts(self, j0: int, j1: int) -> IndexArray:
         """Distinct inputs of rows ``j0..j1-1`` from their maps, in chunks (taps wrapped onto one period first)."""
         wrapped, groups = self.wrapped()
         if groups is not None:
@@ -355,7 +365,7 @@ class Axis:
         lo = max(0, int(u.max()))
         return min(lo, self.out), max(min(lo, self.out), min(self.out, int(u.min()) + (self.n - 1) * self.s + 1))
 
-    def counts(self, j0: int = 0, j1: int | None = None) -> np.ndarray:
+    def counts(self, j0: int = 0, j1: int | None = None) -> IndexArray:
         """Stored entries of rows ``j0..j1-1`` along this axis (distinct inputs read), int64.
 
         Closed form for convolution axes with zeros, replicate or circular padding; interior
@@ -368,12 +378,15 @@ class Axis:
         if not self.transposed:
             base = j * s - pb  # input index of tap 0
             if self.mode == "zeros":
-                return np.clip(np.minimum(k - 1, (n - 1 - base) // d) - np.maximum(0, _ceil_div(-base, d)) + 1, 0, None)
+                inside: IndexArray = np.clip(np.minimum(k - 1, (n - 1 - base) // d) - np.maximum(0, _ceil_div(-base, d))
+                                             + 1, 0, None)
+                return inside
             if self.mode == "replicate":
                 if n == 1:
                     return np.ones(j.size, np.int64)
-                hi = np.minimum(k - 1, (n - 2 - base) // d + 1)
-                return 1 + np.clip(hi - np.maximum(1, _ceil_div(1 - base, d)) + 1, 0, None)
+                last = np.minimum(k - 1, (n - 2 - base) // d + 1)
+                unclamped: IndexArray = np.clip(last - np.maximum(1, _ceil_div(1 - base, d)) + 1, 0, None)
+                return 1 + unclamped
             if self.mode == "circular":
                 return np.full(j.size, min(k, n // math.gcd(d, n)), np.int64)
             if self.mode == "reflect" and n == 1:
@@ -395,7 +408,7 @@ class Axis:
                 self._fill_periodic(out, j0, a, b, plo, phi)
         return out
 
-    def _fill_periodic(self, out: np.ndarray, j0: int, a: int, b: int, plo: int, phi: int) -> None:
+    def _fill_periodic(self, out: IndexArray, j0: int, a: int, b: int, plo: int, phi: int) -> None:
         """``out[a-j0 : b-j0]`` = counts of rows ``a..b-1``, tiling one period inside ``[plo, phi)``."""
         if a >= b:
             return

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from collections.abc import Iterator
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _validate as V
+from ._axis import Axis, IndexArray
 from .geometry import ROW_CHUNK, TABLE_ENTRIES, Geometry, Run
 
 __all__ = ["build_csr", "check_budget", "convert", "peak_bytes"]
@@ -52,6 +55,8 @@ _MAX_BOXES = 64
 #: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
 _COST_BOX = 40e-6
 _COST_CANDIDATE = 15e-9
+#: the index arrays of a CSR (int32 when every index fits, else int64: :meth:`Geometry.index_dtype`)
+_Indices: TypeAlias = npt.NDArray[np.int32 | np.int64]
 #: bytes per stored entry of the Python-object formats (measured with tracemalloc, rounded up)
 _OBJECT_ENTRY_BYTES = {"lil": 120, "dok": 260}
 # ============================================================================ memory model
@@ -75,7 +80,7 @@ def _csr_bytes(geom: Geometry, dtype: np.dtype) -> int:
     return geom.predicted_bytes(dtype)
 
 
-def _format_extra(geom: Geometry, dtype: np.dtype, fmt: str) -> int:
+def _format_extra(geom: Geometry, dtype: np.dtype, fmt: V.SparseFormat) -> int:
     """Bytes alive on top of the CSR while it is converted to ``fmt`` (``dia``: see :func:`convert`)."""
     nnz, (rows, cols) = geom.nnz, geom.shape
     it, item = geom.index_dtype().itemsize, dtype.itemsize
@@ -115,7 +120,7 @@ def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
     # maps a chunk of rows to count reflect/symmetric/transposed edges, and the general path's rows)
     general_rows = max(1, chunk // max(cand, 1))
 
-    def table_rows(ax, k: int) -> int:
+    def table_rows(ax: Axis, k: int) -> int:
         step = max(1, min(ROW_CHUNK, TABLE_ENTRIES // k))  # Axis.chunk_rows of the wrapped axis
         return min(ax.out, step if ax.transposed or ax.mode in ("reflect", "symmetric") or ax.out <= step
                    else general_rows)
@@ -126,12 +131,13 @@ def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
     return per_axis + weights + max(flat + general + tables, boxes)
 
 
-def peak_bytes(geom: Geometry, dtype: Any, fmt: str = "csr", kernel_dtype: Any = None) -> int:
+def peak_bytes(geom: Geometry, dtype: npt.DTypeLike, fmt: V.SparseFormat = "csr",
+               kernel_dtype: npt.DTypeLike | None = None) -> int:
     """Predicted peak bytes of building ``geom``'s matrix in format ``fmt`` (closed form, no allocation)."""
-    dtype = np.dtype(dtype)
-    kernel_dtype = dtype if kernel_dtype is None else np.dtype(kernel_dtype)
-    csr = _csr_bytes(geom, dtype)
-    return csr + max(_workspace(geom, dtype, kernel_dtype), _format_extra(geom, dtype, fmt))
+    dt = np.dtype(dtype)
+    kernel_dt = dt if kernel_dtype is None else np.dtype(kernel_dtype)
+    csr = _csr_bytes(geom, dt)
+    return csr + max(_workspace(geom, dt, kernel_dt), _format_extra(geom, dt, fmt))
 
 
 def _hint(what: str) -> str:
@@ -139,8 +145,8 @@ def _hint(what: str) -> str:
             "(max_bytes=None: no limit)" if "conv" in what else "pass a larger max_bytes (None: no limit)")
 
 
-def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str, fmt: str = "csr",
-                 kernel_dtype: Any = None) -> None:
+def check_budget(geom: Geometry, dtype: npt.DTypeLike, max_bytes: int | None, what: str, fmt: V.SparseFormat = "csr",
+                 kernel_dtype: npt.DTypeLike | None = None) -> None:
     """Refuse, before allocating anything, a build whose predicted peak exceeds ``max_bytes``.
 
     The peak counts the CSR that is built first, the engine's temporaries, and the requested
@@ -161,7 +167,7 @@ def check_budget(geom: Geometry, dtype: Any, max_bytes: int | None, what: str, f
 
 
 # ============================================================================ the build
-def _axis_counts(ax) -> np.ndarray:
+def _axis_counts(ax: Axis) -> npt.NDArray[np.unsignedinteger]:
     """Compact per-position counts of one axis (chunked: no temporaries proportional to the axis)."""
     dt = ax.count_dtype()
     out = np.empty(ax.out, dt)
@@ -171,9 +177,9 @@ def _axis_counts(ax) -> np.ndarray:
     return out
 
 
-def _singletons(ax, positions: np.ndarray) -> list[Run]:
+def _singletons(ax: Axis, positions: IndexArray) -> list[Run]:
     """One-row runs of the unfolded positions among ``positions`` (the caller keeps them few)."""
-    cols, assign, count = ax.slots(positions)
+    cols, assign, _ = ax.slots(positions)
     runs = []
     for i, p in enumerate(positions.tolist()):
         if assign is not None and not np.all((assign[i] == np.arange(ax.k)) | (assign[i] < 0)):
@@ -183,7 +189,8 @@ def _singletons(ax, positions: np.ndarray) -> list[Run]:
     return runs
 
 
-def _plan_boxes(geom: Geometry, counts: list[np.ndarray], cand: int) -> tuple[list[list[Run]], list[np.ndarray]]:
+def _plan_boxes(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], cand: int
+                ) -> tuple[list[list[Run]], list[npt.NDArray[np.uint8]]]:
     """The runs per axis that become boxes ([] if none) and the per-axis position codes.
 
     Codes: 0 = the row reads nothing along this axis, 1 = general path, 2 = covered by a run.
@@ -195,7 +202,7 @@ def _plan_boxes(geom: Geometry, counts: list[np.ndarray], cand: int) -> tuple[li
     if not all(runs):
         return [], codes
 
-    def mark(code: np.ndarray, axis_runs: list[Run]) -> None:
+    def mark(code: npt.NDArray[np.uint8], axis_runs: list[Run]) -> None:
         for run in axis_runs:
             code[run.start : run.start + run.step * run.length : run.step] = 2
 
@@ -220,7 +227,7 @@ def _plan_boxes(geom: Geometry, counts: list[np.ndarray], cand: int) -> tuple[li
     return runs, codes
 
 
-def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
+def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.csr_array:
     """Build the CSR matrix of ``geom`` with engine weight ``(out_channels, in_per_group, *taps)``.
 
     ``weight[c, i, t...]`` multiplies input channel ``group(c)*in_per_group + i`` at the input
@@ -270,17 +277,16 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_arr
         cnt += running
         indptr[r0 + 1 : r1 + 1] = cnt
         running = int(cnt[-1])
-        active = codes[0][pos[0]]
+        code0 = codes[0][pos[0]]
+        active = code0 > 0
         if runs:
-            box = active == 2
-            active = active > 0
+            box = code0 == 2
             for a in range(1, nd):
                 code = codes[a][pos[a]]
                 active &= code > 0
                 box &= code == 2
             shell = np.flatnonzero(active & ~box)
         else:
-            active = active > 0
             for a in range(1, nd):
                 active &= codes[a][pos[a]] > 0
             shell = np.flatnonzero(active)
@@ -313,12 +319,12 @@ def _cut(box: list[Run]) -> list[list[Run]]:
     pieces = min(box[a].length, -(-size // _BOX_ROWS))
     out = []
     for part in box[a].split(pieces):
-        out += _cut(box[:a] + [part] + box[a + 1 :])
+        out += _cut([*box[:a], part, *box[a + 1 :]])
     return out
 
 
-def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: list[int], indptr: np.ndarray,
-              per_channel: int, data: np.ndarray, indices: np.ndarray) -> None:
+def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: list[int], indptr: _Indices,
+              per_channel: int, data: np.ndarray, indices: _Indices) -> None:
     """Write one box (a product of per-axis runs) through strided views of data and indices."""
     nd = geom.ndim
     oshape = geom.output_shape
@@ -342,7 +348,7 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     iview = np.lib.stride_tricks.as_strided(indices[base:], shape, [s * indices.itemsize for s in steps],
                                             writeable=True)
     lead = (c_out,) + (1,) * nd
-    dview[...] = w.reshape(lead + (row_len,))
+    dview[...] = w.reshape((*lead, row_len))
     # column = channel offset + sum_a first_a[t_a]*stride_a  (per entry of a row)
     #        + sum_a m_a*delta_a*stride_a                     (per row)
     n_in = math.prod(geom.input_shape)
@@ -354,33 +360,34 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     for run, st in zip(box, in_strides):
         rowpart = np.add.outer(rowpart, np.arange(run.length, dtype=np.int64) * (run.delta * st))
     # one ufunc call writing into the strided view (an in-place update of the view would be copied whole)
-    np.add(rowpart.reshape((1, *sizes, 1)), ent.reshape(lead + (row_len,)), out=iview, casting="unsafe")
+    np.add(rowpart.reshape((1, *sizes, 1)), ent.reshape((*lead, row_len)), out=iview, casting="unsafe")
 
 
-def _wrap(geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None) -> tuple[list, np.ndarray, np.ndarray | None]:
+def _wrap(geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None) -> tuple[list[Axis], np.ndarray, np.ndarray | None]:
     """Axes with taps wrapped onto one period of their fold, and the weights summed accordingly."""
     axes = []
     for a, ax in enumerate(geom.axes()):
         wrapped, groups = ax.wrapped()
         if groups is not None:
-            wt, wacc = (None if w is None else _sum_taps(w, a, groups, wrapped.k) for w in (wt, wacc))
+            wt = _sum_taps(wt, a, groups, wrapped.k)
+            wacc = None if wacc is None else _sum_taps(wacc, a, groups, wrapped.k)
         axes.append(wrapped)
     return axes, wt, wacc
 
 
-def _sum_taps(w: np.ndarray, a: int, groups: np.ndarray, k: int) -> np.ndarray:
+def _sum_taps(w: np.ndarray, a: int, groups: IndexArray, k: int) -> np.ndarray:
     """Engine weight ``w`` with the taps of axis ``a`` added up by ``groups`` (exact in ``w``'s dtype)."""
     moved = np.moveaxis(w, 2 + a, -1)
-    out = np.zeros(moved.shape[:-1] + (k,), dtype=w.dtype)
-    np.add.at(out, (Ellipsis, groups), moved)
+    out = np.zeros((*moved.shape[:-1], k), dtype=w.dtype)
+    np.add.at(out, (Ellipsis, groups), moved)  # type: ignore[arg-type]  # numpy's stubs take no tuple index
     return np.ascontiguousarray(np.moveaxis(out, -1, 2 + a))
 
 
 class _RowFiller:
     """The general path: rows given by position, candidates masked, folded taps summed exactly."""
 
-    def __init__(self, geom: Geometry, axes: list, wt: np.ndarray, wacc: np.ndarray | None, dtype: np.dtype,
-                 indices: np.ndarray, data: np.ndarray, per_channel: int) -> None:
+    def __init__(self, geom: Geometry, axes: list[Axis], wt: np.ndarray, wacc: np.ndarray | None, dtype: np.dtype,
+                 indices: _Indices, data: np.ndarray, per_channel: int) -> None:
         self.geom, self.wt, self.wacc, self.dtype = geom, wt, wacc, dtype
         self.indices, self.data, self.per_channel = indices, data, per_channel
         self.axes = axes
@@ -391,7 +398,7 @@ class _RowFiller:
         self.in_strides = [math.prod(geom.input_shape[a + 1 :]) for a in range(self.nd)]
         self.per_call = max(1, _CAND_CHUNK // max(self.cand, 1))
 
-    def rows(self, flat: np.ndarray, pos: tuple[np.ndarray, ...], starts: np.ndarray) -> None:
+    def rows(self, flat: IndexArray, pos: tuple[IndexArray, ...], starts: IndexArray) -> None:
         """Fill the rows of output positions ``flat`` (spatial, C order) for every output channel."""
         c_out, m = self.geom.out_channels, flat.size
         if m >= self.per_call:
@@ -406,7 +413,7 @@ class _RowFiller:
             reps = ch.size // m
             self._chunk(ch, tuple(np.tile(p, reps) for p in pos), np.tile(starts, reps))
 
-    def _chunk(self, ch: np.ndarray, js: tuple[np.ndarray, ...], starts: np.ndarray) -> None:
+    def _chunk(self, ch: IndexArray, js: tuple[IndexArray, ...], starts: IndexArray) -> None:
         geom, nd = self.geom, self.nd
         cg, og = geom.in_per_group, geom.out_per_group
         itype = self.indices.dtype
@@ -459,7 +466,7 @@ class _RowFiller:
             self.data[pos] = vals
 
 
-def _fold(vals: np.ndarray, assign: np.ndarray, a: int) -> np.ndarray:
+def _fold(vals: np.ndarray, assign: IndexArray, a: int) -> np.ndarray:
     """Sum the taps of axis ``a`` (``vals``: ``(R, cg, k_0, ...)``) into the slots ``assign`` gives per row."""
     moved = np.moveaxis(vals, 2 + a, -1)
     R, k = moved.shape[0], moved.shape[-1]
@@ -475,7 +482,7 @@ def _fold(vals: np.ndarray, assign: np.ndarray, a: int) -> np.ndarray:
 
 
 # ============================================================================ formats
-def convert(out: sp.csr_array, geom: Geometry, fmt: str, max_bytes: int | None, what: str) -> sp.sparray:
+def convert(out: sp.csr_array, geom: Geometry, fmt: V.SparseFormat, max_bytes: int | None, what: str) -> sp.sparray:
     """``out.asformat(fmt)``; a DIA is counted first and refused when its diagonals exceed the budget."""
     if fmt == "csr":
         return out
@@ -491,7 +498,7 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
         return sp.dia_array(out.shape, dtype=out.dtype)
     step = max(1, _CAND_CHUNK // max(1, geom.in_per_group * math.prod(geom.kernel_shape)))  # rows per chunk
 
-    def chunks():  # (columns, their offset + rows, slice of data) per chunk of rows
+    def chunks() -> Iterator[tuple[IndexArray, IndexArray, slice]]:  # (columns, offset + rows, slice of data) per chunk
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
             lo, hi = int(out.indptr[r0]), int(out.indptr[r1])

@@ -6,20 +6,31 @@ numpy only: a SymPy matrix is recognised without importing SymPy (whoever made o
 from __future__ import annotations
 
 import sys
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeAlias, TypeGuard, TypeVar, cast
 
 import numpy as np
 
 from . import _validate as V
+from ._axis import IndexArray
 
-__all__ = ["Given", "given_matrix", "given_entries", "unmasked"]
+if TYPE_CHECKING:
+    import scipy.sparse as sps
+    import sympy
+    from numpy.typing import ArrayLike
+
+    #: a matrix given by the user, as :func:`given_matrix` accepts it (an array, nested lists, ...)
+    Matrix: TypeAlias = ArrayLike | sps.sparray | sps.spmatrix | sympy.MatrixBase
+
+__all__ = ["Given", "given_entries", "given_matrix", "unmasked"]
+
+_T = TypeVar("_T")
 
 
-def _is_sympy_matrix(M: Any) -> bool:
+def _is_sympy_matrix(M: object) -> TypeGuard[sympy.MatrixBase]:
     sympy = sys.modules.get("sympy")
     return sympy is not None and isinstance(M, sympy.MatrixBase)
 
-def unmasked(value: Any, name: str) -> Any:
+def unmasked(value: _T, name: str) -> _T | np.ndarray:
     """A masked array without masked entries as plain data; one with masked entries refused."""
     if isinstance(value, np.ma.MaskedArray):
         masked = int(np.count_nonzero(np.ma.getmaskarray(value)))
@@ -34,15 +45,15 @@ def unmasked(value: Any, name: str) -> Any:
 class Given(NamedTuple):
     """A matrix argument, validated: its kind, shape, a bound on its nonzeros, and the object itself."""
 
-    kind: str  # "sympy", "sparse" or "dense"
+    kind: Literal["sympy", "sparse", "dense"]
     rows: int
     cols: int
     nnz_bound: int
-    obj: Any
+    obj: np.ndarray | sps.sparray | sps.spmatrix | sympy.MatrixBase  # as ``kind`` says
     exact: bool = True  # nnz_bound counts the stored entries (else it is the number of cells)
 
 
-def given_matrix(M: Any, name: str, *, strings: bool = False) -> Given:
+def given_matrix(M: object, name: str, *, strings: bool = False) -> Given:
     """Validate a SymPy/scipy/numpy 2-D matrix without listing its entries (strings: str arrays allowed)."""
     if _is_sympy_matrix(M):
         rows, cols = M.shape
@@ -51,9 +62,11 @@ def given_matrix(M: Any, name: str, *, strings: bool = False) -> Given:
     import scipy.sparse as sps
 
     if sps.issparse(M):
-        if len(M.shape) != 2:
-            raise ValueError(f"{name} must be a 2-D matrix; got a sparse array of shape {M.shape}")
-        return Given("sparse", *M.shape, int(M.nnz), M)
+        S = cast("sps.sparray | sps.spmatrix", M)
+        if len(S.shape) != 2:
+            raise ValueError(f"{name} must be a 2-D matrix; got a sparse array of shape {S.shape}")
+        rows, cols = S.shape
+        return Given("sparse", rows, cols, int(S.nnz), S)
     if isinstance(M, (str, bytes)):
         raise TypeError(f"{name} must be a SymPy matrix, a scipy sparse matrix or a 2-D array; got {V._describe(M)}")
     M = unmasked(M, name)
@@ -73,11 +86,12 @@ def given_matrix(M: Any, name: str, *, strings: bool = False) -> Given:
     return Given("dense", arr.shape[0], arr.shape[1], arr.size, arr, False)  # entries compared with 0 later
 
 
-def given_entries(g: Given, name: str) -> tuple[np.ndarray, np.ndarray, Any]:
+def given_entries(g: Given, name: str) -> tuple[IndexArray, IndexArray, np.ndarray | list[object]]:
     """``(rows, cols, values)`` of the nonzero entries sorted by (row, col); values an array or a list."""
     if g.kind == "sympy":
         try:
-            items = sorted(((rc, v) for rc, v in g.obj.todok().items() if v != 0), key=lambda item: item[0])
+            dok = cast("sympy.MatrixBase", g.obj).todok()
+            items = sorted(((rc, v) for rc, v in dok.items() if v != 0), key=lambda item: item[0])
         except TypeError:
             raise TypeError(f"{name} must hold numbers or SymPy expressions") from None
         r = np.fromiter((rc[0] for rc, _ in items), dtype=np.int64, count=len(items))

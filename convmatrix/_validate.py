@@ -12,48 +12,84 @@ import numbers
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Literal, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
-    "MatrixTooLargeError",
+    "MAX_INT",
     "PADDING_MODES",
     "SPARSE_FORMATS",
-    "as_int",
-    "int_tuple",
-    "input_shape_tuple",
-    "padding_spec",
-    "padding_mode_name",
-    "kernel_array",
-    "result_dtype",
-    "check_values_fit",
-    "sparse_format",
-    "default_max_bytes",
-    "check_max_bytes",
-    "MAX_INT",
+    "Boundary",
+    "Convention",
+    "IntOrSequence",
+    "Kind",
+    "MatrixTooLargeError",
+    "MaxBytes",
+    "Padding",
+    "PaddingKeyword",
+    "PaddingMode",
+    "PaddingPairs",
+    "ScipyMode",
+    "SparseFormat",
     "as_bool",
-    "tolerance",
+    "as_int",
     "budget",
-    "nbytes_text",
-    "refuse",
     "check_bytes",
+    "check_max_bytes",
+    "check_values_fit",
+    "default_max_bytes",
+    "input_shape_tuple",
+    "int_tuple",
+    "kernel_array",
+    "nbytes_text",
+    "padding_mode_name",
+    "padding_spec",
+    "refuse",
+    "result_dtype",
+    "sparse_format",
+    "tolerance",
 ]
 
 #: largest integer any size, stride, dilation or padding may have: index arithmetic is int64, and
 #: sums of a few such values must not overflow (geometry.py checks those sums per axis)
 MAX_INT = 2**62
 
-PADDING_MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
-PADDING_STRINGS = ("valid", "same", "same_lower", "full")
-SPARSE_FORMATS = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
+# ----------------------------------------------------------------------------- the types of the arguments
+#: a boundary mode of the PyTorch family (``"symmetric"`` is numpy's)
+PaddingMode: TypeAlias = Literal["zeros", "circular", "reflect", "replicate", "symmetric"]
+#: a padding given by name
+PaddingKeyword: TypeAlias = Literal["valid", "same", "same_lower", "full"]
+#: a scipy.sparse format
+SparseFormat: TypeAlias = Literal["csr", "csc", "coo", "bsr", "lil", "dok", "dia"]
+#: the direction of a geometry: a convolution or a transposed one
+Kind: TypeAlias = Literal["conv", "conv_transpose"]
+#: one int for every spatial axis, or one per axis (a shape, a stride, a dilation)
+IntOrSequence: TypeAlias = int | Sequence[int]
+#: an int, one int or ``(before, after)`` pair per axis, or a keyword
+Padding: TypeAlias = int | Sequence[int | Sequence[int]] | PaddingKeyword
+#: a validated padding: one ``(before, after)`` pair per spatial axis
+PaddingPairs: TypeAlias = tuple[tuple[int, int], ...]
+#: a byte budget: bytes, ``"auto"`` (half the RAM) or ``None`` (no limit)
+MaxBytes: TypeAlias = int | Literal["auto"] | None
+#: the output of the scipy/MATLAB family: ``scipy.signal.convolve``'s ``mode``
+ScipyMode: TypeAlias = Literal["full", "same", "valid"]
+#: the boundary of ``scipy.signal.convolve2d`` (with the synonyms scipy accepts)
+Boundary: TypeAlias = Literal["fill", "wrap", "symm", "pad", "circular", "symmetric"]
+#: where ``"same"`` starts for an even kernel: scipy's ``convolve`` or MATLAB's ``conv2``
+Convention: TypeAlias = Literal["scipy", "matlab"]
+
+PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "circular", "reflect", "replicate", "symmetric")
+PADDING_STRINGS: tuple[PaddingKeyword, ...] = ("valid", "same", "same_lower", "full")
+SPARSE_FORMATS: tuple[SparseFormat, ...] = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
 
 
 class MatrixTooLargeError(MemoryError):
     """Raised before allocation when a matrix is predicted to exceed ``max_bytes``."""
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     """A short, unambiguous rendering of what the user passed."""
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
@@ -62,7 +98,7 @@ def _describe(value: Any) -> str:
 
 
 def as_int(
-    value: Any, name: str, *, minimum: int | None = None, maximum: int | None = MAX_INT, rule: str | None = None
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = MAX_INT, rule: str | None = None
 ) -> int:
     """Return ``value`` as a Python int, rejecting bools, floats, NaN, strings and huge values.
 
@@ -77,9 +113,8 @@ def as_int(
             minimum, f"an integer >= {minimum}"
         )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
-            if isinstance(value, float) and math.isnan(value):
-                raise ValueError(f"{name} must be {rule}; got nan")
+        if isinstance(value, float) and math.isnan(value):  # a float is a Real and never a bool
+            raise ValueError(f"{name} must be {rule}; got nan")
         raise TypeError(f"{name} must be {rule}; got {_describe(value)} of type {type(value).__name__}")
     out = int(value)
     if minimum is not None and out < minimum:
@@ -90,13 +125,13 @@ def as_int(
     return out
 
 
-def int_tuple(value: Any, ndim: int, name: str, *, minimum: int | None = 1) -> tuple[int, ...]:
+def int_tuple(value: object, ndim: int, name: str, *, minimum: int | None = 1) -> tuple[int, ...]:
     """Normalise an int-or-sequence argument to one int per spatial axis."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a sequence of {ndim} ints; got {value!r}")
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
-    if isinstance(value, (numbers.Integral, np.integer)) or isinstance(value, (bool, float)):
+    if isinstance(value, (numbers.Integral, np.integer, bool, float)):
         v = as_int(value, name, minimum=minimum)
         return (v,) * ndim
     if not isinstance(value, (Sequence, np.ndarray)):
@@ -109,11 +144,11 @@ def int_tuple(value: Any, ndim: int, name: str, *, minimum: int | None = 1) -> t
     return tuple(as_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(items))
 
 
-def input_shape_tuple(input_shape: Any, name: str = "input_shape") -> tuple[int, ...]:
+def input_shape_tuple(input_shape: object, name: str = "input_shape") -> tuple[int, ...]:
     """Validate a spatial shape: a non-empty sequence of positive ints (an int means 1-D)."""
     if isinstance(input_shape, np.ndarray) and input_shape.ndim == 0:
         input_shape = input_shape[()]
-    if isinstance(input_shape, (numbers.Integral, np.integer)) and not isinstance(input_shape, (bool, np.bool_)):
+    if not isinstance(input_shape, (bool, np.bool_)) and isinstance(input_shape, (numbers.Integral, np.integer)):
         input_shape = (input_shape,)
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (Sequence, np.ndarray)):
         raise TypeError(f"{name} must be a sequence of positive ints; got {_describe(input_shape)}")
@@ -123,15 +158,16 @@ def input_shape_tuple(input_shape: Any, name: str = "input_shape") -> tuple[int,
     return tuple(as_int(v, f"{name}[{i}]", minimum=1) for i, v in enumerate(items))
 
 
-def padding_mode_name(padding_mode: Any, *, allowed: Sequence[str] = PADDING_MODES) -> str:
+def padding_mode_name(padding_mode: object, *, allowed: Sequence[PaddingMode] = PADDING_MODES) -> PaddingMode:
+    """``padding_mode`` if it is one of ``allowed``; a ``TypeError``/``ValueError`` otherwise."""
     if not isinstance(padding_mode, str):
         raise TypeError(f"padding_mode must be one of {', '.join(map(repr, allowed))}; got {_describe(padding_mode)}")
     if padding_mode not in allowed:
         raise ValueError(f"padding_mode must be one of {', '.join(map(repr, allowed))}; got {padding_mode!r}")
-    return padding_mode
+    return cast(PaddingMode, padding_mode)
 
 
-def padding_spec(padding: Any, ndim: int) -> str | tuple[tuple[int, int], ...]:
+def padding_spec(padding: object, ndim: int) -> PaddingKeyword | PaddingPairs:
     """Normalise ``padding`` to a string keyword or one ``(before, after)`` pair per axis."""
     if isinstance(padding, str):
         if padding not in PADDING_STRINGS:
@@ -153,7 +189,7 @@ def padding_spec(padding: Any, ndim: int) -> str | tuple[tuple[int, int], ...]:
             f"padding must be an int or have one entry (int or (before, after) pair) per spatial axis ({ndim}); "
             f"got {len(items)} entries: {_describe(padding)}"
         )
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for i, item in enumerate(items):
         if isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes)):
             pair = list(item)
@@ -168,7 +204,7 @@ def padding_spec(padding: Any, ndim: int) -> str | tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def kernel_array(kernel: Any, name: str = "kernel") -> np.ndarray:
+def kernel_array(kernel: object, name: str = "kernel") -> np.ndarray:
     """Convert the kernel to an ndarray with a numeric dtype scipy.sparse supports."""
     if isinstance(kernel, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array; got {kernel!r}")
@@ -195,7 +231,7 @@ def kernel_array(kernel: Any, name: str = "kernel") -> np.ndarray:
     return arr
 
 
-def result_dtype(kernel: np.ndarray, dtype: Any) -> np.dtype:
+def result_dtype(kernel: np.ndarray, dtype: npt.DTypeLike | None) -> np.dtype:
     """The matrix dtype: the kernel's unless ``dtype`` is given.
 
     An explicit ``dtype`` must be of a kind that can hold the kernel's (no complex -> real, no
@@ -252,7 +288,8 @@ def check_values_fit(values: np.ndarray, dtype: np.dtype, what: str,
                                      f"overflow to infinity); {hint}")
 
 
-def sparse_format(fmt: Any) -> str:
+def sparse_format(fmt: object) -> SparseFormat:
+    """``fmt`` if it names a scipy.sparse format; a ``ValueError`` otherwise."""
     if not isinstance(fmt, str) or fmt not in SPARSE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(map(repr, SPARSE_FORMATS))}; got {_describe(fmt)}")
     return fmt
@@ -266,14 +303,14 @@ def default_max_bytes() -> int:
         return 8 * 2**30
 
 
-def check_max_bytes(max_bytes: Any) -> int | None:
+def check_max_bytes(max_bytes: object) -> int | None:
     if max_bytes is None:
         return None
     return as_int(max_bytes, "max_bytes", minimum=1, maximum=None,
                   rule="a positive integer (bytes), None (no limit) or 'auto' (half the RAM)")
 
 
-def budget(max_bytes: Any) -> int | None:
+def budget(max_bytes: object) -> int | None:
     """The byte budget of a call: ``"auto"`` is half the RAM, ``None`` no limit, else a positive int."""
     if isinstance(max_bytes, str):
         if max_bytes == "auto":
@@ -283,14 +320,14 @@ def budget(max_bytes: Any) -> int | None:
     return check_max_bytes(max_bytes)
 
 
-def as_bool(value: Any, name: str) -> bool:
+def as_bool(value: object, name: str) -> bool:
     """``value`` if it is a bool (Python or numpy); a ``TypeError`` naming ``name`` otherwise."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool (True or False); got {_describe(value)} of type {type(value).__name__}")
     return bool(value)
 
 
-def tolerance(value: Any, name: str) -> float | None:
+def tolerance(value: object, name: str) -> float | None:
     """A tolerance: ``None`` (use the default) or a finite non-negative real number, returned as float."""
     if value is None:
         return None

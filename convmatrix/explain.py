@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -28,7 +28,10 @@ from . import _validate as V
 from .geometry import Geometry, conv_geometry, conv_transpose_geometry
 from .verify.references import _Conv, _ref_forward, _ref_fusion, _ref_zero_insertion
 
-__all__ = ["explain_conv", "explain_conv_transpose", "MAX_INPUT_VALUES", "MAX_SIDE", "MAX_VALUES"]
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+__all__ = ["MAX_INPUT_VALUES", "MAX_SIDE", "MAX_VALUES", "explain_conv", "explain_conv_transpose"]
 
 #: labels of the input pixels (one letter each), so at most this many input values
 MAX_INPUT_VALUES = 52
@@ -56,7 +59,7 @@ def _arr(a: np.ndarray, indent: str = "    ") -> str:
     return "\n".join(indent + line for line in text.splitlines())
 
 
-def _num(v: Any) -> str:
+def _num(v: object) -> str:
     v = np.asarray(v).item()
     if isinstance(v, float) and v == round(v) and abs(v) < 1e15:
         return str(int(v))
@@ -75,7 +78,7 @@ def _idx(t: Sequence[int]) -> str:
 
 
 
-def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: Any) -> str:
+def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: sp.sparray) -> str:
     nd, n, kk = geom.ndim, geom.input_shape, geom.kernel_shape
     s, d, pads, a, o = geom.stride, geom.dilation, geom.padding, geom.output_padding, geom.output_shape
     extent, full = geom.extent, geom.read_shape
@@ -104,7 +107,7 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: Any) -> st
              f"with a {_dims(kk)} kernel gives 1+k-1 = {_dims(kk)} values: the kernel times the pixel"
              + (" (spread out by the dilation)" if any(v > 1 for v in d) else "") + ".")
     pixels = list(np.ndindex(*n))
-    for lab, j in zip(_LABELS, pixels):
+    for lab, j in zip(_LABELS, pixels, strict=False):  # at most MAX_INPUT_VALUES = len(_LABELS) pixels
         start = tuple(ji * si for ji, si in zip(j, s))
         where = ", ".join(f"{'rows' if (nd == 2 and ax == 0) else 'columns'} {start[ax]}..{start[ax] + extent[ax] - 1}"
                           for ax in range(nd))
@@ -113,7 +116,7 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: Any) -> st
     L.append("")
     # step 2: fusion
     owners: dict[tuple[int, ...], list[tuple[str, tuple[int, ...]]]] = {}
-    for lab, j in zip(_LABELS, pixels):
+    for lab, j in zip(_LABELS, pixels, strict=False):
         for t in np.ndindex(*kk):
             pos = tuple(ji * si + ti * di for ji, si, ti, di in zip(j, s, t, d))
             owners.setdefault(pos, []).append((lab, tuple(ti * di for ti, di in zip(t, d))))
@@ -123,7 +126,7 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: Any) -> st
     grid = np.full(full, "." * 1, dtype=object)
     for pos, lst in owners.items():
         grid[pos] = "".join(lab for lab, _ in lst)
-    rows = grid.reshape((1,) + full if nd == 1 else full)
+    rows = grid.reshape((1, *full) if nd == 1 else full)
     for r in rows:
         L.append(("    " + " ".join(f"{c:<{width}}" for c in r)).rstrip())
     fused = _ref_fusion(uncropped, y[None])[0]
@@ -133,9 +136,9 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: Any) -> st
         terms = " + ".join(f"{lab}{_idx(t)}" for lab, t in parts)
         vals = " + ".join(_num(y[pixels[_LABELS.index(lab)]] * wd[t]) for lab, t in parts)
         L.append(f"  e.g. result{_idx(overlap)} = {terms} = {vals} = {_num(fused[overlap])}")
-        one = ", ".join(str(v + 1) for v in overlap)
+        one_based = ", ".join(str(v + 1) for v in overlap)
         where = " + ".join(f"map {lab} at ({', '.join(str(v + 1) for v in t)})" for lab, t in parts)
-        L.append(f"  (1-based, as the seed counts: output ({one}) = {where})")
+        L.append(f"  (1-based, as the seed counts: output ({one_based}) = {where})")
     L.append("")
     L.append(f"Step 3 - the fused result, {_dims(full)} = (n-1)*s + d*(k-1) + 1:")
     L.append(_arr(fused))
@@ -161,7 +164,7 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: Any) -> st
     return "\n".join(L)
 
 
-def _conv_text(geom: Geometry, k: np.ndarray, x: np.ndarray, M: Any, flip: bool) -> str:
+def _conv_text(geom: Geometry, k: np.ndarray, x: np.ndarray, M: sp.sparray, flip: bool) -> str:
     nd, n, kk = geom.ndim, geom.input_shape, geom.kernel_shape
     s, d, pads, o = geom.stride, geom.dilation, geom.padding, geom.output_shape
     w = k[(slice(None, None, -1),) * nd] if flip else k
@@ -174,9 +177,9 @@ def _conv_text(geom: Geometry, k: np.ndarray, x: np.ndarray, M: Any, flip: bool)
     if flip:
         L += ["kernel rotated 180 degrees (what slides over the input):", _arr(w)]
     L.append("")
-    mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
-            "symmetric": "symmetric"}[geom.padding_mode]
-    xp = np.pad(x, pads, mode=mode)
+    modes: dict[V.PaddingMode, Literal["constant", "wrap", "reflect", "edge", "symmetric"]] = {
+        "zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge", "symmetric": "symmetric"}
+    xp = np.pad(x, pads, mode=modes[geom.padding_mode])
     if any(p != (0, 0) for p in pads):
         L += [f"padded input ({_dims(xp.shape)}, {geom.padding_mode}):", _arr(xp), ""]
     L.append("Output size per axis: o = floor((n + p_before + p_after - d*(k-1) - 1)/s) + 1")
@@ -202,7 +205,7 @@ def _conv_text(geom: Geometry, k: np.ndarray, x: np.ndarray, M: Any, flip: bool)
 
 
 
-def _inputs(kernel: ArrayLike, input_shape: Any, values: ArrayLike | None, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _inputs(kernel: ArrayLike, input_shape: object, values: ArrayLike | None, what: str) -> tuple[np.ndarray, np.ndarray]:
     """The kernel and the input values of a walk-through, validated (one channel, 1-D or 2-D, finite, small)."""
     k = V.kernel_array(kernel)
     shape = V.input_shape_tuple(input_shape)
@@ -244,13 +247,13 @@ def _check_printable(geom: Geometry, what: str) -> None:
 
 def explain_conv(
     kernel: ArrayLike,
-    input_shape: Any,
+    input_shape: V.IntOrSequence,
     *,
     values: ArrayLike | None = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    padding_mode: str = "zeros",
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    dilation: V.IntOrSequence = 1,
+    padding_mode: V.PaddingMode = "zeros",
     flip: bool = False,
 ) -> str:
     """Walk through a small convolution with its numbers: padding, windows, sums, the matrix.
@@ -296,14 +299,14 @@ def explain_conv(
 
 def explain_conv_transpose(
     kernel: ArrayLike,
-    input_shape: Any,
+    input_shape: V.IntOrSequence,
     *,
     values: ArrayLike | None = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-    output_shape: Any = None,
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    output_padding: V.IntOrSequence = 0,
+    dilation: V.IntOrSequence = 1,
+    output_shape: V.IntOrSequence | None = None,
 ) -> str:
     """Walk through a small transposed convolution as the source article does: copies, fusion, cropping.
 
@@ -341,8 +344,9 @@ def explain_conv_transpose(
     from .matrices import conv_transpose_matrix
 
     k, y = _inputs(kernel, input_shape, values, "explain_conv_transpose")
-    kw = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
-              output_shape=output_shape)
-    geom = conv_transpose_geometry(k.shape, y.shape, **kw)
+    geom = conv_transpose_geometry(k.shape, y.shape, stride=stride, padding=padding, output_padding=output_padding,
+                                   dilation=dilation, output_shape=output_shape)
     _check_printable(geom, "explain_conv_transpose")
-    return _transposed_text(geom, k, y, conv_transpose_matrix(k, y.shape, **kw))
+    M = conv_transpose_matrix(k, y.shape, stride=stride, padding=padding, output_padding=output_padding,
+                              dilation=dilation, output_shape=output_shape)
+    return _transposed_text(geom, k, y, M)

@@ -19,28 +19,30 @@ Formulas (per axis, ``a`` = output padding)::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _validate as V
 from ._axis import ROW_CHUNK, TABLE_ENTRIES, Axis, Run, fold_index, strip_count
 
 __all__ = [
-    "Axis",
-    "Geometry",
-    "conv_output_size",
-    "conv_transpose_output_size",
-    "same_padding",
-    "conv_geometry",
-    "conv_transpose_geometry",
-    "fold_index",
-    "Run",
     "ROW_CHUNK",
     "TABLE_ENTRIES",
-    "strip_count",
+    "Axis",
+    "Geometry",
+    "Run",
+    "conv_geometry",
+    "conv_output_size",
+    "conv_transpose_geometry",
+    "conv_transpose_output_size",
+    "fold_index",
+    "same_padding",
     "scipy_geometry",
+    "strip_count",
 ]
 
 
@@ -68,6 +70,13 @@ def same_padding(n: int, k: int, s: int = 1, d: int = 1, *, lower: bool = False)
 
 
 # ----------------------------------------------------------------------------- N-D geometry
+class _Cache(TypedDict, total=False):
+    """What a :class:`Geometry` computes once: its axes, and the entries along each."""
+
+    axes: list[Axis]
+    nnz_axes: list[int]
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Validated geometry of a (transposed) convolution; every builder and operator reads it.
@@ -76,20 +85,20 @@ class Geometry:
     between (for ``kind="conv_transpose"`` the input is the transposed convolution's input).
     """
 
-    kind: str
+    kind: V.Kind
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     kernel_shape: tuple[int, ...]
     stride: tuple[int, ...]
     dilation: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]
-    padding_mode: str
+    padding: V.PaddingPairs
+    padding_mode: V.PaddingMode
     output_padding: tuple[int, ...]
     in_channels: int
     out_channels: int
     groups: int
     channel_axis: bool  # whether vectors carry a leading channel axis (weight layout given)
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _cache: _Cache = field(default_factory=_Cache, compare=False, repr=False, hash=False)
 
     @property
     def ndim(self) -> int:
@@ -125,7 +134,8 @@ class Geometry:
         2*d*(k-1)``."""
         if self.kind == "conv":
             return tuple(n + b + a for n, (b, a) in zip(self.input_shape, self.padding))
-        return tuple((n - 1) * s + 2 * e - 1 for n, s, e in zip(self.input_shape, self.stride, self.extent))
+        return tuple((n - 1) * s + 2 * e - 1 for n, s, e in zip(self.input_shape, self.stride, self.extent,
+                                                                strict=True))
 
     @property
     def read_shape(self) -> tuple[int, ...]:
@@ -142,8 +152,8 @@ class Geometry:
         if not self.channel_axis:
             return self.kernel_shape
         if self.kind == "conv":
-            return (self.out_channels, self.in_per_group) + self.kernel_shape
-        return (self.in_channels, self.out_per_group) + self.kernel_shape
+            return (self.out_channels, self.in_per_group, *self.kernel_shape)
+        return (self.in_channels, self.out_per_group, *self.kernel_shape)
 
     @property
     def forward(self) -> Geometry:
@@ -180,7 +190,8 @@ class Geometry:
         return [
             Axis(n, k, s, d, p, self.padding_mode, o, transposed)
             for n, k, s, d, p, o in zip(
-                self.input_shape, self.kernel_shape, self.stride, self.dilation, self.padding, self.output_shape
+                self.input_shape, self.kernel_shape, self.stride, self.dilation, self.padding, self.output_shape,
+                strict=True,
             )
         ]
 
@@ -209,19 +220,19 @@ class Geometry:
         with numpy indexing, e.g. SymPy object arrays).
         """
         if self.kind == "conv":
-            w = kernel.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+            w = kernel.reshape((self.out_channels, self.in_per_group, *self.kernel_shape))
             return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim] if flip else w
         if flip:
             raise ValueError("flip applies to convolutions; pass the rotated kernel for a transposed convolution")
-        w = kernel.reshape((self.groups, self.in_per_group, self.out_per_group) + self.kernel_shape).swapaxes(1, 2)
-        w = w.reshape((self.out_channels, self.in_per_group) + self.kernel_shape)
+        w = kernel.reshape((self.groups, self.in_per_group, self.out_per_group, *self.kernel_shape)).swapaxes(1, 2)
+        w = w.reshape((self.out_channels, self.in_per_group, *self.kernel_shape))
         return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim]
 
-    def index_dtype(self) -> np.dtype:
+    def index_dtype(self) -> np.dtype[np.int32 | np.int64]:
         big = max(max(self.shape), self.nnz)
         return np.dtype(np.int32) if big <= np.iinfo(np.int32).max else np.dtype(np.int64)
 
-    def predicted_bytes(self, dtype: Any) -> int:
+    def predicted_bytes(self, dtype: npt.DTypeLike) -> int:
         """Bytes of the CSR arrays (data + indices + indptr)."""
         it = self.index_dtype().itemsize
         return self.nnz * (np.dtype(dtype).itemsize + it) + (self.shape[0] + 1) * it
@@ -249,7 +260,8 @@ def _check_extent(ax: int, total: int, what: str) -> None:
         )
 
 
-def _check_boundary_width(pads, input_shape, mode: str, wide_ok: bool) -> None:
+def _check_boundary_width(pads: V.PaddingPairs, input_shape: tuple[int, ...], mode: V.PaddingMode,
+                          wide_ok: bool) -> None:
     if wide_ok:
         return
     for ax, ((b, a), n) in enumerate(zip(pads, input_shape)):
@@ -266,14 +278,14 @@ def _check_boundary_width(pads, input_shape, mode: str, wide_ok: bool) -> None:
 
 
 def conv_geometry(
-    kernel_shape: tuple[int, ...],
-    input_shape: Any,
+    kernel_shape: Sequence[int],
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    padding_mode: str = "zeros",
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    padding_mode: V.PaddingMode = "zeros",
     wide_padding: bool = False,
 ) -> Geometry:
     """Validate and build the geometry of ``conv_matrix`` (PyTorch ``conv{d}d`` semantics).
@@ -289,14 +301,17 @@ def conv_geometry(
     mode = V.padding_mode_name(padding_mode)
     if c_out % g:
         raise ValueError(f"groups must divide out_channels; got groups={g} and out_channels (kernel.shape[0])={c_out}")
-    pad = V.padding_spec(padding, nd)
-    keyword = pad if isinstance(pad, str) else None
-    if keyword == "valid":
+    spec = V.padding_spec(padding, nd)
+    keyword = spec if isinstance(spec, str) else None
+    pad: V.PaddingPairs
+    if not isinstance(spec, str):
+        pad = spec
+    elif spec == "valid":
         pad = ((0, 0),) * nd
-    elif keyword == "full":
-        pad = tuple((di * (ki - 1),) * 2 for ki, di in zip(kshape, d))
-    elif keyword is not None:
-        lower = keyword == "same_lower"
+    elif spec == "full":
+        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d))
+    else:
+        lower = spec == "same_lower"
         pad = tuple(same_padding(n, k, si, di, lower=lower) for n, k, si, di in zip(shape, kshape, s, d))
     try:
         _check_boundary_width(pad, shape, mode, wide_padding)
@@ -321,15 +336,15 @@ def conv_geometry(
 
 
 def conv_transpose_geometry(
-    kernel_shape: tuple[int, ...],
-    input_shape: Any,
+    kernel_shape: Sequence[int],
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    output_shape: Any = None,
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    output_padding: V.IntOrSequence = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    output_shape: V.IntOrSequence | None = None,
 ) -> Geometry:
     """Validate and build the geometry of ``conv_transpose_matrix`` (PyTorch ``conv_transpose{d}d``).
 
@@ -346,8 +361,8 @@ def conv_transpose_geometry(
     if c_in % g:
         raise ValueError(f"groups must divide in_channels; got groups={g} and in_channels (kernel.shape[0])={c_in}")
     a = V.int_tuple(output_padding, nd, "output_padding", minimum=0)
-    pad = V.padding_spec(padding, nd)
-    want = None
+    spec = V.padding_spec(padding, nd)
+    want: tuple[int, ...] | None = None
     if output_shape is not None:
         want = V.input_shape_tuple(output_shape, "output_shape")
         if len(want) > nd:  # PyTorch accepts (N, C, *spatial) too: keep the spatial tail
@@ -356,21 +371,24 @@ def conv_transpose_geometry(
             raise ValueError(f"output_shape must have one size per spatial axis ({nd}); got {output_shape!r}")
         if any(a):
             raise ValueError(f"give either output_padding or output_shape, not both; got output_padding={a}")
-    if isinstance(pad, str):
-        if pad == "valid":
-            pad = ((0, 0),) * nd
-        elif pad == "full":
-            pad = tuple((di * (ki - 1),) * 2 for ki, di in zip(kshape, d))
-        else:
-            if want is None:
-                want = tuple(n * si for n, si in zip(shape, s))
-            for ax, (w, n, si) in enumerate(zip(want, shape, s)):
-                if -(-w // si) != n:
-                    raise ValueError(
-                        f"padding={pad!r} needs ceil(output_shape/stride) == input size; got output_shape[{ax}]={w}, "
-                        f"stride {si}, input size {n}"
-                    )
-            pad = tuple(same_padding(w, k, si, di, lower=(pad == "same_lower")) for w, k, si, di in zip(want, kshape, s, d))
+    pad: V.PaddingPairs
+    if not isinstance(spec, str):
+        pad = spec
+    elif spec == "valid":
+        pad = ((0, 0),) * nd
+    elif spec == "full":
+        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d))
+    else:
+        if want is None:
+            want = tuple(n * si for n, si in zip(shape, s))
+        for ax, (w, n, si) in enumerate(zip(want, shape, s)):
+            if -(-w // si) != n:
+                raise ValueError(
+                    f"padding={spec!r} needs ceil(output_shape/stride) == input size; got output_shape[{ax}]={w}, "
+                    f"stride {si}, input size {n}"
+                )
+        pad = tuple(same_padding(w, k, si, di, lower=(spec == "same_lower"))
+                    for w, k, si, di in zip(want, kshape, s, d))
     out = []
     a_final = []
     for ax, (n, k, si, di, (pb, pa), ai) in enumerate(zip(shape, kshape, s, d, pad, a)):
@@ -404,14 +422,15 @@ def conv_transpose_geometry(
 
 
 # ----------------------------------------------------------------------------- scipy.signal and MATLAB
-_BOUNDARIES = {"fill": "zeros", "pad": "zeros", "wrap": "circular", "circular": "circular",
+_BOUNDARIES: dict[str, V.PaddingMode] = {"fill": "zeros", "pad": "zeros", "wrap": "circular", "circular": "circular",
                "symm": "symmetric", "symmetric": "symmetric"}
 _MODES = ("full", "same", "valid")
 _CONVENTIONS = ("scipy", "matlab")
 
 
 def scipy_geometry(
-    kernel_shape: tuple[int, ...], input_shape: tuple[int, ...], mode: str, boundary: str, convention: str
+    kernel_shape: tuple[int, ...], input_shape: tuple[int, ...], mode: V.ScipyMode, boundary: V.Boundary,
+    convention: V.Convention,
 ) -> Geometry:
     """Geometry of ``scipy.signal.convolve`` (true convolution, kernel flipped by the caller)."""
     if not isinstance(mode, str) or mode not in _MODES:

@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Final, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validate as V
 from ._build import build_csr, check_budget, convert
 from .geometry import Geometry, conv_geometry, conv_transpose_geometry, scipy_geometry
 
 __all__ = [
-    "conv_output_shape",
-    "conv_transpose_output_shape",
     "conv_matrix",
+    "conv_nnz",
+    "conv_output_shape",
     "conv_transpose_matrix",
+    "conv_transpose_nnz",
+    "conv_transpose_output_shape",
     "convolution_matrix",
     "correlation_matrix",
-    "conv_nnz",
-    "conv_transpose_nnz",
 ]
 
-_AUTO = "auto"
+_AUTO: Final = "auto"
 
 
-def _shape_arg(shape: Any, name: str) -> tuple[int, ...]:
+def _shape_arg(shape: object, name: str) -> tuple[int, ...]:
     return V.input_shape_tuple(shape, name)
 
 
-def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: str, max_bytes: Any, what: str) -> sp.sparray:
+def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: object, max_bytes: object, what: str
+            ) -> sp.sparray:
     """Check the format and the budget (peak memory, before allocating), then build and convert."""
     fmt = V.sparse_format(fmt)
     budget = V.budget(max_bytes)
@@ -51,8 +53,8 @@ def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: str, max_b
         ) from None
 
 
-def matrix_from_geometry(geom: Geometry, kernel: np.ndarray, *, flip: bool = False, dtype: Any = None,
-                         format: str = "csr", max_bytes: Any = "auto") -> sp.sparray:
+def matrix_from_geometry(geom: Geometry, kernel: ArrayLike, *, flip: bool = False, dtype: DTypeLike | None = None,
+                         format: V.SparseFormat = "csr", max_bytes: V.MaxBytes = _AUTO) -> sp.sparray:
     """The matrix of a validated geometry and its kernel (what :func:`conv_matrix` and
     :func:`conv_transpose_matrix` build once they have made the geometry; pictures reuse theirs)."""
     k = V.kernel_array(kernel)
@@ -64,7 +66,12 @@ def matrix_from_geometry(geom: Geometry, kernel: np.ndarray, *, flip: bool = Fal
 
 # ----------------------------------------------------------------------------- shapes
 def conv_output_shape(
-    input_shape: Any, kernel_shape: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+    input_shape: V.IntOrSequence,
+    kernel_shape: V.IntOrSequence,
+    *,
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    dilation: V.IntOrSequence = 1,
 ) -> tuple[int, ...]:
     """Spatial output shape of ``torch.nn.functional.conv{d}d`` for this geometry.
 
@@ -95,13 +102,13 @@ def conv_output_shape(
 
 
 def conv_transpose_output_shape(
-    input_shape: Any,
-    kernel_shape: Any,
+    input_shape: V.IntOrSequence,
+    kernel_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    output_padding: V.IntOrSequence = 0,
+    dilation: V.IntOrSequence = 1,
 ) -> tuple[int, ...]:
     """Spatial output shape of ``torch.nn.functional.conv_transpose{d}d``.
 
@@ -125,14 +132,14 @@ def conv_transpose_output_shape(
 
 
 def conv_nnz(
-    kernel_shape: Any,
-    input_shape: Any,
+    kernel_shape: V.IntOrSequence,
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    padding_mode: str = "zeros",
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    padding_mode: V.PaddingMode = "zeros",
 ) -> int:
     """Exact number of stored entries of :func:`conv_matrix`, without building it.
 
@@ -172,15 +179,15 @@ def conv_nnz(
 
 
 def conv_transpose_nnz(
-    kernel_shape: Any,
-    input_shape: Any,
+    kernel_shape: V.IntOrSequence,
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    output_shape: Any = None,
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    output_padding: V.IntOrSequence = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    output_shape: V.IntOrSequence | None = None,
 ) -> int:
     """Exact number of stored entries of :func:`conv_transpose_matrix`, without building it.
 
@@ -214,18 +221,18 @@ def conv_transpose_nnz(
 
 # ----------------------------------------------------------------------------- PyTorch family
 def conv_matrix(
-    kernel: Any,
-    input_shape: Any,
+    kernel: ArrayLike,
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    padding_mode: str = "zeros",
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    padding_mode: V.PaddingMode = "zeros",
     flip: bool = False,
-    dtype: Any = None,
-    format: str = "csr",
-    max_bytes: Any = _AUTO,
+    dtype: DTypeLike | None = None,
+    format: V.SparseFormat = "csr",
+    max_bytes: V.MaxBytes = _AUTO,
 ) -> sp.sparray:
     """Sparse matrix ``C`` of ``torch.nn.functional.conv{d}d``: ``C @ x.ravel() == conv(x).ravel()``.
 
@@ -301,19 +308,19 @@ def conv_matrix(
 
 
 def conv_transpose_matrix(
-    kernel: Any,
-    input_shape: Any,
+    kernel: ArrayLike,
+    input_shape: V.IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    output_shape: Any = None,
-    padding_mode: str = "zeros",
-    dtype: Any = None,
-    format: str = "csr",
-    max_bytes: Any = _AUTO,
+    stride: V.IntOrSequence = 1,
+    padding: V.Padding = 0,
+    output_padding: V.IntOrSequence = 0,
+    dilation: V.IntOrSequence = 1,
+    groups: int = 1,
+    output_shape: V.IntOrSequence | None = None,
+    padding_mode: Literal["zeros"] = "zeros",
+    dtype: DTypeLike | None = None,
+    format: V.SparseFormat = "csr",
+    max_bytes: V.MaxBytes = _AUTO,
 ) -> sp.sparray:
     """Sparse matrix of ``torch.nn.functional.conv_transpose{d}d`` (the transposed convolution).
 
@@ -364,8 +371,9 @@ def conv_transpose_matrix(
 
 
 # ----------------------------------------------------------------------------- scipy / MATLAB family
-def _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillvalue, dtype, format, max_bytes,
-                  correlate: bool, what: str):
+def _scipy_family(kernel: ArrayLike, input_shape: V.IntOrSequence, mode: V.ScipyMode, boundary: V.Boundary,
+                  convention: V.Convention, order: object, fillvalue: float, dtype: DTypeLike | None, format: object,
+                  max_bytes: object, correlate: bool, what: str) -> sp.sparray:
     k = V.kernel_array(kernel)
     out_dtype = V.result_dtype(k, dtype)
     shape = V.input_shape_tuple(input_shape)
@@ -374,7 +382,7 @@ def _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillva
                          f"{V._describe(order)}")
     if isinstance(fillvalue, (bool, np.bool_)) or not isinstance(fillvalue, numbers.Number):
         raise TypeError(f"fillvalue must be the number 0; got {V._describe(fillvalue)}")
-    if fillvalue != 0:
+    if fillvalue != 0:  # type: ignore[comparison-overlap]  # mypy does not see int as a numbers.Number
         raise ValueError(f"fillvalue must be 0 (a nonzero fill makes the map affine, not linear); got {fillvalue!r}")
     if k.ndim != len(shape):
         raise ValueError(f"kernel must have as many dims as input_shape ({len(shape)}); got kernel shape {k.shape}")
@@ -392,17 +400,17 @@ def _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillva
 
 
 def convolution_matrix(
-    kernel: Any,
-    input_shape: Any,
-    mode: str = "full",
+    kernel: ArrayLike,
+    input_shape: V.IntOrSequence,
+    mode: V.ScipyMode = "full",
     *,
-    boundary: str = "fill",
-    convention: str = "scipy",
-    order: str = "C",
-    fillvalue: Any = 0,
-    dtype: Any = None,
-    format: str = "csr",
-    max_bytes: Any = _AUTO,
+    boundary: V.Boundary = "fill",
+    convention: V.Convention = "scipy",
+    order: Literal["C", "F"] = "C",
+    fillvalue: float = 0,
+    dtype: DTypeLike | None = None,
+    format: V.SparseFormat = "csr",
+    max_bytes: V.MaxBytes = _AUTO,
 ) -> sp.sparray:
     """Sparse matrix of ``scipy.signal.convolve`` / MATLAB ``conv2``/``convn``, any number of dims.
 
@@ -446,17 +454,17 @@ def convolution_matrix(
 
 
 def correlation_matrix(
-    kernel: Any,
-    input_shape: Any,
-    mode: str = "full",
+    kernel: ArrayLike,
+    input_shape: V.IntOrSequence,
+    mode: V.ScipyMode = "full",
     *,
-    boundary: str = "fill",
-    convention: str = "scipy",
-    order: str = "C",
-    fillvalue: Any = 0,
-    dtype: Any = None,
-    format: str = "csr",
-    max_bytes: Any = _AUTO,
+    boundary: V.Boundary = "fill",
+    convention: V.Convention = "scipy",
+    order: Literal["C", "F"] = "C",
+    fillvalue: float = 0,
+    dtype: DTypeLike | None = None,
+    format: V.SparseFormat = "csr",
+    max_bytes: V.MaxBytes = _AUTO,
 ) -> sp.sparray:
     """Sparse matrix of ``scipy.signal.correlate`` (``convention="matlab"``: ``correlate2d``/``filter2``).
 

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Literal, Self, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _validate as V
+from ._axis import Axis, IndexArray
 from ._given import given_entries, given_matrix
 from ._validate import MatrixTooLargeError
 from .geometry import Geometry, conv_geometry, conv_transpose_geometry
 
-__all__ = ['Structure', 'matrix_structure', 'conv_transpose_matrix_structure', 'geometry_structure', 'check_structure']
+if TYPE_CHECKING:
+    from ._given import Matrix
+
+__all__ = ['Structure', 'check_structure', 'conv_transpose_matrix_structure', 'geometry_structure', 'matrix_structure']
+
+#: the kind of one level of a convolution matrix (``"zero"``: no tap reads the input)
+LevelKind: TypeAlias = Literal["zero", "circulant", "Toeplitz", "non-Toeplitz"]
 
 
 # ----------------------------------------------------------------------------- structure names
@@ -41,7 +50,9 @@ class Structure(str):
     block_shape: tuple[int, int] | None
     reasons: tuple[str, ...]
 
-    def __new__(cls, text: str, *, kinds, levels, channels=None, block_shape=None, reasons=()):
+    def __new__(cls, text: str, *, kinds: Iterable[str], levels: Iterable[tuple[int, int]],
+                channels: tuple[int, int, int] | None = None, block_shape: tuple[int, int] | None = None,
+                reasons: Iterable[str] = ()) -> Self:
         obj = super().__new__(cls, text)
         obj.kinds, obj.levels, obj.channels = tuple(kinds), tuple(levels), channels
         obj.block_shape, obj.reasons = block_shape, tuple(reasons)
@@ -61,7 +72,7 @@ class Structure(str):
 # [affine == affine] on a few intervals: true there, false, or true at one point.  Whether a bad
 # interval holds a point of the lattice {t*d + j*s} is a closed-form question (_lattice_hit), so a
 # level is classified in O(number of pieces * log) integer operations whatever o, n and k are.
-_PERIOD = {"circular": lambda n: n, "symmetric": lambda n: 2 * n, "reflect": lambda n: 2 * n - 2}
+_PERIOD: dict[str, Callable[[int], int]] = {"circular": lambda n: n, "symmetric": lambda n: 2 * n, "reflect": lambda n: 2 * n - 2}
 
 
 def _first_multiple(a: int, m: int, lo: int, hi: int) -> int | None:
@@ -117,9 +128,9 @@ def _lattice_hit(lo: int, hi: int, K: int, d: int, J: int, s: int) -> bool:
     return u is not None and u <= tb - ta
 
 
-def _fold_pieces(n: int, mode: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+def _fold_pieces(n: int, mode: V.PaddingMode, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
     """``(start, end, sigma, beta)`` covering ``[lo, hi)``: ``fold(x) = sigma*x + beta`` there (-1: dropped)."""
-    out = []
+    out: list[tuple[int, int, int, int]] = []
 
     def add(a: int, b: int, sg: int, bt: int) -> None:
         a, b = max(a, lo), min(b, hi)
@@ -149,10 +160,10 @@ def _fold_pieces(n: int, mode: str, lo: int, hi: int) -> list[tuple[int, int, in
     return out
 
 
-def _bad_intervals(n: int, mode: str, lo: int, hi: int, s: int, circulant: bool) -> list[tuple[int, int]]:
+def _bad_intervals(n: int, mode: V.PaddingMode, lo: int, hi: int, s: int, circulant: bool) -> list[tuple[int, int]]:
     """Sub-intervals ``[l, r)`` of ``[lo, hi)`` where the pair test ``h(x)`` is false (at every x there)."""
     inc = 1 if circulant else 0
-    left = []  # Phi(fold(x)): Toeplitz f, circulant F
+    left: list[tuple[int, int, int, int]] = []  # Phi(fold(x)): Toeplitz f, circulant F
     for a, b, sg, bt in _fold_pieces(n, mode, lo, hi):
         if sg == 0:
             val = -1 if bt == -1 else (bt + inc if bt <= n - 2 else (0 if circulant else -1))
@@ -163,15 +174,15 @@ def _bad_intervals(n: int, mode: str, lo: int, hi: int, s: int, circulant: bool)
                                                                   (0, 0 if circulant else -1)),
                               (max(a, top + 1), b, (sg, bt + inc))):
             if a2 < b2:
-                left.append((a2, b2) + piece)
+                left.append((a2, b2, *piece))
     left.sort()
-    right = []  # Psi(fold(x + s)): Toeplitz g, circulant the identity
+    right: list[tuple[int, int, int, int]] = []  # Psi(fold(x + s)): Toeplitz g, circulant the identity
     for a, b, sg, bt in _fold_pieces(n, mode, lo + s, hi + s):
         if sg == 0 and bt == -1:
             right.append((a - s, b - s, 0, -1))
         else:
             right.append((a - s, b - s, sg, bt + sg * s - (1 - inc)))
-    out = []
+    out: list[tuple[int, int]] = []
     i = j = 0
     while i < len(left) and j < len(right):
         l1, r1, a1, g1 = left[i]
@@ -193,7 +204,7 @@ def _bad_intervals(n: int, mode: str, lo: int, hi: int, s: int, circulant: bool)
     return out
 
 
-def _pairs_hold(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str, circulant: bool) -> bool:
+def _pairs_hold(n: int, o: int, k: int, s: int, d: int, pb: int, mode: V.PaddingMode, circulant: bool) -> bool:
     """Whether the pair test (Toeplitz, or circulant) holds for every tap of every pair of rows."""
     J, K = o - 2, k  # pairs (j, j+1) for j = 0..o-2
     periodic = mode in _PERIOD and not (mode == "reflect" and n == 1)
@@ -219,7 +230,7 @@ def _pairs_hold(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str, circ
                    for j in range(J + 1) for a, b in template)
 
 
-def _level_kind(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str) -> str:
+def _level_kind(n: int, o: int, k: int, s: int, d: int, pb: int, mode: V.PaddingMode) -> LevelKind:
     """``"zero"``, ``"circulant"``, ``"Toeplitz"`` or ``"non-Toeplitz"`` for one forward level."""
     if mode == "zeros" and not _lattice_hit(pb, pb + n, k, d, o - 1, s):
         return "zero"
@@ -228,7 +239,7 @@ def _level_kind(n: int, o: int, k: int, s: int, d: int, pb: int, mode: str) -> s
     return "Toeplitz" if _pairs_hold(n, o, k, s, d, pb, mode, circulant=False) else "non-Toeplitz"
 
 
-def _axis_kind(axis: Any) -> str:
+def _axis_kind(axis: Axis) -> LevelKind:
     """Kind of one axis of a geometry (forward or transposed).
 
     A transposed axis (``n`` inputs, ``out`` outputs) is the transpose of the forward zero-padded
@@ -240,20 +251,20 @@ def _axis_kind(axis: Any) -> str:
     return _level_kind(axis.n, axis.out, axis.k, axis.s, axis.d, axis.pad[0], axis.mode)
 
 
-def _describe(kinds: list[str], levels: list[tuple[int, int]]) -> str:
+def _describe(kinds: list[LevelKind], levels: list[tuple[int, int]]) -> str:
     if all(kd == "non-Toeplitz" for kd in kinds):
         head = "not Toeplitz"
     elif len(kinds) == 1:
         head = kinds[0]
     else:
-        inner = kinds[-1]
+        inner: str = kinds[-1]
         for kd in reversed(kinds[:-1]):
             inner = f"block {kd} with {inner} blocks" if " " not in inner else f"block {kd} with ({inner}) blocks"
         head = inner
     sizes = [f"{o}x{n}" for o, n in levels]
     if len(sizes) == 1:
         return f"{head} ({sizes[0]})"
-    parts = [f"{sizes[0]} grid"] + [f"{sz} grids" for sz in sizes[1:-1]] + [f"{sizes[-1]} blocks"]
+    parts = [f"{sizes[0]} grid", *(f"{sz} grids" for sz in sizes[1:-1]), f"{sizes[-1]} blocks"]
     return f"{head} ({' of '.join(parts)})"
 
 
@@ -261,8 +272,9 @@ def _describe(kinds: list[str], levels: list[tuple[int, int]]) -> str:
 _STRUCTURE_BYTES = 64 * 1024
 
 
-def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                     groups: Any = 1, padding_mode: str = "zeros", max_bytes: Any = "auto") -> Structure:
+def matrix_structure(kernel_shape: V.IntOrSequence, input_shape: V.IntOrSequence, *, stride: V.IntOrSequence = 1,
+                     padding: V.Padding = 0, dilation: V.IntOrSequence = 1, groups: int = 1,
+                     padding_mode: V.PaddingMode = "zeros", max_bytes: V.MaxBytes = "auto") -> Structure:
     """Name the structure of ``conv_matrix`` for this geometry (for a generic kernel).
 
     Parameters
@@ -341,9 +353,11 @@ def matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, pa
     return geometry_structure(geom, max_bytes=max_bytes, what="matrix_structure")
 
 
-def conv_transpose_matrix_structure(kernel_shape: Any, input_shape: Any, *, stride: Any = 1, padding: Any = 0,
-                                    output_padding: Any = 0, dilation: Any = 1, groups: Any = 1,
-                                    output_shape: Any = None, max_bytes: Any = "auto") -> Structure:
+def conv_transpose_matrix_structure(kernel_shape: V.IntOrSequence, input_shape: V.IntOrSequence, *,
+                                    stride: V.IntOrSequence = 1, padding: V.Padding = 0,
+                                    output_padding: V.IntOrSequence = 0, dilation: V.IntOrSequence = 1,
+                                    groups: int = 1, output_shape: V.IntOrSequence | None = None,
+                                    max_bytes: V.MaxBytes = "auto") -> Structure:
     """Name the structure of ``conv_transpose_matrix`` for this geometry (for a generic kernel).
 
     Parameters
@@ -385,7 +399,7 @@ def conv_transpose_matrix_structure(kernel_shape: Any, input_shape: Any, *, stri
     return geometry_structure(geom, max_bytes=max_bytes, what="conv_transpose_matrix_structure")
 
 
-def geometry_structure(geom: Geometry, *, max_bytes: Any = "auto", what: str = "matrix_structure") -> Structure:
+def geometry_structure(geom: Geometry, *, max_bytes: V.MaxBytes = "auto", what: str = "matrix_structure") -> Structure:
     """The structure of the matrix of a validated :class:`~convmatrix.geometry.Geometry` (either direction)."""
     V.check_bytes(what, _STRUCTURE_BYTES, V.budget(max_bytes), "pass a larger max_bytes")
     return _structure_of(geom)
@@ -402,7 +416,8 @@ def forward_structure(geom: Geometry, max_bytes: int | None) -> Structure | None
 
 
 def _structure_of(geom: Geometry) -> Structure:
-    kinds, reasons = [], []
+    kinds: list[LevelKind] = []
+    reasons: list[str] = []
     for ax, axis in enumerate(geom.axes()):
         kd = _axis_kind(axis)
         kinds.append(kd)
@@ -427,7 +442,7 @@ def _structure_of(geom: Geometry) -> Structure:
     text = _describe([kinds[ax] for ax in keep], [levels[ax] for ax in keep])
     if reasons:
         text += "; " + "; ".join(reasons)
-    if has_channels:
+    if has_channels and channels is not None:
         co, ci, g = channels
         grp = f" (block diagonal, groups={g})" if g > 1 else ""
         text = f"{co}x{ci} grid of channel blocks{grp}, each " + text
@@ -469,7 +484,7 @@ def _parse_claim(claim: str) -> tuple[list[str], list[tuple[int, int]], tuple[in
     return kinds, sizes, channels
 
 
-def _claim_parts(claim: Any) -> tuple[list[str], list[tuple[int, int]], tuple[int, int, int] | None]:
+def _claim_parts(claim: object) -> tuple[list[str], list[tuple[int, int]], tuple[int, int, int] | None]:
     """Validated (kinds, levels, channels) of a claim (a Structure's attributes, or parsed text)."""
     if isinstance(claim, Structure):  # the attributes (they keep the 1x1 levels the text leaves out)
         kinds, levels, channels = list(claim.kinds), list(claim.levels), claim.channels
@@ -479,9 +494,8 @@ def _claim_parts(claim: Any) -> tuple[list[str], list[tuple[int, int]], tuple[in
         raise TypeError(f"claim must be a str (a structure name); got {type(claim).__name__}")
     bad = f"claim must describe positive sizes, groups dividing the channels and kinds among {_KINDS}; got " \
           f"{V._describe(str(claim))}"
-    if kinds != ["zero"]:
-        if (not kinds or len(kinds) != len(levels) or any(kd not in _KINDS for kd in kinds)):
-            raise ValueError(bad)
+    if kinds != ["zero"] and (not kinds or len(kinds) != len(levels) or any(kd not in _KINDS for kd in kinds)):
+        raise ValueError(bad)
     try:
         levels = [(V.as_int(o, "o", minimum=1, maximum=None), V.as_int(n, "n", minimum=1, maximum=None))
                   for o, n in levels]
@@ -495,11 +509,11 @@ def _claim_parts(claim: Any) -> tuple[list[str], list[tuple[int, int]], tuple[in
     return kinds, levels, channels
 
 
-def _canonical_values(vals: list) -> np.ndarray:
+def _canonical_values(vals: list[object]) -> IndexArray:
     """Exact integer ids for SymPy entries (equal after expansion -> equal id); SymPy is imported here only."""
     import sympy as sp
 
-    ids: dict = {}
+    ids: dict[object, int] = {}
     out = np.empty(len(vals), dtype=np.int64)
     for i, v in enumerate(vals):
         try:
@@ -520,7 +534,7 @@ _CHECK_LEVEL_BYTES = 40  # per nonzero and key column (2*levels + 3) of a level'
 _CHECK_SYMPY_BYTES = 400  # per nonzero of a SymPy/object matrix: the entries as objects, their ids (fit: ~140)
 
 
-def check_structure(matrix: Any, claim: str, *, max_bytes: Any = "auto") -> bool:
+def check_structure(matrix: Matrix, claim: str, *, max_bytes: V.MaxBytes = "auto") -> bool:
     """Check a structure claim (as :func:`matrix_structure` names it) on a built matrix.
 
     Parameters
@@ -570,8 +584,8 @@ def check_structure(matrix: Any, claim: str, *, max_bytes: Any = "auto") -> bool
     g = given_matrix(matrix, "matrix")
     rows, cols = g.rows, g.cols
     co, ci, groups = channels if channels is not None else (1, 1, 1)
-    oshape = (co,) + tuple(o for o, _ in levels)
-    ishape = (ci,) + tuple(n for _, n in levels)
+    oshape = (co, *(o for o, _ in levels))
+    ishape = (ci, *(n for _, n in levels))
     if kinds != ["zero"] and (rows, cols) != (math.prod(oshape), math.prod(ishape)):
         raise ValueError(f"claim describes a {math.prod(oshape)}x{math.prod(ishape)} matrix; got matrix shape "
                          f"{(rows, cols)}")
@@ -597,38 +611,39 @@ def check_structure(matrix: Any, claim: str, *, max_bytes: Any = "auto") -> bool
             finite = np.abs(values[np.isfinite(values)])
             scale = float(finite.max()) if finite.size else 0.0
             tol = (1e-5 if values.dtype in (np.float32, np.complex64) else 1e-12) * scale
-    J = np.unravel_index(r, oshape)
-    I = np.unravel_index(c, ishape)
-    if groups > 1 and np.any(J[0] // (co // groups) != I[0] // (ci // groups)):
+    jpos = np.unravel_index(r, oshape)  # per level, the row index of each entry
+    ipos = np.unravel_index(c, ishape)  # and its column index
+    if groups > 1 and np.any(jpos[0] // (co // groups) != ipos[0] // (ci // groups)):
         return False
     for lv, kind in enumerate(kinds):
         ax = lv + 1
         o, n = levels[lv]
         if kind == "circulant":
-            ok = o == n and _lines_constant(J, I, ax, o, n, values, tol, circulant=True)
+            ok = o == n and _lines_constant(jpos, ipos, ax, o, n, values, tol, circulant=True)
         elif kind == "Toeplitz":
-            ok = _lines_constant(J, I, ax, o, n, values, tol, circulant=False)
+            ok = _lines_constant(jpos, ipos, ax, o, n, values, tol, circulant=False)
         else:
-            ok = not _lines_constant(J, I, ax, o, n, values, tol, circulant=False)
+            ok = not _lines_constant(jpos, ipos, ax, o, n, values, tol, circulant=False)
         if not ok:
             return False
     return True
 
 
-def _lines_constant(J, I, ax, o, n, values, tol, *, circulant: bool) -> bool:
+def _lines_constant(jpos: tuple[npt.NDArray[np.intp], ...], ipos: tuple[npt.NDArray[np.intp], ...], ax: int, o: int,
+                    n: int, values: np.ndarray, tol: float | None, *, circulant: bool) -> bool:
     """Whether every line ``(j+m, i+m)`` along level ``ax`` (others fixed) holds a single value.
 
     Only nonzero entries are given: a line whose value is nonzero must then be fully stored.
     NaN equals NaN; otherwise values are equal when exactly equal or within ``tol``.
     """
-    delta = I[ax] - J[ax]
+    delta = ipos[ax] - jpos[ax]
     if circulant:
         delta = np.mod(delta, n)
         length = np.full(delta.shape, n)
     else:
         length = np.minimum(o, n - delta) - np.maximum(0, -delta)
-    others = [J[b] for b in range(len(J)) if b != ax] + [I[b] for b in range(len(I)) if b != ax]
-    keys = np.stack(others + [delta], axis=1)
+    others = [jpos[b] for b in range(len(jpos)) if b != ax] + [ipos[b] for b in range(len(ipos)) if b != ax]
+    keys = np.stack([*others, delta], axis=1)
     _, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
     del keys
     inv = inv.reshape(-1)

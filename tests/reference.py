@@ -34,17 +34,17 @@ import numpy as np
 __all__ = [
     "NUMPY_PAD_MODE",
     "SCIPY_BOUNDARY",
-    "resolve_padding",
-    "pad_spatial",
-    "correlate_nd",
-    "correlate_windows",
+    "brute_output_size",
     "conv_transpose_fusion",
     "conv_transpose_zero_insertion",
+    "correlate_nd",
+    "correlate_windows",
     "dense_matrix",
     "full_convolve",
+    "pad_spatial",
+    "resolve_padding",
     "scipy_convolve",
     "scipy_correlate",
-    "brute_output_size",
 ]
 
 #: PyTorch padding_mode (plus numpy's "symmetric") -> np.pad mode

@@ -1,4 +1,8 @@
-"""Tests of the ``convmatrix`` command through its real entry points (console script and ``python -m``).
+"""Tests of the ``convmatrix`` command.
+
+Nearly every test runs ``convmatrix.cli.main(argv)`` in-process (the console script's code path,
+without a Python start-up per case); a few smoke tests start the real console script and
+``python -m convmatrix`` to check the entry points themselves.
 
 Numbers printed by the command are compared with independent computations (the naive loops of
 tests/reference.py, scipy.signal, hand-worked seed examples), never with the library itself.
@@ -6,6 +10,7 @@ Bad input: one line ``convmatrix: error: ...`` on stderr, exit status 2, no trac
 """
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -21,39 +26,79 @@ import scipy.io
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memory import traced_peak
+from reference import conv_transpose_fusion, correlate_nd, dense_matrix
 
 from convmatrix import MatrixTooLargeError, cli
 from convmatrix.cli import main
-from reference import conv_transpose_fusion, correlate_nd, dense_matrix
 
 SCRIPT = shutil.which("convmatrix")
 
 
-def run(*args, entry="module", env=None, cwd=None):
-    """Run the command in a subprocess; ``entry`` is "module" (python -m convmatrix) or "script"."""
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    """CONVMATRIX_DEBUG re-raises errors: the tests check what a user sees without it."""
+    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
+
+
+def call(argv, cwd=None):
+    """``main(argv)`` in-process: (exit status, stdout, stderr); the status whether returned or raised."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            contextlib.chdir(cwd or os.getcwd()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # pragma: no cover - main returns instead
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def run(*args, entry="module", cwd=None):
+    """The real entry point in a subprocess (smoke tests only); ``entry`` is "module" (python -m convmatrix) or
+    "script" (the console script).  Returns (exit status, stdout, stderr), as :func:`call`."""
     if entry == "script":
         if SCRIPT is None:
             pytest.skip("console script not installed (pip install -e .)")
         cmd = [SCRIPT, *args]
     else:
         cmd = [sys.executable, "-m", "convmatrix", *args]
-    full_env = dict(os.environ)
-    full_env.pop("CONVMATRIX_DEBUG", None)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in [*(env or {}).pop("PREPEND", []), os.path.dirname(os.path.dirname(__file__)),
-                    full_env.get("PYTHONPATH", "")] if p)
-    full_env.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+    env = dict(os.environ)
+    env.pop("CONVMATRIX_DEBUG", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(__file__)),
+                                                    env.get("PYTHONPATH", "")] if p)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
-def assert_user_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("convmatrix: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
+def assert_user_error(result, *fragments):
+    """Exit status 2 and one stderr line ``convmatrix: error: ...`` containing each fragment."""
+    code, out, err = result
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("convmatrix: error: "), err
+    assert "Traceback" not in err
     for frag in fragments:
         assert frag in lines[0], lines[0]
+    return lines[0]
+
+
+def ok(argv, cwd=None):
+    """stdout of a call that must succeed (exit 0, nothing on stderr)."""
+    code, out, err = call(argv, cwd=cwd)
+    assert code == 0 and err == "", (code, out, err)
+    return out
+
+
+def traced(fn, *args, **kwargs):
+    """``memory.traced_peak`` with the heap that exists now frozen out of the garbage collector: the
+    ``gc.collect()`` it starts with then walks only what the call makes, instead of every object of
+    the libraries loaded (about 0.2 s a call with torch, SymPy and matplotlib imported)."""
+    gc.freeze()
+    try:
+        return traced_peak(fn, *args, **kwargs)
+    finally:
+        gc.unfreeze()
 
 
 def parse_matrix(text):
@@ -66,12 +111,29 @@ def seed_kernel(shape):
     return np.arange(1, int(np.prod(shape)) + 1).reshape(shape)
 
 
-# ============================================================================ build
+# ============================================================================ smoke tests: the real entry points
 @pytest.mark.parametrize("entry", ["script", "module"])
-def test_build_summary(entry):
-    p = run("build", "--input", "4x4", "--kernel", "3x3", entry=entry)
-    assert p.returncode == 0, p.stderr
-    out = dict(line.split(None, 1) for line in p.stdout.strip().splitlines())
+def test_entry_points_build_summary(entry):
+    """The console script and ``python -m convmatrix`` start, run a command and exit 0."""
+    code, out, err = run("build", "--input", "4x4", "--kernel", "3x3", entry=entry)
+    assert code == 0 and err == "", err
+    out = dict(line.split(None, 1) for line in out.strip().splitlines())
+    assert out["output"].startswith("2x2")
+    assert out["matrix"].startswith("C: 4 x 16, int64")
+    assert out["nnz"].startswith("36 ")  # 4 outputs x 9 taps, no padding
+    assert "block Toeplitz with Toeplitz blocks" in out["structure"]
+
+
+def test_console_script_unwritable_out(tmp_path):
+    """A user error through the console script: one line, exit 2, no traceback, nothing written."""
+    result = run("build", "--input", "5x5", "--kernel", "3x3", "--out", "nodir/C.mtx", entry="script", cwd=tmp_path)
+    assert_user_error(result, "--out: directory does not exist")
+    assert result[1] == "" and os.listdir(tmp_path) == []
+
+
+# ============================================================================ build
+def test_build_summary():
+    out = dict(line.split(None, 1) for line in ok(["build", "--input", "4x4", "--kernel", "3x3"]).strip().splitlines())
     assert out["output"].startswith("2x2")
     assert out["matrix"].startswith("C: 4 x 16, int64")
     assert out["nnz"].startswith("36 ")  # 4 outputs x 9 taps, no padding
@@ -79,13 +141,12 @@ def test_build_summary(entry):
 
 
 def test_build_dense_equals_naive_loops():
-    p = run("build", "--input", "4x5", "--kernel", "2x3", "--stride", "2x1", "--padding", "1,0:0,1",
-            "--dilation", "1x2", "--print", "dense")
-    assert p.returncode == 0, p.stderr
+    out = ok(["build", "--input", "4x5", "--kernel", "2x3", "--stride", "2x1", "--padding", "1,0:0,1",
+              "--dilation", "1x2", "--print", "dense"])
     w = seed_kernel((1, 1, 2, 3))
     want = dense_matrix(lambda x: correlate_nd(x, w, stride=(2, 1), padding=[(1, 0), (0, 1)], dilation=(1, 2)),
                         (1, 4, 5))
-    np.testing.assert_array_equal(parse_matrix(p.stdout), want)
+    np.testing.assert_array_equal(parse_matrix(out), want)
 
 
 def test_build_out_files_and_weights(tmp_path):
@@ -93,35 +154,28 @@ def test_build_out_files_and_weights(tmp_path):
     np.save(tmp_path / "k.npy", w)
     ref = dense_matrix(lambda x: correlate_nd(x, w, padding=1, padding_mode="circular"), (1, 3, 3))
     for name in ("C.npz", "C.mtx"):
-        p = run("build", "--input", "3x3", "--weights", str(tmp_path / "k.npy"), "--padding", "1",
-                "--padding-mode", "circular", "--out", str(tmp_path / name))
-        assert p.returncode == 0, p.stderr
+        ok(["build", "--input", "3x3", "--weights", "k.npy", "--padding", "1", "--padding-mode", "circular",
+            "--out", name], cwd=tmp_path)
         M = sp.load_npz(tmp_path / name) if name.endswith("npz") else scipy.io.mmread(tmp_path / name)
         np.testing.assert_allclose(M.toarray(), ref, rtol=0, atol=1e-15)
 
 
 def test_build_latex_transpose_and_literal_weights():
-    p = run("build", "--input", "2", "--kernel", "2", "--weights", "5,7", "--stride", "2", "--transpose",
-            "--print", "latex")
-    assert p.returncode == 0, p.stderr
+    out = ok(["build", "--input", "2", "--kernel", "2", "--weights", "5,7", "--stride", "2", "--transpose",
+              "--print", "latex"])
     # conv_transpose1d of 2 inputs with [5, 7] at stride 2: each input's copy in its own two rows
-    assert "5 & 0 \\\\\n7 & 0 \\\\\n0 & 5 \\\\\n0 & 7" in p.stdout
+    assert "5 & 0 \\\\\n7 & 0 \\\\\n0 & 5 \\\\\n0 & 7" in out
 
 
 def test_build_seed_weights_are_reproducible():
-    a = run("build", "--input", "3", "--kernel", "2", "--seed", "4", "--print", "dense")
-    b = run("build", "--input", "3", "--kernel", "2", "--seed", "4", "--print", "dense")
-    assert a.returncode == 0 and a.stdout == b.stdout
+    a = ok(["build", "--input", "3", "--kernel", "2", "--seed", "4", "--print", "dense"])
+    b = ok(["build", "--input", "3", "--kernel", "2", "--seed", "4", "--print", "dense"])
+    assert a == b
 
 
-def test_build_bad_input_subprocess():
-    assert_user_error(run("build", "--input", "5x5", "--kernel", "3x3", "--stride", "0"),
-                      "stride must be a positive integer; got 0")
-    assert_user_error(run("build", "--input", "5x", "--kernel", "3", entry="script"), "argument --input")
-
-
-# in-process: same code path as the console script, cheaper than a subprocess per case
 @pytest.mark.parametrize("argv, fragment", [
+    (["build", "--input", "5x5", "--kernel", "3x3", "--stride", "0"], "stride must be a positive integer; got 0"),
+    (["build", "--input", "5x", "--kernel", "3"], "argument --input"),
     (["build", "--input", "5x5"], "--kernel is required (or give --weights)"),
     (["build", "--input", "5x5", "--kernel", "7x7"], "kernel is larger than the padded input along axis 0"),
     (["build", "--input", "5x5", "--kernel", "3"], "--kernel 3 has 1 axis but --input has 2 axes"),
@@ -140,6 +194,7 @@ def test_build_bad_input_subprocess():
     (["build", "--input", "300x300", "--kernel", "3x3", "--print", "dense"], "too large for --print dense"),
     (["build", "--input", "5x5", "--kernel", "3x3", "--channels", "2-4"], "argument --channels"),
     (["build", "--input", "5x5", "--kernel", "3x3", "--weights", "1", "--seed", "1"], "not allowed with argument"),
+    (["size", "--input", "5x5", "--kernel", "3x3", "--dilation", "0"], "dilation must be a positive integer; got 0"),
     (["size", "--input", "5x5", "--kernel", "3x3", "--solve", "padding"], "--solve padding needs --target"),
     (["size", "--input", "5x5", "--kernel", "3x3", "--solve", "output-padding", "--target", "5x5"], "--solve output-padding needs --transpose"),
     (["size", "--input", "3", "--kernel", "3", "--transpose", "--stride", "2", "--solve", "output-padding",
@@ -153,68 +208,51 @@ def test_build_bad_input_subprocess():
     (["explain", "--input", "3x3x3", "--kernel", "2x2x2"], "--input must have 1 or 2 axes for explain_conv"),
     (["explain", "--input", "8x8", "--kernel", "3x3"], "--input must have at most MAX_INPUT_VALUES = 52 values"),
     (["explain", "--input", "2x2", "--kernel", "2x2", "--values", "1,2,3"], "--values must have the shape input_shape = (2, 2); got (3,)"),
+    (["explain", "--input", "2x2", "--kernel", "3x3", "--channels", "2:2"], "explain uses one channel"),
+    (["show", "--input", "5x5", "--kernel", "3x3"], "--out"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "/no/such/dir/f.png"], "--out: directory does not exist"),
     (["show", "--input", "5x5", "--kernel", "3x3", "--out", "f.png", "--position", "9,9"], "position must be an output pixel"),
     (["verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3"], "add --transpose"),
     ([], "choose a command"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_user_errors(argv, fragment, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse-level errors exit from the parser
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("convmatrix: error: "), err
-    assert fragment in lines[0], lines[0]
+def test_user_errors(argv, fragment, tmp_path):
+    result = call(argv, cwd=tmp_path)
+    assert_user_error(result, fragment)
+    assert result[1] == "" and os.listdir(tmp_path) == []
 
 
 # ============================================================================ size
 def test_size_numbers_and_symbolic():
-    p = run("size", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--symbolic")
-    assert p.returncode == 0, p.stderr
-    assert "axis 0: (2-1)*3 - 0 - 0 + 1*(4-1) + 0 + 1 = 7" in p.stdout  # the seed: (2-1)*3 + 4
-    assert "output 7x7 (input 2x2)" in p.stdout
-    assert "matrix C^T: 49 x 4, nnz 64" in p.stdout  # 4 input pixels x 16 taps, no overlap in one column
-    assert "derived formula (SymPy): o = a + d*(k - 1) - p_after - p_before + s*(n - 1) + 1" in p.stdout
-    assert "12 (no zero padding, non-unit strides, transposed)" in p.stdout
+    out = ok(["size", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--symbolic"])
+    assert "axis 0: (2-1)*3 - 0 - 0 + 1*(4-1) + 0 + 1 = 7" in out  # the seed: (2-1)*3 + 4
+    assert "output 7x7 (input 2x2)" in out
+    assert "matrix C^T: 49 x 4, nnz 64" in out  # 4 input pixels x 16 taps, no overlap in one column
+    assert "derived formula (SymPy): o = a + d*(k - 1) - p_after - p_before + s*(n - 1) + 1" in out
+    assert "12 (no zero padding, non-unit strides, transposed)" in out
 
 
 def test_size_solve():
-    p = run("size", "--input", "8x8", "--kernel", "4x4", "--solve", "padding", "--target", "8x8")
-    assert p.returncode == 0, p.stderr
+    out = ok(["size", "--input", "8x8", "--kernel", "4x4", "--solve", "padding", "--target", "8x8"])
     # same padding for an even kernel: total k-1 = 3, the odd one after (TF SAME)
-    assert "padding (1,2),(1,2) gives output 8x8" in p.stdout and "--padding 1,2:1,2" in p.stdout
-    p = run("size", "--input", "3", "--kernel", "3", "--stride", "2", "--padding", "1", "--transpose",
-            "--solve", "output-padding", "--target", "6")
-    assert p.returncode == 0, p.stderr
+    assert "padding (1,2),(1,2) gives output 8x8" in out and "--padding 1,2:1,2" in out
+    out = ok(["size", "--input", "3", "--kernel", "3", "--stride", "2", "--padding", "1", "--transpose",
+              "--solve", "output-padding", "--target", "6"])
     # (3-1)*2 - 2 + 2 + 1 = 5, so 6 needs a = 1; a conv with k=3, s=2, p=1 maps 5 and 6 to 3
-    assert "output padding 1 gives output 6" in p.stdout and "[5, 6]" in p.stdout
-
-
-def test_size_bad_input_subprocess():
-    assert_user_error(run("size", "--input", "5x5", "--kernel", "3x3", "--dilation", "0"),
-                      "dilation must be a positive integer; got 0")
+    assert "output padding 1 gives output 6" in out and "[5, 6]" in out
 
 
 # ============================================================================ verify
 def test_verify_seed_geometries():
-    p = run("verify", entry="script")
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "the seed article's 7 geometries" in p.stdout
-    assert "deconvolution: 2x2 input, 4x4 kernel, stride 3 -> (2-1)*3+4 = 7x7" in p.stdout
-    last = p.stdout.strip().splitlines()[-1]  # "... checks", or "... checks (3 skipped)" without torch
+    out = ok(["verify"])
+    assert "the seed article's 7 geometries" in out
+    assert "deconvolution: 2x2 input, 4x4 kernel, stride 3 -> (2-1)*3+4 = 7x7" in out
+    last = out.strip().splitlines()[-1]  # "... checks", or "... checks (3 skipped)" without torch
     assert last.startswith("passed:") and " checks" in last, last
 
 
 def test_verify_one_geometry_json():
-    p = run("verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--json")
-    assert p.returncode == 0, p.stderr
-    data = json.loads(p.stdout)
+    data = json.loads(ok(["verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--json"]))
     assert data["ok"] is True
     names = [c["name"] for c in data["checks"]]
     assert names[:4] == ["shape vs symbolic formula", "adjoint (dot test)", "C^T y vs zero insertion",
@@ -222,29 +260,43 @@ def test_verify_one_geometry_json():
     assert data["command"] == "convmatrix verify --transpose --input 2x2 --kernel 4x4 --stride 3"
 
 
-def _bad_matrices(tmp_path):
-    """A matrix with one perturbed entry, and one built with the kernel not flipped."""
+def test_verify_verbose_prints_each_seed_geometry():
+    out = ok(["verify", "--verbose", "--torch", "no"])
+    # one table per geometry (torch off: 3 of its 9 checks skipped), then the summary, whose last line is the same
+    assert out.count("\npassed: 6 of 9 checks (3 skipped)\n") == 7 + 1
+    assert out.index("figure 1: 1-D full convolution") < out.index("the seed article's 7 geometries")
+
+
+def test_verify_json_case_records_the_geometry_and_its_command_reruns_it():
+    import shlex
+
+    data = json.loads(ok(["verify", "--input", "5", "--kernel", "3", "--dtype", "float32", "--seed", "3", "--flip",
+                          "--stride", "2", "--json", "--torch", "no"]))
+    assert data["ok"] is True
+    assert data["case"] == {"transpose": False, "kernel_shape": [3], "input_shape": [5], "stride": 2, "padding": 0,
+                            "dilation": 1, "groups": 1, "padding_mode": "zeros", "flip": True, "dtype": "float32",
+                            "seed": 3}
+    again = json.loads(ok([*shlex.split(data["command"])[1:], "--json", "--torch", "no"]))
+    assert again["case"] == data["case"] and again["checks"] == data["checks"]
+
+
+def test_verify_fails_on_wrong_matrices(tmp_path):
+    """A matrix with one perturbed entry, and one built with the kernel not flipped, fail (exit 1); the right one passes."""
     w = seed_kernel((1, 1, 3, 3))
     C = dense_matrix(lambda x: correlate_nd(x, w[..., ::-1, ::-1], padding=1), (1, 4, 4))  # true convolution
+    np.save(tmp_path / "right.npy", C)
     perturbed = C.copy()
     perturbed[5, 6] += 0.5
     np.save(tmp_path / "perturbed.npy", perturbed)
     unflipped = dense_matrix(lambda x: correlate_nd(x, w, padding=1), (1, 4, 4))
     sp.save_npz(tmp_path / "unflipped.npz", sp.csr_matrix(unflipped))
-    # the right matrix passes (in-process: the same code path)
-    np.save(tmp_path / "right.npy", C)
-    assert main(["verify", "--input", "4x4", "--kernel", "3x3", "--padding", "1", "--flip", "--torch", "no",
-                 "--matrix", str(tmp_path / "right.npy")]) == 0
-
-
-def test_verify_fails_on_wrong_matrices(tmp_path):
-    _bad_matrices(tmp_path)
     common = ["verify", "--input", "4x4", "--kernel", "3x3", "--padding", "1", "--flip", "--torch", "no"]
+    assert "FAIL" not in ok([*common, "--matrix", "right.npy"], cwd=tmp_path)
     for name in ("perturbed.npy", "unflipped.npz"):
-        p = run(*common, "--matrix", str(tmp_path / name))
-        assert p.returncode == 1, p.stdout + p.stderr
-        assert "FAILED" in p.stdout and "'C x vs numpy sliding windows'" in p.stdout
-        assert "C x vs numpy sliding windows" in p.stdout and " FAIL " in p.stdout
+        code, out, err = call([*common, "--matrix", name], cwd=tmp_path)
+        assert code == 1 and err == "", (out, err)
+        assert "FAILED" in out and "'C x vs numpy sliding windows'" in out
+        assert " FAIL " in out
 
 
 def test_verify_transposed_wrong_matrix_with_torch(tmp_path):
@@ -254,92 +306,51 @@ def test_verify_transposed_wrong_matrix_with_torch(tmp_path):
     T = dense_matrix(lambda y: conv_transpose_fusion(y, w, stride=3), y_shape)
     T[10, 1] += 1
     sp.save_npz(tmp_path / "T.npz", sp.csr_matrix(T))
-    p = run("verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--torch", "yes",
-            "--matrix", str(tmp_path / "T.npz"))
-    assert p.returncode == 1
+    code, out, err = call(["verify", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", "--torch",
+                           "yes", "--matrix", "T.npz"], cwd=tmp_path)
+    assert code == 1, (out, err)
     for name in ("C^T y vs fusion (seed)", "C^T y vs torch conv_transpose2d", "C^T y vs torch autograd VJP"):
-        assert f"'{name}'" in p.stdout.splitlines()[-1]
+        assert f"'{name}'" in out.splitlines()[-1]
 
 
-def test_verify_random_500_passes_quietly_when_not_a_tty():
-    """The acceptance run: 500 random 1-D/2-D/3-D geometries (with torch when installed)."""
-    p = run("verify", "--random", "500", "--seed", "0")
-    assert p.returncode == 0, p.stdout
-    assert p.stderr == ""  # no progress bar when stderr is not a terminal
-    assert "sweep: 500 random geometries (seed 0; 1-D, 2-D, 3-D" in p.stdout
-    assert "all 500 geometries passed" in p.stdout
+def test_verify_random_passes_quietly_when_not_a_tty():
+    """Random 1-D/2-D/3-D geometries through the command (the sweep itself is tested at length in test_verify)."""
+    code, out, err = call(["verify", "--random", "40", "--seed", "0"])
+    assert code == 0, out
+    assert err == ""  # no progress bar when stderr is not a terminal
+    assert "sweep: 40 random geometries (seed 0; 1-D, 2-D, 3-D" in out
+    assert "all 40 geometries passed" in out
 
 
-def test_missing_optional_dependencies_name_the_extra(tmp_path):
-    """Fake packages that fail to import stand in for an uninstalled torch / matplotlib."""
-    for pkg in ("torch", "matplotlib"):
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text(f'raise ImportError("No module named {pkg}")\n')
-    env = {"PREPEND": [str(tmp_path)]}
-    p = run("verify", "--input", "3", "--kernel", "2", "--torch", "yes", env=dict(env))
-    assert_user_error(p, "pip install convmatrix[torch]")
-    p = run("verify", "--input", "3", "--kernel", "2", env=dict(env))
-    assert p.returncode == 0 and "torch not installed (pip install convmatrix[torch])" in p.stdout
-    p = run("show", "--input", "3x3", "--kernel", "2x2", "--out", str(tmp_path / "f.png"), env=dict(env))
-    assert_user_error(p, "pip install convmatrix[plot]")
+def test_missing_optional_dependencies_name_the_extra(tmp_path, monkeypatch):
+    """torch and matplotlib made unimportable (and unfindable) stand in for an uninstalled extra."""
+    import builtins
+    import importlib.util
+
+    real_import, real_find_spec = builtins.__import__, importlib.util.find_spec
+    gone = ("torch", "matplotlib")
+
+    def missing(name):
+        return isinstance(name, str) and name.split(".")[0] in gone
+
+    def fake_import(name, *args, **kwargs):
+        if missing(name) and (len(args) < 4 or not args[3]):  # absolute imports only
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if missing(name) else
+                        real_find_spec(name, *a, **k))
+    assert_user_error(call(["verify", "--input", "3", "--kernel", "2", "--torch", "yes"]), "pip install convmatrix[torch]")
+    code, out, err = call(["verify", "--input", "3", "--kernel", "2"])
+    assert code == 0 and "torch not installed (pip install convmatrix[torch])" in out, (out, err)
+    assert_user_error(call(["show", "--input", "3x3", "--kernel", "2x2", "--out", "f.png"], cwd=tmp_path),
+                      "pip install convmatrix[plot]")
+    assert os.listdir(tmp_path) == []
 
 
-# ============================================================================ show
-def test_show_writes_png_and_frames(tmp_path):
-    import matplotlib.image as mpimg
-
-    out = tmp_path / "fig.png"
-    p = run("show", "--input", "2x2", "--kernel", "2x2", "--stride", "2", "--padding", "1", "--transpose",
-            "--out", str(out), "--frames", str(tmp_path / "frames"), "--dpi", "50")
-    assert p.returncode == 0, p.stderr
-    img = mpimg.imread(out)
-    assert img.shape[:2] == (int(6.5 * 50), 14 * 50)  # default 14 x 6.5 inches at --dpi 50
-    frames = sorted(os.listdir(tmp_path / "frames"))
-    # one frame per output pixel: (2-1)*2 - 2 + 1*(2-1) + 1 = 2 -> 2x2
-    assert frames == [f"frame_{i:04d}.png" for i in range(4)]
-    assert mpimg.imread(tmp_path / "frames" / frames[-1]).shape == img.shape
-
-
-def test_show_bad_input_subprocess(tmp_path):
-    assert_user_error(run("show", "--input", "5x5", "--kernel", "3x3"), "--out")
-
-
-# ============================================================================ explain
-def test_explain_seed_deconvolution():
-    p = run("explain", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose", entry="script")
-    assert p.returncode == 0, p.stderr
-    text = p.stdout
-    assert "(2-1)*3 - 0 - 0 + 1*(4-1) + 0 + 1 = 7" in text
-    # the seed: output row 1, column 4 = red map (1,4) + green map (1,1); with w = 1..16 and y = 1..4
-    # that is 1*4 + 2*1 = 6
-    assert "result[0,3] = A[0,3] + B[0,0] = 4 + 2 = 6" in text
-    assert "output (1, 4) = map A at (1, 4) + map B at (1, 1)" in text
-    # the printed 7x7 is the fusion of kernel copies (naive loops)
-    want = conv_transpose_fusion(np.arange(1, 5).reshape(1, 2, 2), seed_kernel((1, 1, 4, 4)), stride=3)[0]
-    block = text.split("Step 3")[1].split("\n\n")[0].split("\n", 1)[1]
-    np.testing.assert_array_equal(parse_matrix(block), want)
-    assert "gives the same 7x7: True" in text and "the same result: True" in text
-
-
-def test_explain_convolution():
-    p = run("explain", "--input", "3x3", "--kernel", "2x2", "--padding", "1", "--flip")
-    assert p.returncode == 0, p.stderr
-    from scipy import signal
-
-    x, w = np.arange(1, 10).reshape(3, 3), np.arange(1, 5).reshape(2, 2)
-    want = signal.convolve2d(x, w, mode="full")[:4, :4]  # padding 1 on both sides: the full convolution
-    block = p.stdout.split("result y:\n")[1].split("\n\n")[0]
-    np.testing.assert_array_equal(parse_matrix(block), want)
-
-
-def test_explain_bad_input_subprocess():
-    assert_user_error(run("explain", "--input", "2x2", "--kernel", "3x3", "--channels", "2:2"),
-                      "explain uses one channel")
-
-
-def test_verify_random_selects_transposed_and_dtype(capsys):
-    assert main(["verify", "--random", "6", "--transpose", "--dtype", "complex64", "--torch", "no", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+def test_verify_random_selects_transposed_and_dtype():
+    data = json.loads(ok(["verify", "--random", "6", "--transpose", "--dtype", "complex64", "--torch", "no", "--json"]))
     cases = [c["case"] for c in data["cases"]]
     assert len(cases) == 6 and all(c["transpose"] and c["dtype"] == "complex64" for c in cases)
 
@@ -372,19 +383,46 @@ def test_no_tqdm_on_a_terminal_names_the_extra(capsys, monkeypatch):
     assert err == "convmatrix: note: no progress bar without tqdm (pip install convmatrix[progress])\n"
 
 
+# ============================================================================ show
+def test_show_writes_png_and_frames(tmp_path):
+    import matplotlib.image as mpimg
+
+    ok(["show", "--input", "2x2", "--kernel", "2x2", "--stride", "2", "--padding", "1", "--transpose",
+        "--out", "fig.png", "--frames", "frames", "--dpi", "20"], cwd=tmp_path)
+    img = mpimg.imread(tmp_path / "fig.png")
+    assert img.shape[:2] == (int(6.5 * 20), 14 * 20)  # default 14 x 6.5 inches at --dpi 20
+    frames = sorted(os.listdir(tmp_path / "frames"))
+    # one frame per output pixel: (2-1)*2 - 2 + 1*(2-1) + 1 = 2 -> 2x2
+    assert frames == [f"frame_{i:04d}.png" for i in range(4)]
+    assert mpimg.imread(tmp_path / "frames" / frames[-1]).shape == img.shape
+
+
+# ============================================================================ explain
+def test_explain_seed_deconvolution():
+    text = ok(["explain", "--input", "2x2", "--kernel", "4x4", "--stride", "3", "--transpose"])
+    assert "(2-1)*3 - 0 - 0 + 1*(4-1) + 0 + 1 = 7" in text
+    # the seed: output row 1, column 4 = red map (1,4) + green map (1,1); with w = 1..16 and y = 1..4
+    # that is 1*4 + 2*1 = 6
+    assert "result[0,3] = A[0,3] + B[0,0] = 4 + 2 = 6" in text
+    assert "output (1, 4) = map A at (1, 4) + map B at (1, 1)" in text
+    # the printed 7x7 is the fusion of kernel copies (naive loops)
+    want = conv_transpose_fusion(np.arange(1, 5).reshape(1, 2, 2), seed_kernel((1, 1, 4, 4)), stride=3)[0]
+    block = text.split("Step 3")[1].split("\n\n")[0].split("\n", 1)[1]
+    np.testing.assert_array_equal(parse_matrix(block), want)
+    assert "gives the same 7x7: True" in text and "the same result: True" in text
+
+
+def test_explain_convolution():
+    from scipy import signal
+
+    out = ok(["explain", "--input", "3x3", "--kernel", "2x2", "--padding", "1", "--flip"])
+    x, w = np.arange(1, 10).reshape(3, 3), np.arange(1, 5).reshape(2, 2)
+    want = signal.convolve2d(x, w, mode="full")[:4, :4]  # padding 1 on both sides: the full convolution
+    block = out.split("result y:\n")[1].split("\n\n")[0]
+    np.testing.assert_array_equal(parse_matrix(block), want)
+
+
 # ============================================================================ issue 10: trust at the edges
-def call(argv, cwd=None):
-    """``main(argv)`` in-process: (exit status, stdout, stderr); the status whether returned or raised."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            contextlib.chdir(cwd or os.getcwd()):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # pragma: no cover - main returns instead
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
 FLAG_RE = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 
 
@@ -434,12 +472,12 @@ GEOMETRY = ("--input", "--kernel", "--channels", "--stride", "--padding", "--dil
             "--transpose", "--output-padding", "--output-shape")
 KERNEL_VALUES = ("--flip", "--weights", "--seed", "--dtype")
 COMMANDS = {
-    "build": GEOMETRY + KERNEL_VALUES + ("--out", "--print", "--max-bytes"),
-    "size": GEOMETRY + ("--symbolic", "--solve", "--target"),
-    "verify": GEOMETRY + KERNEL_VALUES + ("--matrix", "--random", "--ndim", "--torch", "--rtol", "--atol", "--json",
-                                          "--verbose"),
-    "show": GEOMETRY + KERNEL_VALUES + ("--out", "--frames", "--position", "--dpi"),
-    "explain": GEOMETRY + KERNEL_VALUES + ("--values",),
+    "build": (*GEOMETRY, *KERNEL_VALUES, "--out", "--print", "--max-bytes"),
+    "size": (*GEOMETRY, "--symbolic", "--solve", "--target"),
+    "verify": (*GEOMETRY, *KERNEL_VALUES, "--matrix", "--random", "--ndim", "--torch", "--rtol", "--atol", "--json",
+               "--verbose"),
+    "show": (*GEOMETRY, *KERNEL_VALUES, "--out", "--frames", "--position", "--dpi"),
+    "explain": (*GEOMETRY, *KERNEL_VALUES, "--values"),
 }
 
 
@@ -549,18 +587,12 @@ def test_show_failed_write_leaves_old_picture_and_no_frames(tmp_path, monkeypatc
         return real(self, fname, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", fails_on_the_third)
-    code, out, err = call(["show", "--input", "3x3", "--kernel", "2x2", "--out", "fig.png", "--frames", "frames",
-                           "--dpi", "10"], cwd=tmp_path)
+    code, out, err = call(["show", "--input", "3", "--kernel", "2", "--out", "fig.png", "--frames", "frames",
+                           "--dpi", "10"], cwd=tmp_path)  # the picture and 2 frames: the last frame fails
     assert_one_line(code, out, err, "--frames")
     assert out == "" and len(calls) == 3
     assert (tmp_path / "fig.png").read_bytes() == b"old picture"
     assert sorted(os.listdir(tmp_path)) == ["fig.png"]  # the frames directory it made is gone, no temporaries
-
-
-def test_console_script_unwritable_out(tmp_path):
-    p = run("build", "--input", "5x5", "--kernel", "3x3", "--out", "nodir/C.mtx", entry="script", cwd=tmp_path)
-    assert_user_error(p, "--out: directory does not exist")
-    assert p.stdout == "" and os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------- row 2: pictures have a size cap
@@ -574,11 +606,9 @@ def test_console_script_unwritable_out(tmp_path):
 ])
 def test_show_refuses_huge_pictures_before_drawing(tmp_path, extra, flag, limit):
     pytest.importorskip("matplotlib")
-    from memory import traced_peak
-
     argv = ["show", "--out", "big.png", *extra]
     call(argv, cwd=tmp_path)  # imports done
-    (code, out, err), peak = traced_peak(call, argv, cwd=tmp_path)
+    (code, out, err), peak = traced(call, argv, cwd=tmp_path)
     line = assert_one_line(code, out, err, flag)
     assert limit in line
     assert peak < 2 * 2**20  # refused before building the matrix or drawing anything
@@ -657,19 +687,39 @@ def test_exceptions_from_the_library_are_one_line(monkeypatch, exc, status, frag
         raise exc
 
     monkeypatch.setattr(cli._commands, "_build", raiser)
-    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
-    code, out, err = call(["build", "--input", "5x5", "--kernel", "3x3", "--stride", "2"])
+    code, _, err = call(["build", "--input", "5x5", "--kernel", "3x3", "--stride", "2"])
     lines = err.strip().splitlines()
     assert code == status and len(lines) == 1 and lines[0].startswith("convmatrix: error: "), err
     assert fragment in lines[0] and "Traceback" not in err
 
 
+@pytest.mark.parametrize("exc, status, line", [
+    (KeyboardInterrupt(), 130, "convmatrix: interrupted\n"),
+    (BrokenPipeError(32, "Broken pipe"), 0, ""),  # e.g. piped into head: a quiet exit
+])
+def test_interrupt_and_broken_pipe(monkeypatch, exc, status, line):
+    def raiser(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(cli._commands, "_build", raiser)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # main replaces it on a broken pipe; restored after the test
+    assert call(["build", "--input", "5", "--kernel", "3"]) == (status, "", line)
+
+
+def test_convmatrix_debug_shows_the_traceback(monkeypatch):
+    def raiser(*args, **kwargs):
+        raise RuntimeError("an internal invariant broke")
+
+    monkeypatch.setattr(cli._commands, "_build", raiser)
+    monkeypatch.setenv("CONVMATRIX_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="an internal invariant broke"):
+        main(["build", "--input", "5", "--kernel", "3"])
+
+
 # ---------------------------------------------------------------------------- row 4: too large: the flag and the way out
 def test_matrix_too_large_names_the_flags_and_the_way_out(tmp_path):
-    from memory import traced_peak
-
     argv = ["build", "--input", "300x300", "--kernel", "3x3", "--padding", "1", "--out", "C.npz"]
-    (code, out, err), peak = traced_peak(call, [*argv, "--max-bytes", "1M"], cwd=tmp_path)
+    (code, out, err), peak = traced(call, [*argv, "--max-bytes", "1M"], cwd=tmp_path)
     line = assert_one_line(code, out, err, "--input", "--padding", "--max-bytes")
     assert "max_bytes" not in line  # the library's parameter is shown as the flag
     assert peak < 2**20  # refused before allocating: the matrix needs ~10 MB
@@ -690,15 +740,16 @@ def test_verify_random_passes_the_tolerances_to_sweep(monkeypatch):
 
     seen = []
 
-    def fake_sweep(n, *, seed, ndim=(1, 2, 3), transpose=None, dtypes=("float64",), padding_modes=("zeros",),
-                   torch="auto", progress=False, rtol=None, atol=None):
-        seen.append(dict(n=n, seed=seed, rtol=rtol, atol=atol))
+    def fake_sweep(n, *, seed, ndim=(1, 2, 3), kind="both", dtypes=("float64",), padding_modes=None,
+                   torch="auto", progress=False, rtol=None, atol=None):  # verify.sweep's signature (0.2)
+        seen.append({"n": n, "seed": seed, "kind": kind, "rtol": rtol, "atol": atol})
         return verify.Report("fake sweep", [])
 
     monkeypatch.setattr(verify, "sweep", fake_sweep)
     assert call(["verify", "--random", "3", "--rtol", "1e-3", "--atol", "0.5", "--torch", "no"])[0] == 0
-    assert call(["verify", "--random", "2", "--seed", "7", "--torch", "no"])[0] == 0
-    assert seen == [dict(n=3, seed=0, rtol=1e-3, atol=0.5), dict(n=2, seed=7, rtol=None, atol=None)]
+    assert call(["verify", "--random", "2", "--seed", "7", "--torch", "no", "--transpose"])[0] == 0
+    assert seen == [{"n": 3, "seed": 0, "kind": "both", "rtol": 1e-3, "atol": 0.5},
+                    {"n": 2, "seed": 7, "kind": "conv_transpose", "rtol": None, "atol": None}]
 
 
 @pytest.mark.parametrize("flag", ["--rtol", "--atol"])
@@ -737,10 +788,8 @@ def test_flags_without_effect_are_refused(argv, flag):
 def test_build_summary_allocates_less_than_the_matrix():
     from types import SimpleNamespace
 
-    from memory import traced_peak
-
     import convmatrix as cm
-    import convmatrix.symbolic  # noqa: F401  (imported once per process; SymPy's import is not the summary's)
+    import convmatrix.symbolic  # (imported once per process; SymPy's import is not the summary's)
     from convmatrix.geometry import conv_geometry
 
     args = SimpleNamespace(transpose=False, flip=False)
@@ -749,10 +798,10 @@ def test_build_summary_allocates_less_than_the_matrix():
         kernel = np.arange(1.0, 1 + np.prod(k)).reshape(k)
         M = cm.conv_matrix(kernel, n)
         geom = conv_geometry(kernel.shape, n)
-        text, peak = traced_peak(cli._commands._summary, args, geom, M, kernel)
+        text, peak = traced(cli._commands._summary, args, geom, M, kernel)
         matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
         assert peak < matrix_bytes, (n, peak, matrix_bytes)
         structure = dict(line.split(None, 1) for line in text.splitlines())["structure"]
         assert structure.startswith(name)  # named in closed form (the quadratic way took ~360 GB at 200,000)
-    code, out, err = call(["build", "--input", "200000", "--kernel", "3"])
-    assert code == 0 and "structure  Toeplitz (199998x200000)" in out
+    out = ok(["build", "--input", "200000", "--kernel", "3"])
+    assert "structure  Toeplitz (199998x200000)" in out

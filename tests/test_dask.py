@@ -10,6 +10,7 @@ started once for the module), so every operator and task crosses a pickle; the w
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
@@ -183,7 +184,7 @@ def chunked_cases(draw):
     for size in n:
         cuts = sorted(set(draw(st.lists(st.integers(1, max(1, size - 1)), max_size=4)))) if size > 1 else []
         edges = [0] + [c for c in cuts if 0 < c < size] + [size]
-        chunks.append(tuple(b - a for a, b in zip(edges[:-1], edges[1:])))
+        chunks.append(tuple(b - a for a, b in itertools.pairwise(edges)))
     return n, k, s, d, pad, mode, tuple(chunks)
 
 

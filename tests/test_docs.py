@@ -27,7 +27,7 @@ def test_theory_rendered_latex_is_to_latex_output():
 
 def test_relative_links_resolve():
     """Every relative link in docs/*.md (and README.md) points to an existing file (and heading)."""
-    pages = sorted(DOCS.glob("*.md")) + [DOCS.parent / "README.md"]
+    pages = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
     problems = []
     for page in pages:
         text = page.read_text(encoding="utf-8")
@@ -79,7 +79,7 @@ def _console_examples() -> list[tuple[str, str, str]]:
     for page in sorted(DOCS.glob("*.md")):
         for block in _CONSOLE.findall(page.read_text(encoding="utf-8")):
             command, expected = None, []
-            for line in block.splitlines() + ["$ "]:
+            for line in [*block.splitlines(), "$ "]:
                 if line.startswith("$ "):
                     if command:
                         found.append((page.name, command, "\n".join(expected) + "\n"))
@@ -89,30 +89,44 @@ def _console_examples() -> list[tuple[str, str, str]]:
     return found
 
 
-@pytest.mark.parametrize("page, command, expected", _console_examples(),
-                         ids=[f"{p}: {c[:60]}" for p, c, _ in _console_examples()])
-def test_console_blocks_print_what_they_show(page, command, expected, tmp_path):
-    """Each ``$ convmatrix ...`` shown in docs/ runs through the real entry point and prints what is shown
-    (``...`` matches anything, whitespace is normalised, as in the doctests)."""
+_EXAMPLES = _console_examples()
+
+
+def _run_in_process(argv: list[str], cwd: Path) -> tuple[int, str, str]:
+    """``convmatrix.cli.main(argv)`` in this process, as the console script runs it: (status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from convmatrix.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("page, command, expected", _EXAMPLES, ids=[f"{p}: {c[:60]}" for p, c, _ in _EXAMPLES])
+def test_console_blocks_print_what_they_show(page, command, expected, tmp_path, monkeypatch):
+    """Each ``$ convmatrix ...`` shown in docs/ prints what is shown (``...`` matches anything, whitespace is
+    normalised, as in the doctests).  It runs ``convmatrix.cli.main`` in-process, the console script's code
+    path (tests/test_cli.py starts the real entry points)."""
     import doctest
-    import os
     import shlex
-    import subprocess
-    import sys
 
     argv = shlex.split(command)
     assert argv[0] == "convmatrix", f"{page}: only convmatrix commands are run here; got {command!r}"
+    shell = sorted({a for a in argv if a in ("|", ">", ">>", "<", "&&", "||", ";", "&")})
+    assert not shell, f"{page}: only plain convmatrix commands are run here (no {' '.join(shell)}); got {command!r}"
     if argv[1] == "show":
         pytest.importorskip("matplotlib")
-    if argv[1] == "verify" and "--no-torch" not in argv:
+    if argv[1] == "verify" and not re.search(r"--torch(=|\s+)no\b", command):
         pytest.importorskip("torch")
-    env = dict(os.environ, PYTHONPATH=str(DOCS.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-m", "convmatrix", *argv[1:]], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=300)
+    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)  # what a reader sees: one line, no traceback
+    code, out, err = _run_in_process(argv[1:], tmp_path)
     checker = doctest.OutputChecker()
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-    assert checker.check_output(expected, done.stdout, flags), (
-        f"{page}: `{command}` printed\n{done.stdout}{done.stderr}\ninstead of\n{expected}")
+    assert checker.check_output(expected, out, flags), (
+        f"{page}: `{command}` printed (exit status {code})\n{out}{err}\ninstead of\n{expected}")
 
 
 def test_setup_commands_match_readme():
@@ -126,7 +140,7 @@ def test_images_are_current_pngs_and_used():
     """Every picture make_images.py draws exists as a PNG and is shown by some page."""
     make_images = _load_script("make_images")
     pages = "".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.md"))
-    names = list(make_images.FIGURES) + ["fusion-steps.png"]
+    names = [*make_images.FIGURES, "fusion-steps.png"]
     for name in names:
         data = (DOCS / "images" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", name

@@ -16,19 +16,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import convmatrix as cm
-from convmatrix.geometry import (
-    Axis,
-    Geometry,
-    conv_geometry,
-    conv_output_size,
-    conv_transpose_geometry,
-    conv_transpose_output_size,
-    fold_index,
-    same_padding,
-    strip_count,
-)
 from memory import traced_peak
 from reference import (
     NUMPY_PAD_MODE,
@@ -37,6 +24,18 @@ from reference import (
     correlate_nd,
     dense_matrix,
     resolve_padding,
+)
+
+import convmatrix as cm
+from convmatrix.geometry import (
+    Axis,
+    conv_geometry,
+    conv_output_size,
+    conv_transpose_geometry,
+    conv_transpose_output_size,
+    fold_index,
+    same_padding,
+    strip_count,
 )
 
 MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")

@@ -2249,7 +2249,7 @@ MASKED_CALLS = {
 def test_masked_kernel_mask_is_not_dropped(name):
     """A masked array's mask is not silently dropped: the masked entry is refused."""
     k = np.ma.array([1.0, 2.0, 3.0], mask=[False, True, False])
-    with pytest.raises(ValueError, match="kernel|mask"):
+    with pytest.raises(ValueError, match=r"kernel|mask"):
         MASKED_CALLS[name](k)
     plt.close("all")
 

@@ -8,18 +8,15 @@ scipy.signal, and numbers printed in MATLAB's / the seed article's documentation
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from unittest import mock
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from scipy import signal
-
-import convmatrix as cm
-from convmatrix.geometry import conv_geometry
 from memory import SLACK, traced_peak
 from reference import (
     NUMPY_PAD_MODE,
@@ -34,6 +31,10 @@ from reference import (
     scipy_convolve,
     scipy_correlate,
 )
+from scipy import signal
+
+import convmatrix as cm
+from convmatrix.geometry import conv_geometry
 
 MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
 NONZERO_MODES = MODES[1:]
@@ -179,7 +180,7 @@ def assert_exact_transpose(T, C) -> None:
 def check_conv_transpose(kernel, input_shape, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
                          exact=True, structure=True):
     """conv_transpose_matrix vs the fusion reference, conv_nnz, output shape, and the exact transpose."""
-    kernel, nd, w = _with_channels(kernel, input_shape)
+    kernel, _nd, w = _with_channels(kernel, input_shape)
     kw = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
     err = transpose_rule_error(input_shape, w.shape[2:], stride, padding, output_padding, dilation)
     if err is not None:
@@ -191,7 +192,7 @@ def check_conv_transpose(kernel, input_shape, *, stride=1, padding=0, output_pad
     M = dense_matrix(lambda x: conv_transpose_fusion(x, w, stride, padding, output_padding, dilation, groups),
                      (w.shape[0],) + tuple(input_shape), dtype=ref_dtype)
     assert_matrix(T, M, exact=exact, structure=structure, dtype=kernel.dtype)
-    assert cm.conv_nnz(kernel.shape, input_shape, transpose=True, **kw) == T.nnz
+    assert cm.conv_transpose_nnz(kernel.shape, input_shape, **kw) == T.nnz
     out = conv_transpose_fusion(np.zeros((w.shape[0],) + tuple(input_shape)), np.zeros(w.shape), stride, padding,
                                 output_padding, dilation, groups).shape[1:]
     assert cm.conv_transpose_output_shape(input_shape, kernel.shape, stride=stride, padding=padding,
@@ -209,61 +210,167 @@ def check_conv_transpose(kernel, input_shape, *, stride=1, padding=0, output_pad
     return T
 
 
-# ============================================================================ conv_matrix tables
-@pytest.mark.parametrize("padding", [0, 2, [(1, 0)], [(0, 3)], *PAD_STRINGS])
-@pytest.mark.parametrize("dilation", [1, 2, 3])
-@pytest.mark.parametrize("stride", [1, 2, 3, 4])
-@pytest.mark.parametrize("k", [1, 2, 3])
-@pytest.mark.parametrize("n", [1, 2, 5, 8])
-def test_conv_1d_geometry_table(n, k, stride, dilation, padding):
-    rng = np.random.default_rng(n * 1000 + k * 100 + stride * 10 + dilation)
-    check_conv(positive_kernel((k,), rng), (n,), stride=stride, padding=padding, dilation=dilation)
+# ============================================================================ strategies
+def examples(n):
+    """``max_examples`` for a test whose budget is ``n`` in the "ci" profile (60 examples by default):
+    the "dev" profile (HYPOTHESIS_PROFILE=dev) runs proportionally more."""
+    return max(1, n * settings.default.max_examples // 60)
 
 
-@pytest.mark.parametrize("padding_mode", NONZERO_MODES)
-@pytest.mark.parametrize("padding", [1, [(2, 0)], [(0, 3)], "same", "same_lower", "full"])
-@pytest.mark.parametrize("dilation", [1, 2])
-@pytest.mark.parametrize("stride", [1, 2, 3])
-@pytest.mark.parametrize("k", [1, 2, 3])
-@pytest.mark.parametrize("n", [1, 2, 5, 8])
-def test_conv_1d_padding_mode_table(n, k, stride, dilation, padding, padding_mode):
-    rng = np.random.default_rng(n * 1000 + k * 100 + stride * 10 + dilation)
-    check_conv(positive_kernel((k,), rng), (n,), stride=stride, padding=padding, dilation=dilation,
-               padding_mode=padding_mode)
+def _per_axis(nd, values):
+    """One value for every axis, or a tuple of one value per axis (both forms the builders take)."""
+    return st.one_of(values, st.tuples(*[values] * nd))
 
 
-@pytest.mark.parametrize("padding", [0, (1, 2), ((0, 1), (2, 0)), *PAD_STRINGS])
-@pytest.mark.parametrize("dilation", [1, (1, 2), (3, 1)])
-@pytest.mark.parametrize("stride", [1, (2, 1), 3])
-@pytest.mark.parametrize("kshape", [(1, 1), (2, 3), (3, 3)])
-@pytest.mark.parametrize("input_shape", [(1, 1), (2, 3), (5, 4), (6, 7)])
-def test_conv_2d_geometry_table(input_shape, kshape, stride, dilation, padding):
-    rng = np.random.default_rng(sum(input_shape) * 100 + sum(kshape))
-    check_conv(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding, dilation=dilation)
+def _paddings(nd, strings=PAD_STRINGS, pmax=3):
+    """Every numeric padding form: an int, one int or (before, after) pair per axis (tuple or list)."""
+    p = st.integers(0, pmax)
+    per_axis = st.tuples(*[st.one_of(p, st.tuples(p, p))] * nd)
+    forms = [p, per_axis, per_axis.map(list)]
+    return st.one_of(*forms, st.sampled_from(strings)) if strings else st.one_of(*forms)
 
 
-@pytest.mark.parametrize("padding_mode", NONZERO_MODES)
-@pytest.mark.parametrize("padding", [1, (1, 2), ((0, 2), (1, 0)), "same", "full"])
-@pytest.mark.parametrize("dilation", [1, (1, 2)])
-@pytest.mark.parametrize("stride", [1, (2, 1)])
-@pytest.mark.parametrize("kshape", [(2, 3), (3, 3)])
-@pytest.mark.parametrize("input_shape", [(2, 3), (5, 4), (6, 7)])
-def test_conv_2d_padding_mode_table(input_shape, kshape, stride, dilation, padding, padding_mode):
-    rng = np.random.default_rng(sum(input_shape) * 100 + sum(kshape))
-    check_conv(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding, dilation=dilation,
-               padding_mode=padding_mode)
+@st.composite
+def geometries(draw, nd, *, nmax, kmax=3, smax=4, dmax=3, gmax=2, strings=PAD_STRINGS):
+    """``(input_shape, kernel_shape, stride, dilation, padding, groups)``: sizes ``1..nmax``, kernel
+    ``1..kmax``, stride ``1..smax``, dilation ``1..dmax`` (int or per-axis), every padding form, and half
+    the time a PyTorch weight layout ``(A * groups, B, *k)`` with ``groups`` in ``1..gmax``."""
+    n = draw(st.tuples(*[st.integers(1, nmax)] * nd))
+    k = draw(st.tuples(*[st.integers(1, kmax)] * nd))
+    stride = draw(_per_axis(nd, st.integers(1, smax)))
+    dilation = draw(_per_axis(nd, st.integers(1, dmax)))
+    padding = draw(_paddings(nd, strings))
+    groups, lead = 1, ()
+    if draw(st.booleans()):
+        groups = draw(st.integers(1, gmax))
+        lead = (draw(st.integers(1, 2)) * groups, draw(st.integers(1, 2)))
+    return n, lead + k, stride, dilation, padding, groups
 
 
-@pytest.mark.parametrize("padding_mode", MODES)
-@pytest.mark.parametrize("padding", [0, (1, 0, 2), "same", "full"])
-@pytest.mark.parametrize("dilation", [1, (2, 1, 1)])
-@pytest.mark.parametrize("stride", [1, (1, 2, 3)])
-@pytest.mark.parametrize("kshape", [(1, 2, 2), (2, 2, 3)])
-@pytest.mark.parametrize("input_shape", [(1, 2, 3), (4, 3, 5)])
-def test_conv_3d_table(input_shape, kshape, stride, dilation, padding, padding_mode):
-    rng = np.random.default_rng(sum(input_shape) * 100 + sum(kshape))
-    check_conv(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding, dilation=dilation,
-               padding_mode=padding_mode)
+def _axes(value, nd):
+    return value if isinstance(value, tuple) else (value,) * nd
+
+
+def conv_loops(n, kshape, stride, dilation, padding, groups):
+    """Iterations of correlate_nd's loops for a geometry (0 if it is impossible): bounds the reference's cost."""
+    nd = len(n)
+    k = kshape[-nd:]
+    s, d = _axes(stride, nd), _axes(dilation, nd)
+    pairs = resolve_padding(padding, n, k, s, d)
+    out = [brute_output_size(n[a], k[a], s[a], *pairs[a], d[a]) for a in range(nd)]
+    return math.prod(out) * math.prod(k) * groups if min(out) >= 1 else 0
+
+
+def _check_conv_case(geom, mode, seed, flip, limit):
+    n, kshape, stride, dilation, padding, groups = geom
+    assume(conv_loops(n, kshape, stride, dilation, padding, groups) <= limit)
+    check_conv(positive_kernel(kshape, np.random.default_rng(seed)), n, stride=stride, padding=padding,
+               dilation=dilation, groups=groups, padding_mode=mode, flip=flip)
+
+
+# ============================================================================ conv_matrix
+# Random geometries in every padding form and mode (the naive reference decides, an impossible
+# geometry must be refused with the rule's message), plus a table of the edges that matter.
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=examples(40))
+@given(geom=geometries(1, nmax=9, kmax=4), seed=st.integers(0, 2**16), flip=st.booleans())
+def test_conv_1d(mode, geom, seed, flip):
+    _check_conv_case(geom, mode, seed, flip, limit=10**9)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=examples(20))
+@given(geom=geometries(2, nmax=7, smax=3), seed=st.integers(0, 2**16), flip=st.booleans())
+def test_conv_2d(mode, geom, seed, flip):
+    _check_conv_case(geom, mode, seed, flip, limit=1500)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=examples(8))
+@given(geom=geometries(3, nmax=5, kmax=3, smax=3, dmax=2), seed=st.integers(0, 2**16), flip=st.booleans())
+def test_conv_3d(mode, geom, seed, flip):
+    _check_conv_case(geom, mode, seed, flip, limit=1500)
+
+
+@settings(max_examples=examples(30))
+@given(nd=st.integers(1, 2), data=st.data(), mode=st.sampled_from(MODES), seed=st.integers(0, 2**16))
+def test_conv_channels_groups(nd, data, mode, seed):
+    """Channels and groups up to 4 (depthwise, fewer outputs than inputs, ...) in 1-D and 2-D."""
+    n, k, stride, dilation, padding, _ = data.draw(geometries(nd, nmax=7 if nd == 1 else 5, kmax=3, smax=2, dmax=2))
+    groups = data.draw(st.integers(1, 4))
+    c_in, c_out = groups * data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 2))
+    kshape = (c_out, c_in // groups) + k[-nd:]
+    assume(conv_loops(n, kshape, stride, dilation, padding, groups) <= 800)
+    C = check_conv(positive_kernel(kshape, np.random.default_rng(seed)), n, stride=stride, padding=padding,
+                   dilation=dilation, groups=groups, padding_mode=mode)
+    if C is not None:
+        assert C.shape[1] == c_in * math.prod(n)
+
+
+def _edge(input_shape, kshape, id, **kw):
+    return pytest.param(input_shape, kshape, kw, id=id)
+
+
+CONV_EDGES = [
+    # ---- sizes and fits (zero padding)
+    _edge((1,), (1,), "1x1"),
+    _edge((1,), (3,), "kernel-larger-than-input"),
+    _edge((5,), (3,), "dilated-extent-fits-exactly", dilation=2),
+    _edge((5,), (3,), "dilated-extent-one-too-wide", dilation=3),
+    _edge((2,), (3,), "one-sided-padding-fits-exactly", padding=[(1, 0)]),
+    _edge((2,), (3,), "valid-kernel-too-wide-strided", stride=2, padding="valid"),
+    _edge((5,), (2,), "stride-beyond-the-input", stride=7),
+    _edge((8,), (1,), "k1-strided-reads-padding-only-rows", stride=3, padding=[(0, 3)]),
+    _edge((1,), (1,), "rows-of-padding-only", padding=[(0, 3)], stride=2),
+    _edge((2,), (2,), "padding-wider-than-input", padding=3),
+    # ---- string paddings
+    _edge((1,), (3,), "same-n1-stride-beyond", stride=4, padding="same"),
+    _edge((8,), (2,), "same-odd-total-goes-after", padding="same"),
+    _edge((8,), (2,), "same-lower-odd-total-goes-before", padding="same_lower"),
+    _edge((8,), (3,), "same-strided-dilated", stride=3, dilation=2, padding="same"),
+    _edge((8,), (4,), "same-needs-no-padding", stride=4, padding="same"),
+    _edge((8,), (3,), "full-strided-dilated", stride=4, dilation=3, padding="full"),
+    _edge((1,), (4,), "full-n1", padding="full"),
+    # ---- boundary modes at their limits
+    _edge((3,), (3,), "circular-padding-equal-to-n", padding=3, padding_mode="circular"),
+    _edge((3,), (3,), "circular-padding-above-n", padding=4, padding_mode="circular"),
+    _edge((2,), (2,), "circular-one-side-above-n", padding=[(0, 3)], padding_mode="circular"),
+    _edge((8,), (3,), "circular-full-dilated", dilation=2, padding="full", padding_mode="circular"),
+    _edge((3,), (3,), "reflect-padding-n-minus-1", padding=2, padding_mode="reflect"),
+    _edge((3,), (3,), "reflect-padding-equal-to-n", padding=3, padding_mode="reflect"),
+    _edge((4,), (3,), "reflect-one-side-n-minus-1", padding=[(0, 3)], stride=2, padding_mode="reflect"),
+    _edge((1,), (1,), "reflect-n1-unpadded", padding_mode="reflect"),
+    _edge((1,), (1,), "reflect-n1-padded", padding=1, padding_mode="reflect"),
+    _edge((2,), (3,), "reflect-full-too-wide", padding="full", padding_mode="reflect"),
+    _edge((1,), (3,), "replicate-n1-every-tap-folds", padding=3, padding_mode="replicate"),
+    _edge((8,), (3,), "replicate-strided-dilated", stride=3, dilation=2, padding=[(2, 0)], padding_mode="replicate"),
+    _edge((2,), (3,), "symmetric-folds-several-times", padding=5, padding_mode="symmetric"),
+    _edge((5,), (4,), "symmetric-same-lower-dilated", padding="same_lower", dilation=2, padding_mode="symmetric"),
+    # ---- 2-D and 3-D: mixed per-axis forms, one axis at a limit
+    _edge((1, 1), (1, 1), "2d-1x1"),
+    _edge((2, 3), (3, 3), "2d-kernel-larger-along-axis-0"),
+    _edge((6, 7), (3, 3), "2d-mixed-forms", stride=(2, 1), dilation=(3, 1), padding=((0, 1), 2)),
+    _edge((6, 7), (2, 3), "2d-same-lower-strided", stride=(2, 3), padding="same_lower", padding_mode="symmetric"),
+    _edge((2, 3), (3, 3), "2d-full-reflect-too-wide", padding="full", padding_mode="reflect"),
+    _edge((5, 3), (2, 2), "2d-circular-axis-1-above-n", padding=(0, (0, 4)), padding_mode="circular"),
+    *[_edge((5, 4), (2, 3), f"2d-pairs-{mode}", padding=((0, 2), (1, 0)), stride=(1, 3), dilation=(1, 2),
+            padding_mode=mode) for mode in MODES],
+    *[_edge((4, 3, 5), (2, 2, 3), f"3d-{mode}", stride=(1, 2, 3), dilation=(2, 1, 1), padding=(1, 0, 2),
+            padding_mode=mode) for mode in MODES],
+    _edge((1, 2, 3), (1, 2, 2), "3d-reflect-n1-padded", padding=(1, 0, 2), padding_mode="reflect"),
+    _edge((1, 2, 3), (1, 2, 2), "3d-same-replicate", padding="same", padding_mode="replicate"),
+    # ---- channels and groups (PyTorch weight layout)
+    _edge((4, 5), (3, 1, 3, 3), "depthwise", groups=3, padding="same", padding_mode="reflect"),
+    _edge((4, 5), (4, 3, 2, 3), "fewer-outputs-than-inputs", groups=2, stride=2, padding="same",
+          padding_mode="circular"),
+    _edge((7,), (8, 1, 3), "groups-4", groups=4, stride=2, padding="same"),
+    _edge((7,), (3, 2, 3), "channels-no-groups", padding=1, padding_mode="symmetric"),
+]
+
+
+@pytest.mark.parametrize("input_shape, kshape, kw", CONV_EDGES)
+def test_conv_edges(input_shape, kshape, kw):
+    check_conv(positive_kernel(kshape, np.random.default_rng(len(kshape))), input_shape, **kw)
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "circular", "replicate"])
@@ -272,18 +379,6 @@ def test_conv_4d(padding_mode):
     C = check_conv(positive_kernel((2, 1, 2, 1, 2, 2), rng), (3, 2, 3, 3), stride=(1, 2, 1, 2),
                    padding=((1, 0), 0, (0, 1), 1), dilation=(1, 1, 2, 1), padding_mode=padding_mode)
     assert C.shape == (2 * 3 * 1 * 2 * 2, 1 * 3 * 2 * 3 * 3)
-
-
-@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular"])
-@pytest.mark.parametrize("padding", [0, "same"])
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("input_shape, kshape", [((7,), (3,)), ((4, 5), (2, 3))])
-@pytest.mark.parametrize("c_in, c_out, groups", [(1, 1, 1), (2, 3, 1), (4, 6, 2), (3, 3, 3), (6, 4, 2), (4, 8, 4)])
-def test_conv_channels_groups(c_in, c_out, groups, input_shape, kshape, stride, padding, padding_mode):
-    rng = np.random.default_rng(c_in * 10 + c_out)
-    w = positive_kernel((c_out, c_in // groups) + kshape, rng)
-    C = check_conv(w, input_shape, stride=stride, padding=padding, groups=groups, padding_mode=padding_mode)
-    assert C.shape[1] == c_in * math.prod(input_shape)
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -345,38 +440,117 @@ def test_flip_is_true_convolution_matches_numpy():
     np.testing.assert_allclose(C @ x, np.convolve(x, h), rtol=1e-12, atol=1e-12)
 
 
-# ============================================================================ conv_transpose tables
-@pytest.mark.parametrize("output_padding", [0, 1, 3])
-@pytest.mark.parametrize("padding", [0, 1, [(2, 0)]])
-@pytest.mark.parametrize("dilation", [1, 3])
-@pytest.mark.parametrize("stride", [1, 2, 4])
-@pytest.mark.parametrize("k", [1, 3, 4])
-@pytest.mark.parametrize("n", [1, 2, 5])
-def test_conv_transpose_1d_table(n, k, stride, dilation, padding, output_padding):
-    rng = np.random.default_rng(n * 100 + k * 10 + stride)
-    check_conv_transpose(positive_kernel((k,), rng), (n,), stride=stride, padding=padding,
-                         output_padding=output_padding, dilation=dilation)
+# ============================================================================ conv_transpose_matrix
+@st.composite
+def transpose_cases(draw, nd, nmax, kmax=3):
+    """A transposed geometry (numeric paddings) and an output_padding below stride or dilation on every axis."""
+    n, kshape, s, d, padding, groups = draw(geometries(nd, nmax=nmax, kmax=kmax, strings=None))
+    limits = [max(si, di) for si, di in zip(_axes(s, nd), _axes(d, nd))]
+    if draw(st.booleans()):
+        a = draw(st.integers(0, min(limits) - 1))
+    else:
+        a = tuple(draw(st.integers(0, m - 1)) for m in limits)
+    return n, kshape, s, d, padding, a, groups
 
 
-@pytest.mark.parametrize("output_padding", [0, (1, 0), (0, 2)])
-@pytest.mark.parametrize("padding", [0, (1, 2), ((1, 0), (0, 2))])
-@pytest.mark.parametrize("dilation", [1, (2, 1)])
-@pytest.mark.parametrize("stride", [1, (2, 3), 3])
-@pytest.mark.parametrize("kshape", [(1, 1), (2, 3), (4, 4)])
-@pytest.mark.parametrize("input_shape", [(1, 1), (2, 3), (3, 2)])
-def test_conv_transpose_2d_table(input_shape, kshape, stride, dilation, padding, output_padding):
-    rng = np.random.default_rng(sum(input_shape) * 10 + sum(kshape))
-    check_conv_transpose(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding,
-                         output_padding=output_padding, dilation=dilation)
+def _check_transpose_case(case, seed, limit):
+    """conv_transpose_matrix against the fusion reference (check_conv_transpose), then the zero-insertion route."""
+    n, kshape, s, d, padding, a, groups = case
+    nd = len(n)
+    assume(math.prod(n) * math.prod(kshape[-nd:]) * groups <= limit)
+    w = positive_kernel(kshape, np.random.default_rng(seed))
+    T = check_conv_transpose(w, n, stride=s, padding=padding, output_padding=a, dilation=d, groups=groups)
+    if T is not None:
+        wc = w[None, None] if w.ndim == nd else w
+        M = dense_matrix(lambda x: conv_transpose_zero_insertion(x, wc, s, padding, a, d, groups),
+                         (wc.shape[0],) + n, dtype=np.int64)
+        np.testing.assert_array_equal(T.toarray(), M)
 
 
-@pytest.mark.parametrize("stride, padding, output_padding, dilation", [
-    (1, 0, 0, 1), ((2, 1, 3), (1, 0, 1), (1, 0, 2), 1), (2, 1, 1, (1, 2, 1)), (3, ((0, 2), 1, (1, 0)), 0, 2)])
-@pytest.mark.parametrize("input_shape, kshape", [((2, 3, 2), (2, 2, 3)), ((1, 2, 2), (3, 1, 2))])
-def test_conv_transpose_3d(input_shape, kshape, stride, padding, output_padding, dilation):
-    rng = np.random.default_rng(33)
-    check_conv_transpose(positive_kernel(kshape, rng), input_shape, stride=stride, padding=padding,
-                         output_padding=output_padding, dilation=dilation)
+@settings(max_examples=examples(40))
+@given(case=transpose_cases(1, nmax=6, kmax=4), seed=st.integers(0, 2**16))
+def test_conv_transpose_1d(case, seed):
+    _check_transpose_case(case, seed, limit=10**9)
+
+
+@settings(max_examples=examples(30))
+@given(case=transpose_cases(2, nmax=4), seed=st.integers(0, 2**16))
+def test_conv_transpose_2d(case, seed):
+    _check_transpose_case(case, seed, limit=300)
+
+
+@settings(max_examples=examples(12))
+@given(case=transpose_cases(3, nmax=3), seed=st.integers(0, 2**16))
+def test_conv_transpose_3d(case, seed):
+    _check_transpose_case(case, seed, limit=300)
+
+
+@settings(max_examples=examples(20))
+@given(nd=st.integers(1, 2), data=st.data(), seed=st.integers(0, 2**16))
+def test_conv_transpose_channels_groups(nd, data, seed):
+    """Channels and groups up to 4, weights in PyTorch's transposed layout ``(C_in, C_out/groups, *k)``."""
+    n, k, s, d, padding, a, _ = data.draw(transpose_cases(nd, nmax=5 if nd == 1 else 3))
+    groups = data.draw(st.integers(1, 4))
+    c_in, c_out = groups * data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 2))
+    kshape = (c_in, c_out // groups) + k[-nd:]
+    assume(math.prod(n) * math.prod(kshape[-nd:]) * groups <= 300)
+    T = check_conv_transpose(positive_kernel(kshape, np.random.default_rng(seed)), n, stride=s, padding=padding,
+                             output_padding=a, dilation=d, groups=groups)
+    if T is not None:
+        assert T.shape[1] == c_in * math.prod(n)
+
+
+@settings(max_examples=examples(100))
+@given(nd=st.integers(1, 3), data=st.data())
+def test_conv_transpose_output_padding_rule(nd, data):
+    """output_padding is refused exactly when it reaches both stride and dilation on some axis (the sizes
+    checked against the fusion reference's output otherwise)."""
+    n = data.draw(st.tuples(*[st.integers(1, 4)] * nd))
+    k = data.draw(st.tuples(*[st.integers(1, 3)] * nd))
+    s = data.draw(st.tuples(*[st.integers(1, 4)] * nd))
+    d = data.draw(st.tuples(*[st.integers(1, 3)] * nd))
+    a = data.draw(st.tuples(*[st.integers(0, 5)] * nd))
+    kw = dict(stride=s, output_padding=a, dilation=d)
+    if any(ai >= si and ai >= di for ai, si, di in zip(a, s, d)):
+        for call in (cm.conv_transpose_matrix, cm.conv_transpose_output_shape, cm.conv_transpose_nnz):
+            with pytest.raises(ValueError, match="output_padding must be smaller than either stride or dilation"):
+                call(np.ones(k) if call is cm.conv_transpose_matrix else k, n, **kw)
+    else:
+        out = conv_transpose_fusion(np.zeros((1,) + n), np.zeros((1, 1) + k), s, 0, a, d).shape[1:]
+        assert cm.conv_transpose_output_shape(n, k, **kw) == out
+        assert cm.conv_transpose_matrix(np.ones(k), n, **kw).shape == (math.prod(out), math.prod(n))
+
+
+TRANSPOSE_EDGES = [
+    _edge((1,), (1,), "1x1"),
+    _edge((3,), (2,), "stride-above-kernel-leaves-zero-rows", stride=4),
+    _edge((5,), (3,), "output-padding-stride-minus-1", stride=4, output_padding=3),
+    _edge((5,), (3,), "output-padding-equal-to-stride", stride=2, output_padding=2),
+    _edge((4,), (3,), "output-padding-above-stride-below-dilation", stride=1, output_padding=2, dilation=3),
+    _edge((4,), (3,), "output-padding-equal-to-both", stride=2, dilation=2, output_padding=2),
+    _edge((1,), (1,), "padding-too-large", padding=1),
+    _edge((1,), (3,), "padding-leaves-one-output", padding=1),
+    _edge((2,), (3,), "one-sided-padding", padding=[(2, 0)], stride=2),
+    _edge((5,), (4,), "one-sided-padding-dilated", stride=2, dilation=3, padding=[(2, 0)], output_padding=2),
+    _edge((1, 1), (1, 1), "2d-1x1"),
+    _edge((2, 3), (4, 4), "2d-mixed-forms", stride=(2, 3), dilation=(2, 1), padding=((1, 0), (0, 2)),
+          output_padding=(1, 2)),
+    _edge((3, 2), (2, 3), "2d-output-padding-too-large-on-axis-1", stride=(2, 3), output_padding=(0, 3)),
+    _edge((3, 2), (2, 3), "2d-padding-too-large-on-axis-1", padding=(0, 3)),
+    _edge((2, 3, 2), (2, 2, 3), "3d-unit"),
+    _edge((2, 3, 2), (2, 2, 3), "3d-per-axis", stride=(2, 1, 3), padding=(1, 0, 1), output_padding=(1, 0, 2)),
+    _edge((1, 2, 2), (3, 1, 2), "3d-dilated", stride=2, padding=1, output_padding=1, dilation=(1, 2, 1)),
+    _edge((1, 2, 2), (3, 1, 2), "3d-pairs", stride=3, padding=((0, 2), 1, (1, 0)), dilation=2),
+    _edge((5,), (3, 1, 3), "depthwise", groups=3, stride=2, padding=1, output_padding=1),
+    _edge((3, 4), (6, 2, 2, 3), "fewer-outputs-than-inputs", groups=2, stride=3, padding=1, output_padding=2),
+    _edge((5,), (4, 2, 3), "groups-4", groups=4, stride=2, padding=1, output_padding=1),
+    _edge((3, 4), (2, 3, 2, 3), "channels-no-groups", stride=2, padding=1, output_padding=1),
+]
+
+
+@pytest.mark.parametrize("input_shape, kshape, kw", TRANSPOSE_EDGES)
+def test_conv_transpose_edges(input_shape, kshape, kw):
+    check_conv_transpose(positive_kernel(kshape, np.random.default_rng(len(kshape))), input_shape, **kw)
 
 
 def test_conv_transpose_4d():
@@ -385,17 +559,6 @@ def test_conv_transpose_4d():
                              padding=((1, 0), 0, 1, (0, 2)), output_padding=(1, 0, 0, 2), dilation=(1, 2, 1, 1),
                              groups=2)
     assert T.shape[1] == 2 * 2 * 3 * 2 * 2
-
-
-@pytest.mark.parametrize("stride, output_padding", [(1, 0), (2, 1), (3, 2)])
-@pytest.mark.parametrize("input_shape, kshape", [((5,), (3,)), ((3, 4), (2, 3))])
-@pytest.mark.parametrize("c_in, c_out, groups", [(1, 1, 1), (2, 3, 1), (4, 6, 2), (3, 3, 3), (6, 4, 2), (4, 8, 4)])
-def test_conv_transpose_channels_groups(c_in, c_out, groups, input_shape, kshape, stride, output_padding):
-    rng = np.random.default_rng(c_in * 10 + c_out)
-    w = positive_kernel((c_in, c_out // groups) + kshape, rng)
-    T = check_conv_transpose(w, input_shape, stride=stride, padding=1, output_padding=output_padding,
-                             groups=groups)
-    assert T.shape[1] == c_in * math.prod(input_shape)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128, np.int32])
@@ -433,13 +596,6 @@ def test_conv_transpose_string_padding_is_transpose_of_forward(input_shape, ksha
     assert_exact_transpose(T, C)
 
 
-def test_conv_transpose_output_padding_above_stride_below_dilation():
-    """PyTorch allows output_padding >= stride when it is < dilation."""
-    rng = np.random.default_rng(6)
-    T = check_conv_transpose(positive_kernel((3,), rng), (4,), stride=1, output_padding=2, dilation=3)
-    assert T.shape == ((4 - 1) + 3 * 2 + 2 + 1, 4)
-
-
 @pytest.mark.parametrize("stride, padding, output_padding, dilation", [
     (2, 0, 1, 1), (3, 1, 2, 1), ((2, 3), (1, 0), (1, 2), (1, 2)), (1, 2, 0, 3)])
 def test_zero_insertion_route(stride, padding, output_padding, dilation):
@@ -459,71 +615,9 @@ def test_output_shape_derives_output_padding():
     for want in [(9, 9), (10, 9), (9, 10), (10, 10)]:
         T = cm.conv_transpose_matrix(w, (4, 4), stride=2, padding=0, output_shape=want)
         a = tuple(o - 9 for o in want)
-        M = dense_matrix(lambda x: conv_transpose_fusion(x, w[None, None], 2, 0, a), (1, 4, 4), dtype=np.int64)
+        M = dense_matrix(lambda x, a=a: conv_transpose_fusion(x, w[None, None], 2, 0, a), (1, 4, 4), dtype=np.int64)
         assert_matrix(T, M, exact=True, structure=True)
-        assert cm.conv_nnz((3, 3), (4, 4), transpose=True, stride=2, output_shape=want) == T.nnz
-
-
-# ============================================================================ Hypothesis
-def _draw_geometry(draw, nmax_3d, pad_strings):
-    """nd in 1..3, sizes 1..9 (1..nmax_3d in 3-D), stride 1..4, dilation 1..3, every padding form,
-    and an optional PyTorch weight layout ``(A * groups, B)`` with groups 1 or 2."""
-    nd = draw(st.integers(1, 3))
-    nmax = 9 if nd < 3 else nmax_3d
-    n = tuple(draw(st.integers(1, nmax)) for _ in range(nd))
-    k = tuple(draw(st.integers(1, 4 if nd == 1 else 3)) for _ in range(nd))
-    s = tuple(draw(st.integers(1, 4)) for _ in range(nd))
-    d = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-    pad_int = st.integers(0, 3)
-    padding = draw(st.one_of(
-        st.sampled_from(pad_strings) if pad_strings else pad_int, pad_int,
-        st.tuples(*[pad_int] * nd), st.tuples(*[st.tuples(pad_int, pad_int)] * nd)))
-    channels = draw(st.booleans())
-    groups = draw(st.sampled_from([1, 2])) if channels else 1
-    lead = (draw(st.integers(1, 2)) * groups, draw(st.integers(1, 2))) if channels else ()
-    return n, lead + k, s, d, padding, groups
-
-
-@st.composite
-def conv_cases(draw):
-    n, kshape, s, d, padding, groups = _draw_geometry(draw, 6, PAD_STRINGS)
-    return n, kshape, s, d, padding, draw(st.sampled_from(MODES)), groups
-
-
-@given(case=conv_cases(), seed=st.integers(0, 2**16), flip=st.booleans())
-def test_conv_hypothesis(case, seed, flip):
-    n, kshape, s, d, padding, mode, groups = case
-    nd = len(n)
-    k = kshape[-nd:]
-    if conv_rule_error(n, k, s, padding, d, mode) is None:  # bound the naive reference's loop count
-        pairs = resolve_padding(padding, n, k, s, d)
-        out = [brute_output_size(n[a], k[a], s[a], *pairs[a], d[a]) for a in range(nd)]
-        assume(math.prod(out) * math.prod(k) * groups <= 20000)
-    rng = np.random.default_rng(seed)
-    check_conv(positive_kernel(kshape, rng), n, stride=s, padding=padding, dilation=d, groups=groups,
-               padding_mode=mode, flip=flip)
-
-
-@st.composite
-def transpose_cases(draw):
-    n, kshape, s, d, padding, groups = _draw_geometry(draw, 5, None)
-    a = tuple(draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d))
-    return n, kshape, s, d, padding, a, groups
-
-
-@given(case=transpose_cases(), seed=st.integers(0, 2**16))
-def test_conv_transpose_hypothesis(case, seed):
-    n, kshape, s, d, padding, a, groups = case
-    nd = len(n)
-    assume(math.prod(n) * math.prod(kshape[-nd:]) * groups <= 5000)
-    rng = np.random.default_rng(seed)
-    w = positive_kernel(kshape, rng)
-    T = check_conv_transpose(w, n, stride=s, padding=padding, output_padding=a, dilation=d, groups=groups)
-    if T is not None:  # the zero-insertion route agrees too
-        wc = w[None, None] if w.ndim == nd else w
-        M = dense_matrix(lambda x: conv_transpose_zero_insertion(x, wc, s, padding, a, d, groups),
-                         (wc.shape[0],) + n, dtype=np.int64)
-        np.testing.assert_array_equal(T.toarray(), M)
+        assert cm.conv_transpose_nnz((3, 3), (4, 4), stride=2, output_shape=want) == T.nnz
 
 
 # ============================================================================ medium sizes
@@ -825,24 +919,19 @@ def test_torch_float32():
 
 
 # ============================================================================ scipy.signal
-SHAPE_PAIRS = [
-    ((5,), (3,)), ((3,), (5,)), ((4,), (4,)), ((1,), (3,)), ((6,), (2,)), ((2,), (6,)),
-    ((5, 4), (3, 2)), ((3, 2), (5, 4)), ((4, 4), (4, 4)), ((2, 5), (3, 3)), ((1, 1), (2, 3)), ((6, 3), (2, 4)),
-    ((3, 4, 2), (2, 2, 3)), ((4, 3, 3), (2, 2, 2)), ((2, 2, 2), (3, 3, 3)),
-]
-
-
 def _valid_ok(n, k):
     return all(a >= b for a, b in zip(n, k)) or all(b >= a for a, b in zip(n, k))
 
 
-@pytest.mark.parametrize("complex_", [False, True])
-@pytest.mark.parametrize("mode", ["full", "same", "valid"])
-@pytest.mark.parametrize("n, k", SHAPE_PAIRS)
-def test_scipy_convolve_correlate_nd(n, k, mode, complex_):
-    rng = np.random.default_rng(len(n) * 100 + sum(n) + sum(k))
-    h = rng.standard_normal(k) + (1j * rng.standard_normal(k) if complex_ else 0)
-    x = rng.standard_normal(n) + (1j * rng.standard_normal(n) if complex_ else 0)
+def _signal(shape, rng, complex_):
+    return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if complex_ else 0)
+
+
+def check_scipy_nd(n, k, mode, complex_, seed):
+    """convolution_matrix / correlation_matrix against scipy.signal.convolve / correlate (any dims), the
+    naive reference against scipy, and (real kernels) the whole matrix against the reference."""
+    rng = np.random.default_rng(seed)
+    h, x = _signal(k, rng, complex_), _signal(n, rng, complex_)
     if mode == "valid" and not _valid_ok(n, k):
         with pytest.raises(ValueError, match="mode='valid' needs the input to be at least as large"):
             cm.convolution_matrix(h, n, mode)
@@ -857,17 +946,10 @@ def test_scipy_convolve_correlate_nd(n, k, mode, complex_):
             assert_matrix(C, dense_matrix(lambda b, r=ref: r(b, h, mode), n), exact=False, structure=False)
 
 
-SHAPE_PAIRS_2D = [p for p in SHAPE_PAIRS if len(p[0]) == 2] + [
-    ((3, 3), (3, 1)), ((2, 2), (5, 6)), ((4, 7), (1, 2)), ((3, 3), (3, 5)), ((3, 4), (3, 4)), ((1, 6), (1, 3))]
-
-
-@pytest.mark.parametrize("complex_", [False, True])
-@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
-@pytest.mark.parametrize("mode", ["full", "same", "valid"])
-@pytest.mark.parametrize("n, k", SHAPE_PAIRS_2D)
-def test_scipy_convolve2d_correlate2d(n, k, mode, boundary, complex_):
-    rng = np.random.default_rng(sum(n) * 10 + sum(k))
-    h = rng.standard_normal(k) + (1j * rng.standard_normal(k) if complex_ else 0)
+def check_scipy_2d(n, k, mode, boundary, complex_, seed):
+    """convolve2d / correlate2d (MATLAB conv2 / filter2) with every boundary, and the column-major ravel."""
+    rng = np.random.default_rng(seed)
+    h = _signal(k, rng, complex_)
     x = rng.standard_normal(n)  # real: correlate2d conjugates the input when 'valid' swaps the operands
     if mode == "valid" and not _valid_ok(n, k):
         with pytest.raises(ValueError, match="valid"):
@@ -893,35 +975,8 @@ def test_scipy_convolve2d_correlate2d(n, k, mode, boundary, complex_):
         assert_matrix(F, Mf, exact=False, structure=False)
 
 
-@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
-@pytest.mark.parametrize("convention", ["scipy", "matlab"])
-@pytest.mark.parametrize("mode", ["full", "same", "valid"])
-@pytest.mark.parametrize("n, k", [((4,), (6,)), ((5,), (2,)), ((3, 4, 2), (2, 3, 2)), ((2, 3, 2), (3, 3, 3))])
-def test_scipy_family_boundary_nd(n, k, mode, convention, boundary):
-    """boundary= and convention= work in any number of dims (against the naive reference)."""
-    rng = np.random.default_rng(sum(n) + sum(k))
-    h = positive_kernel(k, rng)
-    for build, ref in ((cm.convolution_matrix, scipy_convolve), (cm.correlation_matrix, scipy_correlate)):
-        C = build(h, n, mode, boundary=boundary, convention=convention)
-        M = dense_matrix(lambda b: ref(b, h, mode, boundary, convention), n, dtype=np.int64)
-        assert_matrix(C, M, exact=True, structure=False, dtype=np.int64)
-
-
-@st.composite
-def scipy_cases(draw):
-    nd = draw(st.integers(1, 3))
-    n = tuple(draw(st.integers(1, 7 if nd < 3 else 4)) for _ in range(nd))
-    k = tuple(draw(st.integers(1, 7 if nd < 3 else 4)) for _ in range(nd))
-    mode = draw(st.sampled_from(["full", "same", "valid"]))
-    boundary = draw(st.sampled_from(["fill", "wrap", "symm"]))
-    convention = draw(st.sampled_from(["scipy", "matlab"]))
-    return n, k, mode, boundary, convention, draw(st.sampled_from(["C", "F"])), draw(st.booleans())
-
-
-@given(case=scipy_cases(), seed=st.integers(0, 2**16))
-def test_scipy_family_hypothesis(case, seed):
-    """Any dims, shapes (kernel larger too), mode, boundary, convention and ravel order vs the naive reference."""
-    n, k, mode, boundary, convention, order, correlate = case
+def check_scipy_family(n, k, mode, boundary, convention, order, correlate, seed):
+    """Any dims, mode, boundary, convention and ravel order against the naive reference (exact integers)."""
     build, ref = (cm.correlation_matrix, scipy_correlate) if correlate else (cm.convolution_matrix, scipy_convolve)
     rng = np.random.default_rng(seed)
     h = positive_kernel(k, rng)
@@ -943,6 +998,61 @@ def test_scipy_family_hypothesis(case, seed):
         fn = signal.correlate if correlate else signal.convolve
         np.testing.assert_allclose(C @ x.ravel(order), fn(x, h, mode, method="direct").ravel(order),
                                    rtol=1e-12, atol=1e-12)
+
+
+def _scipy_shapes(nd, smax):
+    sizes = st.tuples(*[st.integers(1, smax)] * nd)
+    return st.tuples(sizes, sizes)
+
+
+SCIPY_MODES = ("full", "same", "valid")
+BOUNDARIES = ("fill", "wrap", "symm")
+
+
+@settings(max_examples=examples(40))
+@given(data=st.data(), nd=st.integers(1, 3), mode=st.sampled_from(SCIPY_MODES), complex_=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_scipy_convolve_correlate_nd(data, nd, mode, complex_, seed):
+    n, k = data.draw(_scipy_shapes(nd, 6 if nd < 3 else 3))
+    check_scipy_nd(n, k, mode, complex_, seed)
+
+
+@settings(max_examples=examples(40))
+@given(shapes=_scipy_shapes(2, 6), mode=st.sampled_from(SCIPY_MODES), boundary=st.sampled_from(BOUNDARIES),
+       complex_=st.booleans(), seed=st.integers(0, 2**16))
+def test_scipy_convolve2d_correlate2d(shapes, mode, boundary, complex_, seed):
+    check_scipy_2d(*shapes, mode, boundary, complex_, seed)
+
+
+@settings(max_examples=examples(60))
+@given(data=st.data(), nd=st.integers(1, 3), mode=st.sampled_from(SCIPY_MODES),
+       boundary=st.sampled_from(BOUNDARIES), convention=st.sampled_from(["scipy", "matlab"]),
+       order=st.sampled_from(["C", "F"]), correlate=st.booleans(), seed=st.integers(0, 2**16))
+def test_scipy_family_hypothesis(data, nd, mode, boundary, convention, order, correlate, seed):
+    n, k = data.draw(_scipy_shapes(nd, 7 if nd < 3 else 4))
+    check_scipy_family(n, k, mode, boundary, convention, order, correlate, seed)
+
+
+SCIPY_EDGES = [  # (input shape, kernel shape): sizes equal, kernel larger, unit sizes, valid impossible
+    ((1,), (1,)), ((1,), (3,)), ((3,), (5,)), ((4,), (4,)), ((6,), (2,)),
+    ((1, 1), (2, 3)), ((2, 2), (5, 6)), ((3, 4), (3, 4)), ((3, 3), (3, 5)), ((2, 5), (3, 3)), ((1, 6), (1, 3)),
+    ((4, 7), (1, 2)), ((2, 3, 2), (3, 3, 3)), ((4, 3, 3), (2, 2, 2)), ((3, 4, 2), (2, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("mode", SCIPY_MODES)
+@pytest.mark.parametrize("n, k", SCIPY_EDGES)
+def test_scipy_edges(n, k, mode):
+    """Every mode, boundary, convention, ravel order and (2-D) scipy's convolve2d on the edge shapes."""
+    seed = sum(n) * 10 + sum(k)
+    for complex_ in (False, True):
+        check_scipy_nd(n, k, mode, complex_, seed)
+        if len(n) == 2:
+            for boundary in BOUNDARIES:
+                check_scipy_2d(n, k, mode, boundary, complex_, seed)
+    for boundary, convention, order in itertools.product(BOUNDARIES, ("scipy", "matlab"), ("C", "F")):
+        for correlate in (False, True):
+            check_scipy_family(n, k, mode, boundary, convention, order, correlate, seed)
 
 
 def test_correlate_vs_correlate2d_same_centring_differs_for_even_kernels():
@@ -1137,26 +1247,20 @@ def tiny_chunks():
         yield
 
 
-@given(case=conv_cases(), seed=st.integers(0, 2**16), flip=st.booleans())
-def test_conv_hypothesis_tiny_chunks(case, seed, flip):
+@settings(max_examples=examples(40))
+@given(nd=st.integers(1, 3), data=st.data(), mode=st.sampled_from(MODES), seed=st.integers(0, 2**16),
+       flip=st.booleans())
+def test_conv_hypothesis_tiny_chunks(nd, data, mode, seed, flip):
     """The chunked engine (row pointers, shell rows, cut boxes, per-chunk maps) agrees with the reference."""
-    n, kshape, s, d, padding, mode, groups = case
-    nd = len(n)
-    k = kshape[-nd:]
-    if conv_rule_error(n, k, s, padding, d, mode) is None:
-        pairs = resolve_padding(padding, n, k, s, d)
-        out = [brute_output_size(n[a], k[a], s[a], *pairs[a], d[a]) for a in range(nd)]
-        assume(math.prod(out) * math.prod(k) * groups <= 3000)
-    rng = np.random.default_rng(seed)
+    geom = data.draw(geometries(nd, nmax=9 if nd < 3 else 6, kmax=4 if nd == 1 else 3))
     with tiny_chunks():
-        check_conv(positive_kernel(kshape, rng), n, stride=s, padding=padding, dilation=d, groups=groups,
-                   padding_mode=mode, flip=flip)
+        _check_conv_case(geom, mode, seed, flip, limit=3000)
 
 
-@given(case=transpose_cases(), seed=st.integers(0, 2**16))
-def test_conv_transpose_hypothesis_tiny_chunks(case, seed):
-    n, kshape, s, d, padding, a, groups = case
-    nd = len(n)
+@settings(max_examples=examples(40))
+@given(nd=st.integers(1, 3), data=st.data(), seed=st.integers(0, 2**16))
+def test_conv_transpose_hypothesis_tiny_chunks(nd, data, seed):
+    n, kshape, s, d, padding, a, groups = data.draw(transpose_cases(nd, nmax=9 if nd < 3 else 5))
     assume(math.prod(n) * math.prod(kshape[-nd:]) * groups <= 2000)
     with tiny_chunks():
         check_conv_transpose(positive_kernel(kshape, np.random.default_rng(seed)), n, stride=s, padding=padding,
@@ -1178,7 +1282,7 @@ def test_folded_integer_sums_exact_or_refused(mode, dtype):
     info = np.iinfo(dtype)
     big = info.max // 2 + 1  # two of these overflow the dtype
     k = np.array([big, big, 1], dtype=dtype)
-    n, pad = 3, 2 if mode != "reflect" else 2
+    n, pad = 3, 2
     ref = dense_matrix(lambda x: correlate_nd(x, k.astype(object)[None, None], (1,), ((pad, pad),), (1,), 1, mode),
                        (1, n), dtype=object)
     biggest = max(abs(int(v)) for v in ref.ravel())
@@ -1233,15 +1337,29 @@ def test_folded_sum_refused_for_an_inexact_float_dtype():
 
 # ---------------------------------------------------------------------------- options that do not apply
 def test_conv_nnz_refuses_options_that_do_not_apply():
-    with pytest.raises(ValueError, match=r"output_padding applies to the transposed convolution only .* got "
-                                         r"output_padding=1"):
+    """conv_nnz counts the convolution only: the transposed convolution's options are not its keywords."""
+    with pytest.raises(TypeError, match=r"conv_nnz\(\) got an unexpected keyword argument 'output_padding'"):
         cm.conv_nnz((3,), (5,), output_padding=1)
-    with pytest.raises(ValueError, match=r"output_shape applies to the transposed convolution only"):
+    with pytest.raises(TypeError, match=r"conv_nnz\(\) got an unexpected keyword argument 'output_shape'"):
         cm.conv_nnz((3,), (5,), output_shape=(7,))
-    with pytest.raises(TypeError, match=r"transpose must be a bool \(True or False\); got 'yes' of type str"):
-        cm.conv_nnz((3,), (5,), transpose="yes")
-    with pytest.raises(ValueError, match=r"padding_mode must be one of 'zeros'"):
-        cm.conv_nnz((3,), (5,), transpose=True, padding_mode="reflect")
+    with pytest.raises(TypeError, match=r"conv_transpose_nnz\(\) got an unexpected keyword argument 'padding_mode'"):
+        cm.conv_transpose_nnz((3,), (5,), padding_mode="reflect")
+
+
+@pytest.mark.parametrize("flag", [True, False, "yes"])
+def test_conv_nnz_transpose_flag_fails_loudly(flag):
+    """0.1's conv_nnz(..., transpose=True) is refused (CHANGELOG 0.2), never read as a forward count."""
+    with pytest.raises(TypeError, match=r"conv_nnz\(\) got an unexpected keyword argument 'transpose'"):
+        cm.conv_nnz((3, 2), (4, 5), transpose=flag, stride=2)
+
+
+def test_conv_transpose_nnz_gives_what_the_transpose_flag_gave():
+    """The 0.1 answer of conv_nnz(k, n, transpose=True, ...) was the transposed matrix's entry count:
+    conv_transpose_nnz gives it, counted here on the fusion reference (positive kernel)."""
+    w = np.arange(1, 7).reshape(3, 2)
+    for kw in (dict(stride=2), dict(stride=(2, 3), padding=1, output_padding=(1, 0)), dict(dilation=2, padding=(0, 1))):
+        M = dense_matrix(lambda x, kw=kw: conv_transpose_fusion(x, w[None, None], **kw), (1, 4, 5), dtype=np.int64)
+        assert cm.conv_transpose_nnz((3, 2), (4, 5), **kw) == np.count_nonzero(M)
 
 
 def test_masked_kernel_refused_not_unmasked():
@@ -1249,7 +1367,7 @@ def test_masked_kernel_refused_not_unmasked():
     with pytest.raises(ValueError, match=r"kernel is a masked array with 1 masked entries.*kernel\.filled\(0\)"):
         cm.conv_matrix(k, (5,))
     C = cm.conv_matrix(np.ma.masked_array([1.0, 2.0, 3.0]), (5,))  # no mask: the data
-    assert (C != cm.conv_matrix([1.0, 2.0, 3.0], (5,))).nnz == 0
+    assert (cm.conv_matrix([1.0, 2.0, 3.0], (5,)) != C).nnz == 0
 
 
 @pytest.mark.parametrize("call, match", [
@@ -1328,7 +1446,7 @@ def test_huge_padding_peak(kw):
 def test_every_format_peak_within_prediction(fmt, dtype):
     w = (np.arange(2 * 3 * 9) % 5 + 1).reshape(2, 3, 3, 3).astype(dtype)
     size = (30, 40) if fmt in ("lil", "dok") else (90, 120)
-    M, peak, need = _peak_within_prediction(w, size, fmt=fmt, padding=1, padding_mode="reflect")
+    M, _peak, _need = _peak_within_prediction(w, size, fmt=fmt, padding=1, padding_mode="reflect")
     assert M.format == fmt
     ref = cm.conv_matrix(w, size, padding=1, padding_mode="reflect")
     assert M.shape == ref.shape and (M.tocsr() != ref).nnz == 0
@@ -1361,7 +1479,7 @@ def test_refusals_are_quick_and_allocate_nothing():
         lambda: cm.conv_matrix(np.ones((3, 3)), (3000, 3000), format="dok", max_bytes=10**8),
     ]
     for call in calls:
-        def refused():
+        def refused(call=call):
             with pytest.raises(cm.MatrixTooLargeError, match=r"at its peak, more than max_bytes=.*ConvOperator"):
                 call()
         assert traced_peak(refused)[1] < 2**20

@@ -1,5 +1,6 @@
 """Tests of convmatrix.plotting: what is drawn is the matrix and the geometry, and the files are valid PNGs."""
 
+import gc
 import math
 import os
 
@@ -12,12 +13,23 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
+from memory import traced_peak  # noqa: E402
+from reference import conv_transpose_fusion, correlate_nd, dense_matrix  # noqa: E402
 
 import convmatrix as cm  # noqa: E402
 from convmatrix import plotting as P  # noqa: E402
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry  # noqa: E402
-from memory import traced_peak  # noqa: E402
-from reference import correlate_nd, dense_matrix  # noqa: E402
+
+
+def traced(fn, *args, **kwargs):
+    """``memory.traced_peak`` with the heap that exists now frozen out of the garbage collector: the
+    ``gc.collect()`` it starts with then walks only what the call makes, instead of every object of
+    the libraries loaded (about 0.2 s a call with torch, SymPy and matplotlib imported)."""
+    gc.freeze()
+    try:
+        return traced_peak(fn, *args, **kwargs)
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
@@ -134,12 +146,13 @@ def test_position_errors():
 
 
 # ============================================================================ files
-@pytest.mark.parametrize("transpose, kw", [(False, {"stride": 2, "padding": 1}), (True, {"stride": 3})])
-def test_save_figure_png_size(tmp_path, transpose, kw):
+@pytest.mark.parametrize("kind, kw", [("conv", {"stride": 2, "padding": 1}), ("conv_transpose", {"stride": 3})])
+def test_save_figure_png_size(tmp_path, kind, kw):
+    transpose = kind == "conv_transpose"
     n = (2, 2) if transpose else (5, 5)
     k = np.arange(1, 17).reshape(4, 4) if transpose else np.arange(1, 10).reshape(3, 3)
     out = tmp_path / "fig.png"
-    written = P.save_figure(k, n, str(out), transpose=transpose, dpi=40, size=(10, 5), **kw)
+    written = P.save_figure(k, n, str(out), kind=kind, dpi=40, size=(10, 5), **kw)
     assert written == [str(out)]
     with open(out, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -166,6 +179,38 @@ def test_figure_links_matrix_row_and_pixel():
     assert len(row) == 1 and row[0].get_y() == 2 - 0.5  # output (1, 0) of a 2x2 output is row 2
     fo = faces(collections(ax_g)[-1])
     assert fo.index(P._limits._CURRENT) == 2
+
+
+@pytest.mark.parametrize("kind, n, kw", [
+    ("conv", (5, 5), {"stride": 2, "padding": 1}),
+    ("conv_transpose", (2, 2), {"stride": 3}),  # the seed's deconvolution: C^T is 49 x 4
+    ("conv_transpose", (3,), {"stride": 2, "padding": 1, "output_padding": 1}),
+])
+def test_figure_kind_draws_that_matrix(kind, n, kw):
+    """kind= picks the matrix drawn: the values are the reference's (naive loops), not the library's."""
+    k = np.arange(1, 3 ** len(n) + 1).reshape((3,) * len(n)) if kind == "conv" else \
+        np.arange(1, 4 ** len(n) + 1).reshape((4,) * len(n))
+    w = k.reshape((1, 1, *k.shape))
+    if kind == "conv":
+        ref = dense_matrix(lambda x: correlate_nd(x, w, **kw), (1, *n))
+    else:
+        ref = dense_matrix(lambda y: conv_transpose_fusion(y, w, **kw), (1, *n))
+    fig = P.figure(k, n, kind=kind, **kw)
+    img = fig.axes[0].get_images()[0].get_array()
+    np.testing.assert_array_equal(np.ma.filled(img, 0), ref)
+    assert fig.axes[0].get_title().startswith("C^T = conv_transpose_matrix" if kind == "conv_transpose" else
+                                              "C = conv_matrix")
+
+
+@pytest.mark.parametrize("transpose", [True, False])
+def test_the_0_1_transpose_keyword_fails_loudly(tmp_path, transpose):
+    """0.1's ``transpose=`` (now ``kind=``) is refused, naming the keyword, and nothing is written."""
+    k = np.arange(1, 17).reshape(4, 4)
+    with pytest.raises(TypeError, match=r"unknown geometry keyword\(s\) 'transpose'"):
+        P.figure(k, (2, 2), transpose=transpose, stride=3)
+    with pytest.raises(TypeError, match=r"unknown geometry keyword\(s\) 'transpose'"):
+        P.save_figure(k, (2, 2), str(tmp_path / "f.png"), transpose=transpose, stride=3)
+    assert os.listdir(tmp_path) == []
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
@@ -199,7 +244,7 @@ def temporaries(folder):
     (lambda: P.figure(np.ones((3, 3)), (1000, 1000)), r"the geometry picture would have 1,996,013 cells \(about "
      r"1\.12 GiB to draw; padded input 1000x1000, output 998x998, kernel 3x3\), more than a picture shows \(at most MAX_GEOMETRY_CELLS = 131,072\)"),
     (lambda: P.figure(np.ones((3, 3)), (5, 5), padding=10**12), r"MAX_GEOMETRY_CELLS"),
-    (lambda: P.figure(np.ones(3), (3,), stride=10**12, transpose=True), r"zero-inserted and padded input"),
+    (lambda: P.figure(np.ones(3), (3,), stride=10**12, kind="conv_transpose"), r"zero-inserted and padded input"),
     (lambda: P.figure(np.ones((64, 64, 3, 3)), (16, 16)), r"the matrix picture would show a 12,544 x 16,384 matrix "
      r"with 7,225,344 stored entries \(about 482 MiB to draw\), more than a picture shows \(at most MAX_MATRIX_NNZ = 1,048,576\)"),
     (lambda: P.save_figure(np.ones((1, 1)), (40, 40), "f.png", frames="fr"), r"at most MAX_FRAMES = 1024"),
@@ -211,7 +256,12 @@ def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monk
     monkeypatch.setattr(P.figures, "MAX_FRAME_CELLS", 2**20)
     with pytest.raises(ValueError, match=match):
         call()
-    _, peak = traced_peak(lambda: pytest.raises(ValueError, call))
+
+    def refused():
+        with pytest.raises(ValueError):
+            call()
+
+    _, peak = traced(refused)
     assert peak < 2**20  # nothing proportional to the geometry was built
     assert os.listdir(tmp_path) == []
 
@@ -225,7 +275,10 @@ def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monk
     ({"dpi": 0}, ValueError, r"dpi must be an integer >= 10; got 0"),
     ({"dpi": 6}, ValueError, r"dpi must be an integer >= 10; got 6"),  # FreeType cannot draw 4-point text
     ({"dpi": 99.5}, TypeError, r"dpi must be an integer >= 10"),
-    ({"transpose": "yes"}, TypeError, r"transpose must be a bool"),
+    ({"kind": "yes"}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got 'yes'"),
+    ({"kind": True}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got True"),
+    ({"kind": "transpose"}, ValueError, r"kind must be 'conv' or 'conv_transpose'; got 'transpose'"),
+    ({"kind": "conv_transpose", "flip": True}, ValueError, r"flip applies to convolutions; pass the rotated kernel"),
     ({"format": "csc"}, TypeError, r"unknown geometry keyword\(s\) 'format'; the geometry of conv_matrix takes stride"),
     ({"position": ("a", 0)}, TypeError, r"position\[0\] must be an integer"),
     ({"position": (0, 3)}, ValueError, r"position must be an output pixel"),
@@ -271,14 +324,15 @@ def test_save_figure_failure_keeps_the_old_files(tmp_path, monkeypatch):
         return real(self, fname, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", fails_on_the_third)
+    # the picture and 2 frames (output 2): the last frame fails, after the picture and a frame were written
     with pytest.raises(OSError, match="No space left on device"):
-        P.save_figure(np.ones((2, 2)), (3, 3), str(tmp_path / "f.png"), frames=str(tmp_path / "frames"), dpi=10)
+        P.save_figure(np.ones(2), (3,), str(tmp_path / "f.png"), frames=str(tmp_path / "frames"), dpi=10)
     assert len(calls) == 3 and all(os.path.dirname(c) in (str(tmp_path), str(tmp_path / "frames")) for c in calls)
     assert (tmp_path / "f.png").read_bytes() == b"old picture"
     assert sorted(os.listdir(tmp_path)) == ["f.png"]  # no temporaries, the frames directory made is removed
     monkeypatch.setattr(Figure, "savefig", real)
-    written = P.save_figure(np.ones((2, 2)), (3, 3), str(tmp_path / "f.png"), frames=str(tmp_path / "frames"), dpi=10)
-    assert len(written) == 5 and temporaries(tmp_path) == []
+    written = P.save_figure(np.ones(2), (3,), str(tmp_path / "f.png"), frames=str(tmp_path / "frames"), dpi=10)
+    assert len(written) == 3 and temporaries(tmp_path) == []
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -288,7 +342,7 @@ def test_picture_peak_memory_within_the_documented_bound(tmp_path):
     geom = conv_geometry(k.shape, n, padding=1)
     assert geom.shape[0] * geom.shape[1] > P._limits._MAX_IMAGE  # drawn as its sparsity pattern
     P.save_figure(k, n, str(tmp_path / "warm.png"), dpi=10, padding=1)  # imports done
-    _, peak = traced_peak(P.save_figure, k, n, str(tmp_path / "f.png"), dpi=dpi, size=size, padding=1)
+    _, peak = traced(P.save_figure, k, n, str(tmp_path / "f.png"), dpi=dpi, size=size, padding=1)
     bound = 16 * 2**20 + 20 * size[0] * size[1] * dpi**2 + 70 * geom.nnz + 600 * P.sliding._geometry_cells(geom)
     assert peak < bound, (peak, bound)
 
@@ -308,7 +362,7 @@ def test_matrix_image_peak_memory_within_the_documented_bound():
         plt.close(fig)
 
     draw()
-    _, peak = traced_peak(draw)
+    _, peak = traced(draw)
     assert peak < 16 * 2**20 + 80 * M.shape[0] * M.shape[1] + 20 * 6 * 5 * 50**2
 
 
@@ -317,8 +371,8 @@ def test_plot_geometry_draws_only_the_window_of_a_huge_transposed_stride():
     # 4 + (2-1) = 5 cells, all zeros inserted between the two input pixels
     geom = conv_transpose_geometry((2,), (2,), stride=10**12, padding=499_999_999_999)
     assert geom.output_shape == (4,)
-    ax, peak = traced_peak(P.plot_geometry, geom)
-    grid, taps, out = collections(ax)
+    ax, peak = traced(P.plot_geometry, geom)
+    grid, _, out = collections(ax)
     assert faces(grid) == [P._limits._INSERTED] * 5 and len(faces(out)) == 4
     assert peak < 4 * 2**20
 

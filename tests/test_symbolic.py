@@ -20,14 +20,14 @@ import scipy.linalg
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memory import SLACK, traced_peak
+from reference import brute_output_size, conv_transpose_fusion, correlate_nd, dense_matrix
 
 import convmatrix as cm
 from convmatrix import structure
 from convmatrix import symbolic as S
-from convmatrix.symbolic import proofs, relations
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry
-from memory import SLACK, traced_peak
-from reference import brute_output_size, conv_transpose_fusion, correlate_nd
+from convmatrix.symbolic import proofs, relations
 
 MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
 
@@ -197,7 +197,7 @@ def test_output_shape_from_formula_matches_geometry(transposed):
 
 
 def test_output_shape_from_formula_errors():
-    with pytest.raises(TypeError, match="geom must be a convmatrix.geometry.Geometry; got tuple"):
+    with pytest.raises(TypeError, match=r"geom must be a convmatrix.geometry.Geometry; got tuple"):
         S.output_shape_from_formula((3, 3))
 
 
@@ -214,7 +214,7 @@ def test_size_formula_evaluate_and_holds():
         f.evaluate(n=5, k=3, q=1)
     with pytest.raises(TypeError, match="needs a value for 'k'"):
         f.evaluate(n=5)
-    with pytest.raises(TypeError, match="n must be a positive integer; got 2.5"):
+    with pytest.raises(TypeError, match=r"n must be a positive integer; got 2.5"):
         f.evaluate(n=2.5, k=1)
     with pytest.raises(ValueError, match="p_before must be a non-negative integer; got -1"):
         f.evaluate(n=5, k=1, p_before=-1)
@@ -356,7 +356,7 @@ def test_relationship_lookup():
     assert "Relationship 14" in str(S.relationship(14))
     with pytest.raises(ValueError, match="relationship number 1-15; got 16"):
         S.relationship(16)
-    with pytest.raises(ValueError, match="key .*seed-full.* or name; got 'nope'"):
+    with pytest.raises(ValueError, match=r"key .*seed-full.* or name; got 'nope'"):
         S.relationship("nope")
     with pytest.raises(TypeError, match=r"must be an int \(1-15\) or a str; got 2.0"):
         S.relationship(2.0)
@@ -419,7 +419,7 @@ def test_padding_for_output_same_matches_tf_same():
 
 def test_padding_for_output_per_axis_and_errors():
     assert S.padding_for_output((5, 6), (3, 2), (5, 6)) == ((1, 1), (0, 1))
-    with pytest.raises(ValueError, match="same length; got lengths \\[2, 3\\]"):
+    with pytest.raises(ValueError, match=r"same length; got lengths \[2, 3\]"):
         S.padding_for_output((5, 6), (3, 2, 1), 5)
     with pytest.raises(ValueError, match=r"target must be a positive integer; got 0"):
         S.padding_for_output(5, 3, 0)
@@ -434,34 +434,35 @@ def test_output_padding_for_matches_the_core():
         base = (n - 1) * s - 2 * p + d * (k - 1) + 1
         for t in range(max(base - 1, 1), base + s + 1):
             if base <= t < base + s:
-                a = S.output_padding_for(t, n, k, stride=s, padding=p, dilation=d)
+                a = S.output_padding_for(input_size=n, kernel_size=k, target=t, stride=s, padding=p, dilation=d)
                 assert cm.conv_transpose_output_shape((n,), (k,), stride=s, padding=p, dilation=d,
                                                       output_padding=a) == (t,)
                 assert brute_output_size(t, k, s, p, p, d) == n  # and it convolves back to n
             else:
                 with pytest.raises(ValueError, match=f"one of the sizes .* {base} to {base + s - 1}"):
-                    S.output_padding_for(t, n, k, stride=s, padding=p, dilation=d)
+                    S.output_padding_for(input_size=n, kernel_size=k, target=t, stride=s, padding=p, dilation=d)
 
 
 def test_output_padding_for_pairs_and_axes():
-    assert S.output_padding_for(6, 3, 3, stride=2, padding=(1, 1)) == 1
-    assert S.output_padding_for(6, 3, 3, stride=2, padding=(0, 2)) == 1
-    assert S.output_padding_for((8, 7), (4, 4), 3, stride=2, padding=(1, (0, 2))) == (1, 0)
+    opf = S.output_padding_for
+    assert opf(input_size=3, kernel_size=3, target=6, stride=2, padding=(1, 1)) == 1
+    assert opf(input_size=3, kernel_size=3, target=6, stride=2, padding=(0, 2)) == 1
+    assert opf(input_size=(4, 4), kernel_size=3, target=(8, 7), stride=2, padding=(1, (0, 2))) == (1, 0)
     with pytest.raises(ValueError, match=r"padding must be an int or have one entry per axis \(2\)"):
-        S.output_padding_for((8, 7), (4, 4), 3, stride=2, padding=(1, 1, 1))
+        opf(input_size=(4, 4), kernel_size=3, target=(8, 7), stride=2, padding=(1, 1, 1))
     with pytest.raises(ValueError, match=r"padding\[1\] must be a non-negative integer; got -1"):
-        S.output_padding_for((8, 7), (4, 4), 3, stride=2, padding=(1, -1))
+        opf(input_size=(4, 4), kernel_size=3, target=(8, 7), stride=2, padding=(1, -1))
 
 
 def test_input_sizes_for_output_are_all_and_only_the_sizes():
     for o, k, s, p, d in itertools.product(range(1, 7), range(1, 5), range(1, 5), range(3), range(1, 3)):
         want = tuple(n for n in range(1, 60) if brute_output_size(n, k, s, p, p, d) == o)
-        got = S.input_sizes_for_output(o, k, s, p, d)
+        got = S.input_sizes_for_output(output_size=o, kernel_size=k, stride=s, padding=p, dilation=d)
         assert got == want
         assert len(got) <= s
-    assert S.input_sizes_for_output(3, 3, 2, (0, 2)) == (5, 6)
-    with pytest.raises(ValueError, match="o must be a positive integer; got 0"):
-        S.input_sizes_for_output(0, 3)
+    assert S.input_sizes_for_output(output_size=3, kernel_size=3, stride=2, padding=(0, 2)) == (5, 6)
+    with pytest.raises(ValueError, match="output_size must be a positive integer; got 0"):
+        S.input_sizes_for_output(output_size=0, kernel_size=3)
 
 
 # ----------------------------------------------------------------------------- symbolic matrices
@@ -477,7 +478,7 @@ def test_dumoulin_visin_matrix():
     ])
     C = S.symbolic_conv_matrix(S.kernel_symbols((3, 3)), (4, 4))
     assert isinstance(C, sp.SparseMatrix)
-    assert C == paper
+    assert paper == C
 
 
 def _random_geometry(rng, transposed=False):
@@ -564,7 +565,7 @@ def test_symbolic_transpose_is_transpose_of_symbolic_conv():
     for n, k, s, p, a in [(2, 4, 3, 0, 0), (3, 3, 2, 1, 1), (4, 2, 2, 0, 1)]:
         T = S.symbolic_conv_transpose_matrix(S.kernel_symbols((k, k)), (n, n), stride=s, padding=p, output_padding=a)
         big = T.shape[0]
-        side = int(round(big ** 0.5))
+        side = round(big ** 0.5)
         assert T == S.symbolic_conv_matrix(S.kernel_symbols((k, k)), (side, side), stride=s, padding=p).T
 
 
@@ -577,19 +578,19 @@ def test_kernel_forms():
     assert S.symbolic_conv_matrix(np.array([1, 2, 3]), 4) == sp.Matrix([[1, 2, 3, 0], [0, 1, 2, 3]])
     M2 = S.symbolic_conv_matrix(sp.Matrix([[a, b], [c, 0]]), (3, 3))
     assert M2.shape == (4, 9) and M2[0, 0] == a and M2[0, 3] == c and M2[0, 4] == 0
-    assert S.symbolic_conv_matrix(S.kernel_symbols([2]), 3).shape == (2, 3)  # a list of ints is a kernel shape
+    assert S.symbolic_conv_matrix(S.kernel_symbols([2]), 3).shape == (2, 3)  # kernel_symbols takes a list too
     assert S.symbolic_conv_matrix(S.kernel_symbols(3), 3, padding="full", flip=True)[0, 0] == sp.Symbol("w_{0}")
     # symbols name their weight index, channels included
     M = S.symbolic_conv_matrix(S.kernel_symbols((2, 1, 2), symbol="h"), 3)
     assert M[2, 0] == sp.Symbol("h_{1,0,0}")
     # folded taps add up exactly
     R = S.symbolic_conv_matrix(S.kernel_symbols(3), 2, padding=2, padding_mode="circular")
-    w0, w1, w2 = sp.symbols("w_{0} w_{1} w_{2}")
+    w0, _w1, w2 = sp.symbols("w_{0} w_{1} w_{2}")
     assert R[0, 0] == w0 + w2
 
 
 def test_symbolic_matrix_errors():
-    with pytest.raises(TypeError, match="kernel must be a kernel shape .* got dict"):
+    with pytest.raises(TypeError, match=r"kernel must be a kernel shape .* got dict"):
         S.symbolic_conv_matrix({"a": 1}, 4)
     with pytest.raises(TypeError, match="kernel entries must be numbers or SymPy expressions; got 'x'"):
         S.symbolic_conv_matrix(["x", 1], 4)
@@ -597,7 +598,7 @@ def test_symbolic_matrix_errors():
         S.symbolic_conv_matrix(S.kernel_symbols(3, symbol=""), 4)
     with pytest.raises(TypeError, match=r"flip must be a bool \(True or False\); got 1 of type int"):
         S.symbolic_conv_matrix(S.kernel_symbols(3), 4, flip=1)
-    with pytest.raises(ValueError, match="kernel_shape\\[0\\] must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match=r"kernel_shape\[0\] must be a positive integer; got 0"):
         S.symbolic_conv_matrix(S.kernel_symbols((0,)), 4)
     with pytest.raises(ValueError, match="stride must be a positive integer; got 0"):
         S.symbolic_conv_matrix(S.kernel_symbols(3), 4, stride=0)
@@ -605,6 +606,67 @@ def test_symbolic_matrix_errors():
         S.symbolic_conv_matrix(S.kernel_symbols(3), 8, max_entries=10)
     with pytest.raises(TypeError, match="kernel_shape must be an int or a sequence of ints"):
         S.kernel_symbols(np.ones(3))
+
+
+# ----------------------------------------------------------------------------- the 0.1 calls (CHANGELOG.md)
+SHAPE_FIRST = r"which looks like a shape: the order is \(kernel, input_shape\) since convmatrix 0.2"
+
+
+def test_old_symbolic_calls_fail_loudly_and_the_new_ones_give_the_old_answers():
+    """Every 0.1 call whose meaning changed is a TypeError naming the fix; the 0.2 call gives what the 0.1 call
+    gave, checked against the naive loops (not against the code under test)."""
+    rng = np.random.default_rng(12)
+    a, b, c = sp.symbols("a b c")
+    # symbolic_conv_matrix(input_shape, kernel_shape) -> symbolic_conv_matrix(kernel_symbols(kernel_shape), input_shape)
+    with pytest.raises(TypeError, match=r"got \(4, 4\), " + SHAPE_FIRST + r" -- write kernel_symbols\(\(4, 4\)\)"):
+        S.symbolic_conv_matrix((4, 4), (3, 3))
+    vals = rng.standard_normal((3, 3))
+    M = _numeric(S.symbolic_conv_matrix(S.kernel_symbols((3, 3)), (4, 4), stride=(1, 2), padding=1), (3, 3), vals)
+    ref = dense_matrix(lambda X: correlate_nd(X, vals[None, None], stride=(1, 2), padding=1), (1, 4, 4))
+    np.testing.assert_allclose(M, ref, rtol=1e-12, atol=1e-12)
+    # symbolic_conv_matrix(input_shape, kernel_array) -> symbolic_conv_matrix(kernel_array, input_shape)
+    for old in (lambda: S.symbolic_conv_matrix(4, [a, b, c]), lambda: S.symbolic_conv_matrix([4], sp.Array([a, b, c]))):
+        with pytest.raises(TypeError, match=SHAPE_FIRST):
+            old()
+    assert S.symbolic_conv_matrix(sp.Array([a, b, c]), 4) == sp.Matrix([[a, b, c, 0], [0, a, b, c]])
+    # symbolic_conv_transpose_matrix(input_shape, kernel_shape): the seed, 2x2 -> 7x7
+    with pytest.raises(TypeError, match=SHAPE_FIRST):
+        S.symbolic_conv_transpose_matrix((2, 2), (4, 4), stride=3)
+    vals = rng.standard_normal((4, 4))
+    T = _numeric(S.symbolic_conv_transpose_matrix(S.kernel_symbols((4, 4)), (2, 2), stride=3), (4, 4), vals)
+    ref = dense_matrix(lambda Y: conv_transpose_fusion(Y, vals[None, None], stride=3), (1, 2, 2))
+    np.testing.assert_allclose(T, ref, rtol=1e-12, atol=1e-12)
+    # prove_transpose(input_shape, kernel_shape)
+    with pytest.raises(TypeError, match=SHAPE_FIRST):
+        S.prove_transpose((5, 5), (3, 3), stride=2, padding=1)
+    assert S.prove_transpose(S.kernel_symbols((3, 3)), (5, 5), stride=2, padding=1).proved
+    # symbol="h" -> kernel_symbols(kernel_shape, symbol="h")
+    for old in (lambda: S.symbolic_conv_matrix(S.kernel_symbols(2), 3, symbol="h"),
+                lambda: S.symbolic_conv_transpose_matrix(S.kernel_symbols(2), 3, symbol="h"),
+                lambda: S.prove_transpose(S.kernel_symbols(2), 3, symbol="h")):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'symbol'"):
+            old()
+    h0, h1 = sp.symbols("h_{0} h_{1}")
+    assert S.symbolic_conv_matrix(S.kernel_symbols(2, symbol="h"), 3) == sp.Matrix([[h0, h1, 0], [0, h0, h1]])
+    assert S.symbolic_conv_transpose_matrix(S.kernel_symbols(2, symbol="h"), 2) == sp.Matrix([[h0, 0], [h1, h0],
+                                                                                              [0, h1]])
+    # matrix_structure(..., transpose=True) -> conv_transpose_matrix_structure(...)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'transpose'"):
+        S.matrix_structure((3,), (4,), transpose=True)
+    name = S.conv_transpose_matrix_structure((3,), (4,), stride=2, padding=1)
+    T = dense_matrix(lambda Y: conv_transpose_fusion(Y, np.array([[[1.0, 2.0, 4.0]]]), stride=2, padding=1), (1, 4))
+    assert name == f"not Toeplitz ({T.shape[0]}x4); stride 2 > 1 along axis 0"
+    assert not np.array_equal(T[1:, 1:], T[:-1, :-1])  # indeed not Toeplitz
+    assert S.conv_transpose_matrix_structure((3,), (4,)) == "Toeplitz (6x4)"
+    # output_padding_for(target, input_size, kernel_size) -> keywords; input_sizes_for_output(o, k, s, p, d) -> keywords
+    with pytest.raises(TypeError, match=r"output_padding_for\(\) takes 0 positional arguments"):
+        S.output_padding_for(6, 3, 3, stride=2, padding=1)
+    a_ = S.output_padding_for(input_size=3, kernel_size=3, target=6, stride=2, padding=1)
+    assert (3 - 1) * 2 - 2 + (3 - 1) + 1 + a_ == 6 and brute_output_size(6, 3, 2, 1, 1) == 3
+    with pytest.raises(TypeError, match=r"input_sizes_for_output\(\) takes 0 positional arguments"):
+        S.input_sizes_for_output(3, 3, 2, 1)
+    got = S.input_sizes_for_output(output_size=3, kernel_size=3, stride=2, padding=1)
+    assert got == tuple(m for m in range(1, 20) if brute_output_size(m, 3, 2, 1, 1) == 3) == (5, 6)
 
 
 def test_to_latex_block_grid():
@@ -619,7 +681,7 @@ def test_to_latex_block_grid():
     assert S.to_latex(sps.csr_array(np.eye(2))) == S.to_latex(np.eye(2))
     with pytest.raises(ValueError, match=r"block_shape must divide the matrix shape \(4, 16\); got \(3, 4\)"):
         S.to_latex(C, block_shape=(3, 4))
-    with pytest.raises(TypeError, match="block_shape must be a \\(rows, cols\\) pair; got 4"):
+    with pytest.raises(TypeError, match=r"block_shape must be a \(rows, cols\) pair; got 4"):
         S.to_latex(C, block_shape=4)
 
 
@@ -771,7 +833,7 @@ def test_check_structure_float32_and_errors():
         S.check_structure(np.ones((4, 6)), "Toeplitz (3x5)")
     with pytest.raises(ValueError, match="claim must be a structure name as matrix_structure writes it; got 'banded'"):
         S.check_structure(np.ones((4, 6)), "banded")
-    with pytest.raises(TypeError, match="claim must be a str \\(a structure name\\); got int"):
+    with pytest.raises(TypeError, match=r"claim must be a str \(a structure name\); got int"):
         S.check_structure(np.ones((4, 6)), 3)
     assert S.check_structure(np.zeros((2, 1)), "zero matrix (2x1: every tap reads padding)")
     assert S.check_structure(np.zeros((3, 5)), "Toeplitz (3x5)")  # a zero matrix is Toeplitz
@@ -782,19 +844,18 @@ def test_matrix_structure_transpose():
     rng = np.random.default_rng(9)
     for _ in range(60):
         n, kshape, kw = _random_geometry(rng, transposed=True)
-        name = S.matrix_structure(kshape, n, transpose=True, **kw)
+        name = S.conv_transpose_matrix_structure(kshape, n, **kw)
         T = cm.conv_transpose_matrix(rng.standard_normal(kshape), n, **kw)
         assert S.check_structure(T, name), (name, n, kshape, kw)
         assert ("stride" in name) == ("non-Toeplitz" in name.kinds and any(si > 1 for si in kw["stride"]))
-    assert S.matrix_structure((3,), (4,), transpose=True) == "Toeplitz (6x4)"
-    assert S.matrix_structure((3, 3), (2, 2), transpose=True, stride=2, output_padding=1).kinds == (
+    assert S.conv_transpose_matrix_structure((3,), (4,)) == "Toeplitz (6x4)"
+    assert S.conv_transpose_matrix_structure((3, 3), (2, 2), stride=2, output_padding=1).kinds == (
         "non-Toeplitz", "non-Toeplitz")
-    with pytest.raises(ValueError, match="padding_mode must be one of 'zeros'; got 'circular'"):
-        S.matrix_structure((3,), (4,), transpose=True, padding_mode="circular")
-    with pytest.raises(ValueError, match="output_padding applies to transpose=True only"):
+    # options of the other direction are not options of this one (0.1's transpose= flag is gone: see below)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'padding_mode'"):
+        S.conv_transpose_matrix_structure((3,), (4,), padding_mode="circular")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'output_padding'"):
         S.matrix_structure((3,), (4,), output_padding=1)
-    with pytest.raises(TypeError, match="transpose must be a bool"):
-        S.matrix_structure((3,), (4,), transpose=1)
 
 
 # ============================================================================= issue 10: trust at the edges
@@ -839,7 +900,8 @@ def test_structure_classifier_equals_the_quadratic_reference(nd, data, transpose
             geom = conv_geometry(kshape, n, **kw)
     except ValueError:
         return
-    name = S.matrix_structure(kshape, n, transpose=transposed, **kw)
+    namer = S.conv_transpose_matrix_structure if transposed else S.matrix_structure
+    name = namer(kshape, n, **kw)
     assert name.kinds == _reference_kinds(geom), (name, n, kshape, kw)
 
 
@@ -891,11 +953,15 @@ def test_matrix_structure_long_axes_bounded_memory():
 
 
 def test_matrix_structure_output_padding_and_max_bytes():
-    with pytest.raises(ValueError, match=r"output_padding applies to transpose=True only; got output_padding=array"):
-        S.matrix_structure((3, 3), (4, 4), output_padding=np.array([1, 0]))
-    assert S.matrix_structure((3, 3), (4, 4), output_padding=np.array([0, 0])) == S.matrix_structure((3, 3), (4, 4))
+    with pytest.raises(TypeError, match=r"matrix_structure\(\) got an unexpected keyword argument 'output_padding'"):
+        S.matrix_structure((3, 3), (4, 4), output_padding=np.array([0, 0]))
+    T = S.conv_transpose_matrix_structure
+    assert T((3, 3), (4, 4), output_padding=np.array([0, 0])) == T((3, 3), (4, 4))
     with pytest.raises(ValueError, match=r"output_padding\[1\] must be a non-negative integer; got -1"):
-        S.matrix_structure((3, 3), (4, 4), output_padding=(0, -1))
+        T((3, 3), (4, 4), output_padding=(0, -1))
+    with pytest.raises(cm.MatrixTooLargeError, match=r"^conv_transpose_matrix_structure would need about 64 KiB .* "
+                                                     r"max_bytes=1,000"):
+        T((3,), (4,), max_bytes=1000)
     with pytest.raises(cm.MatrixTooLargeError, match=r"matrix_structure would need about 64 KiB .* max_bytes=1,000"):
         S.matrix_structure((3,), (4,), max_bytes=1000)
     assert S.matrix_structure((3,), (4,), max_bytes=None) == "Toeplitz (2x4)"
@@ -908,7 +974,6 @@ BOOL_OPTIONS = [
     ("transposed", lambda v: S.applicable_relationship(5, 3, transposed=v)),
     ("lower", lambda v: S.padding_for_output(7, 3, 7, lower=v)),
     ("flip", lambda v: S.symbolic_conv_matrix(S.kernel_symbols(3), 4, flip=v)),
-    ("transpose", lambda v: S.matrix_structure((3,), (4,), transpose=v)),
 ]
 
 
@@ -937,6 +1002,7 @@ def _garbage_cases():
     scm, sctm, ks, tl, cs, ms = (S.symbolic_conv_matrix, S.symbolic_conv_transpose_matrix, S.kernel_symbols,
                                  S.to_latex, S.check_structure, S.matrix_structure)
     eye = np.eye(3)
+    w3 = ks(3)
     return [
         ("evaluate-huge", lambda: f.evaluate(n=10**30, k=3), r"n must be a positive integer at most 2\*\*62"),
         ("evaluate-nan", lambda: f.evaluate(n=NAN, k=3), r"n must be a positive integer; got nan"),
@@ -975,17 +1041,24 @@ def _garbage_cases():
         ("padding_for-stride-float", lambda: pfo(5, 3, 5, stride=2.5), r"stride must be a positive integer; got 2.5"),
         ("padding_for-lengths", lambda: pfo((5, 6), (3,), 5), r"same length; got lengths \[1, 2\]"),
         ("padding_for-2d-array", lambda: pfo(np.ones((2, 2), int), 3, 5), r"input_size\[0\] must be a positive"),
-        ("output_padding_for-pad-nested", lambda: opf(6, 3, 3, stride=2, padding=[1, [2]]),
+        ("output_padding_for-pad-nested", lambda: opf(input_size=3, kernel_size=3, target=6, stride=2, padding=[1, [2]]),
          r"padding\[1\] must be a non-negative integer; got \[2\]"),
-        ("output_padding_for-pad-neg", lambda: opf(6, 3, 3, stride=2, padding=-1),
+        ("output_padding_for-pad-neg", lambda: opf(input_size=3, kernel_size=3, target=6, stride=2, padding=-1),
          r"padding must be a non-negative integer; got -1"),
-        ("output_padding_for-target-str", lambda: opf("6", 3, 3), r"target must be a positive integer; got '6'"),
-        ("input_sizes-o-zero", lambda: isfo(0, 3), r"o must be a positive integer; got 0"),
-        ("input_sizes-p-bool", lambda: isfo(3, 3, 1, True), r"p must be a non-negative integer; got True"),
-        ("input_sizes-max_bytes-str", lambda: isfo(3, 3, max_bytes="lots"),
+        ("output_padding_for-target-str", lambda: opf(input_size=3, kernel_size=3, target="6"),
+         r"target must be a positive integer; got '6'"),
+        ("output_padding_for-positional", lambda: opf(6, 3, 3), r"output_padding_for\(\) takes 0 positional"),
+        ("input_sizes-o-zero", lambda: isfo(output_size=0, kernel_size=3), r"output_size must be a positive integer; "
+                                                                           r"got 0"),
+        ("input_sizes-p-bool", lambda: isfo(output_size=3, kernel_size=3, stride=1, padding=True),
+         r"padding must be a non-negative integer; got True"),
+        ("input_sizes-positional", lambda: isfo(3, 3), r"input_sizes_for_output\(\) takes 0 positional"),
+        ("input_sizes-max_bytes-str", lambda: isfo(output_size=3, kernel_size=3, max_bytes="lots"),
          r"max_bytes must be a positive integer \(bytes\), None \(no limit\) or 'auto' \(half the RAM\); got 'lots'"),
-        ("input_sizes-max_bytes-zero", lambda: isfo(3, 3, max_bytes=0), r"max_bytes must be a positive integer"),
-        ("input_sizes-max_bytes-float", lambda: isfo(3, 3, max_bytes=1e9), r"max_bytes must be a positive integer"),
+        ("input_sizes-max_bytes-zero", lambda: isfo(output_size=3, kernel_size=3, max_bytes=0),
+         r"max_bytes must be a positive integer"),
+        ("input_sizes-max_bytes-float", lambda: isfo(output_size=3, kernel_size=3, max_bytes=1e9),
+         r"max_bytes must be a positive integer"),
         ("kernel_symbols-zero", lambda: ks((0,)), r"kernel_shape\[0\] must be a positive integer; got 0"),
         ("kernel_symbols-huge", lambda: ks((10**30,)), r"kernel_shape\[0\] must be a positive integer at most"),
         ("kernel_symbols-float", lambda: ks(2.5), r"kernel_shape must be an int or a sequence of ints; got 2.5"),
@@ -994,27 +1067,33 @@ def _garbage_cases():
         ("kernel_symbols-nested", lambda: ks([[2]]), r"kernel_shape\[0\] must be a positive integer; got \[2\]"),
         ("kernel_symbols-bool", lambda: ks(True), r"kernel_shape must be an int or a sequence of ints; got True"),
         ("kernel_symbols-symbol", lambda: ks(3, symbol=3), r"symbol must be a non-empty str; got 3"),
-        ("scm-kernel-dict", lambda: scm(4, {"a": 1}), r"kernel must be a kernel shape .* got dict"),
-        ("scm-kernel-bools", lambda: scm(4, [True, False]), r"kernel entries must be numbers or SymPy expressions; "
+        ("kernel_symbols-symbol-none", lambda: ks(3, symbol=None), r"symbol must be a non-empty str; got None"),
+        ("scm-kernel-dict", lambda: scm({"a": 1}, 4), r"kernel must be .* got dict"),
+        ("scm-kernel-bools", lambda: scm([True, False], 4), r"kernel entries must be numbers or SymPy expressions; "
                                                             r"got True \(a bool\)"),
-        ("scm-kernel-relational", lambda: scm(4, [sp.Eq(_x, 1), _x]), r"kernel entries must be numbers or SymPy "
+        ("scm-kernel-relational", lambda: scm([sp.Eq(_x, 1), _x], 4), r"kernel entries must be numbers or SymPy "
                                                                      r"expressions; got Eq\(x, 1\) \(a Equality\)"),
-        ("scm-kernel-ragged", lambda: scm(4, [[1, 2], [3]]), r"kernel entries must be numbers or SymPy expressions; "
+        ("scm-kernel-ragged", lambda: scm([[1, 2], [3]], 4), r"kernel entries must be numbers or SymPy expressions; "
                                                              r"got \[1, 2\]"),
-        ("scm-kernel-ragged-deep", lambda: scm(4, [[1, 2], [3, [4]]]), r"kernel must have 1 dims .* got 2 dims"),
-        ("scm-kernel-nested-junk", lambda: scm((3, 3), [[1, [2]], [3, 4]]), r"kernel entries must be numbers"),
-        ("scm-kernel-object", lambda: scm(4, [object(), 1]), r"kernel entries must be numbers or SymPy expressions"),
-        ("scm-kernel-empty", lambda: scm(4, np.ones((0,))), r"kernel must have at least one axis and one element"),
-        ("scm-kernel-deep", lambda: scm(4, [[[[[[[[1]]]]]]]]), r"kernel must have 1 dims"),
-        ("scm-input-huge", lambda: scm(10**30, 3), r"input_shape\[0\] must be a positive integer at most 2\*\*62"),
-        ("scm-stride-nan", lambda: scm(4, 3, stride=NAN), r"stride must be a positive integer; got nan"),
-        ("scm-max_entries-zero", lambda: scm(4, 3, max_entries=0), r"max_entries must be a positive integer; got 0"),
-        ("scm-max_entries-str", lambda: scm(4, 3, max_entries="lots"), r"max_entries must be a positive integer"),
-        ("scm-max_bytes-neg", lambda: scm(4, 3, max_bytes=-1), r"max_bytes must be a positive integer"),
-        ("scm-padding_mode", lambda: scm(4, 3, padding_mode=3), r"padding_mode must be one of"),
-        ("sctm-both-outputs", lambda: sctm(3, 3, output_padding=1, stride=2, output_shape=(8,)),
+        ("scm-kernel-ragged-deep", lambda: scm([[1, 2], [3, [4]]], 4), r"kernel must have 1 dims .* got 2 dims"),
+        ("scm-kernel-nested-junk", lambda: scm([[1, [2]], [3, 4]], (3, 3)), r"kernel entries must be numbers"),
+        ("scm-kernel-object", lambda: scm([object(), 1], 4), r"kernel entries must be numbers or SymPy expressions"),
+        ("scm-kernel-empty", lambda: scm(np.ones((0,)), 4), r"kernel must have at least one axis and one element"),
+        ("scm-kernel-deep", lambda: scm([[[[[[[[1]]]]]]]], 4), r"kernel must have 1 dims"),
+        ("scm-kernel-shape", lambda: scm((3,), 4), r"kernel must be an array of coefficients .* got \(3,\), which "
+                                                   r"looks like a shape: .* write kernel_symbols\(\(3,\)\)"),
+        ("scm-input-huge", lambda: scm(w3, 10**30), r"input_shape\[0\] must be a positive integer at most 2\*\*62"),
+        ("scm-stride-nan", lambda: scm(w3, 4, stride=NAN), r"stride must be a positive integer; got nan"),
+        ("scm-max_entries-zero", lambda: scm(w3, 4, max_entries=0), r"max_entries must be a positive integer; got 0"),
+        ("scm-max_entries-str", lambda: scm(w3, 4, max_entries="lots"), r"max_entries must be a positive integer"),
+        ("scm-max_bytes-neg", lambda: scm(w3, 4, max_bytes=-1), r"max_bytes must be a positive integer"),
+        ("scm-padding_mode", lambda: scm(w3, 4, padding_mode=3), r"padding_mode must be one of"),
+        ("scm-symbol", lambda: scm(w3, 4, symbol="h"), r"unexpected keyword argument 'symbol'"),
+        ("sctm-both-outputs", lambda: sctm(w3, 3, output_padding=1, stride=2, output_shape=(8,)),
          r"give either output_padding or output_shape, not both"),
-        ("sctm-symbol", lambda: sctm(3, 3, symbol=None), r"symbol must be a non-empty str; got None"),
+        ("sctm-symbol", lambda: sctm(w3, 3, symbol=None), r"unexpected keyword argument 'symbol'"),
+        ("sctm-kernel-shape", lambda: sctm(3, 3), r"kernel must be an array of coefficients .* got 3, which looks "
+                                                  r"like a shape"),
         ("latex-str", lambda: tl("abc"), r"M must be a SymPy matrix, a scipy sparse matrix or a 2-D array; got 'abc'"),
         ("latex-dict", lambda: tl({"a": 1}), r"M must be a 2-D matrix; got shape \(\)"),
         ("latex-3d", lambda: tl(np.ones((2, 2, 2))), r"M must be a 2-D matrix; got shape \(2, 2, 2\)"),
@@ -1048,7 +1127,11 @@ def _garbage_cases():
         ("structure-max_bytes", lambda: ms((3,), (4,), max_bytes="auto!"), r"max_bytes must be a positive integer"),
         ("prove-max_entries", lambda: S.prove_transpose(S.kernel_symbols((3,)), (5,), max_entries=-5),
          r"max_entries must be a positive integer; got -5"),
-        ("prove-kernel", lambda: S.prove_transpose("3", (5,)), r"kernel must be a kernel shape"),
+        ("prove-kernel", lambda: S.prove_transpose("3", (5,)), r"kernel must be .* got str"),
+        ("prove-kernel-shape", lambda: S.prove_transpose((3,), (5,)), r"kernel must be an array of coefficients .* "
+                                                                      r"got \(3,\), which looks like a shape"),
+        ("prove-symbol", lambda: S.prove_transpose(S.kernel_symbols((3,)), (5,), symbol="h"),
+         r"unexpected keyword argument 'symbol'"),
         ("shape_from_formula", lambda: S.output_shape_from_formula("geom"), r"geom must be a convmatrix.geometry"),
     ]
 
@@ -1102,15 +1185,16 @@ _BASE = 64 * 1024  # the fixed allowance in every prediction
 
 
 @pytest.mark.parametrize("call, args, kw, before", [
-    (S.symbolic_conv_matrix, ((4, 30), (2, 3, 3, 3)), dict(stride=(1, 2), padding=1, padding_mode="reflect"), 0.05),
-    (S.symbolic_conv_transpose_matrix, ((150,), (2, 2, 4)), dict(stride=3, padding=1), 0.05),
-    (S.prove_transpose, ((10, 10), (3, 3)), {}, 0.05),
+    (S.symbolic_conv_matrix, (S.kernel_symbols((2, 3, 3, 3)), (4, 30)), dict(stride=(1, 2), padding=1,
+                                                                             padding_mode="reflect"), 0.05),
+    (S.symbolic_conv_transpose_matrix, (S.kernel_symbols((2, 2, 4)), (150,)), dict(stride=3, padding=1), 0.05),
+    (S.prove_transpose, (S.kernel_symbols((3, 3)), (10, 10)), {}, 0.05),
     (S.kernel_symbols, ((60, 60),), {}, 0.05),
     # the grid is checked before anything is built, the entries' texts once rendered (here about 1/3 of the peak)
     (S.to_latex, (cm.conv_matrix(np.arange(1.0, 10.0).reshape(3, 3), (20, 20)),), dict(block_shape=(18, 20)), 0.5),
     (S.check_structure, (cm.conv_matrix(np.arange(1.0, 10.0).reshape(3, 3), (60, 60)),
                          "block Toeplitz with Toeplitz blocks (58x60 grid of 58x60 blocks)"), {}, 0.05),
-    (S.input_sizes_for_output, (3, 3, 50_000), {}, 0.05),
+    (S.input_sizes_for_output, (), dict(output_size=3, kernel_size=3, stride=50_000), 0.05),
 ])
 def test_peak_within_max_bytes_and_refusal_just_over(call, args, kw, before):
     """Just under the budget: built, peak <= max_bytes + SLACK (and not absurdly below the prediction);
@@ -1140,15 +1224,18 @@ def test_prove_transpose_refuses_before_building():
                                                                        r"max_bytes=")]:
         with pytest.raises(cm.MatrixTooLargeError, match=pattern):
             S.prove_transpose(S.kernel_symbols((3, 3)), (10**4, 10**4), **kw)
-        _, peak = traced_peak(_refused, S.prove_transpose, (10**4, 10**4), (3, 3), **kw)
+        _, peak = traced_peak(_refused, S.prove_transpose, S.kernel_symbols((3, 3)), (10**4, 10**4), **kw)
         assert peak < 256 * 1024
 
 
 def test_huge_kernel_shape_refused_before_any_symbol():
+    """A kernel of 10**9 entries is refused before any SymPy entry exists: its symbols by kernel_symbols, its
+    numbers (a zero-copy view) by each symbolic function."""
+    big = np.broadcast_to(np.float64(1.5), (10**9,))
     calls = [
-        lambda: S.symbolic_conv_matrix((10**9,), (2 * 10**9,), max_entries=2**62),
-        lambda: S.symbolic_conv_transpose_matrix((10**9,), (2,), max_entries=2**62),
-        lambda: S.prove_transpose((10**9,), (10**9,)),
+        lambda: S.symbolic_conv_matrix(big, (2 * 10**9,), max_entries=2**62),
+        lambda: S.symbolic_conv_transpose_matrix(big, (2,), max_entries=2**62),
+        lambda: S.prove_transpose(big, (10**9,)),
         lambda: S.kernel_symbols((10**9,)),
         lambda: S.kernel_symbols((10**4, 10**5)),
     ]
@@ -1162,6 +1249,13 @@ def test_huge_kernel_shape_refused_before_any_symbol():
 
     _, peak = traced_peak(refuse_all)
     assert peak < 256 * 1024
+    # the 0.1 call, a kernel *shape* first, is refused as such (it was read as (input_shape, kernel_shape))
+    for old in (lambda: S.symbolic_conv_matrix((2 * 10**9,), (10**9,)),
+                lambda: S.symbolic_conv_transpose_matrix((2,), (10**9,)),
+                lambda: S.prove_transpose((10**9,), (10**9,))):
+        with pytest.raises(TypeError, match=r"which looks like a shape: the order is \(kernel, input_shape\) since "
+                                            r"convmatrix 0.2"):
+            old()
 
 
 def test_to_latex_huge_sparse_refused_before_cells():
@@ -1225,7 +1319,7 @@ def test_given_kernel_checked_before_its_entries_become_sympy():
     w = np.broadcast_to(np.float64(1.5), (10**8,))
     with pytest.raises(cm.MatrixTooLargeError, match=r"kernel of shape \(100000000,\) \(100,000,000 SymPy entries\)"):
         S.symbolic_conv_matrix(w, (10**8,), max_bytes=10**9)
-    _, peak = traced_peak(_refused, S.symbolic_conv_matrix, (10**8,), w, max_bytes=10**9)
+    _, peak = traced_peak(_refused, S.symbolic_conv_matrix, w, (10**8,), max_bytes=10**9)
     assert peak < 256 * 1024
     assert S.symbolic_conv_matrix(np.array([1.5, 2.5]), 3) == sp.Matrix([[1.5, 2.5, 0], [0, 1.5, 2.5]])
 

@@ -13,6 +13,8 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memory import SLACK, traced_peak
+from reference import conv_transpose_fusion, correlate_nd, dense_matrix
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import convmatrix as cm
@@ -20,8 +22,6 @@ from convmatrix import verify as V
 from convmatrix.verify import cases as VC
 from convmatrix.verify import references as R
 from convmatrix.verify import report as VR
-from memory import SLACK, traced_peak
-from reference import conv_transpose_fusion, correlate_nd, dense_matrix, resolve_padding
 
 VALUE_CHECKS_CONV = {V.DOT, V.FWD_NUMPY, V.FWD_SCIPY, V.TR_ZERO, V.TR_FUSION}
 
@@ -245,7 +245,7 @@ def test_torch_missing_is_reported_as_skipped(monkeypatch):
     r = V.check_conv(np.ones((3, 3)), (4, 4))
     skipped = [c for c in r.checks if c.status == "skip"]
     assert r.ok and len(skipped) == 3
-    assert all("torch not installed (pip install convmatrix[torch])" == c.detail for c in skipped)
+    assert all(c.detail == "torch not installed (pip install convmatrix[torch])" for c in skipped)
     with pytest.raises(ImportError, match=r"torch=True needs PyTorch: pip install convmatrix\[torch\]"):
         V.check_conv(np.ones((3, 3)), (4, 4), torch=True)
 

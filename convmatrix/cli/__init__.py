@@ -28,4 +28,4 @@ from __future__ import annotations
 from ._main import main
 from ._parser import build_parser
 
-__all__ = ['main', 'build_parser']
+__all__ = ['build_parser', 'main']

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from ._errors import UserError, _refuse_flags, _shown
 from ._inputs import (
@@ -28,7 +29,12 @@ from ._inputs import (
 )
 from ._parser import _PROG
 
-__all__ = []
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from ..geometry import Geometry
+
+__all__: list[str] = []
 
 
 #: largest matrix (entries) printed with --print dense / latex
@@ -84,7 +90,7 @@ def _check_printable(shape: tuple[int, int], what: str) -> None:
                         f"{_MAX_PRINT:,} entries); use --print summary or --out C.npz")
 
 
-def _save(M: Any, path: str) -> None:
+def _save(M: sp.sparray, path: str) -> None:
     """Write ``M`` to ``path`` (.npz or .mtx; the caller checks that something was written)."""
     import scipy.io
     import scipy.sparse as sp
@@ -95,7 +101,7 @@ def _save(M: Any, path: str) -> None:
         scipy.io.mmwrite(path, sp.coo_matrix(M))
 
 
-def _summary(args: argparse.Namespace, geom: Any, M: Any, k: np.ndarray) -> str:
+def _summary(args: argparse.Namespace, geom: Geometry, M: sp.csr_array, k: npt.NDArray[np.generic]) -> str:
     """The --print summary; naming the structure is skipped (with a note) when it would need more
     memory than the matrix itself."""
     name = "C^T" if args.transpose else "C"
@@ -166,7 +172,7 @@ def _cmd_size(args: argparse.Namespace) -> int:
     return 0
 
 
-def _symbolic_lines(args: argparse.Namespace, geom: Any) -> list[str]:
+def _symbolic_lines(args: argparse.Namespace, geom: Geometry) -> list[str]:
     from ..symbolic import applicable_relationship, output_size_formula
 
     f = output_size_formula(transposed=bool(args.transpose))
@@ -208,11 +214,12 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
     if args.solve == "padding":
         if args.transpose:
             raise UserError("--solve padding is for convolutions; for --transpose use --solve output-padding")
-        pads = padding_for_output(list(args.input), list(spatial), list(args.target),
-                                  stride=_per_axis(args.stride, nd, "--stride"),
-                                  dilation=_per_axis(args.dilation, nd, "--dilation"))
-        flag = ":".join(f"{b},{a}" for b, a in pads)
-        print(f"padding {_pads(pads)} gives output {_dims(args.target)} (the smallest total; odd element after)")
+        solved = padding_for_output(list(args.input), list(spatial), list(args.target),
+                                    stride=_per_axis(args.stride, nd, "--stride"),
+                                    dilation=_per_axis(args.dilation, nd, "--dilation"))
+        pairs = [p for p in solved if isinstance(p, tuple)]  # sizes as lists: one (before, after) pair per axis
+        flag = ":".join(f"{b},{a}" for b, a in pairs)
+        print(f"padding {_pads(pairs)} gives output {_dims(args.target)} (the smallest total; odd element after)")
         print(f"  use: --padding {flag}")
         return 0
     if not args.transpose:
@@ -221,8 +228,9 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
     if isinstance(pad, str):
         raise UserError(f"--solve output-padding needs a numeric --padding; got {pad!r}")
     strides, dil = _per_axis(args.stride, nd, "--stride"), _per_axis(args.dilation, nd, "--dilation")
-    a = output_padding_for(input_size=list(args.input), kernel_size=list(spatial), target=list(args.target),
-                           stride=strides, padding=list(pad) if isinstance(pad, tuple) else pad, dilation=dil)
+    solved_a = output_padding_for(input_size=list(args.input), kernel_size=list(spatial), target=list(args.target),
+                                  stride=strides, padding=list(pad) if isinstance(pad, tuple) else pad, dilation=dil)
+    a: tuple[int, ...] = solved_a if isinstance(solved_a, tuple) else (solved_a,) * nd  # lists in: one per axis
     print(f"output padding {_dims(a)} gives output {_dims(args.target)}")
     print(f"  use: --output-padding {_dims(a)}")
     pads = pad if isinstance(pad, tuple) else (pad,) * nd
@@ -238,7 +246,30 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
 
 
 # ============================================================================ verify
-def _load_matrix(path: str) -> Any:
+#: --torch -> the library's ``torch`` option
+_TORCH: dict[str, bool | Literal["auto"]] = {"auto": "auto", "yes": True, "no": False}
+
+
+class _SweepOptions(TypedDict, total=False):
+    """The options of :func:`convmatrix.verify.sweep` passed only when their flags were given."""
+
+    dtypes: tuple[str, ...]
+    rtol: float
+    atol: float
+
+
+class _CheckOptions(TypedDict):
+    """The options :func:`convmatrix.verify.check_conv` and ``check_transpose`` share."""
+
+    dtype: str | None
+    matrix: sp.sparray | sp.spmatrix | npt.NDArray[np.generic] | None
+    rng: int
+    rtol: float | None
+    atol: float | None
+    torch: bool | Literal["auto"]
+
+
+def _load_matrix(path: str) -> sp.sparray | sp.spmatrix | npt.NDArray[np.generic]:
     import scipy.io
     import scipy.sparse as sp
 
@@ -259,7 +290,7 @@ def _load_matrix(path: str) -> Any:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .. import verify
 
-    torch = {"auto": "auto", "yes": True, "no": False}[args.torch]
+    torch = _TORCH[args.torch]
     if args.json and args.verbose:
         raise UserError("--verbose has no effect with --json (the JSON holds every geometry's report): drop one")
     if args.random is None:
@@ -279,10 +310,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             except ImportError:
                 sys.stderr.write(f"{_PROG}: note: no progress bar without tqdm (pip install convmatrix[progress])\n")
                 progress = False
-        extra: dict[str, Any] = {"dtypes": (args.dtype,)} if args.dtype else {}
+        extra: _SweepOptions = {"dtypes": (args.dtype,)} if args.dtype else {}
         # the tolerances reach every check of every geometry (passed only when given: sweep's defaults
         # come from each geometry's dtype)
-        extra.update({name: getattr(args, name) for name in ("rtol", "atol") if getattr(args, name) is not None})
+        if args.rtol is not None:
+            extra["rtol"] = args.rtol
+        if args.atol is not None:
+            extra["atol"] = args.atol
         report = verify.sweep(args.random, seed=seed, ndim=args.ndim, torch=torch, progress=progress,
                               kind="conv_transpose" if args.transpose else "both", **extra)
     elif args.input is None:
@@ -301,7 +335,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         _require_finite(k, "--weights", "to be verified (nan never equals nan)")
         matrix = None if args.matrix is None else _load_matrix(args.matrix)
         kw = _geometry_kwargs(args)
-        common = dict(dtype=args.dtype, matrix=matrix, rng=args.seed or 0, rtol=args.rtol, atol=args.atol, torch=torch)
+        common: _CheckOptions = {"dtype": args.dtype, "matrix": matrix, "rng": args.seed or 0, "rtol": args.rtol,
+                                 "atol": args.atol, "torch": torch}
         if args.transpose:
             report = verify.check_transpose(k, args.input, **kw, **common)
         else:
@@ -315,7 +350,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 case["dtype"] = args.dtype
             if args.seed is not None:
                 case["seed"] = args.seed
-            report.case = _jsonable(case)
+            report.case = {key: _jsonable(v) for key, v in case.items()}
     if args.json:
         print(report.to_json())
     else:
@@ -327,7 +362,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _jsonable(v: Any) -> Any:
+def _jsonable(v: object) -> object:
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

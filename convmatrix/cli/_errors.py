@@ -6,9 +6,8 @@ import argparse
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
 
-__all__ = []
+__all__: list[str] = []
 
 
 class UserError(Exception):
@@ -104,7 +103,7 @@ def _name_flag(msg: str, args: argparse.Namespace) -> str:
         return f"{_geometry_given(args)}: {msg}"
     flag = (_LEADING_FLAGS if lead else flags)[m.group(1)]
     if m.start() != 0:  # a message about the geometry as a whole names the geometry flags given
-        return f"{_geometry_given(args) if flag in _GEOMETRY_FLAGS + ('--padding-mode',) else flag}: {msg}"
+        return f"{_geometry_given(args) if flag in (*_GEOMETRY_FLAGS, '--padding-mode') else flag}: {msg}"
     index = [int(i) for i in re.findall(r"\d+", m.group(2))]
     where = ""
     if index:
@@ -120,7 +119,8 @@ def _geometry_given(args: argparse.Namespace) -> str:
     return ", ".join(given) or "--input"
 
 
-def _file_flag(filename: Any, args: argparse.Namespace) -> str:
+def _file_flag(filename: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None,
+               args: argparse.Namespace) -> str:
     """The flag that named the file ``filename`` (or its directory)."""
     if filename is not None:
         target = os.path.abspath(os.fsdecode(filename))

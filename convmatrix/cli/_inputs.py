@@ -7,13 +7,21 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from ._errors import UserError, _shown
 
-__all__ = []
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from ..geometry import Geometry
+    from ..structure import Structure
+    from ._parser import _Padding
+
+__all__: list[str] = []
 
 
 # ============================================================================ shared helpers
@@ -21,7 +29,7 @@ def _nd(args: argparse.Namespace) -> int:
     return len(args.input)
 
 
-def _padding_value(raw: Any, nd: int) -> Any:
+def _padding_value(raw: _Padding, nd: int) -> int | str | tuple[int | tuple[int, int], ...]:
     """Turn the parsed --padding into the library's form (a single pair applies to every axis)."""
     if isinstance(raw, tuple) and raw and raw[0] == "axes":
         entries = raw[1]
@@ -49,10 +57,12 @@ def _check_direction(args: argparse.Namespace) -> None:
 
 
 def _geometry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The geometry keywords of the library's call, as the flags gave them (``Any``: the library validates
+    each value, and its message names the parameter that :mod:`._errors` maps to the flag)."""
     _check_direction(args)
     nd = _nd(args)
-    kw: dict[str, Any] = dict(stride=args.stride, padding=_padding_value(args.padding, nd), dilation=args.dilation,
-                              groups=args.groups)
+    kw: dict[str, Any] = {"stride": args.stride, "padding": _padding_value(args.padding, nd),
+                          "dilation": args.dilation, "groups": args.groups}
     if args.transpose:
         kw.update(output_padding=args.output_padding, output_shape=args.output_shape)
     else:
@@ -66,7 +76,7 @@ _INT_TOKEN = re.compile(r"[+-]?\d+")
 _INT64 = np.iinfo(np.int64)
 
 
-def _parse_numbers(text: str, what: str) -> np.ndarray:
+def _parse_numbers(text: str, what: str) -> npt.NDArray[np.int64 | np.float64 | np.complex128]:
     """``"1,2;3,4"`` -> 2-D array; ``'|'`` separates planes; ints stay ints (int64), ``1+2j`` complex.
 
     Integers beyond int64 and numbers that overflow a float are refused (``nan``/``inf`` written
@@ -110,7 +120,7 @@ def _parse_numbers(text: str, what: str) -> np.ndarray:
 _MAX_KERNEL = 10**7
 
 
-def _load_weights(spec: str) -> np.ndarray:
+def _load_weights(spec: str) -> npt.NDArray[np.generic]:
     if spec.endswith(".npy") or os.path.sep in spec or os.path.exists(spec):
         if not os.path.isfile(spec):
             raise UserError(f"--weights: no such file: {spec}")
@@ -145,7 +155,7 @@ def _channel_layout(args: argparse.Namespace) -> tuple[int, int] | None:
     return (c_in, c_out // g) if args.transpose else (c_out, c_in // g)
 
 
-def _kernel(args: argparse.Namespace) -> np.ndarray:
+def _kernel(args: argparse.Namespace) -> npt.NDArray[np.generic]:
     """The kernel array from --kernel/--channels/--groups and --weights/--seed/--dtype."""
     nd = _nd(args)
     layout = _channel_layout(args)
@@ -190,13 +200,14 @@ def _kernel(args: argparse.Namespace) -> np.ndarray:
     return k
 
 
-def _require_finite(values: np.ndarray, flag: str, why: str) -> None:
+def _require_finite(values: npt.NDArray[np.generic], flag: str, why: str) -> None:
     if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
         raise UserError(f"{flag} must be finite numbers {why}; got {np.count_nonzero(~np.isfinite(values))} "
                         f"nan or inf value(s)")
 
 
-def _build(args: argparse.Namespace, k: np.ndarray, max_bytes: Any = "auto") -> Any:
+def _build(args: argparse.Namespace, k: npt.NDArray[np.generic],
+           max_bytes: int | Literal["auto"] | None = "auto") -> sp.csr_array:
     from ..matrices import conv_matrix, conv_transpose_matrix
 
     kw = _geometry_kwargs(args)
@@ -206,7 +217,7 @@ def _build(args: argparse.Namespace, k: np.ndarray, max_bytes: Any = "auto") -> 
     return conv_matrix(k, args.input, flip=bool(getattr(args, "flip", False)), dtype=dtype, max_bytes=max_bytes, **kw)
 
 
-def _geometry(args: argparse.Namespace, kernel_shape: tuple[int, ...]) -> Any:
+def _geometry(args: argparse.Namespace, kernel_shape: tuple[int, ...]) -> Geometry:
     from ..geometry import conv_geometry, conv_transpose_geometry
 
     kw = _geometry_kwargs(args)
@@ -233,7 +244,7 @@ def _pads(pads: Sequence[tuple[int, int]]) -> str:
     return ",".join(f"({b},{a})" for b, a in pads)
 
 
-def _structure(geom: Any, limit: int) -> Any:
+def _structure(geom: Geometry, limit: int) -> Structure | None:
     """The structure of C (for --transpose: of the convolution it transposes), or None when naming it
     would need more than ``limit`` bytes."""
     from ..structure import forward_structure
@@ -241,7 +252,7 @@ def _structure(geom: Any, limit: int) -> Any:
     return forward_structure(geom, limit)
 
 
-def _per_axis(v: Any, nd: int, flag: str) -> list[int]:
+def _per_axis(v: int | tuple[int, ...], nd: int, flag: str) -> list[int]:
     if isinstance(v, tuple):
         if len(v) != nd:
             raise UserError(f"{flag} {_dims(v)} has {len(v)} entries but --input has {_axes(nd)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -40,10 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{_PROG}: interrupted\n")
         return 130
     except BrokenPipeError:  # e.g. piped into head
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:  # pragma: no cover
-            pass
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (open for the rest of the process: no more output)
         return 0
     except Exception as exc:
         if os.environ.get("CONVMATRIX_DEBUG"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from typing import Any, NoReturn
+from typing import Literal, NoReturn
 
 from ._errors import _shown
 
@@ -33,9 +33,9 @@ _MAX_RANDOM = 100_000
 
 
 #: the defaults of the options whose presence matters (a flag given is checked against the command)
-_DEFAULTS: dict[str, Any] = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros",
-                             "output_padding": 0, "ndim": (1, 2, 3), "torch": "auto", "dpi": 100,
-                             "show": "summary", "max_bytes": "auto"}
+_DEFAULTS: dict[str, int | str | tuple[int, ...]] = {
+    "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros", "output_padding": 0,
+    "ndim": (1, 2, 3), "torch": "auto", "dpi": 100, "show": "summary", "max_bytes": "auto"}
 
 
 _NOT_FLAGS = ("command", "func", "given")
@@ -73,7 +73,11 @@ def _ints(text: str) -> int | tuple[int, ...]:
     return vals[0] if len(vals) == 1 else vals
 
 
-def _padding(text: str) -> Any:
+#: a parsed --padding: an int, a word (valid, same, ...), or ("axes", per-axis entries ``p`` or ``(before, after)``)
+_Padding = int | str | tuple[Literal["axes"], tuple[int | tuple[int, int], ...]]
+
+
+def _padding(text: str) -> _Padding:
     """``1`` | ``same`` | ``1:2`` (per axis) | ``1,2:0,1`` ((before, after) per axis, axes split by ':')."""
     t = text.strip()
     if t in _PAD_WORDS:
@@ -82,10 +86,10 @@ def _padding(text: str) -> Any:
             f"separated by ':' (e.g. 1,2:0,1)")
     if not re.fullmatch(r"-?\d+(,-?\d+)?(:-?\d+(,-?\d+)?)*", t):
         raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
-    entries = []
+    entries: list[int | tuple[int, int]] = []
     for part in t.split(":"):
-        nums = [_int(v, text, rule) for v in part.split(",")]
-        entries.append(nums[0] if len(nums) == 1 else tuple(nums))
+        nums = [_int(v, text, rule) for v in part.split(",")]  # one or two (the pattern above)
+        entries.append(nums[0] if len(nums) == 1 else (nums[0], nums[1]))
     if len(entries) == 1 and isinstance(entries[0], int):
         return entries[0]
     return ("axes", tuple(entries))
@@ -153,7 +157,7 @@ def _tolerance(text: str) -> float:
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
-def _max_bytes(text: str) -> int | str | None:
+def _max_bytes(text: str) -> int | Literal["auto"] | None:
     """``auto`` (half the RAM), ``none`` (no limit), or bytes: ``500000000``, ``512M``, ``16G`` (powers of 1024)."""
     t = text.strip().lower()
     if t in ("auto", "none"):

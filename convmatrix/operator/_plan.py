@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Hashable, Iterator
+from typing import Literal, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ..geometry import Geometry, fold_index
 
 __all__ = []
 
 
-METHODS = ("auto", "direct", "fft")
+#: how an operator computes: by cost estimate, im2col/tap accumulation, or FFTs
+Method: TypeAlias = Literal["auto", "direct", "fft"]
+
+#: which of the two maps of a plan: the correlation or its transpose
+Role: TypeAlias = Literal["forward", "transpose"]
+
+#: what a plan memoises: arrays (weight layouts, kernel spectra), bools (FFT or not), ints (predicted peaks)
+_Memo: TypeAlias = np.ndarray | int
+
+METHODS: tuple[Method, ...] = ("auto", "direct", "fft")
 
 
 #: bytes of one im2col block (taps x input channels x output positions)
@@ -44,7 +55,7 @@ _FOLD_CHUNK = 256
 
 
 # ----------------------------------------------------------------------------- validation helpers
-def _method_name(method: Any) -> str:
+def _method_name(method: object) -> Method:
     if not isinstance(method, str):
         raise TypeError(
             f"method must be one of 'auto', 'direct', 'fft'; got {method!r} of type {type(method).__name__}"
@@ -64,7 +75,8 @@ class _Workspace:
     """One scratch buffer reused by the blocks of a call (block sizes only shrink at the end)."""
 
     def __init__(self, dtype: np.dtype) -> None:
-        self.dtype, self.buf = dtype, None
+        self.dtype = dtype
+        self.buf: np.ndarray | None = None
 
     def get(self, shape: tuple[int, ...]) -> np.ndarray:
         size = math.prod(shape)
@@ -84,7 +96,7 @@ class _Plan:
     ``fold(m - p_before)``.  The short names below are the geometry's, for the numeric code.
     """
 
-    def __init__(self, geom: Geometry, weight: np.ndarray, method: str, budget: int | None = None) -> None:
+    def __init__(self, geom: Geometry, weight: np.ndarray, method: Method, budget: int | None = None) -> None:
         if geom.kind != "conv":
             raise ValueError("a plan runs a convolution: pass geom.forward for a transposed one")  # pragma: no cover
         self.geom = geom
@@ -98,32 +110,32 @@ class _Plan:
         self.cout, self.cg = geom.out_channels, geom.in_per_group
         self.og, self.cin = geom.out_per_group, geom.in_channels
         self.E, self.L = geom.extent, geom.read_shape
-        self._cache: dict = {}
+        self._cache: dict[tuple[Hashable, ...], _Memo] = {}
 
-    def __getstate__(self) -> dict:  # spectra are rebuilt where needed (e.g. on a Dask worker)
+    def __getstate__(self) -> dict[str, object]:  # spectra are rebuilt where needed (e.g. on a Dask worker)
         state = self.__dict__.copy()
         state["_cache"] = {}
         return state
 
     # ---------------------------------------------------------------- weights in the layouts used
-    def _w(self, conj: bool, dtype: np.dtype) -> np.ndarray:
+    def _w(self, conj: bool, dtype: npt.DTypeLike) -> np.ndarray:
         conj = conj and self.weight.dtype.kind == "c"  # a real kernel is its own conjugate: one cache entry
         key = ("w", conj, np.dtype(dtype).str)
         if key not in self._cache:
             w = np.conj(self.weight) if conj and self.weight.dtype.kind == "c" else self.weight
             self._cache[key] = w.astype(dtype, copy=False)
-        return self._cache[key]
+        return cast(np.ndarray, self._cache[key])
 
-    def _mat(self, conj: bool, dtype: np.dtype, transposed: bool) -> np.ndarray:
+    def _mat(self, conj: bool, dtype: npt.DTypeLike, transposed: bool) -> np.ndarray:
         """``(g, og, K*cg)`` (taps major) or its ``(g, K*cg, og)`` transpose, contiguous."""
         conj = conj and self.weight.dtype.kind == "c"
         key = ("mat", conj, np.dtype(dtype).str, transposed)
         if key not in self._cache:
             K = math.prod(self.k)
-            w = self._w(conj, dtype).reshape(self.g, self.og, self.cg, K).transpose(0, 1, 3, 2)
+            w: np.ndarray = self._w(conj, dtype).reshape(self.g, self.og, self.cg, K).transpose(0, 1, 3, 2)
             w = w.reshape(self.g, self.og, K * self.cg)
             self._cache[key] = np.ascontiguousarray(w.transpose(0, 2, 1) if transposed else w)
-        return self._cache[key]
+        return cast(np.ndarray, self._cache[key])
 
     # ---------------------------------------------------------------- blocking
     def _slices(self, t: tuple[int, ...], r0: int, r1: int, out: tuple[int, ...]) -> tuple[slice, ...]:
@@ -136,7 +148,7 @@ class _Plan:
         return tuple(sl)
 
     @staticmethod
-    def _blocks(batch: int, out: tuple[int, ...], row_bytes: int, budget: int):
+    def _blocks(batch: int, out: tuple[int, ...], row_bytes: int, budget: int) -> Iterator[tuple[int, int, int, int]]:
         """(b0, b1, r0, r1): batch and first-axis row ranges whose block stays within ``budget``."""
         per_row = max(1, row_bytes * math.prod(out[1:]))
         rows = min(out[0], max(1, budget // per_row))
@@ -149,9 +161,9 @@ class _Plan:
     def _fft_shape(self, out: tuple[int, ...]) -> tuple[int, ...]:
         from scipy.fft import next_fast_len
 
-        return tuple(next_fast_len((o - 1) * s + e, True) for o, s, e in zip(out, self.s, self.E))
+        return tuple(next_fast_len((o - 1) * s + e, True) for o, s, e in zip(out, self.s, self.E, strict=False))
 
-    def use_fft(self, batch: int, out: tuple[int, ...], dt: Any, role: str = "forward") -> bool:
+    def use_fft(self, batch: int, out: tuple[int, ...], dt: npt.DTypeLike, role: Role = "forward") -> bool:
         """Whether a correlation (``role="forward"``) or its transpose of ``batch`` vectors goes by FFT.
 
         ``method="auto"`` takes the cheaper by a cost estimate, among the routes whose predicted peak
@@ -163,9 +175,9 @@ class _Plan:
         key = ("fft", batch, tuple(out), dt.str, role, self.budget)  # memoised: O(1), but on every product
         if key not in self._cache:
             self._cache[key] = self._choose_fft(batch, tuple(out), dt, role)
-        return self._cache[key]
+        return cast(bool, self._cache[key])
 
-    def _choose_fft(self, batch: int, out: tuple[int, ...], dt: np.dtype, role: str) -> bool:
+    def _choose_fft(self, batch: int, out: tuple[int, ...], dt: np.dtype, role: Role) -> bool:
         itemsize = dt.itemsize
         if self.budget is not None and tuple(out) == self.out:
             fits_fft = self.peak_bytes(role, batch, dt, True) <= self.budget
@@ -195,7 +207,7 @@ class _Plan:
     # ---------------------------------------------------------------- predicted memory
     def pads(self) -> bool:
         """Whether the padded grid reads outside the input (otherwise :meth:`pad` returns a view)."""
-        return any(pb > 0 or length - pb > n for pb, length, n in zip(self.pb, self.L, self.n))
+        return any(pb > 0 or length - pb > n for pb, length, n in zip(self.pb, self.L, self.n, strict=False))
 
     def _work_bytes(self, batch: int, it: int) -> int:
         """Scratch of the direct route for whole-volume calls: the block of :meth:`_blocks` and a GEMM result."""
@@ -209,7 +221,7 @@ class _Plan:
             work += self.og * rows * math.prod(self.out[1:]) * it
         return work
 
-    def spectrum_bytes(self, dt: Any) -> int:
+    def spectrum_bytes(self, dt: npt.DTypeLike) -> int:
         """Bytes of one cached kernel spectrum (``method="fft"``) for whole-volume calls in ``dt``."""
         dt = np.dtype(dt)
         cit = dt.itemsize if dt.kind == "c" else 2 * dt.itemsize
@@ -218,7 +230,7 @@ class _Plan:
         F = m if dt.kind == "c" else m // M[-1] * (M[-1] // 2 + 1)
         return self.cout * self.cg * F * cit
 
-    def peak_bytes(self, role: str, batch: int, dt: Any, fft: bool, copy_input: bool = True) -> int:
+    def peak_bytes(self, role: Role, batch: int, dt: npt.DTypeLike, fft: bool, copy_input: bool = True) -> int:
         """Predicted peak bytes (numpy buffers) of :meth:`forward` (``role="forward"``) or :meth:`transpose`
         of ``batch`` whole volumes computed in ``dt``, by FFT or directly.
 
@@ -233,7 +245,7 @@ class _Plan:
         peak = self._peak(role, batch, np.dtype(dt), fft, copy_input)
         return peak + peak // 16
 
-    def _peak(self, role: str, batch: int, dt: np.dtype, fft: bool, copy_input: bool) -> int:
+    def _peak(self, role: Role, batch: int, dt: np.dtype, fft: bool, copy_input: bool) -> int:
         it = dt.itemsize
         cplx = dt.kind == "c"
         cit = it if cplx else 2 * it
@@ -270,7 +282,7 @@ class _Plan:
         return src + max(work, unpad) + fixed
 
     # ---------------------------------------------------------------- padding (a gather) and its transpose (a fold-add)
-    def sources(self, a: int, q: np.ndarray, present: tuple[int, int] = (0, None)) -> np.ndarray:
+    def sources(self, a: int, q: np.ndarray, present: tuple[int, int | None] = (0, None)) -> np.ndarray:
         """Index, relative to ``present[0]``, of the data read at (unpadded) positions ``q`` of axis ``a``.
 
         Positions in ``present`` (default the input ``[0, n)``; a block with halos, possibly
@@ -288,26 +300,29 @@ class _Plan:
         One copy when every axis reads a contiguous run (zeros padding, interior blocks: a
         view when nothing is padded), else one ``take`` per axis that is not such a run.
         """
-        runs = []  # per axis (first position, length, first source) when the reads are one increasing run
+        # per axis (first position, length, first source) when the reads are one increasing run
+        runs: list[tuple[int, int, int] | None] = []
         for idx in index:
             ok = idx >= 0
             v = idx[ok]
             first = int(np.argmax(ok))
             contiguous = v.size > 0 and bool(np.all(np.diff(v) == 1)) and bool(ok[first:first + v.size].all())
             runs.append((first, v.size, int(v[0])) if contiguous else None)
-        if all(r is not None for r in runs):
-            src = tuple(slice(v0, v0 + cnt) for _, cnt, v0 in runs)
+        plain = [r for r in runs if r is not None]
+        if len(plain) == len(runs):
+            src = tuple(slice(v0, v0 + cnt) for _, cnt, v0 in plain)
             block = x[(slice(None),) * lead + src]
-            if all(cnt == idx.size for (_, cnt, _), idx in zip(runs, index)):
+            if all(cnt == idx.size for (_, cnt, _), idx in zip(plain, index, strict=False)):
                 return block
             out = np.zeros(x.shape[:lead] + tuple(idx.size for idx in index), x.dtype)
-            out[(slice(None),) * lead + tuple(slice(s0, s0 + cnt) for s0, cnt, _ in runs)] = block
+            out[(slice(None),) * lead + tuple(slice(s0, s0 + cnt) for s0, cnt, _ in plain)] = block
             return out
         for a, idx in enumerate(index):
             axis = lead + a
-            if runs[a] is not None and runs[a][1] == idx.size:  # a plain run along this axis: a view
-                sl = [slice(None)] * x.ndim
-                sl[axis] = slice(runs[a][2], runs[a][2] + idx.size)
+            run = runs[a]
+            if run is not None and run[1] == idx.size:  # a plain run along this axis: a view
+                sl: list[slice | np.ndarray] = [slice(None)] * x.ndim
+                sl[axis] = slice(run[2], run[2] + idx.size)
                 x = x[tuple(sl)]
                 continue
             ok = idx >= 0
@@ -322,7 +337,7 @@ class _Plan:
                  hi: tuple[int, ...]) -> np.ndarray:
         """Transpose of the gather: padded positions ``m0 + arange`` of ``G`` added onto the inputs they
         were read from, keeping inputs in ``[lo, hi)`` per axis (result axis length ``hi - lo``)."""
-        maps = []
+        maps: list[tuple[np.ndarray, np.ndarray, tuple[slice, slice] | None]] = []
         for a in range(self.nd):
             q = m0[a] + np.arange(G.shape[lead + a]) - self.pb[a]
             i = fold_index(q, self.n[a], self.mode)
@@ -332,10 +347,11 @@ class _Plan:
             run = (slice(q[d[0]] - lo[a], q[d[-1]] - lo[a] + 1), slice(d[0], d[-1] + 1)) if d.size else None
             maps.append((i, keep & ~direct, run))
         if not any(f.any() for _, f, _ in maps):  # nothing folded (zeros padding): one copy of the interior
-            out = np.zeros(G.shape[:lead] + tuple(h - l for l, h in zip(lo, hi)), G.dtype)
-            if all(run is not None for _, _, run in maps):
-                out[(slice(None),) * lead + tuple(r[0] for _, _, r in maps)] = \
-                    G[(slice(None),) * lead + tuple(r[1] for _, _, r in maps)]
+            out = np.zeros(G.shape[:lead] + tuple(h - b0 for b0, h in zip(lo, hi, strict=False)), G.dtype)
+            runs = [run for _, _, run in maps if run is not None]
+            if len(runs) == len(maps):
+                out[(slice(None),) * lead + tuple(r[0] for r in runs)] = \
+                    G[(slice(None),) * lead + tuple(r[1] for r in runs)]
             return out
         for a, (i, fold_mask, run) in enumerate(maps):
             axis = lead + a
@@ -369,8 +385,8 @@ class _Plan:
         """
         nd = G.ndim
 
-        def on(index) -> tuple:
-            sl = [slice(None)] * nd
+        def on(index: int | slice | np.ndarray) -> tuple[int | slice | np.ndarray, ...]:
+            sl: list[int | slice | np.ndarray] = [slice(None)] * nd
             sl[axis] = index
             return tuple(sl)
 
@@ -381,7 +397,7 @@ class _Plan:
             starts = np.zeros(1, np.int64)
         if starts.size <= _FOLD_RUNS:
             ends = np.append(starts[1:], src.size)
-            for r0, r1 in zip(starts.tolist(), ends.tolist()):
+            for r0, r1 in zip(starts.tolist(), ends.tolist(), strict=False):
                 s0, d0 = int(src[r0]), int(dst[r0])
                 if r1 - r0 == 1:
                     out[on(slice(d0, d0 + 1))] += G[on(slice(s0, s0 + 1))]
@@ -410,25 +426,26 @@ class _Plan:
         return self.fold_add(G, 2, (0,) * self.nd, (0,) * self.nd, self.n)
 
     # ---------------------------------------------------------------- direct correlation and transpose
-    def correlate(self, P: np.ndarray, out: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
+    def correlate(self, P: np.ndarray, out: tuple[int, ...], conj: bool, method: Method | None = None) -> np.ndarray:
         """Strided, dilated, grouped correlation of a padded ``(B, C_in, *Lp)`` block: ``(B, C_out, *out)``."""
         dt = np.result_type(P.dtype, self.weight.dtype)
         fft = self.use_fft(P.shape[0], out, dt, "forward") if method is None else method == "fft"
         return self._correlate_fft(P, out, conj, dt) if fft else self._correlate_direct(P, out, conj, dt)
 
-    def correlate_t(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, method: str | None = None) -> np.ndarray:
+    def correlate_t(self, Y: np.ndarray, length: tuple[int, ...], conj: bool,
+                    method: Method | None = None) -> np.ndarray:
         """Transpose of :meth:`correlate` (no conjugation unless ``conj``): ``(B, C_out, *o) -> (B, C_in, *length)``."""
         dt = np.result_type(Y.dtype, self.weight.dtype)
         out = Y.shape[2:]
         fft = self.use_fft(Y.shape[0], out, dt, "transpose") if method is None else method == "fft"
         return self._correlate_t_fft(Y, length, conj, dt) if fft else self._correlate_t_direct(Y, length, conj, dt)
 
-    def _correlate_direct(self, P, out, conj, dt):
+    def _correlate_direct(self, P: np.ndarray, out: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
         B, g, og, cg, nd = P.shape[0], self.g, self.og, self.cg, self.nd
         ws = _Workspace(dt)
         taps = list(np.ndindex(*self.k))
-        Pg = P.reshape((B, g, cg) + P.shape[2:])
-        Y = np.empty((B, g, og) + tuple(out), dt)
+        Pg = P.reshape((B, g, cg, *P.shape[2:]))
+        Y = np.empty((B, g, og, *out), dt)
         w = self._w(conj, dt)
         if cg == 1 and og == 1:  # single channel / depthwise: accumulate tap by tap, cache-sized blocks
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
@@ -436,37 +453,38 @@ class _Plan:
                 acc = Y[b0:b1, :, 0, r0:r1]
                 tmp = ws.get(acc.shape)
                 for i, t in enumerate(taps):
-                    view = Pg[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)]
+                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
+                    view = Pg[at]
                     if i == 0:
                         np.multiply(view, wt[i], out=acc)
                     else:
                         np.multiply(view, wt[i], out=tmp)
                         acc += tmp
-            return Y.reshape((B, self.cout) + tuple(out))
+            return Y.reshape((B, self.cout, *out))
         K = len(taps)
         W = self._mat(conj, dt, False)  # (g, og, K*cg)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
-            blk = (r1 - r0,) + tuple(out[1:])
-            cols = ws.get((b1 - b0, g, K, cg) + blk)
+            blk = (r1 - r0, *out[1:])
+            cols = ws.get((b1 - b0, g, K, cg, *blk))
             for i, t in enumerate(taps):  # im2col, one strided copy per tap
-                cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)]
+                cols[:, :, i] = Pg[(slice(b0, b1), slice(None), slice(None), *self._slices(t, r0, r1, out))]
             cols = cols.reshape(b1 - b0, g, K * cg, math.prod(blk))
             whole = r0 == 0 and r1 == out[0]
             dst = Y[b0:b1].reshape(b1 - b0, g, og, math.prod(blk)) if whole else None
             for b, gi in np.ndindex(b1 - b0, g):  # one plain GEMM per vector and group (stacked matmul
-                if whole:                         # with a broadcast weight can miss BLAS)
+                if dst is not None:               # with a broadcast weight can miss BLAS)
                     np.matmul(W[gi], cols[b, gi], out=dst[b, gi])
                 else:
-                    Y[b0 + b, gi, :, r0:r1] = np.matmul(W[gi], cols[b, gi]).reshape((og,) + blk)
-        return Y.reshape((B, self.cout) + tuple(out))
+                    Y[b0 + b, gi, :, r0:r1] = np.matmul(W[gi], cols[b, gi]).reshape((og, *blk))
+        return Y.reshape((B, self.cout, *out))
 
-    def _correlate_t_direct(self, Y, length, conj, dt):
+    def _correlate_t_direct(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
         B, g, og, cg, nd = Y.shape[0], self.g, self.og, self.cg, self.nd
         ws = _Workspace(dt)
         out = Y.shape[2:]
         taps = list(np.ndindex(*self.k))
-        Yg = Y.reshape((B, g, og) + tuple(out))
-        G = np.zeros((B, g, cg) + tuple(length), dt)
+        Yg = Y.reshape((B, g, og, *out))
+        G = np.zeros((B, g, cg, *length), dt)
         w = self._w(conj, dt)
         if cg == 1 and og == 1:
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
@@ -475,20 +493,21 @@ class _Plan:
                 tmp = ws.get(src.shape)
                 for i, t in enumerate(taps):
                     np.multiply(src, wt[i], out=tmp)
-                    G[(slice(b0, b1), slice(None), 0) + self._slices(t, r0, r1, out)] += tmp
-            return G.reshape((B, self.cin) + tuple(length))
+                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
+                    G[at] += tmp
+            return G.reshape((B, self.cin, *length))
         K = len(taps)
         WT = self._mat(conj, dt, True)  # (g, K*cg, og)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
-            blk = (r1 - r0,) + tuple(out[1:])
+            blk = (r1 - r0, *out[1:])
             src = Yg[b0:b1, :, :, r0:r1].reshape(b1 - b0, g, og, math.prod(blk))
             cols = ws.get((b1 - b0, g, K * cg, math.prod(blk)))
             for b, gi in np.ndindex(b1 - b0, g):
                 np.matmul(WT[gi], src[b, gi], out=cols[b, gi])
-            cols = cols.reshape((b1 - b0, g, K, cg) + blk)
+            cols = cols.reshape((b1 - b0, g, K, cg, *blk))
             for i, t in enumerate(taps):  # col2im, one strided scatter per tap
-                G[(slice(b0, b1), slice(None), slice(None)) + self._slices(t, r0, r1, out)] += cols[:, :, i]
-        return G.reshape((B, self.cin) + tuple(length))
+                G[(slice(b0, b1), slice(None), slice(None), *self._slices(t, r0, r1, out))] += cols[:, :, i]
+        return G.reshape((B, self.cin, *length))
 
     # ---------------------------------------------------------------- FFT correlation and transpose
     def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype,
@@ -500,11 +519,11 @@ class _Plan:
         conj = conj and self.weight.dtype.kind == "c"
         key = ("spec", M, conj, real, reverse, np.dtype(dt).str, transposed)
         if key in self._cache:
-            return self._cache[key]
+            return cast(np.ndarray, self._cache[key])
         axes = tuple(range(2, 2 + self.nd))
         w = self._w(conj, dt)
         wd = np.zeros(w.shape[:2] + M, dt)
-        wd[(slice(None),) * 2 + tuple(slice(0, e, d) for e, d in zip(self.E, self.d))] = w
+        wd[(slice(None),) * 2 + tuple(slice(0, e, d) for e, d in zip(self.E, self.d, strict=False))] = w
         if real:
             S = fft.rfftn(wd, s=M, axes=axes)
             if reverse:  # sum_u w[u] e^{+i f u} is the conjugate for a real kernel
@@ -528,16 +547,17 @@ class _Plan:
         fshape = X.shape[2:]
         F = math.prod(fshape)
         if c_in == 1 and c_out == 1:
-            return (X.reshape(B, self.g, F) * S.reshape(F, self.g).T[None]).reshape((B, self.g) + fshape)
+            single: np.ndarray = X.reshape(B, self.g, F) * S.reshape(F, self.g).T[None]
+            return single.reshape((B, self.g, *fshape))
         Xf = np.ascontiguousarray(X.reshape(B, self.g, c_in, F).transpose(3, 1, 2, 0))  # (F, g, c_in, B)
         Yf = np.matmul(S, Xf)  # (F, g, c_out, B)
-        return np.ascontiguousarray(Yf.transpose(3, 1, 2, 0)).reshape((B, self.g * c_out) + fshape)
+        return np.ascontiguousarray(Yf.transpose(3, 1, 2, 0)).reshape((B, self.g * c_out, *fshape))
 
-    def _correlate_fft(self, P, out, conj, dt):
+    def _correlate_fft(self, P: np.ndarray, out: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
         import scipy.fft as fft
 
         axes = tuple(range(2, 2 + self.nd))
-        need = tuple((o - 1) * s + e for o, s, e in zip(out, self.s, self.E))
+        need = tuple((o - 1) * s + e for o, s, e in zip(out, self.s, self.E, strict=False))
         P = P[(slice(None),) * 2 + tuple(slice(0, m) for m in need)]
         M = self._fft_shape(out)
         real = dt.kind != "c"
@@ -545,10 +565,10 @@ class _Plan:
         S = self._spectrum(M, conj, real, True, dt)
         Yh = self._contract(S, Ph, self.cg, self.og)
         y = fft.irfftn(Yh, s=M, axes=axes) if real else fft.ifftn(Yh, s=M, axes=axes)
-        y = y[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))]
+        y = y[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s, strict=False))]
         return np.ascontiguousarray(y, dtype=dt)
 
-    def _correlate_t_fft(self, Y, length, conj, dt):
+    def _correlate_t_fft(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
         import scipy.fft as fft
 
         axes = tuple(range(2, 2 + self.nd))
@@ -556,13 +576,13 @@ class _Plan:
         M = self._fft_shape(out)
         real = dt.kind != "c"
         up = np.zeros(Y.shape[:2] + M, dt)
-        up[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s))] = Y
+        up[(slice(None),) * 2 + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.s, strict=False))] = Y
         Uh = fft.rfftn(up, axes=axes) if real else fft.fftn(up, axes=axes)
         S = self._spectrum(M, conj, real, False, dt, transposed=True)  # (F, g, cg, og)
         Gh = self._contract(S, Uh, self.og, self.cg)
         G = fft.irfftn(Gh, s=M, axes=axes) if real else fft.ifftn(Gh, s=M, axes=axes)
         res = np.zeros(G.shape[:2] + tuple(length), dt)
-        keep = tuple(slice(0, min(m, l)) for m, l in zip(M, length))
+        keep = tuple(slice(0, min(m, n)) for m, n in zip(M, length, strict=False))
         res[(slice(None),) * 2 + keep] = G[(slice(None),) * 2 + keep]
         return res
 

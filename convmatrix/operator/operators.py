@@ -4,21 +4,55 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 from scipy.sparse.linalg import LinearOperator
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode, SparseFormat
 from ..geometry import Geometry, conv_geometry, conv_transpose_geometry
 from ._dask import _dask_columns, _dask_forward, _dask_transpose, _import_dask, _is_dask, _matmul_block
-from ._plan import _BATCH_BYTES, _method_name, _operator_dtype, _Plan
+from ._plan import _BATCH_BYTES, Method, Role, _method_name, _operator_dtype, _Plan
+
+if TYPE_CHECKING:
+    from dask.array import Array as DaskArray
+    from scipy.sparse import sparray, spmatrix
 
 __all__ = ['ConvOperator', 'ConvTransposeOperator', 'apply']
 
 
+# ----------------------------------------------------------------------------- types of the arguments
+
+
+class _ConvKeywords(TypedDict):
+    """The keywords of :func:`convmatrix.conv_matrix` a ConvOperator was made with (for ``to_sparse``)."""
+
+    stride: IntOrSequence
+    padding: Padding
+    dilation: IntOrSequence
+    groups: int
+    padding_mode: PaddingMode
+    flip: bool
+    dtype: npt.DTypeLike | None
+
+
+class _ConvTransposeKeywords(TypedDict):
+    """The keywords of :func:`convmatrix.conv_transpose_matrix` a ConvTransposeOperator was made with."""
+
+    stride: IntOrSequence
+    padding: Padding
+    output_padding: IntOrSequence
+    dilation: IntOrSequence
+    groups: int
+    output_shape: IntOrSequence | None
+    padding_mode: Literal["zeros"]
+    dtype: npt.DTypeLike | None
+
+
 # ----------------------------------------------------------------------------- the operators
-def _vectors(x: Any, name: str, rows: int, *, matrix: bool | None) -> Any:
+def _vectors(x: object, name: str, rows: int, *, matrix: bool | None) -> np.ndarray:
     """Validate what is given to matvec/matmat (and their adjoints): a numeric array with ``rows`` rows.
 
     ``matrix``: True for ``(rows, K)``, False for ``(rows,)``/``(rows, 1)``, None for either.
@@ -54,7 +88,8 @@ def _vectors(x: Any, name: str, rows: int, *, matrix: bool | None) -> Any:
     return x
 
 
-def _derived_sparse(root: Any, transposed: bool, conj: bool, format: Any, max_bytes: Any) -> Any:
+def _derived_sparse(root: ConvOperator | ConvTransposeOperator, transposed: bool, conj: bool, format: object,
+                    max_bytes: MaxBytes) -> sparray:
     """``root.to_sparse()`` transposed and/or conjugated, built in the format whose transpose is ``format``.
 
     ``csr``/``csc``/``coo`` come out of the builder already transposed (a transpose is then a
@@ -65,7 +100,7 @@ def _derived_sparse(root: Any, transposed: bool, conj: bool, format: Any, max_by
 
     fmt = V.sparse_format(format)
     flip = {"csr": "csc", "csc": "csr", "coo": "coo"}
-    inner = (flip.get(fmt, "csc") if transposed else (fmt if fmt in flip else "csr"))
+    inner = cast(SparseFormat, flip.get(fmt, "csc") if transposed else (fmt if fmt in flip else "csr"))
     budget = V.budget(max_bytes)
     what = f"{type(root).__name__}{'.T' if transposed else ''}{'.conj()' if conj else ''}.to_sparse"
     dtype = V.result_dtype(root.kernel, root._keywords["dtype"])
@@ -79,7 +114,7 @@ def _derived_sparse(root: Any, transposed: bool, conj: bool, format: Any, max_by
     return C if C.format == fmt else convert(C, root.geometry, fmt, budget, what)
 
 
-class _ConvLinearOperator(LinearOperator):
+class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no type information
     """A convolution core used forwards (``role="forward"``) or transposed, conjugated or not.
 
     The four linear maps around one convolution ``C`` are ``C`` (forward), ``conj(C)`` (forward,
@@ -89,11 +124,12 @@ class _ConvLinearOperator(LinearOperator):
     transposes and conjugates it.
     """
 
-    def __init__(self, plan: _Plan, role: str, conj: bool, dtype: np.dtype, channel_axis: bool,
-                 root: Any = None) -> None:
+    def __init__(self, plan: _Plan, role: Role, conj: bool, dtype: np.dtype, channel_axis: bool,
+                 root: ConvOperator | ConvTransposeOperator | None = None) -> None:
         self._plan, self._role, self._conj = plan, role, conj
         self._channel_axis = channel_axis
-        self._root = self if root is None else root  # the ConvOperator/ConvTransposeOperator (role, not conjugated)
+        # the ConvOperator/ConvTransposeOperator (role, not conjugated): only they construct with root=None
+        self._root = cast("ConvOperator | ConvTransposeOperator", self) if root is None else root
         cin, cout = plan.cin * math.prod(plan.n), plan.cout * math.prod(plan.out)
         shape = (cout, cin) if role == "forward" else (cin, cout)
         super().__init__(dtype=dtype, shape=shape)
@@ -118,11 +154,11 @@ class _ConvLinearOperator(LinearOperator):
         """Peak bytes one product may use (shared with ``.T``/``.H``); ``None``: no limit."""
         return self._plan.budget
 
-    def _map(self, X: np.ndarray, role: str, conj: bool) -> np.ndarray:
+    def _map(self, X: np.ndarray, role: Role, conj: bool) -> np.ndarray:
         """Apply to a batch ``(B, C, *spatial)`` of the role's input space."""
         return self._plan.forward(X, conj) if role == "forward" else self._plan.transpose(X, conj)
 
-    def _step(self, role: str, dt: np.dtype) -> int:
+    def _step(self, role: Role, dt: npt.DTypeLike) -> int:
         """Columns per group in a batch: the largest per-vector intermediate of a group stays near 4 MiB."""
         p = self._plan
         per_vector = max(p.cin * math.prod(p.n), p.cout * math.prod(p.out), p.cin * math.prod(p.L))
@@ -130,7 +166,7 @@ class _ConvLinearOperator(LinearOperator):
             per_vector = max(per_vector, (p.cin + p.cout) * math.prod(p._fft_shape(p.out)))
         return max(1, _BATCH_BYTES // (per_vector * np.dtype(dt).itemsize))
 
-    def _call_bytes(self, role: str, K: int, dt: Any, copy_input: bool = True) -> int:
+    def _call_bytes(self, role: Role, K: int, dt: npt.DTypeLike, copy_input: bool = True) -> int:
         """Predicted peak bytes of one product with ``K`` vectors computed in ``dt`` (closed form)."""
         p = self._plan
         dt = np.dtype(dt)
@@ -141,12 +177,12 @@ class _ConvLinearOperator(LinearOperator):
             peak += K * rows * dt.itemsize
         return peak
 
-    def _guard(self, role: str, K: int, dt: np.dtype, name: str, copy_input: bool = True) -> None:
+    def _guard(self, role: Role, K: int, dt: npt.DTypeLike, name: str, copy_input: bool = True) -> None:
         budget = self._plan.budget
         if budget is None:
             return
         key = ("peak", role, K, np.dtype(dt).str, copy_input, budget)  # O(1) arithmetic, memoised per call shape
-        need = self._plan._cache.get(key)
+        need = cast("int | None", self._plan._cache.get(key))
         if need is None:
             need = self._plan._cache[key] = self._call_bytes(role, K, dt, copy_input)
         if need > budget:
@@ -178,7 +214,7 @@ class _ConvLinearOperator(LinearOperator):
                 ("transpose", True): "C.H"}[(self._role, self._conj)]
         return f"{type(self._root).__name__} ({kind})"
 
-    def _batch(self, X: np.ndarray, role: str, conj: bool, name: str = "matmat") -> np.ndarray:
+    def _batch(self, X: np.ndarray, role: Role, conj: bool, name: str = "matmat") -> np.ndarray:
         """Columns of ``X`` are vectors: ``(N, K) -> (M, K)``."""
         p = self._plan
         c, sp = (p.cin, p.n) if role == "forward" else (p.cout, p.out)
@@ -187,7 +223,7 @@ class _ConvLinearOperator(LinearOperator):
         K = X.shape[1]
         self._guard(role, K, dt, name, K > 1 or X.dtype != dt or not X.T.flags.c_contiguous)
         if K == 1:
-            batch = np.ascontiguousarray(X.T, dtype=dt).reshape((1, c) + tuple(sp))
+            batch = np.ascontiguousarray(X.T, dtype=dt).reshape((1, c, *sp))
             return self._map(batch, role, conj).reshape(1, -1).T
         # a few columns at a time: temporaries stay small and reused instead of batch-sized fresh pages
         m = self.shape[0] if role == self._role else self.shape[1]
@@ -195,27 +231,27 @@ class _ConvLinearOperator(LinearOperator):
         out = np.empty((K, m), np.result_type(dt, self._plan.weight.dtype))
         for k0 in range(0, K, step):
             k1 = min(K, k0 + step)
-            batch = np.ascontiguousarray(X[:, k0:k1].T, dtype=dt).reshape((k1 - k0, c) + tuple(sp))
+            batch = np.ascontiguousarray(X[:, k0:k1].T, dtype=dt).reshape((k1 - k0, c, *sp))
             out[k0:k1] = self._map(batch, role, conj).reshape(k1 - k0, m)
             del batch  # before the next group's copy
         return out.T
 
-    def _other(self) -> str:
+    def _other(self) -> Role:
         return "transpose" if self._role == "forward" else "forward"
 
-    def _matvec(self, x):
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
         return self._batch(np.reshape(x, (-1, 1)), self._role, self._conj, "matvec")
 
-    def _matmat(self, X):
+    def _matmat(self, X: np.ndarray) -> np.ndarray:
         return self._batch(X, self._role, self._conj, "matmat")
 
-    def _rmatvec(self, x):
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
         return self._batch(np.reshape(x, (-1, 1)), self._other(), not self._conj, "rmatvec")
 
-    def _rmatmat(self, X):
+    def _rmatmat(self, X: np.ndarray) -> np.ndarray:
         return self._batch(X, self._other(), not self._conj, "rmatmat")
 
-    def _derived(self, role: str, conj: bool) -> _ConvLinearOperator:
+    def _derived(self, role: Role, conj: bool) -> _ConvLinearOperator:
         return _ConvLinearOperator(self._plan, role, conj, self.dtype, self._channel_axis, self._root)
 
     def _transpose(self) -> _ConvLinearOperator:
@@ -224,7 +260,7 @@ class _ConvLinearOperator(LinearOperator):
     def _adjoint(self) -> _ConvLinearOperator:
         return self._derived(self._other(), not self._conj)
 
-    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
+    def to_sparse(self, *, format: SparseFormat = "csr", max_bytes: MaxBytes = "auto") -> sparray:
         """The explicit sparse matrix of this operator (refused above ``max_bytes``, as the builders do).
 
         Built by the root operator's builder directly in the format whose transpose is the one
@@ -233,7 +269,7 @@ class _ConvLinearOperator(LinearOperator):
         return _derived_sparse(self._root, self._role != self._root._role, self._conj, format, max_bytes)
 
     # ---------------------------------------------------------------- dask entry points
-    def _dask_apply(self, x, role: str, conj: bool, name: str):
+    def _dask_apply(self, x: DaskArray, role: Role, conj: bool, name: str) -> DaskArray:
         p = self._plan
         n_in = self.shape[1] if role == self._role else self.shape[0]
         c, sp = (p.cin, p.n) if role == "forward" else (p.cout, p.out)
@@ -248,15 +284,20 @@ class _ConvLinearOperator(LinearOperator):
             raise ValueError(
                 f"{name} of a dask array needs shape ({n_in},), ({n_in}, K) or the volume shape {vol}; got {x.shape}"
             )
-        v = x.reshape(vol) if flat else x
+        v = x.reshape(vol) if flat else x  # type: ignore[no-untyped-call]
         if not self._channel_axis:
             v = v[None]
         res = _dask_forward(p, v, conj) if role == "forward" else _dask_transpose(p, v, conj)
         if not self._channel_axis:
             res = res[0]
-        return res.reshape(-1) if flat else res
+        return res.reshape(-1) if flat else res  # type: ignore[no-untyped-call]
 
-    def matvec(self, x: Any) -> Any:
+    @overload
+    def matvec(self, x: DaskArray) -> DaskArray: ...
+    @overload
+    def matvec(self, x: npt.ArrayLike) -> np.ndarray: ...
+
+    def matvec(self, x: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
         """``A @ x`` for ``x`` of shape ``(N,)`` or ``(N, 1)``; a dask ``x`` (flat, or shaped like the input
         volume) gives a lazy dask result.
 
@@ -266,32 +307,51 @@ class _ConvLinearOperator(LinearOperator):
         """
         if _is_dask(x):
             return self._dask_apply(x, self._role, self._conj, "matvec")
-        return super().matvec(_vectors(x, "x", self.shape[1], matrix=False))
+        y: np.ndarray = super().matvec(_vectors(x, "x", self.shape[1], matrix=False))
+        return y
 
-    def rmatvec(self, x: Any) -> Any:
+    @overload
+    def rmatvec(self, x: DaskArray) -> DaskArray: ...
+    @overload
+    def rmatvec(self, x: npt.ArrayLike) -> np.ndarray: ...
+
+    def rmatvec(self, x: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
         """``A.H @ x`` for ``x`` of shape ``(M,)`` or ``(M, 1)``; accepts dask arrays and raises like :meth:`matvec`."""
         if _is_dask(x):
             return self._dask_apply(x, self._other(), not self._conj, "rmatvec")
-        return super().rmatvec(_vectors(x, "y", self.shape[0], matrix=False))
+        y: np.ndarray = super().rmatvec(_vectors(x, "y", self.shape[0], matrix=False))
+        return y
 
-    def matmat(self, X: Any) -> Any:
+    @overload
+    def matmat(self, X: DaskArray) -> DaskArray: ...
+    @overload
+    def matmat(self, X: npt.ArrayLike) -> np.ndarray: ...
+
+    def matmat(self, X: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
         """``A @ X`` for a batch ``(N, K)`` of column vectors; a dask ``X`` is processed one column chunk per
         task.  Raises like :meth:`matvec`."""
         if _is_dask(X):
             if X.ndim != 2:
                 raise ValueError(f"matmat expects a 2-D array (vectors as columns); got shape {X.shape}")
             return self._dask_apply(X, self._role, self._conj, "matmat")
-        return super().matmat(_vectors(X, "X", self.shape[1], matrix=True))
+        Y: np.ndarray = super().matmat(_vectors(X, "X", self.shape[1], matrix=True))
+        return Y
 
-    def rmatmat(self, X: Any) -> Any:
+    @overload
+    def rmatmat(self, X: DaskArray) -> DaskArray: ...
+    @overload
+    def rmatmat(self, X: npt.ArrayLike) -> np.ndarray: ...
+
+    def rmatmat(self, X: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
         """``A.H @ Y`` for a batch ``(M, K)``; accepts dask arrays and raises like :meth:`matmat`."""
         if _is_dask(X):
             if X.ndim != 2:
                 raise ValueError(f"rmatmat expects a 2-D array (vectors as columns); got shape {X.shape}")
             return self._dask_apply(X, self._other(), not self._conj, "rmatmat")
-        return super().rmatmat(_vectors(X, "Y", self.shape[0], matrix=True))
+        Y: np.ndarray = super().rmatmat(_vectors(X, "Y", self.shape[0], matrix=True))
+        return Y
 
-    def dot(self, x: Any) -> Any:
+    def dot(self, x: npt.ArrayLike | DaskArray | LinearOperator) -> np.ndarray | DaskArray | LinearOperator:
         """``A @ x``: a vector ``(N,)``/``(N, 1)`` (matvec), a batch ``(N, K)`` (matmat), a scalar (a scaled
         operator) or another LinearOperator (a product)."""
         if _is_dask(x):
@@ -303,7 +363,7 @@ class _ConvLinearOperator(LinearOperator):
         arr = _vectors(x, "x", self.shape[1], matrix=None)
         return self.matvec(arr) if arr.ndim == 1 or arr.shape[1] == 1 else self.matmat(arr)
 
-    def __matmul__(self, other: Any) -> Any:
+    def __matmul__(self, other: npt.ArrayLike | DaskArray | LinearOperator) -> np.ndarray | DaskArray | LinearOperator:
         if isinstance(other, (str, bytes)):
             raise TypeError(f"x must be a numeric array or a LinearOperator; got a {type(other).__name__}")
         return super().__matmul__(other)
@@ -401,18 +461,18 @@ class ConvOperator(_ConvLinearOperator):
 
     def __init__(
         self,
-        kernel: Any,
-        input_shape: Any,
+        kernel: npt.ArrayLike,
+        input_shape: IntOrSequence,
         *,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: Any = 1,
-        padding_mode: str = "zeros",
+        stride: IntOrSequence = 1,
+        padding: Padding = 0,
+        dilation: IntOrSequence = 1,
+        groups: int = 1,
+        padding_mode: PaddingMode = "zeros",
         flip: bool = False,
-        dtype: Any = None,
-        method: str = "auto",
-        max_bytes: Any = "auto",
+        dtype: npt.DTypeLike | None = None,
+        method: Method = "auto",
+        max_bytes: MaxBytes = "auto",
     ) -> None:
         k = V.kernel_array(kernel)
         mdtype = V.result_dtype(k, dtype)
@@ -426,18 +486,18 @@ class ConvOperator(_ConvLinearOperator):
         self.geometry: Geometry = geom
         self.kernel = k
         self.method = method
-        self._keywords = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                              padding_mode=padding_mode, flip=flip, dtype=dtype)
+        self._keywords = _ConvKeywords(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                                       padding_mode=padding_mode, flip=flip, dtype=dtype)
         super().__init__(plan, "forward", False, odtype, geom.channel_axis)
         self._check_construction()
 
-    def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
+    def _build(self, *, format: SparseFormat = "csr", max_bytes: MaxBytes = "auto") -> sparray:
         from ..matrices import conv_matrix
 
         return conv_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
                            **self._keywords)
 
-    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
+    def to_sparse(self, *, format: SparseFormat = "csr", max_bytes: MaxBytes = "auto") -> sparray:
         """``conv_matrix`` with this operator's keywords (exactly; refused above ``max_bytes``).
 
         Examples
@@ -495,19 +555,19 @@ class ConvTransposeOperator(_ConvLinearOperator):
 
     def __init__(
         self,
-        kernel: Any,
-        input_shape: Any,
+        kernel: npt.ArrayLike,
+        input_shape: IntOrSequence,
         *,
-        stride: Any = 1,
-        padding: Any = 0,
-        output_padding: Any = 0,
-        dilation: Any = 1,
-        groups: Any = 1,
-        output_shape: Any = None,
-        padding_mode: str = "zeros",
-        dtype: Any = None,
-        method: str = "auto",
-        max_bytes: Any = "auto",
+        stride: IntOrSequence = 1,
+        padding: Padding = 0,
+        output_padding: IntOrSequence = 0,
+        dilation: IntOrSequence = 1,
+        groups: int = 1,
+        output_shape: IntOrSequence | None = None,
+        padding_mode: Literal["zeros"] = "zeros",
+        dtype: npt.DTypeLike | None = None,
+        method: Method = "auto",
+        max_bytes: MaxBytes = "auto",
     ) -> None:
         k = V.kernel_array(kernel)
         mdtype = V.result_dtype(k, dtype)
@@ -524,23 +584,30 @@ class ConvTransposeOperator(_ConvLinearOperator):
         self.geometry: Geometry = geom
         self.kernel = k
         self.method = method
-        self._keywords = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
-                              groups=groups, output_shape=output_shape, padding_mode=padding_mode, dtype=dtype)
+        self._keywords = _ConvTransposeKeywords(stride=stride, padding=padding, output_padding=output_padding,
+                                                dilation=dilation, groups=groups, output_shape=output_shape,
+                                                padding_mode=padding_mode, dtype=dtype)
         super().__init__(plan, "transpose", False, odtype, geom.channel_axis)
         self._check_construction()
 
-    def _build(self, *, format: str = "csr", max_bytes: Any = "auto"):
+    def _build(self, *, format: SparseFormat = "csr", max_bytes: MaxBytes = "auto") -> sparray:
         from ..matrices import conv_transpose_matrix
 
         return conv_transpose_matrix(self.kernel, self.geometry.input_shape, format=format, max_bytes=max_bytes,
                                      **self._keywords)
 
-    def to_sparse(self, *, format: str = "csr", max_bytes: Any = "auto") -> Any:
+    def to_sparse(self, *, format: SparseFormat = "csr", max_bytes: MaxBytes = "auto") -> sparray:
         """``conv_transpose_matrix`` with this operator's keywords (exactly)."""
         return self._build(format=format, max_bytes=max_bytes)
 
 
-def apply(C: Any, X: Any) -> Any:
+@overload
+def apply(C: np.ndarray | sparray | spmatrix | LinearOperator, X: DaskArray) -> DaskArray: ...
+@overload
+def apply(C: np.ndarray | sparray | spmatrix | LinearOperator, X: npt.ArrayLike) -> np.ndarray: ...
+
+
+def apply(C: np.ndarray | sparray | spmatrix | LinearOperator, X: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
     """``C @ X`` for an explicit matrix or an operator, with ``X`` a numpy or a dask array.
 
     Parameters
@@ -571,24 +638,28 @@ def apply(C: Any, X: Any) -> Any:
     """
     if isinstance(C, _ConvLinearOperator):
         if _is_dask(X):
-            return C.dot(X)
+            return cast("DaskArray", C.dot(X))
         X = _vectors(X, "X", C.shape[1], matrix=None)
         return C.matvec(X) if X.ndim == 1 else C.matmat(X)
     if not (hasattr(C, "shape") and len(getattr(C, "shape", ())) == 2):
         raise TypeError(f"C must be a 2-D matrix (sparse or dense) or a LinearOperator; got {type(C).__name__}")
     if not _is_dask(X):
-        return C @ _vectors(X, "X", C.shape[1], matrix=None)
+        y: np.ndarray = C @ _vectors(X, "X", C.shape[1], matrix=None)
+        return y
     da = _import_dask()
-    import dask
+    from dask.delayed import delayed  # what dask.delayed names
 
     rows, cols = C.shape
     if X.shape[0] != cols:
         raise ValueError(f"X must have C.shape[1] = {cols} rows (vectors as columns); got shape {X.shape}")
     dt = np.result_type(X.dtype, getattr(C, "dtype", np.float64))
     if X.ndim == 1:
-        return apply(C, X[:, None])[:, 0]
+        vector: DaskArray = apply(C, X[:, None])[:, 0]
+        return vector
     if X.ndim != 2:
         raise ValueError(f"X must be a vector (N,) or a batch of column vectors (N, K); got shape {X.shape}")
-    X = X.rechunk({0: -1})
-    Cd = dask.delayed(C, pure=True)
-    return da.map_blocks(_matmul_block, Cd, X, dtype=dt, chunks=((rows,), X.chunks[1]), meta=np.empty((0, 0), dt))
+    batch = X.rechunk({0: -1})  # type: ignore[no-untyped-call]
+    Cd = delayed(C, pure=True)
+    result: DaskArray = da.map_blocks(_matmul_block, Cd, batch, dtype=dt, chunks=((rows,), batch.chunks[1]),
+                                      meta=np.empty((0, 0), dt))
+    return result

@@ -11,7 +11,7 @@ Needs matplotlib (``pip install convmatrix[plot]``); it is imported inside the f
   convolution is drawn as the equivalent direct convolution: ``s-1`` zeros inserted between the
   input pixels, padding ``d*(k-1)-p``, the kernel rotated 180 degrees, stride 1.
 * :func:`figure` / :func:`save_figure` -- both side by side for a geometry given by the same
-  keywords as :func:`convmatrix.conv_matrix` (``transpose=True``: :func:`conv_transpose_matrix`),
+  keywords as :func:`convmatrix.conv_matrix` (``kind="conv_transpose"``: :func:`conv_transpose_matrix`),
   and optionally one frame per output pixel (``convmatrix show``).
 
 Limits.  A picture is refused (``ValueError`` naming the parameter and the limit) before
@@ -44,4 +44,7 @@ from .figures import figure, save_figure
 from .matrix import block_levels, plot_matrix
 from .sliding import plot_geometry
 
-__all__ = ['plot_matrix', 'plot_geometry', 'figure', 'save_figure', 'block_levels', 'MAX_FRAMES', 'MAX_PIXELS', 'MAX_SIDE', 'MAX_MATRIX_NNZ', 'MAX_GEOMETRY_CELLS', 'MAX_FRAME_CELLS', 'MAX_ANNOTATE', 'MIN_DPI']
+# in the order of the documentation (docs/make_api.py lists this module's names as __all__ gives them)
+__all__ = ['plot_matrix', 'plot_geometry', 'figure', 'save_figure', 'block_levels',  # noqa: RUF022
+           'MAX_FRAMES', 'MAX_PIXELS', 'MAX_SIDE', 'MAX_MATRIX_NNZ', 'MAX_GEOMETRY_CELLS', 'MAX_FRAME_CELLS',
+           'MAX_ANNOTATE', 'MIN_DPI']

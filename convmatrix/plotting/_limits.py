@@ -5,11 +5,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ['MAX_FRAMES', 'MAX_PIXELS', 'MAX_SIDE', 'MIN_DPI', 'MAX_MATRIX_NNZ', 'MAX_GEOMETRY_CELLS', 'MAX_FRAME_CELLS', 'MAX_ANNOTATE']
+if TYPE_CHECKING:
+    from ..geometry import Geometry
+
+__all__ = ['MAX_ANNOTATE', 'MAX_FRAMES', 'MAX_FRAME_CELLS', 'MAX_GEOMETRY_CELLS', 'MAX_MATRIX_NNZ', 'MAX_PIXELS',
+           'MAX_SIDE', 'MIN_DPI']
+
+#: a number written into a picture: a Python or numpy scalar (``|v|`` is written for a complex one)
+_Scalar = complex | np.number[Any] | np.bool_
 
 
 _PLOT_EXTRA = "pip install convmatrix[plot]"
@@ -92,21 +99,20 @@ _CURRENT = "#2d6a4f"
 _HIGHLIGHT = "#f77f00"
 
 
-def _mpl() -> Any:
+def _mpl() -> None:
+    """An ``ImportError`` saying how to install matplotlib when it is missing (the callers then import pyplot)."""
     try:
         import matplotlib  # noqa: F401  (is it installed?)
     except ImportError:
         raise ImportError(f"plotting needs matplotlib: {_PLOT_EXTRA}") from None
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
-def _short(v: Any) -> str:
+def _short(v: _Scalar) -> str:
+    """A number short enough to write into a cell."""
     if isinstance(v, (complex, np.complexfloating)):
         return f"{abs(v):.2g}"
-    if float(v) == round(float(v)) and abs(v) < 1000:
-        return str(int(round(float(v))))
+    if float(v) == round(float(v)) and abs(float(v)) < 1000:
+        return str(round(float(v)))
     return f"{float(v):.2g}"
 
 
@@ -120,7 +126,7 @@ def _dims(t: Sequence[int]) -> str:
     return "x".join(str(int(v)) for v in t)
 
 
-def _check_size(size: Any, dpi: float, name: str) -> tuple[float, float]:
+def _check_size(size: object, dpi: float, name: str) -> tuple[float, float]:
     """``size`` (inches) as two floats; refuses pictures beyond :data:`MAX_SIDE` / :data:`MAX_PIXELS` pixels."""
     if isinstance(size, (str, bytes)) or not isinstance(size, (Sequence, np.ndarray)) or len(size) != 2:
         raise TypeError(f"size must be a (width, height) pair of positive numbers (inches); got {size!r}")
@@ -144,7 +150,7 @@ def _check_size(size: Any, dpi: float, name: str) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def _check_matrix(geom: Any) -> None:
+def _check_matrix(geom: Geometry) -> None:
     nnz = geom.nnz
     if nnz > MAX_MATRIX_NNZ:
         rows, cols = geom.shape

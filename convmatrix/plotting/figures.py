@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from .._io import staged
 from ._limits import (
@@ -23,7 +24,20 @@ from ._limits import (
 from .matrix import block_levels, plot_matrix
 from .sliding import _check_cells, _geometry_cells, _position, plot_geometry
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from ..geometry import Geometry
+
 __all__ = ['figure', 'save_figure']
+
+
+#: a geometry keyword's value, as :func:`convmatrix.conv_matrix` / :func:`convmatrix.conv_transpose_matrix` take
+#: it (``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``, ``output_padding``, ``output_shape``)
+_GeometryValue = int | str | Sequence[int | tuple[int, int]] | None
 
 
 # ============================================================================ figures
@@ -34,9 +48,13 @@ _GEOMETRY_KEYS = {False: ("stride", "padding", "dilation", "groups", "padding_mo
 _KINDS = ("conv", "conv_transpose")
 
 
-def _geometry_of(kernel: Any, input_shape: Any, kind: Any, flip: Any,
-                 geometry: dict[str, Any]) -> tuple[np.ndarray, Any]:
-    """The kernel array and the validated geometry (nothing built yet)."""
+def _geometry_of(kernel: npt.ArrayLike, input_shape: int | Sequence[int], kind: object, flip: object,
+                 geometry: Mapping[str, Any]) -> tuple[npt.NDArray[np.generic], Geometry]:
+    """The kernel array and the validated geometry (nothing built yet).
+
+    ``geometry`` is forwarded to the geometry constructor, which validates each value (``Any``: the
+    values are the caller's, each of the type its own keyword takes).
+    """
     from .. import _validate as V
     from ..geometry import conv_geometry, conv_transpose_geometry
 
@@ -58,27 +76,28 @@ def _geometry_of(kernel: Any, input_shape: Any, kind: Any, flip: Any,
     return k, conv_geometry(k.shape, input_shape, **geometry)
 
 
-def _matrix_of(k: np.ndarray, geom: Any, flip: bool, dtype: Any) -> tuple[Any, np.ndarray]:
+def _matrix_of(k: npt.NDArray[np.generic], geom: Geometry, flip: bool, dtype: npt.DTypeLike | None
+               ) -> tuple[sp.csr_array, npt.NDArray[np.generic]]:
     """The matrix (its size checked by :func:`_check_picture` first) and the spatial kernel drawn."""
     from ..matrices import matrix_from_geometry
 
     M = matrix_from_geometry(geom, k, flip=bool(flip), dtype=dtype)
     # channel pair (0, 0), as it slides (rotated for flip); a transposed kernel as given
-    spatial = geom.engine_weight(k, bool(flip))[0, 0] if geom.kind == "conv" else k.reshape((-1,) + geom.kernel_shape)[0]
+    spatial = geom.engine_weight(k, bool(flip))[0, 0] if geom.kind == "conv" else k.reshape((-1, *geom.kernel_shape))[0]
     return M, spatial
 
 
 def figure(
-    kernel: Any,
-    input_shape: Any,
+    kernel: npt.ArrayLike,
+    input_shape: int | Sequence[int],
     *,
-    kind: str = "conv",
+    kind: Literal["conv", "conv_transpose"] = "conv",
     flip: bool = False,
-    dtype: Any = None,
+    dtype: npt.DTypeLike | None = None,
     position: Sequence[int] | None = None,
     size: tuple[float, float] = (14.0, 6.5),
-    **geometry: Any,
-) -> Any:
+    **geometry: _GeometryValue,
+) -> Figure:
     """The matrix (block grid, the pixel's row outlined) next to the geometry picture.
 
     The geometry is validated and the limits of the module are checked before the matrix is
@@ -115,7 +134,9 @@ def figure(
     pos = _position(geom, position)
     _check_cells(geom)
     _check_matrix(geom)
-    plt = _mpl()
+    _mpl()
+    import matplotlib.pyplot as plt
+
     dpi = float(plt.rcParams["figure.dpi"])
     if dpi < MIN_DPI:
         raise ValueError(f"rcParams['figure.dpi'] must be at least MIN_DPI = {MIN_DPI} for the text to be drawn; "
@@ -131,11 +152,11 @@ def figure(
     return fig
 
 
-def _row_of(geom: Any, pos: tuple[int, ...]) -> int:
+def _row_of(geom: Geometry, pos: tuple[int, ...]) -> int:
     return int(np.ravel_multi_index(pos, geom.output_shape))
 
 
-def _structure_name(geom: Any, limit: int) -> str | None:
+def _structure_name(geom: Geometry, limit: int) -> str | None:
     """The structure name of the matrix of ``geom`` (``None`` when naming it needs more than ``limit`` bytes)."""
     from ..structure import forward_structure
 
@@ -145,8 +166,8 @@ def _structure_name(geom: Any, limit: int) -> str | None:
     return str(st) if geom.kind == "conv" else f"transpose of: {st}"
 
 
-def _draw(fig: Any, ax_m: Any, ax_g: Any, geom: Any, M: Any, pos: tuple[int, ...],
-          kernel: Any = None) -> Any:
+def _draw(fig: Figure, ax_m: Axes, ax_g: Axes, geom: Geometry, M: sp.csr_array, pos: tuple[int, ...],
+          kernel: npt.ArrayLike | None = None) -> Rectangle:
     """Both panels; returns the row-outline patch of the matrix panel (moved by the frames)."""
     import textwrap
 
@@ -168,7 +189,7 @@ def _draw(fig: Any, ax_m: Any, ax_g: Any, geom: Any, M: Any, pos: tuple[int, ...
 
 
 # ============================================================================ files
-def _path(value: Any, name: str) -> str:
+def _path(value: str | bytes | os.PathLike[str] | os.PathLike[bytes], name: str) -> str:
     """A file-system path given as ``str`` or ``os.PathLike``."""
     try:
         path = os.fspath(value)
@@ -196,18 +217,18 @@ def _picture_format(out: str) -> str:
 
 
 def save_figure(
-    kernel: Any,
-    input_shape: Any,
-    out: str,
+    kernel: npt.ArrayLike,
+    input_shape: int | Sequence[int],
+    out: str | os.PathLike[str],
     *,
-    kind: str = "conv",
+    kind: Literal["conv", "conv_transpose"] = "conv",
     flip: bool = False,
-    dtype: Any = None,
+    dtype: npt.DTypeLike | None = None,
     position: Sequence[int] | None = None,
-    frames: str | None = None,
+    frames: str | os.PathLike[str] | None = None,
     dpi: int = 100,
     size: tuple[float, float] = (14.0, 6.5),
-    **geometry: Any,
+    **geometry: _GeometryValue,
 ) -> list[str]:
     """Write :func:`figure` to ``out`` and, with ``frames``, one frame per output pixel into that folder.
 
@@ -268,7 +289,9 @@ def save_figure(
                              f"{cells:,} cells; at most MAX_FRAME_CELLS = {MAX_FRAME_CELLS:,}")
     _check_matrix(geom)
     size = _check_size(size, dpi, "dpi")
-    plt = _mpl()
+    _mpl()
+    import matplotlib.pyplot as plt
+
     fmt = _picture_format(out)
     written = [out]
     with staged() as stage:

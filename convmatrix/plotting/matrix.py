@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._limits import _HIGHLIGHT, _MAX_ANNOTATE, _MAX_IMAGE, _TAP, MAX_ANNOTATE, MAX_MATRIX_NNZ, _mpl, _short
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    from matplotlib.axes import Axes
+
+    from ..geometry import Geometry
 
 __all__ = ['block_levels', 'plot_matrix']
 
 
 # ============================================================================ matrix
-def block_levels(geom: Any) -> list[tuple[int, int]]:
+def block_levels(geom: Geometry) -> list[tuple[int, int]]:
     """Block sizes ``(rows, cols)`` of the matrix of ``geom``, coarse to fine.
 
     The channel blocks (when the vectors carry channels with more than one channel), then
@@ -37,14 +44,14 @@ def block_levels(geom: Any) -> list[tuple[int, int]]:
 
 
 def plot_matrix(
-    M: Any,
+    M: sp.sparray | sp.spmatrix | ArrayLike,
     *,
     levels: Sequence[tuple[int, int]] = (),
-    ax: Any = None,
+    ax: Axes | None = None,
     highlight_row: int | None = None,
     title: str | None = None,
     annotate: bool | None = None,
-) -> Any:
+) -> Axes:
     """Draw a matrix: zeros white, entries by value (``|value|`` for complex), block grid, one row outlined.
 
     Parameters
@@ -100,14 +107,15 @@ def plot_matrix(
         if S.nnz > MAX_ANNOTATE:
             raise ValueError(f"annotate=True writes one number per stored entry, at most {MAX_ANNOTATE:,}; "
                              f"the matrix has {S.nnz:,}")
-    plt = _mpl()
+    _mpl()
+    import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
     # square cells unless the matrix is very tall or very wide (then fill the panel)
-    aspect = "equal" if 1 / 3 <= rows / cols <= 3 else "auto"
+    aspect: Literal["equal", "auto"] = "equal" if 1 / 3 <= rows / cols <= 3 else "auto"
     if image:
         coo = S.tocoo()
         shown = np.abs(coo.data) if np.iscomplexobj(coo.data) else coo.data
@@ -165,36 +173,37 @@ def plot_matrix(
     return ax
 
 
-def _as_sparse(M: Any) -> Any:
+def _as_sparse(M: object) -> sp.csr_array:
     """``M`` as a CSR array after the checks of :func:`plot_matrix` (2-D, numeric, not too many entries)."""
     import scipy.sparse as sp
 
     if sp.issparse(M):
-        if len(M.shape) != 2:
-            raise TypeError(f"M must be a 2-D matrix; got a sparse array of shape {M.shape}")
-        kind, count = np.dtype(M.dtype).kind, int(M.nnz)
+        A = cast("sp.sparray", M)
+        if len(A.shape) != 2:
+            raise TypeError(f"M must be a 2-D matrix; got a sparse array of shape {A.shape}")
+        kind, count = np.dtype(A.dtype).kind, int(A.nnz)
     else:
         try:
-            M = np.asarray(M)
+            A = np.asarray(M)
         except Exception as exc:  # ragged nested lists and the like
             raise TypeError(f"M must be a 2-D numeric matrix (sparse or ndarray); got {type(M).__name__} "
                             f"({exc})") from None
-        if M.ndim != 2:
-            raise TypeError(f"M must be a 2-D numeric matrix (sparse or ndarray); got an array of shape {M.shape}")
-        kind = M.dtype.kind
-        count = int(np.count_nonzero(M)) if kind in "biufc" else 0
+        if A.ndim != 2:
+            raise TypeError(f"M must be a 2-D numeric matrix (sparse or ndarray); got an array of shape {A.shape}")
+        kind = A.dtype.kind
+        count = int(np.count_nonzero(A)) if kind in "biufc" else 0
     if kind not in "biufc":
-        raise TypeError(f"M must have a numeric dtype (bool, integer, float or complex); got dtype {M.dtype}")
-    if 0 in M.shape:
-        raise ValueError(f"M must have at least one row and one column; got shape {M.shape}")
+        raise TypeError(f"M must have a numeric dtype (bool, integer, float or complex); got dtype {A.dtype}")
+    if 0 in A.shape:
+        raise ValueError(f"M must have at least one row and one column; got shape {A.shape}")
     if count > MAX_MATRIX_NNZ:
         raise ValueError(f"M has {count:,} entries to draw, more than a picture shows (at most MAX_MATRIX_NNZ = "
                          f"{MAX_MATRIX_NNZ:,}); draw a smaller geometry")
-    S = sp.csr_array(M)
+    S = sp.csr_array(A)
     return S.astype(np.int8) if kind == "b" else S
 
 
-def _levels(levels: Any) -> list[tuple[int, int]]:
+def _levels(levels: object) -> list[tuple[int, int]]:
     from .. import _validate as V
 
     if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray)):

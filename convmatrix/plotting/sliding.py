@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ._limits import (
     _CURRENT,
@@ -27,11 +28,16 @@ from ._limits import (
     _short,
 )
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ..geometry import Geometry
+
 __all__ = ['plot_geometry']
 
 
 # ============================================================================ geometry
-def _plane(geom: Any) -> tuple[list[int], str]:
+def _plane(geom: Geometry) -> tuple[list[int], str]:
     """The spatial axes drawn (the last one or two) and a note about the others."""
     nd = geom.ndim
     if nd == 1:
@@ -42,13 +48,29 @@ def _plane(geom: Any) -> tuple[list[int], str]:
     return axes, note
 
 
-def _grid_spec(geom: Any, axes: list[int]) -> dict[str, Any]:
+class _GridSpec(TypedDict):
+    """Per drawn axis (lists as long as the drawn axes), what :func:`_grid_spec` returns."""
+
+    roles: list[npt.NDArray[np.int_]]  # per grid cell: 0 padding, 1 input pixel, 2 inserted zero
+    offset: list[int]
+    step: list[int]  # grid cells per output step
+    tap: list[int]  # grid cells between kernel taps (the dilation)
+    out: list[int]  # output size
+    source: list[npt.NDArray[np.int_]]  # per grid cell: the input pixel it holds or copies (-1: none)
+
+
+#: numpy's name of each boundary mode (np.pad)
+_NP_PAD: dict[str, Literal["constant", "wrap", "reflect", "edge", "symmetric"]] = {
+    "zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge", "symmetric": "symmetric"}
+
+
+def _grid_spec(geom: Geometry, axes: list[int]) -> _GridSpec:
     """Per drawn axis: cell roles of the grid the kernel slides over, and how positions map to it.
 
     Roles: 0 padding, 1 input pixel, 2 inserted zero (transposed), and the conv's stride/step.
     Arrays are as long as the drawn grid (:func:`_plane_sizes`), whatever the stride or padding.
     """
-    spec: dict[str, Any] = {"roles": [], "offset": [], "step": [], "tap": [], "out": [], "source": []}
+    spec: _GridSpec = {"roles": [], "offset": [], "step": [], "tap": [], "out": [], "source": []}
     grid_sizes = _plane_sizes(geom, axes)[0]
     for ax, size in zip(axes, grid_sizes):
         n, k, s, d = geom.input_shape[ax], geom.kernel_shape[ax], geom.stride[ax], geom.dilation[ax]
@@ -57,9 +79,8 @@ def _grid_spec(geom: Any, axes: list[int]) -> dict[str, Any]:
         g = np.arange(size)
         if geom.kind == "conv":
             roles = ((g >= pb) & (g < pb + n)).astype(int)
-            np_mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
-                       "symmetric": "symmetric"}[geom.padding_mode]
-            source = np.pad(np.arange(n), (pb, pa), mode=np_mode)  # input pixel each padded cell copies
+            # the input pixel each padded cell copies
+            source = np.pad(np.arange(n), (pb, pa), mode=_NP_PAD[geom.padding_mode])
             spec["step"].append(s)
         else:  # equivalent direct convolution: zero insertion, padding d(k-1)-p, stride 1
             u = g - (d * (k - 1) - pb)  # index into the zero-inserted input, (n-1)*s+1 long
@@ -76,7 +97,7 @@ def _grid_spec(geom: Any, axes: list[int]) -> dict[str, Any]:
     return spec
 
 
-def _plane_sizes(geom: Any, axes: list[int]) -> tuple[list[int], list[int], list[int]]:
+def _plane_sizes(geom: Geometry, axes: list[int]) -> tuple[list[int], list[int], list[int]]:
     """Per drawn axis: cells of the grid the kernel slides over, output cells, kernel taps (closed form)."""
     grid = []
     for ax in axes:
@@ -88,13 +109,13 @@ def _plane_sizes(geom: Any, axes: list[int]) -> tuple[list[int], list[int], list
     return grid, [geom.output_shape[ax] for ax in axes], [geom.kernel_shape[ax] for ax in axes]
 
 
-def _geometry_cells(geom: Any) -> int:
+def _geometry_cells(geom: Geometry) -> int:
     """Cells :func:`plot_geometry` draws: the grid, the kernel taps and the output of the drawn plane."""
     grid, out, taps = _plane_sizes(geom, _plane(geom)[0])
     return math.prod(grid) + math.prod(out) + math.prod(taps)
 
 
-def _check_cells(geom: Any) -> None:
+def _check_cells(geom: Geometry) -> None:
     cells = _geometry_cells(geom)
     if cells > MAX_GEOMETRY_CELLS:
         axes = _plane(geom)[0]
@@ -108,16 +129,21 @@ def _check_cells(geom: Any) -> None:
         )
 
 
-def _cell_verts(x: np.ndarray, y: np.ndarray, w: float = 1.0) -> np.ndarray:
-    """``(N, 4, 2)`` corners of the squares of side ``w`` with lower-left corners ``(x, y)``."""
+def _cell_verts(x: npt.ArrayLike, y: npt.ArrayLike, w: float = 1.0) -> Sequence[npt.ArrayLike]:
+    """``(N, 4, 2)`` corners of the squares of side ``w`` with lower-left corners ``(x, y)``.
+
+    The polygons of a ``PolyCollection``: one array (its fast path), typed as the sequence of
+    polygons matplotlib's annotations ask for.
+    """
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()
-    return np.stack([np.stack([x, y], -1), np.stack([x + w, y], -1), np.stack([x + w, y + w], -1),
-                     np.stack([x, y + w], -1)], axis=1)
+    verts = np.stack([np.stack([x, y], -1), np.stack([x + w, y], -1), np.stack([x + w, y + w], -1),
+                      np.stack([x, y + w], -1)], axis=1)
+    return cast("Sequence[npt.ArrayLike]", verts)
 
 
-def plot_geometry(geom: Any, *, position: Sequence[int] | None = None, ax: Any = None, title: bool = True,
-                  kernel: Any = None, legend: bool = True) -> Any:
+def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: Axes | None = None, title: bool = True,
+                  kernel: npt.ArrayLike | None = None, legend: bool = True) -> Axes:
     """Draw the sliding window of ``geom`` at one output pixel, conv_arithmetic style.
 
     Parameters
@@ -167,7 +193,8 @@ def plot_geometry(geom: Any, *, position: Sequence[int] | None = None, ax: Any =
         values = np.asarray(kernel)
         if values.shape != tuple(k_axes):
             raise ValueError(f"kernel must be the spatial kernel of shape {tuple(k_axes)}; got {values.shape}")
-    plt = _mpl()
+    _mpl()
+    import matplotlib.pyplot as plt
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_rgba_array
     from matplotlib.patches import FancyArrowPatch, Rectangle
@@ -273,7 +300,7 @@ def plot_geometry(geom: Any, *, position: Sequence[int] | None = None, ax: Any =
     return ax
 
 
-def _position(geom: Any, position: Sequence[int] | None) -> tuple[int, ...]:
+def _position(geom: Geometry, position: object) -> tuple[int, ...]:
     from .. import _validate as V
 
     o = geom.output_shape
@@ -287,7 +314,7 @@ def _position(geom: Any, position: Sequence[int] | None) -> tuple[int, ...]:
     return pos
 
 
-def _geometry_title(geom: Any, pos: tuple[int, ...], note: str) -> str:
+def _geometry_title(geom: Geometry, pos: tuple[int, ...], note: str) -> str:
     n, k, o = geom.input_shape, geom.kernel_shape, geom.output_shape
     ch = f", channels {geom.in_channels}->{geom.out_channels}" if geom.channel_axis else ""
     pads = ",".join(f"({b},{a})" for b, a in geom.padding)

@@ -17,4 +17,4 @@ from __future__ import annotations
 from .norm import SpectralNorm, spectral_norm
 from .singular import singular_values
 
-__all__ = ['singular_values', 'spectral_norm', 'SpectralNorm']
+__all__ = ['SpectralNorm', 'singular_values', 'spectral_norm']

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
+from .._validate import PaddingMode
 from ..geometry import Geometry, fold_index
 
-__all__ = []
+__all__: list[str] = []
+
+
+# ----------------------------------------------------------------------------- argument types
+#: per-frequency blocks of a kernel's transform, and singular values
+_Complex: TypeAlias = npt.NDArray[np.complexfloating]
+_Real: TypeAlias = npt.NDArray[np.floating]
 
 
 #: largest matrix (rows x columns) that ``method="auto"`` turns dense for an exact SVD
@@ -28,7 +37,7 @@ def _finite_kernel(k: np.ndarray) -> None:
                              f"entr{'y' if bad == 1 else 'ies'} in an array of shape {k.shape}")
 
 
-def _compute_dtype(kdt: np.dtype, single: bool) -> np.dtype:
+def _compute_dtype(kdt: np.dtype, single: bool) -> np.dtype[np.inexact]:
     """float32/complex64 kernels compute in single precision when ``single``; everything else
     (integers, bools, float64, extended precision) in float64/complex128."""
     low = single and kdt in (np.float32, np.complex64)
@@ -37,7 +46,7 @@ def _compute_dtype(kdt: np.dtype, single: bool) -> np.dtype:
     return np.dtype(np.float32 if low else np.float64)
 
 
-def _scaled(k: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, int]:
+def _scaled(k: np.ndarray, dt: np.dtype) -> tuple[npt.NDArray[np.inexact], int]:
     """``(k * 2**-e in dt, e)`` with the largest magnitude in [0.5, 1) (``e = 0`` for a zero kernel).
 
     Scaling by a power of two is exact; it keeps the transforms, SVDs and Krylov products of
@@ -65,7 +74,8 @@ def _unscale(value: float, e: int, what: str) -> float:
 
 
 # ----------------------------------------------------------------------------- circulant spectra
-def _block_spectrum(w: np.ndarray, grid: tuple[int, ...], dilation: tuple[int, ...], groups: int):
+def _block_spectrum(w: npt.NDArray[np.inexact], grid: tuple[int, ...], dilation: tuple[int, ...],
+                    groups: int) -> tuple[_Complex, npt.NDArray[np.int_] | None]:
     """Per-frequency blocks ``(F, groups, C_out/g, C_in/g)`` of the circulant on ``grid`` and multiplicities.
 
     Taps are wrapped modulo the grid (kernels larger than the input fold onto themselves, as the
@@ -77,9 +87,9 @@ def _block_spectrum(w: np.ndarray, grid: tuple[int, ...], dilation: tuple[int, .
 
     nd = len(grid)
     cout, cg = w.shape[:2]
-    wrapped = np.zeros((cout, cg) + tuple(grid), w.dtype)
+    wrapped = np.zeros((cout, cg, *grid), w.dtype)
     idx = [np.mod(np.arange(k) * d, n) for k, d, n in zip(w.shape[2:], dilation, grid)]
-    np.add.at(wrapped, (slice(None), slice(None)) + np.ix_(*idx), w)
+    np.add.at(wrapped, (slice(None), slice(None), *np.ix_(*idx)), w)
     axes = tuple(range(2, 2 + nd))
     if w.dtype.kind == "c":
         spec, mult = fft.fftn(wrapped, axes=axes), None
@@ -93,7 +103,8 @@ def _block_spectrum(w: np.ndarray, grid: tuple[int, ...], dilation: tuple[int, .
     return blocks, mult
 
 
-def _circulant_svals(w, grid, dilation, groups) -> np.ndarray:
+def _circulant_svals(w: npt.NDArray[np.inexact], grid: tuple[int, ...], dilation: tuple[int, ...],
+                     groups: int) -> _Real:
     """Every singular value of the circulant, descending, in the real dtype of ``w``."""
     blocks, mult = _block_spectrum(w, grid, dilation, groups)
     s = np.linalg.svd(blocks, compute_uv=False)  # (F, g, min(og, cg)), batched LAPACK
@@ -108,7 +119,8 @@ def _circulant_svals(w, grid, dilation, groups) -> np.ndarray:
     return s
 
 
-def _circulant_norm(w, grid, dilation, groups) -> float:
+def _circulant_norm(w: npt.NDArray[np.inexact], grid: tuple[int, ...], dilation: tuple[int, ...],
+                    groups: int) -> float:
     blocks, _ = _block_spectrum(w, grid, dilation, groups)
     if blocks.shape[2] == 1 or blocks.shape[3] == 1:  # a column or a row per block: its Euclidean norm
         a = np.abs(blocks)
@@ -139,7 +151,7 @@ def _is_circulant(geom: Geometry) -> bool:
             and geom.output_shape == geom.input_shape)
 
 
-def _fold_multiplicity(n: int, L: int, pb: int, mode: str) -> int:
+def _fold_multiplicity(n: int, L: int, pb: int, mode: PaddingMode) -> int:
     """Largest number of padded positions ``m in [0, L)`` reading one input ``fold(m - pb)``.
 
     Closed form for zeros, circular and replicate; the mirror modes count per residue of their
@@ -174,7 +186,7 @@ def _padding_norm_bytes(geom: Geometry) -> int:
     return 64 * max(geom.input_shape) if mirror else 0
 
 
-def _tap_norm(w: np.ndarray, groups: int) -> float:
+def _tap_norm(w: npt.NDArray[np.inexact], groups: int) -> float:
     """``sum_t ||w[:, :, t]||``: the triangle inequality bounds every ``||A(f)||`` by it."""
     cout, cg = w.shape[:2]
     taps = w.reshape(groups, cout // groups, cg, -1).transpose(3, 0, 1, 2)
@@ -185,7 +197,7 @@ def _tap_norm(w: np.ndarray, groups: int) -> float:
     return float(per.max(axis=1).sum())
 
 
-def _upper_bound(w: np.ndarray, geom: Geometry, circulant: bool) -> float:
+def _upper_bound(w: npt.NDArray[np.inexact], geom: Geometry, circulant: bool) -> float:
     """``max_f ||A_L(f)|| * ||P||`` (``circulant``), else the looser ``sum_t ||w_t|| * ||P||``."""
     pn = _padding_norm(geom)
     if pn == 0.0:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode
 from ..geometry import Geometry, conv_geometry
 from ._circulant import (
     _DENSE_ENTRIES,
@@ -24,10 +27,23 @@ from ._circulant import (
     _upper_bound,
 )
 
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
+
+    from ..operator import ConvOperator
+
 __all__ = ['SpectralNorm', 'spectral_norm']
 
 
-SPECTRAL_METHODS = ("auto", "exact", "dense", "lanczos", "power")
+#: how :func:`spectral_norm` computes the norm (``"auto"`` picks one of the others)
+Method: TypeAlias = Literal["auto", "exact", "dense", "lanczos", "power"]
+#: the method a :class:`SpectralNorm` was obtained with
+UsedMethod: TypeAlias = Literal["exact", "dense", "lanczos", "power"]
+
+#: vectors (or blocks of them) the operator maps
+_Vectors: TypeAlias = npt.NDArray[np.inexact]
+
+SPECTRAL_METHODS: tuple[Method, ...] = ("auto", "exact", "dense", "lanczos", "power")
 
 
 class SpectralNorm(float):
@@ -52,14 +68,14 @@ class SpectralNorm(float):
         Products with the operator or its adjoint that were used.
     """
 
-    method: str
+    method: UsedMethod
     tol: float
     lower_bound: float
     upper_bound: float
     converged: bool
     matvecs: int
 
-    def __new__(cls, value: float, **info: Any) -> SpectralNorm:
+    def __new__(cls, value: float, **info: object) -> SpectralNorm:
         obj = super().__new__(cls, value)
         obj.__dict__.update(info)
         return obj
@@ -68,16 +84,16 @@ class SpectralNorm(float):
         return (f"SpectralNorm({float(self)!r}, method={self.method!r}, tol={self.tol!r}, "
                 f"lower_bound={self.lower_bound!r}, upper_bound={self.upper_bound!r}, converged={self.converged})")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[float, dict[str, object]], SpectralNorm], tuple[float, dict[str, object]]]:
         return (_rebuild, (float(self), dict(self.__dict__)))
 
 
-def _rebuild(value: float, info: dict) -> SpectralNorm:
+def _rebuild(value: float, info: dict[str, object]) -> SpectralNorm:
     return SpectralNorm(value, **info)
 
 
 # ----------------------------------------------------------------------------- validation helpers
-def _spectral_method(method: Any) -> str:
+def _spectral_method(method: object) -> Method:
     rule = f"method must be one of {', '.join(map(repr, SPECTRAL_METHODS))}"
     if not isinstance(method, str):
         raise TypeError(f"{rule}; got {method!r} of type {type(method).__name__}")
@@ -87,20 +103,20 @@ def _spectral_method(method: Any) -> str:
 
 
 def spectral_norm(
-    kernel: Any,
-    input_shape: Any,
+    kernel: npt.ArrayLike,
+    input_shape: IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    padding_mode: str = "zeros",
+    stride: IntOrSequence = 1,
+    padding: Padding = 0,
+    dilation: IntOrSequence = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
     flip: bool = False,
     tol: float | None = None,
-    method: str = "auto",
+    method: Method = "auto",
     maxiter: int | None = None,
     seed: int | None = None,
-    max_bytes: Any = "auto",
+    max_bytes: MaxBytes = "auto",
 ) -> SpectralNorm:
     """Spectral norm (largest singular value, the Lipschitz constant) of ``conv_matrix`` for any geometry.
 
@@ -234,14 +250,14 @@ def spectral_norm(
     rng = np.random.default_rng(seed)
     if method == "dense":
         value = lower = _dense_norm(A, ctype)
-        info = dict(method="dense", tol=0.0, converged=True, matvecs=min(A.shape))
+        info: dict[str, object] = {"method": "dense", "tol": 0.0, "converged": True, "matvecs": min(A.shape)}
     elif method == "lanczos":
         value, lower, converged, count = _lanczos(A, ctype, tol, maxiter, rng)
-        info = dict(method="lanczos", tol=tol, converged=converged, matvecs=count)
+        info = {"method": "lanczos", "tol": tol, "converged": converged, "matvecs": count}
     else:
         value, converged, count = _power(A, ctype, tol, maxiter, rng)
         lower = value
-        info = dict(method="power", tol=tol, converged=converged, matvecs=count)
+        info = {"method": "power", "tol": tol, "converged": converged, "matvecs": count}
     if value == 0.0:  # found zero by its products (taps on the padding only, or folds that cancel)
         return SpectralNorm(0.0, lower_bound=0.0, upper_bound=0.0, **info)
     what = "spectral norm"
@@ -258,7 +274,11 @@ class _NormPlan:
     stay, the upper bound's spectrum is freed before the method's vectors are allocated.
     """
 
-    def __init__(self, geom: Geometry, A: Any, kernel_size: int, ctype: np.dtype, budget: int | None) -> None:
+    m: int  # the matrix's shape
+    n: int
+
+    def __init__(self, geom: Geometry, A: ConvOperator, kernel_size: int, ctype: np.dtype,
+                 budget: int | None) -> None:
         self.geom, self.A, self.ctype, self.budget = geom, A, ctype, budget
         it = ctype.itemsize
         self.it = it
@@ -285,7 +305,7 @@ class _NormPlan:
             peak += p.spectrum_bytes(self.ctype)
         return peak
 
-    def need(self, method: str) -> int:
+    def need(self, method: UsedMethod) -> int:
         it, m, n = self.it, self.m, self.n
         if method == "exact":
             return self.kernel + self.exact
@@ -307,10 +327,10 @@ class _NormPlan:
         other = self.kernel + 4 * n * p * it + 8 * n * p + m * p * it
         return max(self.kernel + self.bound, other + self._calls(p, other))
 
-    def fits(self, method: str) -> bool:
+    def fits(self, method: UsedMethod) -> bool:
         return self.budget is None or self.need(method) <= self.budget
 
-    def choose(self, method: str, circ: bool) -> str:
+    def choose(self, method: Method, circ: bool) -> UsedMethod:
         if method != "auto":
             return method
         if circ and self.fits("exact"):
@@ -319,7 +339,7 @@ class _NormPlan:
             return "dense"
         return "lanczos"
 
-    def check(self, method: str) -> None:
+    def check(self, method: UsedMethod) -> None:
         need = self.need(method)  # leaves the operator with this method's share of the budget, so that its
         if self.budget is None or need <= self.budget:  # choice of route per product is the one predicted
             return
@@ -328,14 +348,15 @@ class _NormPlan:
         V.refuse(f"spectral_norm (method={method!r}) of the {self.m}x{self.n} matrix", need, self.budget, hint)
 
 
-def _dense_norm(A: Any, ctype: np.dtype) -> float:
+def _dense_norm(A: LinearOperator, ctype: np.dtype) -> float:
     """Largest singular value of the explicit matrix (``C`` or ``C^H``: the same spectrum), by LAPACK."""
     small = min(A.shape)
     M = A.matmat(np.eye(small, dtype=ctype)) if A.shape[1] == small else A.rmatmat(np.eye(small, dtype=ctype))
     return float(np.linalg.norm(M, 2)) if M.size else 0.0
 
 
-def _lanczos(A: Any, ctype: np.dtype, tol: float, maxiter: int | None, rng) -> tuple[float, float, bool, int]:
+def _lanczos(A: LinearOperator, ctype: np.dtype, tol: float, maxiter: int | None,
+             rng: np.random.Generator) -> tuple[float, float, bool, int]:
     """(value, lower bound, converged, products) by ARPACK on ``C^H C`` (or ``C C^H``, the smaller)."""
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 
@@ -365,7 +386,8 @@ def _lanczos(A: Any, ctype: np.dtype, tol: float, maxiter: int | None, rng) -> t
     return float(s[0]), lower, True, counter.count
 
 
-def _power(A: Any, ctype: np.dtype, tol: float, maxiter: int | None, rng) -> tuple[float, bool, int]:
+def _power(A: LinearOperator, ctype: np.dtype, tol: float, maxiter: int | None,
+           rng: np.random.Generator) -> tuple[float, bool, int]:
     """Block power (subspace) iteration on ``C^H C`` with Rayleigh-Ritz and an eigen-residual stopping rule."""
     maxiter = 10000 if maxiter is None else maxiter
     p = min(_POWER_BLOCK, min(A.shape))
@@ -393,26 +415,26 @@ def _power(A: Any, ctype: np.dtype, tol: float, maxiter: int | None, rng) -> tup
 class _Counting:
     """Wrap a LinearOperator and count its (adjoint) products, for the ``matvecs`` report."""
 
-    def __init__(self, op) -> None:
+    def __init__(self, op: LinearOperator) -> None:
         from scipy.sparse.linalg import LinearOperator
 
         self.count = 0
         outer = self
 
-        def mv(x):
+        def mv(x: _Vectors) -> _Vectors:
             outer.count += 1
-            return op.matvec(x)
+            return cast(_Vectors, op.matvec(x))
 
-        def rmv(x):
+        def rmv(x: _Vectors) -> _Vectors:
             outer.count += 1
-            return op.rmatvec(x)
+            return cast(_Vectors, op.rmatvec(x))
 
-        def mm(X):
+        def mm(X: _Vectors) -> _Vectors:
             outer.count += X.shape[1]
-            return op.matmat(X)
+            return cast(_Vectors, op.matmat(X))
 
-        def rmm(X):
+        def rmm(X: _Vectors) -> _Vectors:
             outer.count += X.shape[1]
-            return op.rmatmat(X)
+            return cast(_Vectors, op.rmatmat(X))
 
         self.op = LinearOperator(op.shape, matvec=mv, rmatvec=rmv, matmat=mm, rmatmat=rmm, dtype=op.dtype)

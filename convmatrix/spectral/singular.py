@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes
 from ..geometry import Geometry, conv_geometry
 from ._circulant import _circulant_bytes, _circulant_svals, _compute_dtype, _finite_kernel, _scaled
 
@@ -16,14 +18,14 @@ __all__ = ['singular_values']
 
 # ----------------------------------------------------------------------------- public API
 def singular_values(
-    kernel: Any,
-    input_shape: Any,
+    kernel: npt.ArrayLike,
+    input_shape: IntOrSequence,
     *,
-    padding_mode: str = "circular",
-    dilation: Any = 1,
-    groups: Any = 1,
-    max_bytes: Any = "auto",
-) -> np.ndarray:
+    padding_mode: Literal["circular"] = "circular",
+    dilation: IntOrSequence = 1,
+    groups: int = 1,
+    max_bytes: MaxBytes = "auto",
+) -> npt.NDArray[np.float32 | np.float64]:
     """All singular values of a multi-channel circular stride-1 convolution, exactly, via the FFT.
 
     The matrix is ``conv_matrix(kernel, input_shape, padding_mode="circular", padding=p)`` with
@@ -99,7 +101,7 @@ def singular_values(
     budget = V.budget(max_bytes)
     _finite_kernel(k)
     dt = _compute_dtype(k.dtype, single=True)
-    rdt = np.dtype(np.float32 if dt in (np.float32, np.complex64) else np.float64)
+    rdt = np.dtype(np.float32) if dt in (np.float32, np.complex64) else np.dtype(np.float64)
     need = _singular_values_bytes(geom, k, dt)
     P = math.prod(geom.input_shape)
     V.check_bytes(f"singular_values of the {geom.out_channels * P}x{geom.in_channels * P} circulant", need, budget,

@@ -33,4 +33,5 @@ from .matrices import MAX_SYMBOLIC_ENTRIES, kernel_symbols, symbolic_conv_matrix
 from .proofs import TransposeProof, prove_transpose
 from .relations import Obligation, Relationship, applicable_relationship, relationship, relationships
 
-__all__ = ['Step', 'SizeFormula', 'output_size_formula', 'output_shape_from_formula', 'Obligation', 'Relationship', 'relationships', 'relationship', 'applicable_relationship', 'padding_for_output', 'output_padding_for', 'input_sizes_for_output', 'kernel_symbols', 'symbolic_conv_matrix', 'symbolic_conv_transpose_matrix', 'to_latex', 'TransposeProof', 'prove_transpose', 'Structure', 'matrix_structure', 'conv_transpose_matrix_structure', 'check_structure', 'MAX_SYMBOLIC_ENTRIES']
+# in the order of the documentation (docs/make_api.py lists this package's names as __all__ gives them)
+__all__ = ['Step', 'SizeFormula', 'output_size_formula', 'output_shape_from_formula', 'Obligation', 'Relationship', 'relationships', 'relationship', 'applicable_relationship', 'padding_for_output', 'output_padding_for', 'input_sizes_for_output', 'kernel_symbols', 'symbolic_conv_matrix', 'symbolic_conv_transpose_matrix', 'to_latex', 'TransposeProof', 'prove_transpose', 'Structure', 'matrix_structure', 'conv_transpose_matrix_structure', 'check_structure', 'MAX_SYMBOLIC_ENTRIES']  # noqa: RUF022

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import NamedTuple
 
 import sympy as sp
 
 from .. import _validate as V
 from ..geometry import Geometry
 
-__all__ = ['Step', 'SizeFormula', 'output_size_formula', 'output_shape_from_formula']
+__all__ = ['SizeFormula', 'Step', 'output_shape_from_formula', 'output_size_formula']
 
 
 # ----------------------------------------------------------------------------- symbols
@@ -44,7 +45,7 @@ class Step(NamedTuple):
     """One step of a derivation: what was done, and the SymPy object it produced."""
 
     text: str
-    expr: Any
+    expr: sp.Basic
 
     def __str__(self) -> str:
         return f"{self.text}: {self.expr}"
@@ -68,7 +69,7 @@ class SizeFormula(NamedTuple):
 
     expr: sp.Expr
     symbols: Mapping[str, sp.Symbol]
-    condition: Any
+    condition: sp.Basic
     steps: tuple[Step, ...]
     transposed: bool
 
@@ -115,7 +116,7 @@ class SizeFormula(NamedTuple):
 _DEFAULTS = {"s": 1, "d": 1, "p_before": 0, "p_after": 0, "p": 0, "a": 0}
 
 
-def _evaluate(expr: Any, symbols: Mapping[str, sp.Symbol], values: dict, what: str) -> Any:
+def _evaluate(expr: sp.Basic, symbols: Mapping[str, sp.Symbol], values: dict[str, int], what: str) -> int | bool:
     unknown = set(values) - set(symbols)
     if unknown:
         raise TypeError(f"{what}() got unknown parameter(s) {sorted(unknown)}; expected some of {list(symbols)}")
@@ -134,8 +135,8 @@ def _evaluate(expr: Any, symbols: Mapping[str, sp.Symbol], values: dict, what: s
     return bool(out)
 
 
-@functools.lru_cache(maxsize=None)
-def _compiled(transposed: bool) -> Callable[..., Any]:
+@functools.cache
+def _compiled(transposed: bool) -> Callable[..., int]:
     """Exact evaluator of the derived formula: lambdified over ``math``, called with Fractions."""
     f = output_size_formula(transposed)
     names = list(f.symbols)
@@ -148,7 +149,7 @@ def _floor_arg(expr: sp.Expr) -> sp.Expr:
     return fl.args[0]
 
 
-def _bound(rel: Any, x: sp.Symbol) -> tuple[str, sp.Expr]:
+def _bound(rel: sp.Rel, x: sp.Symbol) -> tuple[str, sp.Expr]:
     """``x >= e`` / ``x < e`` / ... as (operator seen from x, e)."""
     flip = {">=": "<=", "<=": ">=", ">": "<", "<": ">"}
     if rel.lhs == x:
@@ -228,7 +229,7 @@ def output_size_formula(transposed: bool = False, *, symmetric_padding: bool = F
     return _derive(V.as_bool(transposed, "transposed"), V.as_bool(symmetric_padding, "symmetric_padding"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _derive(transposed: bool, symmetric_padding: bool) -> SizeFormula:
     """The derivation behind :func:`output_size_formula` (cached: SymPy work is done once)."""
     pb, pa = (_p, _p) if symmetric_padding else (_pb, _pa)
@@ -258,7 +259,7 @@ def _derive(transposed: bool, symmetric_padding: bool) -> SizeFormula:
     return SizeFormula(expr, MappingProxyType(names), condition, tuple(steps), False)
 
 
-def _derive_transposed(symmetric: bool, names: dict, pb: sp.Symbol, pa: sp.Symbol) -> SizeFormula:
+def _derive_transposed(symmetric: bool, names: dict[str, sp.Symbol], pb: sp.Symbol, pa: sp.Symbol) -> SizeFormula:
     forward = output_size_formula(symmetric_padding=symmetric)
     steps = []
     fwd_o = forward.expr.xreplace({_n: _o})
@@ -313,8 +314,8 @@ def output_shape_from_formula(geom: Geometry) -> tuple[int, ...]:
     fn = _compiled(transposed)
     out = []
     for ax in range(geom.ndim):
-        kw = dict(n=geom.input_shape[ax], k=geom.kernel_shape[ax], s=geom.stride[ax], d=geom.dilation[ax],
-                  p_before=geom.padding[ax][0], p_after=geom.padding[ax][1])
+        kw = {"n": geom.input_shape[ax], "k": geom.kernel_shape[ax], "s": geom.stride[ax], "d": geom.dilation[ax],
+              "p_before": geom.padding[ax][0], "p_after": geom.padding[ax][1]}
         if transposed:
             kw["a"] = geom.output_padding[ax]
         out.append(fn(**kw))

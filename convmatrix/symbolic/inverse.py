@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Any
+from typing import NamedTuple, SupportsInt, TypeAlias, TypeGuard
 
 import numpy as np
 import sympy as sp
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes
 from .formulas import _P, _a, _bound, _compiled, _d, _floor_arg, _k, _n, _pa, _pb, _s, _target, output_size_formula
 from .relations import _symmetric_pad
 
-__all__ = ['padding_for_output', 'output_padding_for', 'input_sizes_for_output']
+__all__ = ['input_sizes_for_output', 'output_padding_for', 'padding_for_output']
+
+
+#: a padding per axis: an int or ``(before, after)``, or one of those per axis
+PerAxisPadding: TypeAlias = int | Sequence[int | Sequence[int]]
+#: a solved bound, evaluated exactly on Fractions: ``(n, k, s, d, p_before, p_after, target) -> bound``
+_Solution: TypeAlias = Callable[..., SupportsInt]
 
 
 #: bytes of one Python int in a tuple (the object and its slot), measured with tracemalloc
@@ -21,8 +29,8 @@ _INT_TUPLE_BYTES = 40
 
 
 # ----------------------------------------------------------------------------- inverse questions
-@functools.lru_cache(maxsize=None)
-def _inverse_solutions() -> dict:
+@functools.cache
+def _inverse_solutions() -> dict[str, _Solution]:
     """Bounds on the total padding and on the input size for a target output, solved by SymPy."""
     f = output_size_formula()
     x = _floor_arg(f.expr)  # output = floor(x) + 1
@@ -42,13 +50,20 @@ def _inverse_solutions() -> dict:
     return out
 
 
-def _axes_args(values: dict) -> tuple[int, list[dict]]:
+class _AxisArgs(NamedTuple):
+    """The validated values of one axis: positive sizes by name, and the padding pair (``(0, 0)`` if not given)."""
+
+    sizes: dict[str, int]
+    padding: tuple[int, int]
+
+
+def _axes_args(values: dict[str, object]) -> tuple[int, list[_AxisArgs]]:
     """Validated values per axis (positive ints; ``padding`` a pair); ``nd = 0`` when all are scalars.
 
     ``padding`` is an int or ``(before, after)`` pair when the other values are scalars, else an int
     or one entry (int or pair) per axis.
     """
-    def is_seq(v: Any) -> bool:
+    def is_seq(v: object) -> TypeGuard[list[object] | tuple[object, ...] | np.ndarray]:
         return isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.ndim > 0)
 
     for name, v in values.items():
@@ -65,18 +80,20 @@ def _axes_args(values: dict) -> tuple[int, list[dict]]:
     rows = []
     for ax in range(max(nd, 1)):
         sfx = f"[{ax}]" if nd else ""
-        row = {}
+        row: dict[str, int] = {}
+        pair = (0, 0)
         for name, v in values.items():
             if name == "padding":
-                row[name] = _symmetric_pad(v[ax] if (nd and is_seq(v)) else v, name + sfx)
+                pair = _symmetric_pad(v[ax] if (nd and is_seq(v)) else v, name + sfx)
             else:
                 row[name] = V.as_int(v[ax] if is_seq(v) else v, name + sfx, minimum=1)
-        rows.append(row)
+        rows.append(_AxisArgs(row, pair))
     return nd, rows
 
 
 def padding_for_output(
-    input_size: Any, kernel_size: Any, target: Any, *, stride: Any = 1, dilation: Any = 1, lower: bool = False
+    input_size: IntOrSequence, kernel_size: IntOrSequence, target: IntOrSequence, *, stride: IntOrSequence = 1,
+    dilation: IntOrSequence = 1, lower: bool = False
 ) -> tuple[int, int] | tuple[tuple[int, int], ...]:
     """The smallest padding ``(before, after)`` that gives a convolution output of size ``target``.
 
@@ -122,13 +139,13 @@ def padding_for_output(
     ((1, 1), (0, 1))
     """
     lower = V.as_bool(lower, "lower")
-    nd, rows = _axes_args(dict(input_size=input_size, kernel_size=kernel_size, target=target, stride=stride,
-                               dilation=dilation))
+    nd, rows = _axes_args({"input_size": input_size, "kernel_size": kernel_size, "target": target, "stride": stride,
+                           "dilation": dilation})
     sol = _inverse_solutions()
     out = []
     for ax, r in enumerate(rows):
         sfx = f"[{ax}]" if nd else ""
-        n, k, t, s, d = (r[nm] for nm in ("input_size", "kernel_size", "target", "stride", "dilation"))
+        n, k, t, s, d = (r.sizes[nm] for nm in ("input_size", "kernel_size", "target", "stride", "dilation"))
         lo = int(sol["P_min"](*map(Fraction, (n, k, s, d, 0, 0, t))))
         hi = lo + s - 1  # exactly s totals give this output
         if hi < 0:
@@ -144,7 +161,8 @@ def padding_for_output(
 
 
 def output_padding_for(
-    *, input_size: Any, kernel_size: Any, target: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+    *, input_size: IntOrSequence, kernel_size: IntOrSequence, target: IntOrSequence, stride: IntOrSequence = 1,
+    padding: PerAxisPadding = 0, dilation: IntOrSequence = 1
 ) -> int | tuple[int, ...]:
     """The output padding ``a`` that makes a transposed convolution produce ``target`` values.
 
@@ -181,14 +199,14 @@ def output_padding_for(
     >>> output_padding_for(input_size=(4, 4), kernel_size=3, target=(8, 7), stride=2, padding=1)
     (1, 0)
     """
-    nd, rows = _axes_args(dict(target=target, input_size=input_size, kernel_size=kernel_size, stride=stride,
-                               padding=padding, dilation=dilation))
+    nd, rows = _axes_args({"target": target, "input_size": input_size, "kernel_size": kernel_size, "stride": stride,
+                           "padding": padding, "dilation": dilation})
     sol = _inverse_solutions()
     out = []
     for ax, r in enumerate(rows):
         sfx = f"[{ax}]" if nd else ""
-        t, n, k, s, d = (r[nm] for nm in ("target", "input_size", "kernel_size", "stride", "dilation"))
-        pb, pa = r["padding"]
+        t, n, k, s, d = (r.sizes[nm] for nm in ("target", "input_size", "kernel_size", "stride", "dilation"))
+        pb, pa = r.padding
         a = int(sol["a"](*map(Fraction, (n, k, s, d, pb, pa, t))))
         if not 0 <= a < s:
             base = t - a
@@ -202,7 +220,7 @@ def output_padding_for(
 
 def input_sizes_for_output(*, output_size: int, kernel_size: int, stride: int = 1,
                            padding: int | tuple[int, int] = 0, dilation: int = 1,
-                           max_bytes: Any = "auto") -> tuple[int, ...]:
+                           max_bytes: MaxBytes = "auto") -> tuple[int, ...]:
     """All input sizes whose convolution has ``output_size`` outputs: ``stride`` consecutive sizes (those >= 1).
 
     This is why a transposed convolution is ambiguous: it cannot know which of these sizes

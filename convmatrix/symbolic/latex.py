@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 import sympy as sp
 
 from .. import _validate as V
 from .._given import given_entries, given_matrix
+from .._validate import MaxBytes
 from .matrices import _BASE_BYTES
+
+if TYPE_CHECKING:
+    from scipy.sparse import sparray, spmatrix
 
 __all__ = ['to_latex']
 
@@ -30,8 +35,8 @@ def _latex_bytes(rows: int, cols: int, nnz: int, text_chars: int, cell: int) -> 
     return 2 * chars + chars // 16 + _LATEX_ROW_BYTES * rows + 8 * cols + _LATEX_ENTRY_BYTES * nnz + _BASE_BYTES
 
 
-def to_latex(M: Any, block_shape: tuple[int, int] | None = None, *, zero: str = "0",
-             max_bytes: Any = "auto") -> str:
+def to_latex(M: sp.MatrixBase | npt.ArrayLike | sparray | spmatrix, block_shape: tuple[int, int] | None = None, *,
+             zero: str = "0", max_bytes: MaxBytes = "auto") -> str:
     r"""LaTeX of a (symbolic) matrix with its block grid drawn.
 
     Parameters
@@ -85,15 +90,16 @@ def to_latex(M: Any, block_shape: tuple[int, int] | None = None, *, zero: str = 
     budget = V.budget(max_bytes)
     g = given_matrix(M, "M", strings=True)
     rows, cols = g.rows, g.cols
-    if block_shape is None:
+    bs: object = block_shape  # validated at run time: a list or a 1-D array is a pair too
+    if bs is None:
         br, bc = max(rows, 1), max(cols, 1)
     else:
-        if isinstance(block_shape, np.ndarray) and block_shape.ndim == 1:
-            block_shape = tuple(block_shape)
-        if not isinstance(block_shape, (tuple, list)) or len(block_shape) != 2:
-            raise TypeError(f"block_shape must be a (rows, cols) pair; got {V._describe(block_shape)}")
-        br = V.as_int(block_shape[0], "block_shape[0]", minimum=1)
-        bc = V.as_int(block_shape[1], "block_shape[1]", minimum=1)
+        if isinstance(bs, np.ndarray) and bs.ndim == 1:
+            bs = tuple(bs)
+        if not isinstance(bs, (tuple, list)) or len(bs) != 2:
+            raise TypeError(f"block_shape must be a (rows, cols) pair; got {V._describe(bs)}")
+        br = V.as_int(bs[0], "block_shape[0]", minimum=1)
+        bc = V.as_int(bs[1], "block_shape[1]", minimum=1)
         if rows % br or cols % bc:
             raise ValueError(f"block_shape must divide the matrix shape {(rows, cols)}; got {(br, bc)}")
     cell = len(zero) + 3
@@ -105,9 +111,9 @@ def to_latex(M: Any, block_shape: tuple[int, int] | None = None, *, zero: str = 
     r, c, vals = given_entries(g, "M")
     if isinstance(vals, np.ndarray) and vals.dtype == np.bool_:
         vals = vals.astype(np.int64)  # a bool matrix prints 1 (as kernel_array reads bools)
-    values = vals.tolist() if g.kind == "sparse" else list(vals)  # numpy scalars for arrays, as printed before
+    values = vals.tolist() if isinstance(vals, np.ndarray) and g.kind == "sparse" else list(vals)  # numpy scalars for arrays, as printed before
     texts: list[str] = []
-    memo: dict = {}
+    memo: dict[tuple[type, object], str] = {}
     extra = 0
     for v in values:
         try:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import sympy as sp
 
 from .. import _validate as V
 from .._given import unmasked
-from .._validate import MatrixTooLargeError
+from .._validate import IntOrSequence, MatrixTooLargeError, MaxBytes, Padding, PaddingMode
 from ..geometry import Geometry, conv_geometry, conv_transpose_geometry
 
 __all__ = ['MAX_SYMBOLIC_ENTRIES', 'kernel_symbols', 'symbolic_conv_matrix', 'symbolic_conv_transpose_matrix']
+
+
+# ----------------------------------------------------------------------------- argument types
+#: a kernel of numbers or SymPy expressions: a SymPy array or matrix, a numpy array, nested lists
+SymbolicKernel: TypeAlias = "sp.NDimArray | sp.MatrixBase | npt.ArrayLike"
+#: an object array of SymPy expressions
+_Entries: TypeAlias = npt.NDArray[np.object_]
 
 
 #: default refusal threshold (stored entries) of the symbolic matrix builders
@@ -80,24 +88,24 @@ def _symbol_name(symbol: str, idx: tuple[int, ...]) -> str:
     return f"{symbol}_{{{','.join(map(str, idx))}}}"
 
 
-def _is_shape(kernel: Any) -> bool:
+def _is_shape(kernel: object) -> bool:
     if isinstance(kernel, (int, np.integer)) and not isinstance(kernel, (bool, np.bool_)):
         return True
     return (isinstance(kernel, (tuple, list)) and len(kernel) > 0
             and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in kernel))
 
 
-def _check_symbol(symbol: Any) -> str:
+def _check_symbol(symbol: object) -> str:
     if not isinstance(symbol, str) or not symbol:
         raise TypeError(f"symbol must be a non-empty str; got {V._describe(symbol)}")
     return symbol
 
 
-def _kernel_input(kernel: Any, symbol: str) -> tuple[tuple[int, ...], np.ndarray | None]:
-    """The kernel's shape, and its given entries as an object array (``None`` for a kernel *shape*).
+def _kernel_input(kernel: object, symbol: str) -> tuple[tuple[int, ...], np.ndarray]:
+    """The kernel's shape, and its given entries: a numeric array as given, anything else as an object array.
 
-    Nothing proportional to a kernel *shape* is allocated here: the symbols come later, once the
-    sizes have been checked.
+    A kernel *shape* is refused (symbols come from :func:`kernel_symbols`); the entries are
+    converted to SymPy later, once the sizes have been checked.
     """
     _check_symbol(symbol)
     if _is_shape(kernel):
@@ -131,7 +139,7 @@ def _kernel_input(kernel: Any, symbol: str) -> tuple[tuple[int, ...], np.ndarray
 
 
 
-def _sympify_entries(arr: np.ndarray) -> np.ndarray:
+def _sympify_entries(arr: np.ndarray) -> _Entries:
     """The entries of a given kernel as SymPy expressions (numbers and expressions only)."""
     flat = np.array(arr, dtype=object).reshape(-1)  # a copy: the caller's array is left alone
     for i, v in enumerate(flat):
@@ -148,7 +156,7 @@ def _sympify_entries(arr: np.ndarray) -> np.ndarray:
     return flat.reshape(arr.shape)
 
 
-def _symbols(shape: tuple[int, ...], symbol: str) -> np.ndarray:
+def _symbols(shape: tuple[int, ...], symbol: str) -> _Entries:
     """Object array of the symbols ``symbol_{i,j,...}`` named by their index."""
     arr = np.empty(shape, dtype=object)
     for idx in np.ndindex(shape):
@@ -156,7 +164,8 @@ def _symbols(shape: tuple[int, ...], symbol: str) -> np.ndarray:
     return arr
 
 
-def kernel_symbols(kernel_shape: Any, symbol: str = "w", *, max_bytes: Any = "auto") -> sp.ImmutableDenseNDimArray:
+def kernel_symbols(kernel_shape: IntOrSequence, symbol: str = "w", *,
+                   max_bytes: MaxBytes = "auto") -> sp.ImmutableDenseNDimArray:
     """The array of kernel symbols ``w_{i,j,...}`` (indices of the weight array) used by the builders.
 
     Parameters
@@ -209,8 +218,8 @@ def _check_kernel(kshape: tuple[int, ...], symbol: str, given: bool, budget: int
                   budget, _SYMBOLIC_HINT)
 
 
-def _check_size(geom: Geometry, kshape: tuple[int, ...], symbol: str, given: bool, max_entries: Any,
-                max_bytes: Any, what: str) -> None:
+def _check_size(geom: Geometry, kshape: tuple[int, ...], symbol: str, given: bool, max_entries: object,
+                max_bytes: object, what: str) -> None:
     """Refuse (before any symbol is made) a matrix over ``max_entries`` stored entries or ``max_bytes``."""
     limit = V.as_int(max_entries, "max_entries", minimum=1)
     budget = V.budget(max_bytes)
@@ -226,7 +235,7 @@ def _check_size(geom: Geometry, kshape: tuple[int, ...], symbol: str, given: boo
     V.check_bytes(f"{what} (shape {geom.shape}, {nnz:,} symbolic entries)", need, budget, _SYMBOLIC_HINT)
 
 
-def _assemble(geom: Geometry, weight: np.ndarray) -> sp.SparseMatrix:
+def _assemble(geom: Geometry, weight: _Entries) -> sp.SparseMatrix:
     """SymPy sparse matrix of ``geom`` from its per-axis index maps; ``weight`` in engine layout.
 
     ``weight[c, i, t...]`` (``(out_channels, in_per_group, *taps)``, object array) multiplies
@@ -268,7 +277,7 @@ def _assemble(geom: Geometry, weight: np.ndarray) -> sp.SparseMatrix:
     key, taps = key[order], taps[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, np.int64)
     ends = np.r_[starts[1:], key.size]
-    entries = {}
+    entries: dict[tuple[int, int], sp.Expr] = {}
     for st, en in zip(starts.tolist(), ends.tolist()):  # one SymPy object per stored entry
         val = wflat[taps[st]] if en - st == 1 else sp.Add(*wflat[taps[st:en]])
         if val != 0:
@@ -277,17 +286,17 @@ def _assemble(geom: Geometry, weight: np.ndarray) -> sp.SparseMatrix:
 
 
 def symbolic_conv_matrix(
-    kernel: Any,
-    input_shape: Any,
+    kernel: SymbolicKernel,
+    input_shape: IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    padding_mode: str = "zeros",
+    stride: IntOrSequence = 1,
+    padding: Padding = 0,
+    dilation: IntOrSequence = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
     flip: bool = False,
     max_entries: int = MAX_SYMBOLIC_ENTRIES,
-    max_bytes: Any = "auto") -> sp.SparseMatrix:
+    max_bytes: MaxBytes = "auto") -> sp.SparseMatrix:
     """SymPy sparse matrix of :func:`convmatrix.conv_matrix` with kernel symbols as entries.
 
     Parameters
@@ -371,17 +380,17 @@ def symbolic_conv_matrix(
 
 
 def symbolic_conv_transpose_matrix(
-    kernel: Any,
-    input_shape: Any,
+    kernel: SymbolicKernel,
+    input_shape: IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    output_shape: Any = None,
+    stride: IntOrSequence = 1,
+    padding: Padding = 0,
+    output_padding: IntOrSequence = 0,
+    dilation: IntOrSequence = 1,
+    groups: int = 1,
+    output_shape: IntOrSequence | None = None,
     max_entries: int = MAX_SYMBOLIC_ENTRIES,
-    max_bytes: Any = "auto") -> sp.SparseMatrix:
+    max_bytes: MaxBytes = "auto") -> sp.SparseMatrix:
     """SymPy sparse matrix of :func:`convmatrix.conv_transpose_matrix` (PyTorch ``conv_transpose``).
 
     Parameters as :func:`convmatrix.conv_transpose_matrix`; ``kernel`` an array of SymPy

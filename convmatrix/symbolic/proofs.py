@@ -5,16 +5,17 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import sympy as sp
 
 from .. import _validate as V
-from .._validate import MatrixTooLargeError
+from .._validate import IntOrSequence, MatrixTooLargeError, MaxBytes, Padding
 from ..geometry import conv_geometry
 from .formulas import output_shape_from_formula
 from .matrices import (
+    SymbolicKernel,
     _check_kernel,
     _kernel_bytes,
     _kernel_input,
@@ -23,7 +24,14 @@ from .matrices import (
     symbolic_conv_matrix,
 )
 
+if TYPE_CHECKING:
+    from scipy.sparse import csr_array
+
 __all__ = ['TransposeProof', 'prove_transpose']
+
+
+#: a differing entry: ``(route, row, col, C.T entry, construction entry)``
+Mismatch: TypeAlias = "tuple[str, int, int, sp.Expr, sp.Expr]"
 
 
 # ----------------------------------------------------------------------------- transpose proofs
@@ -42,7 +50,7 @@ class TransposeProof:
     output_padding: tuple[int, ...]
     zero_insertion_equal: bool
     fusion_equal: bool
-    mismatches: tuple
+    mismatches: tuple[Mismatch, ...]
 
     @property
     def proved(self) -> bool:
@@ -56,7 +64,7 @@ class TransposeProof:
                 f"{word(self.zero_insertion_equal)}; C^T vs fusion of kernel copies: {word(self.fusion_equal)}")
 
 
-def _zero_insertion_axis(n: int, o: int, k: int, s: int, d: int, pb: int, pa: int) -> list[Any]:
+def _zero_insertion_axis(n: int, o: int, k: int, s: int, d: int, pb: int, pa: int) -> list[csr_array]:
     """Per tap ``t`` of the rotated kernel, the 0/1 ``(n, o)`` matrix of one axis of route (a).
 
     Route (a) on ``y`` (length ``o``): insert ``s-1`` zeros between entries (``U``), pad
@@ -66,7 +74,7 @@ def _zero_insertion_axis(n: int, o: int, k: int, s: int, d: int, pb: int, pa: in
     """
     import scipy.sparse as sps
 
-    def select(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> Any:
+    def select(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> csr_array:
         return sps.csr_array((np.ones(rows.size, dtype=np.int64), (rows, cols)), shape=shape)
 
     L = s * (o - 1) + 1
@@ -91,15 +99,15 @@ _PROOF_AXIS_BYTES = 32  # per stored 1 of route (a)'s sparse per-axis matrices U
 
 
 def prove_transpose(
-    kernel: Any,
-    input_shape: Any,
+    kernel: SymbolicKernel,
+    input_shape: IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
+    stride: IntOrSequence = 1,
+    padding: Padding = 0,
+    dilation: IntOrSequence = 1,
+    groups: int = 1,
     max_entries: int = 2_000_000,
-    max_bytes: Any = "auto") -> TransposeProof:
+    max_bytes: MaxBytes = "auto") -> TransposeProof:
     """Prove symbolically that ``C.T`` is the transposed convolution, two independent ways.
 
     ``C = symbolic_conv_matrix(kernel, input_shape, ...)`` (from the index maps) maps
@@ -118,7 +126,7 @@ def prove_transpose(
     kernel : array of SymPy expressions or numbers
         Spatial or PyTorch weight ``(C_out, C_in/groups, *k)``: ``kernel_symbols(shape)`` for
         symbols, or a ``sympy.Array``/``sympy.Matrix``/numpy array/nested lists.
-    input_shape : sequence of int
+    input_shape : int or sequence of int
     stride, padding, dilation, groups
         As :func:`convmatrix.conv_matrix` (zero padding only: the identity is about zeros).
     max_entries : int
@@ -193,7 +201,7 @@ def prove_transpose(
     # (a) zero insertion + padding + rotated kernel, per tap a Kronecker product of axis matrices
     per_axis = [_zero_insertion_axis(ishape[ax], oshape[ax], kshape[ax], geom.stride[ax], geom.dilation[ax],
                                      *pads[ax]) for ax in range(nd)]
-    zi: dict = {}
+    zi: dict[tuple[int, int], sp.Expr] = {}
     for t in itertools.product(*map(range, kshape)):
         E = sps.csr_array(np.ones((1, 1), dtype=np.int64))
         for ax in range(nd):
@@ -205,7 +213,7 @@ def prove_transpose(
         for co in range(geom.out_channels):
             for cl in range(cig):
                 ci = (co // cog) * cig + cl
-                coef = weight[(co, cl) + rot]
+                coef = weight[(co, cl, *rot)]
                 for r, c, e in zip(r_sp, c_sp, e_sp):
                     key = (ci * n_in + r, co * n_out + c)
                     zi[key] = zi.get(key, 0) + e * coef
@@ -214,7 +222,7 @@ def prove_transpose(
 
     # (b) fusion: one (dilated) kernel copy per pixel of y at stride s, overlaps added, padding cropped
     crop = tuple(slice(pads[ax][0], pads[ax][0] + ishape[ax]) for ax in range(nd))
-    fu: dict = {}
+    fu: dict[tuple[int, int], sp.Expr] = {}
     for co in range(geom.out_channels):
         for jpos in itertools.product(*map(range, oshape)):
             col = co * n_out + int(np.ravel_multi_index(jpos, oshape))
@@ -232,8 +240,8 @@ def prove_transpose(
     del fu
 
     CT = C.T
-    mismatches = []
-    equal = {}
+    mismatches: list[Mismatch] = []
+    equal: dict[str, bool] = {}
     for route, M in (("zero insertion", zero_insertion), ("fusion", fusion)):
         a_items, b_items = CT.todok(), M.todok()
         ok = True

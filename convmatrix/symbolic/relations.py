@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 import sympy as sp
@@ -12,15 +13,23 @@ import sympy as sp
 from .. import _validate as V
 from .formulas import _NONNEG, _POS, _a, _d, _k, _n, _pa, _pb, _s, output_size_formula
 
-__all__ = ['Obligation', 'Relationship', 'relationships', 'relationship', 'applicable_relationship']
+__all__ = ['Obligation', 'Relationship', 'applicable_relationship', 'relationship', 'relationships']
 
 
 # ----------------------------------------------------------------------------- relationships
+#: a size in a relationship: a SymPy expression or an integer
+_Size: TypeAlias = "sp.Expr | int"
+#: the hypotheses as substitutions ``symbol -> value``, applied in order
+_Subs: TypeAlias = "dict[sp.Symbol, _Size] | Sequence[tuple[sp.Symbol, _Size]]"
+#: an obligation to prove: (what it says, left side, right side, the substitutions)
+_ObligationSpec: TypeAlias = "tuple[str, _Size, _Size, _Subs]"
+
+
 class Obligation(NamedTuple):
     """One equation a relationship's proof must establish, and how it was established."""
 
     text: str
-    equation: Any  # sympy Eq (as stated, before substituting the hypotheses)
+    equation: sp.Equality  # as stated, before substituting the hypotheses
     proved: bool
     method: str
 
@@ -38,8 +47,8 @@ class Relationship(NamedTuple):
     key: str
     name: str
     source: str
-    hypotheses: tuple
-    statement: Any
+    hypotheses: tuple[sp.Basic, ...]
+    statement: sp.Equality
     obligations: tuple[Obligation, ...]
     status: str
     method: str
@@ -54,15 +63,15 @@ class Relationship(NamedTuple):
         return f"{label} ({self.name}): {_plain(self.statement)}  [if {hyp}; {self.status}: {self.method}]"
 
 
-def _plain(rel: Any) -> str:
+def _plain(rel: sp.Basic) -> str:
     """``Eq(a, b)`` as ``a = b``."""
     return f"{rel.lhs} = {rel.rhs}" if isinstance(rel, sp.Equality) else str(rel)
 
 
-def _prove(lhs: sp.Expr, rhs: sp.Expr, subs: Any) -> tuple[bool, str]:
+def _prove(lhs: _Size, rhs: _Size, subs: _Subs) -> tuple[bool, str]:
     """Simplify ``lhs - rhs`` to 0 after substituting the hypotheses ``subs`` (in the given order)."""
-    subs = list(subs.items()) if isinstance(subs, dict) else list(subs)
-    diff = sp.sympify(lhs - rhs).subs(subs)
+    pairs = list(subs.items()) if isinstance(subs, dict) else list(subs)
+    diff = sp.sympify(lhs - rhs).subs(pairs)
     if sp.expand(diff) == 0:
         return True, "expand"
     if sp.simplify(diff) == 0:
@@ -72,19 +81,20 @@ def _prove(lhs: sp.Expr, rhs: sp.Expr, subs: Any) -> tuple[bool, str]:
     return False, "no simplification to 0"
 
 
-def _conv(n, k, s, pb, pa, d):
+def _conv(n: _Size, k: _Size, s: _Size, pb: _Size, pa: _Size, d: _Size) -> sp.Expr:
     """The derived convolution formula at these (symbolic) values."""
     f = output_size_formula()
     return f.expr.xreplace({_n: n, _k: k, _s: s, _pb: pb, _pa: pa, _d: d})
 
 
-def _tconv(n, k, s, pb, pa, d, a):
+def _tconv(n: _Size, k: _Size, s: _Size, pb: _Size, pa: _Size, d: _Size, a: _Size) -> sp.Expr:
     """The derived transposed-convolution formula at these (symbolic) values."""
     f = output_size_formula(True)
     return f.expr.xreplace({_n: n, _k: k, _s: s, _pb: pb, _pa: pa, _d: d, _a: a})
 
 
-def _relationship(number, key, name, source, hypotheses, statement, obligations) -> Relationship:
+def _relationship(number: int | None, key: str, name: str, source: str, hypotheses: Iterable[sp.Basic],
+                  statement: sp.Equality, obligations: Iterable[_ObligationSpec]) -> Relationship:
     done = []
     for text, lhs, rhs, subs in obligations:
         ok, how = _prove(lhs, rhs, subs)
@@ -96,18 +106,19 @@ def _relationship(number, key, name, source, hypotheses, statement, obligations)
                         "proved" if proved else "not proved", method)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _all_relationships() -> tuple[Relationship, ...]:
     i, k, s, d = (sp.Symbol(nm, **_POS) for nm in ("i", "k", "s", "d"))
     p, m, a = (sp.Symbol(nm, **_NONNEG) for nm in ("p", "m", "a"))
     ip = sp.Symbol("i'", **_POS)
     o, op = sp.Symbol("o"), sp.Symbol("o'")
     dv = "Dumoulin & Visin (2016), Relationship {}"
-    rels = []
+    rels: list[Relationship] = []
 
-    def conv_rel(number, key, name, hyps, subs, rhs, source=None):
+    def conv_rel(number: int, key: str, name: str, hyps: list[sp.Basic], subs: _Subs, rhs: _Size,
+                 source: str | None = None) -> None:
         stmt = sp.Eq(o, rhs)
-        ob = [("output size from the derived formula", _conv(i, k, s, p, p, d), rhs, subs)]
+        ob: list[_ObligationSpec] = [("output size from the derived formula", _conv(i, k, s, p, p, d), rhs, subs)]
         rels.append(_relationship(number, key, name, source or dv.format(number), hyps, stmt, ob))
 
     one = {d: 1}
@@ -123,7 +134,8 @@ def _all_relationships() -> tuple[Relationship, ...]:
     conv_rel(6, "dv6", "zero padding, non-unit strides", [d1], one, sp.floor((i + 2 * p - k) / s) + 1)
     conv_rel(7, "dv7", "pooling", [sp.Eq(p, 0), d1], {**one, p: 0}, sp.floor((i - k) / s) + 1)
 
-    def transposed_rel(number, key, name, hyps, subs, rhs, p_equiv, a_expr=0):
+    def transposed_rel(number: int, key: str, name: str, hyps: list[sp.Basic], subs: _Subs, rhs: sp.Expr,
+                       p_equiv: _Size, a_expr: _Size = 0) -> None:
         """Relationships 8-14: the transposed convolution of the convolution (k, s, p) on input i.
 
         Three obligations: the derived transposed formula at i' gives ``rhs``; the equivalent direct
@@ -133,8 +145,8 @@ def _all_relationships() -> tuple[Relationship, ...]:
         stmt = sp.Eq(op, rhs)
         stretched = s * (ip - 1) + 1
         subs_t = list(subs.items()) if isinstance(subs, dict) else list(subs)  # ordered substitutions
-        with_a = subs_t + [(a, a_expr)]
-        obs = [
+        with_a = [*subs_t, (a, a_expr)]
+        obs: list[_ObligationSpec] = [
             ("transposed output size from the derived transposed formula", _tconv(ip, k, s, p, p, d, a), rhs, with_a),
             (f"equivalent direct convolution: stretched input s*(i'-1)+1, kernel k, stride 1, padding p' = {p_equiv}"
              + (" (+ a after)" if a_expr != 0 else ""),
@@ -169,15 +181,16 @@ def _all_relationships() -> tuple[Relationship, ...]:
     N1, N2, S = (sp.Symbol(nm, **_POS) for nm in ("N_1", "N_2", "S"))
     pb, pa = sp.Symbol("p_before", **_NONNEG), sp.Symbol("p_after", **_NONNEG)
     seed = "seed article (conv-deconv), section 2"
-    for key, name, hyps, subs, rhs in [
+    formulas: list[tuple[str, str, list[sp.Basic], _Subs, sp.Expr]] = [
         ("seed-full", "full convolution", [sp.Eq(S, 1), sp.Eq(pb, N2 - 1), sp.Eq(pa, N2 - 1)],
          {S: 1, pb: N2 - 1, pa: N2 - 1}, N1 + N2 - 1),
         ("seed-same", "same convolution", [sp.Eq(S, 1), sp.Eq(pb + pa, N2 - 1)], {S: 1, pa: N2 - 1 - pb}, N1),
         ("seed-valid", "valid convolution (the seed omits the floor: exact when S divides N1 - N2)",
          [sp.Eq(pb, 0), sp.Eq(pa, 0), sp.Eq(sp.Mod(N1 - N2, S), 0)], [(N1, N2 + S * m), (pb, 0), (pa, 0)],
          (N1 - N2) / S + 1),
-    ]:
-        ob = [("output size from the derived formula", _conv(N1, N2, S, pb, pa, 1), rhs, subs)]
+    ]
+    for key, name, hyps, subs, rhs in formulas:
+        ob: list[_ObligationSpec] = [("output size from the derived formula", _conv(N1, N2, S, pb, pa, 1), rhs, subs)]
         rels.append(_relationship(None, key, name, seed, hyps, sp.Eq(o, rhs), ob))
     n_in = sp.Symbol("in", **_POS)
     rhs = (n_in - 1) * s + k
@@ -247,7 +260,8 @@ def relationship(name_or_number: int | str) -> Relationship:
         No relationship has that number, key or name.
     """
     rels = _all_relationships()
-    if isinstance(name_or_number, (numbers.Integral, np.integer)) and not isinstance(name_or_number, (bool, np.bool_)):
+    if (isinstance(name_or_number, (int, numbers.Integral, np.integer))
+            and not isinstance(name_or_number, (bool, np.bool_))):
         for r in rels:
             if r.number == int(name_or_number):
                 return r
@@ -263,7 +277,7 @@ def relationship(name_or_number: int | str) -> Relationship:
     raise ValueError(f"name_or_number must be a relationship number, key ({keys}) or name; got {name_or_number!r}")
 
 
-def _symmetric_pad(p: Any, name: str = "p") -> tuple[int, int]:
+def _symmetric_pad(p: object, name: str = "p") -> tuple[int, int]:
     """``(before, after)`` from an int or a pair (tuple, list or 1-D array) of non-negative ints."""
     if isinstance(p, np.ndarray) and p.ndim == 1:
         p = list(p)

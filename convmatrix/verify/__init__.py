@@ -55,4 +55,4 @@ from .checks import check_conv, check_transpose
 from .dot import DotTestResult, dot_test
 from .report import Check, Report
 
-__all__ = ['Check', 'DotTestResult', 'Report', 'dot_test', 'check_conv', 'check_transpose', 'sweep', 'run_case', 'random_kernel', 'case_kernel', 'case_command', 'seed_cases', 'seed_report', 'MAX_SWEEP', 'SHAPE', 'DOT', 'FWD_NUMPY', 'FWD_SCIPY', 'TR_ZERO', 'TR_FUSION']
+__all__ = ['DOT', 'FWD_NUMPY', 'FWD_SCIPY', 'MAX_SWEEP', 'SHAPE', 'TR_FUSION', 'TR_ZERO', 'Check', 'DotTestResult', 'Report', 'case_command', 'case_kernel', 'check_conv', 'check_transpose', 'dot_test', 'random_kernel', 'run_case', 'seed_cases', 'seed_report', 'sweep']

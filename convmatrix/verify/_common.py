@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, SupportsInt, TypeAlias, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _validate as V
 
+if TYPE_CHECKING:
+    from scipy.sparse import sparray, spmatrix
+    from scipy.sparse.linalg import LinearOperator
+
 __all__ = ['MAX_SWEEP']
+
+
+# ============================================================================ types of the arguments
+#: ``torch=``: use PyTorch when installed, require it, or skip its checks
+TorchOption: TypeAlias = bool | Literal["auto"]
+
+#: ``rng=``: what :func:`numpy.random.default_rng` accepts (a seed must be non-negative)
+RngLike: TypeAlias = "int | np.random.Generator | np.random.BitGenerator | np.random.SeedSequence | None"
+
+#: a matrix the checks accept: dense, sparse, or anything with ``shape``, ``matvec`` and ``rmatvec``
+MatrixLike: TypeAlias = "np.ndarray | sparray | spmatrix | LinearOperator"
+
+#: a matrix given explicitly: dense or scipy sparse
+_Explicit: TypeAlias = "np.ndarray | sparray | spmatrix"
+
+#: ``A @ v`` (or ``Aᴴ @ v``) of a matrix, LinearOperator or user callable: anything numpy can read as an array
+_Apply: TypeAlias = Callable[[np.ndarray], object]
+
+#: a verification case: the keyword dict of one geometry, JSON values (see :func:`run_case`)
+Case: TypeAlias = "dict[str, Any]"
+
+#: the status of one check
+Status: TypeAlias = Literal["pass", "fail", "skip"]
 
 
 _TORCH_EXTRA = "pip install convmatrix[torch]"
@@ -17,11 +46,12 @@ _TORCH_EXTRA = "pip install convmatrix[torch]"
 _complex = complex  # dot_test's keyword ``complex`` shadows the builtin inside it
 
 
-_STATUSES = ("pass", "fail", "skip")
+_STATUSES: tuple[Status, ...] = ("pass", "fail", "skip")
 
 
-_NUMPY_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge",
-                "symmetric": "symmetric"}
+#: np.pad's name of each boundary mode
+_NUMPY_MODES: dict[str, Literal["constant", "wrap", "reflect", "edge", "symmetric"]] = {
+    "zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge", "symmetric": "symmetric"}
 
 
 _TORCH_MODES = {"circular": "circular", "reflect": "reflect", "replicate": "replicate"}
@@ -75,7 +105,7 @@ _TR_VJP = "C^T y vs torch autograd VJP"
 
 
 # ============================================================================ option checks
-def _torch_option(value: Any) -> bool | str:
+def _torch_option(value: object) -> TorchOption:
     """``"auto"``, ``True`` or ``False``; anything else is refused naming ``torch``."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -86,7 +116,7 @@ def _torch_option(value: Any) -> bool | str:
     raise TypeError(f"torch must be 'auto', True or False; got {V._describe(value)} of type {type(value).__name__}")
 
 
-def _generator(rng: Any, name: str = "rng") -> np.random.Generator:
+def _generator(rng: object, name: str = "rng") -> np.random.Generator:
     """A numpy Generator from ``None``, a non-negative int seed, a Generator, BitGenerator or SeedSequence."""
     if isinstance(rng, np.random.Generator):
         return rng
@@ -97,34 +127,41 @@ def _generator(rng: Any, name: str = "rng") -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _tolerances(rtol: Any, atol: Any) -> tuple[float | None, float | None]:
+def _tolerances(rtol: object, atol: object) -> tuple[float | None, float | None]:
     return V.tolerance(rtol, "rtol"), V.tolerance(atol, "atol")
 
 
-def _int_vector(gen: np.random.Generator, shape: Any) -> np.ndarray:
+def _int_vector(gen: np.random.Generator, shape: int | tuple[int, ...]) -> npt.NDArray[np.float64]:
     """Nonzero integers in ``[-8, 8]`` as float64: exact products, and no entry that hides an error."""
     k = gen.integers(0, 2 * _INT_SPAN, size=shape)
     return np.where(k < _INT_SPAN, k - _INT_SPAN, k - _INT_SPAN + 1).astype(np.float64)
 
 
-def _is_int_dtype(dtype: Any) -> bool:
+def _is_int_dtype(dtype: npt.DTypeLike | None) -> bool:
     return dtype is not None and np.dtype(dtype).kind in "iub"
 
 
+def _is_explicit(A: object) -> TypeGuard[_Explicit]:
+    """Whether ``A`` is a matrix given explicitly: a dense ndarray or a scipy sparse matrix/array."""
+    import scipy.sparse as sp
+
+    return bool(sp.issparse(A)) or isinstance(A, np.ndarray)
+
+
 # ============================================================================ tolerances
-def _base_rtol(dtype: np.dtype) -> float:
+def _base_rtol(dtype: npt.DTypeLike) -> float:
     dtype = np.dtype(dtype)
     if dtype.kind in "iub":
         return 0.0
     return 1e-5 if dtype.itemsize <= (8 if dtype.kind == "c" else 4) else 1e-12
 
 
-def _eps(dtype: np.dtype) -> float:
+def _eps(dtype: npt.DTypeLike) -> float:
     dtype = np.dtype(dtype)
     return 0.0 if dtype.kind in "iub" else float(np.finfo(dtype).eps)
 
 
-def _rtol_for(dtype: np.dtype, terms: int) -> float:
+def _rtol_for(dtype: npt.DTypeLike, terms: int) -> float:
     return max(_base_rtol(dtype), 2.0 * terms * _eps(dtype))
 
 
@@ -141,12 +178,12 @@ def _short(z: complex | float) -> str:
     return f"{z:.10g}"
 
 
-def _numeric_dtype(dtype: Any, name: str) -> None:
+def _numeric_dtype(dtype: npt.DTypeLike | None, name: str) -> None:
     if dtype is not None and np.dtype(dtype).kind not in "biufc":
         raise TypeError(f"{name} must have a numeric dtype (bool, integer, float or complex); got dtype {np.dtype(dtype)}")
 
 
-def _dims(v: Any) -> str:
+def _dims(v: int | np.integer | Iterable[SupportsInt]) -> str:
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     return "x".join(str(int(x)) for x in v)

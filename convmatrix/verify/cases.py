@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, SupportsInt, TypedDict, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _validate as V
-from ._common import MAX_SWEEP, _dims, _tolerances, _torch_option
+from .._validate import MaxBytes, Padding, PaddingMode
+from ._common import MAX_SWEEP, Case, TorchOption, _dims, _tolerances, _torch_option
 from .checks import check_conv, check_transpose
 from .report import Report, _summarise
 from .torch_routes import _import_torch
 
-__all__ = ['random_kernel', 'case_kernel', 'run_case', 'case_command', 'seed_cases', 'sweep', 'seed_report']
+__all__ = ['case_command', 'case_kernel', 'random_kernel', 'run_case', 'seed_cases', 'seed_report', 'sweep']
 
 
 # ============================================================================ cases and sweeps
-def _dtype_name(value: Any, name: str) -> str:
+def _dtype_name(value: object, name: str) -> str:
     """The name of a numeric dtype a kernel may have (integer, float32/64, complex); else an error naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or value is None:
         raise TypeError(f"{name} must be a numeric dtype such as 'float64'; got {V._describe(value)}")
@@ -27,7 +29,7 @@ def _dtype_name(value: Any, name: str) -> str:
     try:
         with warnings.catch_warnings():  # deprecated aliases ('a') are refused below anyway
             warnings.simplefilter("ignore", DeprecationWarning)
-            dt = np.dtype(value)
+            dt: np.dtype = np.dtype(value)  # type: ignore[call-overload]  # checked here: a TypeError is refused
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a numeric dtype such as 'float64'; got {V._describe(value)}") from None
     if dt.kind not in "iufc" or dt == np.float16:
@@ -35,7 +37,7 @@ def _dtype_name(value: Any, name: str) -> str:
     return dt.name
 
 
-def _shape_tuple(value: Any, name: str) -> tuple[int, ...]:
+def _shape_tuple(value: object, name: str) -> tuple[int, ...]:
     """A non-empty sequence of positive ints (a kernel's shape)."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
@@ -53,8 +55,8 @@ def _kernel_bytes(size: int, dtype: np.dtype) -> int:
     return size * (8 + dtype.itemsize)
 
 
-def random_kernel(shape: Sequence[int], dtype: Any = "float64", seed: int = 0, *,
-                  max_bytes: Any = "auto") -> np.ndarray:
+def random_kernel(shape: Sequence[int], dtype: npt.DTypeLike = "float64", seed: int = 0, *,
+                  max_bytes: MaxBytes = "auto") -> np.ndarray:
     """The random kernel ``convmatrix verify --seed S`` and :func:`sweep` use.
 
     Standard normal values (real and imaginary parts for complex dtypes; integers in ``[-4, 4]``
@@ -104,7 +106,19 @@ _CASE_KEYS_CONV = ("stride", "padding", "dilation", "groups", "padding_mode", "f
 _CASE_KEYS_TR = ("stride", "padding", "output_padding", "dilation", "groups", "output_shape")
 
 
-def _case_fields(case: Any) -> dict[str, Any]:
+class _CaseFields(TypedDict):
+    """The values of a case dict that verify itself reads, validated."""
+
+    transpose: bool
+    kernel_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]
+    dtype: str | None
+    seed: int | None
+    flip: bool
+    kw: dict[str, Any]  # the geometry keywords (JSON values, lists as tuples), checked by the geometry
+
+
+def _case_fields(case: object) -> _CaseFields:
     """Validate a case dict: its kind, keys and the values verify itself reads (not the geometry's).
 
     Returns ``transpose`` (bool), ``kernel_shape``, ``input_shape`` (tuples), ``dtype`` (name or
@@ -122,15 +136,15 @@ def _case_fields(case: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"case has keys that do not apply to a {'transposed ' if transpose else ''}convolution: "
                          f"{', '.join(unknown)}")
-    out: dict[str, Any] = {
+    out: _CaseFields = {
         "transpose": transpose,
         "kernel_shape": _shape_tuple(case["kernel_shape"], "case['kernel_shape']"),
         "input_shape": V.input_shape_tuple(case["input_shape"], "case['input_shape']"),
         "dtype": None if case.get("dtype") is None else _dtype_name(case["dtype"], "case['dtype']"),
         "seed": None if case.get("seed") is None else V.as_int(case["seed"], "case['seed']", minimum=0),
         "flip": V.as_bool(case.get("flip", False), "case['flip']"),
+        "kw": {k: _untuple(case[k]) for k in keys if k in case and k != "flip"},
     }
-    out["kw"] = {k: _untuple(case[k]) for k in keys if k in case and k != "flip"}
     return out
 
 
@@ -138,10 +152,10 @@ def _exact_limit(dtype: np.dtype) -> int:
     """Largest integer ``n`` such that every integer in ``[1, n]`` is exact in ``dtype``."""
     if dtype.kind in "iu":
         return int(np.iinfo(dtype).max)
-    return 2 ** (np.finfo(dtype).nmant + 1)
+    return int(2 ** (int(np.finfo(dtype).nmant) + 1))
 
 
-def case_kernel(case: dict[str, Any], *, max_bytes: Any = "auto") -> np.ndarray:
+def case_kernel(case: Case, *, max_bytes: MaxBytes = "auto") -> np.ndarray:
     """The kernel of a case dict: ``random_kernel(kernel_shape, dtype, seed)``, or ``1..K`` without a seed.
 
     ``1..K`` (``np.arange(1, K+1)`` in the kernel's shape, cast to the case's dtype) is also what
@@ -166,25 +180,24 @@ def case_kernel(case: dict[str, Any], *, max_bytes: Any = "auto") -> np.ndarray:
         raise TypeError(f"case must be a dict (from a sweep report); got {type(case).__name__}")
     if "kernel_shape" not in case:
         raise ValueError(f"case is missing kernel_shape; got keys {sorted(map(str, case))}")
-    f = {"kernel_shape": _shape_tuple(case["kernel_shape"], "case['kernel_shape']"),
-         "dtype": None if case.get("dtype") is None else _dtype_name(case["dtype"], "case['dtype']"),
-         "seed": None if case.get("seed") is None else V.as_int(case["seed"], "case['seed']", minimum=0)}
-    shape = f["kernel_shape"]
-    if f["seed"] is not None:
-        return random_kernel(shape, f["dtype"] or "float64", f["seed"], max_bytes=max_bytes)
+    shape = _shape_tuple(case["kernel_shape"], "case['kernel_shape']")
+    dtype = None if case.get("dtype") is None else _dtype_name(case["dtype"], "case['dtype']")
+    seed = None if case.get("seed") is None else V.as_int(case["seed"], "case['seed']", minimum=0)
+    if seed is not None:
+        return random_kernel(shape, dtype or "float64", seed, max_bytes=max_bytes)
     size = math.prod(shape)
-    dt = np.dtype(f["dtype"] or "int64")
+    dt = np.dtype(dtype or "int64")
     if size > _exact_limit(dt):
         raise ValueError(f"case['dtype'] {dt} cannot hold the kernel 1..K exactly: K = {size:,} exceeds "
                          f"{_exact_limit(dt):,}")
     V.check_bytes(f"the 1..K kernel of shape {shape}", size * (8 + dt.itemsize), V.budget(max_bytes),
                   "use a smaller kernel_shape, or pass a larger max_bytes (or None for no limit)")
     k = np.arange(1, size + 1).reshape(shape)
-    return k.astype(f["dtype"]) if f["dtype"] else k
+    return k.astype(dtype) if dtype else k
 
 
-def run_case(case: dict[str, Any], *, torch: Any = "auto", rtol: float | None = None, atol: float | None = None,
-             max_bytes: Any = "auto") -> Report:
+def run_case(case: Case, *, torch: TorchOption = "auto", rtol: float | None = None,
+             atol: float | None = None, max_bytes: MaxBytes = "auto") -> Report:
     """Re-run one case of a :func:`sweep` (or a ``Report.case``) from its keyword dict.
 
     ``case`` holds ``transpose`` (bool), ``kernel_shape``, ``input_shape``, optionally
@@ -226,17 +239,18 @@ def run_case(case: dict[str, Any], *, torch: Any = "auto", rtol: float | None = 
     _tolerances(rtol, atol)
     V.budget(max_bytes)
     kernel = case_kernel(case, max_bytes=max_bytes)
-    opts = dict(dtype=f["dtype"], rng=0 if f["seed"] is None else f["seed"], torch=torch, rtol=rtol, atol=atol,
-                max_bytes=max_bytes)
+    rng = 0 if f["seed"] is None else f["seed"]
     if f["transpose"]:
-        report = check_transpose(kernel, f["input_shape"], **f["kw"], **opts)
+        report = check_transpose(kernel, f["input_shape"], **f["kw"], dtype=f["dtype"], rng=rng, torch=torch,
+                                 rtol=rtol, atol=atol, max_bytes=max_bytes)
     else:
-        report = check_conv(kernel, f["input_shape"], flip=f["flip"], **f["kw"], **opts)
+        report = check_conv(kernel, f["input_shape"], flip=f["flip"], **f["kw"], dtype=f["dtype"], rng=rng,
+                            torch=torch, rtol=rtol, atol=atol, max_bytes=max_bytes)
     report.case = dict(case)
     return report
 
 
-def _untuple(v: Any) -> Any:
+def _untuple(v: object) -> object:
     """JSON-ish value -> keyword value: lists (and arrays) become tuples, 0-d arrays scalars."""
     if isinstance(v, np.ndarray):
         v = v.tolist()
@@ -245,21 +259,22 @@ def _untuple(v: Any) -> Any:
     return v
 
 
-def _padding_arg(p: Any) -> str:
+def _padding_arg(p: object) -> str:
+    """``--padding`` of a padding the geometry accepted: ``2``, ``1:2`` (per axis), ``1,0:0,1`` (pairs) or a name."""
     if isinstance(p, str):
         return p
     if isinstance(p, (int, np.integer)):
         return str(int(p))
     parts = []
-    for item in p:
+    for item in cast("Iterable[object]", p):  # the geometry accepted it: one int or one pair per axis
         if isinstance(item, (list, tuple)):
             parts.append(f"{int(item[0])},{int(item[1])}")
         else:
-            parts.append(str(int(item)))
+            parts.append(str(int(cast(SupportsInt, item))))
     return ":".join(parts)
 
 
-def case_command(case: dict[str, Any]) -> str:
+def case_command(case: Case) -> str:
     """The ``convmatrix verify`` command line of a case dict (see :func:`run_case`).
 
     The case is validated first (as :func:`run_case` does, the geometry included), so that the
@@ -305,7 +320,7 @@ def case_command(case: dict[str, Any]) -> str:
                 text = _dims(v)
             if key in ("stride", "dilation", "groups") and set(text.split("x")) == {"1"}:
                 continue
-            if key == "padding" and text == "0" or key == "padding_mode" and text == "zeros":
+            if (key == "padding" and text == "0") or (key == "padding_mode" and text == "zeros"):
                 continue
             if key == "output_padding" and set(text.split("x")) == {"0"}:
                 continue
@@ -319,7 +334,7 @@ def case_command(case: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def seed_cases() -> list[tuple[str, dict[str, Any]]]:
+def seed_cases() -> list[tuple[str, Case]]:
     """The seed article's geometries as ``(description, case)`` pairs (kernels ``1..K``, integer, exact).
 
     Examples
@@ -346,7 +361,7 @@ def seed_cases() -> list[tuple[str, dict[str, Any]]]:
 
 
 def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequence[str], modes: Sequence[str],
-                 transpose: bool | None) -> dict[str, Any]:
+                 transpose: bool | None) -> Case:
     """One random, valid geometry (retries until the core accepts it)."""
     from ..geometry import conv_geometry, conv_transpose_geometry
 
@@ -363,29 +378,29 @@ def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequenc
         spatial_only = g == 1 and ci == 1 and co == 1 and bool(gen.integers(2))
         form = int(gen.integers(6))
         if form == 0:
-            pad: Any = int(gen.integers(0, 3))
+            pad: int | list[int] | list[list[int]] | str = int(gen.integers(0, 3))
         elif form == 1:
             pad = [int(v) for v in gen.integers(0, 3, size=nd)]
         elif form == 2:
             pad = [[int(v) for v in gen.integers(0, 3, size=2)] for _ in range(nd)]
         else:
             pad = str(gen.choice(["valid", "same", "same_lower", "full"]))
-        case: dict[str, Any] = {"transpose": tr, "input_shape": n}
+        case: Case = {"transpose": tr, "input_shape": n}
         if tr:
-            kshape = k if spatial_only else [ci, co // g] + k
+            kshape = k if spatial_only else [ci, co // g, *k]
             case.update(kernel_shape=kshape, stride=s, padding=pad, dilation=d, groups=g)
             if not isinstance(pad, str):
-                a = [int(gen.integers(0, max(si, di))) for si, di in zip(s, d)]
-                if gen.integers(4) == 0 and all(ai < si for ai, si in zip(a, s)):  # ask for the size instead
-                    pairs = _untuple(pad) if isinstance(pad, list) else pad
-                    pairs = [(pairs, pairs)] * nd if isinstance(pairs, int) else [
-                        (q, q) if isinstance(q, int) else q for q in pairs]
+                a = [int(gen.integers(0, max(si, di))) for si, di in zip(s, d, strict=False)]
+                # ask for the size instead
+                if gen.integers(4) == 0 and all(ai < si for ai, si in zip(a, s, strict=False)):
+                    pairs = [(pad, pad)] * nd if isinstance(pad, int) else [
+                        (q, q) if isinstance(q, int) else (q[0], q[1]) for q in pad]
                     case["output_shape"] = [(ni - 1) * si - pb - pa + di * (ki - 1) + ai + 1 for ni, si, (pb, pa), di, ki, ai
-                                            in zip(n, s, pairs, d, k, a)]
+                                            in zip(n, s, pairs, d, k, a, strict=False)]
                 else:
                     case["output_padding"] = a
         else:
-            kshape = k if spatial_only else [co, ci // g] + k
+            kshape = k if spatial_only else [co, ci // g, *k]
             mode = str(gen.choice(list(modes)))
             case.update(kernel_shape=kshape, stride=s, padding=pad, dilation=d, groups=g, padding_mode=mode,
                         flip=bool(gen.integers(4) == 0))
@@ -393,11 +408,11 @@ def _random_case(gen: np.random.Generator, ndims: Sequence[int], dtypes: Sequenc
         case["seed"] = int(gen.integers(2**31 - 1))
         try:
             if tr:
-                conv_transpose_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
+                conv_transpose_geometry(tuple(kshape), n, stride=s, padding=cast("Padding", _untuple(pad)), dilation=d, groups=g,
                                         output_padding=case.get("output_padding", 0),
                                         output_shape=case.get("output_shape"))
             else:
-                conv_geometry(tuple(kshape), n, stride=s, padding=_untuple(pad), dilation=d, groups=g,
+                conv_geometry(tuple(kshape), n, stride=s, padding=cast("Padding", _untuple(pad)), dilation=d, groups=g,
                               padding_mode=case["padding_mode"])
         except ValueError:
             continue
@@ -415,7 +430,7 @@ _DEFAULT_MODES = ("zeros", "zeros", "zeros", "circular", "reflect", "replicate",
 _SWEEP_MAX_NDIM = 4
 
 
-def _name_list(value: Any, name: str, check: Callable[[Any, str], str]) -> tuple[str, ...]:
+def _name_list(value: object, name: str, check: Callable[[object, str], str]) -> tuple[str, ...]:
     """A non-empty sequence (not a string) whose entries ``check`` normalises."""
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = value.tolist()
@@ -427,7 +442,7 @@ def _name_list(value: Any, name: str, check: Callable[[Any, str], str]) -> tuple
     return tuple(check(v, f"{name}[{i}]") for i, v in enumerate(items))
 
 
-def _mode_name(value: Any, name: str) -> str:
+def _mode_name(value: object, name: str) -> str:
     try:
         return V.padding_mode_name(value)
     except (TypeError, ValueError) as exc:
@@ -441,11 +456,11 @@ def sweep(
     n: int,
     *,
     seed: int,
-    ndim: Iterable[int] = (1, 2, 3),
+    ndim: int | Iterable[int] = (1, 2, 3),
     kind: Literal["conv", "conv_transpose", "both"] = "both",
     dtypes: Sequence[str] = _DEFAULT_DTYPES,
-    padding_modes: Sequence[str] | None = None,
-    torch: Any = "auto",
+    padding_modes: Sequence[PaddingMode] | None = None,
+    torch: TorchOption = "auto",
     progress: bool = False,
     rtol: float | None = None,
     atol: float | None = None,
@@ -510,13 +525,14 @@ def sweep(
         raise ValueError(f"n must be at most {MAX_SWEEP:,} (a sweep keeps one report per geometry, about 4 KiB, and "
                          f"takes ~10 ms per geometry): run several sweeps with different seeds; got {count:,}")
     seed = V.as_int(seed, "seed", minimum=0)
-    if isinstance(ndim, np.ndarray):
-        ndim = ndim.tolist()
-    if isinstance(ndim, (str, bytes)):
-        raise TypeError(f"ndim must be an int or a sequence of ints from 1 to {_SWEEP_MAX_NDIM}; got {ndim!r}")
+    dims: object = ndim  # checked here: an int or an iterable of ints (an array too)
+    if isinstance(dims, np.ndarray):
+        dims = dims.tolist()
+    if isinstance(dims, (str, bytes)):
+        raise TypeError(f"ndim must be an int or a sequence of ints from 1 to {_SWEEP_MAX_NDIM}; got {dims!r}")
     rule = f"an integer from 1 to {_SWEEP_MAX_NDIM}"
     ndims = tuple(V.as_int(v, "ndim", minimum=1, maximum=None, rule=rule)
-                  for v in (ndim if isinstance(ndim, Iterable) else [ndim]))
+                  for v in (dims if isinstance(dims, Iterable) else [dims]))
     if any(d > _SWEEP_MAX_NDIM for d in ndims):
         raise ValueError(f"ndim must be {rule}; got {max(ndims)}")
     if not ndims:
@@ -535,11 +551,11 @@ def sweep(
     _import_torch(torch)  # torch=True without torch: fail before the sweep, naming the extra
     gen = np.random.default_rng(seed)
 
-    def drawn() -> Iterable[dict[str, Any]]:  # one geometry at a time, in the order of the seed
+    def drawn() -> Iterable[Case]:  # one geometry at a time, in the order of the seed
         for _ in range(count):
             yield _random_case(gen, ndims, dtypes, modes, transpose)
 
-    it: Iterable = drawn()
+    it: Iterable[Case] = drawn()
     if progress:
         try:
             from tqdm import tqdm
@@ -555,7 +571,7 @@ def sweep(
                                f"{', '.join(f'{d}-D' for d in ndims)}; dtypes {', '.join(dtypes)})", rtol, atol)
 
 
-def seed_report(*, torch: Any = "auto", rtol: float | None = None, atol: float | None = None) -> Report:
+def seed_report(*, torch: TorchOption = "auto", rtol: float | None = None, atol: float | None = None) -> Report:
     """Every check on the seed article's geometries (:func:`seed_cases`; kernels ``1..K``, exact).
 
     ``torch``, ``rtol`` and ``atol`` are passed to :func:`run_case` for every geometry (see

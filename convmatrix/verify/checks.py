@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _validate as V
+from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode
 from ._common import (
     _EXACT,
     _INT_SPAN,
@@ -21,10 +24,15 @@ from ._common import (
     SHAPE,
     TR_FUSION,
     TR_ZERO,
+    MatrixLike,
+    RngLike,
+    TorchOption,
+    _Apply,
     _eps,
     _fwd_torch,
     _generator,
     _int_vector,
+    _is_explicit,
     _is_int_dtype,
     _numeric_dtype,
     _rtol_for,
@@ -38,11 +46,30 @@ from .references import _Conv, _phase_split, _ref_forward, _ref_fusion, _ref_sci
 from .report import Check, Report
 from .torch_routes import _import_torch, _torch_forward, _torch_installed, _torch_transpose, _torch_vjp
 
+if TYPE_CHECKING:
+    from scipy.sparse import sparray
+
+    from ..geometry import Geometry
+
 __all__ = ['check_conv', 'check_transpose']
 
 
+#: the dtype the references compute in
+_WorkType: TypeAlias = type[np.float64] | type[np.complex128]
+
+
+class _Options(TypedDict):
+    """The validated options check_conv and check_transpose share."""
+
+    gen: np.random.Generator
+    rtol: float | None
+    atol: float | None
+    torch_opt: TorchOption
+    budget: int | None
+
+
 # ============================================================================ running the checks
-def _kernel_and_dtype(kernel: Any, dtype: Any) -> tuple[np.ndarray, np.dtype]:
+def _kernel_and_dtype(kernel: npt.ArrayLike, dtype: npt.DTypeLike | None) -> tuple[np.ndarray, np.dtype]:
     """The validated kernel and matrix dtype (``result_dtype`` refuses values the dtype cannot hold); non-finite
     kernels are refused."""
     k = V.kernel_array(kernel)
@@ -54,7 +81,7 @@ def _kernel_and_dtype(kernel: Any, dtype: Any) -> tuple[np.ndarray, np.dtype]:
     return k, out
 
 
-def _work_dtype(*dtypes: Any) -> type:
+def _work_dtype(*dtypes: npt.DTypeLike | None) -> _WorkType:
     return np.complex128 if any(np.dtype(d).kind == "c" for d in dtypes if d is not None) else np.float64
 
 
@@ -62,23 +89,21 @@ def _random_vector(gen: np.random.Generator, shape: tuple[int, ...], dtype: np.d
     """Test vector: nonzero integers in [-8, 8] for integer matrices (exact sums), else standard normal."""
     if np.dtype(dtype).kind in "iub" and not cplx:
         return _int_vector(gen, shape)
-    v = gen.standard_normal(shape)
+    v: np.ndarray = gen.standard_normal(shape)
     if cplx:
         v = v + 1j * gen.standard_normal(shape)
     return v
 
 
-def _matrix_ops(M: Any) -> tuple[Callable, Callable, tuple[int, int], Any]:
+def _matrix_ops(M: object) -> tuple[_Apply, _Apply, tuple[int, int], np.dtype | None]:
     """(M @ v, M.T @ v, shape, dtype) for a sparse matrix, ndarray or LinearOperator."""
-    import scipy.sparse as sp
-
     M = _plain_matrix(M, "matrix")
-    if sp.issparse(M) or isinstance(M, np.ndarray):
+    if _is_explicit(M):
         MT = M.T
-        return (lambda v: M @ v), (lambda v: MT @ v), tuple(M.shape), M.dtype
+        return (lambda v: M @ v), (lambda v: MT @ v), (int(M.shape[0]), int(M.shape[1])), M.dtype
     if hasattr(M, "matvec") and hasattr(M, "rmatvec") and hasattr(M, "shape"):
         shape = _operator_shape(M, "matrix")
-        dtype = getattr(M, "dtype", None)
+        dtype: np.dtype | None = getattr(M, "dtype", None)
         try:
             dtype = None if dtype is None else np.dtype(dtype)
         except TypeError:
@@ -91,13 +116,13 @@ def _matrix_ops(M: Any) -> tuple[Callable, Callable, tuple[int, int], Any]:
                     f"got {type(M).__name__}")
 
 
-def _apply_or_error(apply: Callable[[np.ndarray], np.ndarray], v: np.ndarray) -> np.ndarray | Exception:
+def _apply_or_error(apply: _Apply, v: np.ndarray) -> np.ndarray | Exception:
     """``apply(v)``, or the exception a user's operator raised (the checks that need it then fail)."""
     try:
         return np.asarray(apply(v.reshape(-1)))
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - reported in the failed checks' detail
+    except Exception as exc:  # reported in the failed checks' detail
         return exc
 
 
@@ -129,11 +154,11 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
     b = 16 if cplx else 8
     nd = p.nd
     c_in, c_out = p.c_in, p.c_out
-    cpi = p.weight.shape[1]
-    N, O, P = math.prod(p.in_shape), math.prod(p.out_shape), math.prod(p.padded)
+    cpi = int(p.weight.shape[1])
+    N, M, P = math.prod(p.in_shape), math.prod(p.out_shape), math.prod(p.padded)  # input, output, padded positions
     K = math.prod(p.k)
     NO = math.prod(p.natural_out())
-    X, Y, W = c_in * N, c_out * O, c_out * cpi * K
+    X, Y, W = c_in * N, c_out * M, c_out * cpi * K
     boundary = p.mode != "zeros"
 
     # zero insertion: the upsampled grid, padded axis by axis (old and new alive), then cropped
@@ -151,7 +176,7 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
     zero_ins = max(2 * c_out * grid * b, c_out * fin * b + c_in * T * b * (3 if boundary else 1))
 
     fwd = c_in * P * b + Y * b                                   # np.pad + the einsum's output
-    fusion = c_in * O * K * (b + 8) + c_in * P * b               # kernel copies + int64 targets + padded sum
+    fusion = c_in * M * K * (b + 8) + c_in * P * b               # kernel copies + int64 targets + padded sum
     if boundary:
         fusion = max(fusion, 3 * c_in * P * b)                   # the fold: input, output, one axis at a time
     ext = _phase_split(p)[0]
@@ -164,8 +189,9 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
         f = 2 if cplx else 1                                     # complex convolutions run as real ones
         conv = f * (2 * c_in * P * b + c_in * K * NO * b + c_out * NO * b)
         vjp = f * (3 * c_in * P * b + 2 * c_in * K * NO * b + 2 * c_out * NO * b) + 2 * X * 16 + 2 * Y * 16
-        base = math.prod((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k))
-        convt = f * (c_in * K * O * b + c_in * base * b) + 3 * c_in * P * b
+        base = math.prod((o - 1) * s + d * (k - 1) + 1
+                         for o, s, d, k in zip(p.out_shape, p.stride, p.dilation, p.k, strict=False))
+        convt = f * (c_in * K * M * b + c_in * base * b) + 3 * c_in * P * b
         steps += [conv + compare, vjp + compare, convt + compare]
     persistent = 6 * W * 16 + 2 * (X + Y) * b
     return (persistent + max(steps)) * 11 // 10  # 10% margin: measured peaks are 0.5 to 0.97 of the sum
@@ -185,31 +211,32 @@ def _guard(p: _Conv, what: str, shape: tuple[int, int], budget: int | None, matr
                   hint + ", or pass a larger max_bytes (or None for no limit)")
 
 
-def _formula_output(geom: Any) -> tuple[int, ...]:
+def _formula_output(geom: Geometry) -> tuple[int, ...]:
     """The spatial output shape from the SymPy-derived formula (:mod:`convmatrix.symbolic`)."""
     from ..symbolic import output_shape_from_formula
 
     return tuple(int(v) for v in output_shape_from_formula(geom))
 
 
-def _shape_check(p: _Conv, geom: Any, shape: tuple[int, int], transposed: bool) -> tuple[Check, bool]:
+def _shape_check(p: _Conv, geom: Geometry, shape: tuple[int, int], transposed: bool) -> tuple[Check, bool]:
     """Matrix shape vs the SymPy-derived output size and the references' own sizes."""
     ref_shape = (p.shape[1], p.shape[0]) if transposed else p.shape
     ref_spatial = p.in_shape if transposed else p.out_shape  # the result's spatial shape
     formula = _formula_output(geom)
-    err = max(abs(a - b) for a, b in zip(shape, ref_shape))
+    err = max(abs(a - b) for a, b in zip(shape, ref_shape, strict=False))
     detail = f"matrix {shape[0]} x {shape[1]}"
     if tuple(shape) != tuple(ref_shape):
         detail += f", references need {ref_shape[0]} x {ref_shape[1]}"
     want = (geom.out_channels * math.prod(formula), geom.in_channels * math.prod(geom.input_shape))
-    err = max(err, max(abs(a - b) for a, b in zip(formula, ref_spatial)), max(abs(a - b) for a, b in zip(shape, want)))
+    err = max(err, max(abs(a - b) for a, b in zip(formula, ref_spatial, strict=False)),
+              max(abs(a - b) for a, b in zip(shape, want, strict=False)))
     detail += f"; formula output {'x'.join(map(str, formula))}"
     if formula != tuple(ref_spatial):
         detail += f", references {'x'.join(map(str, ref_spatial))}"
     return Check(SHAPE, "pass" if err == 0 else "fail", float(err), 0.0, detail), tuple(shape) == tuple(ref_shape)
 
 
-def _tolerance_rules(M: Any, mdtype: np.dtype, cplx: bool, p: _Conv, shape: tuple[int, int],
+def _tolerance_rules(M: object, mdtype: np.dtype, cplx: bool, p: _Conv, shape: tuple[int, int],
                      rtol: float | None) -> tuple[float, float]:
     """(rtol of the element-wise checks, rtol of the dot test): the given ``rtol``, else the defaults.
 
@@ -218,12 +245,10 @@ def _tolerance_rules(M: Any, mdtype: np.dtype, cplx: bool, p: _Conv, shape: tupl
     every sum of products of its entries with the test vectors stays below ``2**53``; otherwise
     float64 rounding enters, and the rtol is ``2 K eps`` (dot test: 1e-12).
     """
-    import scipy.sparse as sp
-
     if rtol is not None:
         return rtol, rtol
     terms = p.terms()
-    if (sp.issparse(M) or isinstance(M, np.ndarray)) and _is_int_dtype(mdtype) and not cplx:
+    if _is_explicit(M) and _is_int_dtype(mdtype) and not cplx:
         wmax = float(np.max(np.abs(p.weight))) if p.weight.size else 0.0
         rt = 0.0 if wmax * _INT_SPAN * terms <= _EXACT else 2.0 * terms * _eps(np.float64)
         dot_rt = 0.0 if wmax * _INT_SPAN ** 2 * terms * max(shape) <= _EXACT else 1e-12
@@ -233,8 +258,8 @@ def _tolerance_rules(M: Any, mdtype: np.dtype, cplx: bool, p: _Conv, shape: tupl
     return rt, rt
 
 
-def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, gen: np.random.Generator, rtol: float | None,
-         atol: float | None, torch: Any, torch_opt: Any) -> list[Check]:
+def _run(p: _Conv, geom: Geometry, M: object, transposed: bool, *, gen: np.random.Generator, rtol: float | None,
+         atol: float | None, torch: ModuleType | None, torch_opt: TorchOption) -> list[Check]:
     """All checks for the pair (C, Cᵀ) where ``M`` is C (``transposed=False``) or Cᵀ.
 
     ``rtol``/``atol`` are validated tolerances (``None``: the defaults); ``torch`` is the torch
@@ -262,8 +287,8 @@ def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, gen: np.random.Genera
         return [checks[n] for n in names]
 
     rt, dot_rt = _tolerance_rules(M, mdtype, cplx, p, shape, rtol)
-    x = _random_vector(gen, (p.c_in,) + tuple(p.in_shape), mdtype, cplx)
-    y = _random_vector(gen, (p.c_out,) + tuple(p.out_shape), mdtype, cplx)
+    x = _random_vector(gen, (p.c_in, *p.in_shape), mdtype, cplx)
+    y = _random_vector(gen, (p.c_out, *p.out_shape), mdtype, cplx)
     absp = p.absolute()
     with np.errstate(over="ignore"):  # an overflow is refused just below
         fwd_scale = float(np.max(_ref_forward(absp, np.abs(x)), initial=0.0))
@@ -275,15 +300,19 @@ def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, gen: np.random.Genera
     Cx, CTy = _apply_or_error(c_apply, x), _apply_or_error(ct_apply, y)
 
     # adjoint test of the matrix against a reference adjoint (not the matrix's own transpose)
-    if transposed:
-        ref_adj = lambda v: np.conj(_ref_forward(p, np.conj(v).reshape((p.c_in,) + tuple(p.in_shape)))).reshape(-1)
-    else:
-        ref_adj = lambda v: np.conj(_ref_fusion(p, np.conj(v).reshape((p.c_out,) + tuple(p.out_shape)))).reshape(-1)
+    def ref_adj(v: np.ndarray) -> np.ndarray:
+        adj: np.ndarray
+        if transposed:
+            adj = np.conj(_ref_forward(p, np.conj(v).reshape((p.c_in, *p.in_shape)))).reshape(-1)
+        else:
+            adj = np.conj(_ref_fusion(p, np.conj(v).reshape((p.c_out, *p.out_shape)))).reshape(-1)
+        return adj
+
     try:
         res = dot_test(M, ref_adj, rng=gen, rtol=dot_rt, atol=at, complex=cplx, raise_error=False, max_bytes=None)
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the operator failed or returned the wrong number of values
+    except Exception as exc:  # the operator failed or returned the wrong number of values
         checks[DOT] = Check(DOT, "fail", None, None, f"not run: {type(exc).__name__}: {exc}", dot_rt, at)
     else:
         checks[DOT] = Check(DOT, "pass" if res.passed else "fail", res.error, res.tolerance,
@@ -323,7 +352,8 @@ def _run(p: _Conv, geom: Any, M: Any, transposed: bool, *, gen: np.random.Genera
     return [checks[n] for n in names]
 
 
-def _title(direction: str, geom: Any, shape: tuple[int, int], dtype: Any, flip: bool, given: bool) -> str:
+def _title(direction: Literal["conv", "conv_transpose"], geom: Geometry, shape: tuple[int, int],
+           dtype: npt.DTypeLike, flip: bool, given: bool) -> str:
     def dims(t: Sequence[int]) -> str:
         return "x".join(map(str, t))
 
@@ -345,22 +375,22 @@ def _title(direction: str, geom: Any, shape: tuple[int, int], dtype: Any, flip: 
 
 
 def check_conv(
-    kernel: Any,
-    input_shape: Any,
+    kernel: npt.ArrayLike,
+    input_shape: IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    padding_mode: str = "zeros",
+    stride: IntOrSequence = 1,
+    padding: Padding = 0,
+    dilation: IntOrSequence = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
     flip: bool = False,
-    dtype: Any = None,
-    matrix: Any = None,
-    rng: Any = 0,
+    dtype: npt.DTypeLike | None = None,
+    matrix: MatrixLike | None = None,
+    rng: RngLike = 0,
     rtol: float | None = None,
     atol: float | None = None,
-    torch: Any = "auto",
-    max_bytes: Any = "auto",
+    torch: TorchOption = "auto",
+    max_bytes: MaxBytes = "auto",
 ) -> Report:
     """Verify the convolution matrix ``C`` of :func:`convmatrix.conv_matrix` (or a given ``matrix``).
 
@@ -426,19 +456,19 @@ def check_conv(
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
     _check_axes(geom)
-    wshape = (geom.out_channels, geom.in_per_group) + geom.kernel_shape
+    wshape = (geom.out_channels, geom.in_per_group, *geom.kernel_shape)
     p = _Conv(_placeholder(wshape), geom.groups, geom.stride, geom.dilation, geom.padding, geom.padding_mode,
               geom.input_shape, ())
     p.out_shape = p.natural_out()  # the references' own output size
 
-    def build(budget: int | None) -> Any:
+    def build(budget: int | None) -> sparray:
         from ..matrices import conv_matrix
 
         return conv_matrix(k, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                            padding_mode=padding_mode, flip=flip, dtype=dtype, max_bytes=budget)
 
-    def weights(wdt: type) -> tuple[np.ndarray, np.ndarray | None]:
-        w = k.astype(out_dtype).astype(wdt).reshape(wshape)
+    def weights(wdt: _WorkType) -> tuple[np.ndarray, np.ndarray | None]:
+        w: np.ndarray = k.astype(out_dtype).astype(wdt).reshape(wshape)
         if not flip:
             return w, None
         # copy: torch rejects negative strides
@@ -447,14 +477,14 @@ def check_conv(
     return _check("conv", "check_conv", geom, p, k, out_dtype, matrix, build, weights, flip, common)
 
 
-def _common_options(rng: Any, rtol: Any, atol: Any, torch: Any, max_bytes: Any) -> dict[str, Any]:
+def _common_options(rng: object, rtol: object, atol: object, torch: object, max_bytes: object) -> _Options:
     """Validate the options check_conv and check_transpose share (before anything is built)."""
     rtol, atol = _tolerances(rtol, atol)
     return {"gen": _generator(rng), "rtol": rtol, "atol": atol, "torch_opt": _torch_option(torch),
             "budget": V.budget(max_bytes)}
 
 
-def _check_axes(geom: Any) -> None:
+def _check_axes(geom: Geometry) -> None:
     if geom.ndim > _MAX_AXES:
         raise ValueError(f"input_shape must have at most {_MAX_AXES} spatial axes for the verifier's references; "
                          f"got {geom.ndim}")
@@ -465,9 +495,10 @@ def _placeholder(shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype=np.float64), shape)
 
 
-def _check(direction: str, what: str, geom: Any, p: _Conv, k: np.ndarray, out_dtype: np.dtype, matrix: Any,
-           build: Callable[[int | None], Any], weights: Callable[[type], tuple[np.ndarray, np.ndarray | None]],
-           flip: bool, common: dict[str, Any]) -> Report:
+def _check(direction: Literal["conv", "conv_transpose"], what: str, geom: Geometry, p: _Conv, k: np.ndarray,
+           out_dtype: np.dtype, matrix: MatrixLike | None, build: Callable[[int | None], sparray],
+           weights: Callable[[_WorkType], tuple[np.ndarray, np.ndarray | None]], flip: bool,
+           common: _Options) -> Report:
     """Guard the memory, build (or take) the matrix, and run every check."""
     budget = common["budget"]
     given = matrix is not None
@@ -493,31 +524,31 @@ def _check(direction: str, what: str, geom: Any, p: _Conv, k: np.ndarray, out_dt
     p.weight, p.scipy_kernel = weights(wdt)
     checks = _run(p, geom, matrix, direction == "conv_transpose", gen=common["gen"], rtol=common["rtol"],
                   atol=common["atol"], torch=torch_mod, torch_opt=common["torch_opt"])
-    shown = getattr(matrix, "dtype", None)
+    matrix_dtype = getattr(matrix, "dtype", None)
     try:
-        shown = np.dtype(shown) if shown is not None else out_dtype
+        shown = np.dtype(matrix_dtype) if matrix_dtype is not None else out_dtype
     except TypeError:
         shown = out_dtype
     return Report(_title(direction, geom, mshape, shown, flip, given), checks)
 
 
 def check_transpose(
-    kernel: Any,
-    input_shape: Any,
+    kernel: npt.ArrayLike,
+    input_shape: IntOrSequence,
     *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    output_shape: Any = None,
-    dtype: Any = None,
-    matrix: Any = None,
-    rng: Any = 0,
+    stride: IntOrSequence = 1,
+    padding: Padding = 0,
+    output_padding: IntOrSequence = 0,
+    dilation: IntOrSequence = 1,
+    groups: int = 1,
+    output_shape: IntOrSequence | None = None,
+    dtype: npt.DTypeLike | None = None,
+    matrix: MatrixLike | None = None,
+    rng: RngLike = 0,
     rtol: float | None = None,
     atol: float | None = None,
-    torch: Any = "auto",
-    max_bytes: Any = "auto",
+    torch: TorchOption = "auto",
+    max_bytes: MaxBytes = "auto",
 ) -> Report:
     """Verify the transposed-convolution matrix ``Cᵀ`` of :func:`convmatrix.conv_transpose_matrix`.
 
@@ -587,20 +618,21 @@ def check_transpose(
                                    dilation=dilation, groups=groups, output_shape=output_shape)
     _check_axes(geom)
     # PyTorch's transposed weight (C_in, C_out/g, *k) is the weight of the forward convolution it transposes
-    wshape = (geom.in_channels, geom.out_per_group) + geom.kernel_shape
+    wshape = (geom.in_channels, geom.out_per_group, *geom.kernel_shape)
     # the transposed output size, by the references' own formula
     o = tuple((n - 1) * s - b - e + d * (kk - 1) + a + 1 for n, s, (b, e), d, kk, a in
-              zip(geom.input_shape, geom.stride, geom.padding, geom.dilation, geom.kernel_shape, geom.output_padding))
+              zip(geom.input_shape, geom.stride, geom.padding, geom.dilation, geom.kernel_shape, geom.output_padding,
+                  strict=False))
     p = _Conv(_placeholder(wshape), geom.groups, geom.stride, geom.dilation, geom.padding, "zeros", o, geom.input_shape)
 
-    def build(budget: int | None) -> Any:
+    def build(budget: int | None) -> sparray:
         from ..matrices import conv_transpose_matrix
 
         return conv_transpose_matrix(k, input_shape, stride=stride, padding=padding, output_padding=output_padding,
                                      dilation=dilation, groups=groups, output_shape=output_shape, dtype=dtype,
                                      max_bytes=budget)
 
-    def weights(wdt: type) -> tuple[np.ndarray, None]:
+    def weights(wdt: _WorkType) -> tuple[np.ndarray, np.ndarray | None]:
         return k.astype(out_dtype).astype(wdt).reshape(wshape), None
 
     return _check("conv_transpose", "check_transpose", geom, p, k, out_dtype, matrix, build, weights, False, common)

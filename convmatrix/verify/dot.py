@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _validate as V
-from ._common import _base_rtol, _complex, _generator, _int_vector, _is_int_dtype, _num, _numeric_dtype, _tolerances
+from .._validate import MaxBytes
+from ._common import (
+    MatrixLike,
+    RngLike,
+    _Apply,
+    _base_rtol,
+    _complex,
+    _generator,
+    _int_vector,
+    _is_explicit,
+    _is_int_dtype,
+    _num,
+    _numeric_dtype,
+    _tolerances,
+)
 
 __all__ = ['DotTestResult', 'dot_test']
 
@@ -38,10 +53,8 @@ class DotTestResult:
                 f"|difference| = {self.error:.3e} {rel} tolerance {self.tolerance:.3e}")
 
 
-def _plain_matrix(A: Any, name: str) -> Any:
+def _plain_matrix(A: object, name: str) -> object:
     """``A`` as a 2-D numeric ndarray or sparse matrix (``np.matrix`` -> ndarray, masks refused); else ``A``."""
-    import scipy.sparse as sp
-
     if isinstance(A, np.ma.MaskedArray):
         if np.ma.getmask(A) is not np.ma.nomask and np.any(np.ma.getmaskarray(A)):
             raise ValueError(f"{name} is a masked array with masked entries, and a matrix has no mask: "
@@ -49,23 +62,21 @@ def _plain_matrix(A: Any, name: str) -> Any:
         A = np.ma.getdata(A)
     if isinstance(A, np.matrix):
         A = np.asarray(A)
-    if sp.issparse(A) or isinstance(A, np.ndarray):
+    if _is_explicit(A):
         if A.ndim != 2:
             raise ValueError(f"{name} must be 2-D; got an array of shape {A.shape}")
         _numeric_dtype(A.dtype, name)
     return A
 
 
-def _as_apply(A: Any, name: str) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int] | None, Any]:
+def _as_apply(A: object, name: str) -> tuple[_Apply, tuple[int, int] | None, np.dtype | None]:
     """(apply, shape or None, dtype or None) for a matrix, LinearOperator or callable."""
-    import scipy.sparse as sp
-
     A = _plain_matrix(A, name)
-    if sp.issparse(A) or isinstance(A, np.ndarray):
-        return (lambda v: A @ v), tuple(A.shape), A.dtype
+    if _is_explicit(A):
+        return (lambda v: A @ v), (int(A.shape[0]), int(A.shape[1])), A.dtype
     if hasattr(A, "matvec") and hasattr(A, "shape"):
         shape = _operator_shape(A, name)
-        dtype = getattr(A, "dtype", None)
+        dtype: np.dtype | None = getattr(A, "dtype", None)
         try:
             dtype = None if dtype is None else np.dtype(dtype)
         except TypeError:
@@ -80,27 +91,33 @@ def _as_apply(A: Any, name: str) -> tuple[Callable[[np.ndarray], np.ndarray], tu
     )
 
 
-def _operator_shape(A: Any, name: str) -> tuple[int, int]:
+class _Shaped(Protocol):
+    """Anything with a ``shape`` (a LinearOperator-like object, before its shape is checked)."""
+
+    @property
+    def shape(self) -> object: ...
+
+
+def _operator_shape(A: _Shaped, name: str) -> tuple[int, int]:
     shape = A.shape
     if not isinstance(shape, (tuple, list)) or len(shape) != 2:
         raise ValueError(f"{name}.shape must be a pair (rows, columns); got {V._describe(shape)}")
     return (V.as_int(shape[0], f"{name}.shape[0]", minimum=0), V.as_int(shape[1], f"{name}.shape[1]", minimum=0))
 
 
-def _adjoint_of(A: Any) -> Callable[[np.ndarray], np.ndarray]:
-    import scipy.sparse as sp
-
+def _adjoint_of(A: object) -> _Apply:
     A = _plain_matrix(A, "A")
-    if sp.issparse(A) or isinstance(A, np.ndarray):
+    if _is_explicit(A):
         AH = A.conj().T
         return lambda v: AH @ v
     if hasattr(A, "rmatvec"):
-        return A.rmatvec
+        rmatvec: _Apply = A.rmatvec
+        return rmatvec
     raise TypeError("AT is required when A is a plain callable (it has no adjoint of its own); "
                     f"got A of type {type(A).__name__} and AT=None")
 
 
-def _applied(fn: Callable[[np.ndarray], np.ndarray], v: np.ndarray, name: str) -> np.ndarray:
+def _applied(fn: _Apply, v: np.ndarray, name: str) -> np.ndarray:
     """``fn(v)`` as a flat numeric array; an operator without an adjoint is a ``TypeError`` naming ``name``."""
     try:
         out = fn(v)
@@ -112,11 +129,9 @@ def _applied(fn: Callable[[np.ndarray], np.ndarray], v: np.ndarray, name: str) -
     return out.reshape(-1)
 
 
-def _operator_bytes(A: Any, acc_itemsize: int) -> int:
+def _operator_bytes(A: object, acc_itemsize: int) -> int:
     """Bytes ``A @ v`` may allocate besides its result: ``A``'s values (and ``v``) cast to a common dtype."""
-    import scipy.sparse as sp
-
-    if not (sp.issparse(A) or isinstance(A, np.ndarray)):
+    if not _is_explicit(A):
         return 0
     if A.dtype.itemsize == acc_itemsize and A.dtype.kind == ("c" if acc_itemsize == 16 else "f"):
         return 0
@@ -130,16 +145,16 @@ def _dot_bytes(m: int, n: int, acc_itemsize: int) -> int:
 
 
 def dot_test(
-    A: Any,
-    AT: Any = None,
+    A: MatrixLike | Callable[[np.ndarray], npt.ArrayLike],
+    AT: MatrixLike | Callable[[np.ndarray], npt.ArrayLike] | None = None,
     *,
-    rng: Any = None,
+    rng: RngLike = None,
     rtol: float | None = None,
     atol: float | None = None,
     complex: bool = False,
     shape: tuple[int, int] | None = None,
     raise_error: bool = True,
-    max_bytes: Any = "auto",
+    max_bytes: MaxBytes = "auto",
 ) -> DotTestResult:
     """Adjoint ("dot") test: ``vdot(A u, v) == vdot(u, Aᴴ v)`` for random ``u``, ``v``.
 
@@ -221,36 +236,41 @@ def dot_test(
     budget = V.budget(max_bytes)
     A = _plain_matrix(A, "A")
     apply, a_shape, a_dtype = _as_apply(A, "A")
-    if shape is not None:
-        if isinstance(shape, np.ndarray):
-            shape = shape.tolist()
-        if not isinstance(shape, (tuple, list)) or len(shape) != 2:
-            raise ValueError(f"shape must be a pair of positive ints (rows, columns); got {V._describe(shape)}")
-        shape = tuple(V.as_int(s, f"shape[{i}]", minimum=1, rule="a positive integer (shape is (rows, columns))")
-                      for i, s in enumerate(shape))
-        if a_shape is not None and a_shape != shape:
-            raise ValueError(f"shape {shape} does not match A.shape {a_shape}")
-    shape = shape or a_shape
-    if shape is None:
+    given: object = shape  # checked here: a pair of positive ints (a list or an array too)
+    size = a_shape
+    if given is not None:
+        if isinstance(given, np.ndarray):
+            given = given.tolist()
+        if not isinstance(given, (tuple, list)) or len(given) != 2:
+            raise ValueError(f"shape must be a pair of positive ints (rows, columns); got {V._describe(given)}")
+        rows, cols = (V.as_int(s, f"shape[{i}]", minimum=1, rule="a positive integer (shape is (rows, columns))")
+                      for i, s in enumerate(given))
+        if a_shape is not None and a_shape != (rows, cols):
+            raise ValueError(f"shape {(rows, cols)} does not match A.shape {a_shape}")
+        size = (rows, cols)
+    if size is None:
         raise TypeError("shape=(rows, columns) is required when A is a plain callable")
     if AT is None:
         adjoint = _adjoint_of(A)
     else:
         AT = _plain_matrix(AT, "AT")
         adjoint, at_shape, _ = _as_apply(AT, "AT")
-        if at_shape is not None and at_shape != (shape[1], shape[0]):
-            raise ValueError(f"AT must have shape {(shape[1], shape[0])} (A's columns x A's rows); got {at_shape}")
-    m, n = shape
+        if at_shape is not None and at_shape != (size[1], size[0]):
+            raise ValueError(f"AT must have shape {(size[1], size[0])} (A's columns x A's rows); got {at_shape}")
+    m, n = size
     cplx_a = a_dtype is not None and np.dtype(a_dtype).kind == "c"
     acc_size = 16 if (complex or cplx_a) else 8
     need = _dot_bytes(m, n, acc_size) + _operator_bytes(A, acc_size) + (0 if AT is None else _operator_bytes(AT, acc_size))
     V.check_bytes(f"dot_test of a {m:,} x {n:,} operator", need, budget,
                   "test a smaller operator, or pass a larger max_bytes (or None for no limit)")
     gen = _generator(rng)
-    if _is_int_dtype(a_dtype):
-        draw = lambda size: _int_vector(gen, size)
-    else:
-        draw = gen.standard_normal
+    integer = _is_int_dtype(a_dtype)
+
+    def draw(count: int) -> npt.NDArray[np.float64]:
+        return _int_vector(gen, count) if integer else gen.standard_normal(count)
+
+    u: np.ndarray
+    v: np.ndarray
     if complex:
         u = draw(n) + 1j * draw(n)
         v = draw(m) + 1j * draw(m)

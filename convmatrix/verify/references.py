@@ -44,19 +44,19 @@ class _Conv:
 
     @property
     def c_out(self) -> int:
-        return self.weight.shape[0]
+        return int(self.weight.shape[0])
 
     @property
     def c_in(self) -> int:
-        return self.weight.shape[1] * self.groups
+        return int(self.weight.shape[1]) * self.groups
 
     @property
     def k(self) -> tuple[int, ...]:
-        return self.weight.shape[2:]
+        return tuple(self.weight.shape[2:])
 
     @property
     def padded(self) -> tuple[int, ...]:
-        return tuple(n + b + a for n, (b, a) in zip(self.in_shape, self.pads))
+        return tuple(n + b + a for n, (b, a) in zip(self.in_shape, self.pads, strict=False))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -64,18 +64,19 @@ class _Conv:
 
     def natural_out(self) -> tuple[int, ...]:
         """Sizes of the un-cropped valid correlation of the padded input."""
-        return tuple((P - d * (k - 1) - 1) // s + 1 for P, k, s, d in zip(self.padded, self.k, self.stride, self.dilation))
+        return tuple((P - d * (k - 1) - 1) // s + 1
+                     for P, k, s, d in zip(self.padded, self.k, self.stride, self.dilation, strict=False))
 
-    def absolute(self) -> "_Conv":
+    def absolute(self) -> _Conv:
         return _Conv(np.abs(self.weight), self.groups, self.stride, self.dilation, self.pads, self.mode,
                      self.in_shape, self.out_shape, None if self.scipy_kernel is None else np.abs(self.scipy_kernel))
 
     def terms(self) -> int:
         """Upper bound on the number of products summed into one entry of ``C x`` or ``Cᵀ y``."""
         fold = 1 if self.mode == "zeros" else 3 ** self.nd
-        per = self.weight.shape[1] * math.prod(self.k)
-        back = self.weight.shape[0] // self.groups * math.prod(
-            -(-(d * (k - 1) + 1) // s) for k, s, d in zip(self.k, self.stride, self.dilation))
+        per = int(self.weight.shape[1]) * math.prod(self.k)
+        back = self.c_out // self.groups * math.prod(
+            -(-(d * (k - 1) + 1) // s) for k, s, d in zip(self.k, self.stride, self.dilation, strict=False))
         return max(per, back) * fold
 
 
@@ -87,11 +88,11 @@ def _einsum_correlate(windows: np.ndarray, w: np.ndarray, groups: int, nd: int) 
     c_in = windows.shape[0]
     cpi = c_in // groups
     cpo = w.shape[0] // groups
-    win = windows.reshape((groups, cpi) + windows.shape[1:])
-    wt = w.reshape((groups, cpo, cpi) + w.shape[2:])
+    win = windows.reshape((groups, cpi, *windows.shape[1:]))
+    wt = w.reshape((groups, cpo, cpi, *w.shape[2:]))
     pos, taps = _LETTERS[:nd], _LETTERS[13:13 + nd]
-    out = np.einsum(f"gi{pos}{taps},goi{taps}->go{pos}", win, wt)
-    return out.reshape((groups * cpo,) + out.shape[2:])
+    out: np.ndarray = np.einsum(f"gi{pos}{taps},goi{taps}->go{pos}", win, wt)
+    return out.reshape((groups * cpo, *out.shape[2:]))
 
 
 def _correlate(xp: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int], groups: int,
@@ -100,10 +101,10 @@ def _correlate(xp: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: S
     from numpy.lib.stride_tricks import sliding_window_view
 
     nd = xp.ndim - 1
-    extent = tuple(d * (k - 1) + 1 for k, d in zip(w.shape[2:], dilation))
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(w.shape[2:], dilation, strict=False))
     win = sliding_window_view(xp, extent, axis=tuple(range(1, nd + 1)))
-    sl = ((slice(None),) + tuple(slice(0, o * s, s) for o, s in zip(out_shape, stride))
-          + tuple(slice(None, None, d) for d in dilation))
+    sl = (slice(None), *(slice(0, o * s, s) for o, s in zip(out_shape, stride, strict=False)),
+          *(slice(None, None, d) for d in dilation))
     return _einsum_correlate(win[sl], w, groups, nd)
 
 
@@ -116,7 +117,7 @@ def _pad_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
 
 def _ref_forward(p: _Conv, x: np.ndarray) -> np.ndarray:
     """``C x``: ``np.pad`` in the boundary mode, then sliding windows."""
-    widths = ((0, 0),) + tuple(p.pads)
+    widths = ((0, 0), *p.pads)
     xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
     return _correlate(xp, p.weight, p.stride, p.dilation, p.groups, p.out_shape)
 
@@ -130,13 +131,22 @@ def _phase_split(p: _Conv) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int,
     positions ``0 .. (L - k + 1) d - 1``.  Returns (extended shape, split shape, kernel shape,
     merged valid shape); an axis with ``d = 1`` stays as it is.
     """
-    ext, split, kshape, valid = [], [], [], []
-    for P, k, d in zip(p.padded, p.k, p.dilation):
+    ext: list[int] = []
+    split: list[int] = []
+    kshape: list[int] = []
+    valid: list[int] = []
+    for P, k, d in zip(p.padded, p.k, p.dilation, strict=False):
         if d == 1:
-            ext.append(P), split.append(P), kshape.append(k), valid.append(P - k + 1)
+            ext.append(P)
+            split.append(P)
+            kshape.append(k)
+            valid.append(P - k + 1)
         else:
             L = -(-P // d)
-            ext.append(L * d), split.extend((L, d)), kshape.extend((k, 1)), valid.append((L - k + 1) * d)
+            ext.append(L * d)
+            split.extend((L, d))
+            kshape.extend((k, 1))
+            valid.append((L - k + 1) * d)
     return tuple(ext), tuple(split), tuple(kshape), tuple(valid)
 
 
@@ -148,13 +158,13 @@ def _ref_scipy(p: _Conv, x: np.ndarray) -> np.ndarray:
     """
     from scipy import signal
 
-    widths = ((0, 0),) + tuple(p.pads)
+    widths = ((0, 0), *p.pads)
     xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
     kernels = p.weight if p.scipy_kernel is None else p.scipy_kernel
     ext, split, kshape, valid = _phase_split(p)
-    sub = tuple(slice(0, o * s, s) for o, s in zip(p.out_shape, p.stride))
+    sub = tuple(slice(0, o * s, s) for o, s in zip(p.out_shape, p.stride, strict=False))
     dtype = np.result_type(xp, kernels)
-    out = np.zeros((p.c_out,) + tuple(p.out_shape), dtype=dtype)
+    out = np.zeros((p.c_out, *p.out_shape), dtype=dtype)
     xe = np.zeros(ext, dtype=xp.dtype)
     inside = tuple(slice(0, P) for P in p.padded)
     cpi, cpo = p.weight.shape[1], p.c_out // p.groups
@@ -179,11 +189,11 @@ def _fold(p: _Conv, z: np.ndarray) -> np.ndarray:
     padding).
     """
     if p.mode == "zeros":
-        return z[(slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(p.in_shape, p.pads))]
-    for a, (n, (b, e)) in enumerate(zip(p.in_shape, p.pads)):
+        return z[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(p.in_shape, p.pads, strict=False)))]
+    for a, (n, (b, e)) in enumerate(zip(p.in_shape, p.pads, strict=False)):
         idx = _pad_index(n, b, e, p.mode)
         zt = np.moveaxis(z, 1 + a, 0)
-        out = np.zeros((n,) + zt.shape[1:], dtype=z.dtype)
+        out = np.zeros((n, *zt.shape[1:]), dtype=z.dtype)
         np.add.at(out, idx, zt)
         z = np.moveaxis(out, 0, 1 + a)
     return z
@@ -194,11 +204,11 @@ def _ref_fusion(p: _Conv, y: np.ndarray) -> np.ndarray:
     nd, g = p.nd, p.groups
     cpo, cpi = p.c_out // g, p.weight.shape[1]
     pos, taps = _LETTERS[:nd], _LETTERS[13:13 + nd]
-    yg = y.reshape((g, cpo) + tuple(p.out_shape))
-    wg = p.weight.reshape((g, cpo, cpi) + p.k)
+    yg = y.reshape((g, cpo, *p.out_shape))
+    wg = p.weight.reshape((g, cpo, cpi, *p.k))
     # copies[g, i, pixel, tap]: the pixel's "full convolution" with the kernel (pixel value x kernel)
     copies = np.einsum(f"go{pos},goi{taps}->gi{pos}{taps}", yg, wg)
-    copies = copies.reshape((g * cpi,) + copies.shape[2:])
+    copies = copies.reshape((g * cpi, *copies.shape[2:]))
     padded = p.padded
     # target[c, pixel, tap]: flat index in the padded input, built in place (one int64 per copy)
     target = np.empty(copies.shape, dtype=np.int64)
@@ -216,7 +226,7 @@ def _ref_fusion(p: _Conv, y: np.ndarray) -> np.ndarray:
     out = np.zeros(p.c_in * math.prod(padded), dtype=copies.dtype)
     np.add.at(out, target.reshape(-1), copies.reshape(-1))
     del copies, target
-    return _fold(p, out.reshape((p.c_in,) + padded))
+    return _fold(p, out.reshape((p.c_in, *padded)))
 
 
 def _ref_zero_insertion(p: _Conv, y: np.ndarray) -> np.ndarray:
@@ -226,8 +236,8 @@ def _ref_zero_insertion(p: _Conv, y: np.ndarray) -> np.ndarray:
     # for a boundary mode, work on the padded grid and fold afterwards
     before = [b if p.mode == "zeros" else 0 for b, _ in p.pads]
     target = list(p.in_shape) if p.mode == "zeros" else list(p.padded)
-    up = np.zeros((p.c_out,) + tuple((o - 1) * s + 1 for o, s in zip(p.out_shape, p.stride)), dtype=y.dtype)
-    up[(slice(None),) + tuple(slice(None, None, s) for s in p.stride)] = y
+    up = np.zeros((p.c_out, *((o - 1) * s + 1 for o, s in zip(p.out_shape, p.stride, strict=False))), dtype=y.dtype)
+    up[(slice(None), *(slice(None, None, s) for s in p.stride))] = y
     for a in range(nd):
         span = p.dilation[a] * (p.k[a] - 1)
         lo = span - before[a]
@@ -239,7 +249,7 @@ def _ref_zero_insertion(p: _Conv, y: np.ndarray) -> np.ndarray:
         crop[1 + a] = slice(max(-lo, 0), up.shape[1 + a] - max(-hi, 0))
         up = up[tuple(crop)]
     # rotated kernel with its channel roles swapped: (c_in, c_out/g, *k)
-    w = p.weight.reshape((g, cpo, cpi) + p.k).swapaxes(1, 2).reshape((g * cpi, cpo) + p.k)
+    w = p.weight.reshape((g, cpo, cpi, *p.k)).swapaxes(1, 2).reshape((g * cpi, cpo, *p.k))
     w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
     out = _correlate(up, w, (1,) * nd, p.dilation, g, target)
     return out if p.mode == "zeros" else _fold(p, out)

@@ -6,14 +6,26 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
-from ._common import _STATUSES
+from ._common import _STATUSES, Case, Status
 
 __all__ = ['Check', 'Report']
 
 
 # ============================================================================ reports
+class _CheckDict(TypedDict):
+    """:meth:`Check.to_dict`: one row of a report's JSON."""
+
+    name: str
+    status: Status
+    error: float | None
+    tolerance: float | None
+    rtol: float | None
+    atol: float | None
+    detail: str
+
+
 @dataclass
 class Check:
     """One named check: ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``.
@@ -24,14 +36,14 @@ class Check:
     """
 
     name: str
-    status: str
+    status: Status
     error: float | None = None
     tolerance: float | None = None
     detail: str = ""
     rtol: float | None = None
     atol: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> _CheckDict:
         return {"name": self.name, "status": self.status, "error": self.error, "tolerance": self.tolerance,
                 "rtol": self.rtol, "atol": self.atol, "detail": self.detail}
 
@@ -49,8 +61,8 @@ class Report:
 
     title: str
     checks: list[Check]
-    case: dict[str, Any] | None = None
-    cases: list["Report"] = field(default_factory=list)
+    case: Case | None = None
+    cases: list[Report] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -67,7 +79,7 @@ class Report:
         return [c for c in self.checks if c.status == "fail"]
 
     @property
-    def failing_cases(self) -> list["Report"]:
+    def failing_cases(self) -> list[Report]:
         """For a sweep: the geometries with at least one failed check."""
         return [r for r in self.cases if not r.ok]
 
@@ -78,7 +90,7 @@ class Report:
 
         return None if self.case is None else case_command(self.case)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[Status, int]:
         return {s: sum(c.status == s for c in self.checks) for s in _STATUSES}
 
     def verdict(self) -> str:
@@ -129,7 +141,7 @@ class Report:
         return json.dumps(_json_safe(self.to_dict()), indent=indent)
 
 
-def _json_safe(obj: Any) -> Any:
+def _json_safe(obj: object) -> object:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
@@ -162,7 +174,9 @@ def _tolerance_note(rtol: float | None, atol: float | None) -> str:
     if rtol is None and atol is None:
         return ("tolerances: each geometry's defaults (rtol from its dtype, atol 0, integer matrices exact); "
                 "each row shows the tolerance its error was held to")
-    text = lambda v: "the dtype's default" if v is None else repr(v)
+    def text(v: float | None) -> str:
+        return "the dtype's default" if v is None else repr(v)
+
     return (f"tolerances: rtol={text(rtol)}, atol={text(atol)} (given) in every check but the shape; "
             "each row shows the tolerance its error was held to")
 
