@@ -1,10 +1,12 @@
 """Tests of convmatrix.proofs: theorems for every size, and formulas of one's own against the library's.
 
-References are independent of the code under test: the library's own ``Axis`` maps and
-builders (which the backend-generic ``_code`` mirrors must equal), ``np.pad``, the naive
-``conv_transpose_fusion`` / ``conv_transpose_zero_insertion`` / ``brute_output_size`` of
-tests/reference.py, ``np.ravel_multi_index``, and SymPy's exact arithmetic.  Mutation tests make the library's formulas (or a user's) deliberately wrong and
-check that the solver refuses them with a counterexample the numeric builders reproduce.
+References are independent of the code under test: the builders (``conv_matrix``,
+``conv_transpose_matrix``: the proofs evaluate the index arithmetic of ``_axis`` that they run,
+and a test checks that they do), ``np.pad``, the naive ``conv_transpose_fusion`` /
+``conv_transpose_zero_insertion`` / ``brute_output_size`` of tests/reference.py,
+``np.ravel_multi_index``, and SymPy's exact arithmetic.  Mutation tests make the library's formulas
+(or a user's) deliberately wrong and check that the solver refuses them with a counterexample the
+numeric builders reproduce.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from convmatrix import geometry as G
 from convmatrix import proofs
 from convmatrix._axis import fold_index
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry
-from convmatrix.proofs import _code, _routes
+from convmatrix import _axis, _build
+from convmatrix.proofs import _routes
 from reference import (
     NUMPY_PAD_MODE,
     brute_output_size,
@@ -74,62 +77,67 @@ def _one_hot(shape, tap) -> np.ndarray:
     return w
 
 
-# ============================================================================ _code mirrors the library
+# ============================================================================ one source: the builders run what is proved
+def test_the_builders_run_the_functions_the_proofs_evaluate(monkeypatch):
+    """Axis.index_map, fold_index, Axis.wrapped, engine_weight and the builder's N-D composition call the
+    backend-generic functions of _axis (so a change there changes the builders, and is re-proved)."""
+    # the builder's N-D composition and the engine weight's flip are the same function objects
+    assert _build.nd_column is _axis.nd_column and _build.c_strides is _axis.c_strides
+    assert G.kernel_tap is _axis.kernel_tap and G.fold_index is _axis.fold_index
+    calls: dict[str, int] = {}
+
+    def spy(name):
+        real = getattr(_axis, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(_axis, name, wrapper)
+
+    names = ("conv_source", "fold", "conv_index", "transpose_index", "kernel_tap", "fold_period", "wrapped_offset")
+    for name in names:
+        spy(name)
+    cm.conv_matrix(np.ones((2, 3)), (5, 6), padding=1, padding_mode="reflect")
+    cm.conv_matrix(np.ones(9), (4,), padding=3, padding_mode="circular")  # 9 taps wrapped onto period 4
+    cm.conv_transpose_matrix(np.ones((2, 2)), (3, 3), stride=2)
+    fold_index(np.arange(-3, 3), 2, "symmetric")
+    assert set(calls) == set(names), calls
+    # and what they return is what the builders use
+    ax = conv_geometry((3,), (5,), padding=1).axes()[0]
+    monkeypatch.setattr(_axis, "conv_source", lambda j, t, s, d, p: 0 * j + 0 * t)
+    assert np.array_equal(ax.index_map(), np.zeros((5, 3)))
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_code_conv_index_is_the_axis_index_map(mode):
-    for geom in _conv_geometries(1, 150, mode):
-        ax = geom.axes()[0]
-        j = np.arange(ax.out)[:, None]
-        t = np.arange(ax.k)[None, :]
-        assert np.array_equal(_code.conv_index(j, t, ax.n, ax.s, ax.d, ax.pad[0], mode), ax.index_map()), geom
-
-
-def test_code_transpose_index_is_the_axis_index_map():
-    for geom in _transpose_geometries(2, 200):
-        ax = geom.axes()[0]
-        j = np.arange(ax.out)[:, None]
-        t = np.arange(ax.k)[None, :]
-        got = _code.transpose_index(j, t, ax.n, ax.k, ax.s, ax.d, ax.pad[0])
-        assert np.array_equal(got, ax.index_map()), geom
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_code_fold_is_fold_index(mode):
-    rng = np.random.default_rng(3)
+def test_fold_period_is_a_period_of_the_fold(mode):
     for n in range(1, 13):
-        i = rng.integers(-60, 60, size=200)
-        assert np.array_equal(_code.fold(i, n, mode), fold_index(i, n, mode)), (n, mode)
+        period = _axis.fold_period(n, mode)
+        assert period == conv_geometry((1,), (n,), padding_mode=mode).axes()[0].fold_period()
+        if period:
+            i = np.arange(-3 * period - 5, 3 * period + 5)
+            assert np.array_equal(_axis.fold(i + period, n, mode), _axis.fold(i, n, mode)), (n, mode)
     with pytest.raises(ValueError, match="padding_mode must be one of"):
-        _code.fold(np.arange(3), 3, "mirror")
+        _axis.fold(np.arange(3), 3, "mirror")
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_code_fold_period_and_wrapped_offsets_are_the_axis(mode):
-    for geom in _conv_geometries(4, 80, mode):
-        ax = geom.axes()[0]
-        period = _code.fold_period(ax.n, mode)
-        assert period == ax.fold_period()
-        wrapped, groups = ax.wrapped()
-        if groups is not None:
-            offsets = _code.wrapped_offset(np.arange(ax.k), ax.d, period)
-            assert tuple(np.unique(offsets).tolist()) == wrapped.offsets
-            assert np.array_equal(np.unique(offsets, return_inverse=True)[1], groups)
-
-
-def test_code_kernel_tap_is_the_engine_weight_flip():
+def test_kernel_tap_is_the_reversal_of_the_taps():
     for k in range(1, 8):
         geom = conv_transpose_geometry((k,), (3,))
         w = np.arange(10, 10 + k)
-        engine = geom.engine_weight(w).reshape(-1)
-        assert [int(w[_code.kernel_tap(t, k)]) for t in range(k)] == engine.tolist()
+        assert geom.engine_weight(w).reshape(-1).tolist() == w[::-1].tolist()
+        assert [int(w[_axis.kernel_tap(t, k)]) for t in range(k)] == w[::-1].tolist()
+    w = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    geom = conv_transpose_geometry(w.shape, (6, 7))
+    assert np.array_equal(geom.engine_weight(w), w.swapaxes(0, 1)[:, :, ::-1, ::-1])
 
 
-def test_code_ravel_is_numpy_c_order():
+def test_ravel_is_numpy_c_order():
     rng = np.random.default_rng(5)
     for dims in (1, 2, 3, 4):
         shape = tuple(int(v) for v in rng.integers(1, 6, size=dims))
         idx = tuple(rng.integers(0, n, size=50) for n in shape)
-        assert np.array_equal(_code.ravel(idx, shape), np.ravel_multi_index(idx, shape))
+        assert np.array_equal(_axis.ravel(idx, shape), np.ravel_multi_index(idx, shape))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -151,9 +159,9 @@ def test_nd_matrix_is_the_product_of_the_1d_maps(mode, dims):
             M = cm.matrices.matrix_from_geometry(geom, _one_hot(kshape, tap)).toarray()
             want = np.zeros(M.shape, dtype=np.int64)
             pos = np.indices(out).reshape(dims, -1)
-            cols = [_code.conv_index(pos[a], tap[a], shape[a], s[a], d[a], pads[a][0], mode) for a in range(dims)]
-            col, valid = _code.nd_column(cols, shape)
-            rows = _code.ravel(tuple(pos), out)
+            cols = [_axis.conv_index(pos[a], tap[a], shape[a], s[a], d[a], pads[a][0], mode) for a in range(dims)]
+            col, valid = _axis.nd_column(cols, shape)
+            rows = _axis.ravel(tuple(pos), out)
             want[rows[valid], col[valid]] = 1
             assert np.array_equal(M, want), (geom, tap)
 
@@ -230,6 +238,8 @@ def test_theorems_selects_and_validates_names():
 
 
 # ---------------------------------------------------------------------------- mutations of the library's formulas
+# A formula of _axis / geometry is made wrong (monkeypatch), the theorem is proved again and must be refuted; the
+# patch is then undone and the real builders, at the counterexample, disagree with the wrong formula.
 def _column(geom, j, tap) -> int:
     """Where the builder puts tap ``tap`` of output ``j``: its column, or -1."""
     M = cm.matrices.matrix_from_geometry(geom, _one_hot(geom.kernel_shape, tap)).toarray()
@@ -238,42 +248,57 @@ def _column(geom, j, tap) -> int:
     return int(hits[0]) if hits.size else -1
 
 
+WRONG_CONV_SOURCES = {"off_by_one_padding": lambda j, t, s, d, p: j * s + t * d - p + 1,
+                      "missing_dilation": lambda j, t, s, d, p: j * s + t - p}
+
+
 @needs_z3
-@pytest.mark.parametrize("wrong", ["off_by_one_padding", "missing_dilation"])
+@pytest.mark.parametrize("wrong", list(WRONG_CONV_SOURCES))
 def test_a_wrong_conv_index_map_is_refuted_and_the_builder_disagrees(monkeypatch, wrong):
-    bad = {"off_by_one_padding": lambda j, t, s, d, p: j * s + t * d - p + 1,
-           "missing_dilation": lambda j, t, s, d, p: j * s + t - p}[wrong]
-    monkeypatch.setattr(_code, "conv_source", bad)
+    bad = WRONG_CONV_SOURCES[wrong]
+    monkeypatch.setattr(_axis, "conv_source", bad)
     t = proofs.theorem("conv_entry")
+    text, status = proofs.report("conv_entry")
+    monkeypatch.undo()
     assert not t.proved and t.status == "refuted"
+    assert status == 1 and "REFUTED" in text and "counterexample: " in text
     c = t.counterexample
     geom = conv_geometry((c["k"],), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
                          dilation=c["d"])
-    claimed = int(_code.conv_index(c["j"], c["t"], c["n"], c["s"], c["d"], c["p_before"], "zeros"))
+    claimed = int(_axis.fold(bad(c["j"], c["t"], c["s"], c["d"], c["p_before"]), c["n"], "zeros"))
     assert claimed != _column(geom, c["j"], (c["t"],))
-    text, status = proofs.report("conv_entry")
-    assert status == 1 and "REFUTED" in text and "counterexample: " in text
+
+
+def _unflipped(j, t, n, k, s, d, p_before, xp=np):
+    """transpose_index reading engine tap t as kernel tap t (the kernel not rotated)."""
+    q = j + p_before - t * d
+    hit = (q >= 0) & (q % s == 0) & (q // s < n)
+    return xp.where(hit, q // s, -1)
 
 
 @needs_z3
-def test_an_unflipped_kernel_is_refuted_and_the_builders_disagree(monkeypatch):
-    monkeypatch.setattr(_code, "kernel_tap", lambda t, k: t)
-    for name in ("transpose_is_transpose", "transpose_is_fusion"):
-        t = proofs.theorem(name)
-        assert t.status == "refuted", name
-        c = t.counterexample
-        n, k, s, d, pb, pa, a = (c[x] for x in ("n", "k", "s", "d", "p_before", "p_after", "a"))
-        r, col, tau = c["r"], c["c"], c["tau"]
-        # the wrong claim: engine tap tau holds kernel tap tau.  The builder puts kernel tap tau of column col
-        # elsewhere than the (unflipped) engine tap tau's map says
-        T = cm.conv_transpose_matrix(_one_hot((k,), tau), (n,), stride=s, padding=((pb, pa),), output_padding=a,
-                                     dilation=d).toarray()
-        unflipped = int(_code.transpose_index(r, tau, n, k, s, d, pb)) == col
-        assert unflipped != bool(T[r, col]), (name, dict(c))
-        if name == "transpose_is_transpose":  # and C^T agrees with the builder, not with the wrong claim
-            N = T.shape[0]
-            C = cm.conv_matrix(_one_hot((k,), tau), (N,), stride=s, padding=((pb, pa),), dilation=d).toarray()
-            assert bool(C[col, r]) == bool(T[r, col]) != unflipped
+@pytest.mark.parametrize("name", ["transpose_is_transpose", "transpose_is_zero_insertion", "transpose_is_fusion"])
+def test_an_unflipped_kernel_is_refuted_and_the_builders_disagree(monkeypatch, name):
+    monkeypatch.setattr(_axis, "transpose_index", _unflipped)
+    t = proofs.theorem(name)
+    monkeypatch.undo()
+    assert t.status == "refuted", name
+    c = t.counterexample
+    n, k, s, d, pb, pa, a, tau = (c[x] for x in ("n", "k", "s", "d", "p_before", "p_after", "a", "tau"))
+    u = k - 1 - tau  # the kernel tap engine tap tau holds (engine_weight reverses the taps)
+    T = cm.conv_transpose_matrix(_one_hot((k,), u), (n,), stride=s, padding=((pb, pa),), output_padding=a,
+                                 dilation=d).toarray()
+    if name == "transpose_is_zero_insertion":  # row j reads, through kernel tap u, the column the builder has
+        j = c["j"]
+        hits = np.flatnonzero(T[j]).tolist()
+        assert hits != ([] if _unflipped(j, tau, n, k, s, d, pb) < 0 else [int(_unflipped(j, tau, n, k, s, d, pb))])
+        return
+    r, col = c["r"], c["c"]
+    claimed = int(_unflipped(r, tau, n, k, s, d, pb)) == col  # the wrong map: T[r, col] holds kernel tap u
+    assert claimed != bool(T[r, col]), (name, dict(c))
+    if name == "transpose_is_transpose":  # and C^T agrees with the builder, not with the wrong map
+        C = cm.conv_matrix(_one_hot((k,), u), (T.shape[0],), stride=s, padding=((pb, pa),), dilation=d).toarray()
+        assert bool(C[col, r]) == bool(T[r, col]) != claimed
 
 
 @needs_z3
@@ -286,34 +311,39 @@ def test_a_wrong_output_padding_range_is_refuted_and_the_builders_disagree(monke
 
     monkeypatch.setattr(G, "conv_transpose_output_size", wrong)
     t = proofs.theorem("conv_transpose_output_size")
+    monkeypatch.undo()
     assert t.status == "refuted"
     c = dict(t.counterexample)
     assert c["s"] <= c["a"] < c["d"]
-    monkeypatch.setattr(G, "conv_transpose_output_size", real)
     T = cm.conv_transpose_matrix(np.ones(c["k"]), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
                                  output_padding=c["a"], dilation=c["d"])
-    assert T.shape[0] != wrong(c["n"], c["k"], c["s"], c["p_before"], c["p_after"], c["d"], c["a"])
+    assert T.shape[0] == _reference_transposed_size(c) != wrong(c["n"], c["k"], c["s"], c["p_before"], c["p_after"],
+                                                                c["d"], c["a"])
 
 
 @needs_z3
 def test_a_wrong_fold_is_refuted_and_the_builder_disagrees(monkeypatch):
-    real = _code.fold
+    real = _axis.fold
 
     def wrong(i, n, mode, xp=np):  # symmetric written like reflect: the edge entry not repeated
         return real(i, n, "reflect" if mode == "symmetric" else mode, xp)
 
-    monkeypatch.setattr(_code, "fold", wrong)
+    monkeypatch.setattr(_axis, "fold", wrong)
     t = proofs.theorem("fold_symmetric")
+    monkeypatch.undo()
     assert t.status == "refuted"
     failing = [ob for ob in t.obligations if ob.status == "refuted"]
-    c = failing[-1].counterexample
-    if "j" in c:  # the pad-then-valid obligation: build the matrix there
-        geom = conv_geometry((c["k"],), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
-                             dilation=c["d"], padding_mode="symmetric")
-        claimed = int(wrong(c["j"] * c["s"] + c["t"] * c["d"] - c["p_before"], c["n"], "symmetric"))
-        assert claimed != _column(geom, c["j"], (c["t"],))
-    else:  # a law about one index: the library's fold differs there
-        assert int(wrong(np.int64(c["i"]), c["n"], "symmetric")) != int(fold_index(c["i"], c["n"], "symmetric"))
+    assert failing
+    for ob in failing:
+        c = ob.counterexample
+        if "j" in c:  # the pad-then-valid obligation: build the matrix there
+            geom = conv_geometry((c["k"],), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
+                                 dilation=c["d"], padding_mode="symmetric")
+            claimed = int(wrong(c["j"] * c["s"] + c["t"] * c["d"] - c["p_before"], c["n"], "symmetric"))
+            assert claimed != _column(geom, c["j"], (c["t"],))
+        else:  # a law about index i (and i + 2n, the period): the library's fold differs at one of them
+            i = np.array([c["i"], c["i"] + 2 * c["n"]])
+            assert not np.array_equal(wrong(i, c["n"], "symmetric"), fold_index(i, c["n"], "symmetric")), dict(c)
 
 
 # ============================================================================ prove_size_formula

@@ -1,8 +1,8 @@
 """Proved for every size: the transpose identities and the size formulas as theorems, checked by an SMT solver.
 
 The library's own formulas -- the scalar size formulas of :mod:`convmatrix.geometry`, the
-index maps of :mod:`convmatrix._axis` (in their backend-generic form, :mod:`._code`), the
-builder's N-D composition -- run on symbolic integers (z3 terms with Python's integer
+backend-generic index arithmetic of :mod:`convmatrix._axis` that ``Axis.index_map``,
+``fold_index`` and the builder's N-D composition call with numpy arrays -- run on symbolic integers (z3 terms with Python's integer
 semantics), and z3 shows that no integer geometry contradicts each claim: a proof for every
 size, stride, padding, dilation and output padding at once, not a sample.
 

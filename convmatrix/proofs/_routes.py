@@ -4,7 +4,7 @@ Each is written from its definition (the seed article, PyTorch's and numpy's doc
 not from the library: route (a) of the transposed convolution (zero insertion, padding,
 stride-1 convolution with the rotated kernel), route (b) (fusion: one kernel copy per input
 pixel), and the boundary paddings of ``F.pad`` / ``np.pad``.  Backend-generic like
-:mod:`._code` (``xp`` is numpy or :data:`._smt.Z3`); ``tests/test_proofs.py`` checks them against
+:mod:`convmatrix._axis`'s index arithmetic (``xp`` is numpy or :data:`._smt.Z3`); ``tests/test_proofs.py`` checks them against
 numpy's ``np.pad`` and the test suite's naive references.
 """
 

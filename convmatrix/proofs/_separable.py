@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _code as code
+from .. import _axis as code
 from ._registry import register
 from ._smt import Bool, Int
 from ._solve import Scope, iff

@@ -24,6 +24,8 @@ _SHRINK_BOUNDS = (4, 16, 256)
 _SHRINK_SECONDS = 5.0
 #: the first search, in the smallest box, for a formula that may well be wrong
 _QUICK_SECONDS = 1.0
+#: seconds of the first attempt at a query; each restart (another random seed) gets twice the last
+_FIRST_ATTEMPT = 0.5
 #: steps (each at most this many seconds) taken towards a counterexample with small values
 _SHRINK_STEPS = 12
 _SHRINK_STEP_SECONDS = 1.0
@@ -164,13 +166,29 @@ class Scope:
         return model
 
     def _check(self, facts: list[Any], claim: Any, seconds: float) -> tuple[Any, Any]:
+        """Is ``facts AND NOT claim`` satisfiable?  Within ``seconds``, restarting with other random seeds.
+
+        Nonlinear integer problems have heavy-tailed solving times: the same query that z3 answers
+        in 30 ms may take minutes after an unlucky choice (which depends on what the process asked
+        before).  So the first attempt gets :data:`_FIRST_ATTEMPT` seconds and every restart, with
+        another ``random_seed``, twice as long, until ``seconds`` are spent.
+        """
         z3 = self.z3
-        solver = z3.Solver()
-        solver.set("timeout", max(1, int(seconds * 1000)))
-        solver.add(*facts)
-        solver.add(z3.Not(claim))
-        result = solver.check()
-        return result, (solver.model() if result == z3.sat else None)
+        left = seconds
+        slot = min(seconds, _FIRST_ATTEMPT)
+        seed = 0
+        while True:
+            solver = z3.Solver()
+            solver.set("timeout", max(1, int(slot * 1000)))
+            solver.set("random_seed", seed)
+            solver.add(*facts)
+            solver.add(z3.Not(claim))
+            result = solver.check()
+            left -= slot
+            if result != z3.unknown or left <= 0:
+                return result, (solver.model() if result == z3.sat else None)
+            seed += 1
+            slot = min(left, 2 * slot)
 
     def _values(self, model: Any) -> dict[str, int]:
         return {name: model.eval(v.term, model_completion=True).as_long() for name, v in self.vars.items()}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from .. import _axis as code
 from .. import geometry as G
-from . import _code as code
 from . import _routes as routes
 from ._geom import conv_axis, geometry, transpose_axis
 from ._registry import register

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import _axis as code
 from .. import _validate as V
 from .. import geometry as G
-from . import _code as code
 from ._formula import Formula, formula
 from ._geom import WIDTH_RULES
 from ._smt import Z3, Bool, Int
