@@ -384,7 +384,8 @@ class Axis:
         t = np.arange(self.k, dtype=np.int64)
         if not self.transposed:
             lo, hi = self.interior()
-            return [Run(lo, 1, hi - lo, t, lo * self.s - self.pad[0] + t * self.d, self.s)] if hi > lo else []
+            first = conv_source(lo, t, self.s, self.d, self.pad[0])  # row lo + m reads first + m*s, unfolded
+            return [Run(lo, 1, hi - lo, t, first, self.s)] if hi > lo else []
         # rows where every tap of every residue class is in range: there each class reads all of its taps,
         # and the row pointer advances by the same amount over every stride window (an affine run)
         lo, hi = self._periodic_region()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from . import _folds, _separable, _sizes, _transpose
+from . import _boxes, _folds, _separable, _sizes, _transpose
 from ._registry import SPECS
 from ._solve import DEFAULT_TIMEOUT, Scope, method_text
 from ._theorem import Statement, Theorem
 
 __all__ = ["catalogue", "theorem", "theorem_names", "theorems"]
 
-_MODULES = (_transpose, _sizes, _folds, _separable)  # they register their theorems on import, in this order
+_MODULES = (_transpose, _boxes, _sizes, _folds, _separable)  # they register their theorems on import, in this order
 _ORDER = (
     "conv_entry",
+    "conv_boxes",
     "transpose_is_transpose",
     "transpose_is_zero_insertion",
     "transpose_is_fusion",
@@ -35,7 +36,7 @@ def theorem_names() -> list[str]:
     Examples
     --------
     >>> theorem_names()[:2]
-    ['conv_entry', 'transpose_is_transpose']
+    ['conv_entry', 'conv_boxes']
     """
     return [nm for nm in _ORDER if nm in SPECS] + [nm for nm in SPECS if nm not in _ORDER]
 
@@ -78,7 +79,7 @@ def theorem(name: str, *, timeout: float = DEFAULT_TIMEOUT) -> Theorem:
     ValueError
         An unknown name (the message lists the known ones), or a ``timeout`` that is not positive.
     ImportError
-        z3 is not installed (``pip install 'convmatrix[proofs]'``).
+        z3 is not installed (``pip install "convmatrix[proofs]"``).
 
     Examples
     --------
@@ -117,7 +118,7 @@ def theorems(names: str | Iterable[str] | None = None, *, timeout: float = DEFAU
     TypeError, ValueError
         A name that is not a string or not a theorem; a ``timeout`` that is not positive.
     ImportError
-        z3 is not installed (``pip install 'convmatrix[proofs]'``).
+        z3 is not installed (``pip install "convmatrix[proofs]"``).
 
     Examples
     --------

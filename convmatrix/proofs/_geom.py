@@ -8,13 +8,14 @@ hypotheses are the rules ``conv_geometry`` / ``conv_transpose_geometry`` enforce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .. import geometry as G
+from .._axis import Axis
 from ._smt import Int
 from ._solve import Scope
 
-__all__ = ["WIDTH_RULES", "ConvAxis", "TransposeAxis", "conv_axis", "geometry", "sizes", "transpose_axis"]
+__all__ = ["WIDTH_RULES", "ConvAxis", "TransposeAxis", "axis", "conv_axis", "geometry", "sizes", "transpose_axis"]
 
 #: padding widths up to which ``conv_matrix`` accepts each boundary mode (``conv_geometry``), as (bound, strict)
 WIDTH_RULES: dict[str, tuple[str, str] | None] = {
@@ -85,8 +86,13 @@ def transpose_axis(sc: Scope) -> TransposeAxis:
     return TransposeAxis(n, k, s, d, pb, pa, a, N)
 
 
-def geometry(kind: str, n: Any, out: Any, k: Any, s: Any, d: Any, pb: Any, pa: Any, a: Any = 0) -> G.Geometry:
+def geometry(kind: Literal["conv", "conv_transpose"], n: Any, out: Any, k: Any, s: Any, d: Any, pb: Any, pa: Any, a: Any = 0) -> G.Geometry:
     """A one-axis :class:`~convmatrix.geometry.Geometry` holding symbolic sizes (its properties then compute on them)."""
     one: Any = (n, out, k, s, d, ((pb, pa),), a)
     return G.Geometry(kind, (one[0],), (one[1],), (one[2],), (one[3],), (one[4],), one[5], "zeros", (one[6],),
                       1, 1, 1, False)
+
+
+def axis(n: Any, k: Any, s: Any, d: Any, pb: Any, pa: Any, out: Any) -> Axis:
+    """A convolution :class:`~convmatrix._axis.Axis` holding symbolic sizes (its closed-form methods then compute on them)."""
+    return Axis(n, k, s, d, (pb, pa), "zeros", out)
