@@ -11,7 +11,9 @@ numeric builders reproduce.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import itertools
 import pickle
 import subprocess
@@ -22,14 +24,6 @@ import pytest
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
-
-import convmatrix as cm
-from convmatrix import geometry as G
-from convmatrix import proofs
-from convmatrix._axis import fold_index
-from convmatrix.geometry import conv_geometry, conv_transpose_geometry
-from convmatrix import _axis, _build
-from convmatrix.proofs import _routes
 from reference import (
     NUMPY_PAD_MODE,
     brute_output_size,
@@ -37,6 +31,14 @@ from reference import (
     conv_transpose_zero_insertion,
     dense_matrix,
 )
+
+import convmatrix as cm
+from convmatrix import _axis, _build, proofs
+from convmatrix import geometry as G
+from convmatrix._axis import fold_index
+from convmatrix.cli import main
+from convmatrix.geometry import conv_geometry, conv_transpose_geometry
+from convmatrix.proofs import _routes
 
 HAVE_Z3 = importlib.util.find_spec("z3") is not None
 needs_z3 = pytest.mark.skipif(not HAVE_Z3, reason="z3-solver is not installed (the 'proofs' extra)")
@@ -203,8 +205,9 @@ def test_routes_pad_source_is_np_pad(mode):
 # ============================================================================ the theorems
 def test_theorem_names_cover_the_issue():
     names = proofs.theorem_names()
-    assert names[:4] == ["conv_entry", "transpose_is_transpose", "transpose_is_zero_insertion", "transpose_is_fusion"]
-    assert {"conv_output_size", "conv_transpose_output_size", "nd_separable"} <= set(names)
+    assert names[:5] == ["conv_entry", "conv_boxes", "transpose_is_transpose", "transpose_is_zero_insertion",
+                         "transpose_is_fusion"]
+    assert {"conv_output_size", "conv_transpose_output_size", "same_padding", "nd_separable"} <= set(names)
     assert {f"fold_{m}" for m in FOLDS} <= set(names)
     cat = proofs.catalogue()
     assert list(cat) == names
@@ -258,15 +261,45 @@ def test_a_wrong_conv_index_map_is_refuted_and_the_builder_disagrees(monkeypatch
     bad = WRONG_CONV_SOURCES[wrong]
     monkeypatch.setattr(_axis, "conv_source", bad)
     t = proofs.theorem("conv_entry")
-    text, status = proofs.report("conv_entry")
+    status, text, err = call(["prove", "conv_entry"])  # the command line shows the refutation, exit status 1
     monkeypatch.undo()
     assert not t.proved and t.status == "refuted"
-    assert status == 1 and "REFUTED" in text and "counterexample: " in text
+    assert (status, err) == (1, "") and text.startswith("REFUTED    conv_entry") and "counterexample: " in text
+    assert text.splitlines()[-1].startswith("0 of 1 theorems proved")
     c = t.counterexample
     geom = conv_geometry((c["k"],), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
                          dilation=c["d"])
     claimed = int(_axis.fold(bad(c["j"], c["t"], c["s"], c["d"], c["p_before"]), c["n"], "zeros"))
     assert claimed != _column(geom, c["j"], (c["t"],))
+
+
+@needs_z3
+@pytest.mark.parametrize("shift", [(0, 1), (-1, 0)], ids=["hi_plus_1", "lo_minus_1"])
+def test_a_box_one_row_too_long_is_refuted_and_the_builder_disagrees(monkeypatch, shift):
+    """Axis.interior one row too long: the builder would write a box row whose tap the boundary folds or drops."""
+    real = _axis.Axis.interior
+
+    def wrong(self):
+        lo, hi = real(self)
+        return lo + shift[0], hi + shift[1]
+
+    monkeypatch.setattr(_axis.Axis, "interior", wrong)
+    t = proofs.theorem("conv_boxes")
+    monkeypatch.undo()
+    assert t.status == "refuted"
+    failing = [ob.counterexample for ob in t.obligations if ob.status == "refuted"]
+    assert len(failing) >= 2  # the rows leave [0, o), and a row's tap leaves the input
+    for c in failing:
+        geom = conv_geometry((c["k"],), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
+                             dilation=c["d"])
+        lo, hi = geom.axes()[0].interior()
+        o = brute_output_size(c["n"], c["k"], c["s"], c["p_before"], c["p_after"], c["d"])
+        if "j" in c and 0 <= c["j"] < o:  # a row the wrong box adds, with a tap outside the input: the builder
+            assert not lo <= c["j"] < hi  # drops it
+            assert not 0 <= c["j"] * c["s"] + c["t"] * c["d"] - c["p_before"] < c["n"]
+            assert _column(geom, c["j"], (c["t"],)) == -1
+        else:  # the wrong box would write a row the matrix does not have
+            assert lo + shift[0] < 0 or hi + shift[1] > o
 
 
 def _unflipped(j, t, n, k, s, d, p_before, xp=np):
@@ -454,9 +487,9 @@ def test_symmetric_padding_counterexample_names_p():
 @needs_z3
 def test_prove_size_formula_refuses_bad_arguments():
     with pytest.raises(ValueError, match="expr must be written in the symbols n, k, s, d, p_before, p_after, p; "
-                                         "got unknown symbol.s. x"):
+                                         r"got unknown symbol.s. x"):
         proofs.prove_size_formula(n_ + sp.Symbol("x"))
-    with pytest.raises(ValueError, match="unknown symbol.s. a"):  # a belongs to the transposed formula
+    with pytest.raises(ValueError, match=r"unknown symbol.s. a"):  # a belongs to the transposed formula
         proofs.prove_size_formula(n_ + a_)
     with pytest.raises(TypeError, match="expr must be a SymPy expression"):
         proofs.prove_size_formula(sp.Eq(n_, 1))
@@ -466,9 +499,9 @@ def test_prove_size_formula_refuses_bad_arguments():
         proofs.prove_size_formula(n_ * sp.Float(0.5))
     with pytest.raises(ValueError, match="expr may raise only to integer powers"):
         proofs.prove_size_formula(sp.sqrt(n_))
-    with pytest.raises(ValueError, match="expr may use only .* got factorial"):
+    with pytest.raises(ValueError, match=r"expr may use only .* got factorial"):
         proofs.prove_size_formula(sp.factorial(n_))
-    with pytest.raises(ValueError, match="either p .* or p_before/p_after"):
+    with pytest.raises(ValueError, match=r"either p .* or p_before/p_after"):
         proofs.prove_size_formula(n_ + p_ + pb_)
     with pytest.raises(ValueError, match="string SymPy can parse"):
         proofs.prove_size_formula("n +* 2")
@@ -476,7 +509,7 @@ def test_prove_size_formula_refuses_bad_arguments():
         proofs.prove_size_formula(n_, transposed="yes")
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds; got -1"):
         proofs.prove_size_formula(n_, timeout=-1)
-    with pytest.raises(ValueError, match="parameter 'x' of .* is not one of"):
+    with pytest.raises(ValueError, match=r"parameter 'x' of .* is not one of"):
         proofs.prove_size_formula(lambda n, x: n)
     with pytest.raises(TypeError, match=r"true division \(/\) of symbolic integers.*use //"):
         proofs.prove_size_formula(lambda n, s: n / s)
@@ -555,9 +588,9 @@ def test_prove_index_map_refuses_bad_arguments():
         proofs.prove_index_map("s*j", transposed=True, padding_mode="reflect")
     with pytest.raises(ValueError, match="padding_mode must be one of"):
         proofs.prove_index_map("s*j", padding_mode="wrap")
-    with pytest.raises(ValueError, match="unknown symbol.s. a"):
+    with pytest.raises(ValueError, match=r"unknown symbol.s. a"):
         proofs.prove_index_map("s*j + a")
-    with pytest.raises(ValueError, match="unknown symbol.s. i"):
+    with pytest.raises(ValueError, match=r"unknown symbol.s. i"):
         proofs.prove_index_map("s*i")
     assert sorted(proofs.index_map_symbols(True)) == ["a", "d", "j", "k", "n", "p_after", "p_before", "s", "t"]
 
@@ -659,7 +692,7 @@ def test_import_convmatrix_needs_no_z3():
 
 def test_without_z3_a_proof_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "z3", None)
-    with pytest.raises(ImportError, match=r"pip install 'convmatrix\[proofs\]'"):
+    with pytest.raises(ImportError, match=r'pip install "convmatrix\[proofs\]"'):
         proofs.theorem("conv_entry")
     with pytest.raises(ImportError, match="z3-solver"):
         proofs.prove_size_formula("n")
@@ -667,13 +700,73 @@ def test_without_z3_a_proof_says_how_to_install_it(monkeypatch):
     assert status == 0 and text.splitlines()[0].startswith("conv_entry: ")
 
 
-# ============================================================================ report (the CLI's function)
+# ============================================================================ report and the command line
+def call(argv):
+    """``convmatrix.cli.main(argv)`` in-process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _user_error(result, *fragments):
+    code, out, err = result
+    assert code == 2 and out == "", (code, out, err)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("convmatrix: error: "), err
+    for f in fragments:
+        assert f in err, (f, err)
+
+
+@needs_z3
+def test_prove_proves_every_theorem_and_exits_0(monkeypatch):
+    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
+    code, out, err = call(["prove"])
+    assert (code, err) == (0, ""), out
+    names = proofs.theorem_names()
+    heads = [line.split() for line in out.splitlines() if line and not line.startswith(" ")]
+    assert [h[:2] for h in heads[:-1]] == [["proved", nm] for nm in names]
+    assert all(h[2:] == [h[2], "s"] and float(h[2]) >= 0 for h in heads[:-1])
+    assert out.splitlines()[-1].startswith(f"{len(names)} of {len(names)} theorems proved for every size in ")
+    assert "counterexample" not in out
+
+
+@needs_z3
+def test_prove_names_and_timeout():
+    code, out, _ = call(["prove", "transpose_is_fusion", "conv_entry", "--timeout", "30"])
+    assert code == 0
+    heads = [line.split()[:2] for line in out.splitlines() if line and not line.startswith(" ")]
+    assert heads == [["proved", "transpose_is_fusion"], ["proved", "conv_entry"], ["2", "of"]]
+    assert "           The transposed convolution is the fusion of kernel copies" in out  # the statement, indented
+
+
+def test_prove_list_needs_no_z3(monkeypatch):
+    monkeypatch.setitem(sys.modules, "z3", None)
+    code, out, err = call(["prove", "--list"])
+    assert (code, err) == (0, "")
+    assert [line.split(": ")[0] for line in out.splitlines()] == proofs.theorem_names()
+    code, out, _ = call(["prove", "--list", "fold_reflect", "nd_separable"])
+    assert code == 0 and [line.split(":")[0] for line in out.splitlines()] == ["fold_reflect", "nd_separable"]
+
+
+def test_prove_usage_errors_exit_2(monkeypatch):
+    monkeypatch.delenv("CONVMATRIX_DEBUG", raising=False)
+    _user_error(call(["prove", "conv_entry", "transpose"]), "NAME: no theorem 'transpose'; the theorems are conv_entry, ",
+                "convmatrix prove --list")
+    _user_error(call(["prove", "--list", "--timeout", "5"]), "--timeout has no effect with --list")
+    _user_error(call(["prove", "--timeout", "0"]), "--timeout", "positive number of seconds")
+    _user_error(call(["prove", "--timeout", "nan"]), "--timeout")
+    _user_error(call(["prove", "--frobnicate"]), "unrecognized arguments")
+    monkeypatch.setitem(sys.modules, "z3", None)  # the solver is missing: say how to install it
+    _user_error(call(["prove", "conv_entry"]), 'pip install "convmatrix[proofs]"', "z3")
+
+
 @needs_z3
 def test_report_prints_each_theorem_and_exits_0_when_all_are_proved():
     text, status = proofs.report(["conv_entry", "fold_replicate"])
     assert status == 0
     lines = text.splitlines()
-    assert lines[0].split()[:2] == ["proved", "conv_entry"] and " s  " in lines[0]
+    assert lines[0].split()[:2] == ["proved", "conv_entry"] and lines[0].endswith(" s")
+    assert lines[1].startswith(" " * 11 + "conv_matrix's index map is the entry formula")
     assert any(line.split()[:2] == ["proved", "fold_replicate"] for line in lines)
     assert lines[-1].startswith("2 of 2 theorems proved for every size in ")
 

@@ -14,7 +14,7 @@ size, stride, padding, dilation and output padding at once, not a sample.
   library, or refute it with a counterexample the library's own numbers confirm.
 * :func:`report` is what ``convmatrix prove`` prints, with its exit status.
 
-z3 (``pip install 'convmatrix[proofs]'``, the ``z3-solver`` package) is imported only when a
+z3 (``pip install "convmatrix[proofs]"``, the ``z3-solver`` package) is imported only when a
 proof runs; ``import convmatrix.proofs`` and :func:`catalogue` do not need it.  See
 ``docs/proofs.md`` for each theorem in mathematics and what the solver's answer covers.
 """

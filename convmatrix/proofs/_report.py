@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 
 from ._catalogue import catalogue, theorems
@@ -10,6 +11,9 @@ from ._solve import DEFAULT_TIMEOUT
 __all__ = ["report"]
 
 _WORD = {"proved": "proved", "refuted": "REFUTED", "unknown": "UNDECIDED"}
+#: the statements are wrapped to this width, indented under the theorem's line
+_WIDTH = 100
+_INDENT = " " * 11
 
 
 def report(names: str | Iterable[str] | None = None, *, list_only: bool = False,
@@ -28,8 +32,11 @@ def report(names: str | Iterable[str] | None = None, *, list_only: bool = False,
     Returns
     -------
     (str, int)
-        The text, and ``0`` if every theorem is proved (or ``list_only``), ``1`` if any is
-        refuted (its counterexample is printed) or undecided within the timeout.
+        The text -- per theorem a line with its status, name and time, then its statement (and,
+        when it is not proved, the failing obligations and the counterexample), finally a
+        summary line; with ``list_only`` one ``name: statement`` line per theorem -- and ``0`` if
+        every theorem is proved (or ``list_only``), ``1`` if any is refuted or undecided within
+        the timeout.
 
     Raises
     ------
@@ -59,15 +66,16 @@ def report(names: str | Iterable[str] | None = None, *, list_only: bool = False,
     width = max(len(t.name) for t in results)
     lines = []
     for t in results:
-        lines.append(f"{_WORD[t.status]:<9}  {t.name:<{width}}  {t.seconds:6.2f} s  {t.statement.text}")
+        lines.append(f"{_WORD[t.status]:<9}  {t.name:<{width}}  {t.seconds:6.2f} s")
+        lines.extend(textwrap.wrap(t.statement.text, _WIDTH, initial_indent=_INDENT, subsequent_indent=_INDENT))
         for ob in t.obligations:
             if ob.status != "proved":
-                lines.append(f"{'':<11}{_WORD[ob.status].lower()}: {ob.claim}")
+                lines.append(f"{_INDENT}{_WORD[ob.status].lower()}: {ob.claim}")
         if t.counterexample is not None:
             values = ", ".join(f"{k}={v}" for k, v in t.counterexample.items())
-            lines.append(f"{'':<11}counterexample: {values}")
+            lines.append(f"{_INDENT}counterexample: {values}")
         if t.evidence:
-            lines.append(f"{'':<11}{t.evidence}")
+            lines.append(f"{_INDENT}{t.evidence}")
     proved = sum(t.proved for t in results)
     total = sum(t.seconds for t in results)
     lines.append(f"{proved} of {len(results)} theorems proved for every size in {total:.2f} s")

@@ -38,7 +38,7 @@ def require_z3() -> ModuleType:
     except ImportError as exc:
         raise ImportError(
             "convmatrix.proofs needs the z3 SMT solver, which is not installed: "
-            "pip install 'convmatrix[proofs]' (the optional extra 'proofs', i.e. the z3-solver package)"
+            'pip install "convmatrix[proofs]" (the optional extra \'proofs\', i.e. the z3-solver package)'
         ) from exc
     return cast(ModuleType, z3)
 

@@ -116,7 +116,7 @@ def prove_size_formula(expr: Any, *, transposed: bool = False, timeout: float = 
     ValueError
         ``expr`` uses another symbol or an unsupported operation; ``timeout`` is not positive.
     ImportError
-        z3 is not installed (``pip install 'convmatrix[proofs]'``).
+        z3 is not installed (``pip install "convmatrix[proofs]"``).
 
     Examples
     --------
@@ -193,7 +193,7 @@ def index_map_symbols(transposed: bool = False) -> dict[str, Any]:
     return {nm: sp.Symbol(nm, integer=True) for nm in names}
 
 
-def prove_index_map(expr: Any, *, transposed: bool = False, padding_mode: str = "zeros",
+def prove_index_map(expr: Any, *, transposed: bool = False, padding_mode: V.PaddingMode = "zeros",
                     timeout: float = DEFAULT_TIMEOUT) -> Theorem:
     """Prove that ``expr`` is the entry formula of ``conv_matrix`` (or ``conv_transpose_matrix``) for every geometry.
 
@@ -297,7 +297,7 @@ def prove_index_map(expr: Any, *, transposed: bool = False, padding_mode: str = 
                    th.obligations, evidence)
 
 
-def _builder_index(cex: Mapping[str, int], transposed: bool, mode: str, rows_to_try: tuple[int, ...]) -> int:
+def _builder_index(cex: Mapping[str, int], transposed: bool, mode: V.PaddingMode, rows_to_try: tuple[int, ...]) -> int:
     """Where the library puts tap ``t`` of ``j``: the column read (conv) or the row reached (transposed); -1: none.
 
     Built as a matrix (one-hot kernel at tap ``t``) when small; otherwise read from the geometry's
@@ -337,7 +337,7 @@ def _builder_index(cex: Mapping[str, int], transposed: bool, mode: str, rows_to_
     return -1
 
 
-def _reproduce_index(f: Formula, cex: Mapping[str, int], transposed: bool, mode: str, model_row: int) -> str:
+def _reproduce_index(f: Formula, cex: Mapping[str, int], transposed: bool, mode: V.PaddingMode, model_row: int) -> str:
     from .._axis import fold_index
 
     value = f.exact(cex)
