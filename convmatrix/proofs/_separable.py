@@ -11,8 +11,11 @@ from ._solve import Scope, iff
 
 __all__: list[str] = []
 
-#: numbers of dimensions proved directly (any other follows from the induction step, also proved)
+#: numbers of dimensions whose composition (column and mask) is proved directly
 DIRECT_DIMS = (2, 3)
+#: numbers of dimensions whose ravel is proved to be the step applied to (leading axes, last axis); beyond, that is
+#: the definition of the product the strides are: prod(n[a+1 : D+1]) = prod(n[a+1 : D]) * n[D]
+DECOMPOSED_DIMS = (3, 4, 5, 6)
 
 
 def _box(sc: Scope, name: str, size: Int) -> Int:
@@ -32,8 +35,11 @@ def _map_value(sc: Scope, name: str, size: Int) -> Int:
     """The N-D index map is the product of the 1-D maps: the builder's column sum_a i_a * prod(n[a+1:])
     (C-order ravel, _build) maps the input box one-to-one onto [0, prod(n)), the rows likewise, so an N-D tap
     (t_0, ..., t_{D-1}) of output (j_0, ..., j_{D-1}) reads input (i_0, ..., i_{D-1}) exactly when every axis' map
-    reads i_a: C[ravel(j), ravel(i)] = sum over t of w[t] * prod over a of [map_a(j_a, t_a) = i_a]. Proved
-    directly for 2 and 3 dimensions, and for every D by induction (the step D -> D+1 is proved).""",
+    reads i_a: C[ravel(j), ravel(i)] = sum over t of w[t] * prod over a of [map_a(j_a, t_a) = i_a]. The builder's
+    composition is proved directly for 2 and 3 dimensions; for every D by induction: the step (a block of M
+    leading positions and one more axis) is proved, and the code's D-axis ravel is that step applied to its
+    leading D-1 axes (proved for D <= 6; beyond, it is the definition of the product
+    prod(n[a+1:D+1]) = prod(n[a+1:D]) * n[D]).""",
     r"""C_{\operatorname{rav}(j),\,\operatorname{rav}(i)} = \sum_{t} w_t \prod_{a=0}^{D-1}
     [\,m_a(j_a, t_a) = i_a\,],\qquad \operatorname{rav}(i) = \sum_a i_a \prod_{b > a} n_b""",
 )
@@ -50,7 +56,7 @@ def _nd_separable(sc: Scope) -> None:
     f = _box(sc, "f", M * n)
     sc.prove("step: ravel is onto [0, M*n) (f = ravel((f // n, f % n)), f // n < M)",
              (sc.run(code.ravel, (f // n, f % n), (M, n)) == f) & (f // n < M))
-    for dims in (3, 4):  # the code's strides are those of the recursion: leading block, then the last axis
+    for dims in DECOMPOSED_DIMS:  # the code's strides are those of the recursion: leading block, then the last axis
         shape = tuple(sc.var(f"n{a}_{dims}", 1) for a in range(dims))
         idx = tuple(sc.var(f"i{a}_{dims}") for a in range(dims))
         lead = sc.run(code.ravel, idx[:-1], shape[:-1])
