@@ -63,6 +63,7 @@ class Obligation:
 
     @property
     def proved(self) -> bool:
+        """The solver showed the claim for every integer assignment meeting the hypotheses."""
         return self.status == "proved"
 
 
@@ -120,6 +121,7 @@ class Theorem:
 
     @property
     def proved(self) -> bool:
+        """Every obligation proved (``status == "proved"``): the statement holds for every geometry."""
         return self.status == "proved"
 
     @property
