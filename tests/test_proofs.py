@@ -444,7 +444,7 @@ def test_wrong_conv_size_formulas_are_refuted_with_a_counterexample_the_builder_
     C = cm.conv_matrix(np.ones(c["k"]), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
                        dilation=c["d"])
     assert C.shape[0] == size
-    assert "conv_output_shape gives" in t.evidence
+    assert "conv_output_shape gives" in t.evidence and f"(conv_matrix builds a {size} x {c['n']} matrix)" in t.evidence
 
 
 def _reference_transposed_size(c: dict) -> int:
@@ -472,6 +472,7 @@ def test_wrong_transposed_size_formulas_are_refuted_and_the_builders_reproduce(w
     T = cm.conv_transpose_matrix(np.ones(c["k"]), (c["n"],), stride=c["s"], padding=((c["p_before"], c["p_after"]),),
                                  output_padding=c["a"], dilation=c["d"])
     assert T.shape[0] == _reference_transposed_size(c) != _value(expr, c)
+    assert f"(conv_transpose_matrix builds a {T.shape[0]} x {c['n']} matrix)" in t.evidence
     if wrong == "wrong_output_padding_range":  # a >= s: the formula's size does not convolve back to n
         assert c["a"] >= c["s"]
 

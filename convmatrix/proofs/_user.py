@@ -3,8 +3,9 @@
 The hypotheses are exactly the geometries the public functions accept (every value at most
 ``2**62``, the extent checks of ``conv_geometry`` / ``conv_transpose_geometry``, PyTorch's output
 padding and boundary widths), so that every counterexample can be, and is, handed to the
-library before it is returned: the numbers ``conv_output_shape`` / ``conv_transpose_output_shape``
-give, or the matrices ``conv_matrix`` / ``conv_transpose_matrix`` build, differ from the formula's.
+library before it is returned: the sizes ``conv_output_shape`` / ``conv_transpose_output_shape``
+give (and the matrices ``conv_matrix`` / ``conv_transpose_matrix`` build, when small), or the
+entries those matrices hold, differ from the formula's.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def prove_size_formula(expr: Any, *, transposed: bool = False, timeout: float = 
         ``proved`` when ``expr`` equals the library's size for every integer geometry the
         library accepts; otherwise ``counterexample`` maps the symbol names (all of them) to
         integers at which ``expr`` and ``conv_output_shape`` / ``conv_transpose_output_shape``
-        differ -- checked by calling them before returning -- and ``evidence`` says both values.
+        differ -- checked by calling them (and building the matrix, when it is small) before
+        returning -- and ``evidence`` says both values.
 
     Raises
     ------
@@ -170,8 +172,26 @@ def prove_size_formula(expr: Any, *, transposed: bool = False, timeout: float = 
             raise RuntimeError(f"internal error: the counterexample {cex} does not reproduce ({what} gives {lib}, "
                                f"the formula {_show(value)})")
         evidence = f"at this geometry the formula gives {_show(value)} and {what} gives {lib}"
+        built = _built_rows(full, transposed, args, lib)
+        if built is not None:
+            if built != lib:  # pragma: no cover - the size function and the builder disagree: a bug of the library
+                raise RuntimeError(f"internal error: at {cex} {what} gives {lib} but the builder makes {built} rows")
+            kind = "conv_transpose_matrix" if transposed else "conv_matrix"
+            evidence += f" ({kind} builds a {built} x {full['n']} matrix)"
     return Theorem(th.name, th.statement, th.hypotheses, th.status, th.method, time.perf_counter() - start, cex,
                    th.obligations, evidence)
+
+
+def _built_rows(full: Mapping[str, int], transposed: bool, args: Mapping[str, Any], rows: int) -> int | None:
+    """Rows of the matrix the library builds at a counterexample (``None`` when its ``rows`` x n would be large)."""
+    from ..matrices import conv_matrix, conv_transpose_matrix
+
+    if rows * full["n"] > _BUILD_CELLS or full["k"] > _BUILD_CELLS:
+        return None
+    kernel = np.ones(full["k"], dtype=np.int64)
+    if transposed:
+        return int(conv_transpose_matrix(kernel, (full["n"],), output_padding=full["a"], **args).shape[0])
+    return int(conv_matrix(kernel, (full["n"],), **args).shape[0])
 
 
 # ----------------------------------------------------------------------------- index maps
