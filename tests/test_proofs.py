@@ -236,6 +236,10 @@ def test_theorems_selects_and_validates_names():
         proofs.theorems(["conv_entry", "transpose"])
     with pytest.raises(TypeError, match="names must be theorem names"):
         proofs.theorems([3])
+    with pytest.raises(TypeError, match=r"name must be a theorem name \(str\); got list"):
+        proofs.theorem(["conv_entry"])
+    with pytest.raises(ValueError, match="names must be among the theorems"):
+        proofs.theorem("conv")
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds; got 0"):
         proofs.theorems("conv_entry", timeout=0)
 

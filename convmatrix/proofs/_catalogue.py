@@ -76,6 +76,8 @@ def theorem(name: str, *, timeout: float = DEFAULT_TIMEOUT) -> Theorem:
 
     Raises
     ------
+    TypeError
+        ``name`` is not a string.
     ValueError
         An unknown name (the message lists the known ones), or a ``timeout`` that is not positive.
     ImportError
@@ -87,7 +89,9 @@ def theorem(name: str, *, timeout: float = DEFAULT_TIMEOUT) -> Theorem:
     >>> t.proved, t.status, t.counterexample is None
     (True, 'proved', True)
     """
-    (nm,) = _selected([name] if isinstance(name, str) else name)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a theorem name (str); got {type(name).__name__} {name!r}")
+    (nm,) = _selected([name])
     seconds = _timeout(timeout)
     spec = SPECS[nm]
     start = time.perf_counter()
