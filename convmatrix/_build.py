@@ -136,8 +136,9 @@ def peak_bytes(geom: Geometry, dtype: npt.DTypeLike, fmt: V.SparseFormat = "csr"
     """Predicted peak bytes of building ``geom``'s matrix in format ``fmt`` (closed form, no allocation)."""
     dt = np.dtype(dtype)
     kernel_dt = dt if kernel_dtype is None else np.dtype(kernel_dtype)
+    count = geom.count_bytes()  # before nnz is known: counting reflect/symmetric edges maps rows in chunks
     csr = _csr_bytes(geom, dt)
-    return csr + max(_workspace(geom, dt, kernel_dt), _format_extra(geom, dt, fmt))
+    return max(count, csr + max(_workspace(geom, dt, kernel_dt), _format_extra(geom, dt, fmt)))
 
 
 def _hint(what: str) -> str:
@@ -154,6 +155,10 @@ def check_budget(geom: Geometry, dtype: npt.DTypeLike, max_bytes: int | None, wh
     """
     if max_bytes is None:
         return
+    work = geom.count_bytes()  # reflect/symmetric edges are counted from per-row maps, before the exact check
+    if work > max_bytes:
+        detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, entries counted from {geom.padding_mode} maps)"
+        V.refuse(what + detail, work, max_bytes, _hint(what), at_least=True)
     low, high = geom.nnz_bounds()
     if low != high:  # long reflect/symmetric edges: refuse on the lower bound before counting them exactly
         least = low * (np.dtype(dtype).itemsize + 4) + (geom.shape[0] + 1) * 4

@@ -203,6 +203,12 @@ class Geometry:
         per_axis = math.prod(self._cache["nnz_axes"])
         return self.out_channels * self.in_per_group * per_axis
 
+    def count_bytes(self) -> int:
+        """Peak bytes of computing :attr:`nnz` (closed form; 0 once known or when every axis counts in O(k))."""
+        if "nnz_axes" in self._cache:
+            return 0
+        return max(ax.count_bytes() for ax in self.axes())
+
     def nnz_bounds(self) -> tuple[int, int]:
         """Cheap ``(lower, upper)`` bounds of :attr:`nnz` (equal unless reflect/symmetric edges are long)."""
         if "nnz_axes" in self._cache:

@@ -14,7 +14,11 @@ SLACK = 8 * MiB
 
 def traced_peak(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, int]:
     """``(fn(*args, **kwargs), peak bytes traced during the call)``; an exception propagates."""
+    # The heap of the libraries loaded (torch, SymPy, matplotlib, dask) is frozen out of the
+    # collector: a collection then walks only what was made since the last call (about 0.2 s a
+    # call otherwise), and cyclic garbage of the earlier tests is still freed before measuring.
     gc.collect()
+    gc.freeze()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()

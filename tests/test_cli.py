@@ -10,7 +10,6 @@ Bad input: one line ``convmatrix: error: ...`` on stderr, exit status 2, no trac
 """
 
 import contextlib
-import gc
 import io
 import json
 import os
@@ -89,16 +88,6 @@ def ok(argv, cwd=None):
     assert code == 0 and err == "", (code, out, err)
     return out
 
-
-def traced(fn, *args, **kwargs):
-    """``memory.traced_peak`` with the heap that exists now frozen out of the garbage collector: the
-    ``gc.collect()`` it starts with then walks only what the call makes, instead of every object of
-    the libraries loaded (about 0.2 s a call with torch, SymPy and matplotlib imported)."""
-    gc.freeze()
-    try:
-        return traced_peak(fn, *args, **kwargs)
-    finally:
-        gc.unfreeze()
 
 
 def parse_matrix(text):
@@ -608,7 +597,7 @@ def test_show_refuses_huge_pictures_before_drawing(tmp_path, extra, flag, limit)
     pytest.importorskip("matplotlib")
     argv = ["show", "--out", "big.png", *extra]
     call(argv, cwd=tmp_path)  # imports done
-    (code, out, err), peak = traced(call, argv, cwd=tmp_path)
+    (code, out, err), peak = traced_peak(call, argv, cwd=tmp_path)
     line = assert_one_line(code, out, err, flag)
     assert limit in line
     assert peak < 2 * 2**20  # refused before building the matrix or drawing anything
@@ -719,7 +708,7 @@ def test_convmatrix_debug_shows_the_traceback(monkeypatch):
 # ---------------------------------------------------------------------------- row 4: too large: the flag and the way out
 def test_matrix_too_large_names_the_flags_and_the_way_out(tmp_path):
     argv = ["build", "--input", "300x300", "--kernel", "3x3", "--padding", "1", "--out", "C.npz"]
-    (code, out, err), peak = traced(call, [*argv, "--max-bytes", "1M"], cwd=tmp_path)
+    (code, out, err), peak = traced_peak(call, [*argv, "--max-bytes", "1M"], cwd=tmp_path)
     line = assert_one_line(code, out, err, "--input", "--padding", "--max-bytes")
     assert "max_bytes" not in line  # the library's parameter is shown as the flag
     assert peak < 2**20  # refused before allocating: the matrix needs ~10 MB
@@ -798,7 +787,7 @@ def test_build_summary_allocates_less_than_the_matrix():
         kernel = np.arange(1.0, 1 + np.prod(k)).reshape(k)
         M = cm.conv_matrix(kernel, n)
         geom = conv_geometry(kernel.shape, n)
-        text, peak = traced(cli._commands._summary, args, geom, M, kernel)
+        text, peak = traced_peak(cli._commands._summary, args, geom, M, kernel)
         matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
         assert peak < matrix_bytes, (n, peak, matrix_bytes)
         structure = dict(line.split(None, 1) for line in text.splitlines())["structure"]

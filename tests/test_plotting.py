@@ -1,6 +1,5 @@
 """Tests of convmatrix.plotting: what is drawn is the matrix and the geometry, and the files are valid PNGs."""
 
-import gc
 import math
 import os
 
@@ -19,17 +18,6 @@ from reference import conv_transpose_fusion, correlate_nd, dense_matrix  # noqa:
 import convmatrix as cm  # noqa: E402
 from convmatrix import plotting as P  # noqa: E402
 from convmatrix.geometry import conv_geometry, conv_transpose_geometry  # noqa: E402
-
-
-def traced(fn, *args, **kwargs):
-    """``memory.traced_peak`` with the heap that exists now frozen out of the garbage collector: the
-    ``gc.collect()`` it starts with then walks only what the call makes, instead of every object of
-    the libraries loaded (about 0.2 s a call with torch, SymPy and matplotlib imported)."""
-    gc.freeze()
-    try:
-        return traced_peak(fn, *args, **kwargs)
-    finally:
-        gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
@@ -261,7 +249,7 @@ def test_pictures_beyond_the_limits_are_refused_before_allocating(tmp_path, monk
         with pytest.raises(ValueError):
             call()
 
-    _, peak = traced(refused)
+    _, peak = traced_peak(refused)
     assert peak < 2**20  # nothing proportional to the geometry was built
     assert os.listdir(tmp_path) == []
 
@@ -342,7 +330,7 @@ def test_picture_peak_memory_within_the_documented_bound(tmp_path):
     geom = conv_geometry(k.shape, n, padding=1)
     assert geom.shape[0] * geom.shape[1] > P._limits._MAX_IMAGE  # drawn as its sparsity pattern
     P.save_figure(k, n, str(tmp_path / "warm.png"), dpi=10, padding=1)  # imports done
-    _, peak = traced(P.save_figure, k, n, str(tmp_path / "f.png"), dpi=dpi, size=size, padding=1)
+    _, peak = traced_peak(P.save_figure, k, n, str(tmp_path / "f.png"), dpi=dpi, size=size, padding=1)
     bound = 16 * 2**20 + 20 * size[0] * size[1] * dpi**2 + 70 * geom.nnz + 600 * P.sliding._geometry_cells(geom)
     assert peak < bound, (peak, bound)
 
@@ -362,7 +350,7 @@ def test_matrix_image_peak_memory_within_the_documented_bound():
         plt.close(fig)
 
     draw()
-    _, peak = traced(draw)
+    _, peak = traced_peak(draw)
     assert peak < 16 * 2**20 + 80 * M.shape[0] * M.shape[1] + 20 * 6 * 5 * 50**2
 
 
@@ -371,7 +359,7 @@ def test_plot_geometry_draws_only_the_window_of_a_huge_transposed_stride():
     # 4 + (2-1) = 5 cells, all zeros inserted between the two input pixels
     geom = conv_transpose_geometry((2,), (2,), stride=10**12, padding=499_999_999_999)
     assert geom.output_shape == (4,)
-    ax, peak = traced(P.plot_geometry, geom)
+    ax, peak = traced_peak(P.plot_geometry, geom)
     grid, _, out = collections(ax)
     assert faces(grid) == [P._limits._INSERTED] * 5 and len(faces(out)) == 4
     assert peak < 4 * 2**20

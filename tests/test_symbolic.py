@@ -590,7 +590,7 @@ def test_kernel_forms():
 
 
 def test_symbolic_matrix_errors():
-    with pytest.raises(TypeError, match=r"kernel must be a kernel shape .* got dict"):
+    with pytest.raises(TypeError, match=r"kernel must be an array of coefficients .* got dict"):
         S.symbolic_conv_matrix({"a": 1}, 4)
     with pytest.raises(TypeError, match="kernel entries must be numbers or SymPy expressions; got 'x'"):
         S.symbolic_conv_matrix(["x", 1], 4)
@@ -1157,9 +1157,9 @@ def test_huge_but_valid_integers_are_exact():
     assert isinstance(pb, int) and (n + pb + pa - (k - 1) - 1) // s + 1 == target
     total = pb + pa  # the smallest: one less gives a smaller output
     assert total == 0 or (n + total - 1 - (k - 1) - 1) // s + 1 != target
-    a = S.output_padding_for(2**41 + 1, 2**40 + 1, 1, stride=2)
+    a = S.output_padding_for(target=2**41 + 1, input_size=2**40 + 1, kernel_size=1, stride=2)
     assert a == 2**41 + 1 - ((2**40) * 2 + 1)
-    sizes = S.input_sizes_for_output(2**40, 2**40, 3, (2**39, 1))
+    sizes = S.input_sizes_for_output(output_size=2**40, kernel_size=2**40, stride=3, padding=(2**39, 1))
     assert len(sizes) == 3 and all((m + 2**39 + 1 - (2**40 - 1) - 1) // 3 + 1 == 2**40 for m in sizes)
     assert S.applicable_relationship(2**62, 2**40, 2**30, 2**20).number == 6
     assert S.relationship(np.int64(15)).number == 15

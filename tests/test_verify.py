@@ -555,8 +555,10 @@ def test_bool_and_torch_options_are_checked():
         V.check_conv(k, (5,), flip="yes")
     with pytest.raises(TypeError, match=r"raise_error must be a bool"):
         V.dot_test(np.eye(2), raise_error="no")
-    with pytest.raises(TypeError, match=r"transpose must be a bool"):
-        V.sweep(1, seed=0, transpose="yes")
+    with pytest.raises(ValueError, match=r"kind must be one of 'both', 'conv', 'conv_transpose'; got 'yes'"):
+        V.sweep(1, seed=0, kind="yes")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'transpose'"):
+        V.sweep(1, seed=0, transpose=True)  # 0.1's flag fails loudly (CHANGELOG: kind=)
     with pytest.raises(TypeError, match=r"progress must be a bool"):
         V.sweep(1, seed=0, progress=1)
     with pytest.raises(TypeError, match=r"case\['transpose'\] must be a bool"):
@@ -573,7 +575,7 @@ def test_bool_and_torch_options_are_checked():
 
 def test_options_that_do_not_apply_are_errors():
     with pytest.raises(ValueError, match=r"padding_modes applies to forward convolutions only"):
-        V.sweep(1, seed=0, transpose=True, padding_modes=("reflect",))
+        V.sweep(1, seed=0, kind="conv_transpose", padding_modes=("reflect",))
     with pytest.raises(ValueError, match=r"case has keys that do not apply to a transposed convolution: flip"):
         V.run_case({"transpose": True, "kernel_shape": [3], "input_shape": [5], "flip": True})
     with pytest.raises(TypeError, match=r"dtypes must be a non-empty sequence"):

@@ -23,6 +23,7 @@ Dask arrays (optional extra ``dask``) are accepted by ``matvec``/``rmatvec``/``m
 
 from __future__ import annotations
 
-from .operators import ConvOperator, ConvTransposeOperator, apply
+from ._apply import apply
+from .operators import ConvOperator, ConvTransposeOperator
 
 __all__ = ['ConvOperator', 'ConvTransposeOperator', 'apply']

@@ -246,7 +246,7 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
                     zorder=6, fontweight="bold")
     ax.add_collection(PolyCollection(_cell_verts(tc + 0.08, -tr + 0.08, 0.84), facecolor=_TAP, alpha=0.55,
                                      edgecolor=_TAP, linewidth=1.0, zorder=3))
-    ext = [d * (k - 1) + 1 for k, d in zip(k_axes, spec["tap"])]
+    ext = [geom.extent[a] for a in axes]
     if two_d:
         box = Rectangle((starts[1], -starts[0] - ext[0] + 1), ext[1], ext[0], fill=False, ec=_TAP, lw=2.2, zorder=4)
     else:

@@ -25,7 +25,8 @@ padding, ``a`` output padding (Dumoulin & Visin write ``i`` for ``n``)."""
 
 from __future__ import annotations
 
-from ..structure import Structure, check_structure, conv_transpose_matrix_structure, matrix_structure
+from ..structure import Structure, conv_transpose_matrix_structure, matrix_structure
+from ..structure_check import check_structure
 from .formulas import SizeFormula, Step, output_shape_from_formula, output_size_formula
 from .inverse import input_sizes_for_output, output_padding_for, padding_for_output
 from .latex import to_latex

@@ -125,8 +125,8 @@ def _kernel_input(kernel: object, symbol: str) -> tuple[tuple[int, ...], np.ndar
         data = kernel
     else:
         raise TypeError(
-            f"kernel must be a kernel shape (int or sequence of ints) or an array of SymPy expressions "
-            f"(sympy.Array, sympy.Matrix, numpy array, nested lists); got {type(kernel).__name__}"
+            f"kernel must be an array of coefficients (a sympy.Array or Matrix, a numpy array, nested lists, or "
+            f"kernel_symbols(shape) for symbols); got {type(kernel).__name__}"
         )
     try:
         arr = np.array(data, dtype=object)

@@ -12,7 +12,7 @@ import sympy as sp
 
 from .. import _validate as V
 from .._validate import IntOrSequence, MatrixTooLargeError, MaxBytes, Padding
-from ..geometry import conv_geometry
+from ..geometry import conv_geometry, conv_transpose_output_size
 from .formulas import output_shape_from_formula
 from .matrices import (
     SymbolicKernel,
@@ -79,7 +79,7 @@ def _zero_insertion_axis(n: int, o: int, k: int, s: int, d: int, pb: int, pa: in
 
     L = s * (o - 1) + 1
     U = select(s * np.arange(o), np.arange(o), (L, o))
-    a = n - ((o - 1) * s - pb - pa + d * (k - 1) + 1)  # the output padding that gives back n
+    a = n - conv_transpose_output_size(o, k, s, pb, pa, d)  # the output padding that gives back n
     qb, qa = d * (k - 1) - pb, d * (k - 1) - pa + a
     Lp = L + qb + qa  # = n + d*(k-1)
     m = np.arange(Lp)
@@ -180,8 +180,8 @@ def prove_transpose(
             f"a larger max_entries to try anyway)"
         )
     pads = geom.padding
-    canvas_shape = tuple(max((oshape[ax] - 1) * geom.stride[ax] + geom.dilation[ax] * (kshape[ax] - 1) + 1,
-                             pads[ax][0] + ishape[ax]) for ax in range(nd))
+    ext = geom.extent
+    canvas_shape = tuple(max((oshape[ax] - 1) * geom.stride[ax] + ext[ax], pads[ax][0] + ishape[ax]) for ax in range(nd))
     axis_ones = sum(k * n + n + (s * (o - 1) + 1) + (n + d * (k - 1))  # the 1s of S_t @ P @ U, S_t, U, P
                     for n, o, k, s, d in zip(ishape, oshape, kshape, geom.stride, geom.dilation))
     need = (_matrix_bytes(geom) + _kernel_bytes(kshape_all, "w", True)
@@ -194,9 +194,9 @@ def prove_transpose(
                              stride=stride, padding=padding, dilation=dilation, groups=groups,
                              max_entries=max(geom.nnz, 1), max_bytes=None)
     weight = geom.engine_weight(w)
+    a = tuple(ishape[ax] - conv_transpose_output_size(oshape[ax], kshape[ax], geom.stride[ax], *pads[ax], geom.dilation[ax])
+              for ax in range(nd))
     cog, cig = geom.out_per_group, geom.in_per_group
-    a = tuple(ishape[ax] - ((oshape[ax] - 1) * geom.stride[ax] - pads[ax][0] - pads[ax][1]
-                            + geom.dilation[ax] * (kshape[ax] - 1) + 1) for ax in range(nd))
 
     # (a) zero insertion + padding + rotated kernel, per tap a Kronecker product of axis matrices
     per_axis = [_zero_insertion_axis(ishape[ax], oshape[ax], kshape[ax], geom.stride[ax], geom.dilation[ax],
@@ -227,7 +227,7 @@ def prove_transpose(
         for jpos in itertools.product(*map(range, oshape)):
             col = co * n_out + int(np.ravel_multi_index(jpos, oshape))
             place = tuple(slice(jpos[ax] * geom.stride[ax],
-                                jpos[ax] * geom.stride[ax] + geom.dilation[ax] * (kshape[ax] - 1) + 1,
+                                jpos[ax] * geom.stride[ax] + ext[ax],
                                 geom.dilation[ax]) for ax in range(nd))
             for cl in range(cig):
                 ci = (co // cog) * cig + cl
