@@ -26,7 +26,7 @@ _SHRINK_SECONDS = 5.0
 _QUICK_SECONDS = 1.0
 #: seconds of the first attempt at a query; each restart (another random seed) gets twice the last
 _FIRST_ATTEMPT = 0.5
-#: steps (each at most this many seconds) taken towards a counterexample with small values
+#: bisection steps (each at most this many seconds) towards the counterexample with the least values
 _SHRINK_STEPS = 12
 _SHRINK_STEP_SECONDS = 1.0
 
@@ -154,15 +154,24 @@ class Scope:
         return [c for v in self.vars.values() for c in (v.term >= -bound, v.term <= bound)]
 
     def _smaller(self, facts: list[Any], claim: Any, model: Any) -> Any:
-        """A counterexample with a smaller sum of absolute values, a few steps down (each step short)."""
+        """A counterexample with the least sum of absolute values, by bisection on that sum (each step short).
+
+        A step the solver cannot decide in time ends the search with the smallest one found so far.
+        """
         z3 = self.z3
         size = z3.Sum([z3.If(v.term < 0, -v.term, v.term) for v in self.vars.values()])
+        lo, hi = 0, model.eval(size, model_completion=True).as_long()  # the least size is in [lo, hi]
         for _ in range(_SHRINK_STEPS):
-            current = model.eval(size, model_completion=True)
-            r, m = self._check([*facts, size < current], claim, _SHRINK_STEP_SECONDS)
-            if r != z3.sat:
+            if lo >= hi:
                 break
-            model = m
+            mid = (lo + hi) // 2
+            r, m = self._check([*facts, size <= mid], claim, _SHRINK_STEP_SECONDS)
+            if r == z3.sat:
+                model, hi = m, m.eval(size, model_completion=True).as_long()
+            elif r == z3.unsat:
+                lo = mid + 1
+            else:
+                break
         return model
 
     def _check(self, facts: list[Any], claim: Any, seconds: float) -> tuple[Any, Any]:
