@@ -47,19 +47,6 @@ FOLDS = ("circular", "reflect", "replicate", "symmetric")
 n_, k_, s_, d_, pb_, pa_, a_, p_ = sp.symbols("n k s d p_before p_after a p")
 
 
-def _conv_geometries(seed: int, count: int, mode: str = "zeros"):
-    """Random 1-D convolution geometries (any padding width: scipy's wide boundaries allowed)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    while len(out) < count:
-        n, k, s, d = (int(v) for v in rng.integers(1, [12, 7, 5, 4]))
-        pb, pa = (int(v) for v in rng.integers(0, 2 * n + 3, size=2))
-        if G.conv_output_size(n, k, s, pb, pa, d) >= 1:
-            out.append(conv_geometry((k,), (n,), stride=s, padding=((pb, pa),), dilation=d, padding_mode=mode,
-                                     wide_padding=True))
-    return out
-
-
 def _transpose_geometries(seed: int, count: int):
     rng = np.random.default_rng(seed)
     out = []
