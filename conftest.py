@@ -1,8 +1,13 @@
-"""Doctests run in the namespace of their package: examples use the package's public names."""
+"""Doctests run in the namespace of their package: examples use the package's public names.
+
+The doctests of :mod:`convmatrix.proofs` need the z3 solver (the ``proofs`` extra): without it
+they are skipped, as the tests that need it are.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 
 import pytest
@@ -14,8 +19,11 @@ import pytest
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+_NO_Z3 = pytest.mark.skip(reason="z3-solver is not installed (the 'proofs' extra)")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    have_z3 = importlib.util.find_spec("z3") is not None
     for item in items:
         if isinstance(item, pytest.DoctestItem) and item.dtest is not None:
             module = item.dtest.globs.get("__name__", "")
@@ -23,3 +31,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 package = importlib.import_module(module.rsplit(".", 1)[0])
                 for name in getattr(package, "__all__", ()):
                     item.dtest.globs.setdefault(name, getattr(package, name))
+            if module.startswith("convmatrix.proofs") and not have_z3:
+                item.add_marker(_NO_Z3)

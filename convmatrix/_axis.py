@@ -11,44 +11,147 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TypeAlias, overload
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _validate as V
 
-__all__ = ["ROW_CHUNK", "TABLE_ENTRIES", "Axis", "IndexArray", "Run", "fold_index", "strip_count"]
+__all__ = [
+    "ROW_CHUNK",
+    "TABLE_ENTRIES",
+    "Axis",
+    "IndexArray",
+    "Run",
+    "c_strides",
+    "conv_index",
+    "conv_source",
+    "fold",
+    "fold_index",
+    "fold_period",
+    "kernel_tap",
+    "nd_column",
+    "ravel",
+    "strip_count",
+    "transpose_index",
+    "wrapped_offset",
+]
 
 #: an array of int64 indices (or counts); -1 marks a dropped tap or an unused slot
 IndexArray: TypeAlias = npt.NDArray[np.int64]
 
 
-def fold_index(i: IndexArray, n: int, mode: V.PaddingMode) -> IndexArray:
+# ----------------------------------------------------------------------------- the index arithmetic
+# Written once for every backend: ``xp`` is the array namespace, :mod:`numpy` here (arrays in,
+# arrays out) or :data:`convmatrix.proofs._smt.Z3`, whose symbolic integers let
+# :mod:`convmatrix.proofs` run these very functions on every geometry at once.  Only
+# ``+ - * // %``, comparisons, ``& | ~`` and ``xp.where`` / ``xp.mod`` / ``xp.clip`` /
+# ``xp.zeros_like`` are used, and Python ``if`` only on sizes and mode names (the proofs follow
+# every branch).  Keep it that way: a formula changed here is re-proved by ``convmatrix prove``.
+
+
+def conv_source(j: Any, t: Any, s: Any, d: Any, p_before: Any) -> Any:
+    """Unfolded input index that output ``j`` of a convolution reads through tap ``t``: ``j*s + t*d - p_before``.
+
+    ``t*d`` is the tap's offset; a wrapped axis passes its offsets as ``t`` with ``d = 1``.
+    """
+    return j * s + t * d - p_before
+
+
+def fold(i: Any, n: Any, mode: str, xp: Any = np) -> Any:
+    """Index ``i`` mapped into ``[0, n)`` by the boundary ``mode``; -1 means dropped (``"zeros"``).
+
+    The backend-generic form of :func:`fold_index` (``xp``: the array namespace).
+    """
+    if mode == "zeros":
+        return xp.where((i >= 0) & (i < n), i, -1)
+    if mode == "circular":
+        return xp.mod(i, n)
+    if mode == "replicate":
+        return xp.clip(i, 0, n - 1)
+    if mode == "symmetric":
+        m = xp.mod(i, 2 * n)
+        return xp.where(m >= n, 2 * n - 1 - m, m)
+    if mode == "reflect":
+        if n == 1:
+            return xp.zeros_like(i)
+        period = 2 * (n - 1)
+        m = xp.mod(i, period)
+        return xp.where(m >= n, period - m, m)
+    raise ValueError(f"padding_mode must be one of {V.PADDING_MODES}; got {mode!r}")
+
+
+def conv_index(j: Any, t: Any, n: Any, s: Any, d: Any, p_before: Any, mode: str, xp: Any = np) -> Any:
+    """Input index that output ``j`` of a convolution reads through tap ``t``, folded by ``mode`` (-1: none)."""
+    return fold(conv_source(j, t, s, d, p_before), n, mode, xp)
+
+
+def kernel_tap(t: Any, k: Any) -> Any:
+    """Kernel tap held by tap ``t`` of a transposed geometry's engine weight: its taps are reversed."""
+    return k - 1 - t
+
+
+def transpose_index(j: Any, t: Any, n: Any, k: Any, s: Any, d: Any, p_before: Any, xp: Any = np) -> Any:
+    """Input index that output ``j`` of a transposed convolution reads through engine tap ``t``, or -1.
+
+    ``n`` is the transposed convolution's input length; engine tap ``t`` holds kernel tap
+    :func:`kernel_tap` ``(t, k)``, which input ``i`` sends to output ``i*s + kernel_tap(t, k)*d - p_before``.
+    """
+    q = j + p_before - kernel_tap(t, k) * d  # = input_index * s when it is a hit
+    hit = (q >= 0) & (q % s == 0) & (q // s < n)
+    return xp.where(hit, q // s, -1)
+
+
+def fold_period(n: Any, mode: str) -> Any:
+    """Period of the boundary fold of ``mode`` on an axis of length ``n`` (0: zeros and replicate do not repeat)."""
+    if mode in ("zeros", "replicate"):
+        return 0
+    if mode == "circular":
+        return n
+    if mode == "symmetric":
+        return 2 * n
+    return 2 * (n - 1) if n > 1 else 1  # reflect
+
+
+def wrapped_offset(t: Any, d: Any, period: Any) -> Any:
+    """Offset replacing ``t*d`` when the taps of a periodic fold are wrapped onto one period."""
+    return (t * d) % period
+
+
+def c_strides(shape: Sequence[Any]) -> list[Any]:
+    """C-order strides of ``shape`` in elements: ``prod(shape[a+1:])`` for each axis ``a``."""
+    return [math.prod(shape[a + 1 :]) for a in range(len(shape))]
+
+
+def ravel(index: Sequence[Any], shape: Sequence[Any]) -> Any:
+    """C-order flat index of the per-axis ``index`` in ``shape``: ``sum(index[a] * c_strides(shape)[a])``."""
+    return sum((i * st for i, st in zip(index, c_strides(shape), strict=True)), 0)
+
+
+def nd_column(cols: Sequence[Any], shape: Sequence[Any]) -> tuple[Any, Any]:
+    """Column of the N-D entry whose per-axis input indices are ``cols`` (each -1 if dropped), and its mask.
+
+    Returns ``(column, valid)``: the C-order :func:`ravel` of ``cols`` in the input ``shape``, and
+    whether every axis reads the input (an entry is stored only then).  The arrays broadcast.
+    """
+    valid = cols[0] >= 0
+    for c in cols[1:]:
+        valid = valid & (c >= 0)
+    return ravel(cols, shape), valid
+
+
+def fold_index(i: npt.ArrayLike, n: int, mode: V.PaddingMode) -> IndexArray:
     """Map (possibly out-of-range) indices into ``[0, n)`` by the boundary ``mode``; -1 means dropped.
 
     ``circular`` wraps, ``reflect`` mirrors without repeating the edge (numpy ``reflect``),
     ``symmetric`` mirrors repeating the edge, ``replicate`` clamps; all work for any width.
     """
-    i = np.asarray(i, dtype=np.int64)
-    if mode == "zeros":
-        return np.where((i >= 0) & (i < n), i, -1)
-    if mode == "circular":
-        return np.mod(i, n)
-    if mode == "replicate":
-        return np.clip(i, 0, n - 1)
-    if mode == "symmetric":
-        m = np.mod(i, 2 * n)
-        return np.where(m >= n, 2 * n - 1 - m, m)
-    if mode == "reflect":
-        if n == 1:
-            return np.zeros_like(i)
-        period = 2 * (n - 1)
-        m = np.mod(i, period)
-        return np.where(m >= n, period - m, m)
-    raise ValueError(f"padding_mode must be one of {V.PADDING_MODES}; got {mode!r}")  # pragma: no cover
+    out: IndexArray = fold(np.asarray(i, dtype=np.int64), n, mode)
+    return out
 
 
 # ----------------------------------------------------------------------------- one axis
@@ -165,12 +268,15 @@ class Axis:
         """
         j = (np.arange(self.out, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64))[:, None]
         t = np.arange(self.k, dtype=np.int64)[None, :]
-        if not self.transposed:
-            off = t * self.d if self.offsets is None else np.asarray(self.offsets, dtype=np.int64)[None, :]
-            return fold_index(j * self.s + off - self.pad[0], self.n, self.mode)
-        q = j + self.pad[0] - (self.k - 1 - t) * self.d  # = input_index * s when it is a hit
-        hit = (q >= 0) & (q % self.s == 0) & (q // self.s < self.n)
-        return np.where(hit, q // self.s, -1)
+        out: IndexArray
+        if self.transposed:
+            out = transpose_index(j, t, self.n, self.k, self.s, self.d, self.pad[0])
+        elif self.offsets is None:
+            out = conv_index(j, t, self.n, self.s, self.d, self.pad[0], self.mode)
+        else:  # wrapped taps: their offsets replace t*d (dilation 1 over the offsets)
+            off = np.asarray(self.offsets, dtype=np.int64)[None, :]
+            out = conv_index(j, off, self.n, self.s, 1, self.pad[0], self.mode)
+        return out
 
     def slots(self, rows: npt.ArrayLike | None = None) -> tuple[IndexArray, IndexArray | None, IndexArray]:
         """Unique input indices per output position (all positions, or those in ``rows``).
@@ -235,13 +341,10 @@ class Axis:
     # ------------------------------------------------------------------ closed-form structure
     def fold_period(self) -> int:
         """Period of the boundary fold of a convolution axis (0: zeros and replicate do not repeat)."""
-        if self.transposed or self.mode in ("zeros", "replicate"):
+        if self.transposed:
             return 0
-        if self.mode == "circular":
-            return self.n
-        if self.mode == "symmetric":
-            return 2 * self.n
-        return 2 * (self.n - 1) if self.n > 1 else 1  # reflect
+        period: int = fold_period(self.n, self.mode)
+        return period
 
     def wrapped_taps(self) -> int:
         """Taps that read distinct inputs on some row: ``k``, or at most one per residue of the fold's period."""
@@ -260,7 +363,7 @@ class Axis:
         """
         if self.wrapped_taps() == self.k:
             return self, None
-        off = (np.arange(self.k, dtype=np.int64) * self.d) % self.fold_period()
+        off = wrapped_offset(np.arange(self.k, dtype=np.int64), self.d, self.fold_period())
         uniq, groups = np.unique(off, return_inverse=True)
         return replace(self, k=int(uniq.size), offsets=tuple(uniq.tolist())), groups
 
@@ -286,7 +389,8 @@ class Axis:
         t = np.arange(self.k, dtype=np.int64)
         if not self.transposed:
             lo, hi = self.interior()
-            return [Run(lo, 1, hi - lo, t, lo * self.s - self.pad[0] + t * self.d, self.s)] if hi > lo else []
+            first = conv_source(lo, t, self.s, self.d, self.pad[0])  # row lo + m reads first + m*s, unfolded
+            return [Run(lo, 1, hi - lo, t, first, self.s)] if hi > lo else []
         # rows where every tap of every residue class is in range: there each class reads all of its taps,
         # and the row pointer advances by the same amount over every stride window (an affine run)
         lo, hi = self._periodic_region()

@@ -33,7 +33,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _validate as V
-from ._axis import Axis, IndexArray
+from ._axis import Axis, IndexArray, c_strides, nd_column
 from .geometry import ROW_CHUNK, TABLE_ENTRIES, Geometry, Run
 
 __all__ = ["build_csr", "check_budget", "convert", "peak_bytes"]
@@ -305,7 +305,7 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
         np.add(indptr[1 : n_out + 1], c * per_channel, out=indptr[c * n_out + 1 : (c + 1) * n_out + 1],
                casting="unsafe")
     if runs:
-        in_strides = [math.prod(geom.input_shape[a + 1 :]) for a in range(nd)]
+        in_strides = c_strides(geom.input_shape)
         for combo in itertools.product(*runs):  # at most max(prod(stride), _MAX_BOXES) boxes
             for piece in _cut(list(combo)):
                 _fill_box(geom, wt, piece, in_strides, indptr, per_channel, data, indices)
@@ -335,7 +335,7 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     oshape = geom.output_shape
     cg, og, c_out = geom.in_per_group, geom.out_per_group, geom.out_channels
     sizes = [run.length for run in box]
-    o_strides = [math.prod(oshape[a + 1 :]) for a in range(nd)]
+    o_strides = c_strides(oshape)
     corner = sum(run.start * st for run, st in zip(box, o_strides))
     base = int(indptr[corner])
     row_steps = [int(indptr[corner + run.step * st]) - base if run.length > 1 else 0
@@ -400,7 +400,6 @@ class _RowFiller:
         self.cand = geom.in_per_group * math.prod(ax.k for ax in axes)
         self.n_out = math.prod(geom.output_shape)
         self.n_in = math.prod(geom.input_shape)
-        self.in_strides = [math.prod(geom.input_shape[a + 1 :]) for a in range(self.nd)]
         self.per_call = max(1, _CAND_CHUNK // max(self.cand, 1))
 
     def rows(self, flat: IndexArray, pos: tuple[IndexArray, ...], starts: IndexArray) -> None:
@@ -427,19 +426,18 @@ class _RowFiller:
         def axis_view(tab: np.ndarray, a: int) -> np.ndarray:  # (R, cg, k_0, ..., k_{nd-1}) broadcasting
             return tab.reshape(R, *([1] * (1 + a)), tab.shape[1], *([1] * (nd - a - 1)))
 
-        col = (((ch // og) * cg)[:, None] + np.arange(cg, dtype=np.int64)[None, :]) * self.n_in
-        col = col.reshape(col.shape + (1,) * nd)
-        mask = None
+        chan = (((ch // og) * cg)[:, None] + np.arange(cg, dtype=np.int64)[None, :]) * self.n_in
+        per_axis = []
         folds = []
         for a, ax in enumerate(self.axes):
             cols, assign, _ = ax.slots_of(js[a])
-            col = col + axis_view(cols * self.in_strides[a], a)
-            v = cols >= 0
-            if not v.all():
-                v = axis_view(v, a)
-                mask = v if mask is None else (mask & v)
+            per_axis.append(axis_view(cols, a))
             if assign is not None:
                 folds.append((a, assign))
+        # the N-D entry: C-order ravel of the per-axis columns, stored where every axis reads the input
+        spatial, valid = nd_column(per_axis, geom.input_shape)
+        col = chan.reshape(chan.shape + (1,) * nd) + spatial
+        mask = None if valid.all() else valid
         if folds:
             vals = (self.wt if self.wacc is None else self.wacc)[ch]
             for a, assign in folds:  # several taps share a slot: add them up (boundary folding)

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _validate as V
-from ._axis import ROW_CHUNK, TABLE_ENTRIES, Axis, Run, fold_index, strip_count
+from ._axis import ROW_CHUNK, TABLE_ENTRIES, Axis, Run, fold_index, kernel_tap, strip_count
 
 __all__ = [
     "ROW_CHUNK",
@@ -227,12 +227,21 @@ class Geometry:
         """
         if self.kind == "conv":
             w = kernel.reshape((self.out_channels, self.in_per_group, *self.kernel_shape))
-            return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim] if flip else w
+            return self._reversed_taps(w) if flip else w
         if flip:
             raise ValueError("flip applies to convolutions; pass the rotated kernel for a transposed convolution")
         w = kernel.reshape((self.groups, self.in_per_group, self.out_per_group, *self.kernel_shape)).swapaxes(1, 2)
         w = w.reshape((self.out_channels, self.in_per_group, *self.kernel_shape))
-        return w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.ndim]
+        return self._reversed_taps(w)
+
+    def _reversed_taps(self, w: np.ndarray) -> np.ndarray:
+        """``w`` (builders' layout) with tap ``t`` of every spatial axis holding tap ``kernel_tap(t, k)`` (``k-1-t``).
+
+        :func:`~convmatrix._axis.kernel_tap` is the one definition of the flip: the transposed
+        index maps read the taps through it too, and :mod:`convmatrix.proofs` proves them with it.
+        """
+        taps = np.ix_(*(kernel_tap(np.arange(k, dtype=np.int64), k) for k in self.kernel_shape))
+        return w[(slice(None), slice(None), *taps)]
 
     def index_dtype(self) -> np.dtype[np.int32 | np.int64]:
         big = max(max(self.shape), self.nnz)

@@ -1,11 +1,11 @@
 """Doctest set-up for the Markdown pages in docs/ (run by ``pytest --doctest-glob='*.md'``).
 
 Every ``>>>`` example in the pages runs on every CI run.  Examples that need an optional
-dependency (PyTorch, matplotlib, dask) are *skipped one by one* when it is not installed, so a
-page stays checked as far as the installed packages allow instead of being skipped whole.  An
+dependency (PyTorch, matplotlib, dask, z3) are *skipped one by one* when it is not installed, so
+a page stays checked as far as the installed packages allow instead of being skipped whole.  An
 example needs a dependency when its source mentions the module (``torch``, ``F.conv``,
-``matplotlib``, the plotting functions, ``dask``) or reads a variable that a skipped example assigned.  CI installs
-all of them, so nothing is skipped there.
+``matplotlib``, the plotting functions, ``dask``, the proofs) or reads a variable that a skipped
+example assigned.  CI installs all of them, so nothing is skipped there.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _OPTIONAL = {
     "torch": re.compile(r"\btorch\b|\bF\.(conv|pad|max_unpool)"),
     "matplotlib": re.compile(r"\bmatplotlib\b|\bplt\.|\bplot_\w+|\bsave_figure\b|\bplotting\.figure\b"),
     "dask": re.compile(r"\bdask\b"),
+    "z3": re.compile(r"\bproofs\.|\btheorems?\(|\breport\(|\bprove_(size_formula|index_map)\("),
 }
 
 

@@ -1,9 +1,10 @@
 """Generate docs/api.md from the docstrings: ``python docs/make_api.py`` (from the repository root).
 
-Every public name of ``convmatrix`` (its ``__all__``), of ``convmatrix.symbolic`` and of
-``convmatrix.plotting`` gets its signature, the first paragraph of its docstring, its parameter
-list, and its docstring's Examples (which run again as doctests of api.md).  The command line
-gets the ``--help`` of every subcommand.  ``tests/test_docs.py`` fails when api.md is out of date.
+Every public name of ``convmatrix`` (its ``__all__``), of ``convmatrix.symbolic``, of
+``convmatrix.plotting`` and of ``convmatrix.proofs`` gets its signature, the first paragraph of
+its docstring, its parameter list, and its docstring's Examples (which run again as doctests of
+api.md).  The command line gets the ``--help`` of every subcommand.  ``tests/test_docs.py``
+fails when api.md is out of date.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ SECTIONS: list[tuple[str, str, list[str] | None, str]] = [
     ("Geometry and errors", "convmatrix", ["Geometry", "MatrixTooLargeError"], "cm."),
     ("Symbolic layer: `convmatrix.symbolic`", "convmatrix.symbolic", None, "symbolic."),
     ("Pictures: `convmatrix.plotting` (extra `plot`)", "convmatrix.plotting", None, "plotting."),
+    ("Proofs for every size: `convmatrix.proofs` (extra `proofs`)", "convmatrix.proofs", None, "proofs."),
 ]
 
-CLI_COMMANDS = ["build", "size", "verify", "show", "explain"]
+CLI_COMMANDS = ["build", "size", "verify", "show", "explain", "prove"]
 
 _SECTION_RE = re.compile(r"^(\w[\w ]*)\n-{3,}\n", re.M)
 

@@ -1,4 +1,4 @@
-"""The subcommands: build, size, verify, show and explain, each printing what the library computes."""
+"""The subcommands: build, size, verify, show, explain and prove, each printing what the library computes."""
 
 from __future__ import annotations
 
@@ -413,5 +413,24 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+# ============================================================================ prove
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from .. import proofs
+
+    names = list(args.names or [])
+    known = proofs.theorem_names()
+    unknown = [nm for nm in names if nm not in known]
+    if unknown:
+        raise UserError(f"NAME: no theorem {', '.join(map(repr, unknown))}; the theorems are {', '.join(known)} "
+                        f"(see '{_PROG} prove --list')")
+    if args.list:
+        _refuse_flags(args, ("--timeout",), "with --list (nothing is proved)")
+    kw = {} if args.timeout is None else {"timeout": args.timeout}
+    text, status = proofs.report(names or None, list_only=bool(args.list), **kw)
+    print(text)
+    return status
+
+
 #: the subcommands, by the name argparse records in ``args.command``
-COMMANDS = {"build": _cmd_build, "size": _cmd_size, "verify": _cmd_verify, "show": _cmd_show, "explain": _cmd_explain}
+COMMANDS = {"build": _cmd_build, "size": _cmd_size, "verify": _cmd_verify, "show": _cmd_show, "explain": _cmd_explain,
+            "prove": _cmd_prove}

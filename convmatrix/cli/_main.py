@@ -18,7 +18,7 @@ __all__ = ['main']
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
-    0 done; 1 ``verify`` found a failing check; 2 a user error (one line on stderr naming the
+    0 done; 1 ``verify`` found a failing check or ``prove`` a theorem it could not prove; 2 a user error (one line on stderr naming the
     flag); 3 an internal error (a bug); 130 interrupted.  Argument errors return 2 as well
     (``--help`` and ``--version`` return 0) instead of raising ``SystemExit``.
     """
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed its one line (or the help)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
-        sys.stderr.write(f"{_PROG}: error: choose a command: build, size, verify, show, explain (see '{_PROG} --help')\n")
+        sys.stderr.write(f"{_PROG}: error: choose a command: build, size, verify, show, explain, prove (see '{_PROG} --help')\n")
         return 2
     args.given = [_flag(dest) for dest, v in vars(args).items()
                   if dest not in _NOT_FLAGS and v is not None and v is not False]  # (0 == False: compare identities)

@@ -38,7 +38,7 @@ _DEFAULTS: dict[str, int | str | tuple[int, ...]] = {
     "ndim": (1, 2, 3), "torch": "auto", "dpi": 100, "show": "summary", "max_bytes": "auto"}
 
 
-_NOT_FLAGS = ("command", "func", "given")
+_NOT_FLAGS = ("command", "func", "given", "names")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +133,18 @@ def _nonneg(text: str) -> int:
     if not re.fullmatch(r"\s*\d+\s*", text):
         raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
     return _int(text, text, rule)
+
+
+def _seconds(text: str) -> float:
+    """A finite positive number of seconds."""
+    rule = "expected a positive number of seconds such as 20"
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{rule}; got {_shown(text)}")
+    return v
 
 
 def _ndims(text: str) -> tuple[int, ...]:
@@ -268,4 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry(e)
     e.add_argument("--values", metavar="'1,2;3,4'",
                    help="the input values (default 1, 2, ..., N); --values=-1,2 when they start with '-'")
+
+    pr = sub.add_parser("prove", help="prove the library's theorems for every size (needs z3: exit 1 if one fails)",
+                        description="Prove, with the z3 SMT solver, that the library's index maps and size formulas "
+                                    "satisfy the transpose identities (C^T, zero insertion, fusion), the output-size "
+                                    "formulas, the boundary folds and N-D separability for every integer size, "
+                                    "stride, padding, dilation and output padding. Exit status 1 when a theorem is "
+                                    "refuted (its counterexample is printed) or undecided within the timeout. "
+                                    "Needs: pip install \"convmatrix[proofs]\"")
+    pr.add_argument("names", nargs="*", metavar="NAME", default=None,
+                    help="theorems to prove (default: all; --list names them)")
+    pr.add_argument("--list", action="store_true", help="list the theorems and their statements, prove nothing")
+    pr.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                    help="seconds the solver may spend on each proof obligation (default 20)")
     return parser
