@@ -77,8 +77,9 @@ MaxBytes: TypeAlias = int | Literal["auto"] | None
 ScipyMode: TypeAlias = Literal["full", "same", "valid"]
 #: the boundary of ``scipy.signal.convolve2d`` (with the synonyms scipy accepts)
 Boundary: TypeAlias = Literal["fill", "wrap", "symm", "pad", "circular", "symmetric"]
-#: where ``"same"`` starts for an even kernel: scipy's ``convolve`` or MATLAB's ``conv2``
-Convention: TypeAlias = Literal["scipy", "matlab"]
+#: the scipy/MATLAB family's sizes: scipy's ``convolve``, MATLAB's ``conv2`` (where ``"same"`` starts for an
+#: even kernel) or numpy's ``convolve`` (``"same"`` keeps ``max(n, k)`` outputs)
+Convention: TypeAlias = Literal["scipy", "matlab", "numpy"]
 
 PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "circular", "reflect", "replicate", "symmetric")
 PADDING_STRINGS: tuple[PaddingKeyword, ...] = ("valid", "same", "same_lower", "full")

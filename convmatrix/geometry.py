@@ -440,37 +440,62 @@ def conv_transpose_geometry(
 _BOUNDARIES: dict[str, V.PaddingMode] = {"fill": "zeros", "pad": "zeros", "wrap": "circular", "circular": "circular",
                "symm": "symmetric", "symmetric": "symmetric"}
 _MODES = ("full", "same", "valid")
-_CONVENTIONS = ("scipy", "matlab")
+_CONVENTIONS = ("scipy", "matlab", "numpy")
 
 
 def scipy_geometry(
     kernel_shape: tuple[int, ...], input_shape: tuple[int, ...], mode: V.ScipyMode, boundary: V.Boundary,
-    convention: V.Convention,
+    convention: V.Convention, *, correlate: bool = False,
 ) -> Geometry:
-    """Geometry of ``scipy.signal.convolve`` (true convolution, kernel flipped by the caller)."""
+    """Geometry of ``scipy.signal.convolve`` (true convolution, kernel flipped by the caller).
+
+    Per axis the output is the window ``start .. start + length - 1`` of the full result
+    (``n + k - 1`` values):
+
+    ========  ======================  ================================================  ===============
+    mode      scipy                   matlab                                            numpy
+    ========  ======================  ================================================  ===============
+    full      ``0``, ``n+k-1``        as scipy                                          as scipy
+    same      ``(k-1)//2``, ``n``     ``k//2``, ``n``                                   see below
+    valid     ``min(n,k)-1``, ``|n-k|+1`` (all axes ``n >= k`` or all ``k >= n``)      per axis
+    ========  ======================  ================================================  ===============
+
+    ``convention="numpy"`` is ``np.convolve`` / ``np.correlate`` / ``scipy.linalg.convolution_matrix``
+    applied per axis: ``"same"`` keeps ``max(n, k)`` values from ``(min(n,k)-1)//2``, except that
+    ``np.correlate`` with the kernel strictly longer swaps its operands and reverses the result,
+    which starts the window at ``min(n,k)//2`` (``correlate=True``); ``"valid"`` keeps
+    ``|n-k|+1`` values on each axis whichever operand is longer there.  It pads with zeros only.
+    """
     if not isinstance(mode, str) or mode not in _MODES:
         raise ValueError(f"mode must be one of 'full', 'same', 'valid'; got {mode!r}")
     if not isinstance(boundary, str) or boundary not in _BOUNDARIES:
         raise ValueError(f"boundary must be one of 'fill', 'wrap', 'symm'; got {boundary!r}")
     if not isinstance(convention, str) or convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be 'scipy' or 'matlab'; got {convention!r}")
+        raise ValueError(f"convention must be 'scipy', 'matlab' or 'numpy'; got {convention!r}")
+    numpy_rule = convention == "numpy"
+    if numpy_rule and _BOUNDARIES[boundary] != "zeros":
+        raise ValueError(f"boundary must be 'fill' with convention='numpy' (np.convolve pads with zeros; the "
+                         f"boundaries are scipy.signal.convolve2d's: use convention='scipy'); got {boundary!r}")
     if len(kernel_shape) != len(input_shape):
         raise ValueError(
             f"kernel must have as many dims as input_shape ({len(input_shape)}); got kernel shape {kernel_shape}"
         )
     pads = []
-    if mode == "valid":
+    if mode == "valid" and not numpy_rule:
         bigger = [n >= k for n, k in zip(input_shape, kernel_shape)]
         smaller = [k >= n for n, k in zip(input_shape, kernel_shape)]
         if not (all(bigger) or all(smaller)):
             raise ValueError(
                 f"mode='valid' needs the input to be at least as large as the kernel in every dimension, or the "
                 f"kernel at least as large as the input in every dimension; got input_shape {input_shape} and "
-                f"kernel shape {kernel_shape}"
+                f"kernel shape {kernel_shape} (convention='numpy' allows either, axis by axis)"
             )
     for n, k in zip(input_shape, kernel_shape):
         if mode == "full":
             start, length = 0, n + k - 1
+        elif mode == "same" and numpy_rule:
+            m = min(n, k)
+            start, length = (m // 2 if correlate and k > n else (m - 1) // 2), max(n, k)
         elif mode == "same":
             start, length = ((k - 1) // 2 if convention == "scipy" else k // 2), n
         else:  # scipy swaps the operands when the kernel is the larger one; no boundary is read

@@ -394,7 +394,7 @@ def _scipy_family(kernel: ArrayLike, input_shape: V.IntOrSequence, mode: V.Scipy
             k = np.conj(k)
     if order == "F":  # column-major ravel == row-major ravel of the axis-reversed arrays
         shape, k = shape[::-1], k.transpose()
-    geom = scipy_geometry(k.shape, shape, mode, boundary, convention)
+    geom = scipy_geometry(k.shape, shape, mode, boundary, convention, correlate=correlate)
     # a true convolution is the correlation with the kernel rotated 180 degrees
     return _finish(geom, geom.engine_weight(k, flip=not correlate), out_dtype, format, max_bytes, what)
 
@@ -425,11 +425,16 @@ def convolution_matrix(
     mode : {"full", "same", "valid"}
     boundary : {"fill", "wrap", "symm"}
         Zero fill, periodic, or mirror-with-edge extension (scipy's ``convolve2d``), in any dims.
-    convention : {"scipy", "matlab"}
+    convention : {"scipy", "matlab", "numpy"}
         ``"matlab"``: ``"same"`` keeps the central part as ``conv2`` does (start ``k//2`` of the
         full result instead of scipy's ``(k-1)//2``; they differ for even kernels).  ``"valid"``
         with a kernel larger than the input follows scipy (operands swapped, ``|n-k|+1``) in both
         conventions, where MATLAB would return an empty array.
+        ``"numpy"``: ``np.convolve(x, kernel, mode)`` and ``scipy.linalg.convolution_matrix(kernel,
+        n, mode)``, whose ``"same"`` keeps ``max(n, k)`` values (scipy.signal keeps ``n``) starting
+        at ``(min(n, k)-1)//2`` of the full result.  In N-D the rule applies axis by axis (so
+        ``"valid"`` may have the kernel longer on some axes only); zero fill only
+        (``boundary="fill"``).
     order : {"C", "F"}
         Ravel order of ``x`` and ``y``; ``"F"`` is MATLAB's ``X(:)``, so
         ``convolution_matrix(H, (m, n), order="F")`` is ``convmtx2(H, m, n)``.
@@ -438,7 +443,8 @@ def convolution_matrix(
     -----
     ``y[i] = sum_j x[j] * h[i - j + start]`` with ``start`` = 0 (full), the centring offset (same)
     or ``min(n,k)-1`` (valid), per axis; out-of-range ``x`` read through ``boundary``.
-    Output lengths: full ``n+k-1``, same ``n``, valid ``|n-k|+1``.
+    Output lengths: full ``n+k-1``, same ``n`` (``max(n, k)`` with ``convention="numpy"``),
+    valid ``|n-k|+1``.
 
     Examples
     --------
@@ -448,6 +454,14 @@ def convolution_matrix(
     array([15,  5, -9,  7,  6,  7, -1])
     >>> bool(np.array_equal(convolution_matrix(v, (7,)) @ u, np.convolve(u, v)))
     True
+
+    A kernel longer than the input: numpy's ``"same"`` keeps ``max(n, k)`` values, scipy.signal's ``n``:
+
+    >>> h = np.array([1, 2, 3, 4]); x = np.array([5, -1])
+    >>> convolution_matrix(h, (2,), "same", convention="numpy") @ x    # np.convolve(x, h, "same")
+    array([ 5,  9, 13, 17])
+    >>> convolution_matrix(h, (2,), "same") @ x                        # scipy.signal.convolve(x, h, "same")
+    array([ 9, 13])
     """
     return _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillvalue, dtype, format, max_bytes,
                          correlate=False, what="convolution_matrix")
@@ -470,7 +484,10 @@ def correlation_matrix(
 
     Complex kernels are conjugated, as scipy does.  For even kernels scipy's ``correlate`` and
     ``correlate2d`` centre ``"same"`` differently (scipy#1968): ``"scipy"`` follows ``correlate``,
-    ``"matlab"`` follows ``correlate2d`` (MATLAB's ``filter2``).
+    ``"matlab"`` follows ``correlate2d`` (MATLAB's ``filter2``), ``"numpy"`` follows
+    ``np.correlate(x, kernel, mode)`` (``"same"`` keeps ``max(n, k)`` values; with the kernel
+    the longer, numpy swaps the operands and reverses the result, which moves the window by one
+    when ``n`` is even).  Parameters as :func:`convolution_matrix`.
 
     Examples
     --------
@@ -479,6 +496,8 @@ def correlation_matrix(
     >>> x = np.arange(6.0); h = np.array([1.0, -1.0])
     >>> bool(np.allclose(correlation_matrix(h, (6,), "same") @ x, signal.correlate(x, h, "same")))
     True
+    >>> correlation_matrix([1, 2, 3, 4], (2,), "same", convention="numpy") @ np.array([5, -1])
+    array([11,  7,  3, -1])
     """
     return _scipy_family(kernel, input_shape, mode, boundary, convention, order, fillvalue, dtype, format, max_bytes,
                          correlate=True, what="correlation_matrix")

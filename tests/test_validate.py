@@ -201,7 +201,7 @@ def _cases():
          r"mode must be one of 'full', 'same', 'valid'; got 'nope'"),
         ("mode-positional", lambda: corr(W, (3, 3), "Same"), ValueError, r"mode must be one of .*; got 'Same'"),
         ("convention", lambda: full(W, (3, 3), convention="octave"), ValueError,
-         r"convention must be 'scipy' or 'matlab'; got 'octave'"),
+         r"convention must be 'scipy', 'matlab' or 'numpy'; got 'octave'"),
         ("order", lambda: full(W, (3, 3), order="A"), ValueError,
          r"order must be 'C' \(row-major ravel\) or 'F' \(MATLAB's column-major X\(:\)\); got 'A'"),
         ("fillvalue", lambda: full(W, (3, 3), fillvalue=1), ValueError,
