@@ -794,3 +794,28 @@ def test_build_summary_allocates_less_than_the_matrix():
         assert structure.startswith(name)  # named in closed form (the quadratic way took ~360 GB at 200,000)
     out = ok(["build", "--input", "200000", "--kernel", "3"])
     assert "structure  Toeplitz (199998x200000)" in out
+
+
+# ============================================================================ size --solve padding --transpose
+def test_size_solve_padding_transpose():
+    """The padding and output padding of a transposed convolution; the printed flags give the target back."""
+    out = ok(["size", "--input", "4x5", "--kernel", "3x2", "--stride", "2", "--transpose", "--solve", "padding",
+              "--target", "8x10"])
+    assert "padding (1,1),(0,0) and output padding 1x0 give output 8x10" in out
+    assert "use: --padding 1,1:0,0 --output-padding 1x0" in out
+    back = ok(["size", "--input", "4x5", "--kernel", "3x2", "--stride", "2", "--transpose", "--padding", "1,1:0,0",
+               "--output-padding", "1x0"])
+    assert "output 8x10 (input 4x5)" in back
+    out = ok(["size", "--input", "4", "--kernel", "4", "--stride", "2", "--transpose", "--solve", "padding",
+              "--target", "5"])  # p = 5/2 with a = 0, so p = 3 with a = 1
+    assert "padding (3,3) and output padding 1 give output 5" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--target", "60"], "--target (axis 0) must be reachable by this transposed convolution: output sizes 1 to 8"),
+    (["--target", "6", "--padding", "1"], "--padding has no effect with --solve padding"),
+    (["--target", "6", "--output-padding", "1"], "--output-padding has no effect with --solve padding"),
+])
+def test_size_solve_padding_transpose_errors(argv, fragment):
+    base = ["size", "--input", "3", "--kernel", "3", "--stride", "2", "--transpose", "--solve", "padding"]
+    assert_user_error(call(base + argv), fragment)

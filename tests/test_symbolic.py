@@ -1344,3 +1344,83 @@ def test_masked_arrays_with_masked_entries_are_refused():
         S.check_structure(np.ma.masked_array(np.eye(2), mask=[[0, 1], [0, 0]]), "Toeplitz (2x2)")
     unmasked = np.ma.masked_array([1.0, 2.0, 3.0], mask=False)
     assert S.symbolic_conv_matrix(unmasked, 4) == S.symbolic_conv_matrix([1.0, 2.0, 3.0], 4)
+
+
+# ----------------------------------------------------------------------------- padding for a transposed convolution
+def _torch_transposed_length(n, k, s, d, padding=0, output_padding=0):
+    """Output length of PyTorch's conv_transpose1d (the real library)."""
+    import torch
+
+    x, w = torch.zeros(1, 1, n), torch.zeros(1, 1, k)
+    return torch.nn.functional.conv_transpose1d(x, w, stride=s, padding=padding, output_padding=output_padding,
+                                                dilation=d).shape[-1]
+
+
+def test_transposed_padding_for_output_against_pytorch():
+    """Every target of small geometries: the answer gives the target in PyTorch (symmetric answers run as they are,
+    asymmetric ones as padding 0 then the crop); symmetric whenever PyTorch can reach the target at all, with the
+    smallest output padding; else the smallest output padding; unreachable targets name the range."""
+    pytest.importorskip("torch")
+    for n, k, s, d in itertools.product(range(1, 6), range(1, 5), range(1, 4), range(1, 4)):
+        a_range = range(max(s, d))  # PyTorch: output_padding < stride or < dilation
+        full = {a: _torch_transposed_length(n, k, s, d, 0, a) for a in a_range}  # padding 0: total P = full[a] - t
+        top = max(full.values())
+        for t in range(1, top + 3):
+            if t > top:
+                with pytest.raises(ValueError, match=rf"reachable by this transposed convolution: output sizes 1 to "
+                                                     rf"{top} .*got target {t}"):
+                    S.padding_for_output(n, k, t, stride=s, dilation=d, transposed=True)
+                continue
+            (b, e), a = S.padding_for_output(n, k, t, stride=s, dilation=d, transposed=True)
+            symmetric = [a2 for a2 in a_range if full[a2] >= t and (full[a2] - t) % 2 == 0]
+            if symmetric:
+                assert (b == e, a) == (True, symmetric[0]), (n, k, s, d, t)
+                assert _torch_transposed_length(n, k, s, d, b, a) == t
+            else:
+                assert (e - b, a) == (1, min(a2 for a2 in a_range if full[a2] >= t)), (n, k, s, d, t)
+                assert S.padding_for_output(n, k, t, stride=s, dilation=d, transposed=True, lower=True) == ((e, b), a)
+            assert full[a] - b - e == t
+            assert cm.conv_transpose_output_shape((n,), (k,), stride=s, padding=((b, e),), output_padding=a,
+                                                  dilation=d) == (t,)
+
+
+def test_transposed_padding_for_output_per_axis_and_matrix():
+    """Sequences give one pair and one output padding per axis; the matrix built with them has the target shape and
+    equals PyTorch's conv_transpose2d."""
+    torch = pytest.importorskip("torch")
+    pads, extra = S.padding_for_output((4, 5), (3, 2), (8, 10), stride=2, transposed=True)
+    assert (pads, extra) == (((1, 1), (0, 0)), (1, 0))
+    for ax, (n, k, t) in enumerate(zip((4, 5), (3, 2), (8, 10))):
+        assert S.padding_for_output(n, k, t, stride=2, transposed=True) == (pads[ax], extra[ax])
+    w = np.arange(1.0, 7.0).reshape(1, 1, 3, 2)
+    T = cm.conv_transpose_matrix(w, (4, 5), stride=2, padding=pads, output_padding=extra)
+    y = np.random.default_rng(4).standard_normal((1, 1, 4, 5))
+    ref = torch.nn.functional.conv_transpose2d(torch.tensor(y), torch.tensor(w), stride=2,
+                                               padding=[p[0] for p in pads], output_padding=extra)
+    assert tuple(ref.shape[2:]) == (8, 10)
+    np.testing.assert_allclose(T @ y.ravel(), ref.numpy().ravel(), rtol=1e-12, atol=1e-12)
+
+
+def test_transposed_padding_for_output_keeps_the_forward_answer():
+    """transposed=False (the default) is the convolution's solver, unchanged."""
+    for n, k, t, s in itertools.product(range(1, 8), range(1, 4), range(1, 9), range(1, 3)):
+        try:
+            ref = S.padding_for_output(n, k, t, stride=s)
+        except ValueError:
+            with pytest.raises(ValueError, match="reachable with padding >= 0"):
+                S.padding_for_output(n, k, t, stride=s, transposed=False)
+            continue
+        assert S.padding_for_output(n, k, t, stride=s, transposed=False) == ref
+
+
+def test_transposed_padding_for_output_refusals():
+    with pytest.raises(TypeError, match=r"transposed must be a bool \(True or False\); got 'yes'"):
+        S.padding_for_output(3, 3, 6, transposed="yes")
+    with pytest.raises(ValueError, match=r"target\[1\] must be reachable by this transposed convolution: output sizes "
+                                         r"1 to 8 .*got target 9"):
+        S.padding_for_output((3, 3), 3, (6, 9), stride=2, transposed=True)
+    with pytest.raises(ValueError, match=r"target must be a positive integer; got 0"):
+        S.padding_for_output(3, 3, 0, transposed=True)
+    # huge sizes stay exact Python ints
+    # huge sizes stay exact Python ints: (2**62-1)*2 + 2 + 1 - 2**62 = 2**62 + 1 is odd, so a = 1
+    assert S.padding_for_output(2**62, 3, 2**62, stride=2, transposed=True) == ((2**61 + 1, 2**61 + 1), 1)

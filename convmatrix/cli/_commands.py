@@ -212,11 +212,18 @@ def _solve(args: argparse.Namespace, ks: tuple[int, ...]) -> int:
         raise UserError(f"--target has {_axes(len(args.target))} but --input has {_axes(nd)}")
     spatial = ks[-nd:]
     if args.solve == "padding":
-        if args.transpose:
-            raise UserError("--solve padding is for convolutions; for --transpose use --solve output-padding")
-        solved = padding_for_output(list(args.input), list(spatial), list(args.target),
-                                    stride=_per_axis(args.stride, nd, "--stride"),
-                                    dilation=_per_axis(args.dilation, nd, "--dilation"))
+        stride, dilation = _per_axis(args.stride, nd, "--stride"), _per_axis(args.dilation, nd, "--dilation")
+        if args.transpose:  # sizes as lists: ((before, after) per axis, output padding per axis)
+            pads_t, extra = padding_for_output(list(args.input), list(spatial), list(args.target), stride=stride,
+                                               dilation=dilation, transposed=True)
+            pairs = [p for p in pads_t if isinstance(p, tuple)] if isinstance(pads_t, tuple) else []
+            a_t = [v for v in extra if isinstance(v, int)] if isinstance(extra, tuple) else []
+            print(f"padding {_pads(pairs)} and output padding {_dims(a_t)} give output {_dims(args.target)} "
+                  f"(symmetric where possible, then the smallest output padding)")
+            print(f"  use: --padding {':'.join(f'{b},{a}' for b, a in pairs)} --output-padding {_dims(a_t)}")
+            return 0
+        solved = padding_for_output(list(args.input), list(spatial), list(args.target), stride=stride,
+                                    dilation=dilation)
         pairs = [p for p in solved if isinstance(p, tuple)]  # sizes as lists: one (before, after) pair per axis
         flag = ":".join(f"{b},{a}" for b, a in pairs)
         print(f"padding {_pads(pairs)} gives output {_dims(args.target)} (the smallest total; odd element after)")

@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry(s, weights=False)
     s.add_argument("--symbolic", action="store_true", help="the derived formula, its derivation and the relationship")
     s.add_argument("--solve", choices=("padding", "output-padding"),
-                   help="the padding (convolution) or output padding (--transpose) giving --target")
+                   help="the padding (with --transpose: and the output padding) or the output padding for the given "
+                        "--padding (--transpose) giving --target")
     s.add_argument("--target", type=_sizes, metavar="7x7", help="wanted output shape for --solve")
 
     v = sub.add_parser("verify", help="check C and C^T against independent routes (exit 1 on failure)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import NamedTuple, SupportsInt, TypeAlias, TypeGuard
+from typing import Literal, NamedTuple, SupportsInt, TypeAlias, TypeGuard, overload
 
 import numpy as np
 import sympy as sp
@@ -47,6 +47,9 @@ def _inverse_solutions() -> dict[str, _Solution]:
     t = output_size_formula(True)
     a_sol = sp.solve(sp.Eq(t.expr, _target), _a)[0]
     out["a"] = sp.lambdify(args, a_sol, modules="math")
+    # the transposed convolution's total padding for an output padding a: P = (n-1)*s + d*(k-1) + 1 + a - t
+    p_sol = sp.solve(sp.Eq(t.expr.xreplace({_pb: _P, _pa: 0}), _target), _P)[0]
+    out["P_transposed"] = sp.lambdify([_n, _k, _s, _d, _a, _target], p_sol, modules="math")
     return out
 
 
@@ -91,39 +94,96 @@ def _axes_args(values: dict[str, object]) -> tuple[int, list[_AxisArgs]]:
     return nd, rows
 
 
+#: what :func:`padding_for_output` returns for a convolution: a pair, or one pair per axis
+_Pads: TypeAlias = tuple[int, int] | tuple[tuple[int, int], ...]
+#: ... and for a transposed convolution: (the pair, the output padding), or one of each per axis
+_PadsAndOutputPadding: TypeAlias = tuple[tuple[int, int], int] | tuple[tuple[tuple[int, int], ...], tuple[int, ...]]
+
+
+@overload
+def padding_for_output(
+    input_size: IntOrSequence, kernel_size: IntOrSequence, target: IntOrSequence, *, stride: IntOrSequence = ...,
+    dilation: IntOrSequence = ..., lower: bool = ..., transposed: Literal[False] = ...
+) -> _Pads: ...
+
+
+@overload
+def padding_for_output(
+    input_size: IntOrSequence, kernel_size: IntOrSequence, target: IntOrSequence, *, stride: IntOrSequence = ...,
+    dilation: IntOrSequence = ..., lower: bool = ..., transposed: Literal[True]
+) -> _PadsAndOutputPadding: ...
+
+
+@overload
+def padding_for_output(
+    input_size: IntOrSequence, kernel_size: IntOrSequence, target: IntOrSequence, *, stride: IntOrSequence = ...,
+    dilation: IntOrSequence = ..., lower: bool = ..., transposed: bool
+) -> _Pads | _PadsAndOutputPadding: ...
+
+
 def padding_for_output(
     input_size: IntOrSequence, kernel_size: IntOrSequence, target: IntOrSequence, *, stride: IntOrSequence = 1,
-    dilation: IntOrSequence = 1, lower: bool = False
-) -> tuple[int, int] | tuple[tuple[int, int], ...]:
-    """The smallest padding ``(before, after)`` that gives a convolution output of size ``target``.
+    dilation: IntOrSequence = 1, lower: bool = False, transposed: bool = False
+) -> (tuple[int, int] | tuple[tuple[int, int], ...] | tuple[tuple[int, int], int]
+      | tuple[tuple[tuple[int, int], ...], tuple[int, ...]]):
+    """The padding that gives a convolution (or, with ``transposed=True``, a transposed one) ``target`` outputs.
 
     Parameters
     ----------
     input_size, kernel_size, target : int or sequence of int
-        Per axis (sequences give one pair per axis).
+        Per axis (sequences give one answer per axis).  With ``transposed=True``, ``input_size``
+        is the transposed convolution's input.
     stride, dilation : int or sequence of int, keyword-only
-    lower : bool
+    lower : bool, keyword-only
         Put the odd extra element before instead of after.
+    transposed : bool, keyword-only
+        Solve for a transposed convolution (PyTorch's ``conv_transpose``): the answer is a padding
+        and an output padding.
 
     Returns
     -------
-    (int, int) or tuple of (int, int)
-        The total is the smallest ``P >= 0`` with ``floor((n + P - d*(k-1) - 1)/s) + 1 == target``,
-        split evenly, the odd element after (TF/JAX ``SAME``; before with ``lower``).  Python ints,
-        exact for any sizes up to ``2**62`` (the padding itself may be larger).
+    padding : (int, int) or tuple of (int, int)
+        Convolution: the total is the smallest ``P >= 0`` with
+        ``floor((n + P - d*(k-1) - 1)/s) + 1 == target``, split evenly, the odd element after
+        (TF/JAX ``SAME``; before with ``lower``).
+
+        Transposed (then the result is the pair ``(padding, output_padding)``):
+        ``(n-1)*s - before - after + d*(k-1) + a + 1 == target`` (what
+        :func:`~convmatrix.conv_transpose_output_shape` gives), with ``before == after``
+        whenever some symmetric padding reaches ``target`` (then PyTorch's ``ConvTranspose``
+        can express it), and the smallest such output padding ``a``.  An odd total is split as
+        for a convolution.
+    output_padding : int or tuple of int
+        Only with ``transposed=True``: ``0 <= a < max(stride, dilation)`` (PyTorch's rule), one
+        per axis as the sizes are given.
+
+    All numbers are Python ints, exact for any sizes up to ``2**62`` (the padding itself may be
+    larger).
 
     Raises
     ------
     TypeError
-        A size that is not an int (or a sequence of ints), ``lower`` not a bool.
+        A size that is not an int (or a sequence of ints), ``lower`` or ``transposed`` not a bool.
     ValueError
         A size that is not positive or exceeds ``2**62``; sequences of different lengths; a
-        ``target`` smaller than the output without padding.
+        ``target`` out of reach (the message gives the reachable range): below the output
+        without padding (convolution), above ``(n-1)*s + d*(k-1) + max(s, d)`` (transposed).
+
+    See Also
+    --------
+    output_padding_for : the output padding for a given padding.
 
     Notes
     -----
     SymPy solves ``target - 1 <= (n + P - d*(k-1) - 1)/s < target`` for ``P``:
     ``s*(target-1) + d*(k-1) + 1 - n <= P < s*target + d*(k-1) + 1 - n``.
+
+    Transposed: SymPy solves ``(n-1)*s - P + d*(k-1) + a + 1 == target`` for the total padding,
+    ``P = (n-1)*s + d*(k-1) + 1 + a - target``; the output paddings with ``P >= 0`` run from
+    ``max(0, target - (n-1)*s - d*(k-1) - 1)`` to ``max(s, d) - 1``, and ``P`` has both parities
+    as soon as two do.  An output padding ``a >= s`` (allowed when ``d > s``) is used only when no
+    smaller one reaches ``target`` symmetrically; the matrix is then not exactly the transpose of
+    a convolution's (see :func:`~convmatrix.conv_transpose_matrix`).
 
     Examples
     --------
@@ -137,10 +197,25 @@ def padding_for_output(
     (1, 1)
     >>> padding_for_output((5, 6), 3, (5, 3), stride=(1, 2))
     ((1, 1), (0, 1))
+
+    Transposed convolutions: 4 -> 5 with a 4-tap kernel at stride 2 needs ``p = 5/2`` with
+    ``a = 0``; the symmetric answer is ``p = 3`` with ``a = 1`` (``(4-1)*2 - 6 + 3 + 1 + 1 = 5``):
+
+    >>> padding_for_output(4, 4, 5, stride=2, transposed=True)
+    ((3, 3), 1)
+    >>> padding_for_output(3, 4, 6, stride=2, transposed=True)      # 3 -> 6, PyTorch's usual upsampler
+    ((1, 1), 0)
+    >>> padding_for_output((4, 5), (3, 2), (8, 10), stride=2, transposed=True)
+    (((1, 1), (0, 0)), (1, 0))
+    >>> padding_for_output(4, 3, 5, transposed=True)                # stride 1: only a = 0, odd total
+    ((0, 1), 0)
     """
     lower = V.as_bool(lower, "lower")
+    transposed = V.as_bool(transposed, "transposed")
     nd, rows = _axes_args({"input_size": input_size, "kernel_size": kernel_size, "target": target, "stride": stride,
                            "dilation": dilation})
+    if transposed:
+        return _transposed_padding(nd, rows, lower)
     sol = _inverse_solutions()
     out = []
     for ax, r in enumerate(rows):
@@ -154,10 +229,38 @@ def padding_for_output(
                 f"target{sfx} must be reachable with padding >= 0; got target {t}, but without padding the "
                 f"output is already {o0} (input_size {n}, kernel_size {k}, stride {s}, dilation {d})"
             )
-        total = max(lo, 0)
-        small = total // 2
-        out.append((total - small, small) if lower else (small, total - small))
+        out.append(_split(max(lo, 0), lower))
     return tuple(out) if nd else out[0]
+
+
+def _split(total: int, lower: bool) -> tuple[int, int]:
+    """``total`` as ``(before, after)``: even, the odd element after (before if ``lower``)."""
+    small = total // 2
+    return (total - small, small) if lower else (small, total - small)
+
+
+def _transposed_padding(nd: int, rows: list[_AxisArgs], lower: bool) -> _PadsAndOutputPadding:
+    """:func:`padding_for_output` with ``transposed=True``: per axis the smallest output padding that
+    reaches the target with a symmetric padding, else the smallest that reaches it at all."""
+    total = _inverse_solutions()["P_transposed"]
+    pads, extra = [], []
+    for ax, r in enumerate(rows):
+        sfx = f"[{ax}]" if nd else ""
+        n, k, t, s, d = (r.sizes[nm] for nm in ("input_size", "kernel_size", "target", "stride", "dilation"))
+        a_max = max(s, d) - 1  # PyTorch: output_padding < stride or < dilation
+        p0 = int(total(*map(Fraction, (n, k, s, d, 0, t))))  # P at a = 0; P grows with a
+        a_min = max(0, -p0)
+        if a_min > a_max:
+            top = _compiled(True)(n=n, k=k, s=s, d=d, p_before=0, p_after=0, a=a_max)  # P = 0, the largest a
+            raise ValueError(
+                f"target{sfx} must be reachable by this transposed convolution: output sizes 1 to {top} (padding "
+                f">= 0, output_padding 0 to max(stride, dilation)-1 = {a_max}); got target {t} (input_size {n}, "
+                f"kernel_size {k}, stride {s}, dilation {d})"
+            )
+        a = a_min + (p0 + a_min) % 2 if a_min < a_max else a_min  # an even total when the range allows it
+        pads.append(_split(p0 + a, lower))
+        extra.append(a)
+    return (tuple(pads), tuple(extra)) if nd else (pads[0], extra[0])
 
 
 def output_padding_for(
