@@ -94,6 +94,9 @@ def _describe(value: object) -> str:
     """A short, unambiguous rendering of what the user passed."""
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if isinstance(shape, tuple) and dtype is not None and not isinstance(value, np.generic):  # torch, JAX, ...
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -145,8 +148,40 @@ def int_tuple(value: object, ndim: int, name: str, *, minimum: int | None = 1) -
     return tuple(as_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(items))
 
 
+def _looks_like_values(value: object) -> bool:
+    """Whether ``value``, refused as a shape, looks like an array of values (a kernel) rather than a bad shape:
+    a numpy array with several axes, a non-integer dtype or a negative entry; another array type (torch, JAX);
+    nested sequences; a sequence holding a non-integral or negative number."""
+    if isinstance(value, np.ndarray):
+        return value.ndim >= 2 or value.dtype.kind not in "iu" or (value.size > 0 and value.min() < 0)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor
+        return True
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return False
+    for item in value:
+        if isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes)):
+            return True
+        number = isinstance(item, numbers.Number) and not isinstance(item, (bool, np.bool_))
+        if number and (not isinstance(item, numbers.Integral) or int(item) < 0):
+            return True
+    return False
+
+
 def input_shape_tuple(input_shape: object, name: str = "input_shape") -> tuple[int, ...]:
-    """Validate a spatial shape: a non-empty sequence of positive ints (an int means 1-D)."""
+    """Validate a spatial shape: a non-empty sequence of positive ints (an int means 1-D).
+
+    A refused ``input_shape`` that looks like an array of values says that the arguments were
+    probably swapped (the kernel comes first)."""
+    try:
+        return _shape_tuple(input_shape, name)
+    except (TypeError, ValueError) as exc:
+        if name != "input_shape" or not _looks_like_values(input_shape):
+            raise
+        raise type(exc)(f"{exc} (input_shape looks like an array of values: were the arguments swapped? The kernel "
+                        f"comes first, then input_shape)") from None
+
+
+def _shape_tuple(input_shape: object, name: str) -> tuple[int, ...]:
     if isinstance(input_shape, np.ndarray) and input_shape.ndim == 0:
         input_shape = input_shape[()]
     if not isinstance(input_shape, (bool, np.bool_)) and isinstance(input_shape, (numbers.Integral, np.integer)):
@@ -169,14 +204,18 @@ def padding_mode_name(padding_mode: object, *, allowed: Sequence[PaddingMode] = 
 
 
 def padding_spec(padding: object, ndim: int) -> PaddingKeyword | PaddingPairs:
-    """Normalise ``padding`` to a string keyword or one ``(before, after)`` pair per axis."""
+    """Normalise ``padding`` to a string keyword or one ``(before, after)`` pair per axis.
+
+    Keywords are case-insensitive (``"SAME"`` and ``"VALID"`` are TensorFlow's and ONNX's spelling)
+    and returned in lower case."""
     if isinstance(padding, str):
-        if padding not in PADDING_STRINGS:
+        word = padding.lower()
+        if word not in PADDING_STRINGS:
             raise ValueError(
                 f"padding must be an int, one int or (before, after) pair per axis, or one of "
                 f"{', '.join(map(repr, PADDING_STRINGS))}; got {padding!r}"
             )
-        return padding
+        return word
     if isinstance(padding, np.ndarray) and padding.ndim == 0:
         padding = padding.item()
     if isinstance(padding, (numbers.Number, np.bool_)):

@@ -244,7 +244,8 @@ def conv_matrix(
         Spatial input shape; its length is the number of spatial dimensions (any).
     stride, dilation : int or sequence of int, keyword-only
     padding : int, sequence of int or ``(before, after)`` pairs, or str
-        ``"valid"``, ``"same"`` (TF/JAX SAME, odd element after), ``"same_lower"``, ``"full"``.
+        ``"valid"``, ``"same"`` (TF/JAX SAME, odd element after), ``"same_lower"``, ``"full"``;
+        any case (``"SAME"``, ``"Valid"``).
     groups : int
     padding_mode : {"zeros", "circular", "reflect", "replicate", "symmetric"}
         As PyTorch (``F.pad`` in that mode, then a valid convolution); ``"symmetric"`` is numpy's.

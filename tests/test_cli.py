@@ -819,3 +819,10 @@ def test_size_solve_padding_transpose():
 def test_size_solve_padding_transpose_errors(argv, fragment):
     base = ["size", "--input", "3", "--kernel", "3", "--stride", "2", "--transpose", "--solve", "padding"]
     assert_user_error(call(base + argv), fragment)
+
+
+def test_padding_keywords_in_any_case_on_the_command_line():
+    ref = ok(["size", "--input", "7x6", "--kernel", "3x2", "--stride", "2", "--padding", "same"])
+    assert ok(["size", "--input", "7x6", "--kernel", "3x2", "--stride", "2", "--padding", "SAME"]) == ref
+    assert ok(["build", "--input", "5", "--kernel", "3", "--padding", "Valid"]) == ok(
+        ["build", "--input", "5", "--kernel", "3", "--padding", "valid"])

@@ -372,7 +372,7 @@ def bad_nonneg(nd: int) -> list:
 
 
 def bad_padding(nd: int) -> list:
-    return bad_nonneg(nd) + ["bogus", "SAME", "", b"same", "valid "]
+    return bad_nonneg(nd) + ["bogus", "same_upper", "", b"same", "valid "]
 
 
 def bad_shape(nd: int) -> list:

@@ -300,3 +300,68 @@ def test_int_input_shape_means_1d():
     ref = cm.conv_matrix([1, 2], (5,))
     for shape in (5, np.int64(5), [5], np.array([5])):
         assert (cm.conv_matrix([1, 2], shape) != ref).nnz == 0
+
+
+# ---------------------------------------------------------------------------- padding keywords in any case
+@pytest.mark.parametrize("word", ["SAME", "Same", "VALID", "Valid", "FULL", "Same_Lower", "SAME_LOWER"])
+def test_padding_keywords_in_any_case(word):
+    """TensorFlow's and ONNX's spelling ("SAME", "VALID") means the same padding as the lower-case keyword."""
+    lower = word.lower()
+    k = np.arange(1.0, 7.0).reshape(2, 3)
+    assert (cm.conv_matrix(k, (6, 5), stride=2, padding=word) != cm.conv_matrix(k, (6, 5), stride=2,
+                                                                                  padding=lower)).nnz == 0
+    assert cm.conv_output_shape((6, 5), (2, 3), padding=word) == cm.conv_output_shape((6, 5), (2, 3), padding=lower)
+    assert cm.conv_nnz((2, 3), (6, 5), padding=word) == cm.conv_nnz((2, 3), (6, 5), padding=lower)
+    t_word, t_lower = (cm.conv_transpose_matrix(k, (3, 3), stride=2, padding=p) for p in (word, lower))
+    assert t_word.shape == t_lower.shape and (t_word != t_lower).nnz == 0
+    op = cm.ConvOperator(k, (6, 5), padding=word)
+    x = np.arange(30.0)
+    np.testing.assert_array_equal(op @ x, cm.conv_matrix(k, (6, 5), padding=lower) @ x)
+
+
+def test_padding_keywords_still_refuse_other_words():
+    for word in ("SAMEE", "same ", "half"):
+        with pytest.raises(ValueError, match=rf"padding must be .* one of 'valid', 'same', 'same_lower', 'full'; got "
+                                             rf"'{word}'"):
+            cm.conv_matrix(W, (5, 5), padding=word)
+
+
+# ---------------------------------------------------------------------------- swapped arguments
+SWAP = r"input_shape looks like an array of values: were the arguments swapped\? The kernel comes first"
+
+
+@pytest.mark.parametrize("call", [
+    lambda k: cm.conv_matrix((5, 5), k),
+    lambda k: cm.conv_transpose_matrix((5, 5), k),
+    lambda k: cm.convolution_matrix((5, 5), k),
+    lambda k: cm.correlation_matrix((5, 5), k, "same"),
+    lambda k: cm.ConvOperator((5, 5), k),
+    lambda k: cm.singular_values((5, 5), k),
+    lambda k: cm.check_conv((5, 5), k),
+], ids=["conv_matrix", "conv_transpose_matrix", "convolution_matrix", "correlation_matrix", "ConvOperator",
+        "singular_values", "check_conv"])
+@pytest.mark.parametrize("kernel", [np.ones((3, 3)), np.ones(3), np.array([[1, 2], [3, 4]]), [1, -1], [0.5, 0.5],
+                                    np.array([1, 0, -1])],
+                         ids=["float-2d", "float-1d", "int-2d", "list-negative", "list-float", "int-negative"])
+def test_swapped_arguments_are_named(call, kernel):
+    with pytest.raises((TypeError, ValueError), match=SWAP) as info:
+        call(kernel)
+    assert str(info.value).startswith("input_shape[")  # the rule and the value first, then the hint
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_swapped_torch_tensor_is_named_without_its_contents():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=SWAP) as info:
+        cm.conv_matrix((5, 5), torch.ones(64, 64))
+    assert "1., 1., 1." not in str(info.value)
+
+
+@pytest.mark.parametrize("shape, pattern", [((5, 0), r"input_shape\[1\] must be a positive integer; got 0$"),
+                                            ("5x5", r"input_shape must be a sequence of positive ints; got '5x5'$"),
+                                            ((5, 2**63), r"input_shape\[1\] must be a positive integer at most 2\*\*62")])
+def test_bad_shapes_get_no_swap_hint(shape, pattern):
+    """A shape that is merely wrong is not called a kernel."""
+    with pytest.raises((TypeError, ValueError), match=pattern) as info:
+        cm.conv_matrix(W, shape)
+    assert "swapped" not in str(info.value)

@@ -80,7 +80,7 @@ _Padding = int | str | tuple[Literal["axes"], tuple[int | tuple[int, int], ...]]
 def _padding(text: str) -> _Padding:
     """``1`` | ``same`` | ``1:2`` (per axis) | ``1,2:0,1`` ((before, after) per axis, axes split by ':')."""
     t = text.strip()
-    if t in _PAD_WORDS:
+    if t.lower() in _PAD_WORDS:  # any case, as the library
         return t
     rule = (f"expected an int, one of {', '.join(_PAD_WORDS)}, or per-axis entries 'p' or 'before,after' "
             f"separated by ':' (e.g. 1,2:0,1)")
