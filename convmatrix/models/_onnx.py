@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from .. import _validate as V
 from ..matrices import conv_matrix, conv_output_shape, conv_transpose_matrix
@@ -58,9 +59,17 @@ class _Node:
 Handler: TypeAlias = Callable[[_Node, list[Any], Context], Value]
 
 
-def _attrs(proto: Any, onnx: Any) -> dict[str, Any]:
+def _attrs(proto: Any, onnx: Any, opset: int) -> dict[str, Any]:
+    """The node's attributes, decoded, with the schema's defaults for those it leaves out (a float default is a
+    float32 value: ``epsilon=1e-5`` is ``float32(1e-5)``)."""
     out: dict[str, Any] = {}
-    for a in proto.attribute:
+    try:
+        schema = onnx.defs.get_schema(proto.op_type, opset, proto.domain)
+    except Exception:  # an unknown op: the handler (or the refusal) says so
+        schema = None
+    attributes = [] if schema is None else [a.default_value for a in schema.attributes.values()
+                                            if a.default_value.name]
+    for a in [*attributes, *proto.attribute]:
         value = onnx.helper.get_attribute_value(a)
         if isinstance(value, bytes):
             value = value.decode()
@@ -175,8 +184,17 @@ def _conv(node: _Node, args: list[Any], ctx: Context) -> Value:
     matrix = _builder(node, conv_matrix, w, spatial, groups=int(node.get("group", 1)), dtype=ctx.dtype,
                       max_bytes=ctx.budget, **kw)
     out = _builder(node, conv_output_shape, spatial, w.shape[2:], **kw)
-    return x.then(Step(matrix, _bias(node, args, ctx, w.shape[0], out), (x.shape[0], w.shape[0], *out)), ctx.budget,
-                  node.where)
+    step = Step(matrix, _bias(node, args, ctx, w.shape[0], out), (x.shape[0], w.shape[0], *out))
+    return x.then(_per_batch(step, x.shape[0]), ctx.budget, node.where)
+
+
+def _per_batch(step: Step, batch: int) -> Step:
+    """A convolution's step (built for one item) applied to each of ``batch`` items of the leading axis."""
+    if batch == 1 or step.matrix is None:
+        return step
+    matrix = sp.csr_array(sp.kron(sp.eye_array(batch, format="csr"), step.matrix, format="csr"))
+    offset = None if step.offset is None else np.tile(step.offset, batch)
+    return Step(matrix, offset, step.shape)
 
 
 def _bias(node: _Node, args: list[Any], ctx: Context, channels: int, out: Sequence[int]) -> Const | None:
@@ -239,8 +257,8 @@ def _conv_transpose(node: _Node, args: list[Any], ctx: Context) -> Value:
     matrix = _builder(node, conv_transpose_matrix, w, spatial, stride=s, padding=pads, dilation=d, groups=group,
                       dtype=ctx.dtype, max_bytes=ctx.budget)
     c_out = w.shape[1] * group
-    return x.then(Step(matrix, _bias(node, args, ctx, c_out, out), (x.shape[0], c_out, *out)), ctx.budget,
-                  node.where)
+    step = Step(matrix, _bias(node, args, ctx, c_out, out), (x.shape[0], c_out, *out))
+    return x.then(_per_batch(step, x.shape[0]), ctx.budget, node.where)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -413,25 +431,31 @@ def _matmul(node: _Node, args: list[Any], ctx: Context) -> Value:
     w = _weights(node, args, 1 - at, ctx)
     if w is None:  # pragma: no cover - both inputs are given
         raise _fail(node, "needs a constant factor")
-    while w.ndim > 2 and w.shape[0] == 1:
-        w = w[0]
-    if w.ndim > 2:
-        raise _fail(node, f"a constant factor of rank {w.ndim} (a batch of matrices) is not supported", TypeError)
-    if at == 0:  # x @ w on the last axis
-        mat = w[:, None] if w.ndim == 1 else w
-        if x.shape[-1] != mat.shape[0]:
-            raise _fail(node, f"shapes {x.shape} and {w.shape} do not multiply")
-        step = B.dense_step(x.shape, mat.T, None, ctx.dtype, ctx.budget, node.where)
-        out = step.shape[:-1] if w.ndim == 1 else step.shape
-    else:  # w @ x on the last two axes
-        if len(x.shape) < 2:
-            raise _fail(node, f"a constant times a 1-D tensor of shape {x.shape} is not supported", TypeError)
-        mat = w[None, :] if w.ndim == 1 else w
-        if x.shape[-2] != mat.shape[1]:
-            raise _fail(node, f"shapes {w.shape} and {x.shape} do not multiply")
-        step = B.dense_step(x.shape, mat, None, ctx.dtype, ctx.budget, node.where, left=True)
-        out = (*step.shape[:-2], step.shape[-1]) if w.ndim == 1 else step.shape
-    return x.then(Step(step.matrix, step.offset, out), ctx.budget, node.where)
+    if len(x.shape) == 1:  # numpy's rule: a vector is a row (on the left) or a column (on the right), then dropped
+        one = _reshaped(node, x, (1, *x.shape) if at == 0 else (*x.shape, 1))
+        out = _matmul(node, [one, w] if at == 0 else [w, one], ctx)
+        drop = -2 if at == 0 else -1
+        return _reshaped(node, out, tuple(n for i, n in enumerate(out.shape) if i != len(out.shape) + drop))
+    vector = w.ndim == 1
+    mat = (w[:, None] if at == 0 else w[None, :]) if vector else w
+    inner = mat.shape[-2] if at == 0 else mat.shape[-1]
+    if (x.shape[-1] if at == 0 else x.shape[-2]) != inner:
+        raise _fail(node, f"shapes {x.shape if at == 0 else w.shape} and {w.shape if at == 0 else x.shape} do not "
+                          f"multiply")
+    if mat.ndim == 2:  # one matrix for every leading index: a Kronecker product
+        step = B.dense_step(x.shape, mat.T if at == 0 else mat, None, ctx.dtype, ctx.budget, node.where, left=at == 1)
+        matrix, shape = step.matrix, step.shape
+    else:  # a batch of constant matrices (broadcast with x's leading axes): block diagonal
+        batch = tuple(np.broadcast_shapes(x.shape[:-2], mat.shape[:-2]))
+        x = _broadcast(node, x, (*batch, *x.shape[-2:]), ctx)
+        mats = np.broadcast_to(mat, (*batch, *mat.shape[-2:])).reshape(-1, *mat.shape[-2:])
+        blocks = [B.dense_step(x.shape[-2:], m.T if at == 0 else m, None, ctx.dtype, ctx.budget, node.where,
+                               left=at == 1) for m in mats]  # one per matrix of the constant, not per pixel
+        shape = (*batch, *blocks[0].shape)
+        matrix = sp.csr_array(sp.block_diag([b.matrix for b in blocks], format="csr"))
+    if vector:
+        shape = shape[:-1] if at == 0 else (*shape[:-2], shape[-1])
+    return x.then(Step(matrix, None, shape), ctx.budget, node.where)
 
 
 # ----------------------------------------------------------------------------- shapes and permutations
@@ -525,7 +549,8 @@ def _depth_space(node: _Node, args: list[Any], ctx: Context) -> Value:
     else:
         if h % r or w % r:
             raise _fail(node, f"height and width ({h}, {w}) must be divisible by blocksize ({r})")
-        src = idx.reshape(n, c, h // r, r, w // r, r).transpose(0, 3, 5, 1, 2, 4)
+        perm = (0, 1, 3, 5, 2, 4) if node.get("mode", "DCR") == "CRD" else (0, 3, 5, 1, 2, 4)
+        src = idx.reshape(n, c, h // r, r, w // r, r).transpose(perm)
         out = (n, c * r * r, h // r, w // r)
     step = B.gather_step(x.shape, out, src.ravel(), ctx.dtype, ctx.budget, node.where)
     return x.then(step, ctx.budget, node.where)
@@ -535,8 +560,10 @@ def _identity(node: _Node, args: list[Any], ctx: Context) -> Value:
     x = _dynamic(node, [a for a in args[:1]])
     if node.op == "Dropout":
         training = _const(node, args, 2)
-        if training is not None and bool(np.asarray(training).ravel()[0]):
-            raise _fail(node, "training_mode=True zeroes inputs at random: not affine")
+        ratio = _const(node, args, 1) if node.opset >= 12 else np.asarray(node.get("ratio", 0.5))
+        rate = 0.5 if ratio is None else float(np.asarray(ratio).ravel()[0])
+        if training is not None and bool(np.asarray(training).ravel()[0]) and rate > 0:
+            raise _fail(node, f"training_mode=True zeroes inputs at random (ratio {rate}): not affine")
         if len(node.proto.output) > 1 and node.proto.output[1]:
             raise _fail(node, "its mask output is not an affine map of the input", TypeError)
     if node.op == "Cast":
@@ -818,7 +845,7 @@ def from_onnx(model: Any, *, input_shape: V.IntOrSequence | None = None, dtype: 
     full = (1, *sample)
     values: dict[str, Value] = {inputs[0].name: Value(None, None, full, math.prod(full))}
     for index, proto_node in enumerate(graph.node):
-        node = _Node(index, proto_node, _attrs(proto_node, onnx), opset)
+        node = _Node(index, proto_node, _attrs(proto_node, onnx, opset), opset)
         if proto_node.domain not in ("", "ai.onnx"):
             raise _fail(node, f"op domain {proto_node.domain!r} is not supported (only the default ONNX domain)",
                         TypeError)
