@@ -1,7 +1,7 @@
 """Doctest set-up for the Markdown pages in docs/ (run by ``pytest --doctest-glob='*.md'``).
 
 Every ``>>>`` example in the pages runs on every CI run.  Examples that need an optional
-dependency (PyTorch, matplotlib, dask) are *skipped one by one* when it is not installed, so a
+dependency (PyTorch, matplotlib, dask, onnx) are *skipped one by one* when it is not installed, so a
 page stays checked as far as the installed packages allow instead of being skipped whole.  An
 example needs a dependency when its source mentions the module (``torch``, ``F.conv``,
 ``matplotlib``, the plotting functions, ``dask``) or reads a variable that a skipped example assigned.  CI installs
@@ -25,6 +25,7 @@ _OPTIONAL = {
     "torch": re.compile(r"\btorch\b|\bF\.(conv|pad|max_unpool)"),
     "matplotlib": re.compile(r"\bmatplotlib\b|\bplt\.|\bplot_\w+|\bsave_figure\b|\bplotting\.figure\b"),
     "dask": re.compile(r"\bdask\b"),
+    "onnx": re.compile(r"\bonnx\b|\bfrom_onnx\b"),
 }
 
 

@@ -334,7 +334,7 @@ def test_shape_errors_are_named(net, shape, match):
 
 
 def test_argument_errors():
-    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"module must be a torch\.nn\.Module"):
         cm.from_torch(lambda x: x, (3,))
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         cm.from_torch(nn.Identity(), (3,), dtype=np.int64)
@@ -695,7 +695,7 @@ def test_onnx_input_shapes():
         cm.from_onnx(fixed, input_shape=(3, 8))
     with pytest.raises(ValueError, match="batch dimension 4"):
         cm.from_onnx(_model([node], (3, 7), batch=4))
-    with pytest.raises(TypeError, match="model must be an onnx.ModelProto or a path"):
+    with pytest.raises(TypeError, match=r"model must be an onnx\.ModelProto or a path"):
         cm.from_onnx(3)
 
 
@@ -831,6 +831,9 @@ def test_onnx_conformance_cases(module):
         want = np.asarray(outputs[0])
         np.testing.assert_allclose(got.reshape(want.shape), want, rtol=max(case.rtol, 1e-5), atol=case.atol,
                                    err_msg=case.name)
+        if module == "averagepool":  # its reference loops over windows in Python (seconds): the expected
+            checked += 1             # outputs above and test_onnx_average_pool_random check it instead
+            continue
         # onnx.reference fed float64 (float weights as float64 too): the same map to 1e-12 (it computes the cubic
         # coefficients of Resize in float32)
         ref = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x1.astype(np.float64)})[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -55,8 +55,8 @@ def product_bytes(left: sp.csr_array, right: sp.csr_array) -> int:
     per_k = np.bincount(left.indices, minlength=left.shape[1]).astype(np.int64) * np.diff(right.indptr)
     rows, cols = left.shape[0], right.shape[1]
     nnz = min(int(per_k.sum(dtype=np.int64)), rows * cols)
-    dtype = np.result_type(left.dtype, right.dtype)
-    return _csr_bytes(nnz, rows, cols, dtype) + 3 * 8 * cols
+    dtype = np.dtype(np.result_type(left.dtype, right.dtype))
+    return int(_csr_bytes(nnz, rows, cols, dtype) + 3 * 8 * cols)
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class AffineMap:
     @property
     def dtype(self) -> np.dtype:
         """The matrix's dtype."""
-        return np.dtype(self.matrix.dtype)
+        return cast(np.dtype, np.dtype(self.matrix.dtype))
 
     def __repr__(self) -> str:
         return (f"AffineMap(input_shape={self.input_shape}, output_shape={self.output_shape}, "
@@ -212,7 +212,7 @@ class AffineMap:
         """``matrix @ x + offset`` for ``x`` of shape ``input_shape`` or ``(N, *input_shape)``, reshaped."""
         arr = np.asarray(x)
         if arr.shape == self.input_shape:
-            return (self.matrix @ arr.ravel() + self.offset).reshape(self.output_shape)
+            return np.asarray(self.matrix @ arr.ravel() + self.offset).reshape(self.output_shape)
         if arr.ndim == len(self.input_shape) + 1 and arr.shape[1:] == self.input_shape:
             flat = arr.reshape(arr.shape[0], -1)
             out = (self.matrix @ flat.T).T + self.offset

@@ -21,6 +21,7 @@ from ._affine import Step, check_nnz
 
 __all__ = [
     "NearestRound",
+    "PadMode",
     "adaptive_axis",
     "broadcast_step",
     "channel_scale_step",
@@ -37,6 +38,8 @@ __all__ = [
 Matrix: TypeAlias = sp.csr_array
 IntArray: TypeAlias = npt.NDArray[np.int64]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
+#: the boundary of a padding layer (numpy's constant, reflect, edge and wrap)
+PadMode: TypeAlias = Literal["zeros", "reflect", "replicate", "circular"]
 #: how a nearest-neighbour resize rounds a source coordinate (ONNX ``nearest_mode``)
 NearestRound: TypeAlias = Literal["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
 
@@ -80,7 +83,7 @@ def adaptive_axis(n: int, out: int) -> Matrix:
     return _csr(rows, cols, np.repeat(1.0 / length, length), (out, n))
 
 
-def pad_axis(n: int, before: int, after: int, mode: Literal["zeros", "reflect", "replicate", "circular"]) -> Matrix:
+def pad_axis(n: int, before: int, after: int, mode: PadMode) -> Matrix:
     """``(n + before + after, n)`` padding (negative widths crop); ``zeros`` leaves the padded rows empty."""
     size = n + before + after
     src = fold_index(np.arange(size, dtype=np.int64) - before, n, mode)

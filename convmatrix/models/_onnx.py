@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -349,7 +349,7 @@ def _batch_normalization(node: _Node, args: list[Any], ctx: Context) -> Value:
     parts = [_weights(node, args, i, ctx) for i in range(1, 5)]
     if any(p is None for p in parts) or len(x.shape) < 2:
         raise _fail(node, "needs an input (N, C, ...) and scale, B, mean and var")
-    scale, bias, mean, var = (np.asarray(p, dtype=np.float64).ravel() for p in parts)  # type: ignore[arg-type]
+    scale, bias, mean, var = (np.asarray(p, dtype=np.float64).ravel() for p in parts)
     if not all(v.size == x.shape[1] for v in (scale, bias, mean, var)):
         raise _fail(node, f"scale, B, mean and var must have one entry per channel ({x.shape[1]})")
     factor = scale / np.sqrt(var + float(node.get("epsilon", 1e-5)))
@@ -557,7 +557,7 @@ def _depth_space(node: _Node, args: list[Any], ctx: Context) -> Value:
 
 
 def _identity(node: _Node, args: list[Any], ctx: Context) -> Value:
-    x = _dynamic(node, [a for a in args[:1]])
+    x = _dynamic(node, args[:1])
     if node.op == "Dropout":
         training = _const(node, args, 2)
         ratio = _const(node, args, 1) if node.opset >= 12 else np.asarray(node.get("ratio", 0.5))
@@ -624,15 +624,15 @@ def _resize(node: _Node, args: list[Any], ctx: Context) -> Value:
                           f"got {coord!r}")
     axes = node.get("axes")
     axes = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
-    scales = None if scales is None or scales.size == 0 else [float(v) for v in scales.ravel()]
-    sizes = None if sizes is None or sizes.size == 0 else [int(v) for v in sizes.ravel()]
-    given = scales if sizes is None else sizes
+    factors = None if scales is None or scales.size == 0 else [float(v) for v in scales.ravel()]
+    lengths = None if sizes is None or sizes.size == 0 else [int(v) for v in sizes.ravel()]
+    given = factors if lengths is None else lengths
     if given is None or len(given) != len(axes):
         raise _fail(node, f"needs scales or sizes with one entry per resized axis ({len(axes)})")
-    factor = {a: 1.0 for a in range(rank)}
+    factor = dict.fromkeys(range(rank), 1.0)
     out = dict(enumerate(x.shape))
-    if sizes is not None:
-        for a, o in zip(axes, sizes):
+    if lengths is not None:
+        for a, o in zip(axes, lengths):
             factor[a], out[a] = o / x.shape[a], o
         policy = node.get("keep_aspect_ratio_policy", "stretch")
         if policy != "stretch":
@@ -641,7 +641,7 @@ def _resize(node: _Node, args: list[Any], ctx: Context) -> Value:
             for a in axes:
                 factor[a], out[a] = common, int(common * x.shape[a] + 0.5)
     else:
-        for a, f in zip(axes, scales or ()):
+        for a, f in zip(axes, factors or ()):
             factor[a], out[a] = f, int(f * x.shape[a])
     roi_pairs: dict[int, tuple[float, float]] = {}
     if roi is not None and roi.size:
@@ -663,13 +663,13 @@ def _resize(node: _Node, args: list[Any], ctx: Context) -> Value:
             inside.append(np.ones(n))
             continue
         src, outside = _source_coordinates(coord, n, o, f, lohi)
-        mats[a] = B.resize_axis(n, o, src, mode, nearest=nearest, cubic_a=cubic_a, antialias=f if antialias else None,
+        mats[a] = B.resize_axis(n, o, src, mode, nearest=cast(B.NearestRound, nearest), cubic_a=cubic_a, antialias=f if antialias else None,
                                 exclude_outside=bool(node.get("exclude_outside", 0)), outside=outside)
         inside.append(np.ones(o) if outside is None else (~outside).astype(np.float64))
     step = B.separable_step(x.shape, mats, ctx.dtype, ctx.budget, node.where)
     value = float(node.get("extrapolation_value", 0.0))
     if value and coord == "tf_crop_and_resize":
-        kept = functools.reduce(np.kron, inside)
+        kept = functools.reduce(lambda u, v: np.asarray(np.kron(u, v), np.float64), inside)
         step = Step(step.matrix, (value * (1 - kept)).astype(ctx.dtype), step.shape)
     return x.then(step, ctx.budget, node.where)
 

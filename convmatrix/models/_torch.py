@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -167,7 +167,7 @@ def _pad(layer: _Layer, shape: tuple[int, ...], ctx: Context) -> Step:
         if shape[axis] + before + after < 1:
             raise ValueError(f"{layer.where}: padding ({before}, {after}) leaves nothing of axis {axis} "
                              f"(size {shape[axis]})")
-        mats[axis] = B.pad_axis(shape[axis], before, after, mode)
+        mats[axis] = B.pad_axis(shape[axis], before, after, cast(B.PadMode, mode))
     step = B.separable_step(shape, mats, ctx.dtype, ctx.budget, layer.where)
     value = float(getattr(m, "value", 0.0))
     if value and step.matrix is not None:
@@ -201,7 +201,7 @@ def _upsample(layer: _Layer, shape: tuple[int, ...], ctx: Context) -> Step:
         if mode == "area":
             mats.append(B.adaptive_axis(n, o))
         else:
-            kind = "linear" if mode in _LINEAR_MODES else mode
+            kind: Literal["nearest", "nearest-exact", "linear"] = "linear" if mode in _LINEAR_MODES else mode
             mats.append(B.torch_resize_axis(n, o, kind, align_corners=bool(m.align_corners), scale_factor=f))
     return B.separable_step(shape, mats, ctx.dtype, ctx.budget, layer.where)
 
