@@ -97,6 +97,8 @@ LAYERS = [
     (lambda: nn.AdaptiveAvgPool3d((2, 3, 1)), (1, 5, 4, 3)),
     (lambda: nn.ZeroPad1d((2, -1)), (2, 5)),
     (lambda: nn.ZeroPad2d((1, 2, 0, 3)), (1, 4, 5)),
+    (lambda: nn.ZeroPad3d((1, 0, 0, 2, 1, 1)), (1, 2, 3, 2)),
+    (lambda: nn.ConstantPad1d((3, 1), 0.75), (2, 4)),
     (lambda: nn.ConstantPad2d((1, 2, -1, 3), 2.5), (2, 4, 5)),
     (lambda: nn.ConstantPad3d((1, 0, 2, 1, 0, 1), -1.5), (1, 2, 3, 4)),
     (lambda: nn.ReflectionPad1d((2, 3)), (2, 5)),
