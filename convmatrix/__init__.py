@@ -2,7 +2,7 @@
 
 ``C @ x`` is the convolution, ``C.T @ y`` the transposed convolution, with PyTorch's,
 scipy.signal's and MATLAB's exact semantics.  Heavy or optional parts (SymPy, Dask,
-matplotlib, torch) load lazily.
+matplotlib, torch, onnx) load lazily.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ from .matrices import (
 )
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers ("as": re-exported)
+    from . import models as models
     from . import operator as operator
     from . import plotting as plotting
     from . import spectral as spectral
     from . import symbolic as symbolic
     from . import verify as verify
+    from .models import AffineMap as AffineMap
+    from .models import from_onnx as from_onnx
+    from .models import from_torch as from_torch
     from .operator import ConvOperator as ConvOperator
     from .operator import ConvTransposeOperator as ConvTransposeOperator
     from .operator import apply as apply
@@ -56,11 +60,15 @@ _LAZY = {
     "check_transpose": "verify",
     "sweep": "verify",
     "Report": "verify",
+    "from_torch": "models",
+    "from_onnx": "models",
+    "AffineMap": "models",
     "symbolic": None,
     "verify": None,
     "plotting": None,
     "operator": None,
     "spectral": None,
+    "models": None,
 }
 
 __all__ = [

@@ -203,11 +203,12 @@ def padding_mode_name(padding_mode: object, *, allowed: Sequence[PaddingMode] = 
     return cast(PaddingMode, padding_mode)
 
 
-def padding_spec(padding: object, ndim: int) -> PaddingKeyword | PaddingPairs:
+def padding_spec(padding: object, ndim: int, *, minimum: int | None = 0) -> PaddingKeyword | PaddingPairs:
     """Normalise ``padding`` to a string keyword or one ``(before, after)`` pair per axis.
 
     Keywords are case-insensitive (``"SAME"`` and ``"VALID"`` are TensorFlow's and ONNX's spelling)
-    and returned in lower case."""
+    and returned in lower case.  ``minimum=None`` accepts negative paddings (a transposed
+    convolution's: extra zero outputs)."""
     if isinstance(padding, str):
         word = padding.lower()
         if word not in PADDING_STRINGS:
@@ -219,7 +220,7 @@ def padding_spec(padding: object, ndim: int) -> PaddingKeyword | PaddingPairs:
     if isinstance(padding, np.ndarray) and padding.ndim == 0:
         padding = padding.item()
     if isinstance(padding, (numbers.Number, np.bool_)):
-        p = as_int(padding, "padding", minimum=0)
+        p = as_int(padding, "padding", minimum=minimum)
         return ((p, p),) * ndim
     if not isinstance(padding, (Sequence, np.ndarray)):
         raise TypeError(f"padding must be an int, a sequence, or a string; got {_describe(padding)}")
@@ -235,11 +236,11 @@ def padding_spec(padding: object, ndim: int) -> PaddingKeyword | PaddingPairs:
             pair = list(item)
             if len(pair) != 2:
                 raise ValueError(f"padding[{i}] must be an int or a (before, after) pair; got {_describe(item)}")
-            b = as_int(pair[0], f"padding[{i}][0]", minimum=0)
-            a = as_int(pair[1], f"padding[{i}][1]", minimum=0)
+            b = as_int(pair[0], f"padding[{i}][0]", minimum=minimum)
+            a = as_int(pair[1], f"padding[{i}][1]", minimum=minimum)
             pairs.append((b, a))
         else:
-            p = as_int(item, f"padding[{i}]", minimum=0)
+            p = as_int(item, f"padding[{i}]", minimum=minimum)
             pairs.append((p, p))
     return tuple(pairs)
 

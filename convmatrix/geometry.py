@@ -376,7 +376,7 @@ def conv_transpose_geometry(
     if c_in % g:
         raise ValueError(f"groups must divide in_channels; got groups={g} and in_channels (kernel.shape[0])={c_in}")
     a = V.int_tuple(output_padding, nd, "output_padding", minimum=0)
-    spec = V.padding_spec(padding, nd)
+    spec = V.padding_spec(padding, nd, minimum=None)  # negative: extra zero outputs (ONNX SAME, stride > extent)
     want: tuple[int, ...] | None = None
     if output_shape is not None:
         want = V.input_shape_tuple(output_shape, "output_shape")
@@ -423,6 +423,7 @@ def conv_transpose_geometry(
                 f"with stride {si} and dilation {di}"
             )
         o = base + ai
+        _check_extent(ax, o, "the transposed output size")
         if o < 1:
             raise ValueError(
                 f"padding is too large along axis {ax}: transposed output size (n-1)*s - p_before - p_after "

@@ -1,8 +1,8 @@
 """Doctest set-up for the Markdown pages in docs/ (run by ``pytest --doctest-glob='*.md'``).
 
 Every ``>>>`` example in the pages runs on every CI run.  Examples that need an optional
-dependency (PyTorch, matplotlib, dask, z3) are *skipped one by one* when it is not installed, so
-a page stays checked as far as the installed packages allow instead of being skipped whole.  An
+dependency (PyTorch, matplotlib, dask, z3, onnx) are *skipped one by one* when it is not installed,
+so a page stays checked as far as the installed packages allow instead of being skipped whole.  An
 example needs a dependency when its source mentions the module (``torch``, ``F.conv``,
 ``matplotlib``, the plotting functions, ``dask``, the proofs) or reads a variable that a skipped
 example assigned.  CI installs all of them, so nothing is skipped there.
@@ -26,6 +26,7 @@ _OPTIONAL = {
     "matplotlib": re.compile(r"\bmatplotlib\b|\bplt\.|\bplot_\w+|\bsave_figure\b|\bplotting\.figure\b"),
     "dask": re.compile(r"\bdask\b"),
     "z3": re.compile(r"\bproofs\.|\btheorems?\(|\breport\(|\bprove_(size_formula|index_map)\("),
+    "onnx": re.compile(r"\bonnx\b|\bfrom_onnx\b"),
 }
 
 

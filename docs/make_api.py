@@ -32,6 +32,7 @@ SECTIONS: list[tuple[str, str, list[str] | None, str]] = [
     ("Matrix-free operators and data beyond memory", "convmatrix",
      ["ConvOperator", "ConvTransposeOperator", "apply"], "cm."),
     ("Spectra", "convmatrix", ["singular_values", "spectral_norm"], "cm."),
+    ("Models in: PyTorch modules and ONNX graphs", "convmatrix", ["from_torch", "from_onnx", "AffineMap"], "cm."),
     ("Verification", "convmatrix", ["check_transpose", "check_conv", "dot_test", "sweep", "Report"], "cm."),
     ("Geometry and errors", "convmatrix", ["Geometry", "MatrixTooLargeError"], "cm."),
     ("Symbolic layer: `convmatrix.symbolic`", "convmatrix.symbolic", None, "symbolic."),

@@ -97,7 +97,7 @@ def _cases():
         ("padding-pair-negative", lambda: conv(W, (5, 5), padding=((1, -2), 1)), ValueError,
          r"padding\[0\]\[1\] must be a non-negative integer; got -2"),
         ("padding-pair-float", lambda: convt(W, (5, 5), padding=(1, (0.5, 1))), TypeError,
-         r"padding\[1\]\[0\] must be a non-negative integer; got 0\.5 of type float"),
+         r"padding\[1\]\[0\] must be an integer; got 0\.5 of type float"),
         ("padding-object", lambda: conv(W, (5, 5), padding=object()), TypeError,
          r"padding must be an int, a sequence, or a string; got <object object"),
         # ---------------------------------------------------------------- kernel vs input
