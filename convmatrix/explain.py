@@ -94,7 +94,7 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: sp.sparray
     L += ["input y:", _arr(y), "kernel w:", _arr(w), ""]
     L.append("Output size per axis: o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1")
     for ax in range(nd):
-        L.append(f"  axis {ax}: ({n[ax]}-1)*{s[ax]} - {pads[ax][0]} - {pads[ax][1]} + {d[ax]}*({kk[ax]}-1) + {a[ax]} "
+        L.append(f"  axis {ax}: ({n[ax]}-1)*{s[ax]} - {_paren(pads[ax][0])} - {_paren(pads[ax][1])} + {d[ax]}*({kk[ax]}-1) + {a[ax]} "
                  f"+ 1 = {o[ax]}")
     if all(p == (0, 0) for p in pads) and not any(a) and all(v == 1 for v in d):
         seed = sorted({f"({n[ax]} - 1) * {s[ax]} + {kk[ax]} = {o[ax]}" for ax in range(nd)})
@@ -145,8 +145,9 @@ def _transposed_text(geom: Geometry, w: np.ndarray, y: np.ndarray, M: sp.sparray
     result = _ref_fusion(cropped, y[None])[0]
     if any(p != (0, 0) for p in pads) or any(a):
         L.append("")
-        L.append("Step 4 - padding p removes p_before values at the start and p_after at the end of each axis; "
-                 "output padding a gives a values back at the end (zeros beyond the fused result):")
+        L.append("Step 4 - padding p removes p_before values at the start and p_after at the end of each axis "
+                 "(a negative padding adds that many zeros instead, as ONNX allows); output padding a gives a values "
+                 "back at the end (zeros beyond the fused result):")
         L.append(_arr(result))
     L.append("")
     got = (M @ y.ravel()).reshape(o)
@@ -243,6 +244,11 @@ def _check_printable(geom: Geometry, what: str) -> None:
         if max(shape) > MAX_SIDE or math.prod(shape) > MAX_VALUES:
             raise ValueError(f"{param} must keep {what} small (at most MAX_SIDE = {MAX_SIDE} values per axis and "
                              f"MAX_VALUES = {MAX_VALUES} in all): {label} would be {_dims(shape)}")
+
+
+def _paren(v: int) -> str:
+    """A term of a printed formula: negative numbers in parentheses (``- (-1)``, not ``- -1``)."""
+    return f"({v})" if v < 0 else str(v)
 
 
 def explain_conv(

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from memory import SLACK, traced_peak
-from reference import conv_transpose_fusion, correlate_nd, dense_matrix
+from reference import conv_transpose_fusion, conv_transpose_zero_insertion, correlate_nd, dense_matrix
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import convmatrix as cm
@@ -779,3 +779,35 @@ def test_scipy_route_with_large_dilation_matches_naive_loops(flip):
     x = rng(13).standard_normal((1,) + n) + 1j * rng(14).standard_normal((1,) + n)
     naive = correlate_nd(x, p.weight, stride=s, padding=list(pads), dilation=d, groups=1)
     np.testing.assert_allclose(R._ref_scipy(p, x), naive, rtol=1e-12, atol=1e-12)
+
+
+# ============================================================================ negative transposed padding (ONNX)
+@pytest.mark.parametrize("k, n, kw", [
+    (np.arange(1.0, 4.0), (5,), dict(stride=3, padding=-1)),
+    (np.arange(1.0, 4.0), (6,), dict(stride=4, padding=((-2, 1),), output_padding=1)),
+    (np.arange(1.0, 10.0).reshape(3, 3), (4, 5), dict(stride=(4, 5), padding=((-1, 0), (-2, -1)))),
+])
+def test_check_transpose_with_negative_padding(k, n, kw):
+    """Every route of check_transpose takes a negative (ONNX) padding; torch's are skipped, naming why."""
+    r = V.check_transpose(k, n, torch=True)  # a plain geometry first: the torch routes run
+    assert r.ok and not any(c.status == "skip" for c in r.checks)
+    r = V.check_transpose(k, n, torch=True, **kw)
+    assert r.ok, r
+    skipped = [c for c in r.checks if c.status == "skip"]
+    assert skipped and all("negative padding" in c.detail for c in skipped)
+    # the matrix the checks accepted is the naive fusion's (tests/reference.py), not only self-consistent
+    T = cm.conv_transpose_matrix(k, n, **kw)
+    pads = kw["padding"]
+    y = np.random.default_rng(3).standard_normal((1, *n))
+    want = conv_transpose_zero_insertion(y, k[None, None], stride=kw["stride"], padding=pads,
+                                         output_padding=kw.get("output_padding", 0))
+    np.testing.assert_allclose(T @ y.ravel(), want.ravel(), rtol=1e-12, atol=1e-12)
+
+
+def test_explain_conv_transpose_with_negative_padding():
+    from convmatrix.explain import explain_conv_transpose
+
+    text = explain_conv_transpose(np.arange(1.0, 4.0), (3,), stride=3, padding=-1)
+    assert "(3-1)*3 - (-1) - (-1) + 1*(3-1) + 0 + 1 = 11" in text
+    assert "[0 1 2 3 2 4 6 3 6 9 0]" in text  # the fused 9 values with one zero added at each end
+    assert text.count(": True") == 2

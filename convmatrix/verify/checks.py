@@ -333,6 +333,9 @@ def _run(p: _Conv, geom: Geometry, M: object, transposed: bool, *, gen: np.rando
     elif nd > 3:
         for name in torch_names:
             checks[name] = Check(name, "skip", detail=f"torch has no {nd}-D convolution")
+    elif any(b < 0 or e < 0 for b, e in p.pads):
+        for name in torch_names:
+            checks[name] = Check(name, "skip", detail="torch has no negative padding (ONNX's ConvTranspose has)")
     else:
         sym = "symmetric padding done by index_select (torch has no 'symmetric' mode)" if p.mode == "symmetric" else ""
         # one thread: these tensors are tiny, and an idle-spinning pool costs ~1000x on a busy machine

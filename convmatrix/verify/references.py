@@ -115,10 +115,18 @@ def _pad_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
     return np.pad(np.arange(n), (before, after), mode=_NUMPY_MODES[mode])
 
 
+def _pad(p: _Conv, x: np.ndarray) -> np.ndarray:
+    """``np.pad`` of ``x`` (c, *in_shape) by ``p.pads`` in the boundary mode; a negative zero padding
+    crops (a transposed convolution's negative padding: its forward map reads a cropped input)."""
+    if p.mode != "zeros":
+        return np.pad(x, ((0, 0), *p.pads), mode=_NUMPY_MODES[p.mode])
+    xp = np.pad(x, ((0, 0), *((max(b, 0), max(e, 0)) for b, e in p.pads)), mode="constant")
+    return xp[(slice(None), *(slice(max(-b, 0), max(-b, 0) + P) for (b, _), P in zip(p.pads, p.padded)))]
+
+
 def _ref_forward(p: _Conv, x: np.ndarray) -> np.ndarray:
     """``C x``: ``np.pad`` in the boundary mode, then sliding windows."""
-    widths = ((0, 0), *p.pads)
-    xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
+    xp = _pad(p, x)
     return _correlate(xp, p.weight, p.stride, p.dilation, p.groups, p.out_shape)
 
 
@@ -158,8 +166,7 @@ def _ref_scipy(p: _Conv, x: np.ndarray) -> np.ndarray:
     """
     from scipy import signal
 
-    widths = ((0, 0), *p.pads)
-    xp = np.pad(x, widths, mode="constant") if p.mode == "zeros" else np.pad(x, widths, mode=_NUMPY_MODES[p.mode])
+    xp = _pad(p, x)
     kernels = p.weight if p.scipy_kernel is None else p.scipy_kernel
     ext, split, kshape, valid = _phase_split(p)
     sub = tuple(slice(0, o * s, s) for o, s in zip(p.out_shape, p.stride, strict=False))
@@ -188,8 +195,9 @@ def _fold(p: _Conv, z: np.ndarray) -> np.ndarray:
     source (``np.add.at`` along one axis at a time: memory linear in the array, whatever the
     padding).
     """
-    if p.mode == "zeros":
-        return z[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(p.in_shape, p.pads, strict=False)))]
+    if p.mode == "zeros":  # input i sits at padded position i + b (a negative b or e: a crop, folded back as zeros)
+        z = np.pad(z, ((0, 0), *((max(-b, 0), max(-e, 0)) for b, e in p.pads)))
+        return z[(slice(None), *(slice(max(b, 0), max(b, 0) + n) for n, (b, _) in zip(p.in_shape, p.pads)))]
     for a, (n, (b, e)) in enumerate(zip(p.in_shape, p.pads, strict=False)):
         idx = _pad_index(n, b, e, p.mode)
         zt = np.moveaxis(z, 1 + a, 0)
