@@ -379,24 +379,72 @@ def _jsonable(v: object) -> object:
 
 # ============================================================================ show
 def _cmd_show(args: argparse.Namespace) -> int:
+    if args.out is None and args.gif is None:
+        raise UserError("show needs --out fig.png (a picture), --gif anim.gif (an animation), or both")
+    if args.out is None:
+        _refuse_flags(args, ("--frames", "--position"), "without --out")
+    if args.gif is None:
+        _refuse_flags(args, ("--max-frames",), "without --gif")
+    elif os.path.splitext(args.gif)[1].lower() != ".gif":
+        raise UserError(f"--gif must be a path ending in .gif (an animated GIF); got {_shown(args.gif)}")
     try:
         import matplotlib
     except ImportError:
         raise UserError("show needs matplotlib: pip install convmatrix[plot]") from None
     matplotlib.use("Agg")
     from .. import plotting
+    from .._io import staged
+    from ..plotting import animation, figures
 
     k = _kernel(args)
     kw = _geometry_kwargs(args)
-    # save_figure checks every limit before drawing and writes all files or none
-    written = plotting.save_figure(k, args.input, args.out, kind="conv_transpose" if args.transpose else "conv",
-                                   flip=bool(getattr(args, "flip", False)), dtype=args.dtype, position=args.position,
-                                   frames=args.frames, dpi=args.dpi, **kw)
+    kind: Literal["conv", "conv_transpose"] = "conv_transpose" if args.transpose else "conv"
+    flip = bool(getattr(args, "flip", False))
+    # every check of both files before anything is drawn; then both written, or neither
+    picture = gif = None
+    if args.out is not None:
+        picture = figures._plan_figure(k, args.input, args.out, kind, flip, args.dtype, args.position, args.frames,
+                                       args.dpi, (14.0, 6.5), kw)
+    if args.gif is not None:
+        if args.max_frames is not None and args.max_frames > plotting.MAX_FRAMES:
+            raise UserError(f"--max-frames must be at most MAX_FRAMES = {plotting.MAX_FRAMES}; got {args.max_frames}")
+        dpi = args.dpi if "--dpi" in args.given else 60
+        try:
+            gif = animation._plan(k, args.input, args.gif, kind, flip, args.dtype, args.max_frames, 500, dpi,
+                                  (14.0, 6.5), "auto", kw)
+        except (ValueError, MemoryError) as exc:
+            raise _gif_flags(exc) from None
+    with staged() as stage:
+        written = [] if picture is None else figures._write_figure(stage, picture)
+        if gif is not None:
+            try:
+                animation._write_gif(stage, gif, "--gif")
+            except OSError as exc:  # the GIF's file: name --gif, not the flag of another path
+                text = exc.strerror or str(exc)
+                text = text if text.startswith("--gif") else f"--gif: {text}"
+                raise UserError(text + (f": {exc.filename}" if exc.filename else "")) from None
     for path in written[:1]:
         print(f"wrote {path}")
     if len(written) > 1:
         print(f"wrote {len(written) - 1} frames to {args.frames}")
+    if gif is not None:
+        print(f"wrote {args.gif}: {gif.frames} frame{'' if gif.frames == 1 else 's'}")
     return 0
+
+
+#: the animation's parameters in its refusals -> the flags of ``show --gif`` (the picture's size is fixed)
+_GIF_WORDS = (("dpi, size and max_frames", "--dpi and --max-frames"), ("dpi, size or max_frames", "--dpi or --max-frames"),
+              ("max_frames=", "--max-frames "), ("max_frames", "--max-frames"), ("input_shape", "--input"))
+
+
+def _gif_flags(exc: ValueError | MemoryError) -> Exception:
+    """A refusal of the animation's limits in the words of the command line (other errors as they are)."""
+    msg = str(exc)
+    if "max_frames" not in msg:
+        return exc
+    for word, flag in _GIF_WORDS:
+        msg = msg.replace(word, flag)
+    return UserError(msg) if isinstance(exc, ValueError) else type(exc)(msg)
 
 
 # ============================================================================ explain

@@ -267,13 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="pictures: the matrix with its block grid, and the geometry (needs matplotlib)",
                         description="Draw the matrix (block grid, the highlighted row) next to the geometry in the "
-                                    "style of the conv_arithmetic animations. Needs: pip install convmatrix[plot]")
+                                    "style of the conv_arithmetic animations (--out), or animate it (--gif). "
+                                    "Needs: pip install convmatrix[plot]")
     _add_geometry(sh)
-    sh.add_argument("--out", required=True, metavar="fig.png",
+    sh.add_argument("--out", metavar="fig.png",
                     help="the picture; its extension names the format (.png, .pdf, .svg, ...)")
-    sh.add_argument("--frames", metavar="DIR", help="also write one PNG frame per output pixel into DIR")
-    sh.add_argument("--position", type=_position, metavar="I,J", help="output pixel to highlight (default: middle)")
-    sh.add_argument("--dpi", type=_positive, help="dots per inch of the 14 x 6.5 inch picture (default 100)")
+    sh.add_argument("--frames", metavar="DIR", help="with --out: also write one PNG frame per output pixel into DIR")
+    sh.add_argument("--gif", metavar="anim.gif",
+                    help="an animated GIF: the kernel sliding over the input, one frame per output pixel, the "
+                         "output filling in and the matrix row in use outlined (3-D: the last two axes)")
+    sh.add_argument("--max-frames", type=_positive, metavar="N",
+                    help="with --gif: animate only the first N output pixels (default: all, at most 1024)")
+    sh.add_argument("--position", type=_position, metavar="I,J",
+                    help="output pixel to highlight in --out (default: middle)")
+    sh.add_argument("--dpi", type=_positive,
+                    help="dots per inch of the 14 x 6.5 inch picture (default 100; --gif: 60)")
 
     e = sub.add_parser("explain", help="walk through a small (transposed) convolution with the numbers",
                        description="Step by step, as the seed article does: per-pixel full convolutions, fusion at "

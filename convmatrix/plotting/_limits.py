@@ -12,8 +12,8 @@ import numpy as np
 if TYPE_CHECKING:
     from ..geometry import Geometry
 
-__all__ = ['MAX_ANNOTATE', 'MAX_FRAMES', 'MAX_FRAME_CELLS', 'MAX_GEOMETRY_CELLS', 'MAX_MATRIX_NNZ', 'MAX_PIXELS',
-           'MAX_SIDE', 'MIN_DPI']
+__all__ = ['MAX_ANIMATION_PIXELS', 'MAX_ANNOTATE', 'MAX_FRAMES', 'MAX_FRAME_CELLS', 'MAX_GEOMETRY_CELLS',
+           'MAX_MATRIX_NNZ', 'MAX_PIXELS', 'MAX_SIDE', 'MIN_DPI']
 
 #: a number written into a picture: a Python or numpy scalar (``|v|`` is written for a complex one)
 _Scalar = complex | np.number[Any] | np.bool_
@@ -22,8 +22,14 @@ _Scalar = complex | np.number[Any] | np.bool_
 _PLOT_EXTRA = "pip install convmatrix[plot]"
 
 
-#: most frames ``save_figure(frames=...)`` writes
+#: most frames ``save_figure(frames=...)`` writes, and most frames of an :func:`animate` GIF
 MAX_FRAMES = 1024
+
+
+#: most pixels over all the frames of an :func:`animate` GIF, frames x ``size[0]*dpi * size[1]*dpi`` (2**27:
+#: 200 frames of 14 x 6.5 inches at 80 dpi); the GIF holds about one byte per pixel while it is written, and
+#: each frame takes a tenth of a second or so to draw per million pixels
+MAX_ANIMATION_PIXELS = 2**27
 
 
 #: largest picture in pixels, ``size[0]*dpi * size[1]*dpi`` (2**23: 14 x 6.5 inches at 300 dpi fits); drawing
@@ -148,6 +154,15 @@ def _check_size(size: object, dpi: float, name: str) -> tuple[float, float]:
         raise ValueError(f"{name} must give a picture of at most MAX_PIXELS = {MAX_PIXELS:,} pixels; {where} = "
                          f"{w * h:,.0f} (about {_mem(20 * w * h)} to draw)")
     return out[0], out[1]
+
+
+def _picture_bytes(geom: Geometry, pixels: float) -> int:
+    """Peak bytes of drawing the two panels of ``geom`` on ``pixels`` pixels (the bound the module documents)."""
+    from .sliding import _geometry_cells
+
+    rows, cols = geom.shape
+    matrix = 80 * rows * cols if rows * cols <= _MAX_IMAGE else 70 * geom.nnz
+    return int(16 * 2**20 + 20 * pixels + matrix + 600 * _geometry_cells(geom))
 
 
 def _check_matrix(geom: Geometry) -> None:

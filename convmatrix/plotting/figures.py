@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from .._io import staged
+from .._io import Staging, staged
 from ._limits import (
     _HIGHLIGHT,
     MAX_FRAME_CELLS,
@@ -22,7 +22,7 @@ from ._limits import (
     _mpl,
 )
 from .matrix import block_levels, plot_matrix
-from .sliding import _check_cells, _geometry_cells, _position, plot_geometry
+from .sliding import _check_cells, _draw_geometry, _geometry_cells, _plane, _position
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -167,8 +167,8 @@ def _structure_name(geom: Geometry, limit: int) -> str | None:
 
 
 def _draw(fig: Figure, ax_m: Axes, ax_g: Axes, geom: Geometry, M: sp.csr_array, pos: tuple[int, ...],
-          kernel: npt.ArrayLike | None = None) -> Rectangle:
-    """Both panels; returns the row-outline patch of the matrix panel (moved by the frames)."""
+          kernel: npt.ArrayLike | None = None, *, filling: bool = False) -> Rectangle:
+    """Both panels; returns the row-outline patch of the matrix panel (moved by :func:`_slide`)."""
     import textwrap
 
     from matplotlib.patches import Rectangle
@@ -183,9 +183,106 @@ def _draw(fig: Figure, ax_m: Axes, ax_g: Axes, geom: Geometry, M: sp.csr_array, 
     plot_matrix(M, levels=block_levels(geom), ax=ax_m, title=title)
     row = Rectangle((-0.5, _row_of(geom, pos) - 0.5), M.shape[1], 1, fill=False, ec=_HIGHLIGHT, lw=2.5, zorder=4)
     ax_m.add_patch(row)
-    plot_geometry(geom, position=pos, ax=ax_g, kernel=kernel)
+    _draw_geometry(geom, pos, ax_g, kernel, filling=filling)
     fig.tight_layout()
     return row
+
+
+def _slide(ax_g: Axes, row: Rectangle, geom: Geometry, positions: Iterable[tuple[int, ...]],
+           kernel: npt.ArrayLike | None, *, filling: bool = False) -> Iterator[tuple[int, ...]]:
+    """The sliding window's frames: for each output pixel of ``positions``, the geometry panel redrawn at it and
+    the matrix panel's row outline moved to its row; yields the pixel once its frame is drawn (not rendered).
+
+    The geometry panel keeps the place :func:`_draw` laid out; ``filling`` as :func:`_draw_geometry`.
+    """
+    box = ax_g.get_position()
+    for p in positions:
+        _clear(ax_g)
+        _draw_geometry(geom, p, ax_g, kernel, filling=filling)
+        ax_g.set_position(box)
+        row.set_y(_row_of(geom, p) - 0.5)
+        yield p
+
+
+def _clear(ax: Axes) -> None:
+    """Remove what :func:`_draw_geometry` drew on ``ax`` (cheaper than ``ax.clear()``, which rebuilds the axes'
+    ticks that the geometry panel never shows)."""
+    for artist in [*ax.collections, *ax.patches, *ax.texts]:
+        artist.remove()
+    legend = ax.get_legend()
+    if legend is not None:
+        legend.remove()
+    ax.set_title("")
+
+
+def _frame_positions(geom: Geometry) -> Iterator[tuple[int, ...]]:
+    """The sliding window's path over the drawn plane (the last one or two axes), C order; the axes not drawn
+    (3-D) stay at their middle output index, as :func:`figure` draws them by default."""
+    axes = _plane(geom)[0]
+    fixed = [v // 2 for v in geom.output_shape]
+    for p in np.ndindex(*(geom.output_shape[a] for a in axes)):
+        for a, v in zip(axes, p):
+            fixed[a] = v
+        yield tuple(fixed)
+
+
+def _frame_count(geom: Geometry) -> int:
+    """Frames of the sliding window's path (:func:`_frame_positions`), in closed form."""
+    return math.prod(geom.output_shape[a] for a in _plane(geom)[0])
+
+
+def _check_frames(geom: Geometry, count: int, name: str, what: str, hint: str = "") -> None:
+    """Refuse ``count`` frames beyond :data:`MAX_FRAMES`, or beyond :data:`MAX_FRAME_CELLS` geometry cells drawn
+    over all of them (before anything is drawn); the message starts with ``name`` and ``what``."""
+    if count > MAX_FRAMES:
+        raise ValueError(f"{name}: {what} would be {count} frames (output {_dims(geom.output_shape)}); at most "
+                         f"MAX_FRAMES = {MAX_FRAMES}{hint}")
+    cells = count * _geometry_cells(geom)
+    if cells > MAX_FRAME_CELLS:
+        raise ValueError(f"{name}: {count} frames of {_geometry_cells(geom):,} geometry cells each would draw "
+                         f"{cells:,} cells; at most MAX_FRAME_CELLS = {MAX_FRAME_CELLS:,}{hint}")
+
+
+def _canvas_figure(size: tuple[float, float], dpi: int) -> tuple[Figure, Axes, Axes]:
+    """A figure of the two panels on its own Agg canvas (no pyplot state: nothing to close)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax_m, ax_g = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.15]})
+    return fig, ax_m, ax_g
+
+
+class _Picture(NamedTuple):
+    """A picture's validated arguments, every limit checked (nothing built or drawn yet)."""
+
+    kernel: npt.NDArray[np.generic]
+    geom: Geometry
+    flip: bool
+    dtype: npt.DTypeLike | None
+    position: tuple[int, ...]
+    dpi: int
+    size: tuple[float, float]
+
+
+def _prepare(kernel: npt.ArrayLike, input_shape: int | Sequence[int], kind: object, flip: object,
+             dtype: npt.DTypeLike | None, position: Sequence[int] | None, dpi: object, size: object,
+             geometry: Mapping[str, Any], frames: Callable[[Geometry], None] | None = None) -> _Picture:
+    """Validate the arguments of a saved picture and check the limits of the module before anything is built:
+    ``dpi``, the geometry, ``position``, :data:`MAX_GEOMETRY_CELLS`, ``frames(geom)`` (the caller's frame
+    checks), :data:`MAX_MATRIX_NNZ`, ``size`` at ``dpi`` (:data:`MAX_PIXELS`, :data:`MAX_SIDE`)."""
+    from .. import _validate as V
+
+    dpi = V.as_int(dpi, "dpi", minimum=MIN_DPI)
+    k, geom = _geometry_of(kernel, input_shape, kind, flip, geometry)
+    pos = _position(geom, position)
+    _check_cells(geom)
+    if frames is not None:
+        frames(geom)
+    _check_matrix(geom)
+    size = _check_size(size, dpi, "dpi")
+    return _Picture(k, geom, bool(flip), dtype, pos, dpi, size)
 
 
 # ============================================================================ files
@@ -270,53 +367,56 @@ def save_figure(
         A directory that does not exist or cannot be written (``FileNotFoundError``,
         ``NotADirectoryError``, ``IsADirectoryError``, ``PermissionError``), or a write that failed.
     """
-    from .. import _validate as V
-
-    out = _path(out, "out")
-    dpi = V.as_int(dpi, "dpi", minimum=MIN_DPI)
-    k, geom = _geometry_of(kernel, input_shape, kind, flip, geometry)
-    pos = _position(geom, position)
-    _check_cells(geom)
-    if frames is not None:
-        frames = _path(frames, "frames")
-        count = math.prod(geom.output_shape)
-        if count > MAX_FRAMES:
-            raise ValueError(f"frames: one frame per output pixel would be {count} frames (output "
-                             f"{_dims(geom.output_shape)}); at most MAX_FRAMES = {MAX_FRAMES}")
-        cells = count * _geometry_cells(geom)
-        if cells > MAX_FRAME_CELLS:
-            raise ValueError(f"frames: {count} frames of {_geometry_cells(geom):,} geometry cells each would draw "
-                             f"{cells:,} cells; at most MAX_FRAME_CELLS = {MAX_FRAME_CELLS:,}")
-    _check_matrix(geom)
-    size = _check_size(size, dpi, "dpi")
-    _mpl()
-    import matplotlib.pyplot as plt
-
-    fmt = _picture_format(out)
-    written = [out]
     with staged() as stage:
-        tmp_out = stage.file(out, "out")
-        if frames is not None:
-            stage.directory(frames, "frames")
-        M, spatial = _matrix_of(k, geom, flip, dtype)
-        fig, (ax_m, ax_g) = plt.subplots(1, 2, figsize=size, dpi=dpi, gridspec_kw={"width_ratios": [1.0, 1.15]})
-        try:
-            row = _draw(fig, ax_m, ax_g, geom, M, pos, spatial)
-            try:
-                fig.savefig(tmp_out, dpi=dpi, format=fmt)
-            except RuntimeError as exc:  # e.g. .pgf without a TeX installation
-                raise ValueError(f"out: matplotlib cannot write {fmt!r} pictures here ({exc}); choose another format "
-                                 f"such as .png, .pdf or .svg") from None
-            if frames is not None:
-                box = ax_g.get_position()
-                for i, p in enumerate(np.ndindex(*geom.output_shape)):  # the sliding window's path
-                    ax_g.clear()
-                    plot_geometry(geom, position=p, ax=ax_g, kernel=spatial)
-                    ax_g.set_position(box)
-                    row.set_y(_row_of(geom, p) - 0.5)
-                    path = os.path.join(frames, f"frame_{i:04d}.png")
-                    fig.savefig(stage.file(path, "frames"), dpi=dpi, format="png")
-                    written.append(path)
-        finally:
-            plt.close(fig)
+        return _write_figure(stage, _plan_figure(kernel, input_shape, out, kind, flip, dtype, position, frames, dpi,
+                                                 size, geometry))
+
+
+class _SavedFigure(NamedTuple):
+    """What :func:`save_figure` writes, every argument checked."""
+
+    picture: _Picture
+    out: str
+    format: str
+    frames: str | None
+
+
+def _plan_figure(kernel: npt.ArrayLike, input_shape: int | Sequence[int], out: str | os.PathLike[str], kind: object,
+                 flip: object, dtype: npt.DTypeLike | None, position: Sequence[int] | None,
+                 frames: str | os.PathLike[str] | None, dpi: object,
+                 size: object, geometry: Mapping[str, Any]) -> _SavedFigure:
+    """:func:`save_figure`'s checks, in its order, before anything is built, drawn or written."""
+    path = _path(out, "out")
+    folder = None if frames is None else _path(frames, "frames")
+
+    def check_frames(geom: Geometry) -> None:
+        if folder is not None:
+            _check_frames(geom, math.prod(geom.output_shape), "frames", "one frame per output pixel")
+
+    pic = _prepare(kernel, input_shape, kind, flip, dtype, position, dpi, size, geometry, check_frames)
+    _mpl()
+    return _SavedFigure(pic, path, _picture_format(path), folder)
+
+
+def _write_figure(stage: Staging, plan: _SavedFigure) -> list[str]:
+    """:func:`save_figure`'s files, staged in ``stage`` (moved into place when the caller's stage commits)."""
+    pic, out, fmt, frames = plan
+    geom = pic.geom
+    written = [out]
+    tmp_out = stage.file(out, "out")
+    if frames is not None:
+        stage.directory(frames, "frames")
+    M, spatial = _matrix_of(pic.kernel, geom, pic.flip, pic.dtype)
+    fig, ax_m, ax_g = _canvas_figure(pic.size, pic.dpi)
+    row = _draw(fig, ax_m, ax_g, geom, M, pic.position, spatial)
+    try:
+        fig.savefig(tmp_out, dpi=pic.dpi, format=fmt)
+    except RuntimeError as exc:  # e.g. .pgf without a TeX installation
+        raise ValueError(f"out: matplotlib cannot write {fmt!r} pictures here ({exc}); choose another format "
+                         f"such as .png, .pdf or .svg") from None
+    if frames is not None:
+        for i, _ in enumerate(_slide(ax_g, row, geom, np.ndindex(*geom.output_shape), spatial)):
+            path = os.path.join(frames, f"frame_{i:04d}.png")
+            fig.savefig(stage.file(path, "frames"), dpi=pic.dpi, format="png")
+            written.append(path)
     return written

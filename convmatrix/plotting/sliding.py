@@ -186,6 +186,13 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
     legend = V.as_bool(legend, "legend")
     _check_cells(geom)
     pos = _position(geom, position)
+    return _draw_geometry(geom, pos, ax, kernel, title=title, legend=legend)
+
+
+def _draw_geometry(geom: Geometry, pos: tuple[int, ...], ax: Axes | None, kernel: npt.ArrayLike | None, *,
+                   title: bool = True, legend: bool = True, filling: bool = False) -> Axes:
+    """:func:`plot_geometry` after its checks; ``filling``: the output cells after ``pos`` (C order in the drawn
+    plane) are drawn empty, not yet computed (the frames of :func:`convmatrix.plotting.animate`)."""
     axes, note = _plane(geom)
     k_axes = [geom.kernel_shape[a] for a in axes]
     values = None
@@ -260,10 +267,13 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
     x0 = W + gap
     y_top = -(H - oh) / 2.0  # centre the output vertically
     here = (pos[axes[0]], pos[axes[1]]) if two_d else (0, pos[axes[0]])
-    orow, ocol = np.divmod(np.arange(oh * ow), ow)
-    current = (orow == here[0]) & (ocol == here[1])
+    flat = np.arange(oh * ow)
+    orow, ocol = np.divmod(flat, ow)
+    here_flat = here[0] * ow + here[1]
+    # 0 computed output, 1 this output pixel, 2 not yet computed (filling)
+    state = np.where(flat == here_flat, 1, np.where(filling & (flat > here_flat), 2, 0))
     ax.add_collection(PolyCollection(_cell_verts(x0 + ocol, y_top - orow),
-                                     facecolors=to_rgba_array([_OUTPUT, _CURRENT])[current.astype(int)],
+                                     facecolors=to_rgba_array([_OUTPUT, _CURRENT, _PAD])[state],
                                      edgecolors=_OUTPUT_EDGE, linewidths=0.8))
     # arrow from the footprint to the output pixel
     if two_d:
@@ -287,8 +297,10 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
             handles.append(Patch(fc=pad_face, ec=_ZERO_EDGE, ls="--",
                                  label="padding" + ("" if geom.padding_mode == "zeros" else f" ({geom.padding_mode} copy)")))
         handles += [Patch(fc=_TAP, alpha=0.55, ec=_TAP, label="kernel taps" + (" (values)" if values is not None else "")),
-                    Patch(fc=_OUTPUT, ec=_OUTPUT_EDGE, label="output"),
+                    Patch(fc=_OUTPUT, ec=_OUTPUT_EDGE, label="output" + (" computed" if filling else "")),
                     Patch(fc=_CURRENT, ec=_OUTPUT_EDGE, label="this output pixel")]
+        if filling:
+            handles.append(Patch(fc=_PAD, ec=_OUTPUT_EDGE, label="not yet computed"))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 6),
                   frameon=False, fontsize=8, handlelength=1.2)
     if title:
@@ -296,7 +308,7 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
 
         text = "\n".join(line for part in _geometry_title(geom, pos, note).split("\n")
                          for line in textwrap.wrap(part, 95))
-        ax.set_title(text, fontsize=10)
+        ax.set_title(text, fontsize=10, y=1.0)  # y given: no search for tick labels above (the axis is off)
     return ax
 
 
