@@ -701,7 +701,7 @@ def test_fuzz_conv_transpose_matrix(data):
     valid = dict(kernel=case.kernel, input_shape=case.input_shape, stride=case.stride, padding=case.padding,
                  output_padding=case.output_padding, dilation=case.dilation, groups=case.groups,
                  padding_mode="zeros", dtype=None, format=data.draw(st.sampled_from(FORMATS)), max_bytes=2**26)
-    bad = dict(kernel=bad_kernel(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
+    bad = dict(kernel=bad_kernel(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_transposed_padding(nd),
                output_padding=bad_nonneg(nd) + [10], dilation=bad_pos(nd), groups=bad_scalar_pos(),
                padding_mode=BAD_MODE + ["reflect", "circular"], dtype=BAD_DTYPE, format=BAD_FORMAT,
                max_bytes=BAD_MAX_BYTES)
@@ -771,10 +771,12 @@ def test_fuzz_operators(data):
                      method=data.draw(st.sampled_from(["auto", "direct", "fft"])))
         ref = ref_conv_dense(case.kernel, shape_of(case), case.s, case.pairs, case.d, case.groups, case.mode)
         bad = dict(padding_mode=BAD_MODE, flip=BAD_BOOL)
-    bad.update(kernel=bad_kernel(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
+    bad.update(kernel=bad_kernel(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_transposed_padding(nd) if transpose else bad_padding(nd),
                dilation=bad_pos(nd), groups=bad_scalar_pos(), dtype=BAD_DTYPE,
                method=["bogus", "FFT", None, 3, JUNK, ""])
-    call = data.draw(calls(valid, bad, omittable=("dtype", "method", "flip", "padding_mode")), "call")
+    # padding_mode may be left out only when the default is the case's mode (the reference uses the case's)
+    omittable = ("dtype", "method", "flip") + (("padding_mode",) if transpose or case.mode == "zeros" else ())
+    call = data.draw(calls(valid, bad, omittable=omittable), "call")
     rng = np.random.default_rng(1)
 
     def check(A):
@@ -910,7 +912,7 @@ def test_fuzz_check_conv_and_transpose(data):
     valid = dict(kernel=case.kernel, input_shape=case.input_shape, stride=case.stride, padding=case.padding,
                  dilation=case.dilation, groups=case.groups, dtype=None, rng=0, rtol=None, atol=None,
                  torch=data.draw(st.sampled_from([False, "auto"])))
-    bad = dict(kernel=bad_kernel(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
+    bad = dict(kernel=bad_kernel(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_transposed_padding(nd) if transpose else bad_padding(nd),
                dilation=bad_pos(nd), groups=bad_scalar_pos(), dtype=BAD_DTYPE, rng=BAD_RNG, rtol=BAD_TOL,
                atol=BAD_TOL, torch=["maybe", "yes", 2, JUNK], matrix=["x", np.ones(3), JUNK, np.ones((2, 2, 2))])
     if transpose:
@@ -969,8 +971,8 @@ def test_fuzz_verify_helpers(data):
     else:
         valid.update(padding_mode=case.mode, flip=data.draw(st.booleans()))
     bad = dict(transpose=["yes", 1, None, JUNK], kernel_shape=bad_shape(nd), input_shape=bad_shape(nd),
-               stride=bad_pos(nd), padding=bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos(),
-               dtype=["float16", "U3", "bogus", 3, None, JUNK], seed=[-1, 1.5, "x", JUNK, 2**63],
+               stride=bad_pos(nd), padding=bad_transposed_padding(nd) if transpose else bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos(),
+               dtype=["float16", "U3", "bogus", 3, JUNK], seed=[-1, 1.5, "x", JUNK, 2**63],
                output_padding=bad_nonneg(nd) + [10], padding_mode=BAD_MODE, flip=BAD_BOOL)
     if not transpose:
         bad.pop("output_padding")
@@ -1096,7 +1098,7 @@ def test_fuzz_symbolic_matrices(data):
                   dilation=case.dilation, groups=1, max_entries=10**5,
                   max_bytes=data.draw(st.sampled_from([2**26, "auto", None])))
     bad = dict(kernel=bad_symbolic_kernel(nd) + [ks, list(ks)], input_shape=bad_shape(nd), stride=bad_pos(nd),
-               padding=bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos(),
+               padding=bad_transposed_padding(nd) if transpose else bad_padding(nd), dilation=bad_pos(nd), groups=bad_scalar_pos(),
                max_entries=[0, -1, 1.5, "x", JUNK, True, NAN], max_bytes=BAD_MAX_BYTES)
     if transpose:
         fn = symbolic.symbolic_conv_transpose_matrix
@@ -1163,7 +1165,7 @@ def test_fuzz_structure_and_proofs(data):
     valid = dict(kernel_shape=ks, input_shape=tcase.input_shape, stride=tcase.stride, padding=tcase.padding,
                  output_padding=tcase.output_padding, dilation=tcase.dilation, groups=1,
                  max_bytes=data.draw(st.sampled_from([2**26, "auto", None])))
-    bad = dict(kernel_shape=bad_shape(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_padding(nd),
+    bad = dict(kernel_shape=bad_shape(nd), input_shape=bad_shape(nd), stride=bad_pos(nd), padding=bad_transposed_padding(nd),
                output_padding=bad_nonneg(nd) + [10], dilation=bad_pos(nd), groups=bad_scalar_pos(),
                max_bytes=BAD_MAX_BYTES, **removed_keywords(nd, "transpose", "padding_mode"))
     generic = np.random.default_rng(0).uniform(1.0, 2.0, ks)
@@ -1217,7 +1219,7 @@ def test_fuzz_figure(data):
                dtype=BAD_DTYPE, position=[(-1,) * nd, (100,) * nd, (0,) * (nd + 1), "x", (1.5,) * nd, JUNK,
                                           (True,) * nd],
                size=[(0, 3), (-1, 2), "x", (NAN, 3), (3,), JUNK, (INF, 3)], stride=bad_pos(nd),
-               padding=bad_padding(nd), dilation=bad_pos(nd), **removed_keywords(nd, "transpose"))
+               padding=bad_transposed_padding(nd) if transpose else bad_padding(nd), dilation=bad_pos(nd), **removed_keywords(nd, "transpose"))
     omittable = ("flip", "dtype", "position", "size") + (() if transpose else ("kind",))
     attempt(plotting.figure, data.draw(calls(valid, bad, omittable=omittable), "call"),
             check=lambda fig: fig.axes or pytest.fail("an empty figure"))

@@ -238,6 +238,10 @@ def run_case(case: Case, *, torch: TorchOption = "auto", rtol: float | None = No
     _torch_option(torch)
     _tolerances(rtol, atol)
     V.budget(max_bytes)
+    nd, kdims = len(f["input_shape"]), len(f["kernel_shape"])
+    if kdims not in (nd, nd + 2):
+        raise ValueError(f"case['kernel_shape'] must have {nd} entries (spatial, one channel) or {nd + 2} "
+                         f"(C_out, C_in/groups, *k) for a {nd}-D input_shape; got {kdims}: {f['kernel_shape']}")
     kernel = case_kernel(case, max_bytes=max_bytes)
     rng = 0 if f["seed"] is None else f["seed"]
     if f["transpose"]:
