@@ -281,6 +281,11 @@ def explain_conv(
     ValueError, TypeError
         Bad arguments, or an example too large to print (:data:`MAX_SIDE`, :data:`MAX_VALUES`).
 
+    See Also
+    --------
+    explain_conv_transpose : The same for a transposed convolution.
+    convmatrix.conv_matrix : The matrix the result is checked against.
+
     Examples
     --------
     >>> text = explain_conv([1, 0, -1], (5,))
@@ -334,6 +339,11 @@ def explain_conv_transpose(
     ------
     ValueError, TypeError
         Bad arguments, or an example too large to print (:data:`MAX_SIDE`, :data:`MAX_VALUES`).
+
+    See Also
+    --------
+    explain_conv : The same for a convolution.
+    convmatrix.conv_transpose_matrix : The matrix the result is checked against.
 
     Examples
     --------

@@ -23,7 +23,7 @@ import convmatrix  # noqa: E402
 
 project = "convmatrix"
 author = "the convmatrix authors"
-copyright = "the convmatrix authors"  # noqa: A001
+copyright = "the convmatrix authors"
 release = version = convmatrix.__version__
 
 extensions = [
@@ -129,7 +129,7 @@ sphinx_gallery_conf = {
 nitpicky = False
 
 
-def _see_also(app, what, name, obj, options, lines):  # noqa: ANN001, ARG001
+def _see_also(app, what, name, obj, options, lines):
     """Each public function and class (the objects with a page of their own) has a See Also section."""
     if what in ("function", "class") and not any(line.strip() == "See Also" for line in lines):
         from sphinx.util import logging
@@ -137,5 +137,5 @@ def _see_also(app, what, name, obj, options, lines):  # noqa: ANN001, ARG001
         logging.getLogger("convmatrix.docs").warning("%s: the docstring has no See Also section", name)
 
 
-def setup(app):  # noqa: ANN001, ANN201
+def setup(app):
     app.connect("autodoc-process-docstring", _see_also, priority=100)  # before numpydoc (500) rewrites it

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import signal
 
 import convmatrix as cm
+from convmatrix import plotting
 
 w = np.array([[1, 0, 2], [0, 1, 0], [3, 0, 1]])  # not symmetric, on purpose
 y = np.arange(1, 10).reshape(3, 3)  # the 3x3 input of the transposed convolution
@@ -90,6 +91,4 @@ fig.tight_layout()
 # %%
 # The same geometry drawn by :func:`convmatrix.plotting.figure`: the matrix ``Cᵀ`` with its block
 # grid, next to the zero-inserted input with the rotated kernel sliding over it.
-from convmatrix import plotting
-
 plotting.figure(w, y.shape, kind="conv_transpose", stride=s, padding=p, size=(12, 5))
