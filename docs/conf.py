@@ -46,6 +46,8 @@ html_title = f"convmatrix {release}"
 html_theme_options = {
     "navigation_depth": 3,
     "show_toc_level": 2,
+    "show_nav_level": 1,
+    "header_links_before_dropdown": 4,
     "secondary_sidebar_items": ["page-toc"],
 }
 html_static_path: list[str] = []
@@ -107,8 +109,11 @@ intersphinx_mapping = {
 }
 intersphinx_timeout = 10
 if len(intersphinx_mapping) < len(_INTERSPHINX):
-    print("convmatrix docs: intersphinx off for", ", ".join(sorted(set(_INTERSPHINX) - set(intersphinx_mapping))),
-          "(host not reachable, or CONVMATRIX_DOCS_INTERSPHINX=0)")
+    from sphinx.util import logging as _logging
+
+    _logging.getLogger("convmatrix.docs").info(
+        "intersphinx off for %s (host not reachable, or CONVMATRIX_DOCS_INTERSPHINX=0)",
+        ", ".join(sorted(set(_INTERSPHINX) - set(intersphinx_mapping))))
 
 # -------------------------------------------------------------------------------------------- gallery
 sphinx_gallery_conf = {

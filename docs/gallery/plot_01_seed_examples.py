@@ -66,7 +66,7 @@ plot_matrix(C_same, levels=[(3, 3)], ax=axes[0, 0], title="same: 9 × 9")
 plot_matrix(C_full, levels=[(4, 2)], ax=axes[0, 1], title="full: 16 × 4")
 plot_matrix(T, levels=[(7, 2)], ax=axes[0, 2], title="transposed, stride 3: 49 × 4")
 for ax, img, title in zip(axes[1], [y_same, y_full, y_t], ["C @ x (3 × 3)", "C @ x (4 × 4)", "T @ x (7 × 7)"]):
-    ax.imshow(img, cmap="coolwarm" if img.min() < 0 else "viridis")
+    ax.imshow(img, cmap="coolwarm" if img.min() < 0 else "viridis", alpha=0.45)  # light: the numbers stay legible
     for (i, j), v in np.ndenumerate(img):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=7 if img.shape[0] > 4 else 9)
     ax.set_title(title)
