@@ -9,6 +9,7 @@ class, ``reference/generated/``), the command-line reference from the argparse p
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import sys
@@ -39,6 +40,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
+smartquotes_action = "qe"  # curly quotes, but "--flag" stays two hyphens (the CLI reference)
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "gallery", "auto_examples/*.ipynb", "auto_examples/*.py", "sg_execution_times.rst"]
 html_theme = "pydata_sphinx_theme"
@@ -63,7 +65,7 @@ autosummary_generate = True
 autosummary_imported_members = True
 autodoc_typehints = "none"  # the signature shows the parameters; numpydoc's Parameters section the types
 autodoc_default_options = {"members": False}
-autodoc_preserve_defaults = True
+autodoc_preserve_defaults = False  # show values ("auto"), not private names (_AUTO)
 numpydoc_show_class_members = False  # each class page lists its members itself (templates)
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
@@ -142,5 +144,26 @@ def _see_also(app, what, name, obj, options, lines):
         logging.getLogger("convmatrix.docs").warning("%s: the docstring has no See Also section", name)
 
 
+def _init_signature(app, what, name, obj, options, signature, return_annotation):
+    """A class whose base defines ``__new__(*args, **kwargs)`` (scipy's LinearOperator) shows its ``__init__``."""
+    if what == "class" and signature == "(*args, **kwargs)" and "__init__" in vars(obj):
+        sig = inspect.signature(obj.__init__)
+        params = [p.replace(annotation=inspect.Parameter.empty) for p in list(sig.parameters.values())[1:]]
+        return str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty)), None
+    return None
+
+
+def _public_bases(app, name, obj, options, bases):
+    """A private base class (``_ConvLinearOperator``) is shown as the public classes it derives from."""
+    i = 0
+    while i < len(bases):
+        if bases[i].__name__.startswith("_"):
+            bases[i:i + 1] = [b for b in bases[i].__bases__ if b is not object]
+        else:
+            i += 1
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _see_also, priority=100)  # before numpydoc (500) rewrites it
+    app.connect("autodoc-process-signature", _init_signature)
+    app.connect("autodoc-process-bases", _public_bases)
