@@ -91,4 +91,4 @@ fig.tight_layout()
 # %%
 # The same geometry drawn by :func:`convmatrix.plotting.figure`: the matrix ``Cᵀ`` with its block
 # grid, next to the zero-inserted input with the rotated kernel sliding over it.
-plotting.figure(w, y.shape, kind="conv_transpose", stride=s, padding=p, size=(12, 5))
+fig = plotting.figure(w, y.shape, kind="conv_transpose", stride=s, padding=p, size=(12, 5))

@@ -21,14 +21,14 @@ print("o =", formula.expr)
 # %%
 # Stride 2, padding 1: a 5×5 input gives 3×3.
 print(cm.conv_output_shape((5, 5), (3, 3), stride=2, padding=1))
-plotting.figure(w, (5, 5), stride=2, padding=1, size=(12, 5))
+fig = plotting.figure(w, (5, 5), stride=2, padding=1, size=(12, 5))
 
 # %%
 # Dilation 2: the kernel's taps are spread two apart, covering 5×5 (``d(k - 1) + 1 = 5``).
 print(cm.conv_output_shape((7, 7), (3, 3), dilation=2))
-plotting.figure(w, (7, 7), dilation=2, position=(1, 1), size=(12, 5))
+fig = plotting.figure(w, (7, 7), dilation=2, position=(1, 1), size=(12, 5))
 
 # %%
 # A 1-D convolution with ``padding="same"`` and a reflecting boundary: the padded samples are
 # mirrored copies of the input, so the matrix has extra entries near its corners.
-plotting.figure([1, 2, 3, 4], 8, padding="same", padding_mode="reflect", size=(12, 4))
+fig = plotting.figure([1, 2, 3, 4], 8, padding="same", padding_mode="reflect", size=(12, 4))
