@@ -126,7 +126,6 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),
-    "reference_url": {"convmatrix": None},
     "within_subsection_order": "FileNameSortKey",
     "show_memory": False,
     "abort_on_example_error": True,
