@@ -87,7 +87,18 @@ SPARSE_FORMATS: tuple[SparseFormat, ...] = ("csr", "csc", "coo", "bsr", "lil", "
 
 
 class MatrixTooLargeError(MemoryError):
-    """Raised before allocation when a matrix is predicted to exceed ``max_bytes``."""
+    """Raised before allocation when a matrix is predicted to exceed ``max_bytes``.
+
+    A :class:`MemoryError`: every function that allocates in proportion to the geometry takes
+    ``max_bytes`` (default ``"auto"``: half the RAM) and predicts its peak memory in closed form
+    before allocating anything.  The message names the function, the predicted size and the
+    budget, and suggests a way out (e.g. the matrix-free :class:`~convmatrix.ConvOperator`).
+
+    See Also
+    --------
+    convmatrix.conv_matrix : One of the functions that raise it.
+    convmatrix.ConvOperator : Applies a convolution without building its matrix.
+    """
 
 
 def _describe(value: object) -> str:

@@ -1,17 +1,19 @@
-"""Small (transposed) convolutions walked through with their numbers, as the source article does.
+"""Small (transposed) convolutions walked through with their numbers, as the source article [1]_ does.
 
 :func:`explain_conv` and :func:`explain_conv_transpose` return the text that ``convmatrix explain``
 prints: the output size with the numbers in the formula, every input pixel's kernel copy, the
 fusion at the stride (who lands where), the result, and the same result by zero insertion and a
 stride-1 convolution with the rotated kernel.  The numbers come from the independent references
-of :mod:`convmatrix.verify` and are checked against the matrix.  For examples of at most
+of :mod:`convmatrix.verify` and are checked against the matrix; the sizes follow the
+convolution arithmetic of [2]_.  For examples of at most
 :data:`MAX_INPUT_VALUES` input values and :data:`MAX_SIDE` values per printed axis, 1-D and 2-D,
 one channel.
 
 References
 ----------
-.. [1] "卷积与反卷积" (convolution and deconvolution), the source article of this project
-   (``shared/seed/conv-deconv-article.zh.txt``).
+.. [1] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+   image convolution and deconvolution, also called transposed convolution), the article whose
+   worked examples convmatrix reproduces.
 .. [2] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning", 2016.
 """
 
@@ -285,6 +287,11 @@ def explain_conv(
     ValueError, TypeError
         Bad arguments, or an example too large to print (:data:`MAX_SIDE`, :data:`MAX_VALUES`).
 
+    See Also
+    --------
+    explain_conv_transpose : The same for a transposed convolution.
+    convmatrix.conv_matrix : The matrix the result is checked against.
+
     Examples
     --------
     >>> text = explain_conv([1, 0, -1], (5,))
@@ -338,6 +345,11 @@ def explain_conv_transpose(
     ------
     ValueError, TypeError
         Bad arguments, or an example too large to print (:data:`MAX_SIDE`, :data:`MAX_VALUES`).
+
+    See Also
+    --------
+    explain_conv : The same for a convolution.
+    convmatrix.conv_transpose_matrix : The matrix the result is checked against.
 
     Examples
     --------

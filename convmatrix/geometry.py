@@ -83,6 +83,35 @@ class Geometry:
 
     ``input_shape``/``output_shape`` are the spatial shapes of the vectors the matrix maps
     between (for ``kind="conv_transpose"`` the input is the transposed convolution's input).
+    Made by :func:`conv_geometry`, :func:`conv_transpose_geometry` or :func:`scipy_geometry`,
+    which validate the arguments; every fact derived from the sizes is a property or method.
+
+    Attributes
+    ----------
+    kind : {"conv", "conv_transpose"}
+        A convolution or a transposed convolution.
+    input_shape, output_shape : tuple of int
+        Spatial shapes of the vectors the matrix maps between.
+    kernel_shape : tuple of int
+        Spatial kernel shape.
+    stride, dilation : tuple of int
+        Per axis.
+    padding : tuple of (int, int)
+        ``(before, after)`` per axis.
+    padding_mode : {"zeros", "circular", "reflect", "replicate", "symmetric"}
+        How the padded positions read the input.
+    output_padding : tuple of int
+        Per axis (transposed convolutions; zeros otherwise).
+    in_channels, out_channels, groups : int
+        Channels of the input and output vectors, and channel groups.
+    channel_axis : bool
+        Whether the vectors carry a leading channel axis (the kernel was given in PyTorch's
+        weight layout).
+
+    See Also
+    --------
+    convmatrix.conv_matrix : Builds the matrix of a geometry.
+    convmatrix.conv_output_shape : The output shape alone.
     """
 
     kind: V.Kind
@@ -102,6 +131,7 @@ class Geometry:
 
     @property
     def ndim(self) -> int:
+        """Number of spatial dimensions."""
         return len(self.input_shape)
 
     @property
@@ -114,10 +144,12 @@ class Geometry:
 
     @property
     def in_per_group(self) -> int:
+        """Input channels per group, ``in_channels // groups``."""
         return self.in_channels // self.groups
 
     @property
     def out_per_group(self) -> int:
+        """Output channels per group, ``out_channels // groups``."""
         return self.out_channels // self.groups
 
     @property
@@ -173,14 +205,22 @@ class Geometry:
 
     @property
     def input_vector_shape(self) -> tuple[int, ...]:
+        """Shape of the vectors the matrix multiplies: ``(in_channels, *input_shape)``, or spatial only."""
         return ((self.in_channels,) if self.channel_axis else ()) + self.input_shape
 
     @property
     def output_vector_shape(self) -> tuple[int, ...]:
+        """Shape of the result vectors: ``(out_channels, *output_shape)``, or spatial only."""
         return ((self.out_channels,) if self.channel_axis else ()) + self.output_shape
 
     def axes(self) -> list[Axis]:
-        """The per-axis descriptions (the same objects on every call: they cache their tables)."""
+        """The per-axis descriptions (the same objects on every call: they cache their tables).
+
+        Returns
+        -------
+        list of Axis
+            One per spatial axis: its index maps, runs and entry counts in closed form.
+        """
         if "axes" not in self._cache:
             self._cache["axes"] = self._make_axes()
         return self._cache["axes"]
@@ -204,13 +244,25 @@ class Geometry:
         return self.out_channels * self.in_per_group * per_axis
 
     def count_bytes(self) -> int:
-        """Peak bytes of computing :attr:`nnz` (closed form; 0 once known or when every axis counts in O(k))."""
+        """Peak bytes of computing :attr:`nnz` (closed form; 0 once known or when every axis counts in O(k)).
+
+        Returns
+        -------
+        int
+            The predicted peak, in bytes.
+        """
         if "nnz_axes" in self._cache:
             return 0
         return max(ax.count_bytes() for ax in self.axes())
 
     def nnz_bounds(self) -> tuple[int, int]:
-        """Cheap ``(lower, upper)`` bounds of :attr:`nnz` (equal unless reflect/symmetric edges are long)."""
+        """Cheap ``(lower, upper)`` bounds of :attr:`nnz` (equal unless reflect/symmetric edges are long).
+
+        Returns
+        -------
+        tuple of (int, int)
+            ``lower <= nnz <= upper``.
+        """
         if "nnz_axes" in self._cache:
             return self.nnz, self.nnz
         lows, highs = zip(*(ax.entries_bounds() for ax in self.axes()))
@@ -224,6 +276,23 @@ class Geometry:
         transposed one, PyTorch's ``(C_in, C_out/groups, *k)``, has its channel axes exchanged per
         group and its taps flipped to match the transposed index maps (works for any array type
         with numpy indexing, e.g. SymPy object arrays).
+
+        Parameters
+        ----------
+        kernel : ndarray
+            The kernel, of shape :attr:`weight_shape`.
+        flip : bool
+            Rotate a convolution's kernel by 180 degrees (an error for a transposed convolution).
+
+        Returns
+        -------
+        ndarray
+            The kernel as ``(out_channels, in_per_group, *kernel_shape)`` (a view where possible).
+
+        Raises
+        ------
+        ValueError
+            ``flip=True`` for a transposed convolution.
         """
         if self.kind == "conv":
             w = kernel.reshape((self.out_channels, self.in_per_group, *self.kernel_shape))
@@ -244,11 +313,29 @@ class Geometry:
         return w[(slice(None), slice(None), *taps)]
 
     def index_dtype(self) -> np.dtype[np.int32 | np.int64]:
+        """The index dtype of the CSR arrays the builders make.
+
+        Returns
+        -------
+        numpy.dtype
+            int32 when the shape and ``nnz`` fit in it, else int64.
+        """
         big = max(max(self.shape), self.nnz)
         return np.dtype(np.int32) if big <= np.iinfo(np.int32).max else np.dtype(np.int64)
 
     def predicted_bytes(self, dtype: npt.DTypeLike) -> int:
-        """Bytes of the CSR arrays (data + indices + indptr)."""
+        """Bytes of the CSR arrays (data + indices + indptr).
+
+        Parameters
+        ----------
+        dtype : dtype
+            The dtype of the matrix's values.
+
+        Returns
+        -------
+        int
+            The bytes of the three arrays of the CSR matrix.
+        """
         it = self.index_dtype().itemsize
         return self.nnz * (np.dtype(dtype).itemsize + it) + (self.shape[0] + 1) * it
 

@@ -79,20 +79,54 @@ def conv_output_shape(
     ----------
     input_shape : int or sequence of int
         Spatial input shape ``(n_0, ..., n_{d-1})``.
-    kernel_shape : sequence of int
+    kernel_shape : int or sequence of int
         Spatial kernel shape, or PyTorch's weight shape ``(C_out, C_in/groups, *k)``.
-    stride, dilation : int or sequence of int
-    padding : int, sequence, or ``"valid" | "same" | "same_lower" | "full"``
+    stride : int or sequence of int, keyword-only
+        Step of the sliding window per spatial axis (default 1).
+    padding : int, sequence of int or of ``(before, after)`` pairs, or str, keyword-only
+        Implicit padding per axis (default 0), or ``"valid"`` (none), ``"same"`` (output size
+        ``ceil(n / s)``, the odd element after, as TensorFlow/JAX), ``"same_lower"`` (odd element
+        before) or ``"full"`` (``d*(k-1)`` on each side).
+    dilation : int or sequence of int, keyword-only
+        Spacing between kernel taps per axis (default 1).
+
+    Returns
+    -------
+    tuple of int
+        The spatial output shape, one size per axis of ``input_shape``.
+
+    Raises
+    ------
+    ValueError
+        A size, stride or dilation that is not a positive integer, a negative padding, a padding
+        word that is not one of the four, lengths that do not match the number of spatial axes,
+        or a kernel (dilated) larger than the padded input.
+    TypeError
+        A shape, stride, padding or dilation of the wrong type (e.g. a float or a bool).
+
+    See Also
+    --------
+    conv_transpose_output_shape : The output shape of the transposed convolution.
+    conv_nnz : The number of stored entries of the matrix, for the same geometry.
+    convmatrix.symbolic.output_size_formula : The formula, derived by SymPy.
 
     Notes
     -----
-    Per axis ``o = floor((n + p_before + p_after - d*(k-1) - 1) / s) + 1``.
+    Per axis ``o = floor((n + p_before + p_after - d*(k-1) - 1) / s) + 1``, the shape that
+    :func:`torch.nn.functional.conv2d` (and its 1-D and 3-D siblings) returns [1]_; it is
+    relationship 6 (with dilation, 15) of Dumoulin & Visin [2]_.
+
+    References
+    ----------
+    .. [1] PyTorch documentation, ``torch.nn.Conv2d``, "Shape".
+    .. [2] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.
 
     Examples
     --------
     >>> conv_output_shape((5, 5), (3, 3))
     (3, 3)
-    >>> conv_output_shape((2, 2), (3, 3), padding="full")   # the seed's full convolution
+    >>> conv_output_shape((2, 2), (3, 3), padding="full")   # 2x2 image, 3x3 kernel, full: 4x4
     (4, 4)
     >>> conv_output_shape((7,), (3,), stride=2, padding="same")
     (4,)
@@ -112,14 +146,59 @@ def conv_transpose_output_shape(
 ) -> tuple[int, ...]:
     """Spatial output shape of ``torch.nn.functional.conv_transpose{d}d``.
 
+    Parameters
+    ----------
+    input_shape : int or sequence of int
+        Spatial shape of the transposed convolution's input ``(n_0, ..., n_{d-1})``.
+    kernel_shape : int or sequence of int
+        Spatial kernel shape, or PyTorch's transposed weight shape ``(C_in, C_out/groups, *k)``.
+    stride : int or sequence of int, keyword-only
+        Stride of the convolution that this one transposes (default 1): the spacing of the
+        kernel copies in the output.
+    padding : int, sequence of int or of ``(before, after)`` pairs, or str, keyword-only
+        Padding of the convolution that this one transposes (default 0; the words of
+        :func:`conv_output_shape` too): cropped from the output.
+    output_padding : int or sequence of int, keyword-only
+        Extra size at the end of each axis (default 0), ``0 <= a < max(s, d)`` (PyTorch's rule).
+    dilation : int or sequence of int, keyword-only
+        Spacing between kernel taps per axis (default 1).
+
+    Returns
+    -------
+    tuple of int
+        The spatial output shape, one size per axis of ``input_shape``.
+
+    Raises
+    ------
+    ValueError
+        A size, stride or dilation that is not a positive integer, a negative padding, an
+        ``output_padding`` outside ``[0, max(s, d))``, lengths that do not match the number of
+        spatial axes, or a padding that crops the whole output.
+    TypeError
+        An argument of the wrong type (e.g. a float or a bool).
+
+    See Also
+    --------
+    conv_output_shape : The output shape of the convolution.
+    conv_transpose_nnz : The number of stored entries of the matrix.
+    convmatrix.symbolic.output_padding_for : The output padding that reaches a wanted size.
+
     Notes
     -----
     Per axis ``o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1`` with output padding
-    ``0 <= a < max(s, d)`` (PyTorch's rule).
+    ``0 <= a < max(s, d)``, as :func:`torch.nn.functional.conv_transpose2d` [1]_; without padding
+    and output padding it is the ``(n-1)*s + k`` of the transposed convolution in the article
+    "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" [2]_.
+
+    References
+    ----------
+    .. [1] PyTorch documentation, ``torch.nn.ConvTranspose2d``, "Shape".
+    .. [2] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+       image convolution and deconvolution, also called transposed convolution).
 
     Examples
     --------
-    >>> conv_transpose_output_shape((2, 2), (4, 4), stride=3)   # seed: (2-1)*3 + 4 = 7
+    >>> conv_transpose_output_shape((2, 2), (4, 4), stride=3)   # (2-1)*3 + 4 = 7
     (7, 7)
     >>> conv_transpose_output_shape((3, 3), (3, 3), stride=2, padding=1)
     (5, 5)
@@ -150,7 +229,7 @@ def conv_nnz(
     input_shape : int or sequence of int
         Spatial input shape.
     stride, padding, dilation, groups, padding_mode
-        As :func:`conv_matrix`.
+        As :func:`conv_matrix` (keyword-only).
 
     Returns
     -------
@@ -160,9 +239,17 @@ def conv_nnz(
         circular padding whatever the sizes; reflect and symmetric padding add their boundary rows
         one period at a time.
 
+    Raises
+    ------
+    ValueError
+        An invalid geometry, as :func:`conv_matrix` refuses it.
+    TypeError
+        An argument of the wrong type.
+
     See Also
     --------
-    conv_transpose_nnz : the same for :func:`conv_transpose_matrix`.
+    conv_transpose_nnz : The same for :func:`conv_transpose_matrix`.
+    conv_matrix : The matrix whose entries are counted.
 
     Examples
     --------
@@ -198,16 +285,24 @@ def conv_transpose_nnz(
     input_shape : int or sequence of int
         Spatial shape of the transposed convolution's input.
     stride, padding, output_padding, dilation, groups, output_shape
-        As :func:`conv_transpose_matrix`.
+        As :func:`conv_transpose_matrix` (keyword-only).
 
     Returns
     -------
     int
         The entries of the convolution it transposes, in closed form.
 
+    Raises
+    ------
+    ValueError
+        An invalid geometry, as :func:`conv_transpose_matrix` refuses it.
+    TypeError
+        An argument of the wrong type.
+
     See Also
     --------
-    conv_nnz : the same for :func:`conv_matrix`.
+    conv_nnz : The same for :func:`conv_matrix`.
+    conv_transpose_matrix : The matrix whose entries are counted.
 
     Examples
     --------
@@ -242,26 +337,56 @@ def conv_matrix(
         Spatial kernel (one channel in, one out) or PyTorch weight ``(C_out, C_in/groups, *k)``.
     input_shape : int or sequence of int
         Spatial input shape; its length is the number of spatial dimensions (any).
-    stride, dilation : int or sequence of int, keyword-only
-    padding : int, sequence of int or ``(before, after)`` pairs, or str
-        ``"valid"``, ``"same"`` (TF/JAX SAME, odd element after), ``"same_lower"``, ``"full"``;
-        any case (``"SAME"``, ``"Valid"``).
-    groups : int
-    padding_mode : {"zeros", "circular", "reflect", "replicate", "symmetric"}
+    stride : int or sequence of int, keyword-only
+        Step of the sliding window per spatial axis (default 1).
+    padding : int, sequence of int or of ``(before, after)`` pairs, or str, keyword-only
+        Implicit padding per axis (default 0), or ``"valid"`` (none), ``"same"`` (output size
+        ``ceil(n / s)``, the odd element after, as TensorFlow/JAX), ``"same_lower"`` (odd element
+        before) or ``"full"`` (``d*(k-1)`` on each side); any case (``"SAME"``, ``"Valid"``).
+    dilation : int or sequence of int, keyword-only
+        Spacing between kernel taps per axis (default 1).
+    groups : int, keyword-only
+        Number of channel groups (default 1), as PyTorch: ``C_in`` and ``C_out`` are divisible by
+        it, and output channel ``o`` reads only the input channels of its group.
+    padding_mode : {"zeros", "circular", "reflect", "replicate", "symmetric"}, keyword-only
         As PyTorch (``F.pad`` in that mode, then a valid convolution); ``"symmetric"`` is numpy's.
-    flip : bool
-        ``True`` rotates the kernel 180 degrees: true convolution as in MATLAB and the seed.
-    dtype : dtype, optional
+    flip : bool, keyword-only
+        ``True`` rotates the kernel 180 degrees: true convolution, as MATLAB's ``conv2`` and the
+        textbook definition; ``False`` (default) is PyTorch's cross-correlation.
+    dtype : dtype, optional, keyword-only
         Defaults to the kernel's (integer kernels give exact integer matrices).
-    format : str
+    format : str, keyword-only
         Any scipy sparse format (default ``"csr"``); the result is a sparse *array*.
-    max_bytes : int or None
-        Refuse (``MatrixTooLargeError``) a matrix predicted larger; default: half the RAM.
+    max_bytes : int, None or "auto", keyword-only
+        Refuse (:class:`MatrixTooLargeError`, before allocating) a matrix whose build is predicted
+        to need more memory at its peak; ``"auto"`` (default): half the RAM; ``None``: no limit.
 
     Returns
     -------
-    scipy.sparse.csr_array
-        Shape ``(C_out * prod(output_shape), C_in * prod(input_shape))``.
+    scipy.sparse.sparray
+        A ``csr_array`` (or the ``format`` asked for) of shape
+        ``(C_out * prod(output_shape), C_in * prod(input_shape))``.
+
+    Raises
+    ------
+    ValueError
+        An invalid geometry (sizes, strides or dilations that are not positive, negative
+        padding, lengths that do not match the number of spatial axes, a kernel larger than the
+        padded input, channels not divisible by ``groups``), an unknown padding mode or format,
+        a kernel with NaN or inf, or a ``dtype`` that cannot hold the kernel's values.
+    TypeError
+        An argument of the wrong type (e.g. a non-numeric kernel, a float stride, a non-bool
+        ``flip``).
+    MatrixTooLargeError
+        The matrix is predicted to need more than ``max_bytes`` to build.
+
+    See Also
+    --------
+    conv_transpose_matrix : The transposed convolution's matrix (``C.T``).
+    ConvOperator : The same map, matrix-free.
+    convolution_matrix : scipy.signal / MATLAB semantics (``mode``, ``boundary``).
+    conv_output_shape : The output shape, without building anything.
+    conv_nnz : The number of stored entries, without building anything.
 
     Notes
     -----
@@ -284,6 +409,15 @@ def conv_matrix(
         [a b c . .]
         [. a b c .]
         [. . a b c]
+
+    ``C @ x`` is :func:`torch.nn.functional.conv2d` (and its 1-D and 3-D siblings, for any
+    number of dimensions) [1]_; the sizes follow Dumoulin & Visin [2]_.
+
+    References
+    ----------
+    .. [1] PyTorch documentation, ``torch.nn.functional.conv2d`` and ``torch.nn.Conv2d``.
+    .. [2] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.
 
     Examples
     --------
@@ -336,25 +470,79 @@ def conv_transpose_matrix(
     ----------
     kernel : array_like
         Spatial kernel or PyTorch's transposed weight ``(C_in, C_out/groups, *k)``.
-    input_shape : sequence of int
+    input_shape : int or sequence of int
         Spatial shape of the transposed convolution's input.
-    output_padding : int or sequence
+    stride : int or sequence of int, keyword-only
+        Stride of the convolution that this one transposes (default 1): the spacing of the
+        kernel copies in the output.
+    padding : int, sequence of int or of ``(before, after)`` pairs, or str, keyword-only
+        Padding of the convolution that this one transposes (default 0; the words of
+        :func:`conv_matrix` too), cropped from the output.
+    output_padding : int or sequence of int, keyword-only
         Extra size at the end of each axis, ``0 <= a < stride or < dilation`` (PyTorch).
-    output_shape : sequence of int, optional
+    dilation : int or sequence of int, keyword-only
+        Spacing between kernel taps per axis (default 1).
+    groups : int, keyword-only
+        Number of channel groups (default 1), as PyTorch.
+    output_shape : int or sequence of int, optional, keyword-only
         Wanted spatial output shape; derives ``output_padding`` (PyTorch's ``output_size``).
-    padding_mode : {"zeros"}
+    padding_mode : {"zeros"}, keyword-only
         Only zeros, as PyTorch.
+    dtype : dtype, optional, keyword-only
+        Defaults to the kernel's (integer kernels give exact integer matrices).
+    format : str, keyword-only
+        Any scipy sparse format (default ``"csr"``); the result is a sparse *array*.
+    max_bytes : int, None or "auto", keyword-only
+        Refuse (:class:`MatrixTooLargeError`, before allocating) a matrix whose build is predicted
+        to need more memory at its peak; ``"auto"`` (default): half the RAM; ``None``: no limit.
+
+    Returns
+    -------
+    scipy.sparse.sparray
+        A ``csr_array`` (or the ``format`` asked for) of shape
+        ``(C_out * prod(output_shape), C_in * prod(input_shape))``, where ``C_in`` is the
+        transposed convolution's input channels (the weight's first axis).
+
+    Raises
+    ------
+    ValueError
+        An invalid geometry (as :func:`conv_transpose_output_shape`; also an ``output_shape``
+        that no output padding reaches, or given together with ``output_padding``), a padding
+        mode other than ``"zeros"``, an unknown format, a kernel with NaN or inf.
+    TypeError
+        An argument of the wrong type.
+    MatrixTooLargeError
+        The matrix is predicted to need more than ``max_bytes`` to build.
+
+    See Also
+    --------
+    conv_matrix : The convolution it transposes.
+    ConvTransposeOperator : The same map, matrix-free.
+    conv_transpose_output_shape : The output shape, without building anything.
+    convmatrix.check_transpose : Compare it with independent constructions.
 
     Notes
     -----
     Per axis ``o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1``; entry
     ``C[i, j] = w[t]`` when ``i == j*s + t*d - p_before`` (one copy of the kernel per input pixel,
-    placed at stride ``s``, overlaps added: the seed's "fusion").
+    placed at stride ``s``, overlaps added: the "fusion" of the article
+    "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" [2]_).  ``T @ y`` is
+    :func:`torch.nn.functional.conv_transpose2d` (any number of dimensions) [1]_; Dumoulin &
+    Visin [3]_ derive it as the transpose of the convolution's matrix.
+
+    References
+    ----------
+    .. [1] PyTorch documentation, ``torch.nn.functional.conv_transpose2d`` and
+       ``torch.nn.ConvTranspose2d``.
+    .. [2] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+       image convolution and deconvolution, also called transposed convolution).
+    .. [3] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016, chapter 4.
 
     Examples
     --------
     >>> import numpy as np
-    >>> T = conv_transpose_matrix(np.ones((4, 4)), (2, 2), stride=3)   # the seed: 2x2 -> 7x7
+    >>> T = conv_transpose_matrix(np.ones((4, 4)), (2, 2), stride=3)   # 2x2 -> (2-1)*3 + 4 = 7
     >>> T.shape
     (49, 4)
     >>> (T @ np.ones(4)).reshape(7, 7)[3]     # column 4 of each row gets two kernel copies
@@ -422,11 +610,13 @@ def convolution_matrix(
     ----------
     kernel : array_like
         N-D kernel, same number of dims as ``input_shape`` (may be larger than the input).
-    input_shape : sequence of int
+    input_shape : int or sequence of int
+        Shape of the input array ``x`` (one channel, any number of dimensions).
     mode : {"full", "same", "valid"}
-    boundary : {"fill", "wrap", "symm"}
+        Output size per axis: ``n+k-1``, ``n`` or ``|n-k|+1``, as ``scipy.signal.convolve``.
+    boundary : {"fill", "wrap", "symm"}, keyword-only
         Zero fill, periodic, or mirror-with-edge extension (scipy's ``convolve2d``), in any dims.
-    convention : {"scipy", "matlab", "numpy"}
+    convention : {"scipy", "matlab", "numpy"}, keyword-only
         ``"matlab"``: ``"same"`` keeps the central part as ``conv2`` does (start ``k//2`` of the
         full result instead of scipy's ``(k-1)//2``; they differ for even kernels).  ``"valid"``
         with a kernel larger than the input follows scipy (operands swapped, ``|n-k|+1``) in both
@@ -436,16 +626,55 @@ def convolution_matrix(
         at ``(min(n, k)-1)//2`` of the full result.  In N-D the rule applies axis by axis (so
         ``"valid"`` may have the kernel longer on some axes only); zero fill only
         (``boundary="fill"``).
-    order : {"C", "F"}
+    order : {"C", "F"}, keyword-only
         Ravel order of ``x`` and ``y``; ``"F"`` is MATLAB's ``X(:)``, so
         ``convolution_matrix(H, (m, n), order="F")`` is ``convmtx2(H, m, n)``.
+    fillvalue : float, keyword-only
+        Only 0 (default), as scipy's ``fillvalue`` with ``boundary="fill"``: a nonzero fill makes
+        the map affine, not linear.
+    dtype : dtype, optional, keyword-only
+        Defaults to the kernel's (integer kernels give exact integer matrices).
+    format : str, keyword-only
+        Any scipy sparse format (default ``"csr"``); the result is a sparse *array*.
+    max_bytes : int, None or "auto", keyword-only
+        Refuse (:class:`MatrixTooLargeError`, before allocating) a matrix whose build is predicted
+        to need more memory at its peak; ``"auto"`` (default): half the RAM; ``None``: no limit.
+
+    Returns
+    -------
+    scipy.sparse.sparray
+        A ``csr_array`` (or the ``format`` asked for) of shape
+        ``(prod(output_shape), prod(input_shape))``.
+
+    Raises
+    ------
+    ValueError
+        A kernel whose number of dims is not ``len(input_shape)``, an unknown ``mode``,
+        ``boundary``, ``convention``, ``order`` or format, a nonzero ``fillvalue``, a kernel
+        with NaN or inf.
+    TypeError
+        An argument of the wrong type.
+    MatrixTooLargeError
+        The matrix is predicted to need more than ``max_bytes`` to build.
+
+    See Also
+    --------
+    correlation_matrix : The same for ``scipy.signal.correlate``.
+    conv_matrix : PyTorch semantics (stride, dilation, channels, padding modes).
+    scipy.signal.convolve, scipy.signal.convolve2d : What ``C @ x`` computes.
 
     Notes
     -----
     ``y[i] = sum_j x[j] * h[i - j + start]`` with ``start`` = 0 (full), the centring offset (same)
     or ``min(n,k)-1`` (valid), per axis; out-of-range ``x`` read through ``boundary``.
-    Output lengths: full ``n+k-1``, same ``n`` (``max(n, k)`` with ``convention="numpy"``),
-    valid ``|n-k|+1``.
+    Output lengths: full ``n+k-1``, same ``n`` (``max(n, k)`` with ``convention="numpy"``), valid ``|n-k|+1``.  The semantics are those of
+    :func:`scipy.signal.convolve` and ``convolve2d`` [1]_ and of MATLAB's ``conv2``, ``convn`` and
+    ``convmtx2`` [2]_.
+
+    References
+    ----------
+    .. [1] SciPy documentation, ``scipy.signal.convolve`` and ``scipy.signal.convolve2d``.
+    .. [2] MATLAB documentation, ``conv2``, ``convn`` and ``convmtx2``.
 
     Examples
     --------
@@ -484,11 +713,66 @@ def correlation_matrix(
     """Sparse matrix of ``scipy.signal.correlate`` (``convention="matlab"``: ``correlate2d``/``filter2``).
 
     Complex kernels are conjugated, as scipy does.  For even kernels scipy's ``correlate`` and
-    ``correlate2d`` centre ``"same"`` differently (scipy#1968): ``"scipy"`` follows ``correlate``,
-    ``"matlab"`` follows ``correlate2d`` (MATLAB's ``filter2``), ``"numpy"`` follows
+    ``correlate2d`` centre ``"same"`` differently (scipy#1968) [1]_: ``"scipy"`` follows ``correlate``,
+    ``"matlab"`` follows ``correlate2d`` (MATLAB's ``filter2``) [2]_, ``"numpy"`` follows
     ``np.correlate(x, kernel, mode)`` (``"same"`` keeps ``max(n, k)`` values; with the kernel
     the longer, numpy swaps the operands and reverses the result, which moves the window by one
-    when ``n`` is even).  Parameters as :func:`convolution_matrix`.
+    when ``n`` is even).
+
+    Parameters
+    ----------
+    kernel : array_like
+        N-D kernel, same number of dims as ``input_shape`` (may be larger than the input).
+    input_shape : int or sequence of int
+        Shape of the input array ``x`` (one channel, any number of dimensions).
+    mode : {"full", "same", "valid"}
+        Output size per axis: ``n+k-1``, ``n`` or ``|n-k|+1``, as ``scipy.signal.correlate``.
+    boundary : {"fill", "wrap", "symm"}, keyword-only
+        Zero fill, periodic, or mirror-with-edge extension (scipy's ``correlate2d``), in any dims.
+    convention : {"scipy", "matlab", "numpy"}, keyword-only
+        Which centring of ``"same"`` (see above); ``"numpy"`` also keeps ``max(n, k)`` values
+        and, in N-D, applies numpy's rule axis by axis (zero fill only).
+    order : {"C", "F"}, keyword-only
+        Ravel order of ``x`` and ``y``; ``"F"`` is MATLAB's ``X(:)``.
+    fillvalue : float, keyword-only
+        Only 0 (default), as scipy's ``fillvalue`` with ``boundary="fill"``: a nonzero fill makes
+        the map affine, not linear.
+    dtype : dtype, optional, keyword-only
+        Defaults to the kernel's (integer kernels give exact integer matrices).
+    format : str, keyword-only
+        Any scipy sparse format (default ``"csr"``); the result is a sparse *array*.
+    max_bytes : int, None or "auto", keyword-only
+        Refuse (:class:`MatrixTooLargeError`, before allocating) a matrix whose build is predicted
+        to need more memory at its peak; ``"auto"`` (default): half the RAM; ``None``: no limit.
+
+    Returns
+    -------
+    scipy.sparse.sparray
+        A ``csr_array`` (or the ``format`` asked for) of shape
+        ``(prod(output_shape), prod(input_shape))``.
+
+    Raises
+    ------
+    ValueError
+        A kernel whose number of dims is not ``len(input_shape)``, an unknown ``mode``,
+        ``boundary``, ``convention``, ``order`` or format, a nonzero ``fillvalue``, a kernel
+        with NaN or inf.
+    TypeError
+        An argument of the wrong type.
+    MatrixTooLargeError
+        The matrix is predicted to need more than ``max_bytes`` to build.
+
+    See Also
+    --------
+    convolution_matrix : The same for ``scipy.signal.convolve``.
+    conv_matrix : PyTorch semantics (a cross-correlation too).
+    scipy.signal.correlate, scipy.signal.correlate2d : What ``C @ x`` computes.
+
+    References
+    ----------
+    .. [1] SciPy documentation, ``scipy.signal.correlate`` and ``scipy.signal.correlate2d``;
+       scipy issue #1968 (the centring of ``"same"``).
+    .. [2] MATLAB documentation, ``filter2`` and ``xcorr2``.
 
     Examples
     --------

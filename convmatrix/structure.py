@@ -41,6 +41,11 @@ class Structure(str):
         Size of the outermost blocks (channel blocks, else the blocks of the first axis).
     reasons : tuple of str
         Why the non-Toeplitz levels are not Toeplitz.
+
+    See Also
+    --------
+    matrix_structure, conv_transpose_matrix_structure : Return it.
+    check_structure : Checks it against a matrix's entries.
     """
 
     kinds: tuple[str, ...]
@@ -278,11 +283,12 @@ def matrix_structure(kernel_shape: V.IntOrSequence, input_shape: V.IntOrSequence
 
     Parameters
     ----------
-    kernel_shape : sequence of int
+    kernel_shape : int or sequence of int
         Spatial, or PyTorch weight ``(C_out, C_in/groups, *k)``.
     input_shape : int or sequence of int
+        Spatial input shape.
     stride, padding, dilation, groups, padding_mode
-        As :func:`convmatrix.conv_matrix`.
+        As :func:`convmatrix.conv_matrix` (keyword-only).
     max_bytes : int, None or "auto", keyword-only
         The classification is closed form: its memory does not grow with the geometry (about
         64 KiB); a ``max_bytes`` below that is refused (``MatrixTooLargeError``).  ``"auto"`` is
@@ -305,8 +311,8 @@ def matrix_structure(kernel_shape: V.IntOrSequence, input_shape: V.IntOrSequence
 
     See Also
     --------
-    conv_transpose_matrix_structure : the structure of :func:`convmatrix.conv_transpose_matrix`.
-    check_structure : verify a claimed structure on a given matrix.
+    conv_transpose_matrix_structure : The structure of :func:`convmatrix.conv_transpose_matrix`.
+    check_structure : Verify a claimed structure on a given matrix.
 
     Notes
     -----
@@ -385,11 +391,11 @@ def conv_transpose_matrix_structure(kernel_shape: V.IntOrSequence, input_shape: 
 
     See Also
     --------
-    matrix_structure : the structure of :func:`convmatrix.conv_matrix`.
+    matrix_structure : The structure of :func:`convmatrix.conv_matrix`.
 
     Examples
     --------
-    >>> conv_transpose_matrix_structure((4,), (2,), stride=3)       # the seed's 2 -> 7, per axis
+    >>> conv_transpose_matrix_structure((4,), (2,), stride=3)       # 2 -> (2-1)*3 + 4 = 7, per axis
     'not Toeplitz (7x2); stride 3 > 1 along axis 0'
     """
     ks = V.input_shape_tuple(kernel_shape, "kernel_shape")

@@ -112,6 +112,7 @@ def check_structure(matrix: Matrix, claim: str, *, max_bytes: V.MaxBytes = "auto
     matrix : scipy sparse matrix/array, numpy array or SymPy matrix
         2-D, entries numbers (NaN compares equal to NaN) or SymPy expressions.
     claim : Structure or str
+        The structure's name, as :func:`matrix_structure` writes it.
     max_bytes : int, None or "auto", keyword-only
         The check works on the nonzero entries: refuse (``MatrixTooLargeError``, before listing
         them) when it is predicted to need more at its peak (about ``100 + 40*(2*levels + 3)``
@@ -135,6 +136,10 @@ def check_structure(matrix: Matrix, claim: str, *, max_bytes: V.MaxBytes = "auto
         the matrix's.
     MatrixTooLargeError
         The check would exceed ``max_bytes``.
+
+    See Also
+    --------
+    matrix_structure : Names the structure of a geometry.
 
     Examples
     --------

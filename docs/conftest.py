@@ -18,8 +18,11 @@ import re
 import pytest
 
 # not doctest modules: the scripts are run by hand (and loaded by tests/test_docs.py), and collecting
-# this file as a module would clash with tests/conftest.py (both import as ``conftest``)
-collect_ignore = ["conftest.py", "make_api.py", "make_images.py"]
+# this file as a module would clash with tests/conftest.py (both import as ``conftest``).  The Sphinx
+# configuration, the gallery scripts (run by the site build, which checks their results) and what the build
+# generates (copies of the scripts among them) are not tests either.
+collect_ignore = ["conftest.py", "make_images.py", "conf.py"]
+collect_ignore_glob = ["gallery/*", "auto_examples/*", "reference/generated/*", "_build/*"]
 
 _OPTIONAL = {
     "torch": re.compile(r"\btorch\b|\bF\.(conv|pad|max_unpool)"),

@@ -18,9 +18,21 @@ __all__ = ['main']
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
-    0 done; 1 ``verify`` found a failing check or ``prove`` a theorem it could not prove; 2 a user error (one line on stderr naming the
-    flag); 3 an internal error (a bug); 130 interrupted.  Argument errors return 2 as well
-    (``--help`` and ``--version`` return 0) instead of raising ``SystemExit``.
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 done; 1 ``verify`` found a failing check or ``prove`` a theorem it could not prove; 2 a user error (one line on stderr naming the
+        flag); 3 an internal error (a bug); 130 interrupted.  Argument errors return 2 as well
+        (``--help`` and ``--version`` return 0) instead of raising ``SystemExit``.
+
+    See Also
+    --------
+    build_parser : The parser of the arguments.
     """
     parser = build_parser()
     try:

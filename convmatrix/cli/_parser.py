@@ -221,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     Options whose default matters for "was it given?" parse to ``None`` when absent;
     :func:`main` records the flags given (``args.given``) and then fills in the defaults.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser, with one subparser per command (``build``, ``size``, ``verify``, ``show``,
+        ``explain``, ``prove``); the command-line reference is generated from it.
+
+    See Also
+    --------
+    main : Parses and runs.
     """
     from .. import __version__
 

@@ -29,7 +29,8 @@ def apply(C: np.ndarray | sparray | spmatrix | LinearOperator, X: npt.ArrayLike 
 
     Parameters
     ----------
-    C : scipy sparse matrix/array, numpy array, or LinearOperator (e.g. :class:`ConvOperator`)
+    C : scipy sparse matrix/array, numpy array, or LinearOperator
+        The matrix, e.g. from :func:`conv_matrix`, or an operator such as :class:`ConvOperator`.
     X : array_like or dask.array.Array
         A vector ``(N,)`` or a batch of column vectors ``(N, K)``.  A ConvOperator also takes the
         input volume ``C.input_vector_shape`` as a dask array (convolved chunk by chunk).
@@ -40,6 +41,18 @@ def apply(C: np.ndarray | sparray | spmatrix | LinearOperator, X: npt.ArrayLike 
         ``C @ X``; lazy when ``X`` is a dask array.  For an explicit ``C`` and a dask ``(N, K)``
         batch, each column chunk of ``X`` is one task ``C @ X_chunk`` and ``C`` enters the task
         graph once (``dask.delayed``), so a distributed scheduler ships it to each worker once.
+
+    Raises
+    ------
+    TypeError
+        ``C`` is not a 2-D matrix or a LinearOperator, or ``X`` is not a numeric array.
+    ValueError
+        ``X`` does not have ``C.shape[1]`` rows (or the operator's input volume shape).
+
+    See Also
+    --------
+    ConvOperator : A matrix-free operator, which ``apply`` also takes.
+    dask.array.Array : The lazy, chunked arrays it takes.
 
     Notes
     -----

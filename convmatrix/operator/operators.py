@@ -265,6 +265,30 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
 
         Built by the root operator's builder directly in the format whose transpose is the one
         asked for (``csr``/``csc``/``coo``), so transposing costs no copy and conjugating is in place.
+
+        Parameters
+        ----------
+        format : str, keyword-only
+            Any scipy sparse format (default ``"csr"``).
+        max_bytes : int, None or "auto", keyword-only
+            Refuse a matrix whose build is predicted to need more memory at its peak; ``"auto"``
+            (default): half the RAM; ``None``: no limit.
+
+        Returns
+        -------
+        scipy.sparse.sparray
+            The matrix of this operator (of ``.T`` or ``.H`` too), in ``format``.
+
+        Raises
+        ------
+        MatrixTooLargeError
+            The build is predicted to need more than ``max_bytes``.
+        ValueError
+            An unknown format.
+
+        See Also
+        --------
+        convmatrix.conv_matrix, convmatrix.conv_transpose_matrix : The builders it calls.
         """
         return _derived_sparse(self._root, self._role != self._root._role, self._conj, format, max_bytes)
 
@@ -301,9 +325,31 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
         """``A @ x`` for ``x`` of shape ``(N,)`` or ``(N, 1)``; a dask ``x`` (flat, or shaped like the input
         volume) gives a lazy dask result.
 
-        Raises ``TypeError`` (not a numeric array) or ``ValueError`` (wrong shape, masked entries)
-        naming ``x``, and :class:`~convmatrix.MatrixTooLargeError` when the product is predicted to
-        need more than the operator's ``max_bytes`` at its peak.
+        Parameters
+        ----------
+        x : array_like or dask.array.Array
+            A vector of length ``N = A.shape[1]`` (or ``(N, 1)``); a dask array may also have the
+            shape :attr:`input_vector_shape`.
+
+        Returns
+        -------
+        ndarray or dask.array.Array
+            ``A @ x``, of the shape of ``x`` with ``N`` replaced by ``M = A.shape[0]`` (a dask
+            volume gives a volume of shape :attr:`output_vector_shape`).
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not a numeric array.
+        ValueError
+            ``x`` has the wrong shape or masked entries.
+        MatrixTooLargeError
+            The product is predicted to need more than the operator's ``max_bytes`` at its peak.
+
+        See Also
+        --------
+        rmatvec : The adjoint product.
+        matmat : A batch of vectors.
         """
         if _is_dask(x):
             return self._dask_apply(x, self._role, self._conj, "matvec")
@@ -316,7 +362,32 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
     def rmatvec(self, x: npt.ArrayLike) -> np.ndarray: ...
 
     def rmatvec(self, x: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
-        """``A.H @ x`` for ``x`` of shape ``(M,)`` or ``(M, 1)``; accepts dask arrays and raises like :meth:`matvec`."""
+        """``A.H @ x`` for ``x`` of shape ``(M,)`` or ``(M, 1)``; accepts dask arrays as :meth:`matvec` does.
+
+        Parameters
+        ----------
+        x : array_like or dask.array.Array
+            A vector of length ``M = A.shape[0]`` (or ``(M, 1)``), or a dask volume of shape
+            :attr:`output_vector_shape`.
+
+        Returns
+        -------
+        ndarray or dask.array.Array
+            ``A.H @ x`` (the conjugate transpose: the transposed convolution for a real kernel).
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not a numeric array.
+        ValueError
+            ``x`` has the wrong shape or masked entries.
+        MatrixTooLargeError
+            The product is predicted to need more than the operator's ``max_bytes`` at its peak.
+
+        See Also
+        --------
+        matvec : The forward product.
+        """
         if _is_dask(x):
             return self._dask_apply(x, self._other(), not self._conj, "rmatvec")
         y: np.ndarray = super().rmatvec(_vectors(x, "y", self.shape[0], matrix=False))
@@ -328,8 +399,32 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
     def matmat(self, X: npt.ArrayLike) -> np.ndarray: ...
 
     def matmat(self, X: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
-        """``A @ X`` for a batch ``(N, K)`` of column vectors; a dask ``X`` is processed one column chunk per
-        task.  Raises like :meth:`matvec`."""
+        """``A @ X`` for a batch ``(N, K)`` of column vectors; a dask ``X`` is processed one column chunk per task.
+
+        Parameters
+        ----------
+        X : array_like or dask.array.Array
+            ``K`` vectors of length ``N = A.shape[1]`` as columns.
+
+        Returns
+        -------
+        ndarray or dask.array.Array
+            ``A @ X``, of shape ``(M, K)``.
+
+        Raises
+        ------
+        TypeError
+            ``X`` is not a numeric array.
+        ValueError
+            ``X`` has the wrong shape or masked entries.
+        MatrixTooLargeError
+            The product is predicted to need more than the operator's ``max_bytes`` at its peak.
+
+        See Also
+        --------
+        matvec : One vector.
+        rmatmat : The adjoint product.
+        """
         if _is_dask(X):
             if X.ndim != 2:
                 raise ValueError(f"matmat expects a 2-D array (vectors as columns); got shape {X.shape}")
@@ -343,7 +438,31 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
     def rmatmat(self, X: npt.ArrayLike) -> np.ndarray: ...
 
     def rmatmat(self, X: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
-        """``A.H @ Y`` for a batch ``(M, K)``; accepts dask arrays and raises like :meth:`matmat`."""
+        """``A.H @ Y`` for a batch ``(M, K)`` of column vectors; accepts dask arrays as :meth:`matmat` does.
+
+        Parameters
+        ----------
+        X : array_like or dask.array.Array
+            ``K`` vectors of length ``M = A.shape[0]`` as columns.
+
+        Returns
+        -------
+        ndarray or dask.array.Array
+            ``A.H @ X``, of shape ``(N, K)``.
+
+        Raises
+        ------
+        TypeError
+            ``X`` is not a numeric array.
+        ValueError
+            ``X`` has the wrong shape or masked entries.
+        MatrixTooLargeError
+            The product is predicted to need more than the operator's ``max_bytes`` at its peak.
+
+        See Also
+        --------
+        matmat : The forward product.
+        """
         if _is_dask(X):
             if X.ndim != 2:
                 raise ValueError(f"rmatmat expects a 2-D array (vectors as columns); got shape {X.shape}")
@@ -353,7 +472,31 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
 
     def dot(self, x: npt.ArrayLike | DaskArray | LinearOperator) -> np.ndarray | DaskArray | LinearOperator:
         """``A @ x``: a vector ``(N,)``/``(N, 1)`` (matvec), a batch ``(N, K)`` (matmat), a scalar (a scaled
-        operator) or another LinearOperator (a product)."""
+        operator) or another LinearOperator (a product).
+
+        Parameters
+        ----------
+        x : array_like, dask.array.Array, scalar or LinearOperator
+            What to multiply by.
+
+        Returns
+        -------
+        ndarray, dask.array.Array or LinearOperator
+            The product: an array for arrays, an operator for a scalar or an operator.
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not a numeric array.
+        ValueError
+            ``x`` has the wrong shape or masked entries.
+        MatrixTooLargeError
+            The product is predicted to need more than the operator's ``max_bytes`` at its peak.
+
+        See Also
+        --------
+        matvec, matmat : The products it dispatches to.
+        """
         if _is_dask(x):
             return self.matvec(x) if x.ndim == 1 or tuple(x.shape) == self.input_vector_shape else self.matmat(x)
         if isinstance(x, LinearOperator) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
@@ -441,6 +584,13 @@ class ConvOperator(_ConvLinearOperator):
     (a flat vector or the volume ``input_vector_shape``, lazily, with ``map_overlap``) or to
     ``matmat``/``rmatmat`` (``(N, K)``, one column chunk per task).
 
+    See Also
+    --------
+    convmatrix.conv_matrix : The explicit matrix of the same map (``to_sparse()``).
+    ConvTransposeOperator : The transposed convolution, matrix-free.
+    convmatrix.apply : ``C @ X`` for numpy and dask arrays.
+    scipy.sparse.linalg.LinearOperator : The interface (``lsqr``, ``cg``, ``svds`` take it).
+
     Examples
     --------
     >>> import numpy as np
@@ -500,6 +650,30 @@ class ConvOperator(_ConvLinearOperator):
     def to_sparse(self, *, format: SparseFormat = "csr", max_bytes: MaxBytes = "auto") -> sparray:
         """``conv_matrix`` with this operator's keywords (exactly; refused above ``max_bytes``).
 
+        Parameters
+        ----------
+        format : str, keyword-only
+            Any scipy sparse format (default ``"csr"``).
+        max_bytes : int, None or "auto", keyword-only
+            Refuse a matrix whose build is predicted to need more memory at its peak; ``"auto"``
+            (default): half the RAM; ``None``: no limit.
+
+        Returns
+        -------
+        scipy.sparse.sparray
+            The explicit matrix, entry for entry the one this operator applies.
+
+        Raises
+        ------
+        MatrixTooLargeError
+            The build is predicted to need more than ``max_bytes``.
+        ValueError
+            An unknown format.
+
+        See Also
+        --------
+        convmatrix.conv_matrix : The builder, with the same keywords.
+
         Examples
         --------
         >>> import convmatrix as cm
@@ -531,6 +705,22 @@ class ConvTransposeOperator(_ConvLinearOperator):
     max_bytes : int, None or "auto"
         As :class:`ConvOperator`: the peak bytes one product may allocate.
 
+    Attributes
+    ----------
+    geometry : Geometry
+        The validated geometry, the same object ``conv_transpose_matrix`` builds from.
+    max_bytes : int or None
+        The budget of one product, in bytes (shared with ``.T``, ``.H`` and the like).
+    shape : tuple of int
+        ``(C_out * prod(output_shape), C_in * prod(input_shape))``.
+    input_vector_shape, output_vector_shape : tuple of int
+        ``(C_in, *input_shape)`` and ``(C_out, *output_shape)`` (spatial only for a spatial kernel).
+
+    See Also
+    --------
+    convmatrix.conv_transpose_matrix : The explicit matrix of the same map (``to_sparse()``).
+    ConvOperator : The convolution it transposes, matrix-free.
+
     Raises
     ------
     ValueError, TypeError, MatrixTooLargeError
@@ -539,14 +729,14 @@ class ConvTransposeOperator(_ConvLinearOperator):
     Notes
     -----
     Per axis ``o = (n-1)*s - p_before - p_after + d*(k-1) + a + 1``; the forward map scatters
-    one kernel copy per input position ``i`` at ``i*s + t*d - p_before`` (the seed's fusion);
+    one kernel copy per input position ``i`` at ``i*s + t*d - p_before`` (the "fusion" of kernel copies);
     ``rmatvec`` is the (conjugated) strided convolution.
 
     Examples
     --------
     >>> import numpy as np
     >>> import convmatrix as cm
-    >>> T = cm.ConvTransposeOperator(np.ones((4, 4)), (2, 2), stride=3)   # the seed: 2x2 -> 7x7
+    >>> T = cm.ConvTransposeOperator(np.ones((4, 4)), (2, 2), stride=3)   # 2x2 -> (2-1)*3 + 4 = 7
     >>> T.shape
     (49, 4)
     >>> (T @ np.ones(4)).reshape(7, 7)[3]
@@ -597,5 +787,30 @@ class ConvTransposeOperator(_ConvLinearOperator):
                                      **self._keywords)
 
     def to_sparse(self, *, format: SparseFormat = "csr", max_bytes: MaxBytes = "auto") -> sparray:
-        """``conv_transpose_matrix`` with this operator's keywords (exactly)."""
+        """``conv_transpose_matrix`` with this operator's keywords (exactly; refused above ``max_bytes``).
+
+        Parameters
+        ----------
+        format : str, keyword-only
+            Any scipy sparse format (default ``"csr"``).
+        max_bytes : int, None or "auto", keyword-only
+            Refuse a matrix whose build is predicted to need more memory at its peak; ``"auto"``
+            (default): half the RAM; ``None``: no limit.
+
+        Returns
+        -------
+        scipy.sparse.sparray
+            The explicit matrix, entry for entry the one this operator applies.
+
+        Raises
+        ------
+        MatrixTooLargeError
+            The build is predicted to need more than ``max_bytes``.
+        ValueError
+            An unknown format.
+
+        See Also
+        --------
+        convmatrix.conv_transpose_matrix : The builder, with the same keywords.
+        """
         return self._build(format=format, max_bytes=max_bytes)

@@ -100,35 +100,52 @@ def figure(
 ) -> Figure:
     """The matrix (block grid, the pixel's row outlined) next to the geometry picture.
 
-    The geometry is validated and the limits of the module are checked before the matrix is
-    built: at most :data:`MAX_MATRIX_NNZ` stored entries, :data:`MAX_GEOMETRY_CELLS` geometry
+    The sliding-window half is drawn in the style of Dumoulin & Visin [1]_.  The geometry is
+    validated and the limits of the module are checked before the matrix is built: at most :data:`MAX_MATRIX_NNZ` stored entries, :data:`MAX_GEOMETRY_CELLS` geometry
     cells, and ``size`` at the figure dpi (``rcParams["figure.dpi"]``) within :data:`MAX_PIXELS`.
 
     Parameters
     ----------
-    kernel, input_shape, **geometry
+    kernel, input_shape
         As :func:`convmatrix.conv_matrix` (``kind="conv_transpose"``:
-        :func:`convmatrix.conv_transpose_matrix`); ``**geometry`` takes their geometry keywords only.
-    kind : {"conv", "conv_transpose"}
+        :func:`convmatrix.conv_transpose_matrix`).
+    kind : {"conv", "conv_transpose"}, keyword-only
         Which matrix to draw: the convolution's or the transposed convolution's.
-    flip : bool
+    flip : bool, keyword-only
         As :func:`convmatrix.conv_matrix` (convolutions only).
-    dtype
+    dtype : dtype, optional, keyword-only
         As :func:`convmatrix.conv_matrix`.
-    position : sequence of int, optional
+    position : sequence of int, optional, keyword-only
         Output pixel shown (default: the middle one); its row is outlined in the matrix.
-    size : (float, float)
+    size : (float, float), keyword-only
         Figure size in inches: the PNG is ``size * dpi`` pixels.
+    **geometry
+        The geometry keywords of :func:`convmatrix.conv_matrix` (``stride``, ``padding``,
+        ``dilation``, ``groups``, ``padding_mode``) or of :func:`convmatrix.conv_transpose_matrix`
+        (``stride``, ``padding``, ``output_padding``, ``dilation``, ``groups``, ``output_shape``).
 
     Returns
     -------
-    matplotlib Figure
+    matplotlib.figure.Figure
+        The figure: the matrix on the left, the sliding window on the right.
 
     Raises
     ------
     TypeError, ValueError
         Invalid geometry (as :func:`convmatrix.conv_matrix`), unknown keywords, ``position``
         outside the output, or a picture beyond the limits (the message names the limit).
+    ImportError
+        matplotlib is not installed (``pip install "convmatrix[plot]"``).
+
+    See Also
+    --------
+    save_figure : Writes it to a file, with one frame per output pixel on request.
+    plot_matrix, plot_geometry : Its two halves.
+
+    References
+    ----------
+    .. [1] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.  The sliding-window pictures follow its figures.
     """
     k, geom = _geometry_of(kernel, input_shape, kind, flip, geometry)
     pos = _position(geom, position)
@@ -343,15 +360,21 @@ def save_figure(
 
     Parameters
     ----------
-    kernel, input_shape, kind, flip, dtype, position, size, **geometry
+    kernel, input_shape
         As :func:`figure`.
     out : str or os.PathLike
         The picture; its extension names the format (any format matplotlib writes: ``.png``,
         ``.pdf``, ``.svg``, ...).  Its directory must exist.
-    frames : str or os.PathLike, optional
+    kind, flip, dtype, position
+        As :func:`figure` (keyword-only).
+    frames : str or os.PathLike, optional, keyword-only
         Directory for the frames (PNG); created if missing (its parent must exist).
-    dpi : int
+    dpi : int, keyword-only
         Dots per inch, at least :data:`MIN_DPI`.
+    size : (float, float), keyword-only
+        As :func:`figure`.
+    **geometry
+        As :func:`figure`.
 
     Returns
     -------
@@ -366,6 +389,12 @@ def save_figure(
     OSError
         A directory that does not exist or cannot be written (``FileNotFoundError``,
         ``NotADirectoryError``, ``IsADirectoryError``, ``PermissionError``), or a write that failed.
+    ImportError
+        matplotlib is not installed (``pip install "convmatrix[plot]"``).
+
+    See Also
+    --------
+    figure : The figure it writes.
     """
     with staged() as stage:
         return _write_figure(stage, _plan_figure(kernel, input_shape, out, kind, flip, dtype, position, frames, dpi,

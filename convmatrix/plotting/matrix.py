@@ -27,6 +27,21 @@ def block_levels(geom: Geometry) -> list[tuple[int, int]]:
     The channel blocks (when the vectors carry channels with more than one channel), then
     one level per spatial axis but the last (the blocks of a block-Toeplitz matrix).
 
+    Parameters
+    ----------
+    geom : convmatrix.geometry.Geometry
+        The geometry of the matrix.
+
+    Returns
+    -------
+    list of (int, int)
+        The block sizes, as :func:`plot_matrix` takes them in ``levels``.
+
+    See Also
+    --------
+    plot_matrix : Draws the block grid.
+    convmatrix.symbolic.matrix_structure : Names the structure of the blocks.
+
     Examples
     --------
     >>> from convmatrix.geometry import conv_geometry
@@ -63,10 +78,12 @@ def plot_matrix(
     levels : sequence of (int, int)
         Block sizes (positive), coarse to fine (e.g. :func:`block_levels`); the first is drawn
         thickest.  Levels whose blocks would be drawn smaller than a few points are left out.
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure's axes).
     highlight_row : int, optional
         Outline this row, ``0 <= highlight_row < M.shape[0]`` (the output pixel of :func:`plot_geometry`).
     title : str, optional
+        The axes' title (default: the matrix's shape and number of stored entries).
     annotate : bool, optional
         Write the values in the cells (default: when the matrix has at most 40 rows and columns;
         ``True`` is allowed for at most :data:`MAX_ANNOTATE` stored entries of a matrix drawn
@@ -74,7 +91,8 @@ def plot_matrix(
 
     Returns
     -------
-    matplotlib Axes
+    matplotlib.axes.Axes
+        The axes drawn on.
 
     Raises
     ------
@@ -85,6 +103,14 @@ def plot_matrix(
         ``M`` has more than :data:`MAX_MATRIX_NNZ` entries to draw; ``annotate=True`` for more
         than :data:`MAX_ANNOTATE` entries or a pattern-only picture; ``highlight_row`` outside
         the matrix; a level that is not a pair of positive ints.
+    ImportError
+        matplotlib is not installed (``pip install "convmatrix[plot]"``).
+
+    See Also
+    --------
+    block_levels : The block grid of a geometry's matrix.
+    figure : The matrix next to its sliding window.
+    matplotlib.pyplot.spy : The sparsity pattern alone.
     """
     from .. import _validate as V
 

@@ -146,6 +146,9 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
                   kernel: npt.ArrayLike | None = None, legend: bool = True) -> Axes:
     """Draw the sliding window of ``geom`` at one output pixel, conv_arithmetic style.
 
+    The picture follows the figures of Dumoulin & Visin [1]_: the (padded, for a transposed
+    convolution zero-inserted) input grid, the kernel taps over it, and the output pixel.
+
     Parameters
     ----------
     geom : convmatrix.geometry.Geometry
@@ -154,7 +157,8 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
         taps and output may have at most :data:`MAX_GEOMETRY_CELLS` cells together.
     position : sequence of int, optional
         The output pixel (one index per spatial axis); default: the middle one.
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure's axes).
     title : bool
         Describe the picture in the title.
     kernel : array_like, optional
@@ -166,7 +170,8 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
 
     Returns
     -------
-    matplotlib Axes
+    matplotlib.axes.Axes
+        The axes drawn on.
 
     Raises
     ------
@@ -175,6 +180,18 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
     ValueError
         The picture would have more than :data:`MAX_GEOMETRY_CELLS` cells; ``position`` outside
         the output; ``kernel`` not of the spatial kernel's shape.
+    ImportError
+        matplotlib is not installed (``pip install "convmatrix[plot]"``).
+
+    See Also
+    --------
+    figure : This picture next to the matrix.
+    plot_matrix : The matrix.
+
+    References
+    ----------
+    .. [1] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.
     """
     from .. import _validate as V
     from ..geometry import Geometry

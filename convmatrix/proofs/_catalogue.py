@@ -33,6 +33,15 @@ _ORDER = (
 def theorem_names() -> list[str]:
     """Names of the library's theorems, in the order :func:`theorems` proves them (z3 not needed).
 
+    Returns
+    -------
+    list of str
+        The names :func:`theorem` and :func:`theorems` take.
+
+    See Also
+    --------
+    catalogue : The names with their statements.
+
     Examples
     --------
     >>> theorem_names()[:2]
@@ -43,6 +52,15 @@ def theorem_names() -> list[str]:
 
 def catalogue() -> dict[str, Statement]:
     """``name -> statement`` of every theorem, without proving anything (z3 not needed).
+
+    Returns
+    -------
+    dict of str to Statement
+        In :func:`theorem_names` order.
+
+    See Also
+    --------
+    theorems : Proves them.
 
     Examples
     --------
@@ -74,6 +92,18 @@ def _selected(names: str | Iterable[str] | None) -> list[str]:
 def theorem(name: str, *, timeout: float = DEFAULT_TIMEOUT) -> Theorem:
     """Prove the theorem ``name`` (see :func:`theorem_names`).
 
+    Parameters
+    ----------
+    name : str
+        One of :func:`theorem_names`.
+    timeout : float, keyword-only
+        Seconds z3 may spend on each obligation, as :func:`theorems`.
+
+    Returns
+    -------
+    Theorem
+        The theorem, proved, refuted (with a counterexample) or undecided.
+
     Raises
     ------
     TypeError
@@ -82,6 +112,10 @@ def theorem(name: str, *, timeout: float = DEFAULT_TIMEOUT) -> Theorem:
         An unknown name (the message lists the known ones), or a ``timeout`` that is not positive.
     ImportError
         z3 is not installed (``pip install "convmatrix[proofs]"``).
+
+    See Also
+    --------
+    theorems : Several theorems.
 
     Examples
     --------
@@ -123,6 +157,12 @@ def theorems(names: str | Iterable[str] | None = None, *, timeout: float = DEFAU
         A name that is not a string or not a theorem; a ``timeout`` that is not positive.
     ImportError
         z3 is not installed (``pip install "convmatrix[proofs]"``).
+
+    See Also
+    --------
+    theorem : One theorem.
+    catalogue : The statements, without proving.
+    report : What ``convmatrix prove`` prints.
 
     Examples
     --------

@@ -45,6 +45,10 @@ def report(names: str | Iterable[str] | None = None, *, list_only: bool = False,
     ImportError
         z3 is not installed and a proof was asked for.
 
+    See Also
+    --------
+    theorems : The theorems it proves.
+
     Examples
     --------
     >>> text, status = report("conv_entry")

@@ -16,6 +16,18 @@ Status = Literal["proved", "refuted", "unknown"]
 class Statement(str):
     """A theorem's statement: the string is the plain text, :attr:`latex` the same in LaTeX.
 
+    Parameters
+    ----------
+    text : str
+        The statement in plain text.
+    latex : str
+        The same in LaTeX.
+
+    See Also
+    --------
+    Theorem : Has a statement.
+    catalogue : Every theorem's statement.
+
     Examples
     --------
     >>> s = Statement("o = n + 1", r"o = n + 1")
@@ -54,6 +66,10 @@ class Obligation:
         Wall time of the solver calls.
     counterexample : mapping of str to int, or None
         Values of the theorem's variables where the claim fails.
+
+    See Also
+    --------
+    Theorem : Holds its obligations.
     """
 
     claim: str
@@ -103,6 +119,11 @@ class Theorem:
         The separate claims that together make the theorem.
     evidence : str
         What the library computes at the counterexample (empty when proved).
+
+    See Also
+    --------
+    theorems, theorem : Return theorems.
+    prove_size_formula, prove_index_map : Return a theorem about a formula of yours.
     """
 
     name: str

@@ -120,6 +120,11 @@ def prove_size_formula(expr: Any, *, transposed: bool = False, timeout: float = 
     ImportError
         z3 is not installed (``pip install "convmatrix[proofs]"``).
 
+    See Also
+    --------
+    prove_index_map : The same for an index map.
+    convmatrix.symbolic.output_size_formula : The formula SymPy derives.
+
     Examples
     --------
     >>> import sympy as sp
@@ -201,6 +206,25 @@ def index_map_symbols(transposed: bool = False) -> dict[str, Any]:
     ``j`` (output position of the convolution), ``t`` (kernel tap), ``n, k, s, d, p_before,
     p_after`` and, for ``transposed``, ``a``.
 
+    Parameters
+    ----------
+    transposed : bool
+        Include the output padding ``a`` (default False).
+
+    Returns
+    -------
+    dict of str to sympy.Symbol
+        Integer symbols, by name.
+
+    Raises
+    ------
+    TypeError
+        ``transposed`` is not a bool.
+
+    See Also
+    --------
+    prove_index_map : Takes formulas in these symbols.
+
     Examples
     --------
     >>> sorted(index_map_symbols())
@@ -230,6 +254,7 @@ def prove_index_map(expr: Any, *, transposed: bool = False, padding_mode: V.Padd
         In the symbols of :func:`index_map_symbols` (matched by name): ``j``, ``t``, ``n``,
         ``k``, ``s``, ``d``, ``p_before``, ``p_after`` (and ``a`` for ``transposed``).
     transposed : bool, keyword-only
+        The formula of ``conv_transpose_matrix`` instead of ``conv_matrix`` (default False).
     padding_mode : {"zeros", "circular", "reflect", "replicate", "symmetric"}, keyword-only
         The boundary of ``conv_matrix`` (``"zeros"`` only for ``transposed``, as PyTorch).
     timeout : float, keyword-only
@@ -251,6 +276,11 @@ def prove_index_map(expr: Any, *, transposed: bool = False, padding_mode: V.Padd
         with ``transposed``.
     ImportError
         z3 is not installed.
+
+    See Also
+    --------
+    index_map_symbols : The symbols of the formula.
+    prove_size_formula : The same for a size formula.
 
     Examples
     --------

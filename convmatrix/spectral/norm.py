@@ -49,6 +49,13 @@ SPECTRAL_METHODS: tuple[Method, ...] = ("auto", "exact", "dense", "lanczos", "po
 class SpectralNorm(float):
     """The spectral norm (a ``float``) with how it was obtained.
 
+    Parameters
+    ----------
+    value : float
+        The norm.
+    **info
+        The attributes below, by name.
+
     Attributes
     ----------
     method : str
@@ -66,6 +73,10 @@ class SpectralNorm(float):
         Whether the iteration met ``tol`` (always True for exact methods).
     matvecs : int
         Products with the operator or its adjoint that were used.
+
+    See Also
+    --------
+    spectral_norm : Returns it.
     """
 
     method: UsedMethod
@@ -167,6 +178,12 @@ def spectral_norm(
     MatrixTooLargeError
         The predicted peak exceeds ``max_bytes`` (e.g. ``method="dense"`` on a large geometry).
 
+    See Also
+    --------
+    singular_values : Every singular value of a circular convolution.
+    ConvOperator : The matrix-free operator the iterative methods use.
+    scipy.sparse.linalg.svds : The Lanczos route.
+
     Warns
     -----
     RuntimeWarning
@@ -183,7 +200,13 @@ def spectral_norm(
     spectrum on the grid ``L`` does not fit in ``max_bytes`` (many channels), the looser
     ``sum_t ||w[:, :, t]|| * ||P||`` (triangle inequality) is reported instead.  The kernel is
     scaled by a power of two (exactly) so that its largest entry is near 1, and the norm is
-    computed in float64 (complex128 for complex kernels) whatever the kernel's dtype.
+    computed in float64 (complex128 for complex kernels) whatever the kernel's dtype.  The exact
+    route is that of Sedghi, Gupta & Long [1]_.
+
+    References
+    ----------
+    .. [1] H. Sedghi, V. Gupta and P. M. Long, "The singular values of convolutional layers",
+       International Conference on Learning Representations (ICLR), 2019.
 
     Examples
     --------

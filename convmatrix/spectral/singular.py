@@ -42,7 +42,9 @@ def singular_values(
     padding_mode : {"circular"}
         Only circular convolutions have this closed form; use :func:`spectral_norm` otherwise.
     dilation : int or sequence of int
+        Spacing between kernel taps per axis (default 1); taps wrap modulo the input size.
     groups : int
+        Number of channel groups (default 1), as PyTorch: the matrix is block diagonal over them.
     max_bytes : int, None or "auto"
         Refuse (:class:`~convmatrix.MatrixTooLargeError`, before allocating) a computation whose
         predicted peak memory exceeds this many bytes; ``"auto"`` (default): half the RAM;
@@ -66,14 +68,25 @@ def singular_values(
         The predicted peak (kernel spectrum on the grid plus the singular values) exceeds
         ``max_bytes``.
 
+    See Also
+    --------
+    spectral_norm : The largest singular value, for any geometry.
+    conv_matrix : The matrix whose singular values these are.
+    numpy.linalg.svd : The dense route, for small matrices.
+
     Notes
     -----
     With ``n`` the input grid, ``A(f) = sum_t w[:, :, t] exp(2 pi i <f, t*d / n>)`` is the
     ``C_out x C_in`` block of frequency ``f`` (block-diagonal over groups); the singular values
-    of the convolution are the union over ``f`` of those of ``A(f)`` (Sedghi, Gupta & Long 2019).
+    of the convolution are the union over ``f`` of those of ``A(f)`` (Sedghi, Gupta & Long [1]_).
     Cost: one FFT of the kernel on the grid and ``prod(n)`` small batched SVDs (half of them
     for a real kernel, whose spectrum is conjugate-symmetric).  The kernel is first scaled by a
     power of two (exactly) so that its largest entry is near 1.
+
+    References
+    ----------
+    .. [1] H. Sedghi, V. Gupta and P. M. Long, "The singular values of convolutional layers",
+       International Conference on Learning Representations (ICLR), 2019.
 
     Examples
     --------

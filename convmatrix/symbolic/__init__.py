@@ -10,7 +10,8 @@ load SymPy).  Five jobs:
    :func:`output_shape_from_formula` evaluates them for a :class:`~convmatrix.geometry.Geometry`.
 2. **Relationships** (:func:`relationships`, :func:`relationship`, :func:`applicable_relationship`):
    the fifteen relationships of Dumoulin & Visin, *A guide to convolution arithmetic for deep
-   learning* (2016), and the seed article's formulas, each proved from the derived formula by
+   learning* (2016), and the formulas of the article *卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)*
+   (convolution and deconvolution, also called transposed convolution), each proved from the derived formula by
    simplification under its hypotheses.
 3. **Inverse questions** (:func:`padding_for_output`, :func:`output_padding_for`,
    :func:`input_sizes_for_output`).
@@ -34,5 +35,5 @@ from .matrices import MAX_SYMBOLIC_ENTRIES, kernel_symbols, symbolic_conv_matrix
 from .proofs import TransposeProof, prove_transpose
 from .relations import Obligation, Relationship, applicable_relationship, relationship, relationships
 
-# in the order of the documentation (docs/make_api.py lists this package's names as __all__ gives them)
+# in the order of the documentation
 __all__ = ['Step', 'SizeFormula', 'output_size_formula', 'output_shape_from_formula', 'Obligation', 'Relationship', 'relationships', 'relationship', 'applicable_relationship', 'padding_for_output', 'output_padding_for', 'input_sizes_for_output', 'kernel_symbols', 'symbolic_conv_matrix', 'symbolic_conv_transpose_matrix', 'to_latex', 'TransposeProof', 'prove_transpose', 'Structure', 'matrix_structure', 'conv_transpose_matrix_structure', 'check_structure', 'MAX_SYMBOLIC_ENTRIES']  # noqa: RUF022

@@ -42,7 +42,19 @@ _target = sp.Symbol("t", **_POS)  # wanted output size
 
 
 class Step(NamedTuple):
-    """One step of a derivation: what was done, and the SymPy object it produced."""
+    """One step of a derivation: what was done, and the SymPy object it produced.
+
+    Attributes
+    ----------
+    text : str
+        What was done, in words.
+    expr : sympy.Basic
+        What it produced.
+
+    See Also
+    --------
+    SizeFormula : Holds the steps of its derivation.
+    """
 
     text: str
     expr: sp.Basic
@@ -65,6 +77,11 @@ class SizeFormula(NamedTuple):
     steps : tuple of Step
         The derivation, in order.
     transposed : bool
+        Whether this is the transposed convolution's formula.
+
+    See Also
+    --------
+    output_size_formula : Returns it.
     """
 
     expr: sp.Expr
@@ -89,6 +106,17 @@ class SizeFormula(NamedTuple):
             A value out of range: ``n, k, s, d`` (and ``o``) must be positive, paddings and ``a``
             non-negative, all at most ``2**62``.
 
+        Parameters
+        ----------
+        **values : int
+            The parameters by name (``n``, ``k``, ``s``, ``d``, ``p_before``, ``p_after`` or ``p``,
+            ``a``).
+
+        Returns
+        -------
+        int
+            The output size.
+
         Examples
         --------
         >>> output_size_formula().evaluate(n=5, k=3, s=2, p_before=1, p_after=1)
@@ -98,6 +126,16 @@ class SizeFormula(NamedTuple):
 
     def holds(self, **values: int) -> bool:
         """Whether :attr:`condition` holds at ``values`` (same defaults and errors as :meth:`evaluate`).
+
+        Parameters
+        ----------
+        **values : int
+            The parameters by name, as :meth:`evaluate` takes them.
+
+        Returns
+        -------
+        bool
+            True when the numbers describe a real layer (the kernel fits; ``0 <= a < s``).
 
         Examples
         --------
@@ -205,7 +243,20 @@ def output_size_formula(transposed: bool = False, *, symmetric_padding: bool = F
     ``o = (n-1)*s - p_before - p_after + d*(k-1) + 1 + a`` with ``0 <= a < s``.  The floor of
     the forward formula collapses ``s`` input sizes onto one output size, so the transposed
     layer must be told which one it is: that is the output padding ``a``.  (PyTorch also accepts
-    ``s <= a < d``; such an output does not convolve back to ``n`` values.)
+    ``s <= a < d``; such an output does not convolve back to ``n`` values.)  The results are
+    the formulas of Dumoulin & Visin [1]_ (relationships 6, 15 and 14), which
+    :func:`relationships` proves from them.
+
+    See Also
+    --------
+    output_shape_from_formula : The formula evaluated on a geometry.
+    relationships : The textbook relationships, proved from this formula.
+    convmatrix.conv_output_shape : The same sizes, by integer arithmetic.
+
+    References
+    ----------
+    .. [1] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.
 
     Examples
     --------
@@ -297,6 +348,18 @@ def output_shape_from_formula(geom: Geometry) -> tuple[int, ...]:
     -------
     tuple of int
         Exact (rational arithmetic); equals ``geom.output_shape`` when the geometry code is right.
+
+    Raises
+    ------
+    TypeError
+        ``geom`` is not a Geometry.
+    ValueError
+        ``geom.kind`` is neither ``"conv"`` nor ``"conv_transpose"``.
+
+    See Also
+    --------
+    output_size_formula : The formula.
+    convmatrix.verify.check_conv : Compares a matrix's shape with it.
 
     Examples
     --------

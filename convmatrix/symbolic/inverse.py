@@ -134,6 +134,7 @@ def padding_for_output(
         Per axis (sequences give one answer per axis).  With ``transposed=True``, ``input_size``
         is the transposed convolution's input.
     stride, dilation : int or sequence of int, keyword-only
+        Stride and dilation of the convolution (default 1).
     lower : bool, keyword-only
         Put the odd extra element before instead of after.
     transposed : bool, keyword-only
@@ -171,7 +172,9 @@ def padding_for_output(
 
     See Also
     --------
-    output_padding_for : the output padding for a given padding.
+    output_padding_for : The output padding of a transposed convolution for a given padding.
+    input_sizes_for_output : The input sizes that give an output size.
+    convmatrix.conv_output_shape : The output size of a padding.
 
     Notes
     -----
@@ -275,8 +278,12 @@ def output_padding_for(
         The transposed convolution's input size, the kernel size, the wanted output size (every
         argument is keyword-only: before convmatrix 0.2 the order was ``(target, input_size,
         kernel_size)``, and such a positional call must fail rather than be read the new way).
-    stride, dilation : int or sequence of int, keyword-only
+    stride : int or sequence of int, keyword-only
+        Stride of the convolution it transposes (default 1).
     padding : int, (before, after), or a sequence of those, keyword-only
+        Padding of the convolution it transposes (default 0).
+    dilation : int or sequence of int, keyword-only
+        Dilation (default 1).
 
     Returns
     -------
@@ -292,6 +299,11 @@ def output_padding_for(
     ValueError
         A size out of range (positive, paddings non-negative, at most ``2**62``); sequences of
         different lengths; a ``target`` outside the sizes this transposed convolution can produce.
+
+    See Also
+    --------
+    padding_for_output : The same question for a convolution.
+    convmatrix.conv_transpose_output_shape : The output size of an output padding.
 
     Examples
     --------
@@ -331,11 +343,13 @@ def input_sizes_for_output(*, output_size: int, kernel_size: int, stride: int = 
 
     Parameters
     ----------
-    output_size, kernel_size, stride, dilation : int, keyword-only
+    output_size, kernel_size, stride : int, keyword-only
         Positive, at most ``2**62`` (every argument is keyword-only: before convmatrix 0.2 they
         were ``(o, k, s, p, d)`` in that order).
     padding : int or (int, int), keyword-only
         Padding, or ``(before, after)``.
+    dilation : int, keyword-only
+        Positive, at most ``2**62`` (default 1).
     max_bytes : int, None or "auto", keyword-only
         The tuple holds up to ``s`` Python ints (about 40 bytes each): refuse
         (:class:`~convmatrix.MatrixTooLargeError`, before building it) when it would need more;
@@ -357,6 +371,11 @@ def input_sizes_for_output(*, output_size: int, kernel_size: int, stride: int = 
     -----
     SymPy solves ``o - 1 <= (n + p_before + p_after - d*(k-1) - 1)/s < o`` for ``n``:
     ``s*(o-1) + d*(k-1) + 1 - p_before - p_after <= n < s*o + d*(k-1) + 1 - p_before - p_after``.
+
+    See Also
+    --------
+    output_padding_for : Which of these sizes a transposed convolution produces.
+    padding_for_output : The padding that gives an output size.
 
     Examples
     --------

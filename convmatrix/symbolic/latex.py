@@ -69,6 +69,12 @@ def to_latex(M: sp.MatrixBase | npt.ArrayLike | sparray | spmatrix, block_shape:
     MatrixTooLargeError
         The text would exceed ``max_bytes``.
 
+    See Also
+    --------
+    symbolic_conv_matrix : A matrix to print.
+    matrix_structure : Its ``block_shape``.
+    sympy.printing.latex.latex : SymPy's printer, used for the entries.
+
     Examples
     --------
     >>> print(to_latex(symbolic_conv_matrix(kernel_symbols(3), 4)))

@@ -182,6 +182,7 @@ def kernel_symbols(kernel_shape: IntOrSequence, symbol: str = "w", *,
     Returns
     -------
     sympy.ImmutableDenseNDimArray
+        The symbols, of shape ``kernel_shape``.
 
     Raises
     ------
@@ -191,6 +192,10 @@ def kernel_symbols(kernel_shape: IntOrSequence, symbol: str = "w", *,
         A size that is not positive or exceeds ``2**62``.
     MatrixTooLargeError
         More symbols than ``max_bytes`` allows.
+
+    See Also
+    --------
+    symbolic_conv_matrix : The matrix with these symbols as entries.
 
     Examples
     --------
@@ -342,6 +347,13 @@ def symbolic_conv_matrix(
     the same source of truth as the numeric builder: ``C[j, i] = sum of w[t]`` over taps ``t``
     whose folded input index ``j*s + t*d - p_before`` is ``i`` on every axis.
 
+    See Also
+    --------
+    convmatrix.conv_matrix : The numeric matrix.
+    symbolic_conv_transpose_matrix : The transposed convolution's matrix.
+    kernel_symbols : Symbols for the kernel.
+    to_latex : The matrix as LaTeX.
+
     Examples
     --------
     The matrix printed by Dumoulin & Visin (4x4 input, 3x3 kernel, no padding, unit strides):
@@ -393,10 +405,19 @@ def symbolic_conv_transpose_matrix(
     max_bytes: MaxBytes = "auto") -> sp.SparseMatrix:
     """SymPy sparse matrix of :func:`convmatrix.conv_transpose_matrix` (PyTorch ``conv_transpose``).
 
-    Parameters as :func:`convmatrix.conv_transpose_matrix`; ``kernel`` an array of SymPy
-    expressions (e.g. :func:`kernel_symbols` of the spatial shape, or of the transposed weight's
-    ``(C_in, C_out/groups, *k)``); ``max_entries`` and ``max_bytes`` as :func:`symbolic_conv_matrix`
-    (both size checks run before any entry is converted).
+    Parameters
+    ----------
+    kernel : array of SymPy expressions or numbers
+        E.g. :func:`kernel_symbols` of the spatial shape, or of the transposed weight's
+        ``(C_in, C_out/groups, *k)``.
+    input_shape : int or sequence of int
+        Spatial shape of the transposed convolution's input.
+    stride, padding, output_padding, dilation, groups, output_shape
+        As :func:`convmatrix.conv_transpose_matrix` (keyword-only).
+    max_entries : int, keyword-only
+        As :func:`symbolic_conv_matrix`.
+    max_bytes : int, None or "auto", keyword-only
+        As :func:`symbolic_conv_matrix` (both size checks run before any entry is converted).
 
     Returns
     -------
@@ -415,6 +436,12 @@ def symbolic_conv_transpose_matrix(
     -----
     Built from the transposed geometry's index maps.  With the same symbols it is the transpose
     of :func:`symbolic_conv_matrix` on the transposed output shape.
+
+    See Also
+    --------
+    convmatrix.conv_transpose_matrix : The numeric matrix.
+    symbolic_conv_matrix : The convolution it transposes.
+    prove_transpose : Proves it equal to two textbook constructions.
 
     Examples
     --------

@@ -42,6 +42,23 @@ class TransposeProof:
     ``zero_insertion_equal`` / ``fusion_equal`` say whether every entry of ``C.T`` minus the
     construction expands to 0; ``mismatches`` lists the first differing entries
     ``(route, row, col, C.T entry, construction entry)``.
+
+    Attributes
+    ----------
+    C : sympy.SparseMatrix
+        The convolution's matrix.
+    zero_insertion, fusion : sympy.SparseMatrix
+        The two constructions of the transposed convolution.
+    output_padding : tuple of int
+        The output padding ``a`` per axis that makes the transposed output the convolution's input.
+    zero_insertion_equal, fusion_equal : bool
+        Whether each construction equals ``C.T``.
+    mismatches : tuple of tuple
+        The first differing entries, ``(route, row, col, C.T entry, construction entry)``.
+
+    See Also
+    --------
+    prove_transpose : Returns it.
     """
 
     C: sp.SparseMatrix
@@ -54,6 +71,7 @@ class TransposeProof:
 
     @property
     def proved(self) -> bool:
+        """True when both constructions equal ``C.T``."""
         return self.zero_insertion_equal and self.fusion_equal
 
     def __str__(self) -> str:
@@ -113,12 +131,12 @@ def prove_transpose(
     ``C = symbolic_conv_matrix(kernel, input_shape, ...)`` (from the index maps) maps
     ``x`` (``input_shape``) to ``y``.  Its transpose is compared, entry by entry and exactly, with
 
-    (a) **zero insertion**: insert ``s-1`` zeros between the entries of ``y``, pad by
+    (a) **zero insertion** [2]_: insert ``s-1`` zeros between the entries of ``y``, pad by
         ``d*(k-1) - p`` (``+ a`` after, ``a = (n + p_before + p_after - d*(k-1) - 1) mod s``;
         negative padding crops), convolve at stride 1 with the kernel rotated 180 degrees
         (dilated by ``d``) -- assembled as ``sum_t w_rot[t] * kron_axes(S_t @ P @ U)`` with the
         per-axis 0/1 matrices held sparse;
-    (b) **fusion** (the seed): each pixel of ``y`` contributes a copy of the kernel placed at
+    (b) **fusion** (the source article's construction [1]_): each pixel of ``y`` contributes a copy of the kernel placed at
         ``s`` times its position, overlapping copies add, and the padding is cropped.
 
     Parameters
@@ -127,8 +145,10 @@ def prove_transpose(
         Spatial or PyTorch weight ``(C_out, C_in/groups, *k)``: ``kernel_symbols(shape)`` for
         symbols, or a ``sympy.Array``/``sympy.Matrix``/numpy array/nested lists.
     input_shape : int or sequence of int
+        Spatial input shape of the convolution.
     stride, padding, dilation, groups
-        As :func:`convmatrix.conv_matrix` (zero padding only: the identity is about zeros).
+        As :func:`convmatrix.conv_matrix` (keyword-only; zero padding only: the identity is
+        about zeros).
     max_entries : int
         Refuse geometries with more than this many (input pixel, output pixel, tap) triples
         ``prod(input_shape) * prod(output_shape) * prod(k)``: the fusion route's work grows with it.
@@ -151,9 +171,21 @@ def prove_transpose(
     MatrixTooLargeError
         More than ``max_entries`` triples, or more than ``max_bytes`` predicted.
 
+    See Also
+    --------
+    convmatrix.check_transpose : The same comparison, numerically, for any size.
+    convmatrix.proofs.theorems : The identities proved for every size by an SMT solver.
+
+    References
+    ----------
+    .. [1] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+       image convolution and deconvolution, also called transposed convolution).
+    .. [2] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.
+
     Examples
     --------
-    >>> r = prove_transpose(kernel_symbols((4, 4)), (7, 7), stride=3)   # the seed: 2x2 -> 7x7 with a 4x4 kernel
+    >>> r = prove_transpose(kernel_symbols((4, 4)), (7, 7), stride=3)   # 2x2 -> 7x7 with a 4x4 kernel
     >>> r.proved, r.C.shape, r.output_padding
     (True, (4, 49), (0, 0))
     >>> print(prove_transpose(kernel_symbols((3,)), (6,), stride=2, padding=1))

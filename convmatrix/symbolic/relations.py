@@ -26,7 +26,23 @@ _ObligationSpec: TypeAlias = "tuple[str, _Size, _Size, _Subs]"
 
 
 class Obligation(NamedTuple):
-    """One equation a relationship's proof must establish, and how it was established."""
+    """One equation a relationship's proof must establish, and how it was established.
+
+    Attributes
+    ----------
+    text : str
+        What the equation says.
+    equation : sympy.Equality
+        The equation as stated, before substituting the hypotheses.
+    proved : bool
+        Whether it was established.
+    method : str
+        How (``"expand"``, ``"simplify"``, ...).
+
+    See Also
+    --------
+    Relationship : Holds its obligations.
+    """
 
     text: str
     equation: sp.Equality  # as stated, before substituting the hypotheses
@@ -35,12 +51,39 @@ class Obligation(NamedTuple):
 
 
 class Relationship(NamedTuple):
-    """A relationship of Dumoulin & Visin (2016) or of the seed article, with its proof.
+    """A relationship of Dumoulin & Visin [1]_ or of the source article [2]_, with its proof.
 
-    ``number`` is Dumoulin & Visin's numbering (``None`` for the seed's formulas); ``key`` a short
-    name (``"dv6"``, ``"seed-full"``); ``hypotheses`` SymPy relations; ``statement`` the
-    relationship as a SymPy equation; ``obligations`` the equations proved from the derived
-    formula; ``status`` ``"proved"`` or ``"not proved"``; ``method`` how.
+    Attributes
+    ----------
+    number : int or None
+        Dumoulin & Visin's numbering (``None`` for the article's formulas).
+    key : str
+        A short name (``"dv6"``, ``"seed-full"``).
+    name : str
+        What the relationship is about (``"zero padding, non-unit strides"``).
+    source : str
+        Where it is stated.
+    hypotheses : tuple of sympy.Basic
+        The conditions, as SymPy relations.
+    statement : sympy.Equality
+        The relationship.
+    obligations : tuple of Obligation
+        The equations proved from the derived formula.
+    status : {"proved", "not proved"}
+        The outcome.
+    method : str
+        How it was proved.
+
+    See Also
+    --------
+    relationships : Every relationship, proved.
+
+    References
+    ----------
+    .. [1] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.
+    .. [2] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+       image convolution and deconvolution, also called transposed convolution).
     """
 
     number: int | None
@@ -55,6 +98,7 @@ class Relationship(NamedTuple):
 
     @property
     def proved(self) -> bool:
+        """True when every obligation was proved."""
         return self.status == "proved"
 
     def __str__(self) -> str:
@@ -206,7 +250,7 @@ def _all_relationships() -> tuple[Relationship, ...]:
 
 
 def relationships() -> list[Relationship]:
-    """All fifteen relationships of Dumoulin & Visin (2016) and the seed's formulas, each proved.
+    """All fifteen relationships of Dumoulin & Visin [1]_ and the source article's [2]_ formulas, each proved.
 
     Returns
     -------
@@ -227,6 +271,19 @@ def relationships() -> list[Relationship]:
     convolution (zero insertion, padding ``p' = k - p - 1``), and the round trip ``o' = i``
     when ``i' = o(i)``.
 
+    See Also
+    --------
+    relationship : One of them, by number, key or name.
+    applicable_relationship : The one that applies to given numbers.
+    output_size_formula : The derived formula they are proved from.
+
+    References
+    ----------
+    .. [1] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016.
+    .. [2] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+       image convolution and deconvolution, also called transposed convolution).
+
     Examples
     --------
     >>> rels = relationships()
@@ -243,6 +300,27 @@ def relationships() -> list[Relationship]:
 def relationship(name_or_number: int | str) -> Relationship:
     """One relationship by Dumoulin & Visin's number (1-15), key (``"dv6"``, ``"seed-full"``) or name.
 
+    Parameters
+    ----------
+    name_or_number : int or str
+        The number (1-15), the key or the name of the relationship.
+
+    Returns
+    -------
+    Relationship
+        The relationship, with its proof.
+
+    Raises
+    ------
+    TypeError
+        ``name_or_number`` is neither an int nor a str (bools and floats are refused).
+    ValueError
+        No relationship has that number, key or name.
+
+    See Also
+    --------
+    relationships : All of them.
+
     Examples
     --------
     >>> relationship(3).statement
@@ -251,13 +329,6 @@ def relationship(name_or_number: int | str) -> Relationship:
     Eq(o, N_1 + N_2 - 1)
     >>> relationship("dilated convolution").number
     15
-
-    Raises
-    ------
-    TypeError
-        ``name_or_number`` is neither an int nor a str (bools and floats are refused).
-    ValueError
-        No relationship has that number, key or name.
     """
     rels = _all_relationships()
     if (isinstance(name_or_number, (int, numbers.Integral, np.integer))
@@ -302,6 +373,7 @@ def applicable_relationship(
         ``transposed=True`` they describe the transposed layer as PyTorch does (``n`` is its
         input ``i'``; ``k, s, p`` those of the convolution it transposes).
     transposed : bool
+        Whether the numbers describe a transposed convolution (default False).
     output_padding : int, keyword-only
         ``a`` of a transposed layer (selects relationship 14 when nonzero); ``transposed=True`` only.
 
@@ -320,6 +392,11 @@ def applicable_relationship(
         describe no layer: a kernel larger than the padded input (``n + p_before + p_after <
         d*(k-1) + 1``), an output padding PyTorch refuses (not smaller than ``s`` or ``d``), a
         transposed output size below 1.
+
+    See Also
+    --------
+    relationships : All of them.
+    relationship : One by number, key or name.
 
     Examples
     --------

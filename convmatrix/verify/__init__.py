@@ -19,7 +19,7 @@ check                                  independent route
                                        axis is split into its ``d`` phases by a reshape)
 ``C^T y vs zero insertion``            insert ``s-1`` zeros between the inputs, pad by
                                        ``d(k-1)-p``, correlate with the 180°-rotated kernel
-``C^T y vs fusion (seed)``             the seed article's construction: one kernel copy per input
+``C^T y vs fusion (seed)``             the source article's construction: one kernel copy per input
                                        pixel, placed at stride ``s``, overlaps added (scatter-add)
 ``C x vs torch convNd``                ``torch.nn.functional.conv{1,2,3}d`` (``F.pad`` for modes)
 ``C^T y vs torch conv_transposeNd``    ``torch.nn.functional.conv_transpose{1,2,3}d``

@@ -65,11 +65,19 @@ def random_kernel(shape: Sequence[int], dtype: npt.DTypeLike = "float64", seed: 
 
     Parameters
     ----------
-    shape : sequence of positive ints
-    dtype : integer, float32/float64 or complex dtype
-    seed : non-negative int
-    max_bytes : int, None or "auto"
+    shape : sequence of int
+        The kernel's shape (positive sizes): spatial, or PyTorch's weight layout.
+    dtype : dtype
+        An integer, float32/float64 or complex dtype (default float64).
+    seed : int
+        Non-negative seed (default 0): the same seed gives the same kernel.
+    max_bytes : int, None or "auto", keyword-only
         Budget for the draw's peak memory (``"auto"``: half the RAM; ``None``: no limit).
+
+    Returns
+    -------
+    ndarray
+        The kernel, of ``shape`` and ``dtype``.
 
     Raises
     ------
@@ -77,6 +85,11 @@ def random_kernel(shape: Sequence[int], dtype: npt.DTypeLike = "float64", seed: 
         An invalid ``shape``, ``dtype`` or ``seed`` (the message names it).
     MatrixTooLargeError
         The kernel would exceed ``max_bytes``; raised before drawing.
+
+    See Also
+    --------
+    case_kernel : The kernel of a case dict.
+    sweep : Draws its kernels here.
 
     Examples
     --------
@@ -162,6 +175,18 @@ def case_kernel(case: Case, *, max_bytes: MaxBytes = "auto") -> np.ndarray:
     ``convmatrix`` uses when given neither ``--weights`` nor ``--seed``.  Only ``kernel_shape``,
     ``dtype`` and ``seed`` are read (and validated); other keys are ignored.
 
+    Parameters
+    ----------
+    case : dict
+        A case dict (see :func:`run_case`).
+    max_bytes : int, None or "auto", keyword-only
+        Budget for the kernel's peak memory (``"auto"``: half the RAM; ``None``: no limit).
+
+    Returns
+    -------
+    ndarray
+        The kernel, of shape ``case["kernel_shape"]``.
+
     Raises
     ------
     TypeError, ValueError
@@ -169,6 +194,11 @@ def case_kernel(case: Case, *, max_bytes: MaxBytes = "auto") -> np.ndarray:
         (``1..200`` in int8 would wrap).
     MatrixTooLargeError
         The kernel would exceed ``max_bytes`` (``"auto"``: half the RAM; ``None``: no limit).
+
+    See Also
+    --------
+    random_kernel : The kernel of a case with a seed.
+    run_case : Runs the checks on a case.
 
     Examples
     --------
@@ -207,8 +237,10 @@ def run_case(case: Case, *, torch: TorchOption = "auto", rtol: float | None = No
     Parameters
     ----------
     case : dict
+        The case: ``transpose``, ``kernel_shape``, ``input_shape``, optionally ``dtype``, ``seed``
+        and the geometry keywords (as above).
     torch, rtol, atol, max_bytes
-        As :func:`check_conv` (``max_bytes`` also bounds the kernel).
+        As :func:`check_conv` (keyword-only; ``max_bytes`` also bounds the kernel).
 
     Returns
     -------
@@ -224,6 +256,11 @@ def run_case(case: Case, *, torch: TorchOption = "auto", rtol: float | None = No
         invalid option.
     MatrixTooLargeError
         The kernel or the check would exceed ``max_bytes``.
+
+    See Also
+    --------
+    case_command : The same case as a command line.
+    sweep : Returns reports whose cases this re-runs.
 
     Examples
     --------
@@ -284,10 +321,24 @@ def case_command(case: Case) -> str:
     The case is validated first (as :func:`run_case` does, the geometry included), so that the
     line it prints is one the command line accepts.
 
+    Parameters
+    ----------
+    case : dict
+        A case dict (see :func:`run_case`).
+
+    Returns
+    -------
+    str
+        ``"convmatrix verify ..."`` with the flags that re-run the case.
+
     Raises
     ------
     TypeError, ValueError
         An invalid case; the message names the key.
+
+    See Also
+    --------
+    run_case : Re-runs the case in Python.
     """
     from ..geometry import conv_geometry, conv_transpose_geometry
 
@@ -339,7 +390,25 @@ def case_command(case: Case) -> str:
 
 
 def seed_cases() -> list[tuple[str, Case]]:
-    """The seed article's geometries as ``(description, case)`` pairs (kernels ``1..K``, integer, exact).
+    """The source article's geometries as ``(description, case)`` pairs (kernels ``1..K``, integer, exact).
+
+    The geometries of the worked examples and figures of the article [1]_ whose examples
+    convmatrix reproduces.
+
+    Returns
+    -------
+    list of (str, dict)
+        Each geometry's description (with the article's figure number) and its case dict for
+        :func:`run_case`.
+
+    See Also
+    --------
+    seed_report : Runs every check on them.
+
+    References
+    ----------
+    .. [1] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+       image convolution and deconvolution, also called transposed convolution).
 
     Examples
     --------
@@ -495,6 +564,7 @@ def sweep(
         out of seven, each other mode once.  An error with ``kind="conv_transpose"`` (no forward
         convolution is drawn, so it would have no effect).
     torch : {"auto", True, False}
+        Use PyTorch's routes when installed (``True``: require it; ``False``: skip them).
     progress : bool
         Show a tqdm progress bar (``pip install convmatrix[progress]``; a warning and no bar without it).
     rtol, atol : float, optional
@@ -517,6 +587,11 @@ def sweep(
         ``padding_modes`` with ``kind="conv_transpose"``.
     ImportError
         ``torch=True`` without PyTorch installed.
+
+    See Also
+    --------
+    check_conv, check_transpose : The checks run on each geometry.
+    convmatrix.verify.run_case : Re-runs one geometry of the sweep.
 
     Examples
     --------
@@ -576,11 +651,33 @@ def sweep(
 
 
 def seed_report(*, torch: TorchOption = "auto", rtol: float | None = None, atol: float | None = None) -> Report:
-    """Every check on the seed article's geometries (:func:`seed_cases`; kernels ``1..K``, exact).
+    """Every check on the source article's geometries (:func:`seed_cases`; kernels ``1..K``, exact).
 
-    ``torch``, ``rtol`` and ``atol`` are passed to :func:`run_case` for every geometry (see
-    :func:`check_conv`; ``None`` keeps the defaults, under which these integer kernels are
-    compared exactly).
+    Parameters
+    ----------
+    torch : {"auto", True, False}, keyword-only
+        As :func:`check_conv`.
+    rtol, atol : float, optional, keyword-only
+        As :func:`check_conv`; ``None`` keeps the defaults, under which these integer kernels are
+        compared exactly.
+
+    Returns
+    -------
+    Report
+        One row per check aggregated over the geometries (as :func:`sweep`), the per-geometry
+        reports in ``cases``; what ``convmatrix verify`` prints without ``--input``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid option.
+    ImportError
+        ``torch=True`` without PyTorch installed.
+
+    See Also
+    --------
+    seed_cases : The geometries.
+    sweep : The same on random geometries.
 
     Examples
     --------

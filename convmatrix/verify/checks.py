@@ -437,6 +437,13 @@ def check_conv(
     ImportError
         ``torch=True`` without PyTorch installed.
 
+    See Also
+    --------
+    check_transpose : The same for the transposed convolution.
+    dot_test : The adjoint test alone, for any operator.
+    sweep : The checks on many random geometries.
+    convmatrix.conv_matrix : The matrix it verifies.
+
     Examples
     --------
     >>> import numpy as np
@@ -555,8 +562,8 @@ def check_transpose(
 ) -> Report:
     """Verify the transposed-convolution matrix ``Cᵀ`` of :func:`convmatrix.conv_transpose_matrix`.
 
-    ``Cᵀ y`` is compared with zero insertion + padding + rotated kernel, with the seed's fusion
-    (scatter-add of kernel copies), with ``torch conv_transposeNd`` and with the autograd
+    ``Cᵀ y`` is compared with zero insertion + padding + rotated kernel [2]_, with the "fusion" of the
+    article [1]_ (scatter-add of kernel copies), with ``torch conv_transposeNd`` and with the autograd
     vector-Jacobian product of ``torch convNd``; ``C x`` (the matrix's transpose applied) with a
     reference convolution; the shape with the SymPy-derived formula.
 
@@ -574,15 +581,29 @@ def check_transpose(
     Returns
     -------
     Report
+        One row per check; ``report.ok`` is the verdict.
 
     Raises
     ------
     TypeError, ValueError, MatrixTooLargeError, ImportError
         As :func:`check_conv`.
 
+    See Also
+    --------
+    check_conv : The same for the convolution.
+    convmatrix.conv_transpose_matrix : The matrix it verifies.
+    convmatrix.symbolic.prove_transpose : The same identities, proved symbolically.
+
+    References
+    ----------
+    .. [1] "卷积神经网络CNN——图像卷积与反卷积(后卷积,转置卷积)" (Convolutional neural networks:
+       image convolution and deconvolution, also called transposed convolution).
+    .. [2] V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+       arXiv:1603.07285, 2016 (zero insertion, chapter 4).
+
     Examples
     --------
-    The seed article's deconvolution: 2x2 input, 4x4 kernel, stride 3, output 7x7.
+    The article's deconvolution example: 2x2 input, 4x4 kernel, stride 3, output 7x7.
 
     >>> import numpy as np
     >>> r = check_transpose(np.arange(16).reshape(4, 4), (2, 2), stride=3, torch=False)

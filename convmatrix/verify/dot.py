@@ -35,6 +35,23 @@ class DotTestResult:
     """Outcome of :func:`dot_test`; true when the test passed.
 
     ``lhs = vdot(A u, v)``, ``rhs = vdot(u, Aᴴ v)``, ``error = |lhs - rhs|``.
+
+    Attributes
+    ----------
+    lhs : complex or float
+        ``vdot(A u, v)``.
+    rhs : complex or float
+        ``vdot(u, Aᴴ v)``.
+    error : float
+        ``|lhs - rhs|``.
+    tolerance : float
+        The bound ``error`` must not exceed.
+    passed : bool
+        ``error <= tolerance`` (also the truth value of the result).
+
+    See Also
+    --------
+    dot_test : Returns it.
     """
 
     lhs: complex | float
@@ -47,6 +64,13 @@ class DotTestResult:
         return self.passed
 
     def message(self) -> str:
+        """The outcome in one sentence, with the two numbers and the tolerance.
+
+        Returns
+        -------
+        str
+            ``"dot test passed: vdot(A u, v) = ... and vdot(u, A^H v) = ...; |difference| = ..."``.
+        """
         verdict = "passed" if self.passed else "failed"
         rel = "<=" if self.passed else ">"
         return (f"dot test {verdict}: vdot(A u, v) = {_num(self.lhs)} and vdot(u, A^H v) = {_num(self.rhs)}; "
@@ -206,11 +230,22 @@ def dot_test(
     AssertionError
         The test failed and ``raise_error`` is true.
 
+    See Also
+    --------
+    check_conv, check_transpose : Run it, among other checks, on a convolution's matrix.
+
     Notes
     -----
     The inner products are accumulated in float64/complex128 whatever the operator's dtype, so
     the tolerance only has to cover the rounding of ``A u`` and ``Aᴴ v``.  Cauchy-Schwarz bounds
-    ``|vdot(A u, v)|`` by ``‖A u‖‖v‖``, which makes the scale immune to cancellation.
+    ``|vdot(A u, v)|`` by ``‖A u‖‖v‖``, which makes the scale immune to cancellation.  The test is
+    the one of Claerbout's *Earth Soundings Analysis: Processing versus Inversion* (1992), also
+    PyLops' ``dottest`` [1]_.
+
+    References
+    ----------
+    .. [1] J. F. Claerbout, "Earth Soundings Analysis: Processing versus Inversion", Blackwell,
+       1992 (the "dot product test"); PyLops documentation, ``pylops.utils.dottest``.
 
     Examples
     --------

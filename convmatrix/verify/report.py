@@ -33,6 +33,25 @@ class Check:
     ``error`` is the maximum absolute error and ``tolerance`` the bound it must not exceed,
     ``atol + rtol * scale`` with the ``rtol`` and ``atol`` recorded here (``None`` when the check
     did not run or has no number; the shape check is exact: tolerance 0, ``rtol``/``atol`` None).
+
+    Attributes
+    ----------
+    name : str
+        What was compared, e.g. ``"C^T y vs zero insertion"``.
+    status : {"pass", "fail", "skip"}
+        The outcome (``"skip"``: the check could not run here, e.g. PyTorch is not installed).
+    error : float or None
+        The maximum absolute error.
+    tolerance : float or None
+        The bound ``error`` must not exceed.
+    detail : str
+        A short note (the reference's name, why a check was skipped, ...).
+    rtol, atol : float or None
+        The relative and absolute tolerances that made ``tolerance``.
+
+    See Also
+    --------
+    Report : A table of checks.
     """
 
     name: str
@@ -44,6 +63,13 @@ class Check:
     atol: float | None = None
 
     def to_dict(self) -> _CheckDict:
+        """The check as a dict of its attributes (one row of :meth:`Report.to_json`).
+
+        Returns
+        -------
+        dict
+            Keys ``name``, ``status``, ``error``, ``tolerance``, ``rtol``, ``atol``, ``detail``.
+        """
         return {"name": self.name, "status": self.status, "error": self.error, "tolerance": self.tolerance,
                 "rtol": self.rtol, "atol": self.atol, "detail": self.detail}
 
@@ -57,6 +83,24 @@ class Report:
     For a sweep, :attr:`checks` aggregates each check over all geometries and :attr:`cases`
     holds one report per geometry; :attr:`case` is the keyword dict that re-runs a report with
     :func:`run_case` (``None`` when the kernel was given as an array).
+
+    Attributes
+    ----------
+    title : str
+        The geometry (or the sweep) in words, the first line of the table.
+    checks : list of Check
+        One row per check.
+    case : dict or None
+        The keywords that re-run this report with :func:`convmatrix.verify.run_case`.
+    cases : list of Report
+        For a sweep: one report per geometry (empty otherwise).
+    notes : list of str
+        Lines printed under the table (tolerances, skipped routes).
+
+    See Also
+    --------
+    check_transpose, check_conv, sweep : The functions that return it.
+    convmatrix.verify.Check : One row.
     """
 
     title: str
@@ -67,10 +111,12 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """True when no check failed (skipped checks do not fail)."""
         return all(c.status != "fail" for c in self.checks)
 
     @property
     def exit_code(self) -> int:
+        """The exit status of ``convmatrix verify``: 0 when :attr:`ok`, else 1."""
         return 0 if self.ok else 1
 
     @property
@@ -91,9 +137,23 @@ class Report:
         return None if self.case is None else case_command(self.case)
 
     def counts(self) -> dict[Status, int]:
+        """The number of checks per status.
+
+        Returns
+        -------
+        dict
+            ``{"pass": ..., "fail": ..., "skip": ...}``.
+        """
         return {s: sum(c.status == s for c in self.checks) for s in _STATUSES}
 
     def verdict(self) -> str:
+        """The last line of the table.
+
+        Returns
+        -------
+        str
+            ``"passed: 9 of 9 checks"``, or ``"FAILED: ..."`` naming the failed checks.
+        """
         n = self.counts()
         if not self.ok:
             names = ", ".join(repr(c.name) for c in self.failures)
@@ -119,6 +179,14 @@ class Report:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain Python data (what :meth:`to_json` writes).
+
+        Returns
+        -------
+        dict
+            ``title``, ``ok``, ``counts``, ``checks`` (each :meth:`Check.to_dict`), and when
+            present ``case`` and ``command``, ``failing_cases`` and ``cases`` (a sweep), ``notes``.
+        """
         out: dict[str, Any] = {
             "title": self.title,
             "ok": self.ok,
@@ -137,7 +205,18 @@ class Report:
         return out
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The report as JSON (``NaN`` errors become ``null``)."""
+        """The report as JSON (``NaN`` errors become ``null``).
+
+        Parameters
+        ----------
+        indent : int or None
+            Indentation of the JSON text (default 2); ``None`` for one line.
+
+        Returns
+        -------
+        str
+            The JSON text of :meth:`to_dict`.
+        """
         return json.dumps(_json_safe(self.to_dict()), indent=indent)
 
 
