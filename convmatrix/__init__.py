@@ -2,7 +2,7 @@
 
 ``C @ x`` is the convolution, ``C.T @ y`` the transposed convolution, with PyTorch's,
 scipy.signal's and MATLAB's exact semantics.  Heavy or optional parts (SymPy, Dask,
-matplotlib, torch) load lazily.
+matplotlib, torch, JAX, PyLops) load lazily.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ from .matrices import (
 )
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers ("as": re-exported)
+    from . import interop as interop
     from . import operator as operator
     from . import plotting as plotting
     from . import spectral as spectral
     from . import symbolic as symbolic
     from . import verify as verify
+    from .interop import to_jax as to_jax
+    from .interop import to_pylops as to_pylops
+    from .interop import to_torch as to_torch
     from .operator import ConvOperator as ConvOperator
     from .operator import ConvTransposeOperator as ConvTransposeOperator
     from .operator import apply as apply
@@ -56,11 +60,15 @@ _LAZY = {
     "check_transpose": "verify",
     "sweep": "verify",
     "Report": "verify",
+    "to_torch": "interop",
+    "to_jax": "interop",
+    "to_pylops": "interop",
     "symbolic": None,
     "verify": None,
     "plotting": None,
     "operator": None,
     "spectral": None,
+    "interop": None,
 }
 
 __all__ = [
