@@ -31,6 +31,8 @@ SECTIONS: list[tuple[str, str, list[str] | None, str]] = [
      ["conv_output_shape", "conv_transpose_output_shape", "conv_nnz"], "cm."),
     ("Matrix-free operators and data beyond memory", "convmatrix",
      ["ConvOperator", "ConvTransposeOperator", "apply"], "cm."),
+    ("To PyTorch, JAX and PyLops (extras `torch`, `jax`, `pylops`)", "convmatrix",
+     ["to_torch", "to_jax", "to_pylops"], "cm."),
     ("Spectra", "convmatrix", ["singular_values", "spectral_norm"], "cm."),
     ("Verification", "convmatrix", ["check_transpose", "check_conv", "dot_test", "sweep", "Report"], "cm."),
     ("Geometry and errors", "convmatrix", ["Geometry", "MatrixTooLargeError"], "cm."),
