@@ -177,9 +177,10 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
     C : scipy sparse matrix or array, 2-D numpy array, ConvOperator or ConvTransposeOperator
         The matrix (an operator's is built with :meth:`~convmatrix.ConvOperator.to_sparse`).
     dtype : data-type, optional
-        The values' dtype; default ``C``'s.  JAX holds 64-bit types only with
-        ``jax.config.update("jax_enable_x64", True)``: without it a 64-bit ``C`` is refused
-        (never rounded silently) unless ``dtype`` names a 32-bit type.
+        The values' dtype; default ``C``'s, or, when JAX's 64-bit types are off (JAX's default;
+        ``jax.config.update("jax_enable_x64", True)`` turns them on), its 32-bit counterpart
+        with a ``UserWarning`` (float64 entries rounded to float32, as ``jax.numpy.asarray``
+        does).  A 64-bit ``dtype`` asked for without 64-bit types is refused.
     max_bytes : int, None or "auto"
         Peak bytes of the new arrays (host copies, and an operator's matrix or a conversion to
         CSR): ``"auto"`` is half the RAM, ``None`` no limit.
@@ -198,7 +199,13 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
     TypeError
         ``C`` is not a matrix, or ``dtype`` is not a numeric dtype.
     ValueError
-        The dtype (or int64 indices, for a matrix with 2**31 rows or more) needs JAX's 64-bit mode.
+        ``dtype`` (or int64 indices, for a matrix with 2**31 rows or more) needs JAX's 64-bit
+        mode; an entry does not fit in the dtype (an int64 beyond int32, say).
+
+    Warns
+    -----
+    UserWarning
+        ``C`` is 64-bit and JAX's 64-bit types are off: the matrix is made in 32 bits.
     MatrixTooLargeError
         The copies are predicted above ``max_bytes``.
 
@@ -232,10 +239,17 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
     S = _csr(C, "to_jax", max_bytes)
     dt = S.dtype if dtype is None else want
     held = np.dtype(jax.dtypes.canonicalize_dtype(dt))
+    x64 = "jax.config.update('jax_enable_x64', True)"
     if held != dt:
-        raise ValueError(f"{'C has dtype' if dtype is None else 'dtype is'} {dt}, which JAX holds only with 64-bit types "
-                         f"enabled: call jax.config.update('jax_enable_x64', True) first, or pass dtype='{held}' "
-                         f"(values rounded)")
+        if dtype is not None:
+            raise ValueError(f"dtype is {dt}, which JAX holds only with 64-bit types enabled: call {x64} first, "
+                             f"or pass dtype='{held}'")
+        warnings.warn(f"to_jax: C has dtype {dt} and JAX's 64-bit types are off, so the matrix is {held} (values "
+                      f"rounded, as jax.numpy.asarray does); call {x64} first to keep {dt}", UserWarning,
+                      stacklevel=2)
+        dt = held
+    V.check_values_fit(S.data, dt, "the entry", f"call {x64} first" if held != S.dtype else
+                       "pass a wider dtype or none (C's own)")
     idx = _index_dtype(S.shape, S.nnz)
     if np.dtype(jax.dtypes.canonicalize_dtype(idx)) != idx:
         raise ValueError(f"C has {S.shape[0]:,} rows and {S.shape[1]:,} columns: its indices need int64, which JAX "

@@ -4,6 +4,7 @@ convolutions and autograd), and the exports ``cm.to_torch``, ``cm.to_jax``, ``cm
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -145,14 +146,23 @@ def test_torch_tensors_that_cannot_be_read_are_refused():
 
 
 # ============================================================================ to_torch
-@pytest.fixture
-def jax64():
+@contextlib.contextmanager
+def _jax_x64(on: bool):
+    """JAX on the CPU with its 64-bit types on or off, restored afterwards (config.update: every JAX version)."""
     jax = pytest.importorskip("jax")
     jax.config.update("jax_platforms", "cpu")
     before = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", True)
-    yield jax
-    jax.config.update("jax_enable_x64", before)
+    jax.config.update("jax_enable_x64", on)
+    try:
+        yield jax
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture
+def jax64():
+    with _jax_x64(True) as jax:
+        yield jax
 
 
 def _matrices_kernel():
@@ -253,19 +263,27 @@ def test_to_jax_products_are_the_matrix_products(jax64):
     assert_close(np.asarray(M.T @ (C @ v)), C.T @ (C @ v))
 
 
-def test_to_jax_without_64_bit_mode_refuses_rather_than_rounds():
-    jax = pytest.importorskip("jax")
+def test_to_jax_without_64_bit_mode_says_it_rounds():
+    """JAX's default (32-bit types): the matrix is made in float32 as jax.numpy would, with a warning; a 64-bit
+    dtype asked for explicitly, or an integer entry int32 cannot hold, is refused."""
     C = cm.conv_matrix(np.array([0.1, 0.2, 0.3]), (5,))
-    with jax.enable_x64(False):
-        with pytest.raises(ValueError, match=r"C has dtype float64, which JAX holds only with 64-bit types enabled: "
-                                             r"call jax\.config\.update\('jax_enable_x64', True\) first, or pass "
-                                             r"dtype='float32' \(values rounded\)"):
-            cm.to_jax(C)
-        M = cm.to_jax(C, dtype=np.float32)
+    with _jax_x64(False):
+        with pytest.warns(UserWarning, match=r"to_jax: C has dtype float64 and JAX's 64-bit types are off, so the "
+                                             r"matrix is float32 \(values rounded, as jax\.numpy\.asarray does\); "
+                                             r"call jax\.config\.update\('jax_enable_x64', True\) first to keep "
+                                             r"float64"):
+            M = cm.to_jax(C)
         assert M.dtype == np.float32
-        np.testing.assert_array_equal(np.asarray(M.todense()), C.toarray().astype(np.float32))
+        np.testing.assert_array_equal(np.asarray(M.data), C.data.astype(np.float32))
+        M = cm.to_jax(C, dtype=np.float32)  # asked for: no warning
+        assert M.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(M.data), C.data.astype(np.float32))
         with pytest.raises(ValueError, match=r"dtype is complex128, which JAX holds only .* dtype='complex64'"):
             cm.to_jax(C, dtype=complex)
+        big = cm.conv_matrix(np.array([2**40, 1]), (3,))
+        with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"dtype int32 cannot hold the entry "
+                                                                         r"1099511627776 .*jax_enable_x64"):
+            cm.to_jax(big)
     with pytest.raises(TypeError, match=r"dtype must be a numpy data type \(or None for C's\); got 'bogus'"):
         cm.to_jax(C, dtype="bogus")
     with pytest.raises(TypeError, match=r"dtype must be a numeric dtype .*; got <U3"):
