@@ -357,3 +357,24 @@ def test_to_jax_matrix_is_the_jax_convolution():
     grad = jax.grad(lambda v: (M @ v).sum())(x.ravel())  # the vector-Jacobian product is C.T @ 1
     assert_close(np.asarray(grad), cm.conv_matrix(w, (7, 6), stride=(2, 1), padding="same", dilation=(1, 2),
                                                  groups=2).T @ np.ones(M.shape[0]))
+
+
+def test_conv_transpose_consistent_padding_is_pytorchs():
+    """Newer JAX: ``use_consistent_padding=True`` reads explicit pairs as the forward convolution's padding,
+    PyTorch's ``padding`` of ``conv_transpose{d}d`` (JAX's docstring says so)."""
+    import inspect
+
+    if "use_consistent_padding" not in inspect.signature(lax.conv_transpose).parameters:
+        pytest.skip("this JAX has no use_consistent_padding")
+    rng = np.random.default_rng(4)
+    for n, k, s, d, pads, tk in [((4, 3), (3, 2), (2, 3), (1, 2), ((1, 0), (2, 1)), True),
+                                 ((5,), (4,), (3,), (2,), ((3, 2),), False)]:
+        nd = len(n)
+        y = rng.standard_normal((2, 3, *n))
+        W = rng.standard_normal((3, 2, *k))  # (C_in, C_out, *k)
+        K = W if tk else _flip(W).swapaxes(0, 1)
+        want = _from_jax(lax.conv_transpose(y, K, s, pads, rhs_dilation=d, transpose_kernel=tk,
+                                            dimension_numbers=_dimension_numbers(nd, False),
+                                            use_consistent_padding=True), False)
+        kw = dict(stride=s, padding=pads, dilation=d)
+        _both_routes(cm.conv_transpose_matrix(W, n, **kw), cm.ConvTransposeOperator(W, n, **kw), y, want)
