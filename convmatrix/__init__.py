@@ -2,7 +2,7 @@
 
 ``C @ x`` is the convolution, ``C.T @ y`` the transposed convolution, with PyTorch's,
 scipy.signal's and MATLAB's exact semantics.  Heavy or optional parts (SymPy, Dask,
-matplotlib, torch, onnx) load lazily.
+matplotlib, torch, onnx, JAX, PyLops) load lazily.
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ from .matrices import (
 )
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers ("as": re-exported)
+    from . import interop as interop
     from . import models as models
     from . import operator as operator
     from . import plotting as plotting
     from . import spectral as spectral
     from . import symbolic as symbolic
     from . import verify as verify
+    from .interop import to_jax as to_jax
+    from .interop import to_pylops as to_pylops
+    from .interop import to_torch as to_torch
     from .models import AffineMap as AffineMap
     from .models import from_onnx as from_onnx
     from .models import from_torch as from_torch
@@ -63,12 +67,16 @@ _LAZY = {
     "from_torch": "models",
     "from_onnx": "models",
     "AffineMap": "models",
+    "to_torch": "interop",
+    "to_jax": "interop",
+    "to_pylops": "interop",
     "symbolic": None,
     "verify": None,
     "plotting": None,
     "operator": None,
     "spectral": None,
     "models": None,
+    "interop": None,
 }
 
 __all__ = [

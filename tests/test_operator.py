@@ -751,3 +751,75 @@ def test_fold_routes_agree(monkeypatch, runs):
         w = rng.standard_normal((2, 3, 3, 2))
         A = cm.ConvOperator(w, (5, 6), padding=((2, 3), (1, 4)), stride=(2, 1), padding_mode=mode)
         check_against_matrix(A, A.to_sparse().toarray(), rng)
+
+
+# ============================================================================ arrays in the layout they come in
+@pytest.mark.parametrize("make", ["conv", "transpose", "T", "H"])
+def test_call_and_apply_keep_the_layout(make):
+    """``A(x)`` and ``cm.apply(A, x)`` take the volume ``(C, *spatial)`` and a batch ``(N, C, *spatial)`` as
+    well as flat vectors and columns, and return the matching layout; against the naive references."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((4, 3, 3, 2)) + 1j * rng.standard_normal((4, 3, 3, 2))
+    kw = dict(stride=(2, 1), padding=((1, 0), (1, 1)), dilation=(1, 2), groups=2)
+    if make == "transpose":
+        A = cm.ConvTransposeOperator(w, (4, 3), output_padding=(1, 0), **kw)
+        ref = lambda x: conv_transpose_fusion(x, w, output_padding=(1, 0), **kw)  # noqa: E731
+    else:
+        base = cm.ConvOperator(w, (7, 6), **kw)
+        A = {"conv": base, "T": base.T, "H": base.H}[make]
+        if make == "conv":
+            ref = lambda x: correlate_nd(x, w, **kw)  # noqa: E731
+        else:  # the transpose is the transposed convolution of the same weight (conjugated for .H)
+            wt = np.conj(w) if make == "H" else w
+            ref = lambda x: conv_transpose_fusion(x, wt, output_padding=(1, 0), **kw)  # noqa: E731
+    vin, vout = A.input_vector_shape, A.output_vector_shape
+    X = rng.standard_normal((3, *vin))
+    want = ref(X)
+    assert want.shape == (3, *vout)
+    for call in (A, lambda x: cm.apply(A, x)):
+        assert_close(call(X), want)  # (N, C, *spatial)
+        assert_close(call(X[1]), want[1])  # (C, *spatial)
+        assert_close(call(X[0].ravel()), want[0].ravel())  # flat, as before
+        assert_close(call(X.reshape(3, -1).T), want.reshape(3, -1).T)  # columns, as before
+        assert call(X[:0]).shape == (0, *vout)
+    assert isinstance(A(list(X[0].ravel())), np.ndarray)
+
+
+def test_spatial_kernels_take_their_three_layouts():
+    """A spatial kernel's operator takes ``spatial``, ``(1, *spatial)`` and ``(N, 1, *spatial)``."""
+    rng = np.random.default_rng(12)
+    k = rng.standard_normal((3, 2))
+    A = cm.ConvOperator(k, (6, 5), stride=2, padding=1)
+    X = rng.standard_normal((4, 1, 6, 5))
+    want = correlate_nd(X, k[None, None], stride=2, padding=1)
+    assert_close(A(X), want)
+    assert_close(A(X[0]), want[0])
+    assert_close(A(X[0, 0]), want[0, 0])
+    assert_close(cm.apply(A.T, want), conv_transpose_fusion(want, k[None, None], stride=2, padding=1,
+                                                            output_padding=1))
+    with pytest.raises(ValueError, match=r"x must be a vector \(30,\), columns \(30, K\), the volume "
+                                         r"\(C, \*spatial\) = \(1, 6, 5\), the spatial \(6, 5\) or a batch "
+                                         r"\(N, C, \*spatial\) = \(N, 1, 6, 5\); got shape \(4, 6, 5\)"):
+        A(X[:, 0])
+
+
+@pytest.mark.parametrize("make", ["conv", "H"])
+def test_matmul_with_a_tensor_says_where_to_go(make):
+    """``A @ x`` with an N-D array: one line, naming the shape and the call that takes it, never the contents."""
+    base = cm.ConvOperator(np.ones((8, 4, 3, 3)), (10, 9), padding=1)
+    A = base if make == "conv" else base.H
+    x = np.full((2, *A.input_vector_shape), SENTINEL)
+    for call in (lambda v: A @ v, A.dot, A.matvec):
+        with pytest.raises(ValueError) as info:
+            call(x)
+        text = str(info.value)
+        assert "\n" not in text and "123456" not in text, text
+        assert f"got shape {x.shape}" in text and "A(x) or cm.apply(A, x)" in text, text
+        assert f"(C, *spatial) = {A.input_vector_shape}" in text, text
+    with pytest.raises(ValueError, match=r"call A\.H\(y\)") as info:
+        A.rmatvec(np.full((2, *A.output_vector_shape), SENTINEL))
+    assert "123456" not in str(info.value)
+    np.testing.assert_allclose(A(x)[1], (A @ x[1].ravel()).reshape(A.output_vector_shape))  # what works
+    with pytest.raises(ValueError, match=r"an explicit matrix has no spatial shape") as info:
+        cm.apply(base.to_sparse(), x if make == "conv" else np.full((2, 4, 10, 9), SENTINEL))
+    assert "\n" not in str(info.value) and "123456" not in str(info.value)

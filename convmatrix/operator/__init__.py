@@ -17,7 +17,9 @@ geometry object, same vector layout) in memory ``O(input + output)``:
 * the adjoint scatters the taps back (transposed strided views, a loop over taps, never over
   pixels) and folds the padded gradient back onto the input: the transpose of the padding map.
 
-Dask arrays (optional extra ``dask``) are accepted by ``matvec``/``rmatvec``/``matmat``/
+``A(x)`` and :func:`apply` take numpy arrays and CPU torch tensors flat, as columns, as the volume
+``(C, *spatial)`` or as a batch ``(N, C, *spatial)``, and return the same kind in the matching
+layout.  Dask arrays (optional extra ``dask``) are accepted by ``matvec``/``rmatvec``/``matmat``/
 ``rmatmat`` and by :func:`apply`: a volume is convolved block by block with
 ``dask.array.map_overlap`` and a batch of vectors one batch chunk per task."""
 

@@ -15,6 +15,7 @@ from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode, SparseFor
 from ..geometry import Geometry, conv_geometry, conv_transpose_geometry
 from ._dask import _dask_columns, _dask_forward, _dask_transpose, _is_dask
 from ._plan import _BATCH_BYTES, Method, Role, _method_name, _operator_dtype, _Plan
+from ._tensors import _apply_shaped, _tensor_hint, _through_torch, _vectors
 
 if TYPE_CHECKING:
     from dask.array import Array as DaskArray
@@ -52,42 +53,6 @@ class _ConvTransposeKeywords(TypedDict):
 
 
 # ----------------------------------------------------------------------------- the operators
-def _vectors(x: object, name: str, rows: int, *, matrix: bool | None) -> np.ndarray:
-    """Validate what is given to matvec/matmat (and their adjoints): a numeric array with ``rows`` rows.
-
-    ``matrix``: True for ``(rows, K)``, False for ``(rows,)``/``(rows, 1)``, None for either.
-    Returns ``x`` as an array (an ``np.matrix`` unchanged, for scipy's matrix-in, matrix-out rule).
-    Errors name the argument, the rule and the shape or type received, never the contents.
-    """
-    want = {True: f"({rows}, K) (vectors as columns)", False: f"({rows},) or ({rows}, 1)",
-            None: f"({rows},) or ({rows}, K) (vectors as columns)"}[matrix]
-    if isinstance(x, (str, bytes)):
-        raise TypeError(f"{name} must be a numeric array of shape {want}; got a {type(x).__name__}")
-    if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # scipy.sparse: np.asarray would make a 0-d object array
-        raise TypeError(f"{name} must be a dense numeric array of shape {want}; got a scipy sparse "
-                        f"{type(x).__name__}: pass {name}.toarray()")
-    if isinstance(x, np.ma.MaskedArray) and np.ma.getmask(x) is not np.ma.nomask and np.ma.getmaskarray(x).any():
-        raise ValueError(f"{name} is a masked array with masked entries, and an operator has no mask: "
-                         f"pass {name}.filled(0) (or the fill you mean) instead")
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except Exception:  # ragged nested sequences and the like
-            raise TypeError(f"{name} must be a numeric array of shape {want}; got a {type(x).__name__} that "
-                            f"numpy cannot turn into one") from None
-    elif isinstance(x, np.ma.MaskedArray):
-        x = np.ma.getdata(x)
-    if x.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must have a numeric dtype (bool, integer, float or complex); got dtype {x.dtype} "
-                        f"with shape {x.shape}")
-    two = x.ndim == 2 and x.shape[0] == rows
-    ok = two if matrix else (x.shape in ((rows,), (rows, 1)) or (matrix is None and two))
-    if not ok:
-        raise ValueError(f"{name} must have shape {want}, the operator having {rows} "
-                         f"{'columns' if name.lower() == 'x' else 'rows'}; got shape {x.shape}")
-    return x
-
-
 def _derived_sparse(root: ConvOperator | ConvTransposeOperator, transposed: bool, conj: bool, format: object,
                     max_bytes: MaxBytes) -> sparray:
     """``root.to_sparse()`` transposed and/or conjugated, built in the format whose transpose is ``format``.
@@ -316,6 +281,24 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
             res = res[0]
         return res.reshape(-1) if flat else res  # type: ignore[no-untyped-call]
 
+    def _product(self, x: object, name: str, adjoint: bool, matrix: bool | None) -> np.ndarray:
+        """One product of a numpy ``x``, validated (scipy's matvec/matmat rules: ``np.matrix`` in, out)."""
+        rows = self.shape[0] if adjoint else self.shape[1]
+        arr = _vectors(x, name, rows, matrix=matrix, hint=lambda: _tensor_hint(self, adjoint))
+        if matrix is None:
+            matrix = not (arr.ndim == 1 or arr.shape[1] == 1)
+        scipy_product = {(False, False): LinearOperator.matvec, (True, False): LinearOperator.rmatvec,
+                         (False, True): LinearOperator.matmat, (True, True): LinearOperator.rmatmat}
+        y: np.ndarray = scipy_product[adjoint, matrix](self, arr)
+        return y
+
+    def _products(self, x: object, name: str, adjoint: bool, matrix: bool | None) -> np.ndarray:
+        """:meth:`_product` of a numpy array or a CPU torch tensor (a tensor comes back, differentiable)."""
+        back = "x" if adjoint else "y"
+        result: np.ndarray = _through_torch(x, name, lambda a: self._product(a, name, adjoint, matrix),
+                                            lambda g: self._product(g, back, not adjoint, matrix))
+        return result
+
     @overload
     def matvec(self, x: DaskArray) -> DaskArray: ...
     @overload
@@ -323,7 +306,7 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
 
     def matvec(self, x: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
         """``A @ x`` for ``x`` of shape ``(N,)`` or ``(N, 1)``; a dask ``x`` (flat, or shaped like the input
-        volume) gives a lazy dask result.
+        volume) gives a lazy dask result, a CPU torch tensor a torch tensor.
 
         Parameters
         ----------
@@ -353,8 +336,7 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
         """
         if _is_dask(x):
             return self._dask_apply(x, self._role, self._conj, "matvec")
-        y: np.ndarray = super().matvec(_vectors(x, "x", self.shape[1], matrix=False))
-        return y
+        return self._products(x, "x", False, False)
 
     @overload
     def rmatvec(self, x: DaskArray) -> DaskArray: ...
@@ -362,17 +344,17 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
     def rmatvec(self, x: npt.ArrayLike) -> np.ndarray: ...
 
     def rmatvec(self, x: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
-        """``A.H @ x`` for ``x`` of shape ``(M,)`` or ``(M, 1)``; accepts dask arrays as :meth:`matvec` does.
+        """``A.H @ x`` for ``x`` of shape ``(M,)`` or ``(M, 1)``; accepts dask arrays and torch tensors as :meth:`matvec` does.
 
         Parameters
         ----------
-        x : array_like or dask.array.Array
+        x : array_like, torch.Tensor or dask.array.Array
             A vector of length ``M = A.shape[0]`` (or ``(M, 1)``), or a dask volume of shape
             :attr:`output_vector_shape`.
 
         Returns
         -------
-        ndarray or dask.array.Array
+        ndarray, torch.Tensor or dask.array.Array (the kind given)
             ``A.H @ x`` (the conjugate transpose: the transposed convolution for a real kernel).
 
         Raises
@@ -390,8 +372,7 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
         """
         if _is_dask(x):
             return self._dask_apply(x, self._other(), not self._conj, "rmatvec")
-        y: np.ndarray = super().rmatvec(_vectors(x, "y", self.shape[0], matrix=False))
-        return y
+        return self._products(x, "y", True, False)
 
     @overload
     def matmat(self, X: DaskArray) -> DaskArray: ...
@@ -399,16 +380,16 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
     def matmat(self, X: npt.ArrayLike) -> np.ndarray: ...
 
     def matmat(self, X: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
-        """``A @ X`` for a batch ``(N, K)`` of column vectors; a dask ``X`` is processed one column chunk per task.
+        """``A @ X`` for a batch ``(N, K)`` of column vectors; a dask ``X`` is processed one column chunk per task, a torch tensor comes back as one.
 
         Parameters
         ----------
-        X : array_like or dask.array.Array
+        X : array_like, torch.Tensor or dask.array.Array
             ``K`` vectors of length ``N = A.shape[1]`` as columns.
 
         Returns
         -------
-        ndarray or dask.array.Array
+        ndarray, torch.Tensor or dask.array.Array (the kind given)
             ``A @ X``, of shape ``(M, K)``.
 
         Raises
@@ -429,8 +410,7 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
             if X.ndim != 2:
                 raise ValueError(f"matmat expects a 2-D array (vectors as columns); got shape {X.shape}")
             return self._dask_apply(X, self._role, self._conj, "matmat")
-        Y: np.ndarray = super().matmat(_vectors(X, "X", self.shape[1], matrix=True))
-        return Y
+        return self._products(X, "X", False, True)
 
     @overload
     def rmatmat(self, X: DaskArray) -> DaskArray: ...
@@ -438,16 +418,16 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
     def rmatmat(self, X: npt.ArrayLike) -> np.ndarray: ...
 
     def rmatmat(self, X: npt.ArrayLike | DaskArray) -> np.ndarray | DaskArray:
-        """``A.H @ Y`` for a batch ``(M, K)`` of column vectors; accepts dask arrays as :meth:`matmat` does.
+        """``A.H @ Y`` for a batch ``(M, K)`` of column vectors; accepts dask arrays and torch tensors as :meth:`matmat` does.
 
         Parameters
         ----------
-        X : array_like or dask.array.Array
+        X : array_like, torch.Tensor or dask.array.Array
             ``K`` vectors of length ``M = A.shape[0]`` as columns.
 
         Returns
         -------
-        ndarray or dask.array.Array
+        ndarray, torch.Tensor or dask.array.Array (the kind given)
             ``A.H @ X``, of shape ``(N, K)``.
 
         Raises
@@ -467,12 +447,12 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
             if X.ndim != 2:
                 raise ValueError(f"rmatmat expects a 2-D array (vectors as columns); got shape {X.shape}")
             return self._dask_apply(X, self._other(), not self._conj, "rmatmat")
-        Y: np.ndarray = super().rmatmat(_vectors(X, "Y", self.shape[0], matrix=True))
-        return Y
+        return self._products(X, "Y", True, True)
 
     def dot(self, x: npt.ArrayLike | DaskArray | LinearOperator) -> np.ndarray | DaskArray | LinearOperator:
         """``A @ x``: a vector ``(N,)``/``(N, 1)`` (matvec), a batch ``(N, K)`` (matmat), a scalar (a scaled
-        operator) or another LinearOperator (a product).
+        operator) or another LinearOperator (a product).  An array with more axes is refused with the call
+        that takes it: ``A(x)``.
 
         Parameters
         ----------
@@ -503,13 +483,30 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
             return super().dot(x)
         if isinstance(x, (str, bytes)):
             raise TypeError(f"x must be a numeric array, a scalar or a LinearOperator; got a {type(x).__name__}")
-        arr = _vectors(x, "x", self.shape[1], matrix=None)
-        return self.matvec(arr) if arr.ndim == 1 or arr.shape[1] == 1 else self.matmat(arr)
+        return self._products(x, "x", False, None)
 
     def __matmul__(self, other: npt.ArrayLike | DaskArray | LinearOperator) -> np.ndarray | DaskArray | LinearOperator:
         if isinstance(other, (str, bytes)):
             raise TypeError(f"x must be a numeric array or a LinearOperator; got a {type(other).__name__}")
         return super().__matmul__(other)
+
+    def __call__(self, x: npt.ArrayLike | DaskArray | LinearOperator) -> np.ndarray | DaskArray | LinearOperator:
+        """``A(x)``: the operator applied to ``x`` in the layout it comes in (see :func:`convmatrix.apply`).
+
+        ``x`` a numpy array or a CPU torch tensor: flat ``(N,)``, columns ``(N, K)``, the volume
+        ``(C, *spatial)`` or a batch ``(N, C, *spatial)``; the result is of the same kind (a torch
+        tensor for a tensor, differentiable when ``x`` requires grad) and the matching layout.
+        Dask arrays, scalars and LinearOperators: as ``A @ x`` (``A * x``).
+        """
+        if _is_dask(x) or isinstance(x, LinearOperator) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
+            return self.dot(x)
+        return self._shaped(x, "x")
+
+    def _shaped(self, x: object, name: str) -> np.ndarray:
+        """``A(x)`` for a numpy array or a torch tensor, the argument called ``name`` in errors."""
+        result: np.ndarray = _through_torch(x, name, lambda a: _apply_shaped(self, a, name),
+                                            lambda g: _apply_shaped(self.H, g, "y"))
+        return result
 
     def __repr__(self) -> str:
         kind = {("forward", False): "C", ("forward", True): "conj(C)", ("transpose", False): "C.T",
@@ -580,6 +577,13 @@ class ConvOperator(_ConvLinearOperator):
     ``x_pad[m] = x[fold(m - p_before)]``; the adjoint scatters ``conj(w)`` back along the same
     positions and adds each padded position onto the input it was folded from.
 
+    ``A(x)`` (the same as :func:`convmatrix.apply`) also takes the volume ``(C_in, *input_shape)``
+    and a batch ``(N, C_in, *input_shape)``, PyTorch's layout, and returns ``(C_out,
+    *output_shape)`` / ``(N, C_out, *output_shape)``; numpy arrays give numpy arrays and CPU torch
+    tensors torch tensors (differentiable: the gradient is ``A.H`` applied to the incoming one),
+    here and in every product.  ``A @ x`` keeps to flat vectors and columns: an array with more
+    axes is refused with one line pointing to ``A(x)``.
+
     A dask array (``pip install convmatrix[dask]``) may be passed to ``matvec``/``rmatvec``
     (a flat vector or the volume ``input_vector_shape``, lazily, with ``map_overlap``) or to
     ``matmat``/``rmatmat`` (``(N, K)``, one column chunk per task).
@@ -607,6 +611,9 @@ class ConvOperator(_ConvLinearOperator):
     >>> x = np.random.default_rng(1).standard_normal(B.shape[1])
     >>> bool(np.allclose(B @ x, B.to_sparse() @ x))
     True
+    >>> X = np.random.default_rng(2).standard_normal((5, 2, 9, 8))     # (N, C, H, W)
+    >>> B(X).shape
+    (5, 4, 5, 4)
     """
 
     def __init__(
@@ -740,6 +747,8 @@ class ConvTransposeOperator(_ConvLinearOperator):
     >>> T.shape
     (49, 4)
     >>> (T @ np.ones(4)).reshape(7, 7)[3]
+    array([2., 2., 2., 4., 2., 2., 2.])
+    >>> T(np.ones((1, 2, 2)))[0, 3]                  # A(x) keeps the layout: (C, H, W) in and out
     array([2., 2., 2., 4., 2., 2., 2.])
     """
 
