@@ -804,6 +804,12 @@ def from_onnx(model: Any, *, input_shape: V.IntOrSequence | None = None, dtype: 
     ImportError
         ``onnx`` is not installed (``pip install "convmatrix[onnx]"``).
 
+    See Also
+    --------
+    from_torch : The same for a PyTorch module.
+    AffineMap : What is returned.
+    conv_matrix, conv_transpose_matrix : The builders used for ``Conv`` and ``ConvTranspose``.
+
     Notes
     -----
     Where the ONNX specification and its reference implementation (``onnx.reference``) differ,

@@ -372,6 +372,12 @@ def from_torch(module: Any, input_shape: V.IntOrSequence, *, dtype: npt.DTypeLik
     ImportError
         PyTorch is not installed (``pip install "convmatrix[torch]"``).
 
+    See Also
+    --------
+    from_onnx : The same for an ONNX graph.
+    AffineMap : What is returned.
+    conv_matrix, conv_transpose_matrix : The builders used for the convolution layers.
+
     Examples
     --------
     >>> import torch, numpy as np

@@ -38,7 +38,8 @@ def apply(C: np.ndarray | sparray | spmatrix | LinearOperator,
 
     Parameters
     ----------
-    C : scipy sparse matrix/array, numpy array, or LinearOperator (e.g. :class:`ConvOperator`)
+    C : scipy sparse matrix/array, numpy array, or LinearOperator
+        The matrix, e.g. from :func:`conv_matrix`, or an operator such as :class:`ConvOperator`.
     X : array_like, torch.Tensor or dask.array.Array
         For every ``C``: a vector ``(n,)`` or a batch of column vectors ``(n, K)``.  For a
         :class:`ConvOperator` / :class:`ConvTransposeOperator` (and their ``.T``, ``.H``) also

@@ -95,10 +95,12 @@ def animate(
 
     Parameters
     ----------
-    kernel, input_shape, kind, flip, dtype, **geometry
+    kernel, input_shape
         As :func:`figure`.
     out : str or os.PathLike
         The GIF, a path ending in ``.gif``; its directory must exist.
+    kind, flip, dtype
+        As :func:`figure`.
     max_frames : int, optional
         Animate only the first ``max_frames`` output pixels (1 to :data:`MAX_FRAMES`); default:
         all of them.
@@ -114,6 +116,8 @@ def animate(
         16 MiB plus 28 bytes per pixel of a frame and one byte per pixel of every frame (the GIF
         is assembled in memory), with the matrix and geometry costs of :func:`save_figure`.
         ``"auto"`` is half the RAM, ``None`` no limit.
+    **geometry
+        As :func:`figure` (``stride``, ``padding``, ``dilation``, ...).
 
     Returns
     -------

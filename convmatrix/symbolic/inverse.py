@@ -147,7 +147,6 @@ def padding_for_output(
         Convolution: the total is the smallest ``P >= 0`` with
         ``floor((n + P - d*(k-1) - 1)/s) + 1 == target``, split evenly, the odd element after
         (TF/JAX ``SAME``; before with ``lower``).
-
         Transposed (then the result is the pair ``(padding, output_padding)``):
         ``(n-1)*s - before - after + d*(k-1) + a + 1 == target`` (what
         :func:`~convmatrix.conv_transpose_output_shape` gives), with ``before == after``
@@ -156,10 +155,8 @@ def padding_for_output(
         for a convolution.
     output_padding : int or tuple of int
         Only with ``transposed=True``: ``0 <= a < max(stride, dilation)`` (PyTorch's rule), one
-        per axis as the sizes are given.
-
-    All numbers are Python ints, exact for any sizes up to ``2**62`` (the padding itself may be
-    larger).
+        per axis as the sizes are given.  All numbers are Python ints, exact for any sizes up to
+        ``2**62`` (the padding itself may be larger).
 
     Raises
     ------
