@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 
 import pytest
 
@@ -21,9 +22,21 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 _NO_Z3 = pytest.mark.skip(reason="z3-solver is not installed (the 'proofs' extra)")
 
+#: optional packages a docstring example may use, and how its source shows it (the examples of a
+#: docstring share their names, so one example that needs a missing package skips the docstring)
+_OPTIONAL = {
+    "torch": re.compile(r"\btorch\b"),
+    "jax": re.compile(r"\bjax\b"),
+    "pylops": re.compile(r"\bpylops\b"),
+    "onnx": re.compile(r"\bonnx\b"),
+    "matplotlib": re.compile(r"\bmatplotlib\b|\bplt\."),
+    "dask": re.compile(r"\bdask\b"),
+}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     have_z3 = importlib.util.find_spec("z3") is not None
+    present = {name for name in _OPTIONAL if importlib.util.find_spec(name) is not None}
     for item in items:
         if isinstance(item, pytest.DoctestItem) and item.dtest is not None:
             module = item.dtest.globs.get("__name__", "")
@@ -33,3 +46,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     item.dtest.globs.setdefault(name, getattr(package, name))
             if module.startswith("convmatrix.proofs") and not have_z3:
                 item.add_marker(_NO_Z3)
+            if module.startswith("convmatrix"):
+                for name, pattern in _OPTIONAL.items():
+                    if any(pattern.search(ex.source) for ex in item.dtest.examples) and name not in present:
+                        item.add_marker(pytest.mark.skip(reason=f"{name} is not installed (an optional extra)"))
+                        break
