@@ -30,6 +30,8 @@ _OPTIONAL = {
     "dask": re.compile(r"\bdask\b"),
     "z3": re.compile(r"\bproofs\.|\btheorems?\(|\breport\(|\bprove_(size_formula|index_map)\("),
     "onnx": re.compile(r"\bonnx\b|\bfrom_onnx\b"),
+    "jax": re.compile(r"\bjax\b|\bto_jax\b"),
+    "pylops": re.compile(r"\bpylops\b|\bto_pylops\b"),
 }
 
 
