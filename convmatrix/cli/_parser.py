@@ -206,7 +206,7 @@ def _add_geometry(p: argparse.ArgumentParser, *, required_input: bool = True, we
                    help="with --transpose: wanted output shape (derives --output-padding)")
     if weights:
         g.add_argument("--flip", action="store_true",
-                       help="rotate the kernel 180 degrees: true convolution (MATLAB, the seed article)")
+                       help="rotate the kernel 180 degrees: true convolution (MATLAB, the convolution/deconvolution article)")
         w = p.add_argument_group("kernel values (default: 1, 2, ..., K)")
         x = w.add_mutually_exclusive_group()
         x.add_argument("--weights", metavar="k.npy|'1,2;3,4'",
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", type=_sizes, metavar="7x7", help="wanted output shape for --solve")
 
     v = sub.add_parser("verify", help="check C and C^T against independent routes (exit 1 on failure)",
-                       description="Check one geometry, the seed article's geometries (no --input), or --random N "
+                       description="Check one geometry, the worked examples of the convolution/deconvolution article (no --input), or --random N "
                                    "random geometries. Exit status 1 when any check fails.")
     _add_geometry(v, required_input=False)
     v.add_argument("--matrix", metavar="C.npz|C.mtx|C.npy",
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rtol", type=_tolerance, help="relative tolerance (default: from the dtype)")
     v.add_argument("--atol", type=_tolerance, help="absolute tolerance (default 0)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
-    v.add_argument("--verbose", action="store_true", help="one table per geometry (seed geometries, --random)")
+    v.add_argument("--verbose", action="store_true", help="one table per geometry (the article's examples, --random)")
 
     sh = sub.add_parser("show", help="pictures: the matrix with its block grid, and the geometry (needs matplotlib)",
                         description="Draw the matrix (block grid, the highlighted row) next to the geometry in the "
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dots per inch of the 14 x 6.5 inch picture (default 100; --gif: 60)")
 
     e = sub.add_parser("explain", help="walk through a small (transposed) convolution with the numbers",
-                       description="Step by step, as the seed article does: per-pixel full convolutions, fusion at "
+                       description="Step by step, as the convolution/deconvolution article does: per-pixel full convolutions, fusion at "
                                    "the stride, the result (with --transpose); windows and sums otherwise.")
     _add_geometry(e)
     e.add_argument("--values", metavar="'1,2;3,4'",
