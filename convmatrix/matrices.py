@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import threading
+from collections.abc import Callable
 from typing import Final, Literal, cast
 
 import numpy as np
@@ -94,8 +95,9 @@ def _remember(key: tuple[object, ...] | None, geom: Geometry, floor: int | None,
         _memo[key] = _Memo(geom, floor, extra)
 
 
-def _recall(key: tuple[object, ...] | None, max_bytes: object) -> _Memo | None:
-    """The memo of ``key`` if this call's budget is at least the floor (else the full path raises)."""
+def _recall(key: tuple[object, ...] | None, max_bytes: object) -> tuple[_Memo, int | None] | None:
+    """The memo of ``key`` and this call's budget, if the budget is at least the floor (else the full path
+    raises)."""
     if key is None:
         return None
     memo = _memo.get(key)
@@ -104,30 +106,33 @@ def _recall(key: tuple[object, ...] | None, max_bytes: object) -> _Memo | None:
     budget = V.budget(max_bytes)
     if budget is not None and budget < cast(int, memo.floor):
         return None
-    return memo
+    return memo, budget
 
 
-def _from_memo(memo: _Memo, weight: np.ndarray, dtype: np.dtype, fmt: object, max_bytes: object,
-               what: str) -> sp.sparray:
-    """The matrix of a memoised geometry: built the usual way until its structure is known, then gathered."""
+def _from_memo(recalled: tuple[_Memo, int | None], kernel: np.ndarray, place: Callable[[np.ndarray], np.ndarray],
+               dtype: np.dtype, fmt: object, max_bytes: object, what: str) -> sp.sparray:
+    """The matrix of a memoised geometry: built the usual way until its structure is known, then gathered.
+
+    ``place`` puts an array of the kernel's shape into the engine's weight layout (only moving entries), so
+    the structure is that of a build of the kernel's entry numbers: each stored value is ``kernel.flat[g]``.
+    """
+    memo, budget = recalled
     geom = memo.geom
-    fold_free = geom.kind != "conv" or geom.padding_mode == "zeros"
     if memo.structure is None:
         memo.uses += 1
-        budget = V.budget(max_bytes)
-        # the structure is found by one build of int64 tap numbers (predicted like any build, plus the gather)
+        fold_free = geom.kind != "conv" or geom.padding_mode == "zeros"  # every stored entry holds one tap
+        # the structure is found by one build of int64 entry numbers (predicted like any build, plus the gather)
         probe_need = peak_bytes(geom, np.int64, "csr", np.int64) + geom.nnz * np.dtype(np.intp).itemsize
         if not (memo.uses >= 2 and fold_free and (budget is None or probe_need <= budget)):
-            return _finish(geom, weight, dtype, fmt, max_bytes, what)
-    budget = V.budget(max_bytes)
+            return _finish(geom, place(kernel), dtype, fmt, max_bytes, what)
     try:
-        if memo.structure is None:  # built twice: keep the structure (every entry holds exactly one tap)
-            taps = np.arange(1, weight.size + 1, dtype=np.int64).reshape(weight.shape)
-            probe = build_csr(geom, taps, np.int64)
+        if memo.structure is None:  # built twice: keep the structure
+            numbers = np.arange(1, kernel.size + 1, dtype=np.int64).reshape(kernel.shape)
+            probe = build_csr(geom, place(numbers), np.int64)
             memo.structure = (probe.indices, probe.indptr, (probe.data - 1).astype(np.intp))
         indices, indptr, gather = memo.structure
         data = _build._empty(gather.size, dtype=dtype)
-        np.take(np.ascontiguousarray(weight, dtype=dtype).reshape(-1), gather, out=data)
+        np.take(np.asarray(kernel, dtype=dtype).reshape(-1), gather, out=data)
         ind = _build._empty(indices.size, dtype=indices.dtype)
         ind[...] = indices
         ptr = _build._empty(indptr.size, dtype=indptr.dtype)
@@ -560,9 +565,11 @@ def conv_matrix(
     key = _memo_key(input_shape, stride, padding, dilation, groups, padding_mode, format)
     if key is not None:
         key = ("conv_matrix", k.shape, k.dtype, out_dtype, flip, *key)
-        memo = _recall(key, max_bytes)
-        if memo is not None:
-            return _from_memo(memo, memo.geom.engine_weight(k, flip), out_dtype, format, max_bytes, "conv_matrix")
+        recalled = _recall(key, max_bytes)
+        if recalled is not None:
+            geom = recalled[0].geom
+            return _from_memo(recalled, k, lambda a: geom.engine_weight(a, flip), out_dtype, format, max_bytes,
+                              "conv_matrix")
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
     return _finish(geom, geom.engine_weight(k, flip), out_dtype, format, max_bytes, "conv_matrix", key)
@@ -683,9 +690,10 @@ def conv_transpose_matrix(
     key = _memo_key(input_shape, stride, padding, output_padding, dilation, groups, output_shape, format)
     if key is not None:
         key = ("conv_transpose_matrix", k.shape, k.dtype, out_dtype, *key)
-        memo = _recall(key, max_bytes)
-        if memo is not None:
-            return _from_memo(memo, memo.geom.engine_weight(k), out_dtype, format, max_bytes, "conv_transpose_matrix")
+        recalled = _recall(key, max_bytes)
+        if recalled is not None:
+            geom = recalled[0].geom
+            return _from_memo(recalled, k, geom.engine_weight, out_dtype, format, max_bytes, "conv_transpose_matrix")
     geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
                                    dilation=dilation, groups=groups, output_shape=output_shape)
     return _finish(geom, geom.engine_weight(k), out_dtype, format, max_bytes, "conv_transpose_matrix", key)
@@ -700,12 +708,15 @@ def _scipy_family(kernel: ArrayLike, input_shape: V.IntOrSequence, mode: V.Scipy
     key = _memo_key(input_shape, mode, boundary, convention, order, fillvalue, format)
     if key is not None:
         key = (what, k.shape, k.dtype, out_dtype, *key)
-        memo = _recall(key, max_bytes)
-        if memo is not None:
-            conj, transpose = memo.extra
-            k = np.conj(k) if conj else k
-            k = k.transpose() if transpose else k
-            return _from_memo(memo, memo.geom.engine_weight(k, flip=not correlate), out_dtype, format, max_bytes, what)
+        recalled = _recall(key, max_bytes)
+        if recalled is not None:
+            geom = recalled[0].geom
+            conj, transpose = recalled[0].extra
+
+            def place(a: np.ndarray) -> np.ndarray:
+                return geom.engine_weight(a.transpose() if transpose else a, flip=not correlate)
+
+            return _from_memo(recalled, np.conj(k) if conj else k, place, out_dtype, format, max_bytes, what)
     shape = V.input_shape_tuple(input_shape)
     if not isinstance(order, str) or order not in ("C", "F"):
         raise ValueError(f"order must be 'C' (row-major ravel) or 'F' (MATLAB's column-major X(:)); got "
