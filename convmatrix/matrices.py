@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _AUTO: Final = "auto"
+_INT64_MAX: Final = int(np.iinfo(np.int64).max)
 
 
 def _shape_arg(shape: object, name: str) -> tuple[int, ...]:
@@ -40,9 +41,11 @@ def _shape_arg(shape: object, name: str) -> tuple[int, ...]:
 # Geometry, the smallest budget that passed, and (from the second call on, small fold-free matrices only) the
 # CSR indices with, per entry, the position of its value in the engine weight: a repeated small build is then
 # a gather, with the same values, indices, errors and budget checks as a fresh one.
-#: memoised argument tuples (first in, first out beyond this); entries of at most _MEMO_NNZ stored values
-_MEMO_SIZE: Final = 256
+#: memoised argument tuples (first in, first out beyond this count or _MEMO_BYTES); only matrices of at most
+#: _MEMO_NNZ stored entries and rows (and per-axis tables of at most as many entries) are memoised
+_MEMO_SIZE: Final = 128
 _MEMO_NNZ: Final = 1 << 13
+_MEMO_BYTES: Final = 16 << 20
 _memo: dict[tuple[object, ...], _Memo] = {}
 _memo_lock = threading.Lock()
 _NO_KEY: Final = object()
@@ -78,21 +81,29 @@ def _memo_key(*args: object) -> tuple[object, ...] | None:
 class _Memo:
     """What one validated argument tuple decides: the geometry, the least budget, later the structure."""
 
-    __slots__ = ("extra", "floor", "geom", "structure", "uses")
+    __slots__ = ("extra", "floor", "geom", "nbytes", "structure", "uses")
 
     def __init__(self, geom: Geometry, floor: int | None, extra: tuple[bool, ...]) -> None:
-        self.geom, self.floor, self.extra, self.uses = geom, floor, extra, 0
+        self.geom, self.floor, self.extra, self.uses, self.nbytes = geom, floor, extra, 0, 0
         self.structure: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def _remember(key: tuple[object, ...] | None, geom: Geometry, floor: int | None, extra: tuple[bool, ...] = ()
               ) -> None:
-    if key is None or floor is None or geom.nnz > _MEMO_NNZ:  # only small builds with a known budget floor
+    if key is None or floor is None:  # only small builds (below) with a known budget floor
         return
+    tables = sum(ax.out * ax.k for ax in geom.axes())  # the per-axis tables the geometry may keep
+    if max(geom.nnz, geom.shape[0], tables) > _MEMO_NNZ:
+        return
+    memo = _Memo(geom, floor, extra)
+    # what the entry may hold: indices and gather, indptr, the axes' tables (3 int64 per entry), small objects
+    memo.nbytes = geom.nnz * (4 + 8) + (geom.shape[0] + 1) * 4 + tables * 24 + 4096
     with _memo_lock:
-        if len(_memo) >= _MEMO_SIZE:
-            _memo.pop(next(iter(_memo)))
-        _memo[key] = _Memo(geom, floor, extra)
+        _memo.pop(key, None)
+        held = sum(m.nbytes for m in _memo.values())  # at most _MEMO_SIZE entries: cheap next to a build
+        while _memo and (len(_memo) >= _MEMO_SIZE or held + memo.nbytes > _MEMO_BYTES):
+            held -= _memo.pop(next(iter(_memo))).nbytes
+        _memo[key] = memo
 
 
 def _recall(key: tuple[object, ...] | None, max_bytes: object) -> tuple[_Memo, int | None] | None:
@@ -164,7 +175,7 @@ def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: object, ma
     fmt = V.sparse_format(fmt)
     budget = V.budget(max_bytes)
     rows, cols = geom.shape
-    if max(rows, cols) > np.iinfo(np.int64).max:
+    if max(rows, cols) > _INT64_MAX:
         raise ValueError(f"{what} would have shape {rows:,} x {cols:,}; scipy.sparse indices are int64, so each "
                          f"dimension must stay below 2**63")
     floor = check_budget(geom, dtype, budget, what, fmt, kernel_dtype=weight.dtype)

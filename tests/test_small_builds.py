@@ -146,3 +146,12 @@ def test_memo_stays_small(no_memo):
     assert len(matrices._memo) == matrices._MEMO_SIZE
     cm.conv_matrix(np.ones((3, 3)), (200, 200))  # more than _MEMO_NNZ entries: not memoised
     assert not any(m.geom.input_shape == (200, 200) for m in matrices._memo.values())
+
+
+def test_memo_holds_no_large_index_arrays(no_memo):
+    cm.conv_matrix(np.ones(1), (1,), padding=10**5)  # one entry, but 200,001 rows: an indptr of 800 kB
+    cm.conv_transpose_matrix(np.ones(1), (3,), stride=10**5)  # 3 entries, 200,001 rows
+    assert not matrices._memo
+    for n in range(3, 40):
+        cm.conv_matrix(np.ones((3, 3)), (n, n), padding=1)
+    assert sum(m.nbytes for m in matrices._memo.values()) <= matrices._MEMO_BYTES
