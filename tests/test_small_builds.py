@@ -61,14 +61,14 @@ def test_repeated_conv_transpose_matrix(no_memo):
         np.testing.assert_array_equal(T.toarray(), M)
 
 
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_repeated_scipy_family_complex(order, no_memo):
+@pytest.mark.parametrize(("order", "boundary"), [("C", "fill"), ("F", "fill"), ("F", "wrap"), ("C", "symm")])
+def test_repeated_scipy_family_complex(order, boundary, no_memo):
     rng = np.random.default_rng(3)
     for _ in range(CALLS):
         h = rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))
         for fn, ref in ((cm.convolution_matrix, scipy_convolve), (cm.correlation_matrix, scipy_correlate)):
-            C = fn(h, (4, 4), "same", order=order)
-            M = dense_matrix(lambda x, ref=ref, h=h: ref(x, h, "same"), (4, 4), np.complex128)
+            C = fn(h, (4, 4), "same", boundary=boundary, order=order)
+            M = dense_matrix(lambda x, ref=ref, h=h: ref(x, h, "same", boundary), (4, 4), np.complex128)
             if order == "F":  # column-major ravel of input and output
                 perm = np.arange(16).reshape(4, 4).T.ravel()
                 M = M[np.ix_(perm, perm)]
