@@ -207,6 +207,8 @@ def _plan_boxes(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], c
     axes = geom.axes()
     rows = geom.shape[0]
     codes = [(c > 0).astype(np.uint8) for c in counts]
+    if rows * cand * _COST_CANDIDATE < _COST_BOX:  # one box costs more than the general pass over every row
+        return [], codes  # (the choice at the end for any number >= 1 of boxes, without computing them)
     runs = [ax.runs(max_runs=_MAX_BOXES) for ax in axes]
     if not all(runs):
         return [], codes
