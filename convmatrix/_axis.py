@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, TypeAlias, overload
+from typing import Any, TypeAlias, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -167,6 +167,10 @@ MAP_PAIR_BYTES = 128
 
 
 _BIG = np.iinfo(np.int64).max
+#: (largest value, dtype) of the unsigned count dtypes, smallest first (np.iinfo is slow to make per call)
+_COUNT_DTYPES: tuple[tuple[int, np.dtype[np.unsignedinteger]], ...] = tuple((int(np.iinfo(dt).max), np.dtype(dt)) for dt in (np.uint8, np.uint16, np.uint32))
+#: up to this many taps, :meth:`Axis.active` loops over the taps in Python (same arithmetic, no numpy calls)
+_SCALAR_TAPS = 32
 
 
 def _floor_sum(n: int, m: int, a: int, b: int) -> int:
@@ -386,6 +390,17 @@ class Axis:
         (step ``s``, columns advancing by 1), over the rows where the taps of every class are in
         range (so that the row pointer is affine along each run).
         """
+        memo = self._runs_memo
+        if max_runs not in memo:
+            memo[max_runs] = self._runs(max_runs)
+        return list(memo[max_runs])  # a new list (callers extend it); the runs themselves are immutable
+
+    @cached_property
+    def _runs_memo(self) -> dict[int | None, list[Run]]:
+        """:meth:`runs` by ``max_runs`` (the cost model and the planner of one build both ask)."""
+        return {}
+
+    def _runs(self, max_runs: int | None) -> list[Run]:
         t = np.arange(self.k, dtype=np.int64)
         if not self.transposed:
             lo, hi = self.interior()
@@ -411,6 +426,8 @@ class Axis:
         """Number of output positions that read at least one input (closed form, O(k log k))."""
         if not self.transposed and self.mode != "zeros":
             return self.out  # every tap is folded onto some input
+        if self.k <= _SCALAR_TAPS:
+            return self._active_scalar()
         t = np.arange(self.k, dtype=np.int64)
         if not self.transposed:  # tap t reads the input for rows lo_t..hi_t
             cls = np.zeros(self.k, np.int64)
@@ -435,11 +452,44 @@ class Axis:
         ends = np.maximum.reduceat(hi, np.flatnonzero(new))
         return int((ends - starts + 1).sum())
 
+    def _active_scalar(self) -> int:
+        """:meth:`active` with the same arithmetic on Python ints, one tap at a time (few taps: no numpy calls)."""
+        n, k, s, d, pb, out = self.n, self.k, self.s, self.d, self.pad[0], self.out
+        spans = []
+        for t in range(k):
+            if not self.transposed:
+                cls = 0
+                lo = max(0, _ceil_div(pb - t * d, s))
+                hi = min(out - 1, (n - 1 + pb - t * d) // s)
+            else:
+                u = (k - 1 - t) * d - pb  # _tap_offsets
+                cls = u % s
+                lo = max(0, _ceil_div(-u, s))
+                hi = min(n - 1, (out - 1 - u) // s)
+                lo, hi = (u + lo * s - cls) // s, (u + hi * s - cls) // s
+            if hi >= lo:
+                spans.append((cls, lo, hi))
+        if not spans:
+            return 0
+        spans.sort(key=lambda span: span[:2])  # stable, as np.lexsort((lo, cls))
+        total, reach = 0, None
+        start = end = prev_cls = 0
+        for i, (cls, lo, hi) in enumerate(spans):
+            if i == 0 or cls != prev_cls or lo > cast(int, reach) + 1:  # a new merged interval
+                if i:
+                    total += end - start + 1
+                start, end = lo, hi
+            else:
+                end = max(end, hi)
+            reach = hi if reach is None else max(reach, hi)  # np.maximum.accumulate over all classes
+            prev_cls = cls
+        return total + end - start + 1
+
     def count_dtype(self) -> np.dtype[np.unsignedinteger]:
         """Smallest unsigned dtype that holds a row's count (at most ``k``)."""
-        for dt in (np.uint8, np.uint16, np.uint32):
-            if self.k <= np.iinfo(dt).max:
-                return np.dtype(dt)
+        for limit, dt in _COUNT_DTYPES:
+            if self.k <= limit:
+                return dt
         return np.dtype(np.uint64)
 
     def _map_counts(self, j0: int, j1: int) -> IndexArray:
@@ -487,14 +537,14 @@ class Axis:
         if not self.transposed:
             base = j * s - pb  # input index of tap 0
             if self.mode == "zeros":
-                inside: IndexArray = np.clip(np.minimum(k - 1, (n - 1 - base) // d) - np.maximum(0, _ceil_div(-base, d))
-                                             + 1, 0, None)
+                inside: IndexArray = np.maximum(np.minimum(k - 1, (n - 1 - base) // d) - np.maximum(0, _ceil_div(-base, d))
+                                                + 1, 0)
                 return inside
             if self.mode == "replicate":
                 if n == 1:
                     return np.ones(j.size, np.int64)
                 last = np.minimum(k - 1, (n - 2 - base) // d + 1)
-                unclamped: IndexArray = np.clip(last - np.maximum(1, _ceil_div(1 - base, d)) + 1, 0, None)
+                unclamped: IndexArray = np.maximum(last - np.maximum(1, _ceil_div(1 - base, d)) + 1, 0)
                 return 1 + unclamped
             if self.mode == "circular":
                 return np.full(j.size, min(k, n // math.gcd(d, n)), np.int64)

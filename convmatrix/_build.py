@@ -147,19 +147,22 @@ def _hint(what: str) -> str:
 
 
 def check_budget(geom: Geometry, dtype: npt.DTypeLike, max_bytes: int | None, what: str, fmt: V.SparseFormat = "csr",
-                 kernel_dtype: npt.DTypeLike | None = None) -> None:
+                 kernel_dtype: npt.DTypeLike | None = None) -> int | None:
     """Refuse, before allocating anything, a build whose predicted peak exceeds ``max_bytes``.
 
     The peak counts the CSR that is built first, the engine's temporaries, and the requested
-    format (alive together with the CSR during the conversion).
+    format (alive together with the CSR during the conversion).  Returns the smallest
+    ``max_bytes`` that this call passes (``None`` when ``max_bytes`` is ``None``: nothing was
+    predicted), so that a caller can pass the same geometry again without re-predicting.
     """
     if max_bytes is None:
-        return
+        return None
     work = geom.count_bytes()  # reflect/symmetric edges are counted from per-row maps, before the exact check
     if work > max_bytes:
         detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, entries counted from {geom.padding_mode} maps)"
         V.refuse(what + detail, work, max_bytes, _hint(what), at_least=True)
     low, high = geom.nnz_bounds()
+    least = 0
     if low != high:  # long reflect/symmetric edges: refuse on the lower bound before counting them exactly
         least = low * (np.dtype(dtype).itemsize + 4) + (geom.shape[0] + 1) * 4
         if least > max_bytes:
@@ -169,6 +172,7 @@ def check_budget(geom: Geometry, dtype: npt.DTypeLike, max_bytes: int | None, wh
     if need > max_bytes:
         detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, nnz {geom.nnz:,}, format {fmt!r})"
         V.refuse(what + detail, need, max_bytes, _hint(what))
+    return max(work, least, need)
 
 
 # ============================================================================ the build
@@ -203,6 +207,8 @@ def _plan_boxes(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], c
     axes = geom.axes()
     rows = geom.shape[0]
     codes = [(c > 0).astype(np.uint8) for c in counts]
+    if rows * cand * _COST_CANDIDATE < _COST_BOX:  # one box costs more than the general pass over every row
+        return [], codes  # (the choice at the end for any number >= 1 of boxes, without computing them)
     runs = [ax.runs(max_runs=_MAX_BOXES) for ax in axes]
     if not all(runs):
         return [], codes

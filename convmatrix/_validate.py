@@ -120,6 +120,8 @@ def as_int(
     ``minimum``/``maximum`` bound the value (``maximum=None``: unbounded); ``rule`` is the
     wording used in the error.
     """
+    if type(value) is int and (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+        return value  # the common case, without the checks below (same result)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     custom = rule is not None
@@ -142,6 +144,8 @@ def as_int(
 
 def int_tuple(value: object, ndim: int, name: str, *, minimum: int | None = 1) -> tuple[int, ...]:
     """Normalise an int-or-sequence argument to one int per spatial axis."""
+    if type(value) is int:
+        return (as_int(value, name, minimum=minimum),) * ndim
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a sequence of {ndim} ints; got {value!r}")
     if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -193,6 +197,8 @@ def input_shape_tuple(input_shape: object, name: str = "input_shape") -> tuple[i
 
 
 def _shape_tuple(input_shape: object, name: str) -> tuple[int, ...]:
+    if type(input_shape) is tuple and input_shape and all(type(v) is int and 1 <= v <= MAX_INT for v in input_shape):
+        return input_shape  # the common case: a tuple of ints in range (what the checks below would return)
     if isinstance(input_shape, np.ndarray) and input_shape.ndim == 0:
         input_shape = input_shape[()]
     if not isinstance(input_shape, (bool, np.bool_)) and isinstance(input_shape, (numbers.Integral, np.integer)):
@@ -220,6 +226,9 @@ def padding_spec(padding: object, ndim: int, *, minimum: int | None = 0) -> Padd
     Keywords are case-insensitive (``"SAME"`` and ``"VALID"`` are TensorFlow's and ONNX's spelling)
     and returned in lower case.  ``minimum=None`` accepts negative paddings (a transposed
     convolution's: extra zero outputs)."""
+    if type(padding) is int:  # as the numbers.Number branch below
+        p = as_int(padding, "padding", minimum=minimum)
+        return ((p, p),) * ndim
     if isinstance(padding, str):
         word = padding.lower()
         if word not in PADDING_STRINGS:

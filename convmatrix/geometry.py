@@ -321,7 +321,7 @@ class Geometry:
             int32 when the shape and ``nnz`` fit in it, else int64.
         """
         big = max(max(self.shape), self.nnz)
-        return np.dtype(np.int32) if big <= np.iinfo(np.int32).max else np.dtype(np.int64)
+        return _INT32 if big <= _INT32_MAX else _INT64
 
     def predicted_bytes(self, dtype: npt.DTypeLike) -> int:
         """Bytes of the CSR arrays (data + indices + indptr).
@@ -338,6 +338,10 @@ class Geometry:
         """
         it = self.index_dtype().itemsize
         return self.nnz * (np.dtype(dtype).itemsize + it) + (self.shape[0] + 1) * it
+
+
+_INT32, _INT64 = np.dtype(np.int32), np.dtype(np.int64)
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 # ----------------------------------------------------------------------------- constructors
