@@ -142,6 +142,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--skip-3d", action="store_true")
+    ap.add_argument("--skip-torch", action="store_true", help="skip the basis-vector baseline (about 40 s)")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     n2, n3 = (512, 64) if args.quick else (2048, 256)
@@ -155,7 +156,7 @@ def main() -> None:
         print(f"3-D {r['n']}^3, 3^3, same, float32: nnz {r['nnz']:,} (predicted {r['predicted']:,}), "
               f"CSR {r['bytes'] / 2**30:.2f} GiB, build {r['build_s']:.2f} s ({r['nnz_per_s'] / 1e6:.0f} M nnz/s), "
               f"peak traced {r['peak'] / 2**30:.2f} GiB = {r['peak'] / r['bytes']:.2f}x CSR bytes")
-    r = bench_torch(32, 8, 3)
+    r = None if args.skip_torch else bench_torch(32, 8, 3)
     if r is None:
         print("torch not installed: basis-vector baseline skipped")
     else:

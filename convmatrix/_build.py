@@ -284,7 +284,8 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
         fill = _RowFiller(geom, *_wrap(geom, wt, wacc), dtype, indices, data, per_channel)
     threads = _num_threads(geom)
     pieces = [piece for combo in itertools.product(*runs) for piece in _cut(list(combo))] if runs else []
-    chunks = [(r0, min(n_out, r0 + _FLAT_CHUNK)) for r0 in range(0, n_out, _FLAT_CHUNK)]
+    step = _FLAT_CHUNK if geom.ndim == 1 or not 0 < oshape[-1] <= _FLAT_CHUNK else _FLAT_CHUNK // oshape[-1] * oshape[-1]
+    chunks = [(r0, min(n_out, r0 + step)) for r0 in range(0, n_out, step)]  # whole lines: see _fill_lines
     starts = _chunk_starts(counts, oshape, cg, [r0 for r0, _ in chunks])
     for ax in fill.axes:  # a short axis' table of every row: made once, before the threads share it
         if ax.out <= ax.chunk_rows():
@@ -383,6 +384,8 @@ def _fill_positions(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]
     """Row pointers of output positions ``r0:r1`` (channel 0) and the rows of them the boxes leave to the general
     path; ``running``: the entries before ``r0``.  Returns the entries up to ``r1``."""
     nd, oshape = geom.ndim, geom.output_shape
+    if nd > 1 and r0 % oshape[-1] == 0 and r1 % oshape[-1] == 0:
+        return _fill_lines(geom, counts, codes, fill, indptr, r0, r1, running)
     flat = np.arange(r0, r1, dtype=np.int64)
     pos = (flat,) if nd == 1 else np.unravel_index(flat, oshape)
     cnt = counts[0][pos[0]].astype(np.int64)
@@ -410,6 +413,44 @@ def _fill_positions(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]
         starts = np.where(shell > 0, cnt[shell - 1], running)
         del cnt
         fill.rows(flat[shell], tuple(p[shell] for p in pos), starts)
+    return end
+
+
+
+def _fill_lines(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], codes: list[npt.NDArray[np.uint8]],
+                fill: _RowFiller, indptr: _Indices, r0: int, r1: int, running: int) -> int:
+    """:func:`_fill_positions` for whole lines along the last axis: every line's row pointers are the last axis'
+    cumulative counts times the line's count on the other axes (an outer product), and its general rows are the
+    last axis' active positions (a line crossing a general position) or its general ones (a line inside the boxes)."""
+    oshape, itype = geom.output_shape, indptr.dtype
+    n_last = oshape[-1]
+    lpos = np.unravel_index(np.arange(r0 // n_last, r1 // n_last, dtype=np.int64), oshape[:-1])
+    lead = counts[0][lpos[0]].astype(np.int64)
+    lcode = codes[0][lpos[0]]
+    for a in range(1, len(lpos)):
+        lead *= counts[a][lpos[a]]
+        lcode = np.minimum(lcode, codes[a][lpos[a]])  # 0: reads nothing, 1: some axis general, 2: all in boxes
+    lead *= geom.in_per_group
+    cum = np.cumsum(counts[-1], dtype=np.int64)
+    line = lead * int(cum[-1])
+    off = np.cumsum(line)
+    end = running + int(off[-1])
+    off -= line
+    off += running
+    rows = indptr[r0 + 1 : r1 + 1].reshape(lead.size, n_last)  # every value fits the index dtype, so do the parts
+    np.multiply(lead.astype(itype)[:, None], cum.astype(itype)[None, :], out=rows)
+    rows += off.astype(itype)[:, None]
+    del lead, cum, line, off
+    last = codes[-1]
+    general, inside = np.flatnonzero(lcode == 1), np.flatnonzero(lcode == 2)
+    shell = np.concatenate([(general[:, None] * n_last + np.flatnonzero(last > 0)[None, :]).ravel(),
+                            (inside[:, None] * n_last + np.flatnonzero(last == 1)[None, :]).ravel()])
+    if shell.size:
+        shell.sort()
+        flat_rows = indptr[r0 + 1 : r1 + 1]
+        starts = np.where(shell > 0, flat_rows[shell - 1], running).astype(np.int64)
+        flat = shell + r0
+        fill.rows(flat, np.unravel_index(flat, oshape), starts)
     return end
 
 
