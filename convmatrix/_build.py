@@ -57,6 +57,8 @@ _BOX_ROWS = 1 << 15
 _MAX_BOXES = 64
 #: entries below which a build runs in the calling thread (above: one thread per core, see :func:`_num_threads`)
 _THREAD_MIN_NNZ = 1 << 22
+#: at most this share of the smallest result in the temporaries of each thread beyond the first
+_THREAD_TEMP_SHARE = 1 / 16
 #: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
 _COST_BOX = 40e-6
 _COST_CANDIDATE = 15e-9
@@ -328,10 +330,10 @@ def _num_threads(geom: Geometry) -> int:
             raise ValueError(f"the environment variable CONVMATRIX_NUM_THREADS must be a positive integer; got {env!r}")
     else:
         n = max(1, os.cpu_count() or 1)
-    # each thread beyond the first may hold at most 1/16 of the smallest result (1-byte values, int32 indices) in
+    # each thread beyond the first may hold at most _THREAD_TEMP_SHARE of the smallest result (1-byte values, int32 indices) in
     # temporaries (taken for the largest values and exact object sums, so that it depends on the geometry alone)
     per_thread = _workspaces(geom, np.dtype(np.complex128), np.dtype(np.int64))[1]
-    return max(1, min(n, 1 + geom.nnz * 5 // (16 * max(per_thread, 1))))
+    return max(1, min(n, 1 + int(geom.nnz * 5 * _THREAD_TEMP_SHARE // max(per_thread, 1))))
 
 
 @contextlib.contextmanager
