@@ -53,6 +53,8 @@ _CAND_OBJECT_BYTES = 96
 _FLAT_CHUNK = 1 << 15
 #: rows of one strided box write (longer boxes are cut)
 _BOX_ROWS = 1 << 15
+#: entries of the template a box's weights are copied from (a few rows: one long copy per few rows)
+_DATA_BLOCK = 2048
 #: at most this many strided boxes (each costs a few numpy calls); beyond, boundary rows go the general way
 _MAX_BOXES = 64
 #: entries below which a build runs in the calling thread (above: one thread per core, see :func:`_num_threads`)
@@ -143,7 +145,8 @@ def _workspaces(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> tupl
     tables = sum(table_rows(ax, k) * k * 8 * (6 if ax.transposed or ax.mode == "zeros" else 14)
                  for ax, k in zip(axes, taps))
     # one box piece: per-row parts (int64 and index dtype), a block of rows' columns (int64 and index dtype), weights
-    boxes = min(_BOX_ROWS, n_out) * 8 * 3 + min(_BOX_ROWS, geom.nnz) * 12 + kernel * 8 * 5
+    boxes = min(_BOX_ROWS, n_out) * 8 * 3 + min(_BOX_ROWS, geom.nnz) * 12 + kernel * 8 * 5\
+        + min(geom.nnz, _DATA_BLOCK + kernel) * dtype.itemsize  # the template of a few rows' weights
     return per_axis + weights, max(flat + general + tables, boxes)
 
 
@@ -494,7 +497,10 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     iview = np.lib.stride_tricks.as_strided(indices[base:], shape, [s * indices.itemsize for s in steps],
                                             writeable=True)
     lead = (c_out,) + (1,) * nd
-    dview[...] = w.reshape((*lead, row_len))
+    if box[-1].step == 1:  # a few rows' weights copied as one long row (a copy of short rows costs ~20% more)
+        _write_rows(data, base, w, (per_channel, *row_steps[:-1]), sizes, max(1, _DATA_BLOCK // w.size))
+    else:
+        dview[...] = w.reshape((*lead, row_len))
     # column = channel offset + sum_a first_a[t_a]*stride_a  (per entry of a row)
     #        + sum_a m_a*delta_a*stride_a                     (per row)
     n_in = math.prod(geom.input_shape)
@@ -532,6 +538,28 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
         rowpart = np.add.outer(rowpart, np.arange(run.length, dtype=np.int64) * (run.delta * st))
     # one ufunc call writing into the strided view (an in-place update of the view would be copied whole)
     np.add(rowpart.astype(itype).reshape((1, *sizes, 1)), ent.astype(itype).reshape((*lead, row_len)), out=iview)
+
+
+
+def _write_rows(out: np.ndarray, base: int, rows: np.ndarray, steps: tuple[int, ...], sizes: list[int],
+                block: int) -> None:
+    """Write ``rows[c]`` (``(c_out, row_len)``) to every row of a box whose last axis' rows are adjacent.
+
+    ``steps``: strides (in entries) of the channel and of every axis but the last; ``sizes``: the box's lengths.
+    Blocks of ``block`` adjacent rows are written from one template of them (one long copy per block)."""
+    c_out, row_len = rows.shape
+    n_last = sizes[-1]
+    block = min(block, n_last)
+    nblk, rem = divmod(n_last, block)
+    tmpl = np.ascontiguousarray(np.broadcast_to(rows[:, None, :], (c_out, block, row_len))).reshape(
+        (c_out,) + (1,) * len(sizes) + (block * row_len,))
+    main = np.lib.stride_tricks.as_strided(out[base:], (c_out, *sizes[:-1], nblk, block * row_len),
+                                           [s * out.itemsize for s in (*steps, block * row_len, 1)], writeable=True)
+    main[...] = tmpl
+    if rem:
+        tail = np.lib.stride_tricks.as_strided(out[base + nblk * block * row_len :], (c_out, *sizes[:-1], rem * row_len),
+                                               [s * out.itemsize for s in (*steps, 1)], writeable=True)
+        tail[...] = tmpl[..., : rem * row_len].reshape((c_out,) + (1,) * (len(sizes) - 1) + (rem * row_len,))
 
 
 def _wrap(geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None) -> tuple[list[Axis], np.ndarray, np.ndarray | None]:
