@@ -51,6 +51,8 @@ _CAND_BYTES = 112
 _CAND_OBJECT_BYTES = 96
 #: output positions per chunk of the row-pointer pass
 _FLAT_CHUNK = 1 << 15
+#: output positions from which a chunk of whole lines takes :func:`_fill_lines` (fewer numpy calls below)
+_LINES_MIN = 1024
 #: rows of one strided box write (longer boxes are cut)
 _BOX_ROWS = 1 << 15
 #: entries of the template a box's weights are copied from (a few rows: one long copy per few rows)
@@ -292,7 +294,7 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
     step = _FLAT_CHUNK if geom.ndim == 1 or not 0 < oshape[-1] <= _FLAT_CHUNK else _FLAT_CHUNK // oshape[-1] * oshape[-1]
     chunks = [(r0, min(n_out, r0 + step)) for r0 in range(0, n_out, step)]  # whole lines: see _fill_lines
     starts = _chunk_starts(counts, oshape, cg, [r0 for r0, _ in chunks])
-    for ax in fill.axes:  # a short axis' table of every row: made once, before the threads share it
+    for ax in fill.axes if threads > 1 else ():  # a short axis' table of every row: made once, before the threads
         if ax.out <= ax.chunk_rows():
             ax.slots_of(np.zeros(0, np.int64))
 
@@ -389,7 +391,7 @@ def _fill_positions(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]
     """Row pointers of output positions ``r0:r1`` (channel 0) and the rows of them the boxes leave to the general
     path; ``running``: the entries before ``r0``.  Returns the entries up to ``r1``."""
     nd, oshape = geom.ndim, geom.output_shape
-    if nd > 1 and r0 % oshape[-1] == 0 and r1 % oshape[-1] == 0:
+    if nd > 1 and r1 - r0 >= _LINES_MIN and r0 % oshape[-1] == 0 and r1 % oshape[-1] == 0:
         return _fill_lines(geom, counts, codes, fill, indptr, r0, r1, running)
     flat = np.arange(r0, r1, dtype=np.int64)
     pos = (flat,) if nd == 1 else np.unravel_index(flat, oshape)

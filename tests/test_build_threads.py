@@ -30,6 +30,7 @@ def _forced_threads(monkeypatch, threads="3"):
     monkeypatch.setattr(_build, "_THREAD_MIN_NNZ", 1)
     monkeypatch.setattr(_build, "_THREAD_TEMP_SHARE", 1e9)
     monkeypatch.setattr(_build, "_FLAT_CHUNK", 64)
+    monkeypatch.setattr(_build, "_LINES_MIN", 1)  # whole lines as outer products (one thread: position by position)
     monkeypatch.setattr(_build, "_BOX_ROWS", 50)
     monkeypatch.setenv("CONVMATRIX_NUM_THREADS", threads)
 
