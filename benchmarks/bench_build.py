@@ -1,11 +1,13 @@
 """Benchmark of the explicit sparse builds (issue 3).
 
-Run:  python benchmarks/bench_build.py [--quick] [--skip-3d] [--markdown]
+Run:  python benchmarks/bench_build.py [--quick] [--skip-3d] [--skip-torch] [--repeats N]
 
 1. 2-D 2048x2048 input, 5x5 kernel, padding="same", float64 (~105M nnz): build time against the time
    to allocate and write arrays of the same total bytes, in the same process (alternated, warm-up
-   first, minima taken); peak traced memory (tracemalloc) against the final CSR bytes; nnz/s.
-2. 3-D 256^3 input, 3x3x3 kernel, float32 (~450M nnz): builds on a 24 GiB machine; time, bytes.
+   first, minima taken; CPU seconds of all threads and median wall ratio beside); peak traced memory
+   (tracemalloc) against the final CSR bytes; nnz/s.  Builds use every core (CONVMATRIX_NUM_THREADS=1: one).
+2. 3-D 256^3 input, 3x3x3 kernel, float32 (~450M nnz): builds on a 24 GiB machine; time against the write
+   of the same bytes (two of each, alternated, minima), peak traced memory against the CSR bytes.
 3. 8->8 channels, 32x32, 3x3: against the usual baseline that applies torch.conv2d to every basis
    vector (one call per basis vector, the Jacobian column by column), and against a generous batched
    variant (all basis vectors in batches of 1024), both followed by conversion to CSR.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import time
 import tracemalloc
@@ -22,13 +25,17 @@ import tracemalloc
 import numpy as np
 
 import convmatrix as cm
+from convmatrix import _build
+from convmatrix.geometry import conv_geometry
 
 
 def _csr_bytes(C) -> int:
     return C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
 
 
-def _write_same_bytes(nnz: int, rows: int, dtype, itype) -> float:
+def _write_same_bytes(nnz: int, rows: int, dtype, itype) -> tuple[float, float]:
+    """(wall, CPU) seconds to allocate and write, in this thread, arrays of a CSR's bytes."""
+    cpu = time.process_time()
     t = time.perf_counter()
     a = np.empty(nnz, dtype)
     a.fill(1)
@@ -36,9 +43,9 @@ def _write_same_bytes(nnz: int, rows: int, dtype, itype) -> float:
     b.fill(1)
     c = np.empty(rows + 1, itype)
     c.fill(1)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - cpu
     del a, b, c
-    return dt
+    return dt, dc
 
 
 def bench_2d(n: int, k: int, repeats: int) -> dict:
@@ -52,9 +59,10 @@ def bench_2d(n: int, k: int, repeats: int) -> dict:
     for _ in range(repeats):
         writes.append(_write_same_bytes(nnz, rows, np.float64, itype))
         gc.collect()
+        cpu = time.process_time()
         t = time.perf_counter()
         C = cm.conv_matrix(w, (n, n), padding="same")
-        builds.append(time.perf_counter() - t)
+        builds.append((time.perf_counter() - t, time.process_time() - cpu))
         del C
         gc.collect()
     tracemalloc.start()
@@ -62,26 +70,41 @@ def bench_2d(n: int, k: int, repeats: int) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del C
-    b, wr = min(builds), min(writes)
-    return {"n": n, "k": k, "nnz": nnz, "bytes": nbytes, "build_s": b, "write_s": wr, "ratio": b / wr, "peak": peak,
-                "peak_ratio": peak / nbytes, "nnz_per_s": nnz / b}
+    b, wr = min(builds)[0], min(writes)[0]
+    threads = _build._num_threads(conv_geometry(w.shape, (n, n), padding="same"))
+    return {"n": n, "k": k, "nnz": nnz, "bytes": nbytes, "threads": threads, "build_s": b, "write_s": wr, "ratio": b / wr, "peak": peak,
+            "peak_ratio": peak / nbytes, "nnz_per_s": nnz / b, "cpu_ratio": min(x[1] for x in builds) / min(
+                x[1] for x in writes), "median_ratio": float(np.median([x[0] for x in builds]) / np.median(
+                    [x[0] for x in writes]))}
 
 
 def bench_3d(n: int, k: int) -> dict:
+    """Two builds, each after a write of the same bytes (the first pays the fresh memory): minima; the second traced."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal((k, k, k)).astype(np.float32)
     predicted = cm.conv_nnz((k, k, k), (n, n, n), padding="same")
-    gc.collect()
-    tracemalloc.start()
-    t = time.perf_counter()
-    C = cm.conv_matrix(w, (n, n, n), padding="same")
-    dt = time.perf_counter() - t
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    out = {"n": n, "k": k, "nnz": C.nnz, "predicted": predicted, "bytes": _csr_bytes(C), "build_s": dt, "peak": peak,
-               "nnz_per_s": C.nnz / dt}
-    del C
-    return out
+    rows, cols = n**3, n**3
+    itype = np.int32 if max(predicted, cols) < 2**31 else np.int64
+    builds, writes = [], []
+    for traced in (False, True):
+        gc.collect()
+        writes.append(_write_same_bytes(predicted, rows, np.float32, itype)[0])
+        gc.collect()
+        if traced:
+            tracemalloc.start()
+        t = time.perf_counter()
+        C = cm.conv_matrix(w, (n, n, n), padding="same")
+        builds.append(time.perf_counter() - t)
+        if traced:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        nnz, nbytes = C.nnz, _csr_bytes(C)
+        assert C.indices.dtype == itype
+        del C
+    b, wr = min(builds), min(writes)
+    threads = _build._num_threads(conv_geometry(w.shape, (n, n, n), padding="same"))
+    return {"n": n, "k": k, "nnz": nnz, "threads": threads, "predicted": predicted, "bytes": nbytes, "build_s": b, "write_s": wr,
+            "ratio": b / wr, "peak": peak, "nnz_per_s": nnz / b}
 
 
 def bench_torch(n: int, c: int, k: int) -> dict | None:
@@ -101,12 +124,14 @@ def bench_torch(n: int, c: int, k: int) -> dict | None:
     def ours():
         return cm.conv_matrix(w, (n, n), padding=k // 2)
 
+    sample = min(cols, 512)  # the per-vector loop is timed on the first basis vectors and scaled to all of them
+
     def per_vector():
-        out = np.empty((cols, cols))  # column j = conv(e_j)
+        out = np.zeros((cols, cols))  # column j = conv(e_j)
         e = torch.zeros(1, c, n, n, dtype=torch.float64)
         flat = e.view(-1)
         with torch.no_grad():
-            for j in range(cols):
+            for j in range(sample):
                 flat[j] = 1.0
                 out[:, j] = F.conv2d(e, wt, padding=k // 2).reshape(-1).numpy()
                 flat[j] = 0.0
@@ -126,7 +151,7 @@ def bench_torch(n: int, c: int, k: int) -> dict | None:
     C = ours()
     assert abs(C - ref).max() < 1e-12
     t_ours = min(_timeit(ours) for _ in range(7))
-    t_vec = _timeit(per_vector)
+    t_vec = _timeit(per_vector) * cols / sample
     t_bat = min(_timeit(batched) for _ in range(2))
     return {"n": n, "c": c, "k": k, "nnz": C.nnz, "ours_s": t_ours, "per_vector_s": t_vec, "batched_s": t_bat,
                 "speedup_per_vector": t_vec / t_ours, "speedup_batched": t_bat / t_ours}
@@ -142,22 +167,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--skip-3d", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-torch", action="store_true", help="skip the basis-vector baseline")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     n2, n3 = (512, 64) if args.quick else (2048, 256)
     print(f"# machine: {platform.machine()}, numpy {np.__version__}, convmatrix {cm.__version__}")
     r = bench_2d(n2, 5, args.repeats)
     print(f"2-D {r['n']}x{r['n']}, {r['k']}x{r['k']}, same, float64: nnz {r['nnz']:,}, CSR {r['bytes'] / 2**30:.2f} GiB")
+    print(f"  threads {r['threads']} (of {os.cpu_count()} cores); CPU seconds (all threads): "
+          f"build / write {r['cpu_ratio']:.2f}x; wall, median of the runs: {r['median_ratio']:.2f}x")
     print(f"  build {r['build_s']:.3f} s, write same bytes {r['write_s']:.3f} s -> ratio {r['ratio']:.2f}x; "
           f"{r['nnz_per_s'] / 1e6:.0f} M nnz/s; peak traced {r['peak'] / 2**30:.2f} GiB = {r['peak_ratio']:.2f}x CSR bytes")
     if not args.skip_3d:
         r = bench_3d(n3, 3)
-        print(f"3-D {r['n']}^3, 3^3, same, float32: nnz {r['nnz']:,} (predicted {r['predicted']:,}), "
+        print(f"3-D {r['n']}^3, 3^3, same, float32, threads {r['threads']}: nnz {r['nnz']:,} (predicted {r['predicted']:,}), "
               f"CSR {r['bytes'] / 2**30:.2f} GiB, build {r['build_s']:.2f} s ({r['nnz_per_s'] / 1e6:.0f} M nnz/s), "
+              f"write same bytes {r['write_s']:.2f} s -> ratio {r['ratio']:.2f}x, "
               f"peak traced {r['peak'] / 2**30:.2f} GiB = {r['peak'] / r['bytes']:.2f}x CSR bytes")
-    r = bench_torch(32, 8, 3)
+    r = None if args.skip_torch else bench_torch(32, 8, 3)
     if r is None:
-        print("torch not installed: basis-vector baseline skipped")
+        print("basis-vector baseline skipped" + ("" if args.skip_torch else " (torch not installed)"))
     else:
         print(f"8->8 channels, 32x32, 3x3: ours {r['ours_s'] * 1e3:.2f} ms; torch.conv2d per basis vector "
               f"{r['per_vector_s']:.2f} s -> {r['speedup_per_vector']:.0f}x; batched basis vectors "

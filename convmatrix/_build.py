@@ -23,10 +23,13 @@ Rows come out sorted and without duplicates: canonical CSR without a sort.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import itertools
 import math
-from collections.abc import Iterator
-from typing import TypeAlias
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -48,10 +51,18 @@ _CAND_BYTES = 112
 _CAND_OBJECT_BYTES = 96
 #: output positions per chunk of the row-pointer pass
 _FLAT_CHUNK = 1 << 15
+#: output positions from which a chunk of whole lines takes :func:`_fill_lines` (fewer numpy calls below)
+_LINES_MIN = 1024
 #: rows of one strided box write (longer boxes are cut)
 _BOX_ROWS = 1 << 15
+#: entries of the template a box's weights are copied from (a few rows: one long copy per few rows)
+_DATA_BLOCK = 2048
 #: at most this many strided boxes (each costs a few numpy calls); beyond, boundary rows go the general way
 _MAX_BOXES = 64
+#: entries below which a build runs in the calling thread (above: one thread per core, see :func:`_num_threads`)
+_THREAD_MIN_NNZ = 1 << 22
+#: at most this share of the smallest result in the temporaries of each thread beyond the first
+_THREAD_TEMP_SHARE = 1 / 16
 #: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
 _COST_BOX = 40e-6
 _COST_CANDIDATE = 15e-9
@@ -59,6 +70,8 @@ _COST_CANDIDATE = 15e-9
 _Indices: TypeAlias = npt.NDArray[np.int32 | np.int64]
 #: bytes per stored entry of the Python-object formats (measured with tracemalloc, rounded up)
 _OBJECT_ENTRY_BYTES = {"lil": 120, "dok": 260}
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 # ============================================================================ memory model
 def _fold_dtype(geom: Geometry, kernel_dtype: np.dtype, dtype: np.dtype, kmax: int | None = None) -> np.dtype | None:
     """dtype in which folded taps are summed: the target for float kernels, exact for integers.
@@ -100,6 +113,12 @@ def _format_extra(geom: Geometry, dtype: np.dtype, fmt: V.SparseFormat) -> int:
 
 def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
     """Temporaries of :func:`build_csr` beyond the result (closed form, an upper bound)."""
+    shared, per_thread = _workspaces(geom, dtype, kernel_dtype)
+    return shared + _num_threads(geom) * per_thread
+
+
+def _workspaces(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> tuple[int, int]:
+    """Temporaries of a build: shared by its threads, and held by each thread (one chunk or box piece at a time)."""
     axes = geom.axes()
     nd = geom.ndim
     n_out = math.prod(geom.output_shape)
@@ -127,8 +146,10 @@ def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
 
     tables = sum(table_rows(ax, k) * k * 8 * (6 if ax.transposed or ax.mode == "zeros" else 14)
                  for ax, k in zip(axes, taps))
-    boxes = min(_BOX_ROWS, n_out) * 8 * 3 + kernel * 8 * 3
-    return per_axis + weights + max(flat + general + tables, boxes)
+    # one box piece: per-row parts (int64 and index dtype), a block of rows' columns (int64 and index dtype), weights
+    boxes = min(_BOX_ROWS, n_out) * 8 * 3 + min(_BOX_ROWS, geom.nnz) * 12 + kernel * 8 * 5\
+        + min(geom.nnz, _DATA_BLOCK + kernel) * dtype.itemsize  # the template of a few rows' weights
+    return per_axis + weights, max(flat + general + tables, boxes)
 
 
 def peak_bytes(geom: Geometry, dtype: npt.DTypeLike, fmt: V.SparseFormat = "csr",
@@ -247,7 +268,6 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
     first and refused (``ValueError``) when ``dtype`` cannot hold them.
     """
     dtype = np.dtype(dtype)
-    nd = geom.ndim
     rows, ncols = geom.shape
     oshape = geom.output_shape
     n_out = math.prod(oshape)
@@ -275,50 +295,176 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
         fill = _RowFiller(geom, geom.axes(), wt, wacc, dtype, indices, data, per_channel)
     else:  # no boxes: a kernel longer than a periodic fold's period is summed over each period first
         fill = _RowFiller(geom, *_wrap(geom, wt, wacc), dtype, indices, data, per_channel)
-    running = 0
-    for r0 in range(0, n_out, _FLAT_CHUNK):  # loop over chunks of output positions
-        r1 = min(n_out, r0 + _FLAT_CHUNK)
-        flat = np.arange(r0, r1, dtype=np.int64)
-        pos = (flat,) if nd == 1 else np.unravel_index(flat, oshape)
-        cnt = counts[0][pos[0]].astype(np.int64)
-        for a in range(1, nd):
-            cnt *= counts[a][pos[a]]
-        cnt *= cg
-        np.cumsum(cnt, out=cnt)
-        cnt += running
-        indptr[r0 + 1 : r1 + 1] = cnt
-        running = int(cnt[-1])
-        code0 = codes[0][pos[0]]
-        active = code0 > 0
-        if runs:
-            box = code0 == 2
-            for a in range(1, nd):
-                code = codes[a][pos[a]]
-                active &= code > 0
-                box &= code == 2
-            shell = np.flatnonzero(active & ~box)
-        else:
-            for a in range(1, nd):
-                active &= codes[a][pos[a]] > 0
-            shell = np.flatnonzero(active)
-        del cnt
-        if shell.size:
-            starts = indptr[r0 + shell].astype(np.int64)
-            fill.rows(flat[shell], tuple(p[shell] for p in pos), starts)
-    if running != per_channel:  # pragma: no cover - the closed-form counts and the rows disagree
-        raise AssertionError(f"internal error: rows hold {running} entries per channel, nnz predicts {per_channel}")
-    for c in range(1, c_out):  # loop over output channels: one vectorized copy each
-        np.add(indptr[1 : n_out + 1], c * per_channel, out=indptr[c * n_out + 1 : (c + 1) * n_out + 1],
-               casting="unsafe")
-    if runs:
-        in_strides = c_strides(geom.input_shape)
-        for combo in itertools.product(*runs):  # at most max(prod(stride), _MAX_BOXES) boxes
-            for piece in _cut(list(combo)):
-                _fill_box(geom, wt, piece, in_strides, indptr, per_channel, data, indices)
+    threads = _num_threads(geom)
+    pieces = [piece for combo in itertools.product(*runs) for piece in _cut(list(combo))] if runs else []
+    step = _FLAT_CHUNK if geom.ndim == 1 or not 0 < oshape[-1] <= _FLAT_CHUNK else _FLAT_CHUNK // oshape[-1] * oshape[-1]
+    chunks = [(r0, min(n_out, r0 + step)) for r0 in range(0, n_out, step)]  # whole lines: see _fill_lines
+    starts = _chunk_starts(counts, oshape, cg, [r0 for r0, _ in chunks])
+    for ax in fill.axes if threads > 1 else ():  # a short axis' table of every row: made once, before the threads
+        if ax.out <= ax.chunk_rows():
+            ax.slots_of(np.zeros(0, np.int64))
+
+    def rows_of(task: int) -> tuple[int, int]:  # row pointers and general rows of one chunk of positions
+        (r0, r1), start = chunks[task], starts[task]
+        return start, _fill_positions(geom, counts, codes, bool(runs), fill, indptr, r0, r1, start)
+
+    in_strides = c_strides(geom.input_shape)
+    with _pool(threads) as run:
+        ends = list(run(rows_of, range(len(chunks))))
+        running = ends[-1][1] if ends else 0
+        if any(a[1] != b[0] for a, b in itertools.pairwise(ends)):  # pragma: no cover - closed form and rows disagree
+            raise AssertionError("internal error: the closed-form row offsets of the chunks disagree with their rows")
+        if running != per_channel:  # pragma: no cover - the closed-form counts and the rows disagree
+            raise AssertionError(f"internal error: rows hold {running} entries per channel, nnz predicts {per_channel}")
+        for c in range(1, c_out):  # loop over output channels: one vectorized copy each
+            np.add(indptr[1 : n_out + 1], c * per_channel, out=indptr[c * n_out + 1 : (c + 1) * n_out + 1],
+                   casting="unsafe")
+        # at most max(prod(stride), _MAX_BOXES) boxes, each cut into pieces of at most _BOX_ROWS rows
+        list(run(lambda piece: _fill_box(geom, wt, piece, in_strides, indptr, per_channel, data, indices), pieces))
     out = sp.csr_array((data, indices, indptr), shape=(rows, ncols), copy=False)
     out.has_sorted_indices = True
     out.has_canonical_format = True
     return out
+
+
+def _num_threads(geom: Geometry) -> int:
+    """Threads of a build: 1 below :data:`_THREAD_MIN_NNZ` entries, else ``CONVMATRIX_NUM_THREADS`` or every core."""
+    if geom.nnz < _THREAD_MIN_NNZ:
+        return 1
+    env = os.environ.get("CONVMATRIX_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"the environment variable CONVMATRIX_NUM_THREADS must be a positive integer; got {env!r}")
+    else:
+        n = max(1, os.cpu_count() or 1)
+    # each thread beyond the first may hold at most _THREAD_TEMP_SHARE of the smallest result (1-byte values, int32 indices) in
+    # temporaries (taken for the largest values and exact object sums, so that it depends on the geometry alone)
+    per_thread = _workspaces(geom, np.dtype(np.complex128), np.dtype(np.int64))[1]
+    return max(1, min(n, 1 + int(geom.nnz * 5 * _THREAD_TEMP_SHARE // max(per_thread, 1))))
+
+
+@contextlib.contextmanager
+def _pool(threads: int) -> Iterator[Callable[[Callable[[_T], _R], Iterable[_T]], Iterator[_R]]]:
+    """A ``map`` over tasks that write disjoint parts of the result: the built-in ``map`` for one thread, else a
+    thread pool's (numpy releases the GIL in its copies and ufuncs); results and the first error come in order."""
+    if threads <= 1:
+        yield map
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="convmatrix") as ex:
+        yield ex.map
+
+
+def _chunk_starts(counts: list[npt.NDArray[np.unsignedinteger]], oshape: tuple[int, ...], cg: int,
+                  firsts: list[int]) -> list[int]:
+    """Entries per channel before each flat output position of ``firsts`` (sorted), in closed form.
+
+    In C order, the entries before position ``(j_0, ..., j_{d-1})`` are
+    ``cg * sum_a prod_{b<a} c_b(j_b) * P_a(j_a) * prod_{b>a} T_b`` with ``c_a`` the counts of axis ``a``,
+    ``P_a(j)`` their sum over positions before ``j`` and ``T_a`` their total: one pass over each axis.
+    """
+    if len(firsts) <= 1:
+        return [0] * len(firsts)
+    coords = np.unravel_index(np.asarray(firsts, dtype=np.int64), oshape)
+    prefix, totals = [], []
+    for count, js in zip(counts, coords):
+        p = np.zeros(js.size, np.int64)
+        total = 0
+        for lo in range(0, count.size, _FLAT_CHUNK):  # chunked cumulative sums: nothing as long as the axis
+            hi = min(count.size, lo + _FLAT_CHUNK)
+            c = np.cumsum(count[lo:hi], dtype=np.int64)
+            sel = (js > lo) & (js <= hi)
+            p[sel] = total + c[js[sel] - lo - 1]
+            total += int(c[-1])
+        prefix.append(p.tolist())
+        totals.append(total)
+    out = []
+    for i in range(len(firsts)):
+        j = [int(js[i]) for js in coords]
+        before, lead = 0, 1
+        for a in range(len(counts)):
+            before += lead * prefix[a][i] * math.prod(totals[a + 1 :])
+            lead *= int(counts[a][j[a]])
+        out.append(cg * before)
+    return out
+
+
+def _fill_positions(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], codes: list[npt.NDArray[np.uint8]],
+                    boxes: bool, fill: _RowFiller, indptr: _Indices, r0: int, r1: int, running: int) -> int:
+    """Row pointers of output positions ``r0:r1`` (channel 0) and the rows of them the boxes leave to the general
+    path; ``running``: the entries before ``r0``.  Returns the entries up to ``r1``."""
+    nd, oshape = geom.ndim, geom.output_shape
+    if nd > 1 and r1 - r0 >= _LINES_MIN and r0 % oshape[-1] == 0 and r1 % oshape[-1] == 0:
+        return _fill_lines(geom, counts, codes, fill, indptr, r0, r1, running)
+    flat = np.arange(r0, r1, dtype=np.int64)
+    pos = (flat,) if nd == 1 else np.unravel_index(flat, oshape)
+    cnt = counts[0][pos[0]].astype(np.int64)
+    for a in range(1, nd):
+        cnt *= counts[a][pos[a]]
+    cnt *= geom.in_per_group
+    np.cumsum(cnt, out=cnt)
+    cnt += running
+    indptr[r0 + 1 : r1 + 1] = cnt
+    end = int(cnt[-1])
+    code0 = codes[0][pos[0]]
+    active = code0 > 0
+    if boxes:
+        box = code0 == 2
+        for a in range(1, nd):
+            code = codes[a][pos[a]]
+            active &= code > 0
+            box &= code == 2
+        shell = np.flatnonzero(active & ~box)
+    else:
+        for a in range(1, nd):
+            active &= codes[a][pos[a]] > 0
+        shell = np.flatnonzero(active)
+    if shell.size:  # row starts from this chunk's own counts (indptr[r0] belongs to the previous chunk's task)
+        starts = np.where(shell > 0, cnt[shell - 1], running)
+        del cnt
+        fill.rows(flat[shell], tuple(p[shell] for p in pos), starts)
+    return end
+
+
+
+def _fill_lines(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], codes: list[npt.NDArray[np.uint8]],
+                fill: _RowFiller, indptr: _Indices, r0: int, r1: int, running: int) -> int:
+    """:func:`_fill_positions` for whole lines along the last axis: every line's row pointers are the last axis'
+    cumulative counts times the line's count on the other axes (an outer product), and its general rows are the
+    last axis' active positions (a line crossing a general position) or its general ones (a line inside the boxes)."""
+    oshape, itype = geom.output_shape, indptr.dtype
+    n_last = oshape[-1]
+    lpos = np.unravel_index(np.arange(r0 // n_last, r1 // n_last, dtype=np.int64), oshape[:-1])
+    lead = counts[0][lpos[0]].astype(np.int64)
+    lcode = codes[0][lpos[0]]
+    for a in range(1, len(lpos)):
+        lead *= counts[a][lpos[a]]
+        lcode = np.minimum(lcode, codes[a][lpos[a]])  # 0: reads nothing, 1: some axis general, 2: all in boxes
+    lead *= geom.in_per_group
+    cum = np.cumsum(counts[-1], dtype=np.int64)
+    line = lead * int(cum[-1])
+    off = np.cumsum(line)
+    end = running + int(off[-1])
+    off -= line
+    off += running
+    rows = indptr[r0 + 1 : r1 + 1].reshape(lead.size, n_last)  # every value fits the index dtype, so do the parts
+    np.multiply(lead.astype(itype)[:, None], cum.astype(itype)[None, :], out=rows)
+    rows += off.astype(itype)[:, None]
+    del lead, cum, line, off
+    last = codes[-1]
+    general, inside = np.flatnonzero(lcode == 1), np.flatnonzero(lcode == 2)
+    shell = np.concatenate([(general[:, None] * n_last + np.flatnonzero(last > 0)[None, :]).ravel(),
+                            (inside[:, None] * n_last + np.flatnonzero(last == 1)[None, :]).ravel()])
+    if shell.size:
+        shell.sort()
+        flat_rows = indptr[r0 + 1 : r1 + 1]
+        starts = np.where(shell > 0, flat_rows[shell - 1], running).astype(np.int64)
+        flat = shell + r0
+        fill.rows(flat, np.unravel_index(flat, oshape), starts)
+    return end
 
 
 def _cut(box: list[Run]) -> list[list[Run]]:
@@ -359,7 +505,10 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     iview = np.lib.stride_tricks.as_strided(indices[base:], shape, [s * indices.itemsize for s in steps],
                                             writeable=True)
     lead = (c_out,) + (1,) * nd
-    dview[...] = w.reshape((*lead, row_len))
+    if box[-1].step == 1:  # a few rows' weights copied as one long row (a copy of short rows costs ~20% more)
+        _write_rows(data, base, w, (per_channel, *row_steps[:-1]), sizes, max(1, _DATA_BLOCK // w.size))
+    else:
+        dview[...] = w.reshape((*lead, row_len))
     # column = channel offset + sum_a first_a[t_a]*stride_a  (per entry of a row)
     #        + sum_a m_a*delta_a*stride_a                     (per row)
     n_in = math.prod(geom.input_shape)
@@ -367,11 +516,58 @@ def _fill_box(geom: Geometry, weight: np.ndarray, box: list[Run], in_strides: li
     ent = ent.reshape((c_out, cg) + (1,) * nd)
     for a, (run, st) in enumerate(zip(box, in_strides)):
         ent = ent + (run.first * st).reshape((1, 1) + (1,) * a + (-1,) + (1,) * (nd - a - 1))
+    ent = ent.reshape(c_out, row_len)
+    itype = indices.dtype  # parts of a column fit it as the column does: no casting loop in the writes below
+    last, st_last = box[-1], in_strides[-1]
+    if last.step == 1:  # rows along the last axis are adjacent: blocks of rows written as one long row each
+        block = max(1, min(last.length, _BOX_ROWS // (c_out * row_len)))
+        nblk, rem = divmod(last.length, block)
+        inner = (np.arange(block, dtype=np.int64) * (last.delta * st_last))[None, :, None] + ent[:, None, :]
+        inner = inner.astype(itype).reshape((c_out,) + (1,) * nd + (block * row_len,))
+        rowpart = np.zeros((), dtype=np.int64)  # per block of rows: sum_a m_a*delta_a*stride_a
+        for run, st in zip(box[:-1], in_strides[:-1]):
+            rowpart = np.add.outer(rowpart, np.arange(run.length, dtype=np.int64) * (run.delta * st))
+        outer = np.add.outer(rowpart, np.arange(nblk + 1, dtype=np.int64) * (block * last.delta * st_last))
+        outer = outer.astype(itype)
+        main = np.lib.stride_tricks.as_strided(
+            indices[base:], (c_out, *sizes[:-1], nblk, block * row_len),
+            [s * indices.itemsize for s in (per_channel, *row_steps[:-1], block * row_len, 1)], writeable=True)
+        np.add(outer[..., :nblk].reshape((1, *sizes[:-1], nblk, 1)), inner, out=main)
+        if rem:
+            tail = np.lib.stride_tricks.as_strided(
+                indices[base + nblk * block * row_len :], (c_out, *sizes[:-1], rem * row_len),
+                [s * indices.itemsize for s in (per_channel, *row_steps[:-1], 1)], writeable=True)
+            np.add(outer[..., nblk].reshape((1, *sizes[:-1], 1)),
+                   inner.reshape(c_out, block, row_len)[:, :rem].reshape((c_out,) + (1,) * (nd - 1) + (rem * row_len,)),
+                   out=tail)
+        return
     rowpart = np.zeros((), dtype=np.int64)  # per row: sum_a m_a*delta_a*stride_a (at most _BOX_ROWS values)
     for run, st in zip(box, in_strides):
         rowpart = np.add.outer(rowpart, np.arange(run.length, dtype=np.int64) * (run.delta * st))
     # one ufunc call writing into the strided view (an in-place update of the view would be copied whole)
-    np.add(rowpart.reshape((1, *sizes, 1)), ent.reshape((*lead, row_len)), out=iview, casting="unsafe")
+    np.add(rowpart.astype(itype).reshape((1, *sizes, 1)), ent.astype(itype).reshape((*lead, row_len)), out=iview)
+
+
+
+def _write_rows(out: np.ndarray, base: int, rows: np.ndarray, steps: tuple[int, ...], sizes: list[int],
+                block: int) -> None:
+    """Write ``rows[c]`` (``(c_out, row_len)``) to every row of a box whose last axis' rows are adjacent.
+
+    ``steps``: strides (in entries) of the channel and of every axis but the last; ``sizes``: the box's lengths.
+    Blocks of ``block`` adjacent rows are written from one template of them (one long copy per block)."""
+    c_out, row_len = rows.shape
+    n_last = sizes[-1]
+    block = min(block, n_last)
+    nblk, rem = divmod(n_last, block)
+    tmpl = np.ascontiguousarray(np.broadcast_to(rows[:, None, :], (c_out, block, row_len))).reshape(
+        (c_out,) + (1,) * len(sizes) + (block * row_len,))
+    main = np.lib.stride_tricks.as_strided(out[base:], (c_out, *sizes[:-1], nblk, block * row_len),
+                                           [s * out.itemsize for s in (*steps, block * row_len, 1)], writeable=True)
+    main[...] = tmpl
+    if rem:
+        tail = np.lib.stride_tricks.as_strided(out[base + nblk * block * row_len :], (c_out, *sizes[:-1], rem * row_len),
+                                               [s * out.itemsize for s in (*steps, 1)], writeable=True)
+        tail[...] = tmpl[..., : rem * row_len].reshape((c_out,) + (1,) * (len(sizes) - 1) + (rem * row_len,))
 
 
 def _wrap(geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None) -> tuple[list[Axis], np.ndarray, np.ndarray | None]:
