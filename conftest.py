@@ -17,8 +17,8 @@ import pytest
 # and OpenBLAS's own threads on top of that only contend (20 tiny conv2d calls: 0.31 s of CPU with
 # two threads on a busy 2-core machine, 0.013 s with one).  Set before numpy or torch is imported;
 # a value the user set is kept.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "CONVMATRIX_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # (the builders' own pool too: tests/test_build_threads.py forces threads)
 
 _NO_Z3 = pytest.mark.skip(reason="z3-solver is not installed (the 'proofs' extra)")
 
