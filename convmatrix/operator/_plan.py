@@ -232,6 +232,8 @@ class _Plan:
         K, P = math.prod(self.k), math.prod(out)
         if self.cg == 1 and self.og == 1:  # tap accumulation: memory-bound, ~1.2 ns per multiply-add
             direct = 1.2 * batch * self.g * K * P + 3e3 * K
+        elif self.tap_gemm(self.L, out, dt):  # one GEMM per tap, no copy: BLAS ~0.02 ns per multiply-add
+            direct = 0.02 * batch * self.cout * self.cg * K * P + 3e3 * K
         else:  # im2col copy ~0.5 ns per element + BLAS ~0.0175 ns per multiply-add
             direct = 0.5 * batch * self.g * K * self.cg * P + 0.0175 * batch * self.cout * self.cg * K * P + 3e3 * K
         M = self._fft_shape(out)
