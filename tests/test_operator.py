@@ -920,3 +920,30 @@ def test_tap_gemm_calls_stay_within_max_bytes(tap_gemm_everywhere, role, shape):
         with pytest.raises(cm.MatrixTooLargeError, match=rf"more than max_bytes={need - 1:,}"):
             call(need - 1)
     assert traced_peak(refuse)[1] < 2**20
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+@pytest.mark.parametrize("stride, dilation, k", [(1, 1, (3, 3)), (2, 1, (3, 2)), (1, 2, (3, 4)), (3, 1, (2, 3))])
+def test_single_channel_blocks_shared_between_threads(monkeypatch, mode, stride, dilation, k):
+    """Small blocks on two threads (forward: disjoint outputs; adjoint: even blocks, then odd ones) equal
+    conv_matrix, and the depthwise batch case too."""
+    rng = np.random.default_rng(zlib.crc32(repr((mode, stride, dilation, k)).encode()))
+    w = rng.standard_normal(k)
+    kw = dict(padding=2, stride=stride, dilation=dilation, padding_mode=mode)
+    p = cm.ConvOperator(w, (23, 19), method="direct", **kw)._plan
+    monkeypatch.setattr(op_mod, "_TAP_BYTES", 8 * p.out[1] * p.E[0])  # blocks of E rows: the threaded adjoint
+    monkeypatch.setattr(op_mod, "_TAP_THREADS", 2)
+    A = cm.ConvOperator(w, (23, 19), method="direct", **kw)
+    blocks = list(A._plan._blocks(1, A._plan.out, 8, op_mod._TAP_BYTES))
+    assert len(blocks) >= 4 and (blocks[0][3] - blocks[0][2] + 1) * stride >= A._plan.E[0]
+    C = cm.conv_matrix(w, (23, 19), **kw)
+    x, y = rng.standard_normal(A.shape[1]), rng.standard_normal(A.shape[0])
+    assert_close(A @ x, C @ x)
+    assert_close(A.rmatvec(y), C.T @ y)
+    assert_close(A.matmat(np.stack([x, 2 * x], 1)), C @ np.stack([x, 2 * x], 1))
+    wd = rng.standard_normal((3, 1, *k))
+    D = cm.ConvOperator(wd, (23, 19), groups=3, method="direct", **kw)
+    Cd = cm.conv_matrix(wd, (23, 19), groups=3, **kw)
+    xd, yd = rng.standard_normal(D.shape[1]), rng.standard_normal(D.shape[0])
+    assert_close(D @ xd, Cd @ xd)
+    assert_close(D.rmatvec(yd), Cd.T @ yd)

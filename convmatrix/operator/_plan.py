@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Hashable, Iterator
 from typing import Literal, TypeAlias, cast
 
@@ -36,6 +37,10 @@ _BLAS_INT = 2**31 - 1
 
 #: fewest input channels per group for which one GEMM per tap beats the im2col copy (measured)
 _TAP_GEMM_CHANNELS = 16
+
+
+#: threads of the single-channel forward tap accumulation (numpy releases the GIL in its loops)
+_TAP_THREADS = min(2, os.cpu_count() or 1)
 
 
 #: bytes of one output block in the tap-accumulation path (kept cache-sized)
@@ -279,6 +284,8 @@ class _Plan:
         rows = min(self.out[0], max(1, budget // per_row))
         bb = min(batch, max(1, budget // (per_row * self.out[0]))) if rows == self.out[0] else 1
         work = per_row * rows * bb
+        if tap:  # one scratch block per thread
+            work *= _TAP_THREADS
         if not tap and rows < self.out[0]:  # partial rows: the GEMM result is a temporary
             work += self.og * rows * math.prod(self.out[1:]) * it
         return work
@@ -511,17 +518,29 @@ class _Plan:
         w = self._w(conj, dt)
         if cg == 1 and og == 1:  # single channel / depthwise: accumulate tap by tap, cache-sized blocks
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
-            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
-                acc = Y[b0:b1, :, 0, r0:r1]
-                tmp = ws.get(acc.shape)
-                for i, t in enumerate(taps):
-                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
-                    view = Pg[at]
-                    if i == 0:
-                        np.multiply(view, wt[i], out=acc)
-                    else:
-                        np.multiply(view, wt[i], out=tmp)
-                        acc += tmp
+            blocks = list(self._blocks(B, out, g * dt.itemsize, _TAP_BYTES))
+
+            def run(part: list[tuple[int, int, int, int]]) -> None:
+                wsp = _Workspace(dt)
+                for b0, b1, r0, r1 in part:
+                    acc = Y[b0:b1, :, 0, r0:r1]
+                    tmp = wsp.get(acc.shape)
+                    for i, t in enumerate(taps):
+                        at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
+                        view = Pg[at]
+                        if i == 0:
+                            np.multiply(view, wt[i], out=acc)
+                        else:
+                            np.multiply(view, wt[i], out=tmp)
+                            acc += tmp
+
+            if len(blocks) >= 2 * _TAP_THREADS > 2:  # the output blocks are disjoint: one share per core
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(_TAP_THREADS) as pool:
+                    list(pool.map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+            else:
+                run(blocks)
             return Y.reshape((B, self.cout, *out))
         if self.tap_gemm(P.shape[2:], out, dt):
             return self._correlate_taps(P, out, conj, dt)
@@ -552,13 +571,30 @@ class _Plan:
         w = self._w(conj, dt)
         if cg == 1 and og == 1:
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
-            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
-                src = Yg[b0:b1, :, 0, r0:r1]
-                tmp = ws.get(src.shape)
-                for i, t in enumerate(taps):
-                    np.multiply(src, wt[i], out=tmp)
-                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
-                    G[at] += tmp
+            blocks = list(self._blocks(B, out, g * dt.itemsize, _TAP_BYTES))
+
+            def run(part: list[tuple[int, int, int, int]]) -> None:
+                wsp = _Workspace(dt)
+                for b0, b1, r0, r1 in part:
+                    src = Yg[b0:b1, :, 0, r0:r1]
+                    tmp = wsp.get(src.shape)
+                    for i, t in enumerate(taps):
+                        np.multiply(src, wt[i], out=tmp)
+                        at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0,
+                                                       *self._slices(t, r0, r1, out))
+                        G[at] += tmp
+
+            # blocks j and j + 2 write disjoint rows of G when a block spans the kernel's extent: the even
+            # blocks, then the odd ones, each phase shared between the cores
+            rows = blocks[0][3] - blocks[0][2]
+            if _TAP_THREADS > 1 and len(blocks) >= 4 and (rows + 1) * self.s[0] >= self.E[0]:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(_TAP_THREADS) as pool:
+                    for phase in (blocks[0::2], blocks[1::2]):
+                        list(pool.map(run, [phase[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+            else:
+                run(blocks)
             return G.reshape((B, self.cin, *length))
         if self.tap_gemm(tuple(length), out, dt):
             return self._correlate_t_taps(Y, length, conj, dt)
