@@ -823,3 +823,127 @@ def test_matmul_with_a_tensor_says_where_to_go(make):
     with pytest.raises(ValueError, match=r"an explicit matrix has no spatial shape") as info:
         cm.apply(base.to_sparse(), x if make == "conv" else np.full((2, 4, 10, 9), SENTINEL))
     assert "\n" not in str(info.value) and "123456" not in str(info.value)
+
+
+# ============================================================================ one GEMM per tap on shifted views (issue 14)
+@pytest.fixture
+def tap_gemm_everywhere(monkeypatch):
+    """Take the tap-GEMM route from one input channel per group up (it normally starts at 16)."""
+    monkeypatch.setattr(op_mod, "_TAP_GEMM_CHANNELS", 1)
+
+
+TAP_CASES = [  # (w shape, input shape, padding, dilation, groups)
+    ((6, 4, 3, 3), (7, 9), 1, 1, 1),
+    ((4, 6, 3, 2), (6, 5), ((2, 0), (1, 3)), (1, 2), 2),
+    ((3, 2, 4), (9,), 3, 2, 1),
+    ((4, 2, 2, 3, 2), (4, 5, 3), 1, 1, 2),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", TAP_CASES)
+def test_tap_gemm_route_is_conv_matrix_and_the_reference(tap_gemm_everywhere, mode, case):
+    """Stride 1: every product of the tap-GEMM route equals conv_matrix and the naive loops, every padding mode."""
+    shape_w, n, padding, dilation, groups = case
+    rng = np.random.default_rng(zlib.crc32(repr((mode, case)).encode()))
+    for dtype in (np.float32, np.float64, np.complex128):
+        w = _vec(rng, int(np.prod(shape_w)), dtype).reshape(shape_w)
+        kw = dict(padding=padding, dilation=dilation, groups=groups, padding_mode=mode)
+        A = cm.ConvOperator(w, n, method="direct", **kw)
+        p = A._plan
+        assert p.tap_gemm(p.L, p.out, np.dtype(dtype))
+        C = cm.conv_matrix(w, n, **kw)
+        x = _vec(rng, A.shape[1], dtype)
+        y = _vec(rng, A.shape[0], dtype)
+        X = np.stack([_vec(rng, A.shape[1], dtype) for _ in range(3)], axis=1)
+        want = correlate_nd(x.reshape(shape_w[1] * groups, *n), w, padding=padding, dilation=dilation,
+                            groups=groups, padding_mode=mode)
+        assert_close(A @ x, want.ravel(), dtype)
+        assert_close(A @ x, C @ x, dtype)
+        assert_close(A.matmat(X), C @ X, dtype)
+        assert_close(A.T @ y, C.T @ y, dtype)
+        assert_close(A.H @ y, C.conj().T @ y, dtype)
+        assert_close(A.rmatvec(y), C.conj().T @ y, dtype)
+
+
+def test_tap_gemm_route_of_a_transposed_operator(tap_gemm_everywhere):
+    """A stride-1 ConvTransposeOperator (its plan runs the forward convolution) against the seed's fusion."""
+    rng = np.random.default_rng(41)
+    w = rng.standard_normal((4, 3, 3, 3))
+    A = cm.ConvTransposeOperator(w, (5, 6), padding=1)
+    assert A._plan.tap_gemm(A._plan.L, A._plan.out, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    assert_close(A @ x, conv_transpose_fusion(x.reshape(4, 5, 6), w, padding=1).ravel())
+    dot_test(A, rng)
+
+
+def test_tap_gemm_route_is_taken_where_it_pays():
+    """Stride 1 and at least 16 input channels per group; otherwise the im2col route (or FFT when forced)."""
+    w = np.ones((32, 16, 3, 3), np.float32)
+    p = cm.ConvOperator(w, (12, 12), padding=1)._plan
+    assert p.tap_gemm(p.L, p.out, np.float32)
+    q = cm.ConvOperator(w, (12, 12), padding=1, stride=(1, 2))._plan
+    assert not q.tap_gemm(q.L, q.out, np.float32)
+    r = cm.ConvOperator(np.ones((32, 8, 3, 3)), (12, 12), padding=1)._plan
+    assert not r.tap_gemm(r.L, r.out, np.float64)
+    f = cm.ConvOperator(w, (12, 12), padding=1, method="fft")._plan
+    assert not f.tap_gemm(f.L, f.out, np.float32)
+    assert_close(cm.ConvOperator(w, (12, 12), padding=1) @ np.ones(16 * 144, np.float32),
+                 cm.conv_matrix(w, (12, 12), padding=1) @ np.ones(16 * 144, np.float32), np.float32)
+
+
+@pytest.mark.parametrize("role, shape", [("matvec", (480, 420)), ("rmatvec", (480, 420)), ("matmat", (320, 300))])
+def test_tap_gemm_calls_stay_within_max_bytes(tap_gemm_everywhere, role, shape):
+    """The peak prediction of the tap-GEMM route (output with junk columns) is honest and enforced."""
+    from memory import SLACK, traced_peak
+
+    rng = np.random.default_rng(43)
+    w = rng.standard_normal((4, 4, 3, 3))
+    kw = dict(padding=2, padding_mode="reflect", method="direct")
+    probe = cm.ConvOperator(w, shape, max_bytes=None, **kw)
+    assert probe._plan.tap_gemm(probe._plan.L, probe._plan.out, np.float64)
+    size = probe.shape[1] if role != "rmatvec" else probe.shape[0]
+    v = rng.standard_normal((size, 3) if role == "matmat" else size)
+
+    def call(max_bytes):
+        A = cm.ConvOperator(w, shape, max_bytes=None, **kw)
+        A._plan.budget = max_bytes
+        return getattr(A, role)(v)
+
+    need = _predicted(call)
+    assert need > 2 * SLACK
+    out, peak = traced_peak(call, need)
+    assert peak <= need + SLACK, (peak, need)
+    assert peak > need / 3, (peak, need)
+    assert_close(out, getattr(probe, role)(v))
+    def refuse():
+        with pytest.raises(cm.MatrixTooLargeError, match=rf"more than max_bytes={need - 1:,}"):
+            call(need - 1)
+    assert traced_peak(refuse)[1] < 2**20
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+@pytest.mark.parametrize("stride, dilation, k", [(1, 1, (3, 3)), (2, 1, (3, 2)), (1, 2, (3, 4)), (3, 1, (2, 3))])
+def test_single_channel_blocks_shared_between_threads(monkeypatch, mode, stride, dilation, k):
+    """Small blocks on two threads (forward: disjoint outputs; adjoint: even blocks, then odd ones) equal
+    conv_matrix, and the depthwise batch case too."""
+    rng = np.random.default_rng(zlib.crc32(repr((mode, stride, dilation, k)).encode()))
+    w = rng.standard_normal(k)
+    kw = dict(padding=2, stride=stride, dilation=dilation, padding_mode=mode)
+    p = cm.ConvOperator(w, (23, 19), method="direct", **kw)._plan
+    monkeypatch.setattr(op_mod, "_TAP_BYTES", 8 * p.out[1] * p.E[0])  # blocks of E rows: the threaded adjoint
+    monkeypatch.setattr(op_mod, "_TAP_THREADS", 2)
+    A = cm.ConvOperator(w, (23, 19), method="direct", **kw)
+    blocks = list(A._plan._blocks(1, A._plan.out, 8, op_mod._TAP_BYTES))
+    assert len(blocks) >= 4 and (blocks[0][3] - blocks[0][2] + 1) * stride >= A._plan.E[0]
+    C = cm.conv_matrix(w, (23, 19), **kw)
+    x, y = rng.standard_normal(A.shape[1]), rng.standard_normal(A.shape[0])
+    assert_close(A @ x, C @ x)
+    assert_close(A.rmatvec(y), C.T @ y)
+    assert_close(A.matmat(np.stack([x, 2 * x], 1)), C @ np.stack([x, 2 * x], 1))
+    wd = rng.standard_normal((3, 1, *k))
+    D = cm.ConvOperator(wd, (23, 19), groups=3, method="direct", **kw)
+    Cd = cm.conv_matrix(wd, (23, 19), groups=3, **kw)
+    xd, yd = rng.standard_normal(D.shape[1]), rng.standard_normal(D.shape[0])
+    assert_close(D @ xd, Cd @ xd)
+    assert_close(D.rmatvec(yd), Cd.T @ yd)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator
+import os
+from collections.abc import Callable, Hashable, Iterator
 from typing import Literal, TypeAlias, cast
 
 import numpy as np
@@ -28,6 +29,20 @@ METHODS: tuple[Method, ...] = ("auto", "direct", "fft")
 
 #: bytes of one im2col block (taps x input channels x output positions)
 _COL_BYTES = 8 * 2**20
+
+
+#: largest value of a BLAS (Fortran) integer argument: beyond, the tap-GEMM route is not taken
+_BLAS_INT = 2**31 - 1
+
+
+#: fewest input channels per group for which one GEMM per tap beats the im2col copy (measured)
+_TAP_GEMM_CHANNELS = 16
+
+
+#: threads of the single-channel tap accumulation (numpy releases the GIL in its loops): two at most,
+#: fewer with fewer cores or with ``CONVMATRIX_NUM_THREADS`` (read at import; the builders' knob too)
+_ENV_THREADS = os.environ.get("CONVMATRIX_NUM_THREADS", "").strip()
+_TAP_THREADS = min(2, int(_ENV_THREADS) if _ENV_THREADS.isdigit() and int(_ENV_THREADS) >= 1 else (os.cpu_count() or 1))
 
 
 #: bytes of one output block in the tap-accumulation path (kept cache-sized)
@@ -71,6 +86,42 @@ def _operator_dtype(matrix_dtype: np.dtype) -> np.dtype:
 
 
 # ----------------------------------------------------------------------------- the numeric core
+_GEMM: dict[str, Callable[..., None]] = {}
+
+
+def _gemm(dt: np.dtype) -> Callable[..., None]:
+    """Fortran ``?gemm`` of SciPy's BLAS (``scipy.linalg.cython_blas``) for ``dt``, callable through ctypes.
+
+    numpy's ``matmul`` has no ``beta`` (accumulate into the result) and no leading dimension for
+    the result; this gives both, so shifted views of one array are multiplied without copies.
+    """
+    code = {"f": "s", "d": "d", "F": "c", "D": "z"}[dt.char]
+    if code not in _GEMM:
+        import ctypes
+
+        from scipy.linalg import cython_blas
+
+        api = ctypes.pythonapi
+        api.PyCapsule_GetName.restype = ctypes.c_char_p
+        api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        capsule = cython_blas.__pyx_capi__[code + "gemm"]
+        address = api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
+        ip, vp = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
+        proto = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ip, ip, ip, vp, vp, ip, vp, ip, vp, vp, ip)
+        fn = proto(address)
+
+        def gemm(ta: bytes, tb: bytes, m: int, n: int, k: int, alpha: np.ndarray, a: int, lda: int, b: int,
+                 ldb: int, beta: np.ndarray, c: int, ldc: int) -> None:
+            i = ctypes.c_int
+            fn(ta, tb, ctypes.byref(i(m)), ctypes.byref(i(n)), ctypes.byref(i(k)), alpha.ctypes.data, a,
+               ctypes.byref(i(lda)), b, ctypes.byref(i(ldb)), beta.ctypes.data, c, ctypes.byref(i(ldc)))
+
+        _GEMM[code] = gemm
+    return _GEMM[code]
+
+
 class _Workspace:
     """One scratch buffer reused by the blocks of a call (block sizes only shrink at the end)."""
 
@@ -188,6 +239,8 @@ class _Plan:
         K, P = math.prod(self.k), math.prod(out)
         if self.cg == 1 and self.og == 1:  # tap accumulation: memory-bound, ~1.2 ns per multiply-add
             direct = 1.2 * batch * self.g * K * P + 3e3 * K
+        elif self.tap_gemm(self.L, out, dt):  # one GEMM per tap, no copy: BLAS ~0.02 ns per multiply-add
+            direct = 0.02 * batch * self.cout * self.cg * K * P + 3e3 * K
         else:  # im2col copy ~0.5 ns per element + BLAS ~0.0175 ns per multiply-add
             direct = 0.5 * batch * self.g * K * self.cg * P + 0.0175 * batch * self.cout * self.cg * K * P + 3e3 * K
         M = self._fft_shape(out)
@@ -204,19 +257,37 @@ class _Plan:
             return False
         return fft < 0.7 * direct
 
+    def tap_gemm(self, length: tuple[int, ...], out: tuple[int, ...], dt: npt.DTypeLike) -> bool:
+        """Whether the direct route goes by one GEMM per tap on shifted views (no im2col copy).
+
+        Stride 1 on every axis (so each tap reads one contiguous run of the flattened padded
+        input, the junk columns at the row ends dropped afterwards), at least
+        ``_TAP_GEMM_CHANNELS`` input channels per group (below, the im2col GEMM's longer inner
+        dimension wins), a BLAS dtype and sizes that fit BLAS integers.
+        """
+        return (self.method != "fft" and all(s == 1 for s in self.s) and self.cg >= _TAP_GEMM_CHANNELS
+                and np.dtype(dt).char in "fdFD" and math.prod(length) <= _BLAS_INT
+                and out[0] * math.prod(length[1:]) <= _BLAS_INT)
+
     # ---------------------------------------------------------------- predicted memory
     def pads(self) -> bool:
         """Whether the padded grid reads outside the input (otherwise :meth:`pad` returns a view)."""
         return any(pb > 0 or length - pb > n for pb, length, n in zip(self.pb, self.L, self.n, strict=False))
 
-    def _work_bytes(self, batch: int, it: int) -> int:
-        """Scratch of the direct route for whole-volume calls: the block of :meth:`_blocks` and a GEMM result."""
+    def _work_bytes(self, batch: int, dt: np.dtype) -> int:
+        """Scratch of the direct route for whole-volume calls: the block of :meth:`_blocks` and a GEMM result
+        (tap GEMMs: the output with its junk columns, zeroed for the transpose)."""
+        it = dt.itemsize
+        if self.tap_gemm(self.L, self.out, dt):
+            return batch * self.cout * self.out[0] * math.prod(self.L[1:]) * it
         tap = self.cg == 1 and self.og == 1
         row, budget = (self.g * it, _TAP_BYTES) if tap else (self.g * math.prod(self.k) * self.cg * it, _COL_BYTES)
         per_row = max(1, row * math.prod(self.out[1:]))
         rows = min(self.out[0], max(1, budget // per_row))
         bb = min(batch, max(1, budget // (per_row * self.out[0]))) if rows == self.out[0] else 1
         work = per_row * rows * bb
+        if tap:  # one scratch block per thread
+            work *= _TAP_THREADS
         if not tap and rows < self.out[0]:  # partial rows: the GEMM result is a temporary
             work += self.og * rows * math.prod(self.out[1:]) * it
         return work
@@ -262,7 +333,7 @@ class _Plan:
         fixed = 3 * self.cout * self.cg * math.prod(self.k) * it + 8 * sum(self.L) + 34 * max(self.L) + 2**18
         src = (Xn if role == "forward" else Yo) if copy_input else 0
         if not fft:
-            work = self._work_bytes(batch, it)
+            work = self._work_bytes(batch, dt)
             if role == "forward":
                 return src + max(pad_peak, P + Yo + work) + fixed
             return src + max(Xl + work, unpad) + fixed
@@ -449,18 +520,32 @@ class _Plan:
         w = self._w(conj, dt)
         if cg == 1 and og == 1:  # single channel / depthwise: accumulate tap by tap, cache-sized blocks
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
-            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
-                acc = Y[b0:b1, :, 0, r0:r1]
-                tmp = ws.get(acc.shape)
-                for i, t in enumerate(taps):
-                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
-                    view = Pg[at]
-                    if i == 0:
-                        np.multiply(view, wt[i], out=acc)
-                    else:
-                        np.multiply(view, wt[i], out=tmp)
-                        acc += tmp
+            blocks = list(self._blocks(B, out, g * dt.itemsize, _TAP_BYTES))
+
+            def run(part: list[tuple[int, int, int, int]]) -> None:
+                wsp = _Workspace(dt)
+                for b0, b1, r0, r1 in part:
+                    acc = Y[b0:b1, :, 0, r0:r1]
+                    tmp = wsp.get(acc.shape)
+                    for i, t in enumerate(taps):
+                        at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
+                        view = Pg[at]
+                        if i == 0:
+                            np.multiply(view, wt[i], out=acc)
+                        else:
+                            np.multiply(view, wt[i], out=tmp)
+                            acc += tmp
+
+            if len(blocks) >= 2 * _TAP_THREADS > 2:  # the output blocks are disjoint: one share per core
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(_TAP_THREADS) as pool:
+                    list(pool.map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+            else:
+                run(blocks)
             return Y.reshape((B, self.cout, *out))
+        if self.tap_gemm(P.shape[2:], out, dt):
+            return self._correlate_taps(P, out, conj, dt)
         K = len(taps)
         W = self._mat(conj, dt, False)  # (g, og, K*cg)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
@@ -488,14 +573,33 @@ class _Plan:
         w = self._w(conj, dt)
         if cg == 1 and og == 1:
             wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
-            for b0, b1, r0, r1 in self._blocks(B, out, g * dt.itemsize, _TAP_BYTES):
-                src = Yg[b0:b1, :, 0, r0:r1]
-                tmp = ws.get(src.shape)
-                for i, t in enumerate(taps):
-                    np.multiply(src, wt[i], out=tmp)
-                    at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
-                    G[at] += tmp
+            blocks = list(self._blocks(B, out, g * dt.itemsize, _TAP_BYTES))
+
+            def run(part: list[tuple[int, int, int, int]]) -> None:
+                wsp = _Workspace(dt)
+                for b0, b1, r0, r1 in part:
+                    src = Yg[b0:b1, :, 0, r0:r1]
+                    tmp = wsp.get(src.shape)
+                    for i, t in enumerate(taps):
+                        np.multiply(src, wt[i], out=tmp)
+                        at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0,
+                                                       *self._slices(t, r0, r1, out))
+                        G[at] += tmp
+
+            # blocks j and j + 2 write disjoint rows of G when a block spans the kernel's extent: the even
+            # blocks, then the odd ones, each phase shared between the cores
+            rows = blocks[0][3] - blocks[0][2]
+            if _TAP_THREADS > 1 and len(blocks) >= 4 and (rows + 1) * self.s[0] >= self.E[0]:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(_TAP_THREADS) as pool:
+                    for phase in (blocks[0::2], blocks[1::2]):
+                        list(pool.map(run, [phase[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+            else:
+                run(blocks)
             return G.reshape((B, self.cin, *length))
+        if self.tap_gemm(tuple(length), out, dt):
+            return self._correlate_t_taps(Y, length, conj, dt)
         K = len(taps)
         WT = self._mat(conj, dt, True)  # (g, K*cg, og)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
@@ -508,6 +612,70 @@ class _Plan:
             for i, t in enumerate(taps):  # col2im, one strided scatter per tap
                 G[(slice(b0, b1), slice(None), slice(None), *self._slices(t, r0, r1, out))] += cols[:, :, i]
         return G.reshape((B, self.cin, *length))
+
+    # ---------------------------------------------------------------- one GEMM per tap on shifted views
+    def _tap_mats(self, conj: bool, dt: np.dtype) -> np.ndarray:
+        """``(g, K, og, cg)``: the weight matrix of each tap, contiguous and cached."""
+        conj = conj and self.weight.dtype.kind == "c"
+        key = ("taps", conj, dt.str)
+        if key not in self._cache:
+            w = self._w(conj, dt).reshape(self.g, self.og, self.cg, -1)
+            self._cache[key] = np.ascontiguousarray(w.transpose(0, 3, 1, 2))
+        return cast(np.ndarray, self._cache[key])
+
+    def _flat_taps(self, length: tuple[int, ...], out: tuple[int, ...]) -> tuple[list[int], int, int]:
+        """Offsets of the taps in the flattened ``length`` volume, the run ``n`` each reads (first to last
+        output, junk columns included) and the row length ``ld`` of the output with its junk columns."""
+        st = [math.prod(length[a + 1:]) for a in range(self.nd)]
+        offs = [sum(t[a] * self.d[a] * st[a] for a in range(self.nd)) for t in np.ndindex(*self.k)]
+        n = sum((o - 1) * s for o, s in zip(out, st, strict=False)) + 1
+        return offs, n, out[0] * st[0]
+
+    def _correlate_taps(self, P: np.ndarray, out: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
+        """Stride-1 correlation of a padded block: ``Y_ext += W_t @ P_flat[:, off_t:off_t + n]`` per tap.
+
+        Output position ``m`` sits at flat index ``sum(m_a * stride_a)`` of the padded volume, so tap
+        ``t`` reads the contiguous run starting at its offset; ``Y_ext`` has the padded row length
+        (its junk columns, read past the row ends, are dropped by one copy at the end).
+        """
+        B, g, og, cg = P.shape[0], self.g, self.og, self.cg
+        length = P.shape[2:]
+        P = np.ascontiguousarray(P, dtype=dt)
+        offs, n, ld = self._flat_taps(length, out)
+        Wt = self._tap_mats(conj, dt)
+        vol, it = math.prod(length), dt.itemsize
+        ext = np.empty((B, g * og, ld), dt)
+        gemm = _gemm(dt)
+        one, zero = np.ones(1, dt), np.zeros(1, dt)
+        for b, gi in np.ndindex(B, g):
+            src = P.ctypes.data + ((b * g + gi) * cg * vol) * it
+            dst = ext.ctypes.data + ((b * g + gi) * og * ld) * it
+            for i, off in enumerate(offs):  # C^T (n, og) = A^T (n, cg) @ W_t^T (cg, og), column-major
+                gemm(b"N", b"N", n, og, cg, one, src + off * it, vol, Wt[gi, i].ctypes.data, cg,
+                     zero if i == 0 else one, dst, ld)
+        Y = ext.reshape((B, g * og, out[0], *length[1:]))
+        return np.ascontiguousarray(Y[(slice(None),) * 3 + tuple(slice(0, o) for o in out[1:])])
+
+    def _correlate_t_taps(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
+        """Transpose of :meth:`_correlate_taps`: ``G_flat[:, off_t:off_t + n] += W_t^T @ Y_ext`` per tap, where
+        ``Y_ext`` is ``Y`` laid out with the padded row length (zero junk columns)."""
+        B, g, og, cg = Y.shape[0], self.g, self.og, self.cg
+        out = Y.shape[2:]
+        length = tuple(length)
+        offs, n, ld = self._flat_taps(length, out)
+        Wt = self._tap_mats(conj, dt)
+        vol, it = math.prod(length), dt.itemsize
+        ext = np.zeros((B, g * og, out[0], *length[1:]), dt)
+        ext[(slice(None),) * 3 + tuple(slice(0, o) for o in out[1:])] = Y
+        G = np.zeros((B, g * cg, *length), dt)
+        gemm = _gemm(dt)
+        one = np.ones(1, dt)
+        for b, gi in np.ndindex(B, g):
+            src = ext.ctypes.data + ((b * g + gi) * og * ld) * it
+            dst = G.ctypes.data + ((b * g + gi) * cg * vol) * it
+            for i, off in enumerate(offs):  # C^T (n, cg) += Y_ext^T (n, og) @ W_t (og, cg), column-major
+                gemm(b"N", b"T", n, cg, og, one, src, ld, Wt[gi, i].ctypes.data, cg, one, dst + off * it, vol)
+        return G
 
     # ---------------------------------------------------------------- FFT correlation and transpose
     def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype,
