@@ -383,6 +383,13 @@ def _check_boundary_width(pads: V.PaddingPairs, input_shape: tuple[int, ...], mo
             )
 
 
+def _fixed_keyword_pads(spec: str, kshape: Sequence[int], d: Sequence[int]) -> V.PaddingPairs:
+    """The pads of ``padding="valid"`` (none) and ``"full"`` (``d*(k-1)`` on each side), per axis."""
+    if spec == "valid":
+        return ((0, 0),) * len(kshape)
+    return tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d))
+
+
 def conv_geometry(
     kernel_shape: Sequence[int],
     input_shape: V.IntOrSequence,
@@ -412,10 +419,8 @@ def conv_geometry(
     pad: V.PaddingPairs
     if not isinstance(spec, str):
         pad = spec
-    elif spec == "valid":
-        pad = ((0, 0),) * nd
-    elif spec == "full":
-        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d))
+    elif spec in ("valid", "full"):
+        pad = _fixed_keyword_pads(spec, kshape, d)
     else:
         lower = spec == "same_lower"
         pad = tuple(same_padding(n, k, si, di, lower=lower) for n, k, si, di in zip(shape, kshape, s, d))
@@ -480,10 +485,8 @@ def conv_transpose_geometry(
     pad: V.PaddingPairs
     if not isinstance(spec, str):
         pad = spec
-    elif spec == "valid":
-        pad = ((0, 0),) * nd
-    elif spec == "full":
-        pad = tuple((di * (ki - 1), di * (ki - 1)) for ki, di in zip(kshape, d))
+    elif spec in ("valid", "full"):
+        pad = _fixed_keyword_pads(spec, kshape, d)
     else:
         if want is None:
             want = tuple(n * si for n, si in zip(shape, s))
