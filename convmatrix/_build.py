@@ -728,3 +728,13 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
     for col, diag, part in chunks():
         dia[slot[diag], col] = out.data[part]
     return sp.dia_array((dia, offsets.astype(out.indices.dtype)), shape=out.shape)
+
+
+def no_memory_error(geom: Geometry, dtype: np.dtype, what: str, exc: MemoryError) -> V.MatrixTooLargeError:
+    """The MemoryError of an allocation the budget allowed, as a MatrixTooLargeError naming the matrix."""
+    rows, cols = geom.shape
+    return V.MatrixTooLargeError(
+        f"{what} could not be allocated: shape {rows:,} x {cols:,}, nnz {geom.nnz:,}, about "
+        f"{V.nbytes_text(geom.predicted_bytes(dtype))} as CSR ({exc}); use convmatrix.ConvOperator (matrix-free, "
+        f"same keywords) to apply it"
+    )

@@ -1,4 +1,4 @@
-"""Repeated small builds (the per-argument memo of convmatrix.matrices): same values, same errors.
+"""Repeated small builds (the per-argument memo of convmatrix._memo): same values, same errors.
 
 A small build repeated with the same arguments is served from a memo of its geometry, its budget
 floor and (from the second call on) its CSR structure.  Every result here is compared with the
@@ -13,14 +13,14 @@ import pytest
 from reference import conv_transpose_fusion, correlate_nd, dense_matrix, scipy_convolve, scipy_correlate
 
 import convmatrix as cm
-from convmatrix import matrices
+from convmatrix import _memo as memo_mod
 
 CALLS = 4  # first call, the one that finds the structure, then gathered ones
 
 
 @pytest.fixture
 def no_memo(monkeypatch):
-    monkeypatch.setattr(matrices, "_memo", {})
+    monkeypatch.setattr(memo_mod, "_memo", {})
 
 
 @pytest.mark.parametrize("kw", [
@@ -124,34 +124,34 @@ def test_errors_are_those_of_a_fresh_call(call, no_memo):
         cm.conv_matrix(np.ones((3, 3), int), (5, 5), stride=1, dtype=np.int8)
         cm.conv_transpose_matrix(np.ones((3, 3)), (5, 5))
         cm.convolution_matrix(np.ones(5), 100, fillvalue=0)
-    assert matrices._memo
+    assert memo_mod._memo
     assert _error(call) == fresh
 
 
 def test_budget_floor_is_the_predicted_peak(no_memo):
     w = np.ones((3, 3))
     cm.conv_matrix(w, (5, 5))
-    (memo,) = matrices._memo.values()
+    (memo,) = memo_mod._memo.values()
     cm.conv_matrix(w, (5, 5), max_bytes=memo.floor)  # exactly the floor passes, memoised or not
     with pytest.raises(cm.MatrixTooLargeError):
         cm.conv_matrix(w, (5, 5), max_bytes=memo.floor - 1)
-    matrices._memo.clear()
+    memo_mod._memo.clear()
     with pytest.raises(cm.MatrixTooLargeError):
         cm.conv_matrix(w, (5, 5), max_bytes=memo.floor - 1)
 
 
 def test_memo_stays_small(no_memo):
-    for n in range(3, 3 + matrices._MEMO_SIZE + 20):
+    for n in range(3, 3 + memo_mod._MEMO_SIZE + 20):
         cm.conv_matrix(np.ones(3), (n,))
-    assert len(matrices._memo) == matrices._MEMO_SIZE
+    assert len(memo_mod._memo) == memo_mod._MEMO_SIZE
     cm.conv_matrix(np.ones((3, 3)), (200, 200))  # more than _MEMO_NNZ entries: not memoised
-    assert not any(m.geom.input_shape == (200, 200) for m in matrices._memo.values())
+    assert not any(m.geom.input_shape == (200, 200) for m in memo_mod._memo.values())
 
 
 def test_memo_holds_no_large_index_arrays(no_memo):
     cm.conv_matrix(np.ones(1), (1,), padding=10**5)  # one entry, but 200,001 rows: an indptr of 800 kB
     cm.conv_transpose_matrix(np.ones(1), (3,), stride=10**5)  # 3 entries, 200,001 rows
-    assert not matrices._memo
+    assert not memo_mod._memo
     for n in range(3, 40):
         cm.conv_matrix(np.ones((3, 3)), (n, n), padding=1)
-    assert sum(m.nbytes for m in matrices._memo.values()) <= matrices._MEMO_BYTES
+    assert sum(m.nbytes for m in memo_mod._memo.values()) <= memo_mod._MEMO_BYTES
