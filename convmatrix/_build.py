@@ -331,16 +331,7 @@ def _num_threads(geom: Geometry) -> int:
     """Threads of a build: 1 below :data:`_THREAD_MIN_NNZ` entries, else ``CONVMATRIX_NUM_THREADS`` or every core."""
     if geom.nnz < _THREAD_MIN_NNZ:
         return 1
-    env = os.environ.get("CONVMATRIX_NUM_THREADS", "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ValueError(f"the environment variable CONVMATRIX_NUM_THREADS must be a positive integer; got {env!r}")
-    else:
-        n = max(1, os.cpu_count() or 1)
+    n = V.env_threads() or max(1, os.cpu_count() or 1)
     # each thread beyond the first may hold at most _THREAD_TEMP_SHARE of the smallest result (1-byte values, int32 indices) in
     # temporaries (taken for the largest values and exact object sums, so that it depends on the geometry alone)
     per_thread = _workspaces(geom, np.dtype(np.complex128), np.dtype(np.int64))[1]

@@ -371,6 +371,20 @@ def check_max_bytes(max_bytes: object) -> int | None:
                   rule="a positive integer (bytes), None (no limit) or 'auto' (half the RAM)")
 
 
+def env_threads() -> int | None:
+    """``CONVMATRIX_NUM_THREADS`` as a positive int (``None`` when unset); anything else is a ValueError naming it."""
+    env = os.environ.get("CONVMATRIX_NUM_THREADS", "").strip()
+    if not env:
+        return None
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"the environment variable CONVMATRIX_NUM_THREADS must be a positive integer; got {env!r}")
+    return n
+
+
 def budget(max_bytes: object) -> int | None:
     """The byte budget of a call: ``"auto"`` is half the RAM, ``None`` no limit, else a positive int."""
     if isinstance(max_bytes, str):

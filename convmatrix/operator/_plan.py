@@ -10,6 +10,7 @@ from typing import Literal, TypeAlias, cast
 import numpy as np
 import numpy.typing as npt
 
+from .. import _validate as V
 from ..geometry import Geometry, fold_index
 
 __all__ = []
@@ -41,8 +42,16 @@ _TAP_GEMM_CHANNELS = 16
 
 #: threads of the single-channel tap accumulation (numpy releases the GIL in its loops): two at most,
 #: fewer with fewer cores or with ``CONVMATRIX_NUM_THREADS`` (read at import; the builders' knob too)
-_ENV_THREADS = os.environ.get("CONVMATRIX_NUM_THREADS", "").strip()
-_TAP_THREADS = min(2, int(_ENV_THREADS) if _ENV_THREADS.isdigit() and int(_ENV_THREADS) >= 1 else (os.cpu_count() or 1))
+#: (an invalid value is not raised at import: the builders report it by name)
+def _tap_threads() -> int:
+    try:
+        override = V.env_threads()
+    except ValueError:
+        override = None
+    return min(2, override or os.cpu_count() or 1)
+
+
+_TAP_THREADS = _tap_threads()
 
 
 #: bytes of one output block in the tap-accumulation path (kept cache-sized)
