@@ -74,16 +74,17 @@ class _Memo:
         self.structure: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
-def remember(key: tuple[object, ...] | None, geom: Geometry, floor: int | None, extra: tuple[bool, ...] = ()
-              ) -> None:
+def remember(key: tuple[object, ...] | None, geom: Geometry, floor: int | None, nnz: int,
+             extra: tuple[bool, ...] = ()) -> None:
+    """Keep ``geom`` and its budget ``floor`` for ``key`` if the build (``nnz`` stored entries) is small."""
     if key is None or floor is None:  # only small builds (below) with a known budget floor
         return
-    tables = sum(ax.out * ax.k for ax in geom.axes())  # the per-axis tables the geometry may keep
-    if max(geom.nnz, geom.shape[0], tables) > _MEMO_NNZ:
+    tables = sum(o * k for o, k in zip(geom.output_shape, geom.kernel_shape, strict=True))  # the axes' tables
+    if max(nnz, geom.shape[0], tables) > _MEMO_NNZ:
         return
     memo = _Memo(geom, floor, extra)
     # what the entry may hold: indices and gather, indptr, the axes' tables (3 int64 per entry), small objects
-    memo.nbytes = geom.nnz * (4 + 8) + (geom.shape[0] + 1) * 4 + tables * 24 + 4096
+    memo.nbytes = nnz * (4 + 8) + (geom.shape[0] + 1) * 4 + tables * 24 + 4096
     with _memo_lock:
         _memo.pop(key, None)
         held = sum(m.nbytes for m in _memo.values())  # at most _MEMO_SIZE entries: cheap next to a build

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, DTypeLike
 
+from . import _tiny
 from . import _validate as V
 from ._build import build_csr, check_budget, convert, no_memory_error
 from ._memo import from_memo, memo_key, recall, remember
@@ -34,21 +35,27 @@ def _finish(geom: Geometry, weight: np.ndarray, dtype: np.dtype, fmt: object, ma
             key: tuple[object, ...] | None = None, extra: tuple[bool, ...] = ()) -> sp.sparray:
     """Check the format and the budget (peak memory, before allocating), then build and convert.
 
-    With ``key`` (the call's arguments, see :func:`_memo_key`) a small build is remembered for the next call."""
+    A tiny fold-free geometry with a budget of at least :data:`convmatrix._tiny.FLOOR` is built in one table
+    (:mod:`convmatrix._tiny`: the engine's check would pass it); anything else is predicted and built by the
+    engine.  With ``key`` (the call's arguments, see :func:`convmatrix._memo.memo_key`) a small build is
+    remembered for the next call."""
     fmt = V.sparse_format(fmt)
     budget = V.budget(max_bytes)
     rows, cols = geom.shape
     if max(rows, cols) > _INT64_MAX:
         raise ValueError(f"{what} would have shape {rows:,} x {cols:,}; scipy.sparse indices are int64, so each "
                          f"dimension must stay below 2**63")
-    floor = check_budget(geom, dtype, budget, what, fmt, kernel_dtype=weight.dtype)
+    tiny = _tiny.eligible(geom, dtype) and (budget is None or budget >= _tiny.FLOOR)
+    floor = (None if budget is None else _tiny.FLOOR) if tiny else \
+        check_budget(geom, dtype, budget, what, fmt, kernel_dtype=weight.dtype)
     try:
-        out = convert(build_csr(geom, weight, dtype), geom, fmt, budget, what)
+        csr = (_tiny.build if tiny else build_csr)(geom, weight, dtype)
+        out = convert(csr, geom, fmt, budget, what)
     except MemoryError as exc:  # only without a budget (max_bytes=None) or if the machine has less than predicted
         if isinstance(exc, V.MatrixTooLargeError):
             raise
         raise no_memory_error(geom, dtype, what, exc) from None
-    remember(key, geom, floor, extra)
+    remember(key, geom, floor, csr.nnz, extra)
     return out
 
 

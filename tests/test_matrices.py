@@ -1329,11 +1329,12 @@ def test_max_bytes_covers_the_requested_format_csc():
 # ============================================================================ trust at the edges
 @contextlib.contextmanager
 def tiny_chunks():
-    """Shrink every chunk of the engine so that small matrices cross all chunk and box boundaries."""
-    from convmatrix import _axis, _build
+    """Shrink every chunk of the engine so that small matrices cross all chunk and box boundaries (and keep them
+    off the tiny path of convmatrix._tiny, which would build them in one table)."""
+    from convmatrix import _axis, _build, _tiny
 
     with mock.patch.multiple(_build, _CAND_CHUNK=7, _FLAT_CHUNK=5, _BOX_ROWS=3), \
-            mock.patch.object(_axis, "ROW_CHUNK", 4):
+            mock.patch.object(_axis, "ROW_CHUNK", 4), mock.patch.object(_tiny, "CANDIDATES", -1):  # the engine's way
         yield
 
 

@@ -14,6 +14,7 @@ from reference import conv_transpose_fusion, correlate_nd, dense_matrix, scipy_c
 
 import convmatrix as cm
 from convmatrix import _memo as memo_mod
+from convmatrix import _tiny
 
 CALLS = 4  # first call, the one that finds the structure, then gathered ones
 
@@ -130,14 +131,22 @@ def test_errors_are_those_of_a_fresh_call(call, no_memo):
 
 def test_budget_floor_is_the_predicted_peak(no_memo):
     w = np.ones((3, 3))
-    cm.conv_matrix(w, (5, 5))
+    cm.conv_matrix(w, (5, 5), max_bytes=2**20)  # below the tiny path's floor (convmatrix._tiny): the engine's check
     (memo,) = memo_mod._memo.values()
+    assert memo.floor < 2**20
     cm.conv_matrix(w, (5, 5), max_bytes=memo.floor)  # exactly the floor passes, memoised or not
     with pytest.raises(cm.MatrixTooLargeError):
         cm.conv_matrix(w, (5, 5), max_bytes=memo.floor - 1)
+    floor = memo.floor
     memo_mod._memo.clear()
     with pytest.raises(cm.MatrixTooLargeError):
-        cm.conv_matrix(w, (5, 5), max_bytes=memo.floor - 1)
+        cm.conv_matrix(w, (5, 5), max_bytes=floor - 1)
+    cm.conv_matrix(w, (5, 5))  # a tiny build is remembered with the tiny path's floor: a smaller budget re-checks
+    (memo,) = memo_mod._memo.values()
+    assert memo.floor == _tiny.FLOOR
+    cm.conv_matrix(w, (5, 5), max_bytes=floor)
+    with pytest.raises(cm.MatrixTooLargeError):
+        cm.conv_matrix(w, (5, 5), max_bytes=floor - 1)
 
 
 def test_memo_stays_small(no_memo):
