@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from typing import Literal, TypeAlias, cast
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from .. import _validate as V
 from ..geometry import Geometry, fold_index
+from ._taps import _correlate_t_taps, _correlate_taps, _taps_fit
 
 __all__ = []
 
@@ -30,10 +31,6 @@ METHODS: tuple[Method, ...] = ("auto", "direct", "fft")
 
 #: bytes of one im2col block (taps x input channels x output positions)
 _COL_BYTES = 8 * 2**20
-
-
-#: largest value of a BLAS (Fortran) integer argument: beyond, the tap-GEMM route is not taken
-_BLAS_INT = 2**31 - 1
 
 
 #: fewest input channels per group for which one GEMM per tap beats the im2col copy (measured)
@@ -95,42 +92,6 @@ def _operator_dtype(matrix_dtype: np.dtype) -> np.dtype:
 
 
 # ----------------------------------------------------------------------------- the numeric core
-_GEMM: dict[str, Callable[..., None]] = {}
-
-
-def _gemm(dt: np.dtype) -> Callable[..., None]:
-    """Fortran ``?gemm`` of SciPy's BLAS (``scipy.linalg.cython_blas``) for ``dt``, callable through ctypes.
-
-    numpy's ``matmul`` has no ``beta`` (accumulate into the result) and no leading dimension for
-    the result; this gives both, so shifted views of one array are multiplied without copies.
-    """
-    code = {"f": "s", "d": "d", "F": "c", "D": "z"}[dt.char]
-    if code not in _GEMM:
-        import ctypes
-
-        from scipy.linalg import cython_blas
-
-        api = ctypes.pythonapi
-        api.PyCapsule_GetName.restype = ctypes.c_char_p
-        api.PyCapsule_GetName.argtypes = [ctypes.py_object]
-        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-        capsule = cython_blas.__pyx_capi__[code + "gemm"]
-        address = api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
-        ip, vp = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
-        proto = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ip, ip, ip, vp, vp, ip, vp, ip, vp, vp, ip)
-        fn = proto(address)
-
-        def gemm(ta: bytes, tb: bytes, m: int, n: int, k: int, alpha: np.ndarray, a: int, lda: int, b: int,
-                 ldb: int, beta: np.ndarray, c: int, ldc: int) -> None:
-            i = ctypes.c_int
-            fn(ta, tb, ctypes.byref(i(m)), ctypes.byref(i(n)), ctypes.byref(i(k)), alpha.ctypes.data, a,
-               ctypes.byref(i(lda)), b, ctypes.byref(i(ldb)), beta.ctypes.data, c, ctypes.byref(i(ldc)))
-
-        _GEMM[code] = gemm
-    return _GEMM[code]
-
-
 class _Workspace:
     """One scratch buffer reused by the blocks of a call (block sizes only shrink at the end)."""
 
@@ -195,6 +156,15 @@ class _Plan:
             w: np.ndarray = self._w(conj, dtype).reshape(self.g, self.og, self.cg, K).transpose(0, 1, 3, 2)
             w = w.reshape(self.g, self.og, K * self.cg)
             self._cache[key] = np.ascontiguousarray(w.transpose(0, 2, 1) if transposed else w)
+        return cast(np.ndarray, self._cache[key])
+
+    def _tap_mats(self, conj: bool, dt: np.dtype) -> np.ndarray:
+        """``(g, K, og, cg)``: the weight matrix of each tap, contiguous and cached."""
+        conj = conj and self.weight.dtype.kind == "c"
+        key = ("taps", conj, dt.str)
+        if key not in self._cache:
+            w = self._w(conj, dt).reshape(self.g, self.og, self.cg, -1)
+            self._cache[key] = np.ascontiguousarray(w.transpose(0, 3, 1, 2))
         return cast(np.ndarray, self._cache[key])
 
     # ---------------------------------------------------------------- blocking
@@ -274,9 +244,7 @@ class _Plan:
         ``_TAP_GEMM_CHANNELS`` input channels per group (below, the im2col GEMM's longer inner
         dimension wins), a BLAS dtype and sizes that fit BLAS integers.
         """
-        return (self.method != "fft" and all(s == 1 for s in self.s) and self.cg >= _TAP_GEMM_CHANNELS
-                and np.dtype(dt).char in "fdFD" and math.prod(length) <= _BLAS_INT
-                and out[0] * math.prod(length[1:]) <= _BLAS_INT)
+        return self.method != "fft" and self.cg >= _TAP_GEMM_CHANNELS and _taps_fit(self.s, length, out, dt)
 
     # ---------------------------------------------------------------- predicted memory
     def pads(self) -> bool:
@@ -554,7 +522,7 @@ class _Plan:
                 run(blocks)
             return Y.reshape((B, self.cout, *out))
         if self.tap_gemm(P.shape[2:], out, dt):
-            return self._correlate_taps(P, out, conj, dt)
+            return _correlate_taps(P, out, self._tap_mats(conj, dt), self.k, self.d, dt)
         K = len(taps)
         W = self._mat(conj, dt, False)  # (g, og, K*cg)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
@@ -608,7 +576,7 @@ class _Plan:
                 run(blocks)
             return G.reshape((B, self.cin, *length))
         if self.tap_gemm(tuple(length), out, dt):
-            return self._correlate_t_taps(Y, length, conj, dt)
+            return _correlate_t_taps(Y, length, self._tap_mats(conj, dt), self.k, self.d, dt)
         K = len(taps)
         WT = self._mat(conj, dt, True)  # (g, K*cg, og)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
@@ -621,70 +589,6 @@ class _Plan:
             for i, t in enumerate(taps):  # col2im, one strided scatter per tap
                 G[(slice(b0, b1), slice(None), slice(None), *self._slices(t, r0, r1, out))] += cols[:, :, i]
         return G.reshape((B, self.cin, *length))
-
-    # ---------------------------------------------------------------- one GEMM per tap on shifted views
-    def _tap_mats(self, conj: bool, dt: np.dtype) -> np.ndarray:
-        """``(g, K, og, cg)``: the weight matrix of each tap, contiguous and cached."""
-        conj = conj and self.weight.dtype.kind == "c"
-        key = ("taps", conj, dt.str)
-        if key not in self._cache:
-            w = self._w(conj, dt).reshape(self.g, self.og, self.cg, -1)
-            self._cache[key] = np.ascontiguousarray(w.transpose(0, 3, 1, 2))
-        return cast(np.ndarray, self._cache[key])
-
-    def _flat_taps(self, length: tuple[int, ...], out: tuple[int, ...]) -> tuple[list[int], int, int]:
-        """Offsets of the taps in the flattened ``length`` volume, the run ``n`` each reads (first to last
-        output, junk columns included) and the row length ``ld`` of the output with its junk columns."""
-        st = [math.prod(length[a + 1:]) for a in range(self.nd)]
-        offs = [sum(t[a] * self.d[a] * st[a] for a in range(self.nd)) for t in np.ndindex(*self.k)]
-        n = sum((o - 1) * s for o, s in zip(out, st, strict=False)) + 1
-        return offs, n, out[0] * st[0]
-
-    def _correlate_taps(self, P: np.ndarray, out: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
-        """Stride-1 correlation of a padded block: ``Y_ext += W_t @ P_flat[:, off_t:off_t + n]`` per tap.
-
-        Output position ``m`` sits at flat index ``sum(m_a * stride_a)`` of the padded volume, so tap
-        ``t`` reads the contiguous run starting at its offset; ``Y_ext`` has the padded row length
-        (its junk columns, read past the row ends, are dropped by one copy at the end).
-        """
-        B, g, og, cg = P.shape[0], self.g, self.og, self.cg
-        length = P.shape[2:]
-        P = np.ascontiguousarray(P, dtype=dt)
-        offs, n, ld = self._flat_taps(length, out)
-        Wt = self._tap_mats(conj, dt)
-        vol, it = math.prod(length), dt.itemsize
-        ext = np.empty((B, g * og, ld), dt)
-        gemm = _gemm(dt)
-        one, zero = np.ones(1, dt), np.zeros(1, dt)
-        for b, gi in np.ndindex(B, g):
-            src = P.ctypes.data + ((b * g + gi) * cg * vol) * it
-            dst = ext.ctypes.data + ((b * g + gi) * og * ld) * it
-            for i, off in enumerate(offs):  # C^T (n, og) = A^T (n, cg) @ W_t^T (cg, og), column-major
-                gemm(b"N", b"N", n, og, cg, one, src + off * it, vol, Wt[gi, i].ctypes.data, cg,
-                     zero if i == 0 else one, dst, ld)
-        Y = ext.reshape((B, g * og, out[0], *length[1:]))
-        return np.ascontiguousarray(Y[(slice(None),) * 3 + tuple(slice(0, o) for o in out[1:])])
-
-    def _correlate_t_taps(self, Y: np.ndarray, length: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
-        """Transpose of :meth:`_correlate_taps`: ``G_flat[:, off_t:off_t + n] += W_t^T @ Y_ext`` per tap, where
-        ``Y_ext`` is ``Y`` laid out with the padded row length (zero junk columns)."""
-        B, g, og, cg = Y.shape[0], self.g, self.og, self.cg
-        out = Y.shape[2:]
-        length = tuple(length)
-        offs, n, ld = self._flat_taps(length, out)
-        Wt = self._tap_mats(conj, dt)
-        vol, it = math.prod(length), dt.itemsize
-        ext = np.zeros((B, g * og, out[0], *length[1:]), dt)
-        ext[(slice(None),) * 3 + tuple(slice(0, o) for o in out[1:])] = Y
-        G = np.zeros((B, g * cg, *length), dt)
-        gemm = _gemm(dt)
-        one = np.ones(1, dt)
-        for b, gi in np.ndindex(B, g):
-            src = ext.ctypes.data + ((b * g + gi) * og * ld) * it
-            dst = G.ctypes.data + ((b * g + gi) * cg * vol) * it
-            for i, off in enumerate(offs):  # C^T (n, cg) += Y_ext^T (n, og) @ W_t (og, cg), column-major
-                gemm(b"N", b"T", n, cg, og, one, src, ld, Wt[gi, i].ctypes.data, cg, one, dst + off * it, vol)
-        return G
 
     # ---------------------------------------------------------------- FFT correlation and transpose
     def _spectrum(self, M: tuple[int, ...], conj: bool, real: bool, reverse: bool, dt: np.dtype,
