@@ -20,6 +20,7 @@ from scipy import signal
 from scipy.sparse.linalg import LinearOperator, lsqr
 
 import convmatrix as cm
+import convmatrix.operator._padding as padding_mod
 import convmatrix.operator._plan as op_mod
 
 MODES = ("zeros", "circular", "reflect", "replicate", "symmetric")
@@ -744,8 +745,8 @@ def test_wide_mirror_padding_folds_back_exactly():
 
 @pytest.mark.parametrize("runs", [0, 1, 64])
 def test_fold_routes_agree(monkeypatch, runs):
-    monkeypatch.setattr(op_mod, "_FOLD_RUNS", runs)
-    monkeypatch.setattr(op_mod, "_FOLD_CHUNK", 3)
+    monkeypatch.setattr(padding_mod, "_FOLD_RUNS", runs)
+    monkeypatch.setattr(padding_mod, "_FOLD_CHUNK", 3)
     rng = np.random.default_rng(7)
     for mode in ("circular", "reflect", "replicate", "symmetric"):
         w = rng.standard_normal((2, 3, 3, 2))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
-from ._plan import _Plan, _runs
+from ._plan import _Plan
 
 if TYPE_CHECKING:
     from dask.array import Array as DaskArray
@@ -148,6 +148,15 @@ def _dask_forward(plan: _Plan, x: DaskArray, conj: bool) -> DaskArray:
                                        allow_rechunk=False, chunks=((plan.cout,), *counts),
                                        meta=np.empty((0,) * (nd + 1), dt))
     return result
+
+
+def _runs(true: np.ndarray) -> list[tuple[int, int, int]]:
+    """Maximal runs ``(u0, u1, first window)`` of consecutive window indices, each window kept once."""
+    keep = np.zeros(true.size, bool)
+    keep[np.unique(true, return_index=True)[1]] = True
+    idx = np.nonzero(keep)[0]
+    cut = np.nonzero((np.diff(idx) != 1) | (np.diff(true[idx]) != 1))[0] + 1
+    return [(int(g[0]), int(g[-1]) + 1, int(true[g[0]])) for g in np.split(idx, cut)]
 
 
 def _dask_transpose(plan: _Plan, y: DaskArray, conj: bool) -> DaskArray:
