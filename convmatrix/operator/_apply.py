@@ -9,8 +9,8 @@ import numpy.typing as npt
 from scipy.sparse.linalg import LinearOperator
 
 from ._dask import _import_dask, _is_dask, _matmul_block
+from ._linear import _ConvLinearOperator
 from ._tensors import _through_torch, _vectors
-from .operators import _ConvLinearOperator
 
 if TYPE_CHECKING:
     from dask.array import Array as DaskArray
