@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
     from .operator import ConvOperator, ConvTransposeOperator
-    from .operator.operators import _ConvLinearOperator
+    from .operator._linear import _ConvLinearOperator
 
 __all__ = ["to_jax", "to_pylops", "to_torch"]
 
@@ -50,7 +50,7 @@ def _optional(module: str, what: str) -> ModuleType:
 
 
 def _is_conv_operator(C: object) -> TypeIs[_ConvLinearOperator]:
-    from .operator.operators import _ConvLinearOperator
+    from .operator._linear import _ConvLinearOperator
 
     return isinstance(C, _ConvLinearOperator)
 

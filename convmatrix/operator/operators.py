@@ -1,4 +1,4 @@
-"""ConvOperator and ConvTransposeOperator: LinearOperators that apply conv_matrix / conv_transpose_matrix without the matrix, and apply()."""
+"""ConvOperator and ConvTransposeOperator: LinearOperators that apply conv_matrix / conv_transpose_matrix without the matrix."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy.typing as npt
 from .. import _validate as V
 from .._validate import IntOrSequence, MaxBytes, Padding, PaddingMode, SparseFormat
 from ..geometry import Geometry, conv_geometry, conv_transpose_geometry
-from ._linear import _ConvLinearOperator as _ConvLinearOperator  # also named here by interop.py and old pickles
+from ._linear import _ConvLinearOperator as _ConvLinearOperator  # pickles of .T/.H made before the split
 from ._plan import Method, _method_name, _operator_dtype, _Plan
 
 if TYPE_CHECKING:
