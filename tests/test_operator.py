@@ -472,6 +472,33 @@ def test_random_transpose_geometries(geom, seed):
     check_against_matrix(T, M, rng, batch=2)
 
 
+@settings(max_examples=40)
+@given(st.integers(1, 3), st.data(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_transpose_by_gather_matches_the_matrix(nd, data, complex_, seed):
+    """Stride 1, zero padding, one channel per group: the transpose is a correlation with the rotated kernel
+    of the shifted output (paddings below, at and beyond the kernel's extent, asymmetric, dilated)."""
+    n = tuple(data.draw(st.integers(1, 6)) for _ in range(nd))
+    k = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
+    d = tuple(data.draw(st.integers(1, 2)) for _ in range(nd))
+    pad = tuple((data.draw(st.integers(0, 5)), data.draw(st.integers(0, 5))) for _ in range(nd))
+    depthwise = data.draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    shape = (3, 1, *k) if depthwise else k
+    w = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if complex_ else 0)
+    kw = dict(padding=pad, dilation=d, groups=3 if depthwise else 1)
+    try:
+        C = cm.conv_matrix(w, n, **kw).toarray()
+    except ValueError:
+        return
+    A = cm.ConvOperator(w, n, method="direct", **kw)
+    assert A._plan.gathers_transpose(1, w.dtype)
+    check_against_matrix(A, C, rng, np.complex128 if complex_ else np.float64, batch=2)
+    out = cm.conv_output_shape(n, k, padding=pad, dilation=d)  # the transposed operator runs the same transpose
+    T = cm.ConvTransposeOperator(w, out, padding=pad, dilation=d, groups=kw["groups"], method="direct", output_shape=n)
+    y = _vec(rng, C.shape[0], np.float64)
+    assert_close(T.matvec(y), C.T @ y, np.complex128 if complex_ else np.float64)
+
+
 # ============================================================================ errors
 def test_errors_are_pinned():
     w = np.ones((3, 3))
@@ -686,6 +713,35 @@ def test_operator_calls_stay_within_max_bytes(method, role, shape):
             call(need - 1)
     refused = traced_peak(refuse)[1]
     assert refused < 2**20  # refused before allocating anything proportional to the geometry
+
+
+@pytest.mark.parametrize("role, stride, shape", [("matvec", 1, (1100, 700)), ("rmatvec", 1, (1100, 700)),
+                                                 ("matvec", 2, (1500, 900)), ("matmat", 1, (500, 400))])
+def test_single_channel_tap_routes_stay_within_max_bytes(role, stride, shape):
+    """The single-channel routes that read blocks of the zero-padded grid (forward, and the transpose as a gather):
+    within max_bytes + SLACK on two threads' blocks, refused one byte below."""
+    from memory import SLACK, traced_peak
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((5, 5))
+    kw = dict(stride=stride, padding=(3, 1), method="direct")
+    probe = cm.ConvOperator(w, shape, max_bytes=None, **kw)
+    assert probe._plan._taps_unpadded
+    size = probe.shape[1] if role != "rmatvec" else probe.shape[0]
+    v = rng.standard_normal((size, 2) if role == "matmat" else size)
+
+    def call(max_bytes):
+        A = cm.ConvOperator(w, shape, max_bytes=None, **kw)
+        A._plan.budget = max_bytes
+        return getattr(A, role)(v)
+
+    need = _predicted(call)
+    out, peak = traced_peak(call, need)
+    assert peak <= need + SLACK, (peak, need)
+    assert peak > need / 3, (peak, need)
+    assert_close(out, getattr(probe, role)(v))
+    C = cm.conv_matrix(w, shape, **{k: kw[k] for k in ("stride", "padding")})
+    assert_close(out, (C.T if role == "rmatvec" else C) @ v)
 
 
 def test_forced_fft_with_many_channels_is_refused_at_construction():

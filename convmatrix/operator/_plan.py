@@ -161,13 +161,15 @@ class _Plan(_Padding):
         return cast(np.ndarray, self._cache[key])
 
     # ---------------------------------------------------------------- blocking
-    def _slices(self, t: tuple[int, ...], r0: int, r1: int, out: tuple[int, ...]) -> tuple[slice, ...]:
+    def _slices(self, t: tuple[int, ...], r0: int, r1: int, out: tuple[int, ...],
+                stride: tuple[int, ...] | None = None) -> tuple[slice, ...]:
         """Padded-input positions read by tap ``t`` for output rows ``r0:r1`` (all of the other axes)."""
+        s = self.s if stride is None else stride
         sl = []
         for a in range(self.nd):
             lo, cnt = (r0, r1 - r0) if a == 0 else (0, out[a])
-            start = t[a] * self.d[a] + lo * self.s[a]
-            sl.append(slice(start, start + (cnt - 1) * self.s[a] + 1, self.s[a]))
+            start = t[a] * self.d[a] + lo * s[a]
+            sl.append(slice(start, start + (cnt - 1) * s[a] + 1, s[a]))
         return tuple(sl)
 
     @staticmethod
@@ -240,22 +242,30 @@ class _Plan(_Padding):
         return self.method != "fft" and self.cg >= _TAP_GEMM_CHANNELS and _taps_fit(self.s, length, out, dt)
 
     # ---------------------------------------------------------------- predicted memory
-    def _work_bytes(self, batch: int, dt: np.dtype) -> int:
+    def _work_bytes(self, batch: int, dt: np.dtype, out: tuple[int, ...] | None = None,
+                    stride: tuple[int, ...] | None = None) -> int:
         """Scratch of the direct route for whole-volume calls: the block of :meth:`_blocks` and a GEMM result
-        (tap GEMMs: the output with its junk columns, zeroed for the transpose)."""
+        (tap GEMMs: the output with its junk columns, zeroed for the transpose); ``out``: the blocked shape
+        (default the output; the input for :meth:`gathers_transpose`); ``stride``: the tap accumulation reads
+        blocks of the padded grid with this stride (:meth:`_accumulate_taps`)."""
         it = dt.itemsize
-        if self.tap_gemm(self.L, self.out, dt):
-            return batch * self.cout * self.out[0] * math.prod(self.L[1:]) * it
+        if out is None:
+            out = self.out
+            if self.tap_gemm(self.L, out, dt):
+                return batch * self.cout * out[0] * math.prod(self.L[1:]) * it
         tap = self.cg == 1 and self.og == 1
         row, budget = (self.g * it, _TAP_BYTES) if tap else (self.g * math.prod(self.k) * self.cg * it, _COL_BYTES)
-        per_row = max(1, row * math.prod(self.out[1:]))
-        rows = min(self.out[0], max(1, budget // per_row))
-        bb = min(batch, max(1, budget // (per_row * self.out[0]))) if rows == self.out[0] else 1
+        per_row = max(1, row * math.prod(out[1:]))
+        rows = min(out[0], max(1, budget // per_row))
+        bb = min(batch, max(1, budget // (per_row * out[0]))) if rows == out[0] else 1
         work = per_row * rows * bb
+        if tap and stride is not None:  # the block of the padded grid it reads (see _accumulate_taps)
+            span = math.prod((o - 1) * s + e for o, s, e in zip(out[1:], stride[1:], self.E[1:], strict=True))
+            work += bb * self.g * ((rows - 1) * stride[0] + self.E[0]) * span * it
         if tap:  # one scratch block per thread
             work *= _TAP_THREADS
-        if not tap and rows < self.out[0]:  # partial rows: the GEMM result is a temporary
-            work += self.og * rows * math.prod(self.out[1:]) * it
+        if not tap and rows < out[0]:  # partial rows: the GEMM result is a temporary
+            work += self.og * rows * math.prod(out[1:]) * it
         return work
 
     def spectrum_bytes(self, dt: npt.DTypeLike) -> int:
@@ -301,7 +311,11 @@ class _Plan(_Padding):
         if not fft:
             work = self._work_bytes(batch, dt)
             if role == "forward":
+                if self._taps_unpadded:  # no padded volume: the result and the blocks
+                    return src + Yo + self._work_bytes(batch, dt, self.out, self.s) + fixed
                 return src + max(pad_peak, P + Yo + work) + fixed
+            if self._transpose_gathers:  # no padded volume: the result and the blocks over the input
+                return src + Xn + self._work_bytes(batch, dt, self.n, (1,) * self.nd) + fixed
             return src + max(Xl + work, unpad) + fixed
         M = self._fft_shape(self.out)
         m = math.prod(M)
@@ -515,8 +529,91 @@ class _Plan(_Padding):
     # ---------------------------------------------------------------- whole maps (numpy)
     def forward(self, x: np.ndarray, conj: bool) -> np.ndarray:
         """``(B, C_in, *n) -> (B, C_out, *out)``."""
+        dt = np.result_type(x.dtype, self.weight.dtype)
+        if self._taps_unpadded and not self.use_fft(x.shape[0], self.out, dt, "forward"):
+            return self._accumulate_taps(x, self.pb, self.s, self.out, conj, dt, flip=False)
         return self.correlate(self.pad(x), self.out, conj)
 
     def transpose(self, y: np.ndarray, conj: bool) -> np.ndarray:
         """``(B, C_out, *out) -> (B, C_in, *n)``: the transpose (``conj``: the adjoint)."""
+        dt = np.result_type(y.dtype, self.weight.dtype)
+        if self.gathers_transpose(y.shape[0], dt):
+            # input i is read by output o through tap t when o + t*d = i + p_before; with t' = k-1-t that is
+            # o = i + t'*d - (E-1-p_before): a stride-1 correlation of y with the rotated kernel
+            shift = tuple(e - 1 - p for e, p in zip(self.E, self.pb, strict=True))
+            return self._accumulate_taps(y, shift, (1,) * self.nd, self.n, conj, dt, flip=True)
         return self.unpad(self.correlate_t(y, self.L, conj))
+
+    @property
+    def _taps_unpadded(self) -> bool:
+        """One channel per group and zero padding: the direct forward reads the input in place (no padded copy)."""
+        return self.cg == 1 and self.og == 1 and self.mode == "zeros"
+
+    @property
+    def _transpose_gathers(self) -> bool:  # the direct transpose's route (see gathers_transpose)
+        return self._taps_unpadded and all(s == 1 for s in self.s)
+
+    def gathers_transpose(self, batch: int, dt: npt.DTypeLike) -> bool:
+        """Whether :meth:`transpose` is computed as a correlation with the rotated kernel (a gather).
+
+        For stride 1 and zero padding, the transpose of a correlation is the correlation of the
+        output, shifted by the kernel's extent, with the kernel rotated 180 degrees: the same
+        tap-by-tap accumulation as the forward (disjoint output blocks on every core) instead of
+        scattering each tap into a zeroed padded gradient and cropping it.  Taken for one channel
+        per group when the direct route is chosen.
+        """
+        return self._transpose_gathers and not self.use_fft(batch, self.out, dt, "transpose")
+
+    def _accumulate_taps(self, x: np.ndarray, shift: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...],
+                         conj: bool, dt: np.dtype, flip: bool) -> np.ndarray:
+        """``Y[o] = sum_t w[t] * x[o*stride + t*d - shift]``, zero where the read falls outside ``x``.
+
+        One channel per group (``x``: ``(B, g, *n)``), kernel rotated 180 degrees if ``flip``.  Output
+        blocks of at most ``_TAP_BYTES`` (disjoint: shared between the cores); each block copies the
+        part of the zero-padded input it reads into a block-sized buffer (no padded copy of the whole
+        volume: fewer large temporaries, and the block stays in cache for every tap), then
+        accumulates tap by tap on contiguous arrays.
+        """
+        B, g, nd, n = x.shape[0], self.g, self.nd, x.shape[2:]
+        taps = list(np.ndindex(*self.k))
+        w = self._w(conj, dt)
+        if flip:
+            w = w[(slice(None), slice(None), *(slice(None, None, -1),) * nd)]
+        wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
+        # the padded grid the outputs read: V[m] = x[m - shift], of length (out-1)*s + E per axis
+        span = tuple((o - 1) * s + e for o, s, e in zip(out, stride, self.E, strict=True))
+        Y = np.empty((B, g, *out), dt)
+        blocks = list(self._blocks(B, out, g * dt.itemsize, _TAP_BYTES))
+
+        def run(part: list[tuple[int, int, int, int]]) -> None:
+            wsp, wsv = _Workspace(dt), _Workspace(dt)
+            for b0, b1, r0, r1 in part:
+                acc = Y[b0:b1, :, r0:r1]
+                tmp = wsp.get(acc.shape)
+                m0, m1 = r0 * stride[0], (r1 - 1) * stride[0] + self.E[0]  # rows of V this block reads
+                V = wsv.get((b1 - b0, g, m1 - m0, *span[1:]))
+                dst, src = [], []
+                for a, (lo, hi) in enumerate([(m0, m1), *((0, sp) for sp in span[1:])]):
+                    i0, i1 = max(lo, shift[a]), min(hi, shift[a] + n[a])  # V positions that hold x
+                    i1 = max(i0, i1)
+                    dst.append(slice(i0 - lo, i1 - lo))
+                    src.append(slice(i0 - shift[a], i1 - shift[a]))
+                if any(sl.start > 0 or sl.stop < size for sl, size in zip(dst, V.shape[2:], strict=True)):
+                    V[...] = 0
+                V[(slice(None), slice(None), *dst)] = x[(slice(b0, b1), slice(None), *src)]
+                for i, t in enumerate(taps):
+                    at = (slice(None), slice(None), *self._slices(t, 0, r1 - r0, out, stride))
+                    if i == 0:
+                        np.multiply(V[at], wt[i], out=acc)
+                    else:
+                        np.multiply(V[at], wt[i], out=tmp)
+                        acc += tmp
+
+        if len(blocks) >= 2 * _TAP_THREADS > 2:  # the output blocks are disjoint: one share per core
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(_TAP_THREADS) as pool:
+                list(pool.map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+        else:
+            run(blocks)
+        return Y
