@@ -1,7 +1,7 @@
 """Benchmark of the Dask route (issue 6): a volume larger than one worker's memory limit.
 
 Run:  python benchmarks/bench_dask.py [--quick] [--n 512] [--chunk 32,256,256] [--memory-limit 384MiB]
-      [--timeout S] [--markdown]   (about 25 s; --quick: 256^3, a smoke run: that volume fits in a worker)
+      [--timeout S] [--markdown]   (about 17 s; --quick: 256^3, a smoke run: that volume fits in a worker)
 
 A float32 ``(n, n, n)`` volume (default 512^3 = 0.5 GiB, 1.33x a worker's memory limit) is generated
 chunk by chunk on the workers (``dask.array.random``) and convolved with a 3^3 kernel (padding 1, zeros) by

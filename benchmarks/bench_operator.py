@@ -1,6 +1,6 @@
 """Benchmark of the matrix-free operator and the spectra (issue 6).
 
-Run:  python benchmarks/bench_operator.py [--quick] [--skip-3d] [--markdown]   (about 30 s; --quick 15 s)
+Run:  python benchmarks/bench_operator.py [--quick] [--skip-3d] [--markdown]   (about 33 s; --quick 20 s)
 
 1. ``ConvOperator.matvec`` on float32, 64->64 channels, 56x56, 3x3, padding 1, batch 1, against
    ``torch.nn.functional.conv2d``, also ``rmatvec`` against ``conv_transpose2d`` and a batch of 16.  Each

@@ -1,6 +1,6 @@
 """Build time and the overhead per call against nnz (issue 3; issue 14, goal 1): docs/images/build-scaling.png.
 
-Run:  python benchmarks/bench_scaling.py [--quick] [--markdown] [--no-plot] [--out PNG]   (about 10 s;
+Run:  python benchmarks/bench_scaling.py [--quick] [--markdown] [--no-plot] [--out PNG]   (about 8 s;
       ``python docs/make_images.py --scaling`` runs it too)
 
 Two series of ``conv_matrix`` builds, from a few hundred to 56M stored entries: 2-D, 5x5 kernel,

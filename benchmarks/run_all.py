@@ -1,7 +1,7 @@
 """Run every benchmark, one after the other, and summarise every ratio against its target.
 
 Run:  python benchmarks/run_all.py [--markdown] [--quick] [--only NAME ...] [--timeout S]
-      (about 100 s on a quiet 2-core machine; --quick: about 40 s)
+      (80-90 s on a quiet 2-core machine; --quick: about 40 s)
 
 Each script runs in its own child process, in sequence, so that no two compete for the cores; its
 output is printed as it comes.  At the end: one table of every ratio the scripts reported (their

@@ -12,7 +12,7 @@ matrix that convmatrix builds; nothing is drawn by hand.  The figures:
 ``fusion-steps.png``           the seed's 2x2 input, 4x4 kernel, stride 3: the four placed kernel
                                copies (the columns of C^T) and their sum, the 7x7 output
 ``fusion-geometry.png``        the same transposed convolution as a sliding window
-``build-scaling.png``          (only with ``--scaling``: ``benchmarks/bench_scaling.py``, about 10 s)
+``build-scaling.png``          (only with ``--scaling``: ``benchmarks/bench_scaling.py``, about 8 s)
                                build time against nnz, log-log, with the time to write the same
                                bytes, and the overhead per call against nnz
 =============================  =====================================================================
