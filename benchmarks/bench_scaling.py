@@ -85,7 +85,7 @@ def measure(kernel: np.ndarray, shape: tuple[int, ...], kw: dict) -> dict:
     for name, fn in fns.items():  # warm-up (the memo's first calls); the number of calls per timing
         t = min(_clock(fn, 1) for _ in range(2))
         number[name] = max(1, min(200, int(TARGET / max(t, 1e-7))))
-    rounds = 7 if C.nnz < 10**6 else 3 if C.nnz < 10**7 else 2
+    rounds = 7 if C.nnz < 10**6 else 3
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
