@@ -1,7 +1,7 @@
 """Benchmark of the explicit sparse builds (issue 3).
 
 Run:  python benchmarks/bench_build.py [--quick] [--skip-3d] [--skip-torch] [--repeats N] [--markdown]
-      (about 15 s)
+      (about 17 s)
 
 1. 2-D 2048x2048 input, 5x5 kernel, padding="same", float64 (~105M nnz): build time against the time
    to allocate and write arrays of the same total bytes, in the same process (alternated, warm-up
