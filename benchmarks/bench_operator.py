@@ -1,14 +1,16 @@
 """Benchmark of the matrix-free operator and the spectra (issue 6).
 
-Run:  python benchmarks/bench_operator.py [--quick] [--skip-3d] [--markdown]
+Run:  python benchmarks/bench_operator.py [--quick] [--skip-3d] [--markdown]   (about 33 s; --quick 20 s)
 
 1. ``ConvOperator.matvec`` on float32, 64->64 channels, 56x56, 3x3, padding 1, batch 1, against
    ``torch.nn.functional.conv2d``, also ``rmatvec`` against ``conv_transpose2d`` and a batch of 16.  Each
    library is timed in its own child process on all cores (``torch.set_num_threads`` = one per core;
    in one process OpenBLAS's spinning threads would steal the cores from torch); the children
-   alternate (ours, torch, ours, ...), each keeps the minimum and median of its calls.
+   alternate (ours, torch, ours, torch), each times 100 calls of batch 1 and 20 of batch 16 (runs of
+   10 and 2 calls alternating between the three calls) and keeps the minimum and median.
 1b. Single channel (the inverse-problem case), "same" padding, 3x3 to 9x9 on 512^2 and 2048^2, float32 and
-   float64: ``matvec`` and ``rmatvec`` against the CSR matvec of the same map (``C @ x``, ``C.T`` as CSR).
+   float64: ``matvec`` and ``rmatvec`` against the CSR matvec of the same map (``C @ x``; ``C.T @ y`` with
+   ``C.T`` in CSR: built as the "same" matrix of the flipped kernel, which is ``C.T``, checked).
 2. All 65,536 singular values of a 64->64-channel 32x32 circular conv (``singular_values``), against the
    same number of singular values from one batched ``numpy.linalg.svd`` of random 64x64 complex blocks.
 3. ``ConvOperator`` on a 512^3 float32 volume with a 3^3 kernel (padding 1): forward and adjoint in a
@@ -28,26 +30,32 @@ import sys
 import time
 
 import numpy as np
+from _common import machine, peak_rss, ratio, section  # before convmatrix: puts this checkout first on sys.path
 
 import convmatrix as cm
 
 THREADS = int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1))
 
 
-def _alternate(fns: dict, rounds: int, run: int = 10) -> dict:
-    """Call the functions in turn, ``run`` calls each time, ``rounds`` calls in all; minimum and median
-    seconds of each.  Runs (not single calls) alternate so that one library's spinning worker threads
-    (OpenMP, OpenBLAS) do not sit on the cores during every call of the other."""
+def _alternate(fns: dict, rounds: int, run: int | dict = 10, warmup: bool = True) -> dict:
+    """Call the functions in turn, ``run`` calls each time (an int, or one per function), ``rounds // run``
+    times; minimum and median seconds of each.  Runs (not single calls) alternate so that one library's
+    spinning worker threads (OpenMP, OpenBLAS) do not sit on the cores during every call of the other."""
+    runs = run if isinstance(run, dict) else dict.fromkeys(fns, run)
     times = {k: [] for k in fns}
-    for f in fns.values():  # warm-up (caches, thread pools, allocations)
+    for f in fns.values() if warmup else ():  # warm-up (caches, thread pools, allocations)
         f()
-    for _ in range(max(1, rounds // run)):
+    for _ in range(max(1, rounds // max(runs.values()))):
         for k, f in fns.items():
-            for _ in range(run):
+            for _ in range(runs[k]):
                 t = time.perf_counter()
                 f()
                 times[k].append(time.perf_counter() - t)
     return {k: (min(v), float(np.median(v))) for k, v in times.items()}
+
+
+#: calls per run of each call of the PyTorch case: a batch of 16 costs 16 single calls
+_RUNS = {"matvec": 10, "rmatvec": 10, "matmat (16)": 2}
 
 
 def _child_matvec(lib: str, rounds: int) -> None:
@@ -65,12 +73,12 @@ def _child_matvec(lib: str, rounds: int) -> None:
         with torch.no_grad():
             r = _alternate({"matvec": lambda: F.conv2d(tx, tw, padding=1),
                             "rmatvec": lambda: F.conv_transpose2d(tx, tw, padding=1),
-                            "matmat (16)": lambda: F.conv2d(tX16, tw, padding=1)}, rounds)
+                            "matmat (16)": lambda: F.conv2d(tX16, tw, padding=1)}, rounds, _RUNS)
     else:
         A = cm.ConvOperator(w, (56, 56), padding=1)
         X16 = images.reshape(16, -1).T  # a batch as LinearOperator columns: a view, no copy
         r = _alternate({"matvec": lambda: A.matvec(x), "rmatvec": lambda: A.rmatvec(x),
-                        "matmat (16)": lambda: A.matmat(X16)}, rounds)
+                        "matmat (16)": lambda: A.matmat(X16)}, rounds, _RUNS)
     print(json.dumps(r))
 
 
@@ -127,12 +135,18 @@ def _single_channel(rng: np.random.Generator, n: int, k: int, dt: type) -> dict:
     w = rng.standard_normal((k, k)).astype(dt)
     A = cm.ConvOperator(w, (n, n), padding="same")
     C = cm.conv_matrix(w, (n, n), padding="same")
-    CT = C.T.tocsr()
+    # C.T in CSR: for stride 1 and odd k, "same" is symmetric, so C.T is the matrix of the flipped kernel
+    # (built on every core; C.T.tocsr() takes several times longer); checked against C.T below
+    CT = cm.conv_matrix(w[::-1, ::-1], (n, n), padding="same")
     x = rng.standard_normal(n * n).astype(dt)
-    np.testing.assert_allclose(A @ x, C @ x, rtol=1e-4, atol=1e-3 * k)
+    adjoint = C.T @ x
+    np.testing.assert_allclose(CT @ x, adjoint, rtol=1e-4, atol=1e-3 * k)
+    np.testing.assert_allclose(A.matvec(x), C @ x, rtol=1e-4, atol=1e-3 * k)
+    np.testing.assert_allclose(A.rmatvec(x), adjoint, rtol=1e-4, atol=1e-3 * k)
+    # 3 to 30 calls of each, in at least 3 runs alternating the four (the checks above were the warm-up)
     calls = max(3, min(30, int(3e8 / (n * n * k * k))))
     r = _alternate({"matvec": lambda: A.matvec(x), "csr": lambda: C @ x, "rmatvec": lambda: A.rmatvec(x),
-                    "csr T": lambda: CT @ x}, calls * 2, max(1, calls // 3))
+                    "csr T": lambda: CT @ x}, calls, max(1, calls // 3), warmup=False)
     return {
         "ms (matvec, csr, rmatvec, csr T)": [round(r[c][0] * 1e3, 2) for c in ("matvec", "csr", "rmatvec", "csr T")],
         "matvec / csr": round(r["matvec"][0] / r["csr"][0], 2),
@@ -147,11 +161,13 @@ def bench_singular_values(repeats: int) -> dict:
         w = rng.standard_normal((64, 64, 3, 3)).astype(dtype)
         blocks = (rng.standard_normal((544, 64, 64)) + 1j * rng.standard_normal((544, 64, 64))).astype(
             np.complex64 if dtype == np.float32 else np.complex128)
+        size = cm.singular_values(w, (32, 32)).size  # also the warm-up
+        np.linalg.svd(blocks[:16], compute_uv=False)  # the baseline's warm-up
         r = _alternate({"singular_values": lambda w=w: cm.singular_values(w, (32, 32)),
-                        "batched svd of 544 blocks": lambda b=blocks: np.linalg.svd(b, compute_uv=False)}, repeats, 1)
-        s = cm.singular_values(w, (32, 32))
+                        "batched svd of 544 blocks": lambda b=blocks: np.linalg.svd(b, compute_uv=False)}, repeats, 1,
+                       warmup=False)
         out[np.dtype(dtype).name] = {
-            "count": int(s.size),
+            "count": int(size),
             "seconds (min, median)": (round(r["singular_values"][0], 3), round(r["singular_values"][1], 3)),
             "ratio to one batched svd of the 544 half-spectrum blocks": round(
                 r["singular_values"][0] / r["batched svd of 544 blocks"][0], 2),
@@ -159,21 +175,9 @@ def bench_singular_values(repeats: int) -> dict:
     return out
 
 
-def _peak_rss() -> int:
-    """High-water mark of this process's resident memory (VmHWM: per address space, reset by exec,
-    unlike ru_maxrss which keeps the forking parent's peak)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    import resource  # pragma: no cover - not Linux
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _child_3d(n: int) -> None:
     """Runs in a fresh process: forward and adjoint of the n^3 operator, prints JSON."""
-    base = _peak_rss()  # interpreter + numpy + scipy
+    base = peak_rss()  # interpreter + numpy + scipy
     w = np.random.default_rng(2).standard_normal((3, 3, 3)).astype(np.float32)
     x = np.empty(n**3, np.float32)
     np.random.default_rng(3).random(dtype=np.float32, out=x)
@@ -185,11 +189,11 @@ def _child_3d(n: int) -> None:
     t = time.perf_counter()
     y = A @ x
     t_fwd = time.perf_counter() - t
-    peak_fwd = _peak_rss()
+    peak_fwd = peak_rss()
     t = time.perf_counter()
     z = A.rmatvec(y)
     t_adj = time.perf_counter() - t
-    peak = _peak_rss()
+    peak = peak_rss()
     # spot check against a direct sum at a few voxels (interior and faces)
     xv, yv = x.reshape(n, n, n), y.reshape(n, n, n)
     pad = np.pad(xv[:5, :5, -5:], ((1, 0), (1, 0), (0, 1)))
@@ -266,21 +270,43 @@ def main() -> None:
     ap.add_argument("--skip-3d", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown summary")
     args = ap.parse_args()
+    print(machine())
     results = {}
     try:
-        results["matvec"] = bench_matvec(60 if args.quick else 300)
+        with section("operator vs PyTorch, 4 child processes"):
+            results["matvec"] = bench_matvec(40 if args.quick else 100)
     except ImportError:
         print("torch not installed: skipping the PyTorch comparison")
     print(json.dumps(results.get("matvec"), indent=1))
-    results["single channel"] = bench_single_channel(args.quick)
+    with section("single channel vs CSR"):
+        results["single channel"] = bench_single_channel(args.quick)
     print(json.dumps(results["single channel"], indent=1))
-    results["singular_values"] = bench_singular_values(2 if args.quick else 5)
+    with section("singular values"):
+        results["singular_values"] = bench_singular_values(2 if args.quick else 3)
     print(json.dumps(results["singular_values"], indent=1))
     if not args.skip_3d:
-        results["3d"] = bench_3d(256 if args.quick else 512)
+        with section("3-D volume, child process"):
+            results["3d"] = bench_3d(256 if args.quick else 512)
         print(json.dumps(results["3d"], indent=1))
     if args.markdown:
         print(_markdown(results))
+    _ratios(results)
+
+
+def _ratios(results: dict) -> None:
+    """The summary lines for run_all.py."""
+    if "matvec" in results:
+        m = results["matvec"]
+        case = "operator 64->64, 3x3, pad 1, 56x56, float32"
+        ratio(f"{case}: matvec / torch conv2d", m["ratio matvec / conv2d"][0], 1.0)
+        ratio(f"{case}: rmatvec / torch conv_transpose2d", m["ratio rmatvec / conv_transpose2d"][0], 1.2)
+        ratio(f"{case}: matmat (16) / torch conv2d (16)", m["ratio matmat(16) / conv2d(16)"][0], 1.0)
+    for case, r in results.get("single channel", {}).items():
+        ratio(f"single channel {case}: matvec / CSR matvec", r["matvec / csr"], 1.0)
+        ratio(f"single channel {case}: rmatvec / CSR matvec of C.T", r["rmatvec / csr T"], 1.0)
+    for dt, r in results.get("singular_values", {}).items():
+        ratio(f"singular_values, all {r['count']:,} of 64->64 3x3 on 32x32, {dt}", r["seconds (min, median)"][0], 1.0,
+              unit=" s", issue=6)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark of the symbolic layer (issue 4).
 
-Run:  python benchmarks/bench_symbolic.py [--repeats N] [--markdown]
+Run:  python benchmarks/bench_symbolic.py [--repeats N] [--quick] [--markdown]   (about 7 s)
 
 1. ``symbolic_conv_matrix`` for an 8x8 input and a 3x3 kernel (target: under 1 s), first call
    in the process and warm (minimum over repeats), against the numeric ``conv_matrix`` of the same
@@ -16,18 +16,14 @@ Run:  python benchmarks/bench_symbolic.py [--repeats N] [--markdown]
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import ROOT, machine, ratio  # before convmatrix: puts this checkout first on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import convmatrix as cm  # noqa: E402
+import convmatrix as cm
 
 
 def _fresh(code: str) -> tuple[float, str]:
@@ -104,14 +100,19 @@ def bench_proof() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="fresh processes of each kind (minima), warm calls (default 3; --quick 1)")
+    ap.add_argument("--quick", action="store_true", help="one fresh process of each kind (a smoke run)")
     ap.add_argument("--markdown", action="store_true", help="print the tables for docs/performance.md")
     args = ap.parse_args()
+    args.repeats = args.repeats or (1 if args.quick else 3)
     cold = bench_cold(args.repeats)  # first: nothing of SymPy is cached in this process yet
     mats = bench_matrices(args.repeats)
     proof = bench_proof()
-    print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, sympy {__import__('sympy').__version__}")
+    print(f"{machine()}, sympy {__import__('sympy').__version__}")
+    ratio("symbolic_conv_matrix 8x8 input, 3x3 kernel, first call in the process", mats[0]["first"], 1.0, unit=" s",
+          issue=4, digits=3)
+    ratio("output_size_formula cold: a fresh process's wall time", cold["formula"], 2.0, unit=" s", issue=4)
     if args.markdown:
         print("| geometry | matrix | entries | first call | warm | numeric `conv_matrix` | warm / numeric |")
         print("|---|---|---|---|---|---|---|")

@@ -1,5 +1,5 @@
 """Regenerate the pictures in docs/images/: ``python docs/make_images.py`` (needs the ``plot`` extra);
-``python docs/make_images.py --scaling`` reruns the build-time benchmark and redraws its plot.
+``python docs/make_images.py --scaling`` runs ``benchmarks/bench_scaling.py``, which redraws its plot.
 
 Every picture is drawn by :mod:`convmatrix.plotting` (the same code as ``convmatrix show``) from a
 matrix that convmatrix builds; nothing is drawn by hand.  The figures:
@@ -12,8 +12,9 @@ matrix that convmatrix builds; nothing is drawn by hand.  The figures:
 ``fusion-steps.png``           the seed's 2x2 input, 4x4 kernel, stride 3: the four placed kernel
                                copies (the columns of C^T) and their sum, the 7x7 output
 ``fusion-geometry.png``        the same transposed convolution as a sliding window
-``build-scaling.png``          (only with ``--scaling``: a benchmark, a minute or two) build time
-                               against nnz, log-log, with the time to write the same bytes
+``build-scaling.png``          (only with ``--scaling``: ``benchmarks/bench_scaling.py``, about 8 s)
+                               build time against nnz, log-log, with the time to write the same
+                               bytes, and the overhead per call against nnz
 =============================  =====================================================================
 """
 
@@ -75,96 +76,13 @@ def _fusion_steps(path: Path) -> None:
     plt.close(fig)
 
 
-def _min_time(fn, repeats: int) -> float:
-    import time
-
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def _write_bytes(nnz: int, rows: int, dtype, itype) -> None:
-    import numpy as np
-
-    for n, dt in ((nnz, dtype), (nnz, itype), (rows + 1, itype)):
-        np.empty(n, dt).fill(1)
-
-
-def _scaling(path: Path) -> None:
-    """Build time of conv_matrix against nnz (2-D 5x5 'same' float64, 3-D 3x3x3 float32), log-log.
-
-    Each point is the minimum of a few builds; the baseline is the time to allocate and fill arrays of
-    the same total bytes (data, indices, indptr), measured alternately in the same process.
-    """
-    import gc
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    import convmatrix as cm
-
-    series = {
-        "2-D, 5x5 kernel, padding='same', float64": [
-            (np.ones((5, 5)), (n, n), {"padding": "same"}) for n in (16, 32, 64, 128, 256, 512, 1024, 2048)],
-        "3-D, 3x3x3 kernel, padding=1, float32": [
-            (np.ones((3, 3, 3), np.float32), (n, n, n), {"padding": 1}) for n in (4, 8, 16, 32, 64, 128)],
-    }
-    fig, ax = plt.subplots(figsize=(8, 6))
-    rows, pts_all = [], []
-    for (label, cases), marker in zip(series.items(), "os", strict=False):
-        pts, base = [], []
-        for kernel, shape, kw in cases:
-            C = cm.conv_matrix(kernel, shape, **kw)  # warm-up, and the sizes
-            nnz, nrows, dtype, itype = C.nnz, C.shape[0], C.dtype, C.indices.dtype
-            del C
-            gc.collect()
-            repeats = 5 if nnz < 10**7 else 2
-            t_build = t_write = float("inf")
-            for _ in range(repeats):  # alternate the build and the baseline
-                t_build = min(t_build, _min_time(lambda k=kernel, n=shape, o=kw: cm.conv_matrix(k, n, **o), 1))
-                t_write = min(t_write, _min_time(lambda a=(nnz, nrows, dtype, itype): _write_bytes(*a), 1))
-                gc.collect()
-            pts.append((nnz, t_build))
-            pts_all.append((nnz, t_build))
-            base.append((nnz, t_write))
-            rows.append((label, "x".join(map(str, shape)), nnz, t_build, t_write))
-            print(f"{label:45} {'x'.join(map(str, shape)):>14} nnz {nnz:>11,}  build {t_build:9.4f} s  "
-                  f"write same bytes {t_write:9.4f} s  ratio {t_build / t_write:5.2f}")
-        x, y = np.array(pts, dtype=float).T
-        ax.loglog(x, y, marker=marker, label=f"conv_matrix: {label}")
-        xb, yb = np.array(base, dtype=float).T
-        ax.loglog(xb, yb, marker=marker, linestyle=":", color="gray", alpha=0.8,
-                  label=f"write the same bytes ({label.split(',')[0]})")
-    nnz_big, t_big = max(pts_all)  # the largest build: a slope-1 line through it (constant nnz/s)
-    xs = np.array([1e3, 2e8])
-    ax.loglog(xs, xs * t_big / nnz_big, color="black", linewidth=0.8, alpha=0.5,
-              label=f"slope 1 through the largest build ({nnz_big / t_big / 1e6:.0f}M nnz/s)")
-    ax.set_xlabel("stored entries (nnz)")
-    ax.set_ylabel("build time, seconds (minimum of repeats)")
-    ax.set_title("conv_matrix build time against nnz (log-log)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
-    print("\n| geometry | input | nnz | build | write the same bytes | ratio |\n|---|---|---|---|---|---|")
-    for label, shape, nnz, t_build, t_write in rows:
-        print(f"| {label} | {shape} | {nnz:,} | {t_build * 1e3:.1f} ms | {t_write * 1e3:.2f} ms "
-              f"| {t_build / t_write:.2f} |")
-
-
 def main() -> int:
     sys.path.insert(0, str(HERE.parent))
-    if "--scaling" in sys.argv[1:]:
-        OUT.mkdir(exist_ok=True)
-        _scaling(OUT / "build-scaling.png")
-        print(f"wrote {OUT / 'build-scaling.png'}")
-        return 0
+    if "--scaling" in sys.argv[1:]:  # the benchmark lives with the others; it draws the plot
+        import subprocess
+
+        bench = HERE.parent / "benchmarks" / "bench_scaling.py"
+        return subprocess.run([sys.executable, str(bench), "--out", str(OUT / "build-scaling.png")]).returncode
     import matplotlib
 
     matplotlib.use("Agg")
