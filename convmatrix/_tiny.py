@@ -32,7 +32,7 @@ from .geometry import Geometry
 __all__: list[str] = []
 
 #: candidates (output rows x input channels per group x kernel taps) up to which a fold-free build is tiny
-CANDIDATES: Final = 1 << 14
+CANDIDATES: Final = 1 << 15
 #: columns up to which a build is tiny (a CSC or DIA conversion allocates per column)
 COLUMNS: Final = 1 << 20
 #: a budget of at least this passes every tiny build, on this path and on the engine's (see the module notes)
