@@ -211,8 +211,8 @@ class _Plan(_Padding):
                 return fits_fft
         # estimated nanoseconds, calibrated on the reference machine (benchmarks/bench_operator.py)
         K, P = math.prod(self.k), math.prod(out)
-        if self.cg == 1 and self.og == 1:  # tap accumulation: memory-bound, ~1.2 ns per multiply-add
-            direct = 1.2 * batch * self.g * K * P + 3e3 * K
+        if self.cg == 1 and self.og == 1:  # tap accumulation in cache-sized blocks: ~0.06 ns per byte of a multiply-add
+            direct = 0.06 * itemsize * batch * self.g * K * P + 3e3 * K
         elif self.tap_gemm(self.L, out, dt):  # one GEMM per tap, no copy: BLAS ~0.02 ns per multiply-add
             direct = 0.02 * batch * self.cout * self.cg * K * P + 3e3 * K
         else:  # im2col copy ~0.5 ns per element + BLAS ~0.0175 ns per multiply-add
@@ -220,10 +220,12 @@ class _Plan(_Padding):
         M = self._fft_shape(out)
         m = math.prod(M)
         F = m // M[-1] * (M[-1] // 2 + 1)
-        # transforms ~0.3 ns per point and log2 in cache, ~0.8 ns beyond (memory-bound); the per-frequency
-        # contraction streams the kernel spectrum
-        per_point = 0.3 if m * itemsize <= 4 * 2**20 else 0.8
+        # transforms ~0.3 ns per point and log2 in cache, ~0.55 ns beyond (memory-bound); the per-frequency
+        # contraction streams the kernel spectrum (calibrated against the direct routes of issue 14)
+        per_point = 0.3 if m * itemsize <= 4 * 2**20 else 0.55
         fft = per_point * batch * (self.cin + self.cout) * m * max(1.0, math.log2(m))
+        if dt.kind == "f":  # scipy.fft transforms float32 in single precision: about half the time of float64
+            fft *= itemsize / 8
         fft += (1.0 + 0.25 * batch) * self.cout * self.cg * F + 1e5
         spectrum = self.cout * self.cg * F * 2 * itemsize
         data = batch * (self.cin * math.prod(self.L) + self.cout * P) * itemsize
