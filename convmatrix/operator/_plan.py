@@ -308,16 +308,17 @@ class _Plan(_Padding):
         unpad = Xl + (2 * Xl if folds else Xn)  # the padded gradient, then the folded copies or the interior
         # cached weight layouts; index vectors of every axis (kept) and of the longest (being built)
         # (and 256 KiB of small arrays and bookkeeping)
-        fixed = 3 * self.cout * self.cg * math.prod(self.k) * it + 8 * sum(self.L) + 34 * max(self.L) + 2**18
+        weights = 3 * self.cout * self.cg * math.prod(self.k) * it + 2**18
+        fixed = weights + 8 * sum(self.L) + 34 * max(self.L)
         src = (Xn if role == "forward" else Yo) if copy_input else 0
         if not fft:
             work = self._work_bytes(batch, dt)
             if role == "forward":
-                if self._taps_unpadded:  # no padded volume: the result and the blocks
-                    return src + Yo + self._work_bytes(batch, dt, self.out, self.s) + fixed
+                if self._forward_blocks(dt):  # no padded volume (nor its index vectors): the result and the blocks
+                    return src + Yo + self._work_bytes(batch, dt, self.out, self.s) + weights
                 return src + max(pad_peak, P + Yo + work) + fixed
-            if self._transpose_gathers:  # no padded volume: the result and the blocks over the input
-                return src + Xn + self._work_bytes(batch, dt, self.n, (1,) * self.nd) + fixed
+            if self._transpose_blocks(dt):  # no padded volume (nor its index vectors): the result and the blocks
+                return src + Xn + self._work_bytes(batch, dt, self.n, (1,) * self.nd) + weights
             return src + max(Xl + work, unpad) + fixed
         M = self._fft_shape(self.out)
         m = math.prod(M)
@@ -532,7 +533,7 @@ class _Plan(_Padding):
     def forward(self, x: np.ndarray, conj: bool) -> np.ndarray:
         """``(B, C_in, *n) -> (B, C_out, *out)``."""
         dt = np.result_type(x.dtype, self.weight.dtype)
-        if self._taps_unpadded and not self.use_fft(x.shape[0], self.out, dt, "forward"):
+        if self._forward_blocks(dt) and not self.use_fft(x.shape[0], self.out, dt, "forward"):
             return self._accumulate_taps(x, self.pb, self.s, self.out, conj, dt, flip=False)
         return self.correlate(self.pad(x), self.out, conj)
 
@@ -551,9 +552,24 @@ class _Plan(_Padding):
         """One channel per group and zero padding: the direct forward reads the input in place (no padded copy)."""
         return self.cg == 1 and self.og == 1 and self.mode == "zeros"
 
+    def _windows_fit(self, out: tuple[int, ...], stride: tuple[int, ...], dt: np.dtype) -> bool:
+        """Whether the blocks of :meth:`_accumulate_taps` over ``out`` read windows at most twice their own rows
+        (a kernel far longer than a block along the first axis, e.g. a large dilation, would copy the same
+        rows of the input into many blocks: the padded volume, copied once, is then cheaper)."""
+        per_row = max(1, self.g * dt.itemsize * math.prod(out[1:]))
+        rows = min(out[0], max(1, _TAP_BYTES // per_row))
+        return rows == out[0] or (rows - 1) * stride[0] + self.E[0] <= 2 * rows * stride[0]
+
+    def _forward_blocks(self, dt: npt.DTypeLike) -> bool:
+        """Whether the direct forward reads blocks of the zero-padded grid (:meth:`_accumulate_taps`)."""
+        return self._taps_unpadded and self._windows_fit(self.out, self.s, np.dtype(dt))
+
     @property
-    def _transpose_gathers(self) -> bool:  # the direct transpose's route (see gathers_transpose)
+    def _transpose_gathers(self) -> bool:  # the direct transpose's route, by structure (see gathers_transpose)
         return self._taps_unpadded and all(s == 1 for s in self.s)
+
+    def _transpose_blocks(self, dt: npt.DTypeLike) -> bool:
+        return self._transpose_gathers and self._windows_fit(self.n, (1,) * self.nd, np.dtype(dt))
 
     def gathers_transpose(self, batch: int, dt: npt.DTypeLike) -> bool:
         """Whether :meth:`transpose` is computed as a correlation with the rotated kernel (a gather).
@@ -564,7 +580,7 @@ class _Plan(_Padding):
         scattering each tap into a zeroed padded gradient and cropping it.  Taken for one channel
         per group when the direct route is chosen.
         """
-        return self._transpose_gathers and not self.use_fft(batch, self.out, dt, "transpose")
+        return self._transpose_blocks(dt) and not self.use_fft(batch, self.out, dt, "transpose")
 
     def _accumulate_taps(self, x: np.ndarray, shift: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...],
                          conj: bool, dt: np.dtype, flip: bool) -> np.ndarray:
@@ -593,16 +609,19 @@ class _Plan(_Padding):
                 acc = Y[b0:b1, :, r0:r1]
                 tmp = wsp.get(acc.shape)
                 m0, m1 = r0 * stride[0], (r1 - 1) * stride[0] + self.E[0]  # rows of V this block reads
-                V = wsv.get((b1 - b0, g, m1 - m0, *span[1:]))
+                window = (m1 - m0, *span[1:])
                 dst, src = [], []
                 for a, (lo, hi) in enumerate([(m0, m1), *((0, sp) for sp in span[1:])]):
                     i0, i1 = max(lo, shift[a]), min(hi, shift[a] + n[a])  # V positions that hold x
                     i1 = max(i0, i1)
                     dst.append(slice(i0 - lo, i1 - lo))
                     src.append(slice(i0 - shift[a], i1 - shift[a]))
-                if any(sl.start > 0 or sl.stop < size for sl, size in zip(dst, V.shape[2:], strict=True)):
+                if all(sl.start == 0 and sl.stop == size for sl, size in zip(dst, window, strict=True)):
+                    V = x[(slice(b0, b1), slice(None), *src)]  # the window reads no padding: x in place
+                else:
+                    V = wsv.get((b1 - b0, g, *window))
                     V[...] = 0
-                V[(slice(None), slice(None), *dst)] = x[(slice(b0, b1), slice(None), *src)]
+                    V[(slice(None), slice(None), *dst)] = x[(slice(b0, b1), slice(None), *src)]
                 for i, t in enumerate(taps):
                     at = (slice(None), slice(None), *self._slices(t, 0, r1 - r0, out, stride))
                     if i == 0:
