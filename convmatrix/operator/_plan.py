@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeAlias, cast
 
 import numpy as np
@@ -52,8 +53,23 @@ def _tap_threads() -> int:
 _TAP_THREADS = _tap_threads()
 
 
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _tap_pool() -> ThreadPoolExecutor:
+    """The threads of the tap accumulation, made once per process (a pool made per call cost 0.1-0.3 ms,
+    which kept a 512^2 volume on one thread)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(_TAP_THREADS, thread_name_prefix="convmatrix-taps"))
+    return _POOL[0]
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
+    os.register_at_fork(after_in_child=_POOL.clear)
+
+
 #: bytes of one output block in the tap-accumulation path (kept cache-sized)
-_TAP_BYTES = 2 * 2**20
+_TAP_BYTES = 2**20
 
 
 #: largest kernel spectrum (bytes) ``method="auto"`` caches without comparing to the data size
@@ -375,11 +391,8 @@ class _Plan(_Padding):
                             np.multiply(view, wt[i], out=tmp)
                             acc += tmp
 
-            if len(blocks) >= 2 * _TAP_THREADS > 2:  # the output blocks are disjoint: one share per core
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(_TAP_THREADS) as pool:
-                    list(pool.map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+            if len(blocks) >= _TAP_THREADS > 1:  # the output blocks are disjoint: one share per core
+                list(_tap_pool().map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
             else:
                 run(blocks)
             return Y.reshape((B, self.cout, *out))
@@ -429,11 +442,8 @@ class _Plan(_Padding):
             # blocks, then the odd ones, each phase shared between the cores
             rows = blocks[0][3] - blocks[0][2]
             if _TAP_THREADS > 1 and len(blocks) >= 4 and (rows + 1) * self.s[0] >= self.E[0]:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(_TAP_THREADS) as pool:
-                    for phase in (blocks[0::2], blocks[1::2]):
-                        list(pool.map(run, [phase[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+                for phase in (blocks[0::2], blocks[1::2]):
+                    list(_tap_pool().map(run, [phase[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
             else:
                 run(blocks)
             return G.reshape((B, self.cin, *length))
@@ -630,11 +640,8 @@ class _Plan(_Padding):
                         np.multiply(V[at], wt[i], out=tmp)
                         acc += tmp
 
-        if len(blocks) >= 2 * _TAP_THREADS > 2:  # the output blocks are disjoint: one share per core
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(_TAP_THREADS) as pool:
-                list(pool.map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+        if len(blocks) >= _TAP_THREADS > 1:  # the output blocks are disjoint: one share per core
+            list(_tap_pool().map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
         else:
             run(blocks)
         return Y
