@@ -763,16 +763,16 @@ def test_single_channel_long_axis_prediction_has_no_padding_index_vectors():
 
 
 def test_long_kernels_along_the_first_axis_pad_the_volume_once(monkeypatch):
-    """A block whose window is more than twice its own rows (here a dilation of 20 with blocks of 8 rows) would
-    copy the same input rows into many blocks: the padded volume is made once instead; same results."""
+    """A block whose window is more than four times its own rows (here a dilation of 40 with blocks of 8 rows)
+    would copy the same input rows into many blocks: the padded volume is made once instead; same results."""
     monkeypatch.setattr(op_mod, "_TAP_BYTES", 1024)  # blocks of 8 rows of 16 float64
     rng = np.random.default_rng(6)
     w = rng.standard_normal((2, 3))
-    for dilation, blocks in (((20, 1), False), ((1, 1), True)):
-        A = cm.ConvOperator(w, (40, 16), padding=(0, 1), dilation=dilation, method="direct")
+    for dilation, blocks in (((40, 1), False), ((20, 1), True), ((1, 1), True)):
+        A = cm.ConvOperator(w, (80, 16), padding=(0, 1), dilation=dilation, method="direct")
         assert A._plan._forward_blocks(np.float64) is blocks
         assert A._plan.gathers_transpose(1, np.float64) is blocks
-        check_against_matrix(A, cm.conv_matrix(w, (40, 16), padding=(0, 1), dilation=dilation).toarray(), rng)
+        check_against_matrix(A, cm.conv_matrix(w, (80, 16), padding=(0, 1), dilation=dilation).toarray(), rng)
 
 
 def test_forced_fft_with_many_channels_is_refused_at_construction():
