@@ -106,8 +106,8 @@ def _format_extra(geom: Geometry, dtype: np.dtype, fmt: V.SparseFormat) -> int:
     if fmt in _OBJECT_ENTRY_BYTES:  # lists (or a dict) of Python scalars, plus scipy's COO on the way for dok
         per = _OBJECT_ENTRY_BYTES[fmt] + (16 if dtype.kind == "c" else 0)
         return nnz * per + rows * 120 + (nnz * (2 * it) if fmt == "dok" else 0)
-    if fmt == "dia":  # the diagonals are counted first, with one byte per possible diagonal
-        return rows + cols + min(_CAND_CHUNK, nnz) * 24
+    if fmt == "dia":  # the diagonals are counted first, with one byte per possible diagonal (and a chunk's rows)
+        return rows + cols + min(_CAND_CHUNK, nnz) * 24 + 16 * min(_CAND_CHUNK, rows)
     return 0
 
 
@@ -710,8 +710,11 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
     offsets = np.flatnonzero(seen) - rows
     slot = np.cumsum(seen, dtype=np.int64) - 1
     del seen
+    # the CSR, the diagonals, the slot and offset tables (and the offsets cast for scipy, 12 bytes each), and one
+    # chunk's temporaries: 24 bytes per entry (columns, row offsets, slots) and 16 per row (aranges, row lengths)
     need = out.data.nbytes + out.indices.nbytes + out.indptr.nbytes + offsets.size * width * out.dtype.itemsize \
-        + slot.nbytes + offsets.nbytes + min(out.nnz, step * geom.in_per_group * math.prod(geom.kernel_shape)) * 24
+        + slot.nbytes + offsets.nbytes + 12 * offsets.size + 16 * min(rows, step) \
+        + min(out.nnz, step * geom.in_per_group * math.prod(geom.kernel_shape)) * 24
     if max_bytes is not None and need > max_bytes:
         detail = f" as 'dia' ({offsets.size:,} diagonals of {width:,} values)"
         V.refuse(what + detail, need, max_bytes, _hint(what))
