@@ -11,7 +11,7 @@ import math
 import numbers
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, TypeAlias, cast
 
 import numpy as np
@@ -49,6 +49,7 @@ __all__ = [
     "refuse",
     "result_dtype",
     "sparse_format",
+    "swap_hint",
     "tolerance",
 ]
 
@@ -180,6 +181,24 @@ def _looks_like_values(value: object) -> bool:
         if number and (not isinstance(item, numbers.Integral) or int(item) < 0):
             return True
     return False
+
+
+def swap_hint(kernel: object, input_shape: object, swapped_ok: Callable[[tuple[int, ...], tuple[int, ...]], object]
+              ) -> str:
+    """A hint to append to a refused call whose ``kernel`` looks like a shape (a tuple or list of positive ints)
+    and whose ``input_shape`` like values (an array or tensor), when the call with the two exchanged is valid
+    (``swapped_ok(kernel_shape, input_shape)`` does not raise): the arguments were probably swapped."""
+    if not isinstance(kernel, (tuple, list)) or not (hasattr(input_shape, "shape") and hasattr(input_shape, "dtype")):
+        return ""
+    if not kernel or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v > 0
+                             for v in kernel):
+        return ""
+    try:
+        swapped_ok(tuple(int(v) for v in np.shape(input_shape)), tuple(int(v) for v in kernel))
+    except (TypeError, ValueError):
+        return ""
+    return (" (kernel looks like a shape and input_shape like an array of values: were the arguments swapped? "
+            "The kernel comes first, then input_shape)")
 
 
 def input_shape_tuple(input_shape: object, name: str = "input_shape") -> tuple[int, ...]:

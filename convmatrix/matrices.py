@@ -201,8 +201,15 @@ def conv_matrix(
             geom = recalled[0].geom
             return from_memo(recalled, k, lambda a: geom.engine_weight(a, flip), out_dtype, format, max_bytes,
                              "conv_matrix", _finish)
-    geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                         padding_mode=padding_mode)
+    try:
+        geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode)
+    except (TypeError, ValueError) as exc:
+        hint = V.swap_hint(kernel, input_shape, lambda ks, n: conv_geometry(
+            ks, n, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode))
+        if not hint or "swapped" in str(exc):
+            raise
+        raise type(exc)(f"{exc}{hint}") from None
     return _finish(geom, geom.engine_weight(k, flip), out_dtype, format, max_bytes, "conv_matrix", key)
 
 
@@ -325,8 +332,17 @@ def conv_transpose_matrix(
         if recalled is not None:
             geom = recalled[0].geom
             return from_memo(recalled, k, geom.engine_weight, out_dtype, format, max_bytes, "conv_transpose_matrix", _finish)
-    geom = conv_transpose_geometry(k.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
-                                   dilation=dilation, groups=groups, output_shape=output_shape)
+    def transposed(ks: tuple[int, ...], n: V.IntOrSequence) -> Geometry:
+        return conv_transpose_geometry(ks, n, stride=stride, padding=padding, output_padding=output_padding,
+                                       dilation=dilation, groups=groups, output_shape=output_shape)
+
+    try:
+        geom = transposed(k.shape, input_shape)
+    except (TypeError, ValueError) as exc:
+        hint = V.swap_hint(kernel, input_shape, transposed)
+        if not hint or "swapped" in str(exc):
+            raise
+        raise type(exc)(f"{exc}{hint}") from None
     return _finish(geom, geom.engine_weight(k), out_dtype, format, max_bytes, "conv_transpose_matrix", key)
 
 

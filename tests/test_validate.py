@@ -357,6 +357,38 @@ def test_swapped_torch_tensor_is_named_without_its_contents():
     assert "1., 1., 1." not in str(info.value)
 
 
+POSITIVE_SWAP = r"kernel looks like a shape and input_shape like an array of values: were the arguments swapped\?"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: cm.conv_matrix((5,), np.array([1, 2, 1])),  # a kernel of positive ints is a valid shape too
+    lambda: cm.conv_matrix([4], np.array([3, 3, 3], dtype=np.uint8)),
+    lambda: cm.conv_transpose_matrix((3,), np.array([1, 1])),
+], ids=["conv_matrix-1d", "conv_matrix-uint8", "conv_transpose_matrix"])
+def test_swapped_arguments_with_a_positive_integer_kernel_are_named(call):
+    with pytest.raises((TypeError, ValueError), match=POSITIVE_SWAP) as info:
+        call()
+    assert str(info.value).count("swapped") == 1
+
+
+@pytest.mark.parametrize("call", [
+    lambda: cm.conv_matrix([1, 2, 1], np.array([10]), stride=0),  # the swapped call is no better: no hint
+    lambda: cm.conv_matrix((5, 5), np.array([1, 2, 1])),  # a 1-D kernel for a 2-D input either way
+])
+def test_positive_integer_kernels_get_no_swap_hint_when_swapping_would_not_help(call):
+    with pytest.raises((TypeError, ValueError)) as info:
+        call()
+    assert "swapped" not in str(info.value)
+
+
+def test_conv_output_shape_names_exchanged_shapes():
+    with pytest.raises(ValueError, match=r"kernel is larger than the padded input .* \(were input_shape and "
+                                         r"kernel_shape swapped\? input_shape comes first\)$"):
+        cm.conv_output_shape((3, 3), (5, 5))
+    with pytest.raises(ValueError, match=r"padded input n\+p_before\+p_after = 5$"):
+        cm.conv_output_shape((5, 5), (3, 9))  # the other way round does not fit either: no hint
+
+
 @pytest.mark.parametrize("shape, pattern", [((5, 0), r"input_shape\[1\] must be a positive integer; got 0$"),
                                             ("5x5", r"input_shape must be a sequence of positive ints; got '5x5'$"),
                                             ((5, 2**63), r"input_shape\[1\] must be a positive integer at most 2\*\*62")])
