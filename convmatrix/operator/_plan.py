@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeAlias, cast
 
@@ -24,6 +24,8 @@ Method: TypeAlias = Literal["auto", "direct", "fft"]
 
 #: which of the two maps of a plan: the correlation or its transpose
 Role: TypeAlias = Literal["forward", "transpose"]
+#: a block of a whole-volume call: (first vector, end vector, first row, end row) of the output, see _Plan._blocks
+_Block: TypeAlias = tuple[int, int, int, int]
 
 #: what a plan memoises: arrays (weight layouts, kernel spectra), bools (FFT or not), ints (predicted peaks)
 _Memo: TypeAlias = np.ndarray | int
@@ -62,6 +64,14 @@ def _tap_pool() -> ThreadPoolExecutor:
     if not _POOL:
         _POOL.append(ThreadPoolExecutor(_TAP_THREADS, thread_name_prefix="convmatrix-taps"))
     return _POOL[0]
+
+
+def _on_cores(run: Callable[[list[_Block]], None], blocks: list[_Block]) -> None:
+    """``run`` over ``blocks`` (which must write disjoint outputs), one share per tap thread when there are enough."""
+    if len(blocks) >= _TAP_THREADS > 1:
+        list(_tap_pool().map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+    else:
+        run(blocks)
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
@@ -368,36 +378,14 @@ class _Plan(_Padding):
 
     def _correlate_direct(self, P: np.ndarray, out: tuple[int, ...], conj: bool, dt: np.dtype) -> np.ndarray:
         B, g, og, cg, nd = P.shape[0], self.g, self.og, self.cg, self.nd
+        if cg == 1 and og == 1:  # single channel / depthwise: the tap accumulation, reading P in place
+            return self._accumulate_taps(P, (0,) * nd, self.s, out, conj, dt, flip=False)
+        if self.tap_gemm(P.shape[2:], out, dt):
+            return _correlate_taps(P, out, self._tap_mats(conj, dt), self.k, self.d, dt)
         ws = _Workspace(dt)
         taps = list(np.ndindex(*self.k))
         Pg = P.reshape((B, g, cg, *P.shape[2:]))
         Y = np.empty((B, g, og, *out), dt)
-        w = self._w(conj, dt)
-        if cg == 1 and og == 1:  # single channel / depthwise: accumulate tap by tap, cache-sized blocks
-            wt = w.reshape(g, -1).T.reshape((len(taps), 1, g) + (1,) * nd)
-            blocks = list(self._blocks(B, out, g * dt.itemsize, _TAP_BYTES))
-
-            def run(part: list[tuple[int, int, int, int]]) -> None:
-                wsp = _Workspace(dt)
-                for b0, b1, r0, r1 in part:
-                    acc = Y[b0:b1, :, 0, r0:r1]
-                    tmp = wsp.get(acc.shape)
-                    for i, t in enumerate(taps):
-                        at: tuple[slice | int, ...] = (slice(b0, b1), slice(None), 0, *self._slices(t, r0, r1, out))
-                        view = Pg[at]
-                        if i == 0:
-                            np.multiply(view, wt[i], out=acc)
-                        else:
-                            np.multiply(view, wt[i], out=tmp)
-                            acc += tmp
-
-            if len(blocks) >= _TAP_THREADS > 1:  # the output blocks are disjoint: one share per core
-                list(_tap_pool().map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
-            else:
-                run(blocks)
-            return Y.reshape((B, self.cout, *out))
-        if self.tap_gemm(P.shape[2:], out, dt):
-            return _correlate_taps(P, out, self._tap_mats(conj, dt), self.k, self.d, dt)
         K = len(taps)
         W = self._mat(conj, dt, False)  # (g, og, K*cg)
         for b0, b1, r0, r1 in self._blocks(B, out, g * K * cg * dt.itemsize, _COL_BYTES):
@@ -443,7 +431,7 @@ class _Plan(_Padding):
             rows = blocks[0][3] - blocks[0][2]
             if _TAP_THREADS > 1 and len(blocks) >= 4 and (rows + 1) * self.s[0] >= self.E[0]:
                 for phase in (blocks[0::2], blocks[1::2]):
-                    list(_tap_pool().map(run, [phase[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
+                    _on_cores(run, phase)
             else:
                 run(blocks)
             return G.reshape((B, self.cin, *length))
@@ -641,8 +629,5 @@ class _Plan(_Padding):
                         np.multiply(V[at], wt[i], out=tmp)
                         acc += tmp
 
-        if len(blocks) >= _TAP_THREADS > 1:  # the output blocks are disjoint: one share per core
-            list(_tap_pool().map(run, [blocks[i::_TAP_THREADS] for i in range(_TAP_THREADS)]))
-        else:
-            run(blocks)
+        _on_cores(run, blocks)
         return Y
