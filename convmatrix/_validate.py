@@ -49,8 +49,8 @@ __all__ = [
     "refuse",
     "result_dtype",
     "sparse_format",
-    "swap_hint",
     "tolerance",
+    "with_swap_hint",
 ]
 
 #: largest integer any size, stride, dilation or padding may have: index arithmetic is int64, and
@@ -183,22 +183,23 @@ def _looks_like_values(value: object) -> bool:
     return False
 
 
-def swap_hint(kernel: object, input_shape: object, swapped_ok: Callable[[tuple[int, ...], tuple[int, ...]], object]
-              ) -> str:
-    """A hint to append to a refused call whose ``kernel`` looks like a shape (a tuple or list of positive ints)
-    and whose ``input_shape`` like values (an array or tensor), when the call with the two exchanged is valid
-    (``swapped_ok(kernel_shape, input_shape)`` does not raise): the arguments were probably swapped."""
+def with_swap_hint(exc: Exception, kernel: object, input_shape: object,
+                   swapped_ok: Callable[[tuple[int, ...], tuple[int, ...]], object]) -> Exception:
+    """``exc`` of a refused call, with a hint appended when ``kernel`` looks like a shape (a tuple or list of
+    positive ints), ``input_shape`` like values (an array or tensor that :func:`input_shape_tuple` took for a
+    shape, so it added no hint of its own) and the call with the two exchanged is valid (``swapped_ok(kernel_shape,
+    input_shape)`` does not raise): the arguments were probably swapped."""
     if not isinstance(kernel, (tuple, list)) or not (hasattr(input_shape, "shape") and hasattr(input_shape, "dtype")):
-        return ""
-    if not kernel or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v > 0
-                             for v in kernel):
-        return ""
+        return exc
+    if _looks_like_values(input_shape) or not kernel or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v > 0 for v in kernel):
+        return exc
     try:
         swapped_ok(tuple(int(v) for v in np.shape(input_shape)), tuple(int(v) for v in kernel))
     except (TypeError, ValueError):
-        return ""
-    return (" (kernel looks like a shape and input_shape like an array of values: were the arguments swapped? "
-            "The kernel comes first, then input_shape)")
+        return exc
+    return type(exc)(f"{exc} (kernel looks like a shape and input_shape like an array of values: were the arguments "
+                     f"swapped? The kernel comes first, then input_shape)")
 
 
 def input_shape_tuple(input_shape: object, name: str = "input_shape") -> tuple[int, ...]:

@@ -205,11 +205,8 @@ def conv_matrix(
         geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                              padding_mode=padding_mode)
     except (TypeError, ValueError) as exc:
-        hint = V.swap_hint(kernel, input_shape, lambda ks, n: conv_geometry(
-            ks, n, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode))
-        if not hint or "swapped" in str(exc):
-            raise
-        raise type(exc)(f"{exc}{hint}") from None
+        raise V.with_swap_hint(exc, kernel, input_shape, lambda ks, n: conv_geometry(
+            ks, n, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)) from None
     return _finish(geom, geom.engine_weight(k, flip), out_dtype, format, max_bytes, "conv_matrix", key)
 
 
@@ -339,10 +336,7 @@ def conv_transpose_matrix(
     try:
         geom = transposed(k.shape, input_shape)
     except (TypeError, ValueError) as exc:
-        hint = V.swap_hint(kernel, input_shape, transposed)
-        if not hint or "swapped" in str(exc):
-            raise
-        raise type(exc)(f"{exc}{hint}") from None
+        raise V.with_swap_hint(exc, kernel, input_shape, transposed) from None
     return _finish(geom, geom.engine_weight(k), out_dtype, format, max_bytes, "conv_transpose_matrix", key)
 
 
