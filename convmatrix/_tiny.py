@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from . import _axis
 from ._axis import IndexArray, c_strides
-from .geometry import Geometry
+from .geometry import Geometry, _index_dtype_for
 
 __all__: list[str] = []
 
@@ -37,8 +37,6 @@ CANDIDATES: Final = 1 << 15
 COLUMNS: Final = 1 << 20
 #: a budget of at least this passes every tiny build, on this path and on the engine's (see the module notes)
 FLOOR: Final = 64 << 20
-_INT32, _INT64 = np.dtype(np.int32), np.dtype(np.int64)
-_INT32_MAX: Final = int(np.iinfo(np.int32).max)
 
 
 def eligible(geom: Geometry, dtype: np.dtype) -> bool:
@@ -109,8 +107,7 @@ def build(geom: Geometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
         cols = table.reshape(-1)[flat]
         data = np.broadcast_to(w.reshape(c_out, 1, cg, taps), shape4).reshape(-1)[flat]
         width = cg * taps
-    # the engine's index dtype (Geometry.index_dtype) without re-deriving nnz: it is the number of kept candidates
-    itype = _INT32 if max(*geom.shape, cols.size) <= _INT32_MAX else _INT64
+    itype = _index_dtype_for(geom.shape, cols.size)  # Geometry.index_dtype's rule; nnz is the number of kept candidates
     indptr = np.searchsorted(flat, np.arange(0, (geom.shape[0] + 1) * width, width)).astype(itype)
     out = sp.csr_array((data, cols.astype(itype), indptr), shape=geom.shape, copy=False)
     out.has_sorted_indices = True

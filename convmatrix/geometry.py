@@ -320,8 +320,7 @@ class Geometry:
         numpy.dtype
             int32 when the shape and ``nnz`` fit in it, else int64.
         """
-        big = max(max(self.shape), self.nnz)
-        return _INT32 if big <= _INT32_MAX else _INT64
+        return _index_dtype_for(self.shape, self.nnz)
 
     def predicted_bytes(self, dtype: npt.DTypeLike) -> int:
         """Bytes of the CSR arrays (data + indices + indptr).
@@ -342,6 +341,11 @@ class Geometry:
 
 _INT32, _INT64 = np.dtype(np.int32), np.dtype(np.int64)
 _INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def _index_dtype_for(shape: tuple[int, int], nnz: int) -> np.dtype[np.int32 | np.int64]:
+    """The CSR index dtype of a matrix of ``shape`` with ``nnz`` stored entries: int32 when both fit in it."""
+    return _INT32 if max(*shape, nnz) <= _INT32_MAX else _INT64
 
 
 # ----------------------------------------------------------------------------- constructors
