@@ -1626,13 +1626,19 @@ def test_refusals_are_quick_and_allocate_nothing():
         assert traced_peak(refused)[1] < 2**20
 
 
-def test_no_budget_and_no_memory_is_still_a_matrix_too_large_error(monkeypatch):
-    from convmatrix import _build
+@pytest.mark.parametrize("route", ["engine", "tiny"])
+def test_no_budget_and_no_memory_is_still_a_matrix_too_large_error(monkeypatch, route):
+    from convmatrix import _build, _memo, _tiny
 
     def no_memory(*args, **kw):
         raise MemoryError("Unable to allocate 7.28 TiB")
 
-    monkeypatch.setattr(_build, "_empty", no_memory)
+    monkeypatch.setattr(_memo, "_memo", {})  # a memoised geometry would take neither route
+    if route == "engine":
+        monkeypatch.setattr(_tiny, "CANDIDATES", -1)
+        monkeypatch.setattr(_build, "_empty", no_memory)
+    else:
+        monkeypatch.setattr(_tiny, "build", no_memory)
     with pytest.raises(cm.MatrixTooLargeError, match=r"conv_matrix could not be allocated: .*Unable to allocate"):
         cm.conv_matrix(np.ones(3), (5,), max_bytes=None)
 
