@@ -588,8 +588,9 @@ class _Plan(_Padding):
         One channel per group (``x``: ``(B, g, *n)``), kernel rotated 180 degrees if ``flip``.  Output
         blocks of at most ``_TAP_BYTES`` (disjoint: shared between the cores); each block copies the
         part of the zero-padded input it reads into a block-sized buffer (no padded copy of the whole
-        volume: fewer large temporaries, and the block stays in cache for every tap), then
-        accumulates tap by tap on contiguous arrays.
+        volume: fewer large temporaries, and the block stays in cache for every tap), or reads ``x`` in
+        place where the window needs no padding (always, for an already padded ``x`` with ``shift`` 0),
+        then accumulates tap by tap on contiguous arrays.
         """
         B, g, nd, n = x.shape[0], self.g, self.nd, x.shape[2:]
         taps = list(np.ndindex(*self.k))
