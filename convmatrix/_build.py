@@ -63,6 +63,8 @@ _MAX_BOXES = 64
 _THREAD_MIN_NNZ = 1 << 22
 #: at most this share of the smallest result in the temporaries of each thread beyond the first
 _THREAD_TEMP_SHARE = 1 / 16
+#: output positions (summed over the axes) up to which the memory model asks the planner whether boxes are kept
+_PLAN_POSITIONS = 1 << 16
 #: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
 _COST_BOX = 40e-6
 _COST_CANDIDATE = 15e-9
@@ -131,8 +133,13 @@ def _workspaces(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> tupl
     taps = [ax.wrapped_taps() for ax in axes]  # taps per axis on the general path (wrapped onto a period)
     cand = geom.in_per_group * math.prod(taps)
     runs = [ax.runs(max_runs=_MAX_BOXES) for ax in axes]
+    box_rows = _box_rows(geom, runs) if all(runs) else 0
+    if box_rows and _boxes_may_lose(geom, math.prod(len(r) for r in runs), box_rows):
+        # the planner's own choice when the axes are short (a cheap plan the build reuses), else every row
+        short = sum(ax.out for ax in axes) <= _PLAN_POSITIONS
+        box_rows = _box_rows(geom, _plan(geom, keep=True)[1]) if short else 0
     active = geom.out_channels * math.prod(ax.active() for ax in axes)  # rows with entries
-    shell = active - (geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs) if all(runs) else 0)
+    shell = active - box_rows  # rows on the general path
     chunk = max(cand, min(_CAND_CHUNK, shell * cand)) if shell > 0 else 0
     general = chunk * (_CAND_BYTES + (_CAND_OBJECT_BYTES if acc == np.dtype(object) else 0))
     # the per-row tables of one chunk of positions (a short axis keeps its table for the whole build; a long one
@@ -219,6 +226,41 @@ def _singletons(ax: Axis, positions: IndexArray) -> list[Run]:
     return runs
 
 
+def _box_rows(geom: Geometry, runs: list[list[Run]]) -> int:
+    """Rows (every output channel) that the boxes of ``runs`` (per axis; ``[]``: no boxes) write."""
+    return geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs) if runs else 0
+
+
+def _boxes_may_lose(geom: Geometry, boxes: int, box_rows: int) -> bool:
+    """Whether :func:`_plan_boxes` may send every row the general way, judged from the closed-form runs.
+
+    It does when one box costs more than the general pass over every row, or when the boxes cost more
+    than the rows they spare; boundary rows made one-row boxes add at most :data:`_MAX_BOXES` boxes in
+    all and only more rows to the boxes, so ``False`` here means the planner keeps at least these boxes."""
+    cand = geom.in_per_group * math.prod(geom.kernel_shape)
+    return (geom.shape[0] * cand * _COST_CANDIDATE < _COST_BOX
+            or max(boxes, _MAX_BOXES) * _COST_BOX >= box_rows * cand * _COST_CANDIDATE)
+
+
+_Plan: TypeAlias = tuple[list[npt.NDArray[np.unsignedinteger]], list[list[Run]], list[npt.NDArray[np.uint8]]]
+
+
+def _plan(geom: Geometry, keep: bool = False) -> _Plan:
+    """The per-axis counts, the runs that become boxes and the position codes of a build of ``geom``.
+
+    ``keep``: remember them on the geometry (the memory model asks first when the boxes may lose,
+    on few rows); the build takes them off it, so that they do not outlive it (nor sit in a format
+    conversion's peak)."""
+    kept = geom._cache.get("plan") if keep else geom._cache.pop("plan", None)
+    if kept is not None:
+        return kept
+    counts = [_axis_counts(ax) for ax in geom.axes()]
+    plan = (counts, *_plan_boxes(geom, counts, geom.in_per_group * math.prod(geom.kernel_shape)))
+    if keep:
+        geom._cache["plan"] = plan
+    return plan
+
+
 def _plan_boxes(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], cand: int
                 ) -> tuple[list[list[Run]], list[npt.NDArray[np.uint8]]]:
     """The runs per axis that become boxes ([] if none) and the per-axis position codes.
@@ -240,7 +282,7 @@ def _plan_boxes(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], c
 
     for code, axis_runs in zip(codes, runs):
         mark(code, axis_runs)
-    box_rows = geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs)
+    box_rows = _box_rows(geom, runs)
     shell_cost = (rows - box_rows) * cand * _COST_CANDIDATE
     boxes = math.prod(len(r) for r in runs)
     edges = [int(np.count_nonzero(code == 1)) for code in codes]
@@ -252,7 +294,7 @@ def _plan_boxes(geom: Geometry, counts: list[npt.NDArray[np.unsignedinteger]], c
             mark(code, extra)
             axis_runs += extra
         boxes = math.prod(len(r) for r in runs)
-        box_rows = geom.out_channels * math.prod(sum(r.length for r in ax) for ax in runs)
+        box_rows = _box_rows(geom, runs)
         shell_cost = (rows - box_rows) * cand * _COST_CANDIDATE
     if boxes * _COST_BOX + shell_cost > rows * cand * _COST_CANDIDATE:
         return [], [(c > 0).astype(np.uint8) for c in counts]  # small matrix: one general pass is cheaper
@@ -273,7 +315,6 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
     n_out = math.prod(oshape)
     cg, c_out = geom.in_per_group, geom.out_channels
     itype = geom.index_dtype()
-    cand = cg * math.prod(geom.kernel_shape)
     wt = np.ascontiguousarray(weight, dtype=dtype)
     kmax = None
     if weight.dtype.kind in "iub" and weight.size:
@@ -281,11 +322,9 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
     acc = _fold_dtype(geom, weight.dtype, dtype, kmax)
     wacc = None if acc is None or acc == dtype else np.ascontiguousarray(weight).astype(acc)
 
-    axes = geom.axes()
-    counts = [_axis_counts(ax) for ax in axes]
+    counts, runs, codes = _plan(geom)
     per_channel = geom.nnz // c_out if c_out else 0
     nnz = per_channel * c_out
-    runs, codes = _plan_boxes(geom, counts, cand)
 
     indptr = _empty(rows + 1, dtype=itype)
     data = _empty(nnz, dtype=dtype)

@@ -71,10 +71,12 @@ def same_padding(n: int, k: int, s: int = 1, d: int = 1, *, lower: bool = False)
 
 # ----------------------------------------------------------------------------- N-D geometry
 class _Cache(TypedDict, total=False):
-    """What a :class:`Geometry` computes once: its axes, and the entries along each."""
+    """What a :class:`Geometry` computes once: its axes, the entries along each, and (when its memory model
+    asked for it) the builder's plan: per-axis counts, the runs that become boxes, the position codes."""
 
     axes: list[Axis]
     nnz_axes: list[int]
+    plan: tuple[list[npt.NDArray[np.unsignedinteger]], list[list[Run]], list[npt.NDArray[np.uint8]]]
 
 
 @dataclass(frozen=True)
