@@ -655,20 +655,26 @@ class _RowFiller:
         itype = self.indices.dtype
         R = ch.size
 
-        def axis_view(tab: np.ndarray, a: int) -> np.ndarray:  # (R, cg, k_0, ..., k_{nd-1}) broadcasting
-            return tab.reshape(R, *([1] * (1 + a)), tab.shape[1], *([1] * (nd - a - 1)))
+        def tap_major(tab: np.ndarray, a: int) -> np.ndarray:  # (R, k_a) as (cg, k_0, ..., k_{nd-1}, R) broadcasting
+            return np.ascontiguousarray(tab.T).reshape(1, *([1] * a), tab.shape[1], *([1] * (nd - a - 1)), R)
 
-        chan = (((ch // og) * cg)[:, None] + np.arange(cg, dtype=np.int64)[None, :]) * self.n_in
+        def rows_first(tab: np.ndarray) -> np.ndarray:  # (..., R) -> (R, ...) in C order, as one 2-D transpose
+            return np.ascontiguousarray(tab.reshape(-1, R).T).reshape(R, *tab.shape[:-1])
+
+        chan = (((ch // og) * cg)[None, :] + np.arange(cg, dtype=np.int64)[:, None]) * self.n_in  # (cg, R)
         per_axis = []
         folds = []
         for a, ax in enumerate(self.axes):
             cols, assign, _ = ax.slots_of(js[a])
-            per_axis.append(axis_view(cols, a))
+            per_axis.append(tap_major(cols, a))
             if assign is not None:
                 folds.append((a, assign))
-        # the N-D entry: C-order ravel of the per-axis columns, stored where every axis reads the input
+        # the N-D entry: C-order ravel of the per-axis columns, stored where every axis reads the input; taps
+        # first and rows last, so that numpy's inner loops run over the rows (not over a few taps), then rows first
         spatial, valid = nd_column(per_axis, geom.input_shape)
-        col = chan.reshape(chan.shape + (1,) * nd) + spatial
+        col = rows_first(chan.reshape((cg,) + (1,) * nd + (R,)) + spatial)  # (R, cg, k_0, ...)
+        del spatial
+        valid = rows_first(valid)
         mask = None if valid.all() else valid
         if folds:
             vals = (self.wt if self.wacc is None else self.wacc)[ch]
