@@ -531,6 +531,54 @@ def test_dot_test_honours_zero_tolerances():
     assert not V.dot_test(ints, wrong, rng=0, raise_error=False)  # nonzero test values: no entry hides
 
 
+def _stated_need(call):
+    """The bytes a refusal at max_bytes=1 states (what the call then gets as its budget)."""
+    with pytest.raises(cm.MatrixTooLargeError) as info:
+        call(1)
+    return int(re.search(r"\(([\d,]+) bytes\) at its peak", str(info.value)).group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "bsr", "dia", "lil", "dok"])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_dot_test_of_a_matrix_stays_within_its_stated_need(fmt, dtype):
+    """The adjoint used to be A.conj().T, a copy of the matrix made before the budget check and never counted
+    (a 256x256 geometry's test peaked at 2.5x its need, and its refusal allocated 7 MB); now a view of the
+    transpose with the vectors conjugated, and a format whose transpose copies it converted once, counted."""
+    C = cm.conv_matrix(np.ones((3, 3)), (96, 96), padding=1, format=fmt).astype(dtype)
+    need = _stated_need(lambda mb: V.dot_test(C, rng=0, complex=True, max_bytes=mb))
+    res, peak = traced_peak(V.dot_test, C, rng=0, complex=True, max_bytes=need)
+    assert res.passed and peak <= need, (peak, need)
+    with pytest.raises(cm.MatrixTooLargeError):
+        V.dot_test(C, rng=0, complex=True, max_bytes=need - 1)
+    def refused():
+        with pytest.raises(cm.MatrixTooLargeError):
+            V.dot_test(C, rng=0, max_bytes=1)
+
+    assert traced_peak(refused)[1] < 2**18  # nothing like the matrix (~1 MB here; it used to copy it first)
+
+
+def test_dot_test_adjoint_of_a_complex_matrix_is_its_conjugate_transpose():
+    """The same sums as A.conj().T @ v (bit for bit for sparse matrices; BLAS may round a dense one otherwise),
+    and a wrong adjoint is still caught."""
+    from convmatrix.verify.dot import _adjoint_of
+
+    A = sp.random_array((40, 30), density=0.2, rng=3, dtype=np.complex128, format="csr")
+    A.data += 1j * rng(4).standard_normal(A.nnz)
+    v = rng(5).standard_normal(40) + 1j * rng(6).standard_normal(40)
+    for M in (A, A.tolil(), A.todok(), A.tocoo()):
+        assert np.array_equal(_adjoint_of(M)(v), A.conj().T @ v)
+    assert np.allclose(_adjoint_of(A.toarray())(v), A.toarray().conj().T @ v, rtol=1e-14, atol=0)
+    assert V.dot_test(A, rng=0, complex=True).passed
+    assert not V.dot_test(A, A.T, rng=0, complex=True, raise_error=False).passed  # missing conjugation
+
+
+def test_dot_test_of_an_operator_counts_its_products():
+    op = cm.ConvOperator(np.ones((4, 4, 3, 3)), (64, 64), padding=1)
+    need = _stated_need(lambda mb: V.dot_test(op, rng=0, max_bytes=mb))
+    res, peak = traced_peak(V.dot_test, op, rng=0, max_bytes=need)
+    assert res.passed and peak <= need, (peak, need)
+
+
 BAD_TOLERANCES = [(-1e-9, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
                   ("1e-3", TypeError), (True, TypeError), (1j, TypeError)]
 

@@ -131,6 +131,12 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
             peak += K * rows * dt.itemsize
         return peak
 
+    def _product_bytes(self, adjoint: bool, x_dtype: npt.DTypeLike) -> int:
+        """Predicted peak bytes of one ``matvec`` (``rmatvec`` if ``adjoint``) of a vector of ``x_dtype``: what a
+        caller that budgets its own memory (:func:`convmatrix.dot_test`) adds for this operator."""
+        dt = np.result_type(x_dtype, self.dtype)
+        return self._call_bytes(self._other() if adjoint else self._role, 1, dt)
+
     def _guard(self, role: Role, K: int, dt: npt.DTypeLike, name: str, copy_input: bool = True) -> None:
         budget = self._plan.budget
         if budget is None:

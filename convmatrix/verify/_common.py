@@ -148,6 +148,31 @@ def _is_explicit(A: object) -> TypeGuard[_Explicit]:
     return bool(sp.issparse(A)) or isinstance(A, np.ndarray)
 
 
+#: scipy sparse formats whose transpose is a view of the same arrays and whose products convert nothing
+_VIEW_FORMATS = frozenset({"csr", "csc", "coo"})
+#: traced bytes per stored entry of a "dok" matrix's conversion to CSR beyond the CSR itself (its dict is walked
+#: into COO arrays first: 68-72 measured with tracemalloc)
+_DOK_ENTRY_BYTES = 96
+
+
+def _direct(A: _Explicit) -> _Explicit:
+    """``A`` in a form whose transpose is a view: an ndarray or a csr/csc/coo matrix as it is, any other sparse
+    format converted to CSR once (bsr, dia, lil and dok copy themselves on every transpose, lil converts on
+    every product: :func:`_direct_bytes` is what this costs)."""
+    if isinstance(A, np.ndarray) or A.format in _VIEW_FORMATS:
+        return A
+    return A.tocsr()
+
+
+def _direct_bytes(A: object) -> int:
+    """Peak bytes of :func:`_direct` (measured bounds: the CSR with int64 indices; dok walks its dict too)."""
+    if not _is_explicit(A) or isinstance(A, np.ndarray) or A.format in _VIEW_FORMATS:
+        return 0
+    nnz = int(A.nnz)
+    csr = nnz * (int(A.dtype.itemsize) + 8) + (int(A.shape[0]) + 1) * 8
+    return csr + (nnz * _DOK_ENTRY_BYTES if A.format == "dok" else 0)
+
+
 # ============================================================================ tolerances
 def _base_rtol(dtype: npt.DTypeLike) -> float:
     dtype = np.dtype(dtype)

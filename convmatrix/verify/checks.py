@@ -28,6 +28,7 @@ from ._common import (
     RngLike,
     TorchOption,
     _Apply,
+    _direct,
     _eps,
     _fwd_torch,
     _generator,
@@ -96,11 +97,11 @@ def _random_vector(gen: np.random.Generator, shape: tuple[int, ...], dtype: np.d
 
 
 def _matrix_ops(M: object) -> tuple[_Apply, _Apply, tuple[int, int], np.dtype | None]:
-    """(M @ v, M.T @ v, shape, dtype) for a sparse matrix, ndarray or LinearOperator."""
+    """(M @ v, M.T @ v, shape, dtype) for a sparse matrix, ndarray or LinearOperator (nothing is applied or
+    transposed until called: a matrix in a format whose transpose copies it is converted first, see :func:`_run`)."""
     M = _plain_matrix(M, "matrix")
     if _is_explicit(M):
-        MT = M.T
-        return (lambda v: M @ v), (lambda v: MT @ v), (int(M.shape[0]), int(M.shape[1])), M.dtype
+        return (lambda v: M @ v), (lambda v: M.T @ v), (int(M.shape[0]), int(M.shape[1])), M.dtype
     if hasattr(M, "matvec") and hasattr(M, "rmatvec") and hasattr(M, "shape"):
         shape = _operator_shape(M, "matrix")
         dtype: np.dtype | None = getattr(M, "dtype", None)
@@ -265,6 +266,8 @@ def _run(p: _Conv, geom: Geometry, M: object, transposed: bool, *, gen: np.rando
     ``rtol``/``atol`` are validated tolerances (``None``: the defaults); ``torch`` is the torch
     module or ``None`` (its checks are then skipped).
     """
+    if _is_explicit(M):  # counted by the guard (_operator_bytes): its transpose is then a view
+        M = _direct(M)
     mv, mtv, shape, mdtype = _matrix_ops(M)
     wdt = _work_dtype(p.weight.dtype, mdtype)
     cplx = wdt is np.complex128

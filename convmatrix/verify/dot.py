@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,8 @@ from ._common import (
     _Apply,
     _base_rtol,
     _complex,
+    _direct,
+    _direct_bytes,
     _generator,
     _int_vector,
     _is_explicit,
@@ -129,16 +131,30 @@ def _operator_shape(A: _Shaped, name: str) -> tuple[int, int]:
     return (V.as_int(shape[0], f"{name}.shape[0]", minimum=0), V.as_int(shape[1], f"{name}.shape[1]", minimum=0))
 
 
-def _adjoint_of(A: object) -> _Apply:
-    A = _plain_matrix(A, "A")
-    if _is_explicit(A):
-        AH = A.conj().T
-        return lambda v: AH @ v
-    if hasattr(A, "rmatvec"):
-        rmatvec: _Apply = A.rmatvec
-        return rmatvec
+def _check_adjoint(A: object) -> None:
+    """A ``TypeError`` unless ``A`` has an adjoint of its own (a matrix, or an object with ``rmatvec``)."""
+    if not (_is_explicit(A) or hasattr(A, "rmatvec")):
+        _no_adjoint(A)
+
+
+def _no_adjoint(A: object) -> NoReturn:
     raise TypeError("AT is required when A is a plain callable (it has no adjoint of its own); "
                     f"got A of type {type(A).__name__} and AT=None")
+
+
+def _adjoint_of(A: object) -> _Apply:
+    """``v -> Aᴴ v``: a matrix's through a view of its transpose, conjugating the vectors (``conj(Aᵀ conj(v))``,
+    the same sums), so that the matrix is never copied; else ``A.rmatvec``."""
+    A = _plain_matrix(A, "A")
+    if _is_explicit(A):
+        AT = _direct(A).T  # a view (a matrix in another sparse format is converted once, counted by the caller)
+        if A.dtype.kind == "c":
+            return lambda v: np.conj(AT @ np.conj(v))
+        return lambda v: AT @ v
+    if not hasattr(A, "rmatvec"):
+        _no_adjoint(A)
+    rmatvec: _Apply = A.rmatvec
+    return rmatvec
 
 
 def _applied(fn: _Apply, v: np.ndarray, name: str) -> np.ndarray:
@@ -154,13 +170,20 @@ def _applied(fn: _Apply, v: np.ndarray, name: str) -> np.ndarray:
 
 
 def _operator_bytes(A: object, acc_itemsize: int) -> int:
-    """Bytes ``A @ v`` may allocate besides its result: ``A``'s values (and ``v``) cast to a common dtype."""
-    if not _is_explicit(A):
-        return 0
+    """Bytes ``A @ v`` and ``Aᴴ @ v`` may allocate besides their results: a sparse format whose transpose is not
+    a view converted to CSR once (:func:`~._common._direct`), and ``A``'s values (and ``v``) cast to a common
+    dtype; for a convmatrix operator, the larger predicted peak of its two products."""
+    if not _is_explicit(A):  # a convmatrix operator predicts its products; another LinearOperator's are its own
+        product_bytes = getattr(A, "_product_bytes", None)
+        if product_bytes is None:
+            return 0
+        x_dtype = np.complex128 if acc_itemsize == 16 else np.float64
+        return max(int(product_bytes(adjoint, x_dtype)) for adjoint in (False, True))
+    direct = _direct_bytes(A)
     if A.dtype.itemsize == acc_itemsize and A.dtype.kind == ("c" if acc_itemsize == 16 else "f"):
-        return 0
+        return direct
     values = A.size if isinstance(A, np.ndarray) else A.nnz
-    return (int(values) + int(A.shape[1])) * acc_itemsize
+    return direct + (int(values) + int(A.shape[1])) * acc_itemsize
 
 
 def _dot_bytes(m: int, n: int, acc_itemsize: int) -> int:
@@ -189,7 +212,8 @@ def dot_test(
         masked entries).  A callable needs ``shape``.
     AT : same kinds, optional
         Its adjoint ``Aᴴ`` (the conjugate transpose; the transpose for real ``A``).  Defaults to
-        ``A.conj().T`` for matrices and ``A.rmatvec`` for LinearOperators.
+        ``A.conj().T`` for matrices (applied as ``conj(A.T @ conj(v))`` on a view of the transpose,
+        so that the matrix is not copied) and ``A.rmatvec`` for LinearOperators.
     rng : None, int seed, numpy Generator, BitGenerator or SeedSequence, optional
         Source of ``u`` and ``v``: standard normal, or, when ``A`` has an integer or bool dtype,
         nonzero integers in ``[-8, 8]`` (so that every product and sum is exact in float64 while it
@@ -208,9 +232,11 @@ def dot_test(
         Raise ``AssertionError`` (showing both numbers) when the test fails.
     max_bytes : int, None or "auto"
         Budget for the test's own vectors (``u``, ``v``, ``A u``, ``Aᴴ v`` and their float64 or
-        complex128 copies) and for the cast copy of a matrix's values that ``A @ u`` may make;
-        what a LinearOperator or callable allocates inside is not counted.  ``"auto"``: half the
-        RAM; ``None``: no limit.
+        complex128 copies), for the cast copy of a matrix's values that ``A @ u`` may make, for
+        the CSR copy of a sparse matrix in a format whose transpose is not a view (bsr, dia, lil,
+        dok: converted once) and for the predicted products of a convmatrix operator; what another
+        LinearOperator or a callable allocates inside is not counted.  ``"auto"``: half the RAM;
+        ``None``: no limit.
 
     Returns
     -------
@@ -286,10 +312,10 @@ def dot_test(
     if size is None:
         raise TypeError("shape=(rows, columns) is required when A is a plain callable")
     if AT is None:
-        adjoint = _adjoint_of(A)
+        _check_adjoint(A)
     else:
         AT = _plain_matrix(AT, "AT")
-        adjoint, at_shape, _ = _as_apply(AT, "AT")
+        at_shape = _as_apply(AT, "AT")[1]
         if at_shape is not None and at_shape != (size[1], size[0]):
             raise ValueError(f"AT must have shape {(size[1], size[0])} (A's columns x A's rows); got {at_shape}")
     m, n = size
@@ -298,6 +324,10 @@ def dot_test(
     need = _dot_bytes(m, n, acc_size) + _operator_bytes(A, acc_size) + (0 if AT is None else _operator_bytes(AT, acc_size))
     V.check_bytes(f"dot_test of a {m:,} x {n:,} operator", need, budget,
                   "test a smaller operator, or pass a larger max_bytes (or None for no limit)")
+    if _is_explicit(A):  # a format whose transpose copies it: converted once, here, after the guard
+        A = _direct(A)
+        apply = _as_apply(A, "A")[0]
+    adjoint = _adjoint_of(A) if AT is None else _as_apply(_direct(AT) if _is_explicit(AT) else AT, "AT")[0]
     gen = _generator(rng)
     integer = _is_int_dtype(a_dtype)
 
