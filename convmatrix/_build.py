@@ -63,6 +63,10 @@ _MAX_BOXES = 64
 _THREAD_MIN_NNZ = 1 << 22
 #: at most this share of the smallest result in the temporaries of each thread beyond the first
 _THREAD_TEMP_SHARE = 1 / 16
+#: (output position, tap) pairs (summed over the axes) up to which a DIA's diagonals are counted before the build,
+#: and sums of offsets up to which they are counted exactly (the count's temporaries stay within ~0.5 MB)
+_DIA_MAP_ENTRIES = 1 << 13
+_DIA_SUMS = 1 << 14
 #: output positions (summed over the axes) up to which the memory model asks the planner whether boxes are kept
 _PLAN_POSITIONS = 1 << 16
 #: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
@@ -197,10 +201,68 @@ def check_budget(geom: Geometry, dtype: npt.DTypeLike, max_bytes: int | None, wh
             detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, nnz at least {low:,}, format {fmt!r})"
             V.refuse(what + detail, least, max_bytes, _hint(what), at_least=True)
     need = peak_bytes(geom, dtype, fmt, kernel_dtype)
+    detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, nnz {geom.nnz:,}, format {fmt!r})"
+    exact = fmt != "dia"
+    if fmt == "dia":  # the diagonals are counted on the CSR; counted before it when the axes are short
+        found = _dia_diagonals(geom)
+        if found is not None:
+            diagonals, width, exact = found
+            need = max(need, _dia_bytes(geom, geom.predicted_bytes(dtype), np.dtype(dtype).itemsize, diagonals, width))
+            detail = f" as 'dia' ({'' if exact else 'at least '}{diagonals:,} diagonals of {width:,} values)"
     if need > max_bytes:
-        detail = f" (shape {geom.shape[0]:,} x {geom.shape[1]:,}, nnz {geom.nnz:,}, format {fmt!r})"
-        V.refuse(what + detail, need, max_bytes, _hint(what))
+        V.refuse(what + detail, need, max_bytes, _hint(what), at_least=not exact)
     return max(work, least, need)
+
+
+def _dia_diagonals(geom: Geometry) -> tuple[int, int, bool] | None:
+    """``(diagonals, row length, exact)`` of a DIA of ``geom``, from the per-axis maps (``None``: an axis too long
+    to map in a few hundred KB).
+
+    An entry's diagonal is ``col - row = (ci*N - c*P) + sum_a (i_a*N_a - j_a*O_a)`` (input and output channels
+    ``ci``, ``c`` of sizes ``N``, ``P``; input and output positions ``i_a``, ``j_a`` with C-order strides ``N_a``,
+    ``O_a``), and the channels' and axes' pairs combine freely (an entry exists where every axis reads): the
+    diagonals are the sums of one value of each of these sets.  They are added up exactly while the sums stay
+    few, else bounded below (``|A + B| >= |A| + |B| - 1`` for sets of integers).  The rows are as long as the
+    largest column plus one: the last input channel's, at every axis' largest input index.
+    """
+    axes = geom.axes()
+    if sum(ax.out * ax.k for ax in axes) > _DIA_MAP_ENTRIES:
+        return None
+    n_in, n_out = math.prod(geom.input_shape), math.prod(geom.output_shape)
+    c = np.arange(geom.out_channels, dtype=np.int64)
+    first = (c // geom.out_per_group) * geom.in_per_group
+    sets = [np.unique((first[:, None] + np.arange(geom.in_per_group)[None, :]) * n_in - (c * n_out)[:, None])]
+    width = (geom.in_channels - 1) * n_in + 1
+    for ax, n_stride, o_stride in zip(axes, c_strides(geom.input_shape), c_strides(geom.output_shape), strict=True):
+        idx = ax.index_map()
+        j, t = np.nonzero(idx >= 0)
+        if j.size == 0:
+            return 0, 0, True
+        i = idx[j, t]
+        sets.append(np.unique(i * n_stride - j * o_stride))
+        width += int(i.max()) * n_stride
+    sets.sort(key=len)
+    total = sets[0]
+    for k, part in enumerate(sets[1:], 1):
+        if total.size * part.size > _DIA_SUMS:
+            return total.size + sum(s.size - 1 for s in sets[k:]), width, False
+        total = np.unique(total[:, None] + part[None, :])
+    return int(total.size), width, True
+
+
+def _dia_bytes(geom: Geometry, csr_bytes: int, itemsize: int, diagonals: int, width: int) -> int:
+    """Peak of the DIA conversion of :func:`_to_dia`: the CSR, the diagonals, the slot and offset tables (and the
+    offsets cast for scipy, 12 bytes each), and one chunk's temporaries: 24 bytes per entry (columns, row
+    offsets, slots) and 16 per row (aranges, row lengths)."""
+    rows, cols = geom.shape
+    step = _dia_rows(geom)
+    return csr_bytes + diagonals * width * itemsize + 8 * (rows + cols) + 20 * diagonals + 16 * min(rows, step) \
+        + min(geom.nnz, step * geom.in_per_group * math.prod(geom.kernel_shape)) * 24
+
+
+def _dia_rows(geom: Geometry) -> int:
+    """Rows per chunk of :func:`_to_dia`."""
+    return max(1, _CAND_CHUNK // max(1, geom.in_per_group * math.prod(geom.kernel_shape)))
 
 
 # ============================================================================ the build
@@ -737,7 +799,7 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
     rows, cols = out.shape
     if out.nnz == 0:
         return sp.dia_array(out.shape, dtype=out.dtype)
-    step = max(1, _CAND_CHUNK // max(1, geom.in_per_group * math.prod(geom.kernel_shape)))  # rows per chunk
+    step = _dia_rows(geom)
 
     def chunks() -> Iterator[tuple[IndexArray, IndexArray, slice]]:  # (columns, offset + rows, slice of data) per chunk
         for r0 in range(0, rows, step):
@@ -755,11 +817,8 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
     offsets = np.flatnonzero(seen) - rows
     slot = np.cumsum(seen, dtype=np.int64) - 1
     del seen
-    # the CSR, the diagonals, the slot and offset tables (and the offsets cast for scipy, 12 bytes each), and one
-    # chunk's temporaries: 24 bytes per entry (columns, row offsets, slots) and 16 per row (aranges, row lengths)
-    need = out.data.nbytes + out.indices.nbytes + out.indptr.nbytes + offsets.size * width * out.dtype.itemsize \
-        + slot.nbytes + offsets.nbytes + 12 * offsets.size + 16 * min(rows, step) \
-        + min(out.nnz, step * geom.in_per_group * math.prod(geom.kernel_shape)) * 24
+    need = _dia_bytes(geom, out.data.nbytes + out.indices.nbytes + out.indptr.nbytes, out.dtype.itemsize,
+                      int(offsets.size), width)
     if max_bytes is not None and need > max_bytes:
         detail = f" as 'dia' ({offsets.size:,} diagonals of {width:,} values)"
         V.refuse(what + detail, need, max_bytes, _hint(what))

@@ -1317,6 +1317,64 @@ def test_max_bytes_covers_the_requested_format_dia():
         cm.conv_matrix(np.ones(3), (n,), stride=2, format="dia", max_bytes=budget)
 
 
+@settings(max_examples=examples(40))
+@given(geom=st.one_of(geometries(1, nmax=20, kmax=4), geometries(2, nmax=9), geometries(3, nmax=5)),
+       mode=st.sampled_from(MODES), transposed=st.booleans())
+def test_dia_diagonals_are_counted_before_the_build(geom, mode, transposed):
+    """The diagonals a DIA will have and its row length, from the per-axis maps before anything is built, against
+    scipy's own conversion of the built matrix (exact while the sums of offsets stay few, else a lower bound)."""
+    from convmatrix import _build
+    from convmatrix.geometry import conv_transpose_geometry
+
+    n, kshape, stride, dilation, padding, groups = geom
+    try:
+        if transposed:
+            g = conv_transpose_geometry(kshape, n, stride=stride, dilation=dilation, groups=groups,
+                                        padding=padding if not isinstance(padding, str) else 0)
+        else:
+            g = conv_geometry(kshape, n, stride=stride, dilation=dilation, padding=padding, groups=groups,
+                              padding_mode=mode)
+    except ValueError:
+        assume(False)
+    found = _build._dia_diagonals(g)
+    assume(found is not None)
+    diagonals, width, exact = found
+    C = (cm.conv_transpose_matrix if transposed else cm.conv_matrix)(
+        np.ones(g.weight_shape), n, stride=stride, dilation=dilation, groups=groups,
+        **(dict(padding=padding if not isinstance(padding, str) else 0) if transposed
+           else dict(padding=padding, padding_mode=mode)))
+    if C.nnz == 0:
+        assert diagonals == 0
+        return
+    D = sp.dia_array(C)  # scipy's conversion: one stored row per diagonal, as long as the largest column + 1
+    assert width == D.data.shape[1]
+    assert diagonals == D.offsets.size if exact else diagonals <= D.offsets.size
+
+
+def test_dia_far_beyond_the_budget_is_refused_before_the_csr_is_built():
+    """A strided 2-D convolution as 'dia' (hundreds of diagonals as long as the input): refused from the per-axis
+    maps, not after a 28 MB CSR was built to count them."""
+    def refused():
+        with pytest.raises(cm.MatrixTooLargeError, match=r"as 'dia' \(at least [\d,]+ diagonals of [\d,]+ values\)"):
+            cm.conv_matrix(np.ones((3, 3)), (512, 512), stride=2, padding=1, format="dia", max_bytes=2**26)
+
+    assert traced_peak(refused)[1] < 2**20
+
+
+def test_dia_need_stated_by_a_refusal_is_enough():
+    """Short axes: the diagonals are counted before the build, so the need a refusal states is the whole need
+    (it used to leave the diagonals out, and a call given it built the CSR and was refused again)."""
+    import re
+
+    w = np.ones(3)
+    with pytest.raises(cm.MatrixTooLargeError, match=r"as 'dia' \(2,001 diagonals of 3,999 values\) would need about") \
+            as info:
+        cm.conv_matrix(w, (4000,), stride=2, format="dia", max_bytes=1)
+    need = int(re.search(r"\(([\d,]+) bytes\) at its peak", str(info.value)).group(1).replace(",", ""))
+    D, peak = traced_peak(cm.conv_matrix, w, (4000,), stride=2, format="dia", max_bytes=need)
+    assert D.format == "dia" and D.offsets.size == 2001 and peak <= need + 64 * 1024, (peak, need)
+
+
 @pytest.mark.parametrize("kw", [dict(stride=4), dict(stride=3, dilation=2)])
 def test_dia_built_at_its_stated_need_stays_within_it(kw):
     """A DIA conversion given exactly the need its refusal states peaks within it (its chunks' per-row
