@@ -572,6 +572,21 @@ def test_dot_test_adjoint_of_a_complex_matrix_is_its_conjugate_transpose():
     assert not V.dot_test(A, A.T, rng=0, complex=True, raise_error=False).passed  # missing conjugation
 
 
+@pytest.mark.parametrize("check, args, kw", [
+    ("check_transpose", (np.ones((3, 3)), (16, 16)), dict(stride=2)),
+    ("check_conv", (np.ones((2, 2, 3, 3)), (40, 40)), dict(padding=1, padding_mode="reflect")),
+    ("check_conv", (np.ones((5, 5)), (48, 48)), dict(padding=2)),
+])
+def test_check_need_stated_by_a_refusal_is_enough(check, args, kw):
+    """The guard counts the build of the matrix too (its references could be smaller than it: a call given the
+    stated need had its build refused again, with a larger need)."""
+    fn = getattr(V, check)
+    fn(*args, torch=False, **kw)  # first call: SymPy's formulas and scipy.signal are loaded, not counted here
+    need = _stated_need(lambda mb: fn(*args, torch=False, max_bytes=mb, **kw))
+    report, peak = traced_peak(fn, *args, torch=False, max_bytes=need, **kw)
+    assert report.ok and peak <= need + SLACK // 64, (peak, need)
+
+
 def test_dot_test_of_an_operator_counts_its_products():
     op = cm.ConvOperator(np.ones((4, 4, 3, 3)), (64, 64), padding=1)
     need = _stated_need(lambda mb: V.dot_test(op, rng=0, max_bytes=mb))

@@ -218,9 +218,10 @@ def kernel_symbols(kernel_shape: IntOrSequence, symbol: str = "w", *,
 
 def _check_kernel(kshape: tuple[int, ...], symbol: str, given: bool, budget: int | None, what: str) -> None:
     """Refuse a kernel whose symbols alone exceed the budget, from its shape (before the geometry's counts)."""
-    need = _kernel_bytes(kshape, symbol, given)
-    V.check_bytes(f"{what} with a kernel of shape {kshape} ({math.prod(kshape):,} SymPy entries)", need + _BASE_BYTES,
-                  budget, _SYMBOLIC_HINT)
+    need = _kernel_bytes(kshape, symbol, given) + _BASE_BYTES
+    if budget is not None and need > budget:  # the matrix comes on top: at least this
+        V.refuse(f"{what} with a kernel of shape {kshape} ({math.prod(kshape):,} SymPy entries)", need, budget,
+                 _SYMBOLIC_HINT, at_least=True)
 
 
 def _check_size(geom: Geometry, kshape: tuple[int, ...], symbol: str, given: bool, max_entries: object,

@@ -199,11 +199,12 @@ def _reference_bytes(p: _Conv, cplx: bool, torch_on: bool, cast: int = 0) -> int
 
 
 def _guard(p: _Conv, what: str, shape: tuple[int, int], budget: int | None, matrix_bytes: int, cast: int,
-           cplx: bool, torch_on: bool) -> None:
-    """Refuse, before allocating, a check whose predicted peak exceeds ``budget``."""
+           cplx: bool, torch_on: bool, build_bytes: int = 0) -> None:
+    """Refuse, before allocating, a check whose predicted peak exceeds ``budget`` (``build_bytes``: the peak of
+    building the matrix, which comes first)."""
     if budget is None:
         return
-    need = matrix_bytes + _reference_bytes(p, cplx, torch_on, cast)
+    need = max(build_bytes, matrix_bytes + _reference_bytes(p, cplx, torch_on, cast))
     hint = ("verify a smaller geometry (every check is local: a few kernel extents per axis exercise every "
             "boundary and stride)")
     if torch_on and matrix_bytes + _reference_bytes(p, cplx, False, cast) <= budget:
@@ -523,13 +524,18 @@ def _check(direction: Literal["conv", "conv_transpose"], what: str, geom: Geomet
     cplx = _work_dtype(out_dtype, k.dtype, mdtype) is np.complex128
     torch_on = _torch_installed(common["torch_opt"]) and geom.ndim <= 3  # imported after the guard
     b = 16 if cplx else 8
+    build_bytes = 0
     if given:
         matrix_bytes, cast = 0, _operator_bytes(matrix, b)
     else:
         matrix_bytes = geom.predicted_bytes(out_dtype)
         same = np.dtype(out_dtype) == np.dtype(np.complex128 if cplx else np.float64)
         cast = 0 if same else (geom.nnz + mshape[1]) * b
-    _guard(p, what, mshape, budget, matrix_bytes, cast, cplx, torch_on)
+        if budget is not None:  # the builder's own prediction (it is given the same budget)
+            from .._build import peak_bytes
+
+            build_bytes = peak_bytes(geom, out_dtype, "csr", k.dtype)
+    _guard(p, what, mshape, budget, matrix_bytes, cast, cplx, torch_on, build_bytes)
     torch_mod = _import_torch(common["torch_opt"])
     if not given:
         matrix = build(budget)
