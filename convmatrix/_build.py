@@ -384,6 +384,7 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
     acc = _fold_dtype(geom, weight.dtype, dtype, kmax)
     wacc = None if acc is None or acc == dtype else np.ascontiguousarray(weight).astype(acc)
 
+    threads = _num_threads(geom)  # first: its memory model may keep a plan on the geometry, taken off below
     counts, runs, codes = _plan(geom)
     per_channel = geom.nnz // c_out if c_out else 0
     nnz = per_channel * c_out
@@ -396,7 +397,6 @@ def build_csr(geom: Geometry, weight: np.ndarray, dtype: npt.DTypeLike) -> sp.cs
         fill = _RowFiller(geom, geom.axes(), wt, wacc, dtype, indices, data, per_channel)
     else:  # no boxes: a kernel longer than a periodic fold's period is summed over each period first
         fill = _RowFiller(geom, *_wrap(geom, wt, wacc), dtype, indices, data, per_channel)
-    threads = _num_threads(geom)
     pieces = [piece for combo in itertools.product(*runs) for piece in _cut(list(combo))] if runs else []
     step = _FLAT_CHUNK if geom.ndim == 1 or not 0 < oshape[-1] <= _FLAT_CHUNK else _FLAT_CHUNK // oshape[-1] * oshape[-1]
     chunks = [(r0, min(n_out, r0 + step)) for r0 in range(0, n_out, step)]  # whole lines: see _fill_lines
@@ -813,6 +813,7 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
     seen = np.zeros(rows + cols, dtype=bool)  # offset col - row, shifted by rows
     for _, diag, _ in chunks():
         seen[diag] = True
+        del diag  # before the next chunk is made (one chunk's temporaries at a time, as _dia_bytes counts)
     width = int(out.indices.max()) + 1
     offsets = np.flatnonzero(seen) - rows
     slot = np.cumsum(seen, dtype=np.int64) - 1
@@ -825,6 +826,7 @@ def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str)
     dia = np.zeros((offsets.size, width), dtype=out.dtype)
     for col, diag, part in chunks():
         dia[slot[diag], col] = out.data[part]
+        del col, diag, part
     return sp.dia_array((dia, offsets.astype(out.indices.dtype)), shape=out.shape)
 
 

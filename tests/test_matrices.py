@@ -1361,6 +1361,39 @@ def test_dia_far_beyond_the_budget_is_refused_before_the_csr_is_built():
     assert traced_peak(refused)[1] < 2**20
 
 
+@pytest.mark.parametrize("kernel, n, kw", [
+    (np.ones((6, 1, 1)), (3551,), dict(groups=3, padding=((3, 1),), padding_mode="replicate")),
+    (np.ones((2, 1, 1)), (8192,), dict()),
+])
+def test_dia_conversion_holds_one_chunk_at_a_time(kernel, n, kw):
+    """The conversion's loops kept the last chunk's offsets alive while the next chunk was made (8 bytes per entry
+    of a chunk over the need its refusal states: 169 KB on the first geometry)."""
+    import re
+
+    with pytest.raises(cm.MatrixTooLargeError) as info:
+        cm.conv_matrix(kernel, n, format="dia", max_bytes=1, **kw)
+    need = int(re.search(r"\(([\d,]+) bytes\) at its peak", str(info.value)).group(1).replace(",", ""))
+    D, peak = traced_peak(cm.conv_matrix, kernel, n, format="dia", max_bytes=need, **kw)
+    assert D.format == "dia" and peak <= need + 16 * 1024, (peak, need)
+
+
+def test_a_plan_kept_for_the_memory_model_does_not_outlive_the_build(monkeypatch):
+    """The thread count asks the memory model, which may keep the planner's plan on the geometry: it is asked
+    before the build takes the plan off (it was asked after, and the plan stayed, pickled with the geometry)."""
+    import pickle
+
+    from convmatrix import _build, _tiny
+    from convmatrix.matrices import matrix_from_geometry
+
+    monkeypatch.setattr(_tiny, "CANDIDATES", -1)
+    monkeypatch.setattr(_build, "_THREAD_MIN_NNZ", 0)  # so that the thread count asks the memory model
+    g = conv_geometry((1, 5, 1), (16, 20, 20), stride=(4, 4, 1), dilation=(2, 1, 1), padding=1)
+    assert _build._boxes_may_lose(g, 1, _build._box_rows(g, [ax.runs() for ax in g.axes()]))
+    matrix_from_geometry(g, np.ones((1, 5, 1)), max_bytes=None)
+    assert "plan" not in g._cache
+    assert "plan" not in pickle.loads(pickle.dumps(g))._cache
+
+
 def test_dia_need_stated_by_a_refusal_is_enough():
     """Short axes: the diagonals are counted before the build, so the need a refusal states is the whole need
     (it used to leave the diagonals out, and a call given it built the CSR and was refused again)."""
