@@ -36,19 +36,15 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _validate as V
-from ._axis import Axis, IndexArray, c_strides, nd_column
+from ._axis import Axis, IndexArray, c_strides
+from ._formats import _dia_bytes, _dia_diagonals, _format_extra, _hint
+from ._rows import _CAND_BYTES, _CAND_CHUNK, _CAND_OBJECT_BYTES, _Indices, _RowFiller, _wrap
 from .geometry import ROW_CHUNK, TABLE_ENTRIES, Geometry, Run
 
-__all__ = ["build_csr", "check_budget", "convert", "peak_bytes"]
+__all__ = ["build_csr", "check_budget", "peak_bytes"]
 
 #: allocator of the result's arrays (the tests poison it to catch an entry that is never written)
 _empty = np.empty
-#: candidate entries handled per chunk of the general path
-_CAND_CHUNK = 1 << 16
-#: bytes of temporaries per candidate of the general path (measured ~70 with exact int64 sums)
-_CAND_BYTES = 112
-#: extra bytes per candidate when folded integer sums need Python integers (boxed ints)
-_CAND_OBJECT_BYTES = 96
 #: output positions per chunk of the row-pointer pass
 _FLAT_CHUNK = 1 << 15
 #: output positions from which a chunk of whole lines takes :func:`_fill_lines` (fewer numpy calls below)
@@ -63,19 +59,11 @@ _MAX_BOXES = 64
 _THREAD_MIN_NNZ = 1 << 22
 #: at most this share of the smallest result in the temporaries of each thread beyond the first
 _THREAD_TEMP_SHARE = 1 / 16
-#: (output position, tap) pairs (summed over the axes) up to which a DIA's diagonals are counted before the build,
-#: and sums of offsets up to which they are counted exactly (the count's temporaries stay within ~0.5 MB)
-_DIA_MAP_ENTRIES = 1 << 13
-_DIA_SUMS = 1 << 14
 #: output positions (summed over the axes) up to which the memory model asks the planner whether boxes are kept
 _PLAN_POSITIONS = 1 << 16
 #: rough costs (seconds) used to choose between boxes and the general path: per box, per general candidate
 _COST_BOX = 40e-6
 _COST_CANDIDATE = 15e-9
-#: the index arrays of a CSR (int32 when every index fits, else int64: :meth:`Geometry.index_dtype`)
-_Indices: TypeAlias = npt.NDArray[np.int32 | np.int64]
-#: bytes per stored entry of the Python-object formats (measured with tracemalloc, rounded up)
-_OBJECT_ENTRY_BYTES = {"lil": 120, "dok": 260}
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 # ============================================================================ memory model
@@ -97,24 +85,6 @@ def _fold_dtype(geom: Geometry, kernel_dtype: np.dtype, dtype: np.dtype, kmax: i
 
 def _csr_bytes(geom: Geometry, dtype: np.dtype) -> int:
     return geom.predicted_bytes(dtype)
-
-
-def _format_extra(geom: Geometry, dtype: np.dtype, fmt: V.SparseFormat) -> int:
-    """Bytes alive on top of the CSR while it is converted to ``fmt`` (``dia``: see :func:`convert`)."""
-    nnz, (rows, cols) = geom.nnz, geom.shape
-    it, item = geom.index_dtype().itemsize, dtype.itemsize
-    if fmt == "csc":
-        return nnz * (item + it) + (cols + 1) * it
-    if fmt == "coo":
-        return nnz * it
-    if fmt == "bsr":  # scipy keeps blocks that are >= 70% full (or 1x1 blocks)
-        return nnz * (math.ceil(item / 0.7) + it) + (rows + 1) * it
-    if fmt in _OBJECT_ENTRY_BYTES:  # lists (or a dict) of Python scalars, plus scipy's COO on the way for dok
-        per = _OBJECT_ENTRY_BYTES[fmt] + (16 if dtype.kind == "c" else 0)
-        return nnz * per + rows * 120 + (nnz * (2 * it) if fmt == "dok" else 0)
-    if fmt == "dia":  # the diagonals are counted first, with one byte per possible diagonal (and a chunk's rows)
-        return rows + cols + min(_CAND_CHUNK, nnz) * 24 + 16 * min(_CAND_CHUNK, rows)
-    return 0
 
 
 def _workspace(geom: Geometry, dtype: np.dtype, kernel_dtype: np.dtype) -> int:
@@ -173,11 +143,6 @@ def peak_bytes(geom: Geometry, dtype: npt.DTypeLike, fmt: V.SparseFormat = "csr"
     return max(count, csr + max(_workspace(geom, dt, kernel_dt), _format_extra(geom, dt, fmt)))
 
 
-def _hint(what: str) -> str:
-    return ("use convmatrix.ConvOperator (matrix-free, same keywords) to apply it, or pass a larger max_bytes "
-            "(max_bytes=None: no limit)" if "conv" in what else "pass a larger max_bytes (None: no limit)")
-
-
 def check_budget(geom: Geometry, dtype: npt.DTypeLike, max_bytes: int | None, what: str, fmt: V.SparseFormat = "csr",
                  kernel_dtype: npt.DTypeLike | None = None) -> int | None:
     """Refuse, before allocating anything, a build whose predicted peak exceeds ``max_bytes``.
@@ -212,57 +177,6 @@ def check_budget(geom: Geometry, dtype: npt.DTypeLike, max_bytes: int | None, wh
     if need > max_bytes:
         V.refuse(what + detail, need, max_bytes, _hint(what), at_least=not exact)
     return max(work, least, need)
-
-
-def _dia_diagonals(geom: Geometry) -> tuple[int, int, bool] | None:
-    """``(diagonals, row length, exact)`` of a DIA of ``geom``, from the per-axis maps (``None``: an axis too long
-    to map in a few hundred KB).
-
-    An entry's diagonal is ``col - row = (ci*N - c*P) + sum_a (i_a*N_a - j_a*O_a)`` (input and output channels
-    ``ci``, ``c`` of sizes ``N``, ``P``; input and output positions ``i_a``, ``j_a`` with C-order strides ``N_a``,
-    ``O_a``), and the channels' and axes' pairs combine freely (an entry exists where every axis reads): the
-    diagonals are the sums of one value of each of these sets.  They are added up exactly while the sums stay
-    few, else bounded below (``|A + B| >= |A| + |B| - 1`` for sets of integers).  The rows are as long as the
-    largest column plus one: the last input channel's, at every axis' largest input index.
-    """
-    axes = geom.axes()
-    if sum(ax.out * ax.k for ax in axes) > _DIA_MAP_ENTRIES:
-        return None
-    n_in, n_out = math.prod(geom.input_shape), math.prod(geom.output_shape)
-    c = np.arange(geom.out_channels, dtype=np.int64)
-    first = (c // geom.out_per_group) * geom.in_per_group
-    sets = [np.unique((first[:, None] + np.arange(geom.in_per_group)[None, :]) * n_in - (c * n_out)[:, None])]
-    width = (geom.in_channels - 1) * n_in + 1
-    for ax, n_stride, o_stride in zip(axes, c_strides(geom.input_shape), c_strides(geom.output_shape), strict=True):
-        idx = ax.index_map()
-        j, t = np.nonzero(idx >= 0)
-        if j.size == 0:
-            return 0, 0, True
-        i = idx[j, t]
-        sets.append(np.unique(i * n_stride - j * o_stride))
-        width += int(i.max()) * n_stride
-    sets.sort(key=len)
-    total = sets[0]
-    for k, part in enumerate(sets[1:], 1):
-        if total.size * part.size > _DIA_SUMS:
-            return total.size + sum(s.size - 1 for s in sets[k:]), width, False
-        total = np.unique(total[:, None] + part[None, :])
-    return int(total.size), width, True
-
-
-def _dia_bytes(geom: Geometry, csr_bytes: int, itemsize: int, diagonals: int, width: int) -> int:
-    """Peak of the DIA conversion of :func:`_to_dia`: the CSR, the diagonals, the slot and offset tables (and the
-    offsets cast for scipy, 12 bytes each), and one chunk's temporaries: 24 bytes per entry (columns, row
-    offsets, slots) and 16 per row (aranges, row lengths)."""
-    rows, cols = geom.shape
-    step = _dia_rows(geom)
-    return csr_bytes + diagonals * width * itemsize + 8 * (rows + cols) + 20 * diagonals + 16 * min(rows, step) \
-        + min(geom.nnz, step * geom.in_per_group * math.prod(geom.kernel_shape)) * 24
-
-
-def _dia_rows(geom: Geometry) -> int:
-    """Rows per chunk of :func:`_to_dia`."""
-    return max(1, _CAND_CHUNK // max(1, geom.in_per_group * math.prod(geom.kernel_shape)))
 
 
 # ============================================================================ the build
@@ -660,174 +574,6 @@ def _write_rows(out: np.ndarray, base: int, rows: np.ndarray, steps: tuple[int, 
         tail = np.lib.stride_tricks.as_strided(out[base + nblk * block * row_len :], (c_out, *sizes[:-1], rem * row_len),
                                                [s * out.itemsize for s in (*steps, 1)], writeable=True)
         tail[...] = tmpl[..., : rem * row_len].reshape((c_out,) + (1,) * (len(sizes) - 1) + (rem * row_len,))
-
-
-def _wrap(geom: Geometry, wt: np.ndarray, wacc: np.ndarray | None) -> tuple[list[Axis], np.ndarray, np.ndarray | None]:
-    """Axes with taps wrapped onto one period of their fold, and the weights summed accordingly."""
-    axes = []
-    for a, ax in enumerate(geom.axes()):
-        wrapped, groups = ax.wrapped()
-        if groups is not None:
-            wt = _sum_taps(wt, a, groups, wrapped.k)
-            wacc = None if wacc is None else _sum_taps(wacc, a, groups, wrapped.k)
-        axes.append(wrapped)
-    return axes, wt, wacc
-
-
-def _sum_taps(w: np.ndarray, a: int, groups: IndexArray, k: int) -> np.ndarray:
-    """Engine weight ``w`` with the taps of axis ``a`` added up by ``groups`` (exact in ``w``'s dtype)."""
-    moved = np.moveaxis(w, 2 + a, -1)
-    out = np.zeros((*moved.shape[:-1], k), dtype=w.dtype)
-    np.add.at(out, (Ellipsis, groups), moved)  # type: ignore[arg-type]  # numpy's stubs take no tuple index
-    return np.ascontiguousarray(np.moveaxis(out, -1, 2 + a))
-
-
-class _RowFiller:
-    """The general path: rows given by position, candidates masked, folded taps summed exactly."""
-
-    def __init__(self, geom: Geometry, axes: list[Axis], wt: np.ndarray, wacc: np.ndarray | None, dtype: np.dtype,
-                 indices: _Indices, data: np.ndarray, per_channel: int) -> None:
-        self.geom, self.wt, self.wacc, self.dtype = geom, wt, wacc, dtype
-        self.indices, self.data, self.per_channel = indices, data, per_channel
-        self.axes = axes
-        self.nd = geom.ndim
-        self.cand = geom.in_per_group * math.prod(ax.k for ax in axes)
-        self.n_out = math.prod(geom.output_shape)
-        self.n_in = math.prod(geom.input_shape)
-        self.per_call = max(1, _CAND_CHUNK // max(self.cand, 1))
-
-    def rows(self, flat: IndexArray, pos: tuple[IndexArray, ...], starts: IndexArray) -> None:
-        """Fill the rows of output positions ``flat`` (spatial, C order) for every output channel."""
-        c_out, m = self.geom.out_channels, flat.size
-        if m >= self.per_call:
-            for c in range(c_out):  # loop over output channels, positions in chunks
-                for a in range(0, m, self.per_call):
-                    b = min(m, a + self.per_call)
-                    self._chunk(np.full(b - a, c, np.int64), tuple(p[a:b] for p in pos), starts[a:b])
-            return
-        group = max(1, self.per_call // m)  # several channels at once
-        for c0 in range(0, c_out, group):
-            ch = np.repeat(np.arange(c0, min(c_out, c0 + group), dtype=np.int64), m)
-            reps = ch.size // m
-            self._chunk(ch, tuple(np.tile(p, reps) for p in pos), np.tile(starts, reps))
-
-    def _chunk(self, ch: IndexArray, js: tuple[IndexArray, ...], starts: IndexArray) -> None:
-        geom, nd = self.geom, self.nd
-        cg, og = geom.in_per_group, geom.out_per_group
-        itype = self.indices.dtype
-        R = ch.size
-
-        def tap_major(tab: np.ndarray, a: int) -> np.ndarray:  # (R, k_a) as (cg, k_0, ..., k_{nd-1}, R) broadcasting
-            return np.ascontiguousarray(tab.T).reshape(1, *([1] * a), tab.shape[1], *([1] * (nd - a - 1)), R)
-
-        def rows_first(tab: np.ndarray) -> np.ndarray:  # (..., R) -> (R, ...) in C order, as one 2-D transpose
-            return np.ascontiguousarray(tab.reshape(-1, R).T).reshape(R, *tab.shape[:-1])
-
-        chan = (((ch // og) * cg)[None, :] + np.arange(cg, dtype=np.int64)[:, None]) * self.n_in  # (cg, R)
-        per_axis = []
-        folds = []
-        for a, ax in enumerate(self.axes):
-            cols, assign, _ = ax.slots_of(js[a])
-            per_axis.append(tap_major(cols, a))
-            if assign is not None:
-                folds.append((a, assign))
-        # the N-D entry: C-order ravel of the per-axis columns, stored where every axis reads the input; taps
-        # first and rows last, so that numpy's inner loops run over the rows (not over a few taps), then rows first
-        spatial, valid = nd_column(per_axis, geom.input_shape)
-        col = rows_first(chan.reshape((cg,) + (1,) * nd + (R,)) + spatial)  # (R, cg, k_0, ...)
-        del spatial
-        valid = rows_first(valid)
-        mask = None if valid.all() else valid
-        if folds:
-            vals = (self.wt if self.wacc is None else self.wacc)[ch]
-            for a, assign in folds:  # several taps share a slot: add them up (boundary folding)
-                vals = _fold(vals, assign, a)
-            if vals.dtype != self.dtype:
-                V.check_values_fit(vals, self.dtype, f"an entry of this matrix (padding_mode={geom.padding_mode!r} "
-                                                     f"adds several taps onto one input), namely",
-                                   "no numpy integer dtype holds it: use smaller kernel values"
-                                   if self.dtype.kind in "iu" and self.dtype.itemsize == 8 else
-                                   "pass a dtype that holds the sums of folded taps (e.g. dtype=np.int64)")
-                vals = vals.astype(self.dtype)
-        else:
-            vals = self.wt[ch]
-        if mask is None:
-            lengths = np.full(R, col[0].size if R else 0, np.int64)
-            col, vals = col.reshape(-1), vals.reshape(-1)
-        else:
-            full = np.broadcast_to(mask, col.shape)
-            lengths = full.reshape(R, -1).sum(axis=1)
-            col, vals = col[full], vals[full]
-        begin = starts + ch * self.per_channel
-        if R == 1 or np.all(begin[1:] == begin[:-1] + lengths[:-1]):  # consecutive rows: one slice
-            lo = int(begin[0])
-            self.indices[lo : lo + col.size] = col
-            self.data[lo : lo + col.size] = vals
-        else:
-            pos = np.repeat(begin - (np.cumsum(lengths) - lengths), lengths) + np.arange(col.size)
-            self.indices[pos] = col.astype(itype, copy=False)
-            self.data[pos] = vals
-
-
-def _fold(vals: np.ndarray, assign: IndexArray, a: int) -> np.ndarray:
-    """Sum the taps of axis ``a`` (``vals``: ``(R, cg, k_0, ...)``) into the slots ``assign`` gives per row."""
-    moved = np.moveaxis(vals, 2 + a, -1)
-    R, k = moved.shape[0], moved.shape[-1]
-    X = moved[0].size // k if R else 0
-    src = moved.reshape(R, X, k)
-    out = np.zeros((R, X, k), dtype=vals.dtype)
-    keep = assign >= 0  # (R, k)
-    r, t = np.nonzero(keep)
-    slot = assign[r, t]
-    target = (r[:, None] * X + np.arange(X)[None, :]) * k + slot[:, None]
-    np.add.at(out.reshape(-1), target.ravel(), src[r, :, t].ravel())
-    return np.moveaxis(out.reshape(moved.shape), -1, 2 + a)
-
-
-# ============================================================================ formats
-def convert(out: sp.csr_array, geom: Geometry, fmt: V.SparseFormat, max_bytes: int | None, what: str) -> sp.sparray:
-    """``out.asformat(fmt)``; a DIA is counted first and refused when its diagonals exceed the budget."""
-    if fmt == "csr":
-        return out
-    if fmt == "dia":
-        return _to_dia(out, geom, max_bytes, what)
-    return out.asformat(fmt)
-
-
-def _to_dia(out: sp.csr_array, geom: Geometry, max_bytes: int | None, what: str) -> sp.dia_array:
-    """scipy's ``todia`` (same offsets, same data layout) in bounded temporaries, budget checked first."""
-    rows, cols = out.shape
-    if out.nnz == 0:
-        return sp.dia_array(out.shape, dtype=out.dtype)
-    step = _dia_rows(geom)
-
-    def chunks() -> Iterator[tuple[IndexArray, IndexArray, slice]]:  # (columns, offset + rows, slice of data) per chunk
-        for r0 in range(0, rows, step):
-            r1 = min(rows, r0 + step)
-            lo, hi = int(out.indptr[r0]), int(out.indptr[r1])
-            if lo < hi:
-                c = out.indices[lo:hi].astype(np.int64)
-                c -= np.repeat(np.arange(r0 - rows, r1 - rows, dtype=np.int64), np.diff(out.indptr[r0 : r1 + 1]))
-                yield out.indices[lo:hi], c, slice(lo, hi)
-
-    seen = np.zeros(rows + cols, dtype=bool)  # offset col - row, shifted by rows
-    for _, diag, _ in chunks():
-        seen[diag] = True
-        del diag  # before the next chunk is made (one chunk's temporaries at a time, as _dia_bytes counts)
-    width = int(out.indices.max()) + 1
-    offsets = np.flatnonzero(seen) - rows
-    slot = np.cumsum(seen, dtype=np.int64) - 1
-    del seen
-    need = _dia_bytes(geom, out.data.nbytes + out.indices.nbytes + out.indptr.nbytes, out.dtype.itemsize,
-                      int(offsets.size), width)
-    if max_bytes is not None and need > max_bytes:
-        detail = f" as 'dia' ({offsets.size:,} diagonals of {width:,} values)"
-        V.refuse(what + detail, need, max_bytes, _hint(what))
-    dia = np.zeros((offsets.size, width), dtype=out.dtype)
-    for col, diag, part in chunks():
-        dia[slot[diag], col] = out.data[part]
-        del col, diag, part
-    return sp.dia_array((dia, offsets.astype(out.indices.dtype)), shape=out.shape)
 
 
 def no_memory_error(geom: Geometry, dtype: np.dtype, what: str, exc: MemoryError) -> V.MatrixTooLargeError:

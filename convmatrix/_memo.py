@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from . import _build
 from . import _validate as V
-from ._build import build_csr, convert, no_memory_error, peak_bytes
+from ._build import build_csr, no_memory_error, peak_bytes
+from ._formats import convert
 from .geometry import Geometry
 
 __all__: list[str] = []

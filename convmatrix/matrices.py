@@ -11,7 +11,8 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _tiny
 from . import _validate as V
-from ._build import build_csr, check_budget, convert, no_memory_error
+from ._build import build_csr, check_budget, no_memory_error
+from ._formats import convert
 from ._memo import from_memo, memo_key, recall, remember
 from .geometry import Geometry, conv_geometry, conv_transpose_geometry, scipy_geometry
 from .shapes import conv_nnz, conv_output_shape, conv_transpose_nnz, conv_transpose_output_shape

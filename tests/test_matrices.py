@@ -1323,7 +1323,7 @@ def test_max_bytes_covers_the_requested_format_dia():
 def test_dia_diagonals_are_counted_before_the_build(geom, mode, transposed):
     """The diagonals a DIA will have and its row length, from the per-axis maps before anything is built, against
     scipy's own conversion of the built matrix (exact while the sums of offsets stay few, else a lower bound)."""
-    from convmatrix import _build
+    from convmatrix import _formats
     from convmatrix.geometry import conv_transpose_geometry
 
     n, kshape, stride, dilation, padding, groups = geom
@@ -1336,7 +1336,7 @@ def test_dia_diagonals_are_counted_before_the_build(geom, mode, transposed):
                               padding_mode=mode)
     except ValueError:
         assume(False)
-    found = _build._dia_diagonals(g)
+    found = _formats._dia_diagonals(g)
     assume(found is not None)
     diagonals, width, exact = found
     C = (cm.conv_transpose_matrix if transposed else cm.conv_matrix)(
@@ -1590,7 +1590,7 @@ MEASURABLE = 2 * SLACK
 
 
 def _peak_within_prediction(kernel, input_shape, fmt="csr", transpose=False, **kw):
-    from convmatrix import _build
+    from convmatrix import _build, _formats
     from convmatrix.geometry import conv_transpose_geometry
 
     k = np.asarray(kernel)
@@ -1605,7 +1605,7 @@ def _peak_within_prediction(kernel, input_shape, fmt="csr", transpose=False, **k
         dia = build(k, input_shape, format="dia", max_bytes=None, **kw)
         rows, cols = geom.shape
         need = max(need, geom.predicted_bytes(k.dtype) + dia.data.nbytes + (rows + cols) * 8
-                   + dia.offsets.nbytes + 12 * dia.offsets.size + 16 * rows + _build._CAND_CHUNK * 24)
+                   + dia.offsets.nbytes + 12 * dia.offsets.size + 16 * rows + _formats._DIA_CHUNK * 24)
     assert need >= MEASURABLE, f"predicted {need:,} bytes: too small against SLACK for the peak to be checked"
     M, peak = traced_peak(build, k, input_shape, format=fmt, max_bytes=need, **kw)
     assert peak <= need + SLACK, (peak, need)

@@ -71,7 +71,9 @@ def test_the_builders_run_the_functions_the_proofs_evaluate(monkeypatch):
     """Axis.index_map, fold_index, Axis.wrapped, engine_weight and the builder's N-D composition call the
     backend-generic functions of _axis (so a change there changes the builders, and is re-proved)."""
     # the builder's N-D composition and the engine weight's flip are the same function objects
-    assert _build.nd_column is _axis.nd_column and _build.c_strides is _axis.c_strides
+    from convmatrix import _rows
+
+    assert _rows.nd_column is _axis.nd_column and _build.c_strides is _axis.c_strides
     assert G.kernel_tap is _axis.kernel_tap and G.fold_index is _axis.fold_index
     calls: dict[str, int] = {}
 

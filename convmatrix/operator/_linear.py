@@ -50,7 +50,8 @@ def _derived_sparse(root: _Root, transposed: bool, conj: bool, format: object,
     view, and the conjugation is done in place on the fresh matrix): the peak is the builder's.
     The other formats go through CSR, refused first if CSR + the format exceed ``max_bytes``.
     """
-    from .._build import check_budget, convert
+    from .._build import check_budget
+    from .._formats import convert
 
     fmt = V.sparse_format(format)
     flip = {"csr": "csc", "csc": "csr", "coo": "coo"}
