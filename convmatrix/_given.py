@@ -67,12 +67,12 @@ def given_matrix(M: object, name: str, *, strings: bool = False) -> Given:
             raise ValueError(f"{name} must be a 2-D matrix; got a sparse array of shape {S.shape}")
         rows, cols = S.shape
         return Given("sparse", rows, cols, int(S.nnz), S)
-    if isinstance(M, (str, bytes)):
+    if isinstance(M, (str, bytes, bytearray)):
         raise TypeError(f"{name} must be a SymPy matrix, a scipy sparse matrix or a 2-D array; got {V._describe(M)}")
     M = unmasked(M, name)
     try:
         arr = np.asarray(M)
-    except (ValueError, TypeError, RecursionError) as exc:
+    except Exception as exc:  # ragged lists, a torch tensor that requires grad, ...
         raise TypeError(f"{name} must be a SymPy matrix, a scipy sparse matrix or a 2-D array; got "
                         f"{V._describe(M)} ({exc})") from None
     if arr.ndim != 2:

@@ -33,6 +33,7 @@ __all__ = [
     "PaddingPairs",
     "ScipyMode",
     "SparseFormat",
+    "as_array",
     "as_bool",
     "as_int",
     "budget",
@@ -147,7 +148,7 @@ def int_tuple(value: object, ndim: int, name: str, *, minimum: int | None = 1) -
     """Normalise an int-or-sequence argument to one int per spatial axis."""
     if type(value) is int:
         return (as_int(value, name, minimum=minimum),) * ndim
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes, bytearray)):
         raise TypeError(f"{name} must be an int or a sequence of {ndim} ints; got {value!r}")
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
@@ -172,10 +173,10 @@ def _looks_like_values(value: object) -> bool:
         return value.ndim >= 2 or value.dtype.kind not in "iu" or (value.size > 0 and value.min() < 0)
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor
         return True
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Sequence):
         return False
     for item in value:
-        if isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes)):
+        if isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes, bytearray)):
             return True
         number = isinstance(item, numbers.Number) and not isinstance(item, (bool, np.bool_))
         if number and (not isinstance(item, numbers.Integral) or int(item) < 0):
@@ -223,7 +224,7 @@ def _shape_tuple(input_shape: object, name: str) -> tuple[int, ...]:
         input_shape = input_shape[()]
     if not isinstance(input_shape, (bool, np.bool_)) and isinstance(input_shape, (numbers.Integral, np.integer)):
         input_shape = (input_shape,)
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (Sequence, np.ndarray)):
+    if isinstance(input_shape, (str, bytes, bytearray)) or not isinstance(input_shape, (Sequence, np.ndarray)):
         raise TypeError(f"{name} must be a sequence of positive ints; got {_describe(input_shape)}")
     items = list(input_shape)
     if not items:
@@ -262,7 +263,7 @@ def padding_spec(padding: object, ndim: int, *, minimum: int | None = 0) -> Padd
     if isinstance(padding, (numbers.Number, np.bool_)):
         p = as_int(padding, "padding", minimum=minimum)
         return ((p, p),) * ndim
-    if not isinstance(padding, (Sequence, np.ndarray)):
+    if not isinstance(padding, (Sequence, np.ndarray)) or isinstance(padding, (bytes, bytearray)):
         raise TypeError(f"padding must be an int, a sequence, or a string; got {_describe(padding)}")
     items = list(padding)
     if len(items) != ndim:
@@ -272,7 +273,7 @@ def padding_spec(padding: object, ndim: int, *, minimum: int | None = 0) -> Padd
         )
     pairs: list[tuple[int, int]] = []
     for i, item in enumerate(items):
-        if isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes)):
+        if isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes, bytearray)):
             pair = list(item)
             if len(pair) != 2:
                 raise ValueError(f"padding[{i}] must be an int or a (before, after) pair; got {_describe(item)}")
@@ -285,9 +286,18 @@ def padding_spec(padding: object, ndim: int, *, minimum: int | None = 0) -> Padd
     return tuple(pairs)
 
 
+def as_array(value: object, name: str) -> np.ndarray:
+    """``np.asarray(value)``; what numpy cannot convert (ragged lists, a torch tensor that requires grad) is a
+    ``TypeError`` naming ``name``."""
+    try:
+        return np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{name} must be an array of numbers; got {_describe(value)} ({exc})") from None
+
+
 def kernel_array(kernel: object, name: str = "kernel") -> np.ndarray:
-    """Convert the kernel to an ndarray with a numeric dtype scipy.sparse supports."""
-    if isinstance(kernel, (str, bytes)):
+    """Convert the kernel to an ndarray with a numeric dtype scipy.sparse supports, every entry finite."""
+    if isinstance(kernel, (str, bytes, bytearray)):
         raise TypeError(f"{name} must be a numeric array; got {kernel!r}")
     if isinstance(kernel, np.ma.MaskedArray) and np.ma.getmask(kernel) is not np.ma.nomask:
         masked = int(np.count_nonzero(np.ma.getmaskarray(kernel)))
@@ -309,6 +319,11 @@ def kernel_array(kernel: object, name: str = "kernel") -> np.ndarray:
         raise ValueError(f"{name} must have at least one axis; got a scalar")
     if 0 in arr.shape:
         raise ValueError(f"{name} must have at least one element along every axis; got shape {arr.shape}")
+    if arr.dtype.kind in "fc":
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise ValueError(f"{name} must be finite (no NaN or inf); got {bad} non-finite "
+                             f"entr{'y' if bad == 1 else 'ies'} in an array of shape {arr.shape}")
     return arr
 
 

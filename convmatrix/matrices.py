@@ -246,7 +246,8 @@ def conv_transpose_matrix(
         kernel copies in the output.
     padding : int, sequence of int or of ``(before, after)`` pairs, or str, keyword-only
         Padding of the convolution that this one transposes (default 0; the words of
-        :func:`conv_matrix` too), cropped from the output.
+        :func:`conv_matrix` too), cropped from the output; a negative padding adds zero rows
+        (outputs) instead, as ONNX's SAME needs when the stride exceeds the kernel's extent.
     output_padding : int or sequence of int, keyword-only
         Extra size at the end of each axis, ``0 <= a < stride or < dilation`` (PyTorch).
     dilation : int or sequence of int, keyword-only
@@ -373,8 +374,11 @@ def _scipy_family(kernel: ArrayLike, input_shape: V.IntOrSequence, mode: V.Scipy
     if correlate:
         # scipy conjugates the kernel; correlate2d (convention="matlab") does not when 'valid' swaps the
         # operands (it conjugates the input instead, which for real input leaves the kernel as is)
-        swapped = mode == "valid" and all(kk >= n for kk, n in zip(k.shape, shape)) and k.shape != shape
-        if k.dtype.kind == "c" and not (convention == "matlab" and swapped):
+        # (isinstance first: an array or a sparse matrix compared with a string is not a bool; scipy_geometry
+        # refuses such a mode or convention just below)
+        swapped = isinstance(mode, str) and mode == "valid" and all(kk >= n for kk, n in zip(k.shape, shape)) \
+            and k.shape != shape
+        if k.dtype.kind == "c" and not (isinstance(convention, str) and convention == "matlab" and swapped):
             k = np.conj(k)
             conj = True
     if order == "F":  # column-major ravel == row-major ravel of the axis-reversed arrays

@@ -107,7 +107,9 @@ def conv_transpose_output_shape(
         kernel copies in the output.
     padding : int, sequence of int or of ``(before, after)`` pairs, or str, keyword-only
         Padding of the convolution that this one transposes (default 0; the words of
-        :func:`conv_output_shape` too): cropped from the output.
+        :func:`conv_output_shape` too): cropped from the output.  A negative padding adds zero
+        outputs instead (ONNX's SAME needs it when the stride exceeds the kernel's extent;
+        PyTorch refuses it).
     output_padding : int or sequence of int, keyword-only
         Extra size at the end of each axis (default 0), ``0 <= a < max(s, d)`` (PyTorch's rule).
     dilation : int or sequence of int, keyword-only
@@ -121,9 +123,9 @@ def conv_transpose_output_shape(
     Raises
     ------
     ValueError
-        A size, stride or dilation that is not a positive integer, a negative padding, an
-        ``output_padding`` outside ``[0, max(s, d))``, lengths that do not match the number of
-        spatial axes, or a padding that crops the whole output.
+        A size, stride or dilation that is not a positive integer, an ``output_padding``
+        outside ``[0, max(s, d))``, lengths that do not match the number of spatial axes, or a
+        padding that crops the whole output.
     TypeError
         An argument of the wrong type (e.g. a float or a bool).
 

@@ -93,6 +93,23 @@ def test_torch_tensors_in_every_product():
     assert_close(A @ z.conj(), C @ np.conj(z.numpy()))
 
 
+def test_a_tensor_times_an_operator_is_a_tensor():
+    """``x @ A`` for a tensor ``(M,)`` or ``(K, M)`` is ``A.T`` applied, a tensor (differentiable), as ``A @ x``
+    is; it went the scipy way (a numpy array back, and torch's RuntimeError for a tensor that requires grad)."""
+    rng = np.random.default_rng(3)
+    A = cm.ConvOperator(rng.standard_normal((2, 1, 3, 3)) + 1j, (5, 4), padding=1)
+    C = A.to_sparse()
+    y = _t(rng.standard_normal(A.shape[0])).requires_grad_()
+    Y = _t(rng.standard_normal((3, A.shape[0])))
+    got, got2 = y @ A, Y @ A
+    assert isinstance(got, torch.Tensor) and isinstance(got2, torch.Tensor) and got.requires_grad
+    assert_close(got.detach(), y.detach().numpy() @ C)
+    assert_close(got2, Y.numpy() @ C)
+    got.real.sum().backward()  # d/dy sum(Re(y C)) = Re(C) 1 for a real y
+    assert_close(y.grad, np.real(C.toarray()).sum(axis=1))
+    assert isinstance(np.ones(A.shape[0]) @ A, np.ndarray)  # numpy stays numpy
+
+
 def test_torch_autograd_gives_the_adjoint():
     """A tensor that requires grad gets a differentiable result: the gradient is ``A^H g`` (PyTorch's
     convention), equal to autograd through ``F.conv2d``; real inputs of a complex operator get real gradients."""

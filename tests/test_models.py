@@ -374,6 +374,45 @@ def test_missing_extra_names_it(monkeypatch):
 
 
 # ============================================================================ AffineMap
+def test_affine_map_refuses_a_tensor_that_requires_grad_by_name():
+    """numpy cannot read a torch tensor that requires grad: a TypeError naming the argument (was torch's
+    RuntimeError)."""
+    torch = pytest.importorskip("torch")
+    t = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(TypeError, match=r"^matrix must be an array of numbers; got .*requires grad"):
+        cm.AffineMap(t, input_shape=(2,), output_shape=(2,))
+    with pytest.raises(TypeError, match=r"^offset must be an array of numbers"):
+        cm.AffineMap(np.eye(2), t[0], input_shape=(2,), output_shape=(2,))
+    with pytest.raises(TypeError, match=r"^x must be an array of numbers"):
+        cm.AffineMap(np.eye(2), input_shape=(2,), output_shape=(2,))(t[0])
+
+
+@pytest.mark.parametrize("call, exc, rule", [
+    (lambda: cm.AffineMap(np.array([["a", "b"]]), input_shape=(2,), output_shape=(1,)), TypeError,
+     r"^matrix must hold numbers .*got dtype <U1"),
+    (lambda: cm.AffineMap(None, input_shape=(2,), output_shape=(1,)), TypeError, r"^matrix must hold numbers"),
+    (lambda: cm.AffineMap(np.ones((1, 1, 2)), input_shape=(2,), output_shape=(1,)), ValueError,
+     r"^matrix must be 2-D; got an array of shape \(1, 1, 2\)"),
+    (lambda: cm.AffineMap(np.ones((1, 2), np.float16), input_shape=(2,), output_shape=(1,)), TypeError,
+     r"^matrix dtype float16 is not supported"),
+    (lambda: cm.AffineMap(np.ma.masked_array(np.ones((2, 2)), mask=[[1, 0], [0, 0]]), input_shape=(2,),
+                          output_shape=(2,)), ValueError, r"^matrix is a masked array with 1 masked entries"),
+    (lambda: cm.AffineMap(np.eye(2), ["a", "b"], input_shape=(2,), output_shape=(2,)), TypeError,
+     r"^offset must hold numbers"),
+    (lambda: cm.AffineMap(np.eye(2), input_shape=(2,), output_shape=(2,))(np.array(["a", "b"])), TypeError,
+     r"^x must hold numbers"),
+    (lambda: cm.AffineMap(np.eye(2), input_shape=(2,), output_shape=(2,)) @ np.ones(2), TypeError,
+     r"^an AffineMap is applied by calling it, A\(x\)"),
+    (lambda: np.ones(2) @ cm.AffineMap(np.eye(2), input_shape=(2,), output_shape=(2,)), TypeError,
+     r"^an AffineMap is applied by calling it"),
+])
+def test_affine_map_refuses_what_is_not_a_matrix_by_name(call, exc, rule):
+    """The matrix, offset and x are checked here (scipy's and numpy's own messages named none of them; a masked
+    matrix lost its mask)."""
+    with pytest.raises(exc, match=rule):
+        call()
+
+
 def test_affine_map_api():
     M = np.arange(6.0).reshape(2, 3)
     A = cm.AffineMap(M, [1.0, -1.0], input_shape=(3,), output_shape=(2, 1))
@@ -697,8 +736,27 @@ def test_onnx_input_shapes():
         cm.from_onnx(fixed, input_shape=(3, 8))
     with pytest.raises(ValueError, match="batch dimension 4"):
         cm.from_onnx(_model([node], (3, 7), batch=4))
-    with pytest.raises(TypeError, match=r"model must be an onnx\.ModelProto or a path"):
+    with pytest.raises(TypeError, match=r"model must be an onnx\.ModelProto, a path"):
         cm.from_onnx(3)
+
+
+def test_onnx_model_as_bytes_or_a_path_and_their_errors(tmp_path):
+    """The serialized bytes are a model too; a path that is not a readable file, or bytes or a file that are not
+    a model, are a ValueError naming ``model`` (they were OSError, FileNotFoundError or protobuf's DecodeError)."""
+    m = _model([helper.make_node("Identity", ["x"], ["y"])], (3, 7))
+    A = cm.from_onnx(m.SerializeToString())
+    assert (A.matrix != cm.from_onnx(m).matrix).nnz == 0
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    assert cm.from_onnx(str(path)).input_shape == cm.from_onnx(path).input_shape == (3, 7)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model at all")
+    for bad, rule in [(tmp_path / "missing.onnx", r"model must be a readable \.onnx file; got .*missing\.onnx"),
+                      (tmp_path, r"model must be a readable \.onnx file"),
+                      ("x" * 5000, r"model must be a readable \.onnx file"),
+                      (tmp_path / "junk.onnx", r"model must be an ONNX model; .*junk\.onnx.* could not be parsed"),
+                      (b"\x00\x01garbage", r"model must be an ONNX model; 9 bytes could not be parsed")]:
+        with pytest.raises(ValueError, match=rule):
+            cm.from_onnx(bad)
 
 
 @pytest.mark.parametrize(("nodes", "inits", "error", "match"), [

@@ -1035,3 +1035,14 @@ def test_single_channel_blocks_shared_between_threads(monkeypatch, mode, stride,
     xd, yd = rng.standard_normal(D.shape[1]), rng.standard_normal(D.shape[0])
     assert_close(D @ xd, Cd @ xd)
     assert_close(D.rmatvec(yd), Cd.T @ yd)
+
+
+@pytest.mark.parametrize("op", [cm.ConvOperator, cm.ConvTransposeOperator])
+def test_integer_kernels_float64_cannot_hold_are_refused(op):
+    """The operators compute integer kernels in float64: a value float64 rounds is refused, as it is with an
+    explicit dtype=float64 (it was rounded silently)."""
+    with pytest.raises(ValueError, match=r"dtype float64 cannot hold the kernel value 18446744073709551615 exactly"):
+        op(np.array([2**64 - 1, 1], np.uint64), (5,))
+    with pytest.raises(ValueError, match=r"cannot hold the kernel value 9007199254740993 exactly"):
+        op(np.array([2**53 + 1, 1]), (5,))
+    assert op(np.array([2**53, -3]), (5,)).dtype == np.float64  # exact in float64: accepted

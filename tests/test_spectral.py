@@ -299,7 +299,7 @@ def test_non_finite_kernels_are_refused_up_front(bad, capfd):
     w = np.ones((1, 2, 3, 3), complex if isinstance(bad, complex) else float)
     w[0, 1, 2, 0] = bad
     for method in ALL_METHODS:
-        with pytest.raises(ValueError, match=r"kernel must be finite \(no NaN or inf\) for a spectrum; got 1 "
+        with pytest.raises(ValueError, match=r"kernel must be finite \(no NaN or inf\); got 1 "
                                              r"non-finite entry in an array of shape \(1, 2, 3, 3\)"):
             cm.spectral_norm(w, (9, 9), method=method)
     with pytest.raises(ValueError, match=r"kernel must be finite"):

@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from memory import traced_peak
 
 import convmatrix as cm
@@ -183,6 +184,29 @@ def _cases():
          r"padding_mode must be one of 'zeros', 'circular', 'reflect', 'replicate', 'symmetric'; got 'mirror'"),
         ("padding-mode-type", lambda: conv(W, (3, 3), padding_mode=None), TypeError,
          r"padding_mode must be one of 'zeros', .*; got None"),
+        # ---------------------------------------------------------------- non-finite kernels, bytes as numbers
+        ("kernel-nan", lambda: conv(np.array([[np.nan, 1.0], [1.0, 1.0]]), (3, 3)), ValueError,
+         r"kernel must be finite \(no NaN or inf\); got 1 non-finite entry in an array of shape \(2, 2\)"),
+        ("kernel-inf-transpose", lambda: convt(np.full(3, np.inf), (4,)), ValueError, r"kernel must be finite"),
+        ("kernel-complex-nan", lambda: full(np.array([1, complex(0, np.nan)]), (4,)), ValueError,
+         r"kernel must be finite"),
+        ("kernel-inf-correlation", lambda: corr(np.array([1.0, -np.inf]), (4,)), ValueError, r"kernel must be finite"),
+        ("kernel-nan-operator", lambda: cm.ConvOperator(np.full((2, 2), np.nan), (4, 4)), ValueError,
+         r"kernel must be finite"),
+        ("kernel-nan-transpose-operator", lambda: cm.ConvTransposeOperator(np.full(2, np.nan), (4,)), ValueError,
+         r"kernel must be finite"),
+        ("mode-sparse-complex", lambda: corr(np.ones((2, 2)) + 1j, (4, 4), mode=sp.csr_array(np.eye(2))), ValueError,
+         r"mode must be one of 'full', 'same', 'valid'"),
+        ("convention-sparse-complex", lambda: corr(np.ones(2) + 1j, (4,), convention=sp.csr_array(np.eye(2))),
+         ValueError, r"convention must be 'scipy', 'matlab' or 'numpy'"),
+        ("padding-bytes", lambda: conv(np.ones(3), (4,), padding=b"3"), TypeError,
+         r"padding must be an int, a sequence, or a string; got b'3'"),
+        ("padding-bytearray", lambda: cm.conv_output_shape((3,), (4,), padding=bytearray(b"3")), TypeError,
+         r"padding must be an int, a sequence, or a string; got bytearray"),
+        ("padding-bytes-entry", lambda: conv(np.ones(3), (4,), padding=[bytearray(b"12")]), TypeError,
+         r"padding\[0\] must be a non-negative integer; got bytearray"),
+        ("input-shape-bytearray", lambda: conv(np.ones(3), bytearray(b"\x05")), TypeError,
+         r"input_shape must be a sequence of positive ints; got bytearray"),
         ("padding-mode-case", lambda: conv(W, (3, 3), padding_mode="Zeros"), ValueError,
          r"padding_mode must be one of .*; got 'Zeros'"),
         ("padding-mode-transpose", lambda: convt(W, (3, 3), padding_mode="reflect"), ValueError,

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from .. import _validate as V
+from .._given import unmasked
 
 __all__ = ["AffineMap", "Step", "Value", "check_nnz", "product_bytes"]
 
@@ -133,6 +134,32 @@ class Value:
         return AffineMap(matrix, offset, input_shape=input_shape, output_shape=output_shape)
 
 
+def _numbers(value: object, name: str) -> npt.NDArray[Any]:
+    """``value`` as a numeric array (a masked array only without masked entries); errors name ``name``."""
+    arr = V.as_array(unmasked(value, name), name)
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must hold numbers (bool, integer, float or complex); got dtype {arr.dtype}")
+    return arr
+
+
+def _sparse_matrix(matrix: object) -> sp.csr_array:
+    """An :class:`AffineMap`'s matrix as a CSR array: a 2-D numeric array or sparse matrix (a 1-D array is one
+    row)."""
+    if sp.issparse(matrix):
+        S = cast("sp.sparray", matrix)
+        if len(S.shape) != 2:
+            raise ValueError(f"matrix must be 2-D; got a sparse array of shape {S.shape}")
+        if S.dtype.kind not in "biufc":
+            raise TypeError(f"matrix must hold numbers; got dtype {S.dtype}")
+        return sp.csr_array(S)
+    arr = np.atleast_2d(_numbers(matrix, "matrix"))
+    if arr.ndim != 2:
+        raise ValueError(f"matrix must be 2-D; got an array of shape {arr.shape}")
+    if arr.dtype == np.float16:
+        raise TypeError("matrix dtype float16 is not supported by scipy.sparse; convert it to float32")
+    return sp.csr_array(arr)
+
+
 class AffineMap:
     """An affine map ``x -> matrix @ x + offset`` between two array shapes: the exact map of a network.
 
@@ -180,14 +207,14 @@ class AffineMap:
                  input_shape: V.IntOrSequence, output_shape: V.IntOrSequence) -> None:
         ins = V.input_shape_tuple(input_shape)
         outs = V.input_shape_tuple(output_shape, "output_shape")
-        m = sp.csr_array(matrix) if sp.issparse(matrix) else sp.csr_array(np.atleast_2d(np.asarray(matrix)))
+        m = _sparse_matrix(matrix)
         want = (math.prod(outs), math.prod(ins))
         if m.shape != want:
             raise ValueError(f"matrix must have shape (prod(output_shape), prod(input_shape)) = {want}; got {m.shape}")
         if offset is None:
             b = np.zeros(want[0], m.dtype)
         else:
-            b = np.asarray(offset)
+            b = _numbers(offset, "offset")
             if b.shape != (want[0],):
                 raise ValueError(f"offset must be a 1-D array of length prod(output_shape) = {want[0]}; got shape "
                                  f"{b.shape}")
@@ -198,6 +225,14 @@ class AffineMap:
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"AffineMap is immutable; cannot set {name!r}")
+
+    __array_ufunc__ = None  # numpy defers to __rmatmul__ below instead of making an object array of the map
+
+    def __matmul__(self, other: object) -> NoReturn:
+        raise TypeError("an AffineMap is applied by calling it, A(x) (x of shape input_shape or (N, *input_shape)), "
+                        "and composed with A.then(B); A.matrix is its sparse matrix")
+
+    __rmatmul__ = __matmul__
 
     @property
     def dtype(self) -> np.dtype:
@@ -210,7 +245,7 @@ class AffineMap:
 
     def __call__(self, x: npt.ArrayLike) -> npt.NDArray[Any]:
         """``matrix @ x + offset`` for ``x`` of shape ``input_shape`` or ``(N, *input_shape)``, reshaped."""
-        arr = np.asarray(x)
+        arr = _numbers(x, "x")
         if arr.shape == self.input_shape:
             return np.asarray(self.matrix @ arr.ravel() + self.offset).reshape(self.output_shape)
         if arr.ndim == len(self.input_shape) + 1 and arr.shape[1:] == self.input_shape:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,11 +70,25 @@ _NONLINEAR = {
 
 
 def _load(model: Any, onnx: Any) -> Any:
+    """The ModelProto of ``model``: as given, parsed from bytes, or read from a path (errors name ``model``)."""
     if isinstance(model, onnx.ModelProto):
         return model
-    if isinstance(model, (str, bytes, os.PathLike)):
-        return onnx.load(model)
-    raise TypeError(f"model must be an onnx.ModelProto or a path to an .onnx file; got {type(model).__name__}")
+    read: Callable[[], Any]
+    if isinstance(model, (bytes, bytearray)):
+        source, read = f"{len(model):,} bytes", lambda: onnx.load_from_string(bytes(model))
+    elif isinstance(model, (str, os.PathLike)):
+        name = os.fspath(model)
+        source, read = repr(name) if len(name) <= 400 else V._describe(name), lambda: onnx.load(model)
+    else:
+        raise TypeError(f"model must be an onnx.ModelProto, a path to an .onnx file or its bytes; got "
+                        f"{type(model).__name__}")
+    try:
+        return read()
+    except OSError as exc:  # no such file, a directory, no permission, a name too long
+        raise ValueError(f"model must be a readable .onnx file; got {source} ({exc.strerror or exc})") from None
+    except Exception as exc:  # protobuf's DecodeError and the like: not a serialized ModelProto
+        raise ValueError(f"model must be an ONNX model; {source} could not be parsed as one "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def _input_shape(info: Any, override: V.IntOrSequence | None) -> tuple[int, ...]:
@@ -127,8 +142,8 @@ def from_onnx(model: Any, *, input_shape: V.IntOrSequence | None = None, dtype: 
 
     Parameters
     ----------
-    model : onnx.ModelProto or path
-        A graph with one input and one output whose nodes are affine in the input: ``Conv``,
+    model : onnx.ModelProto, path or bytes
+        The model, a path to its ``.onnx`` file or its serialized bytes.  A graph with one input and one output whose nodes are affine in the input: ``Conv``,
         ``ConvTranspose`` (explicit pads, every ``auto_pad``, ``output_padding``,
         ``output_shape``, groups, dilations), ``AveragePool``, ``GlobalAveragePool``, ``Pad``
         (constant/reflect/edge/wrap), ``BatchNormalization`` (inference), ``Add``/``Sub``/
@@ -156,7 +171,8 @@ def from_onnx(model: Any, *, input_shape: V.IntOrSequence | None = None, dtype: 
     TypeError
         A node that is not affine or not supported, named by its position, name and op type.
     ValueError
-        Shapes that do not fit, a node in training mode, a missing input shape.
+        Shapes that do not fit, a node in training mode, a missing input shape; a path that is
+        not a readable file, or bytes or a file that are not an ONNX model.
     ImportError
         ``onnx`` is not installed (``pip install "convmatrix[onnx]"``).
 

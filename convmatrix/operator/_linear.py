@@ -16,7 +16,7 @@ from .._validate import MaxBytes, SparseFormat
 from ..geometry import Geometry
 from ._dask import _dask_columns, _dask_forward, _dask_transpose, _is_dask
 from ._plan import _BATCH_BYTES, Role, _Plan
-from ._tensors import _apply_shaped, _tensor_hint, _through_torch, _vectors
+from ._tensors import _apply_shaped, _tensor_hint, _through_torch, _torch_of, _vectors
 
 if TYPE_CHECKING:
     from dask.array import Array as DaskArray
@@ -485,6 +485,16 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
         if isinstance(other, (str, bytes)):
             raise TypeError(f"x must be a numeric array or a LinearOperator; got a {type(other).__name__}")
         return super().__matmul__(other)
+
+    def __rmatmul__(self, other: object) -> object:
+        """``x @ A``: a torch tensor ``(M,)`` or ``(K, M)`` gives a tensor (differentiable), as ``A @ x`` does;
+        anything else goes the scipy way."""
+        if _torch_of(other) is not None:
+            x = cast("Any", other)
+            if x.ndim == 1:
+                return self.T._products(x, "x", False, False)
+            return self.T._products(x.T, "x", False, True).T
+        return super().__rmatmul__(other)
 
     def __call__(self, x: npt.ArrayLike | DaskArray | LinearOperator) -> np.ndarray | DaskArray | LinearOperator:
         """``A(x)``: the operator applied to ``x`` in the layout it comes in (see :func:`convmatrix.apply`).

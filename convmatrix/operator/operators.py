@@ -169,6 +169,9 @@ class ConvOperator(_ConvLinearOperator):
         geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                              padding_mode=padding_mode)
         odtype = _operator_dtype(mdtype)
+        if odtype != mdtype:  # integers computed in float64: as an explicit dtype=float64 would, refuse inexact ones
+            V.check_values_fit(k, odtype, "the kernel value", "the operator computes integer kernels in float64; "
+                               "conv_matrix keeps them exact")
         plan = _Plan(geom, geom.engine_weight(k, flip).astype(odtype), method, budget)
         self.geometry: Geometry = geom
         self.kernel = k
@@ -307,6 +310,9 @@ class ConvTransposeOperator(_ConvLinearOperator):
                                        output_padding=output_padding, dilation=dilation, groups=groups,
                                        output_shape=output_shape)
         odtype = _operator_dtype(mdtype)
+        if odtype != mdtype:  # integers computed in float64: as an explicit dtype=float64 would, refuse inexact ones
+            V.check_values_fit(k, odtype, "the kernel value", "the operator computes integer kernels in float64; "
+                               "conv_matrix keeps them exact")
         # the weight (C_in, C_out/g, *k) is the conv weight of the convolution N-space -> n-space
         forward = geom.forward
         plan = _Plan(forward, forward.engine_weight(k).astype(odtype), method, budget)

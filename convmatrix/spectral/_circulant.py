@@ -28,15 +28,6 @@ _DENSE_ENTRIES = 1 << 20
 _POWER_BLOCK = 8
 
 
-def _finite_kernel(k: np.ndarray) -> None:
-    """Refuse NaN/inf entries: LAPACK and ARPACK would print noise and return garbage."""
-    if k.dtype.kind in "fc":
-        bad = k.size - int(np.count_nonzero(np.isfinite(k)))
-        if bad:
-            raise ValueError(f"kernel must be finite (no NaN or inf) for a spectrum; got {bad} non-finite "
-                             f"entr{'y' if bad == 1 else 'ies'} in an array of shape {k.shape}")
-
-
 def _compute_dtype(kdt: np.dtype, single: bool) -> np.dtype[np.inexact]:
     """float32/complex64 kernels compute in single precision when ``single``; everything else
     (integers, bools, float64, extended precision) in float64/complex128."""

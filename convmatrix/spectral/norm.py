@@ -19,7 +19,6 @@ from ._circulant import (
     _circulant_bytes,
     _circulant_norm,
     _compute_dtype,
-    _finite_kernel,
     _is_circulant,
     _padding_norm_bytes,
     _scaled,
@@ -239,7 +238,6 @@ def spectral_norm(
     k = V.kernel_array(kernel)
     geom = conv_geometry(k.shape, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode)
-    _finite_kernel(k)
     tol = 1e-6 if tol is None else tol
     seed = 0 if seed is None else seed
     ctype = _compute_dtype(k.dtype, single=False)  # norms are computed in double precision

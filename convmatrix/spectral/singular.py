@@ -11,7 +11,7 @@ import numpy.typing as npt
 from .. import _validate as V
 from .._validate import IntOrSequence, MaxBytes
 from ..geometry import Geometry, conv_geometry
-from ._circulant import _circulant_bytes, _circulant_svals, _compute_dtype, _finite_kernel, _scaled
+from ._circulant import _circulant_bytes, _circulant_svals, _compute_dtype, _scaled
 
 __all__ = ['singular_values']
 
@@ -112,7 +112,6 @@ def singular_values(
     # the geometry validates kernel layout, dilation and groups ('full' padding fits any kernel)
     geom = conv_geometry(k.shape, input_shape, padding="full", dilation=dilation, groups=groups)
     budget = V.budget(max_bytes)
-    _finite_kernel(k)
     dt = _compute_dtype(k.dtype, single=True)
     rdt = np.dtype(np.float32) if dt in (np.float32, np.complex64) else np.dtype(np.float64)
     need = _singular_values_bytes(geom, k, dt)

@@ -152,6 +152,9 @@ def _sympify_entries(arr: np.ndarray) -> _Entries:
         if not isinstance(e, sp.Expr):
             raise TypeError(f"kernel entries must be numbers or SymPy expressions; got {V._describe(v)} "
                             f"(a {type(e).__name__})")
+        if e.has(sp.nan, sp.oo, -sp.oo, sp.zoo):
+            raise ValueError(f"kernel entries must be finite (no NaN or infinity); got {e} at index "
+                             f"{tuple(int(j) for j in np.unravel_index(i, arr.shape))}")
         flat[i] = e
     return flat.reshape(arr.shape)
 

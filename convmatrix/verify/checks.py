@@ -71,15 +71,10 @@ class _Options(TypedDict):
 
 # ============================================================================ running the checks
 def _kernel_and_dtype(kernel: npt.ArrayLike, dtype: npt.DTypeLike | None) -> tuple[np.ndarray, np.dtype]:
-    """The validated kernel and matrix dtype (``result_dtype`` refuses values the dtype cannot hold); non-finite
-    kernels are refused."""
+    """The validated kernel (finite: :func:`~convmatrix._validate.kernel_array`) and matrix dtype (``result_dtype``
+    refuses values the dtype cannot hold)."""
     k = V.kernel_array(kernel)
-    out = V.result_dtype(k, dtype)
-    bad = int(k.size - np.count_nonzero(np.isfinite(k)))
-    if bad:
-        raise ValueError(f"kernel must be finite to be verified (NaN or inf makes every comparison fail); "
-                         f"got {bad} non-finite entries")
-    return k, out
+    return k, V.result_dtype(k, dtype)
 
 
 def _work_dtype(*dtypes: npt.DTypeLike | None) -> _WorkType:

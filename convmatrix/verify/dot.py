@@ -163,7 +163,7 @@ def _applied(fn: _Apply, v: np.ndarray, name: str) -> np.ndarray:
         out = fn(v)
     except NotImplementedError as exc:  # a LinearOperator made from a matvec alone
         raise TypeError(f"{name} cannot be applied ({exc}); pass AT, the adjoint, explicitly") from None
-    out = np.asarray(out)
+    out = V.as_array(out, f"what {name} returns")
     if out.dtype.kind not in "biufc":
         raise TypeError(f"{name} must return numbers; got an array of dtype {out.dtype}")
     return out.reshape(-1)
