@@ -740,6 +740,28 @@ def test_onnx_input_shapes():
         cm.from_onnx(3)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_by_layer_and_initializer(bad):
+    """A non-finite parameter makes no matrix (as a non-finite kernel): the layer or initializer is named, for
+    every layer type (a convolution's was refused without its name, a Linear's went into the matrix)."""
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 3), nn.BatchNorm1d(3)).eval()
+    for param in (m[0].bias, m[2].weight, m[3].running_var):
+        with torch.no_grad():
+            keep = param.flatten()[0].item()
+            param.view(-1)[0] = bad
+        with pytest.raises(ValueError, match=r"^layer \d \('\d': \w+\): \w+ must be finite \(no NaN or inf\); "
+                                             r"got 1 non-finite entry$"):
+            cm.from_torch(m, (1, 4, 4))
+        with torch.no_grad():
+            param.view(-1)[0] = keep
+    assert cm.from_torch(m, (1, 4, 4)).output_shape == (3,)
+    w = np.ones((1, 1, 3, 3))
+    w[0, 0, 1, 1] = bad
+    model = _model([helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])], (1, 5, 5), [("W", w)])
+    with pytest.raises(ValueError, match=r"^initializer 'W' must be finite \(no NaN or inf\); got 1"):
+        cm.from_onnx(model)
+
+
 def test_onnx_model_as_bytes_or_a_path_and_their_errors(tmp_path):
     """The serialized bytes are a model too; a path that is not a readable file, or bytes or a file that are not
     a model, are a ValueError naming ``model`` (they were OSError, FileNotFoundError or protobuf's DecodeError)."""
