@@ -108,6 +108,10 @@ def test_a_tensor_times_an_operator_is_a_tensor():
     got.real.sum().backward()  # d/dy sum(Re(y C)) = Re(C) 1 for a real y
     assert_close(y.grad, np.real(C.toarray()).sum(axis=1))
     assert isinstance(np.ones(A.shape[0]) @ A, np.ndarray)  # numpy stays numpy
+    for bad in (torch.ones(2, 2, A.shape[0], dtype=torch.float64), torch.ones(A.shape[1], dtype=torch.float64)):
+        with pytest.raises(ValueError, match=rf"x @ A takes x of shape \(M,\) or \(K, M\), M = A.shape\[0\] = "
+                                             rf"{A.shape[0]}; got a tensor of shape"):
+            bad @ A
 
 
 def test_torch_autograd_gives_the_adjoint():

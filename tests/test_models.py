@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import warnings
 
 import numpy as np
@@ -776,9 +777,18 @@ def test_onnx_model_as_bytes_or_a_path_and_their_errors(tmp_path):
                       (tmp_path, r"model must be a readable \.onnx file"),
                       ("x" * 5000, r"model must be a readable \.onnx file"),
                       (tmp_path / "junk.onnx", r"model must be an ONNX model; .*junk\.onnx.* could not be parsed"),
-                      (b"\x00\x01garbage", r"model must be an ONNX model; 9 bytes could not be parsed")]:
+                      (b"\x00\x01garbage", r"model must be an ONNX model; 9 bytes could not be parsed"),
+                      (b"", r"model must be an ONNX model with a graph; found none in 0 bytes")]:
         with pytest.raises(ValueError, match=rule):
             cm.from_onnx(bad)
+    assert cm.from_onnx(os.fsencode(path)).input_shape == (3, 7)  # a path as bytes (an existing file) is a path
+
+
+def test_an_uninitialized_lazy_layer_is_named():
+    """LazyBatchNorm without affine has uninitialized buffers only (the finite check met torch's own error)."""
+    for layer in (nn.LazyBatchNorm2d(affine=False), nn.LazyBatchNorm2d(), nn.LazyConv2d(2, 3)):
+        with pytest.raises(ValueError, match=r"is a lazy module that has not been initialized; run one batch"):
+            cm.from_torch(nn.Sequential(layer).eval(), (2, 4, 4))
 
 
 @pytest.mark.parametrize(("nodes", "inits", "error", "match"), [

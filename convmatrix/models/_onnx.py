@@ -74,7 +74,9 @@ def _load(model: Any, onnx: Any) -> Any:
     if isinstance(model, onnx.ModelProto):
         return model
     read: Callable[[], Any]
-    if isinstance(model, (bytes, bytearray)):
+    if isinstance(model, bytes) and model and os.path.isfile(model):  # a path given as bytes (os.fsencode)
+        source, read = repr(model), lambda: onnx.load(model)
+    elif isinstance(model, (bytes, bytearray)):
         source, read = f"{len(model):,} bytes", lambda: onnx.load_from_string(bytes(model))
     elif isinstance(model, (str, os.PathLike)):
         name = os.fspath(model)
@@ -83,12 +85,15 @@ def _load(model: Any, onnx: Any) -> Any:
         raise TypeError(f"model must be an onnx.ModelProto, a path to an .onnx file or its bytes; got "
                         f"{type(model).__name__}")
     try:
-        return read()
+        proto = read()
     except OSError as exc:  # no such file, a directory, no permission, a name too long
         raise ValueError(f"model must be a readable .onnx file; got {source} ({exc.strerror or exc})") from None
     except Exception as exc:  # protobuf's DecodeError and the like: not a serialized ModelProto
         raise ValueError(f"model must be an ONNX model; {source} could not be parsed as one "
                          f"({type(exc).__name__}: {exc})") from None
+    if not proto.HasField("graph"):  # e.g. empty bytes: a ModelProto with nothing in it
+        raise ValueError(f"model must be an ONNX model with a graph; found none in {source}")
+    return proto
 
 
 def _input_shape(info: Any, override: V.IntOrSequence | None) -> tuple[int, ...]:
@@ -143,7 +148,8 @@ def from_onnx(model: Any, *, input_shape: V.IntOrSequence | None = None, dtype: 
     Parameters
     ----------
     model : onnx.ModelProto, path or bytes
-        The model, a path to its ``.onnx`` file or its serialized bytes.  A graph with one input and one output whose nodes are affine in the input: ``Conv``,
+        The model, a path to its ``.onnx`` file (``str``, ``os.PathLike``, or ``bytes`` naming an
+        existing file) or its serialized bytes.  A graph with one input and one output whose nodes are affine in the input: ``Conv``,
         ``ConvTranspose`` (explicit pads, every ``auto_pad``, ``output_padding``,
         ``output_shape``, groups, dilations), ``AveragePool``, ``GlobalAveragePool``, ``Pad``
         (constant/reflect/edge/wrap), ``BatchNormalization`` (inference), ``Add``/``Sub``/

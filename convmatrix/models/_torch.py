@@ -404,11 +404,11 @@ def from_torch(module: Any, input_shape: V.IntOrSequence, *, dtype: npt.DTypeLik
         if convert is None:
             _refuse(layer)
             raise AssertionError  # pragma: no cover - _refuse raises
-        for p in child.parameters(recurse=False):
-            if isinstance(p, nn.parameter.UninitializedParameter):
-                raise ValueError(f"{layer.where} is a lazy module that has not been initialized; run one batch "
-                                 f"through it first")
-        for pname, t in [*child.named_parameters(recurse=False), *child.named_buffers(recurse=False)]:
+        tensors = [*child.named_parameters(recurse=False), *child.named_buffers(recurse=False)]
+        if any(nn.parameter.is_lazy(t) for _, t in tensors):  # parameters, and buffers (LazyBatchNorm's statistics)
+            raise ValueError(f"{layer.where} is a lazy module that has not been initialized; run one batch "
+                             f"through it first")
+        for pname, t in tensors:
             if t.is_floating_point() or t.is_complex():  # the map's entries: finite, as every kernel (NaN/inf refused)
                 bad = int(t.numel() - torch.isfinite(t.detach()).sum())
                 if bad:

@@ -491,6 +491,9 @@ class _ConvLinearOperator(LinearOperator):  # type: ignore[misc]  # scipy has no
         anything else goes the scipy way."""
         if _torch_of(other) is not None:
             x = cast("Any", other)
+            if x.ndim not in (1, 2) or x.shape[-1] != self.shape[0]:
+                raise ValueError(f"x @ A takes x of shape (M,) or (K, M), M = A.shape[0] = {self.shape[0]}; got a "
+                                 f"tensor of shape {tuple(x.shape)} (A(x) takes volumes and batches)")
             if x.ndim == 1:
                 return self.T._products(x, "x", False, False)
             return self.T._products(x.T, "x", False, True).T
