@@ -178,6 +178,16 @@ class AffineMap:
     offset : numpy.ndarray
     input_shape, output_shape : tuple of int
 
+    Raises
+    ------
+    TypeError
+        A matrix, offset (or, when called, ``x``) that does not hold numbers (bool, integer, float
+        or complex; float16 has no sparse matrix), or a torch tensor that requires grad; ``A @ x``
+        (the map is applied by calling it, ``A(x)``).
+    ValueError
+        A matrix that is not 2-D or not of shape ``(prod(output_shape), prod(input_shape))``, an
+        offset of the wrong length, a masked array with masked entries, an ``x`` of neither shape.
+
     See Also
     --------
     convmatrix.from_torch, convmatrix.from_onnx : the map of a PyTorch module or an ONNX graph.
