@@ -598,6 +598,12 @@ def test_check_need_stated_by_a_refusal_is_enough(check, args, kw):
     assert report.ok and peak <= need + SLACK // 64, (peak, need)
 
 
+def test_dot_test_of_an_operator_that_returns_nan_says_so():
+    M = rng(7).standard_normal((3, 4))
+    res = V.dot_test(lambda x: M @ x * np.nan, lambda y: M.T @ y, shape=(3, 4), rng=0, raise_error=False)
+    assert not res.passed and "has NaN or inf entries: no tolerance can hold" in res.message()
+
+
 def test_dot_test_of_an_operator_counts_its_products():
     op = cm.ConvOperator(np.ones((4, 4, 3, 3)), (64, 64), padding=1)
     need = _stated_need(lambda mb: V.dot_test(op, rng=0, max_bytes=mb))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
@@ -75,8 +76,11 @@ class DotTestResult:
         """
         verdict = "passed" if self.passed else "failed"
         rel = "<=" if self.passed else ">"
-        return (f"dot test {verdict}: vdot(A u, v) = {_num(self.lhs)} and vdot(u, A^H v) = {_num(self.rhs)}; "
+        text = (f"dot test {verdict}: vdot(A u, v) = {_num(self.lhs)} and vdot(u, A^H v) = {_num(self.rhs)}; "
                 f"|difference| = {self.error:.3e} {rel} tolerance {self.tolerance:.3e}")
+        if not (math.isfinite(self.error) and math.isfinite(self.tolerance)):
+            text += " (A u or A^H v has NaN or inf entries: no tolerance can hold)"
+        return text
 
 
 def _plain_matrix(A: object, name: str) -> object:
