@@ -469,6 +469,12 @@ def refuse(what: str, need: int, max_bytes: int, hint: str, *, at_least: bool = 
     )
 
 
+def refuse_at_least(what: str, least: int, max_bytes: int | None, hint: str) -> None:
+    """Refuse (before allocating) a call that needs at least ``least`` bytes, when that is over ``max_bytes``."""
+    if max_bytes is not None and least > max_bytes:
+        refuse(what, least, max_bytes, hint, at_least=True)
+
+
 def check_bytes(what: str, need: int, max_bytes: int | None, hint: str) -> None:
     """Refuse (before allocating) a call predicted to need more than ``max_bytes`` at its peak."""
     if max_bytes is not None and need > max_bytes:

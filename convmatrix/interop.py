@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -55,10 +56,13 @@ def _is_conv_operator(C: object) -> TypeIs[_ConvLinearOperator]:
     return isinstance(C, _ConvLinearOperator)
 
 
-def _csr(C: MatrixLike, what: str, max_bytes: MaxBytes) -> sp.csr_array:
+def _csr(C: MatrixLike, what: str, max_bytes: MaxBytes, least: Callable[[int, int], int] | None = None
+         ) -> sp.csr_array:
     """``C`` (a ConvOperator-like, a scipy sparse matrix/array or a 2-D numpy array) as a canonical CSR array.
 
     No copy when ``C`` is already a canonical CSR matrix; an operator builds its matrix within ``max_bytes``.
+    ``least(rows, nnz)``: a lower bound of the caller's need, refused before ``C`` is read (checking a CSR's
+    canonical form walks its row pointers: seconds and MB for 10**8 empty rows).
     """
     if _is_conv_operator(C):
         built: sp.csr_array = C.to_sparse(format="csr", max_bytes=max_bytes)
@@ -79,6 +83,9 @@ def _csr(C: MatrixLike, what: str, max_bytes: MaxBytes) -> sp.csr_array:
     if S.ndim != 2:
         raise ValueError(f"C must be a 2-D sparse matrix; got shape {S.shape}")
     _numeric_dtype(S.dtype)
+    if least is not None:
+        V.refuse_at_least(f"{what} of a {S.shape[0]}x{S.shape[1]} matrix with {S.nnz:,} entries",
+                          least(int(S.shape[0]), int(S.nnz)), budget, "pass a larger max_bytes (or max_bytes=None)")
     if S.format != "csr":
         V.check_bytes(f"{what} of a {S.format} matrix with {S.nnz:,} stored entries (to CSR)",
                       _csr_bytes(S.nnz, S.shape[0], S.dtype), budget,
@@ -149,7 +156,7 @@ def to_torch(C: MatrixLike, *, max_bytes: MaxBytes = "auto") -> Tensor:
     """
     torch = _optional("torch", "to_torch")
     budget = V.budget(max_bytes)
-    S = _csr(C, "to_torch", max_bytes)
+    S = _csr(C, "to_torch", max_bytes, lambda rows, nnz: _csr_bytes(nnz, rows, np.dtype(C.dtype), 4))
     idx = np.dtype(np.int32) if S.indptr.dtype == S.indices.dtype == np.int32 else np.dtype(np.int64)
     V.check_bytes(f"to_torch of a {S.shape[0]}x{S.shape[1]} matrix with {S.nnz:,} entries",
                   _csr_bytes(S.nnz, S.shape[0], S.dtype, idx.itemsize), budget,
@@ -236,7 +243,7 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
         if want.kind not in "biufc":
             raise TypeError(f"dtype must be a numeric dtype (bool, integer, float or complex); got {want}")
     budget = V.budget(max_bytes)
-    S = _csr(C, "to_jax", max_bytes)
+    S = _csr(C, "to_jax", max_bytes, lambda rows, nnz: 2 * nnz * 12 + rows * 12)
     dt = S.dtype if dtype is None else want
     held = np.dtype(jax.dtypes.canonicalize_dtype(dt))
     x64 = "jax.config.update('jax_enable_x64', True)"
@@ -254,7 +261,8 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
     if np.dtype(jax.dtypes.canonicalize_dtype(idx)) != idx:
         raise ValueError(f"C has {S.shape[0]:,} rows and {S.shape[1]:,} columns: its indices need int64, which JAX "
                          f"holds only with jax.config.update('jax_enable_x64', True)")
-    need = 2 * S.nnz * (dt.itemsize + 2 * idx.itemsize)  # host arrays, then JAX's copies
+    # host arrays, then JAX's copies; the row numbers are made from an arange and the row lengths (one per row)
+    need = 2 * S.nnz * (dt.itemsize + 2 * idx.itemsize) + S.shape[0] * (idx.itemsize + 8)
     V.check_bytes(f"to_jax of a {S.shape[0]}x{S.shape[1]} matrix with {S.nnz:,} entries", need, budget,
                   "pass a larger max_bytes (or max_bytes=None)")
     indices = np.empty((S.nnz, 2), idx)

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from memory import traced_peak
 
 import convmatrix as cm
 
@@ -256,6 +257,21 @@ def test_exports_refuse_garbage_and_respect_max_bytes(jax64):
     with pytest.raises(TypeError, match=r"C must be a ConvOperator / ConvTransposeOperator, a scipy sparse matrix "
                                         r"or array, a 2-D numpy array or a scipy LinearOperator; got str"):
         cm.to_pylops("C")
+
+
+def test_exports_of_many_empty_rows_are_refused_before_reading_them(jax64):
+    """Row pointers are part of the copy: 10**8 empty rows were built into a BCOO under max_bytes=1 (to_jax counted
+    the entries only), and to_torch walked them (canonical-form check) before refusing."""
+    S = sp.csr_array((10**8, 10**8))
+    for fn in (cm.to_torch, cm.to_jax):
+        fn(sp.csr_array((2, 2)))  # the library is loaded before the peak is measured
+
+        def refused(fn=fn):
+            with pytest.raises(cm.MatrixTooLargeError, match=r"of a 100000000x100000000 matrix with 0 entries would "
+                                                             r"need at least"):
+                fn(S, max_bytes=10**6)
+
+        assert traced_peak(refused)[1] < 2**16
 
 
 # ============================================================================ to_jax
