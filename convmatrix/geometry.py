@@ -18,10 +18,11 @@ Formulas (per axis, ``a`` = output padding)::
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +80,76 @@ class _Cache(TypedDict, total=False):
     plan: tuple[list[npt.NDArray[np.unsignedinteger]], list[list[Run]], list[npt.NDArray[np.uint8]]]
 
 
+#: set while this module's factories make a Geometry from arguments they validated (the fields' check is then skipped)
+_FACTORY: contextvars.ContextVar[bool] = contextvars.ContextVar("convmatrix_geometry_factory", default=False)
+_SHAPE_FIELDS = ("input_shape", "output_shape", "kernel_shape", "stride", "dilation", "output_padding")
+
+
+def _symbolic(value: object) -> bool:
+    """Whether ``value`` holds a symbolic size (:mod:`convmatrix.proofs` runs geometries of its z3 integers)."""
+    items = value if type(value) is tuple else (value,)
+    return any(type(v).__module__.startswith(("z3", "sympy", "convmatrix.proofs")) for v in items)
+
+
+def _check_fields(g: Geometry) -> None:
+    """The rules of :class:`Geometry`'s fields, each error naming its field (see ``Geometry.__post_init__``);
+    a geometry of symbolic sizes (the proofs') is checked by the proofs themselves."""
+    if any(_symbolic(getattr(g, name)) for name in _SHAPE_FIELDS):
+        return
+    if g.kind not in ("conv", "conv_transpose"):
+        raise ValueError(f"kind must be 'conv' or 'conv_transpose'; got {V._describe(g.kind)}")
+    shape = g.input_shape
+    nd = len(shape) if type(shape) is tuple else 0
+    for name in _SHAPE_FIELDS:
+        value = getattr(g, name)
+        if type(value) is not tuple or len(value) != nd or nd == 0 or any(type(v) is not int for v in value):
+            raise TypeError(f"{name} must be a tuple of ints, one per spatial axis of input_shape"
+                            f"{f' ({nd})' if nd else ''}; got {V._describe(value)}")
+        if min(value) < (0 if name == "output_padding" else 1):
+            raise ValueError(f"{name} must hold {'non-negative' if name == 'output_padding' else 'positive'} "
+                             f"integers; got {value}")
+    pads = g.padding
+    if type(pads) is not tuple or len(pads) != nd or any(
+            type(p) is not tuple or len(p) != 2 or type(p[0]) is not int or type(p[1]) is not int for p in pads):
+        raise TypeError(f"padding must be a tuple of (before, after) int pairs, one per axis ({nd}); got "
+                        f"{V._describe(pads)}")
+    transposed = g.kind == "conv_transpose"  # (a negative padding: extra zero outputs, or a forward map's crop)
+    if g.padding_mode not in (("zeros",) if transposed else V.PADDING_MODES):
+        raise ValueError(f"padding_mode must be one of {('zeros',) if transposed else V.PADDING_MODES} for kind "
+                         f"{g.kind!r}; got {V._describe(g.padding_mode)}")
+    if not transposed and any(g.output_padding):
+        raise ValueError(f"output_padding is for transposed convolutions; got {g.output_padding} with kind 'conv'")
+    for name in ("in_channels", "out_channels", "groups"):
+        value = getattr(g, name)
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {V._describe(value)}")
+    if g.in_channels % g.groups or g.out_channels % g.groups:
+        raise ValueError(f"groups must divide in_channels and out_channels; got groups {g.groups} with "
+                         f"{g.in_channels} and {g.out_channels} channels")
+    if type(g.channel_axis) is not bool:
+        raise TypeError(f"channel_axis must be a bool; got {V._describe(g.channel_axis)}")
+    if transposed:
+        want = tuple(conv_transpose_output_size(n, k, s, b, a, d, o) for n, k, s, (b, a), d, o in
+                     zip(shape, g.kernel_shape, g.stride, pads, g.dilation, g.output_padding, strict=True))
+    else:
+        want = tuple(conv_output_size(n, k, s, b, a, d) for n, k, s, (b, a), d in
+                     zip(shape, g.kernel_shape, g.stride, pads, g.dilation, strict=True))
+    # a convolution may keep only its first outputs (the forward map of a transposed convolution whose
+    # output_padding reaches the stride: see Geometry.forward)
+    if want != g.output_shape and (transposed or any(o > w for o, w in zip(g.output_shape, want, strict=True))):
+        raise ValueError(f"output_shape must be {want}{'' if transposed else ' (or fewer outputs per axis)'} for "
+                         f"these sizes, strides, paddings and dilations; got {g.output_shape}")
+
+
+def _made(*args: Any, **kwargs: Any) -> Geometry:
+    """``Geometry(*args, **kwargs)`` from a factory of this module, whose arguments are validated already."""
+    token = _FACTORY.set(True)
+    try:
+        return Geometry(*args, **kwargs)
+    finally:
+        _FACTORY.reset(token)
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Validated geometry of a (transposed) convolution; every builder and operator reads it.
@@ -130,6 +201,12 @@ class Geometry:
     groups: int
     channel_axis: bool  # whether vectors carry a leading channel axis (weight layout given)
     _cache: _Cache = field(default_factory=_Cache, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        """Refuse fields that are not one (transposed) convolution: a Geometry made directly, not by the factories
+        (which validate their arguments and derive ``output_shape``), must not give wrong counts."""
+        if not _FACTORY.get():
+            _check_fields(self)
 
     @property
     def ndim(self) -> int:
@@ -199,7 +276,7 @@ class Geometry:
         convolution weight."""
         if self.kind == "conv":
             return self
-        return Geometry(
+        return _made(
             "conv", self.output_shape, self.input_shape, self.kernel_shape, self.stride, self.dilation, self.padding,
             "zeros", (0,) * self.ndim, in_channels=self.out_channels, out_channels=self.in_channels,
             groups=self.groups, channel_axis=self.channel_axis,
@@ -446,7 +523,7 @@ def conv_geometry(
                 f"d*(k-1)+1 = {di * (k - 1) + 1} > padded input n+p_before+p_after = {n + b + a}"
             )
         out.append(o)
-    return Geometry(
+    return _made(
         "conv", shape, tuple(out), kshape, s, d, tuple(pad), mode, (0,) * nd,
         in_channels=c_in_g * g, out_channels=c_out, groups=g, channel_axis=channel_axis,
     )
@@ -531,7 +608,7 @@ def conv_transpose_geometry(
             )
         out.append(o)
         a_final.append(ai)
-    return Geometry(
+    return _made(
         "conv_transpose", shape, tuple(out), kshape, s, d, tuple(pad), "zeros", tuple(a_final),
         in_channels=c_in, out_channels=c_out_g * g, groups=g, channel_axis=channel_axis,
     )

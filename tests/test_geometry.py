@@ -30,6 +30,7 @@ from reference import (
 import convmatrix as cm
 from convmatrix.geometry import (
     Axis,
+    Geometry,
     conv_geometry,
     conv_output_size,
     conv_transpose_geometry,
@@ -392,3 +393,41 @@ def test_entries_closed_form_for_huge_kernels_and_inputs():
             assert got == want
     small = Axis(7, 5, 1, 1, (5, 5), "replicate", 13)
     assert small.entries() == int(_brute_counts(small).sum())
+
+
+def _fields(g):
+    return {f: getattr(g, f) for f in ("kind", "input_shape", "output_shape", "kernel_shape", "stride", "dilation",
+                                       "padding", "padding_mode", "output_padding", "in_channels", "out_channels",
+                                       "groups", "channel_axis")}
+
+
+@pytest.mark.parametrize("change, exc, rule", [
+    (dict(output_shape=(4, 3)), ValueError, r"output_shape must be \(3, 3\) \(or fewer outputs per axis\)"),
+    (dict(kind="x"), ValueError, r"kind must be 'conv' or 'conv_transpose'; got 'x'"),
+    (dict(stride=(0, 1)), ValueError, r"stride must hold positive integers; got \(0, 1\)"),
+    (dict(input_shape=None), TypeError, r"input_shape must be a tuple of ints"),
+    (dict(stride=(1,)), TypeError, r"stride must be a tuple of ints, one per spatial axis of input_shape \(2\)"),
+    (dict(dilation=(1.0, 1)), TypeError, r"dilation must be a tuple of ints"),
+    (dict(padding=((0, 0),)), TypeError, r"padding must be a tuple of \(before, after\) int pairs"),
+    (dict(padding_mode="x"), ValueError, r"padding_mode must be one of"),
+    (dict(groups=0), ValueError, r"groups must be a positive integer; got 0"),
+    (dict(groups=3), ValueError, r"groups must divide in_channels and out_channels"),
+    (dict(output_padding=(1, 0)), ValueError, r"output_padding is for transposed convolutions"),
+    (dict(channel_axis=1), TypeError, r"channel_axis must be a bool"),
+])
+def test_a_geometry_made_directly_is_checked(change, exc, rule):
+    """The factories validate their arguments; a Geometry built from its fields is checked too (one with a wrong
+    output_shape counted 36 entries for the 81 of its matrix)."""
+    g = conv_geometry((3, 3), (5, 5))
+    assert Geometry(**_fields(g)) == g  # the same fields are accepted
+    with pytest.raises(exc, match=rule):
+        Geometry(**{**_fields(g), **change})
+
+
+def test_a_direct_transposed_geometry_is_checked_and_may_pad_negatively():
+    g = conv_transpose_geometry((3,), (4,), stride=2, padding=-1)
+    assert Geometry(**_fields(g)) == g and g.output_shape == (11,)
+    with pytest.raises(ValueError, match=r"output_shape must be \(11,\) for these sizes"):
+        Geometry(**{**_fields(g), "output_shape": (10,)})
+    with pytest.raises(ValueError, match=r"padding_mode must be one of \('zeros',\) for kind 'conv_transpose'"):
+        Geometry(**{**_fields(g), "padding_mode": "reflect"})
