@@ -192,7 +192,8 @@ K3 = np.ones((3, 3))
      r"max_frames must be None or an integer from 1 to MAX_FRAMES = 1024; got 0"),
     ((K3, (5, 5), "a.gif"), {"max_frames": 1025}, ValueError, r"max_frames must be None or an integer from 1 to"),
     ((K3, (5, 5), "a.gif"), {"max_frames": True}, TypeError, r"max_frames must be None or an integer"),
-    ((K3, (5, 5), "a.gif"), {"interval": 10}, ValueError, r"interval must be an integer >= 20 \(milliseconds per frame\); "
+    ((K3, (5, 5), "a.gif"), {"interval": 10}, ValueError, r"interval must be an integer from 20 to 655350 "
+                                                          r"\(milliseconds per frame; a GIF holds at most 655.35 s\); "
                                                           r"got 10"),
     ((K3, (5, 5), "a.gif"), {"dpi": 5}, ValueError, r"dpi must be an integer >= 10; got 5"),
     ((K3, (5, 5), "a.gif"), {"kind": "transpose"}, ValueError, r"kind must be 'conv' or 'conv_transpose'"),

@@ -408,3 +408,30 @@ def test_plot_matrix_refuses_more_entries_than_the_cap(monkeypatch):
     with pytest.raises(ValueError, match=r"M has 9 entries"):
         P.plot_matrix(np.eye(9))
     assert P.plot_matrix(np.eye(8)) is not None
+
+
+# ============================================================================ bad input found by fuzzing
+def test_pictures_refuse_what_they_cannot_draw_by_name(tmp_path):
+    """A foreign error became a named one: an ax that is not a 2-D Axes (AttributeError), a geometry that is not
+    one (AttributeError), a non-finite or non-numeric kernel in a picture (OverflowError, TypeError), a GIF delay
+    longer than the format holds (PIL's OverflowError after every frame was drawn)."""
+    from convmatrix.geometry import conv_geometry
+
+    g = conv_geometry((3, 3), (5, 5))
+    for call, exc, rule in [
+        (lambda: P.plot_matrix(np.eye(3), ax="x"), TypeError, r"^ax must be a 2-D matplotlib Axes or None; got str"),
+        (lambda: P.plot_geometry(g, ax=object()), TypeError, r"^ax must be a 2-D matplotlib Axes"),
+        (lambda: P.block_levels(None), TypeError, r"^geom must be a convmatrix.geometry.Geometry"),
+        (lambda: P.plot_geometry(g, kernel=np.full((3, 3), np.inf)), ValueError, r"^kernel must be finite"),
+        (lambda: P.plot_geometry(g, kernel=np.array([[object()] * 3] * 3)), TypeError,
+         r"^kernel must have a numeric dtype"),
+        (lambda: P.animate(np.ones((2, 2)), (3, 3), str(tmp_path / "a.gif"), interval=10**9), ValueError,
+         r"^interval must be an integer from 20 to 655350"),
+    ]:
+        with pytest.raises(exc, match=rule):
+            call()
+        plt.close("all")
+    assert not os.listdir(tmp_path)
+    ax = P.plot_matrix(np.array([[np.inf, 1.0], [np.nan, 2.0]]))  # non-finite entries are written as they are
+    assert {t.get_text() for t in ax.texts} >= {"inf", "nan", "1", "2"}
+    plt.close("all")

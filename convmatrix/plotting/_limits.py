@@ -113,10 +113,22 @@ def _mpl() -> None:
         raise ImportError(f"plotting needs matplotlib: {_PLOT_EXTRA}") from None
 
 
+def _axes_arg(ax: object) -> None:
+    """``ax`` must be ``None`` or a 2-D matplotlib Axes (what the pictures draw into)."""
+    if ax is None:
+        return
+    from matplotlib.axes import Axes
+
+    if not isinstance(ax, Axes) or getattr(ax, "name", "rectilinear") == "3d":
+        raise TypeError(f"ax must be a 2-D matplotlib Axes or None; got {type(ax).__name__}")
+
+
 def _short(v: _Scalar) -> str:
     """A number short enough to write into a cell."""
     if isinstance(v, (complex, np.complexfloating)):
         return f"{abs(v):.2g}"
+    if not np.isfinite(float(v)):  # nan, inf: written as such
+        return str(float(v))
     if float(v) == round(float(v)) and abs(float(v)) < 1000:
         return str(round(float(v)))
     return f"{float(v):.2g}"

@@ -57,6 +57,8 @@ __all__ = ['animate']
 
 #: shortest frame (milliseconds): browsers show shorter GIF frames for 100 ms
 _MIN_INTERVAL = 20
+#: a GIF's frame delay is 16 bits of hundredths of a second
+_MAX_INTERVAL = 655_350
 
 
 def animate(
@@ -105,7 +107,7 @@ def animate(
         Animate only the first ``max_frames`` output pixels (1 to :data:`MAX_FRAMES`); default:
         all of them.
     interval : int
-        Milliseconds each frame is shown, at least 20 (GIF stores hundredths of a second).
+        Milliseconds each frame is shown, 20 to 655,350 (GIF stores 16 bits of hundredths of a second).
     dpi : int
         Dots per inch, at least :data:`MIN_DPI`: each frame is ``size[0]*dpi`` x ``size[1]*dpi``
         pixels.
@@ -180,8 +182,9 @@ def _plan(kernel: npt.ArrayLike, input_shape: int | Sequence[int], out: str | os
         raise ValueError(f"out must be a path ending in .gif (an animated GIF); got {path!r}")
     most = None if max_frames is None else V.as_int(max_frames, "max_frames", minimum=1, maximum=MAX_FRAMES,
                                                     rule=f"None or an integer from 1 to MAX_FRAMES = {MAX_FRAMES}")
-    interval = V.as_int(interval, "interval", minimum=_MIN_INTERVAL, maximum=None,
-                        rule=f"an integer >= {_MIN_INTERVAL} (milliseconds per frame)")
+    interval = V.as_int(interval, "interval", minimum=_MIN_INTERVAL, maximum=_MAX_INTERVAL,
+                        rule=f"an integer from {_MIN_INTERVAL} to {_MAX_INTERVAL} (milliseconds per frame; a GIF "
+                             f"holds at most 655.35 s)")
     limit = V.budget(max_bytes)
 
     def check_frames(geom: Geometry) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._limits import _HIGHLIGHT, _MAX_ANNOTATE, _MAX_IMAGE, _TAP, MAX_ANNOTATE, MAX_MATRIX_NNZ, _mpl, _short
+from ._limits import _HIGHLIGHT, _MAX_ANNOTATE, _MAX_IMAGE, _TAP, MAX_ANNOTATE, MAX_MATRIX_NNZ, _axes_arg, _mpl, _short
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -50,6 +50,11 @@ def block_levels(geom: Geometry) -> list[tuple[int, int]]:
     >>> block_levels(conv_geometry((2, 1, 3, 3), (5, 5), padding=1))
     [(25, 25), (5, 5)]
     """
+    from ..geometry import Geometry
+
+    if not isinstance(geom, Geometry):
+        raise TypeError(f"geom must be a convmatrix.geometry.Geometry (from conv_geometry or "
+                        f"conv_transpose_geometry); got {type(geom).__name__}")
     levels = []
     if geom.channel_axis and (geom.in_channels > 1 or geom.out_channels > 1):
         levels.append((math.prod(geom.output_shape), math.prod(geom.input_shape)))
@@ -138,6 +143,7 @@ def plot_matrix(
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
 
+    _axes_arg(ax)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
     # square cells unless the matrix is very tall or very wide (then fill the panel)

@@ -22,6 +22,7 @@ from ._limits import (
     _TAP,
     _ZERO_EDGE,
     MAX_GEOMETRY_CELLS,
+    _axes_arg,
     _dims,
     _mem,
     _mpl,
@@ -201,6 +202,7 @@ def plot_geometry(geom: Geometry, *, position: Sequence[int] | None = None, ax: 
                         f"conv_transpose_geometry); got {type(geom).__name__}")
     title = V.as_bool(title, "title")
     legend = V.as_bool(legend, "legend")
+    _axes_arg(ax)
     _check_cells(geom)
     pos = _position(geom, position)
     return _draw_geometry(geom, pos, ax, kernel, title=title, legend=legend)
@@ -214,7 +216,9 @@ def _draw_geometry(geom: Geometry, pos: tuple[int, ...], ax: Axes | None, kernel
     k_axes = [geom.kernel_shape[a] for a in axes]
     values = None
     if kernel is not None and geom.ndim <= 2:
-        values = np.asarray(kernel)
+        from .._validate import kernel_array
+
+        values = kernel_array(kernel)  # numbers, finite (each is written in its cell)
         if values.shape != tuple(k_axes):
             raise ValueError(f"kernel must be the spatial kernel of shape {tuple(k_axes)}; got {values.shape}")
     _mpl()
