@@ -542,3 +542,19 @@ def test_bounds_hold_on_random_geometries(geom, seed):
     assert abs(sn - true) <= 1e-9 * true + 1e-12
     assert true <= sn.upper_bound * (1 + 1e-12) + 1e-12
     assert C.shape[0] > 0
+
+
+def test_a_spectral_norm_made_directly_is_checked():
+    """SpectralNorm(value, **info) takes exactly its attributes (repr() raised AttributeError on SpectralNorm(1.0))."""
+    from convmatrix.spectral import SpectralNorm
+
+    s = cm.spectral_norm(np.ones((3, 3)), (8, 8), padding=1)
+    assert SpectralNorm(float(s), **vars(s)) == s and repr(SpectralNorm(float(s), **vars(s))) == repr(s)
+    with pytest.raises(TypeError, match=r"SpectralNorm takes the value and exactly the keywords .*; missing method"):
+        SpectralNorm(1.0)
+    with pytest.raises(TypeError, match=r"; unknown bogus"):
+        SpectralNorm(1.0, bogus=1, **vars(s))
+    with pytest.raises(ValueError, match=r"value must be a finite non-negative number \(a norm\); got nan"):
+        SpectralNorm(float("nan"), **vars(s))
+    with pytest.raises(ValueError, match=r"method must be one of 'exact', 'dense', 'lanczos', 'power'; got 'x'"):
+        SpectralNorm(1.0, **{**vars(s), "method": "x"})

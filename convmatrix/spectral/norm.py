@@ -86,6 +86,17 @@ class SpectralNorm(float):
     matvecs: int
 
     def __new__(cls, value: float, **info: object) -> SpectralNorm:
+        names = ("method", "tol", "lower_bound", "upper_bound", "converged", "matvecs")
+        missing, extra = [n for n in names if n not in info], sorted(set(info) - set(names))
+        if missing or extra:
+            raise TypeError(f"SpectralNorm takes the value and exactly the keywords {', '.join(names)}; "
+                            + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}"))
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"value must be a real number (the norm); got {V._describe(value)}")
+        if not (math.isfinite(float(value)) and value >= 0):
+            raise ValueError(f"value must be a finite non-negative number (a norm); got {value!r}")
+        if info["method"] not in ("exact", "dense", "lanczos", "power"):
+            raise ValueError(f"method must be one of 'exact', 'dense', 'lanczos', 'power'; got {info['method']!r}")
         obj = super().__new__(cls, value)
         obj.__dict__.update(info)
         return obj
