@@ -100,6 +100,8 @@ def _csr(C: MatrixLike, what: str, max_bytes: MaxBytes, least: Callable[[int, in
 def _numeric_dtype(dtype: np.dtype) -> None:
     if dtype.kind not in "biufc":
         raise TypeError(f"C must have a numeric dtype (bool, integer, float or complex); got dtype {dtype}")
+    if dtype == np.float16:
+        raise TypeError("C dtype float16 is not supported by scipy.sparse; convert it to float32")
 
 
 def _csr_bytes(nnz: int, rows: int, dtype: np.dtype, index: int = 8) -> int:
@@ -240,11 +242,19 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
             want = np.dtype(dtype)
         except TypeError:
             raise TypeError(f"dtype must be a numpy data type (or None for C's); got {dtype!r}") from None
-        if want.kind not in "biufc":
-            raise TypeError(f"dtype must be a numeric dtype (bool, integer, float or complex); got {want}")
+        if want.kind not in "iufc":
+            raise TypeError(f"dtype must be a numeric dtype (integer, float or complex; not bool); got {want}")
     budget = V.budget(max_bytes)
+    if dtype is not None and hasattr(C, "dtype"):
+        have = np.dtype(C.dtype)
+        integers = have.kind in "iub" and want.kind in "iu"  # any integer dtype, if the values fit (checked below)
+        if not integers and not np.can_cast(have, want, casting="same_kind"):
+            raise TypeError(f"dtype {want} cannot hold C's dtype {have} (e.g. float -> integer, complex -> real)")
     S = _csr(C, "to_jax", max_bytes, lambda rows, nnz: 2 * nnz * 12 + rows * 12)
     dt = S.dtype if dtype is None else want
+    if dt.kind in "fc" and dt.itemsize > (16 if dt.kind == "c" else 8):  # JAX has no extended precision
+        raise TypeError(f"{'dtype' if dtype is not None else 'C'} is {dt}, which JAX has no type for: pass "
+                        f"{'dtype=np.float64 or np.complex128' if dtype is not None else 'C.astype(np.float64)'}")
     held = np.dtype(jax.dtypes.canonicalize_dtype(dt))
     x64 = "jax.config.update('jax_enable_x64', True)"
     if held != dt:

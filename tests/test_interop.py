@@ -259,6 +259,21 @@ def test_exports_refuse_garbage_and_respect_max_bytes(jax64):
         cm.to_pylops("C")
 
 
+def test_export_dtypes_are_refused_by_name(jax64):
+    """bool as to_jax's dtype, float -> integer, float128 (JAX has none) and float16 inputs (scipy.sparse has none)
+    are refused by name (they were numpy's, JAX's and scipy's own errors)."""
+    C = cm.conv_matrix(np.ones((3, 3)), (5, 5))
+    for call, rule in [(lambda: cm.to_jax(C, dtype=bool), r"^dtype must be a numeric dtype \(integer, float or "
+                                                           r"complex; not bool\); got bool"),
+                       (lambda: cm.to_jax(C, dtype=np.int32), r"^dtype int32 cannot hold C's dtype float64"),
+                       (lambda: cm.to_jax(sp.csr_array(C, dtype=np.longdouble)), r"^C is float128, which JAX has no"),
+                       (lambda: cm.to_torch(np.ones((2, 2), np.float16)), r"^C dtype float16 is not supported"),
+                       (lambda: cm.to_jax(np.ones((2, 2), np.float16)), r"^C dtype float16 is not supported")]:
+        with pytest.raises(TypeError, match=rule):
+            call()
+    assert cm.to_jax(cm.conv_matrix(np.ones((3, 3), int), (5, 5)), dtype=np.int32).dtype == np.int32
+
+
 def test_exports_of_many_empty_rows_are_refused_before_reading_them(jax64):
     """Row pointers are part of the copy: 10**8 empty rows were built into a BCOO under max_bytes=1 (to_jax counted
     the entries only), and to_torch walked them (canonical-form check) before refusing."""
