@@ -892,3 +892,17 @@ def test_explain_conv_transpose_with_negative_padding():
     assert "(3-1)*3 - (-1) - (-1) + 1*(3-1) + 0 + 1 = 11" in text
     assert "[0 1 2 3 2 4 6 3 6 9 0]" in text  # the fused 9 values with one zero added at each end
     assert text.count(": True") == 2
+
+
+def test_a_report_made_directly_is_checked():
+    """Report's fields are checked when it is made (Report("t", "x").ok raised AttributeError later)."""
+    from convmatrix.verify import Report
+
+    assert Report("t", []).ok and str(Report("t", []))
+    for args, rule in [(("t", "x"), r"^checks must be a list of Check; got 'x'"),
+                       (("t", [1]), r"^checks must be a list of Check"),
+                       ((None, []), r"^title must be a str; got NoneType")]:
+        with pytest.raises(TypeError, match=rule):
+            Report(*args)
+    with pytest.raises(TypeError, match=r"^notes must be a list of str"):
+        Report("t", [], notes=[1])

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from .. import _validate as V
 from ._common import _STATUSES, Case, Status
 
 __all__ = ['Check', 'Report']
@@ -108,6 +109,17 @@ class Report:
     case: Case | None = None
     cases: list[Report] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Refuse fields the report cannot print (a Report made directly failed later, in ``ok`` or ``str``)."""
+        if not isinstance(self.title, str):
+            raise TypeError(f"title must be a str; got {type(self.title).__name__}")
+        for name, kind in (("checks", Check), ("cases", Report), ("notes", str)):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, kind) for v in value):
+                raise TypeError(f"{name} must be a list of {kind.__name__}; got {V._describe(value)}")
+        if self.case is not None and not isinstance(self.case, dict):
+            raise TypeError(f"case must be a dict or None; got {type(self.case).__name__}")
 
     @property
     def ok(self) -> bool:
