@@ -319,12 +319,22 @@ def kernel_array(kernel: object, name: str = "kernel") -> np.ndarray:
         raise ValueError(f"{name} must have at least one axis; got a scalar")
     if 0 in arr.shape:
         raise ValueError(f"{name} must have at least one element along every axis; got shape {arr.shape}")
+    check_finite(arr, name)
+    return arr
+
+
+def not_finite(what: str, bad: int, shape: tuple[int, ...] | None = None) -> ValueError:
+    """The error for ``bad`` NaN or infinite entries in ``what`` (of ``shape`` when given)."""
+    return ValueError(f"{what} must be finite (no NaN or inf); got {bad} non-finite entr{'y' if bad == 1 else 'ies'}"
+                      + (f" in an array of shape {shape}" if shape is not None else ""))
+
+
+def check_finite(arr: np.ndarray, what: str) -> None:
+    """Refuse a float or complex array with NaN or infinite entries (:func:`not_finite`)."""
     if arr.dtype.kind in "fc":
         bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
         if bad:
-            raise ValueError(f"{name} must be finite (no NaN or inf); got {bad} non-finite "
-                             f"entr{'y' if bad == 1 else 'ies'} in an array of shape {arr.shape}")
-    return arr
+            raise not_finite(what, bad, arr.shape)
 
 
 def result_dtype(kernel: np.ndarray, dtype: npt.DTypeLike | None) -> np.dtype:

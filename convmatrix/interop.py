@@ -108,6 +108,12 @@ def _csr_bytes(nnz: int, rows: int, dtype: np.dtype, index: int = 8) -> int:
     return nnz * (np.dtype(dtype).itemsize + index) + (rows + 1) * index
 
 
+def _jax_bytes(nnz: int, rows: int, itemsize: int, index: int) -> int:
+    """Peak of :func:`to_jax`: the host arrays, then JAX's copies; the row numbers are made from an arange and the
+    row lengths (one each per row)."""
+    return 2 * nnz * (itemsize + 2 * index) + rows * (index + 8)
+
+
 def _index_dtype(shape: tuple[int, ...], nnz: int) -> np.dtype:
     return np.dtype(np.int32 if max(*shape, nnz) < 2**31 else np.int64)
 
@@ -250,7 +256,7 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
         integers = have.kind in "iub" and want.kind in "iu"  # any integer dtype, if the values fit (checked below)
         if not integers and not np.can_cast(have, want, casting="same_kind"):
             raise TypeError(f"dtype {want} cannot hold C's dtype {have} (e.g. float -> integer, complex -> real)")
-    S = _csr(C, "to_jax", max_bytes, lambda rows, nnz: 2 * nnz * 12 + rows * 12)
+    S = _csr(C, "to_jax", max_bytes, lambda rows, nnz: _jax_bytes(nnz, rows, 1, 4))  # the least item sizes
     dt = S.dtype if dtype is None else want
     if dt.kind in "fc" and dt.itemsize > (16 if dt.kind == "c" else 8):  # JAX has no extended precision
         raise TypeError(f"{'dtype' if dtype is not None else 'C'} is {dt}, which JAX has no type for: pass "
@@ -271,8 +277,7 @@ def to_jax(C: MatrixLike, *, dtype: npt.DTypeLike | None = None, max_bytes: MaxB
     if np.dtype(jax.dtypes.canonicalize_dtype(idx)) != idx:
         raise ValueError(f"C has {S.shape[0]:,} rows and {S.shape[1]:,} columns: its indices need int64, which JAX "
                          f"holds only with jax.config.update('jax_enable_x64', True)")
-    # host arrays, then JAX's copies; the row numbers are made from an arange and the row lengths (one per row)
-    need = 2 * S.nnz * (dt.itemsize + 2 * idx.itemsize) + S.shape[0] * (idx.itemsize + 8)
+    need = _jax_bytes(S.nnz, S.shape[0], dt.itemsize, idx.itemsize)
     V.check_bytes(f"to_jax of a {S.shape[0]}x{S.shape[1]} matrix with {S.nnz:,} entries", need, budget,
                   "pass a larger max_bytes (or max_bytes=None)")
     indices = np.empty((S.nnz, 2), idx)

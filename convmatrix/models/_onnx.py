@@ -220,11 +220,7 @@ def from_onnx(model: Any, *, input_shape: V.IntOrSequence | None = None, dtype: 
     opset = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 21)
     consts: dict[str, Const] = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
     for cname, c in consts.items():  # the map's entries: finite, as every kernel (NaN/inf refused)
-        arr = np.asarray(c)
-        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise ValueError(f"initializer {cname!r} must be finite (no NaN or inf); got {bad} non-finite "
-                             f"entr{'y' if bad == 1 else 'ies'}")
+        V.check_finite(np.asarray(c), f"initializer {cname!r}")
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         raise ValueError(f"the graph must have exactly one input that is not an initializer; got "

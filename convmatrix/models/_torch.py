@@ -412,7 +412,6 @@ def from_torch(module: Any, input_shape: V.IntOrSequence, *, dtype: npt.DTypeLik
             if t.is_floating_point() or t.is_complex():  # the map's entries: finite, as every kernel (NaN/inf refused)
                 bad = int(t.numel() - torch.isfinite(t.detach()).sum())
                 if bad:
-                    raise ValueError(f"{layer.where}: {pname} must be finite (no NaN or inf); got {bad} non-finite "
-                                     f"entr{'y' if bad == 1 else 'ies'}")
+                    raise V.not_finite(f"{layer.where}: {pname}", bad)
         value = value.then(convert(layer, value.shape, ctx), ctx.budget, layer.where)
     return value.finish(shape, value.shape, ctx.dtype)
